@@ -1,0 +1,19 @@
+use std::path::PathBuf;
+
+use rdkafka::producer::FutureProducer;
+use streamreel_protocol::UserKeyer;
+
+use crate::settings::{IngestSettings, KafkaSettings, RestartPolicy};
+use crate::stats::IngestStats;
+
+/// What every partition actor of a node shares.
+#[derive(Clone)]
+pub struct IngestContext {
+    pub kafka: KafkaSettings,
+    pub ingest: IngestSettings,
+    pub restart: RestartPolicy,
+    pub lake_dir: PathBuf,
+    pub keyer: UserKeyer,
+    pub producer: FutureProducer,
+    pub stats: IngestStats,
+}

@@ -1,0 +1,263 @@
+//! The coordinator's decisions, apart from any I/O: which job starts when, that
+//! no job runs twice at once, retries with backoff, and the run history.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use super::job::{JobKind, JobOutcome, JobRun, JobSchedule, RunStatus, Trigger};
+
+/// Runs kept for `/admin/jobs`.
+pub const HISTORY: usize = 200;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TriggerRefused {
+    AlreadyRunning { run_id: u64 },
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct JobState {
+    running: Option<u64>,
+    /// Monotonic time (µs since the scheduler started) of the next scheduled run.
+    next_due_us: i64,
+    /// Set while a failed run waits to be retried.
+    retry_due_us: Option<i64>,
+    failures: u32,
+}
+
+#[derive(Debug)]
+pub struct Scheduler {
+    schedule: JobSchedule,
+    jobs: BTreeMap<JobKind, JobState>,
+    history: VecDeque<JobRun>,
+    next_id: u64,
+}
+
+/// A run the caller must start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartRun {
+    pub id: u64,
+    pub job: JobKind,
+}
+
+impl Scheduler {
+    /// `now_us` is a monotonic clock; the first scheduled runs are one interval away,
+    /// except enrichment which starts at once.
+    pub fn new(schedule: JobSchedule, now_us: i64) -> Scheduler {
+        let jobs = JobKind::ALL
+            .into_iter()
+            .map(|job| {
+                let first = if job == JobKind::Enrich {
+                    now_us
+                } else {
+                    now_us + micros(schedule.interval(job))
+                };
+                (
+                    job,
+                    JobState {
+                        next_due_us: first,
+                        ..JobState::default()
+                    },
+                )
+            })
+            .collect();
+        Scheduler {
+            schedule,
+            jobs,
+            history: VecDeque::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Jobs due at `now_us` that are not running; each is recorded as started.
+    pub fn due(&mut self, now_us: i64, wall_us: i64) -> Vec<StartRun> {
+        let mut starts = Vec::new();
+        let due: Vec<(JobKind, Trigger)> = self
+            .jobs
+            .iter()
+            .filter(|(_, state)| state.running.is_none())
+            .filter_map(|(job, state)| match state.retry_due_us {
+                Some(retry) if retry <= now_us => Some((*job, Trigger::Retry)),
+                Some(_) => None,
+                None if state.next_due_us <= now_us => Some((*job, Trigger::Schedule)),
+                None => None,
+            })
+            .collect();
+        for (job, trigger) in due {
+            starts.push(self.start(job, trigger, now_us, wall_us));
+        }
+        starts
+    }
+
+    /// A run asked for by an operator; refused while the job is running.
+    pub fn trigger(&mut self, job: JobKind, now_us: i64, wall_us: i64) -> Result<StartRun, TriggerRefused> {
+        if let Some(run_id) = self.jobs[&job].running {
+            return Err(TriggerRefused::AlreadyRunning { run_id });
+        }
+        Ok(self.start(job, Trigger::Manual, now_us, wall_us))
+    }
+
+    fn start(&mut self, job: JobKind, trigger: Trigger, now_us: i64, wall_us: i64) -> StartRun {
+        let id = self.next_id;
+        self.next_id += 1;
+        let interval = micros(self.schedule.interval(job));
+        let state = self.jobs.get_mut(&job).expect("every job has a state");
+        state.running = Some(id);
+        state.retry_due_us = None;
+        if trigger == Trigger::Schedule {
+            state.next_due_us = now_us + interval;
+        }
+        let attempt = if trigger == Trigger::Retry { state.failures + 1 } else { 1 };
+        self.history.push_back(JobRun {
+            id,
+            job,
+            trigger,
+            attempt,
+            started_at_us: wall_us,
+            ended_at_us: None,
+            status: RunStatus::Running,
+            rows: 0,
+            detail: String::new(),
+            error: None,
+        });
+        while self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+        StartRun { id, job }
+    }
+
+    /// Records the end of a run; a failure schedules a retry with doubling
+    /// backoff, up to `max_retries`, after which the job waits for its schedule.
+    pub fn finished(&mut self, id: u64, outcome: Result<JobOutcome, String>, now_us: i64, wall_us: i64) {
+        let Some(run) = self.history.iter_mut().find(|r| r.id == id) else {
+            return;
+        };
+        run.ended_at_us = Some(wall_us);
+        let state = self.jobs.get_mut(&run.job).expect("every job has a state");
+        if state.running == Some(id) {
+            state.running = None;
+        }
+        match outcome {
+            Ok(outcome) => {
+                run.status = RunStatus::Succeeded;
+                run.rows = outcome.rows;
+                run.detail = outcome.detail;
+                state.failures = 0;
+            }
+            Err(error) => {
+                run.status = RunStatus::Failed;
+                run.error = Some(error);
+                state.failures += 1;
+                if state.failures <= self.schedule.max_retries {
+                    let backoff = self
+                        .schedule
+                        .retry_backoff
+                        .saturating_mul(1 << (state.failures - 1).min(16));
+                    state.retry_due_us = Some(now_us + micros(backoff));
+                } else {
+                    state.failures = 0;
+                }
+            }
+        }
+    }
+
+    pub fn is_running(&self, job: JobKind) -> bool {
+        self.jobs[&job].running.is_some()
+    }
+
+    /// Newest first.
+    pub fn history(&self) -> Vec<JobRun> {
+        self.history.iter().rev().cloned().collect()
+    }
+
+    /// The earliest moment something is due, for the caller's timer.
+    pub fn next_wakeup_us(&self) -> Option<i64> {
+        self.jobs
+            .values()
+            .filter(|s| s.running.is_none())
+            .map(|s| s.retry_due_us.unwrap_or(s.next_due_us))
+            .min()
+    }
+}
+
+fn micros(duration: Duration) -> i64 {
+    duration.as_micros().min(i64::MAX as u128) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    fn schedule() -> JobSchedule {
+        JobSchedule {
+            enrich_every: Duration::from_secs(10),
+            gold_every: Duration::from_secs(60),
+            compact_every: Duration::from_secs(600),
+            vacuum_every: Duration::from_secs(3600),
+            vacuum_retention: Duration::from_secs(7 * 86_400),
+            max_retries: 2,
+            retry_backoff: Duration::from_secs(1),
+        }
+    }
+
+    fn ok() -> Result<JobOutcome, String> {
+        Ok(JobOutcome { rows: 5, detail: "done".into() })
+    }
+
+    #[test]
+    fn enrich_starts_at_once_and_others_after_their_interval() {
+        let mut scheduler = Scheduler::new(schedule(), 0);
+        let starts = scheduler.due(0, 0);
+        assert_eq!(starts.iter().map(|s| s.job).collect::<Vec<_>>(), [JobKind::Enrich]);
+        assert!(scheduler.due(5 * S, 0).is_empty(), "enrich still running, gold not due");
+        let gold = scheduler.due(60 * S, 0);
+        assert_eq!(gold.iter().map(|s| s.job).collect::<Vec<_>>(), [JobKind::Gold]);
+    }
+
+    #[test]
+    fn never_two_runs_of_one_job_at_once() {
+        let mut scheduler = Scheduler::new(schedule(), 0);
+        let first = scheduler.due(0, 0)[0];
+        assert_eq!(
+            scheduler.trigger(JobKind::Enrich, 1, 1),
+            Err(TriggerRefused::AlreadyRunning { run_id: first.id })
+        );
+        assert!(scheduler.due(20 * S, 0).iter().all(|s| s.job != JobKind::Enrich));
+        scheduler.finished(first.id, ok(), 21 * S, 21);
+        assert!(scheduler.trigger(JobKind::Enrich, 22 * S, 22).is_ok());
+    }
+
+    #[test]
+    fn failures_retry_with_doubling_backoff_then_wait_for_the_schedule() {
+        let mut scheduler = Scheduler::new(schedule(), 0);
+        let run = scheduler.due(0, 0)[0];
+        scheduler.finished(run.id, Err("boom".into()), S, 1);
+        assert!(scheduler.due(S + S / 2, 0).is_empty());
+        let retry = scheduler.due(2 * S, 0)[0];
+        assert_eq!(scheduler.history()[0].trigger, Trigger::Retry);
+        assert_eq!(scheduler.history()[0].attempt, 2);
+        scheduler.finished(retry.id, Err("boom".into()), 2 * S, 2);
+        assert!(scheduler.due(3 * S, 0).is_empty(), "second backoff is 2 s");
+        let retry = scheduler.due(4 * S, 0)[0];
+        scheduler.finished(retry.id, Err("boom".into()), 4 * S, 4);
+        assert!(scheduler.due(9 * S, 0).is_empty(), "retries exhausted");
+        assert_eq!(scheduler.due(10 * S, 0)[0].job, JobKind::Enrich, "the schedule goes on");
+        let history = scheduler.history();
+        assert_eq!(history.iter().filter(|r| r.status == RunStatus::Failed).count(), 3);
+        assert_eq!(history[1].error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn history_records_outcomes_newest_first_and_is_bounded() {
+        let mut scheduler = Scheduler::new(schedule(), 0);
+        for n in 0..(HISTORY as i64 + 10) {
+            let run = scheduler.trigger(JobKind::Compact, n, n).unwrap();
+            scheduler.finished(run.id, ok(), n, n + 1);
+        }
+        let history = scheduler.history();
+        assert_eq!(history.len(), HISTORY);
+        assert_eq!(history[0].rows, 5);
+        assert_eq!(history[0].ended_at_us, Some(HISTORY as i64 + 10));
+    }
+}

@@ -1,0 +1,165 @@
+//! The de-duplication window of one partition.
+//!
+//! The contract asks to catch a repeated `event_id` over at least the last
+//! 1,000,000 accepted events or 24 hours. An id is kept while it is among the
+//! newest `window_events` ids *or* younger than `window`, so both promises hold;
+//! `max_ids` caps memory when 24 hours hold more than that.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::settings::DedupSettings;
+
+/// Ids are already 128-bit hashes, so the set hashes them by taking 64 bits.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u128(&mut self, value: u128) {
+        self.0 = value as u64;
+    }
+}
+
+pub struct DedupWindow {
+    settings: DedupSettings,
+    ids: HashSet<u128, BuildHasherDefault<IdHasher>>,
+    /// Ids in acceptance order, with when they were accepted (UTC microseconds).
+    order: VecDeque<(u128, i64)>,
+}
+
+impl DedupWindow {
+    pub fn new(settings: DedupSettings) -> DedupWindow {
+        DedupWindow {
+            settings,
+            ids: HashSet::default(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    pub fn contains(&self, id_hash: u128) -> bool {
+        self.ids.contains(&id_hash)
+    }
+
+    /// Remembers an accepted id. Returns false (and changes nothing) if the id
+    /// is already in the window: the event is a duplicate.
+    pub fn insert(&mut self, id_hash: u128, accepted_at_us: i64) -> bool {
+        if !self.ids.insert(id_hash) {
+            return false;
+        }
+        self.order.push_back((id_hash, accepted_at_us));
+        self.evict(accepted_at_us);
+        true
+    }
+
+    fn evict(&mut self, now_us: i64) {
+        let window_us = self.settings.window.as_micros() as i64;
+        while let Some(&(oldest, accepted_at)) = self.order.front() {
+            let beyond_count = self.order.len() > self.settings.window_events;
+            let beyond_age = now_us - accepted_at > window_us;
+            let over_cap = self.order.len() > self.settings.max_ids;
+            if (beyond_count && beyond_age) || over_cap {
+                self.order.pop_front();
+                self.ids.remove(&oldest);
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    fn settings(window_events: usize, window_s: u64, max_ids: usize) -> DedupSettings {
+        DedupSettings {
+            window_events,
+            window: Duration::from_secs(window_s),
+            max_ids,
+        }
+    }
+
+    const S: i64 = 1_000_000;
+
+    #[test]
+    fn a_repeated_id_is_a_duplicate() {
+        let mut window = DedupWindow::new(settings(10, 60, 100));
+        assert!(window.insert(1, 0));
+        assert!(!window.insert(1, S));
+        assert_eq!(window.len(), 1);
+    }
+
+    #[test]
+    fn young_ids_are_kept_beyond_the_count() {
+        let mut window = DedupWindow::new(settings(2, 60, 100));
+        for id in 0..10 {
+            window.insert(id, id as i64 * S);
+        }
+        assert_eq!(window.len(), 10, "all are younger than 60 s");
+        window.insert(100, 200 * S);
+        assert_eq!(window.len(), 2, "old ones go once the count is exceeded");
+        assert!(window.contains(9) && window.contains(100));
+    }
+
+    #[test]
+    fn recent_ids_are_kept_beyond_the_age() {
+        let mut window = DedupWindow::new(settings(5, 1, 100));
+        for id in 0..5 {
+            window.insert(id, id as i64 * 10 * S);
+        }
+        assert_eq!(window.len(), 5, "the last 5 stay however old");
+        assert!(window.contains(0));
+    }
+
+    #[test]
+    fn the_cap_bounds_memory() {
+        let mut window = DedupWindow::new(settings(2, 3600, 3));
+        for id in 0..10 {
+            window.insert(id, 0);
+        }
+        assert_eq!(window.len(), 3);
+        assert!(window.contains(9) && !window.contains(6));
+    }
+
+    proptest! {
+        /// Against a reference model: an id is a duplicate exactly when it was
+        /// accepted before and is still among the last `window_events` accepted
+        /// (all ids here share one timestamp, so age never keeps extra ids).
+        #[test]
+        fn matches_a_reference_model(ids in proptest::collection::vec(0u128..40, 0..300), window_events in 1usize..20) {
+            let mut window = DedupWindow::new(settings(window_events, 0, window_events));
+            let mut accepted: Vec<u128> = Vec::new();
+            for id in ids {
+                let start = accepted.len().saturating_sub(window_events);
+                let expected_new = !accepted[start..].contains(&id);
+                prop_assert_eq!(window.insert(id, 0), expected_new);
+                if expected_new {
+                    accepted.push(id);
+                }
+                prop_assert!(window.len() <= window_events);
+            }
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! StreamReel's actors: one partition actor per Kafka partition, under a supervisor.
+//!
+//! # Layout
+//! - [`settings`]: what the node tells the actors (topics, batching, dedup, restarts).
+//! - [`dedup`]: the de-duplication window (pure).
+//! - [`partition_core`]: validate, de-duplicate, pseudonymise one record (pure).
+//! - [`restart`]: the supervisor's backoff decisions (pure).
+//! - [`kafka`]: client configuration and topic administration.
+//! - [`partition_actor`]: consumes a partition, writes outputs, commits bronze.
+//! - [`supervisor`]: starts partition actors and restarts the ones that fail.
+//! - [`coordinator`]: schedules the lakehouse jobs and keeps their history.
+//! - [`stats`]: counters the node reports.
+//! - [`fault`]: opt-in fault injection for chaos tests.
+
+pub mod context;
+pub mod coordinator;
+pub mod dedup;
+pub mod error;
+pub mod fault;
+pub mod kafka;
+pub mod partition_actor;
+pub mod partition_core;
+pub mod restart;
+pub mod settings;
+pub mod stats;
+pub mod supervisor;
+
+pub use context::IngestContext;
+pub use error::ActorError;
+pub use settings::{DedupSettings, IngestSettings, KafkaSettings, RestartPolicy};
+pub use stats::{IngestStats, PartitionStats};
+pub use supervisor::{IngestSupervisor, SupervisorArgs, SupervisorMsg};

@@ -1,0 +1,37 @@
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub input_topic: String,
+    pub clean_topic: String,
+    pub dlq_topic: String,
+    pub consumer_group: String,
+    /// Partition count for topics the node creates because they are missing.
+    pub default_partitions: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DedupSettings {
+    /// Ids of at least this many most recent accepted events are remembered.
+    pub window_events: usize,
+    /// Ids younger than this are remembered too...
+    pub window: Duration,
+    /// ...up to this many ids in all (bounds memory under sustained load).
+    pub max_ids: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IngestSettings {
+    /// A partition commits to bronze when its batch holds this many events...
+    pub commit_max_events: usize,
+    /// ...or when its oldest uncommitted record is this old.
+    pub commit_interval: Duration,
+    pub dedup: DedupSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RestartPolicy {
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}

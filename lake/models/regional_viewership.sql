@@ -1,0 +1,10 @@
+-- Viewing per day (UTC date of the session start) and region.
+SELECT
+  day,
+  region,
+  COUNT(*) AS sessions,
+  COUNT(DISTINCT user_key) AS unique_viewers,
+  SUM(watch_s) / 3600.0 AS watch_hours
+FROM view_sessions
+WHERE duration_s IS NOT NULL
+GROUP BY day, region

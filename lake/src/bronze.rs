@@ -1,0 +1,284 @@
+//! The bronze table `lake/bronze/engagement_events`: one row per accepted,
+//! de-duplicated event.
+//!
+//! Exactly-once: each partition's commit carries the Delta app transaction
+//! `streamreel-bronze-<partition>` whose version is the last Kafka offset in it.
+//! The rows and the progress marker land in one atomic commit, so after any
+//! crash the table itself says where each partition resumes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    ArrayRef, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::kernel::Transaction;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::StructType;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, ensure_table_uri};
+
+use streamreel_protocol::{BronzeRow, PartitionCheckpoint};
+
+use crate::error::LakeError;
+use crate::query::{column_as_i64, column_as_strings, register_table};
+
+const TABLE: &str = "bronze";
+
+fn utc_micros() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// The bronze schema, column for column as in the data contract.
+pub fn bronze_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("session_id", DataType::Utf8, false),
+        Field::new("user_key", DataType::Utf8, false),
+        Field::new("video_id", DataType::Utf8, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("position_s", DataType::Float64, false),
+        Field::new("seek_to_s", DataType::Float64, true),
+        Field::new("event_time", utc_micros(), false),
+        Field::new("region", DataType::Utf8, false),
+        Field::new("device", DataType::Utf8, true),
+        Field::new("kafka_partition", DataType::Int32, false),
+        Field::new("kafka_offset", DataType::Int64, false),
+        Field::new("ingested_at", utc_micros(), false),
+    ]))
+}
+
+/// Builds one arrow batch from bronze rows (an empty slice gives an empty batch).
+pub fn rows_to_batch(rows: &[BronzeRow]) -> Result<RecordBatch, LakeError> {
+    let n = rows.len();
+    let mut event_id = StringBuilder::with_capacity(n, n * 36);
+    let mut session_id = StringBuilder::with_capacity(n, n * 30);
+    let mut user_key = StringBuilder::with_capacity(n, n * 32);
+    let mut video_id = StringBuilder::with_capacity(n, n * 10);
+    let mut event_type = StringBuilder::with_capacity(n, n * 5);
+    let mut position_s = Float64Builder::with_capacity(n);
+    let mut seek_to_s = Float64Builder::with_capacity(n);
+    let mut event_time = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut region = StringBuilder::with_capacity(n, n * 8);
+    let mut device = StringBuilder::with_capacity(n, n * 6);
+    let mut kafka_partition = Int32Builder::with_capacity(n);
+    let mut kafka_offset = Int64Builder::with_capacity(n);
+    let mut ingested_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    for row in rows {
+        event_id.append_value(&row.event_id);
+        session_id.append_value(&row.session_id);
+        user_key.append_value(&row.user_key);
+        video_id.append_value(&row.video_id);
+        event_type.append_value(&row.event_type);
+        position_s.append_value(row.position_s);
+        seek_to_s.append_option(row.seek_to_s);
+        event_time.append_value(row.event_time_us);
+        region.append_value(&row.region);
+        device.append_option(row.device.as_deref());
+        kafka_partition.append_value(row.kafka_partition);
+        kafka_offset.append_value(row.kafka_offset);
+        ingested_at.append_value(row.ingested_at_us);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(event_id.finish()),
+        Arc::new(session_id.finish()),
+        Arc::new(user_key.finish()),
+        Arc::new(video_id.finish()),
+        Arc::new(event_type.finish()),
+        Arc::new(position_s.finish()),
+        Arc::new(seek_to_s.finish()),
+        Arc::new(event_time.finish()),
+        Arc::new(region.finish()),
+        Arc::new(device.finish()),
+        Arc::new(kafka_partition.finish()),
+        Arc::new(kafka_offset.finish()),
+        Arc::new(ingested_at.finish()),
+    ];
+    Ok(RecordBatch::try_new(bronze_schema(), columns)?)
+}
+
+/// An event id remembered for de-duplication, with when it was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentEvent {
+    pub event_id: String,
+    pub ingested_at_us: i64,
+}
+
+/// A handle on the bronze table.
+pub struct BronzeTable {
+    path: PathBuf,
+    table: DeltaTable,
+}
+
+impl BronzeTable {
+    pub fn path_in(lake_dir: &Path) -> PathBuf {
+        lake_dir.join(crate::BRONZE_TABLE)
+    }
+
+    /// Opens the table, creating it first if it does not exist yet. Call this once
+    /// per node before partition writers start, so that they never race to create it.
+    pub async fn open_or_create(lake_dir: &Path) -> Result<BronzeTable, LakeError> {
+        let path = Self::path_in(lake_dir);
+        let url = ensure_table_uri(path.to_string_lossy()).map_err(|e| LakeError::delta(TABLE, e))?;
+        let table = DeltaTable::try_from_url(url)
+            .await
+            .map_err(|e| LakeError::delta(TABLE, e))?;
+        let table = if table.version().is_some() {
+            table
+        } else {
+            let schema: StructType = bronze_schema()
+                .as_ref()
+                .try_into_kernel()
+                .map_err(|e| LakeError::delta(TABLE, e.into()))?;
+            table
+                .create()
+                .with_columns(schema.fields().cloned())
+                .with_save_mode(SaveMode::Ignore)
+                .with_table_name("engagement_events")
+                .with_comment("StreamReel bronze: accepted, de-duplicated engagement events")
+                .await
+                .map_err(|e| LakeError::delta(TABLE, e))?
+        };
+        Ok(BronzeTable { path, table })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The table version this handle last saw.
+    pub fn version(&self) -> Option<u64> {
+        self.table.version()
+    }
+
+    /// The last Kafka offset of `partition` committed to bronze, from the Delta
+    /// app transaction; `None` if the partition never committed.
+    pub async fn committed_offset(&mut self, partition: i32) -> Result<Option<i64>, LakeError> {
+        self.table
+            .update_state()
+            .await
+            .map_err(|e| LakeError::delta(TABLE, e))?;
+        let snapshot = self.table.snapshot().map_err(|e| LakeError::delta(TABLE, e))?;
+        snapshot
+            .transaction_version(
+                self.table.log_store().as_ref(),
+                PartitionCheckpoint::bronze_app_id(partition),
+            )
+            .await
+            .map_err(|e| LakeError::delta(TABLE, e))
+    }
+
+    /// Appends `batch` (possibly empty) and marks `partition` as done up to
+    /// `last_offset`, in one commit. Returns the checkpoint that commit made.
+    pub async fn append(
+        &mut self,
+        batch: RecordBatch,
+        partition: i32,
+        last_offset: i64,
+    ) -> Result<PartitionCheckpoint, LakeError> {
+        let properties = CommitProperties::default().with_application_transaction(
+            Transaction::new(PartitionCheckpoint::bronze_app_id(partition), last_offset),
+        );
+        let table = self
+            .table
+            .clone()
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(properties)
+            .await
+            .map_err(|e| LakeError::delta(TABLE, e))?;
+        self.table = table;
+        let delta_version = self.table.version().unwrap_or_default() as i64;
+        Ok(PartitionCheckpoint {
+            partition,
+            last_offset,
+            delta_version,
+        })
+    }
+
+    /// The newest `limit` events of `partition` by offset, oldest first: the state
+    /// the de-duplication window is rebuilt from after a restart.
+    pub async fn recent_events(
+        &mut self,
+        partition: i32,
+        limit: usize,
+    ) -> Result<Vec<RecentEvent>, LakeError> {
+        self.table
+            .update_state()
+            .await
+            .map_err(|e| LakeError::delta(TABLE, e))?;
+        let ctx = deltalake::datafusion::prelude::SessionContext::new();
+        register_table(&ctx, "bronze", &self.table).await?;
+        let sql = format!(
+            "SELECT event_id, CAST(ingested_at AS BIGINT) AS ingested_at_us FROM bronze \
+             WHERE kafka_partition = {partition} ORDER BY kafka_offset DESC LIMIT {limit}"
+        );
+        let batches = ctx.sql(&sql).await?.collect().await?;
+        let mut events = Vec::new();
+        for batch in batches.iter().rev() {
+            let ids = column_as_strings(batch, "event_id")?;
+            let times = column_as_i64(batch, "ingested_at_us")?;
+            for (id, time) in ids.into_iter().zip(times).rev() {
+                events.push(RecentEvent {
+                    event_id: id,
+                    ingested_at_us: time,
+                });
+            }
+        }
+        Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(partition: i32, offset: i64) -> BronzeRow {
+        BronzeRow {
+            event_id: format!("e-{partition}-{offset}"),
+            session_id: "s".into(),
+            user_key: "0123456789abcdef0123456789abcdef".into(),
+            video_id: "vid-00001".into(),
+            event_type: "play".into(),
+            position_s: 1.5,
+            seek_to_s: None,
+            event_time_us: 1_795_503_600_000_000,
+            region: "eu-west".into(),
+            device: None,
+            kafka_partition: partition,
+            kafka_offset: offset,
+            ingested_at_us: 1_795_503_600_000_000 + offset,
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_carry_per_partition_progress_that_survives_reopening() {
+        let lake = tempfile::tempdir().unwrap();
+        let mut bronze = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        assert_eq!(bronze.committed_offset(0).await.unwrap(), None);
+
+        let rows: Vec<_> = (0..5).map(|o| row(0, o)).collect();
+        let checkpoint = bronze.append(rows_to_batch(&rows).unwrap(), 0, 4).await.unwrap();
+        assert_eq!(checkpoint.last_offset, 4);
+        bronze
+            .append(rows_to_batch(&[row(1, 10)]).unwrap(), 1, 10)
+            .await
+            .unwrap();
+        // A batch of only rejected or duplicate events still moves progress on.
+        bronze
+            .append(rows_to_batch(&[]).unwrap(), 0, 7)
+            .await
+            .unwrap();
+
+        let mut reopened = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        assert_eq!(reopened.committed_offset(0).await.unwrap(), Some(7));
+        assert_eq!(reopened.committed_offset(1).await.unwrap(), Some(10));
+        let recent = reopened.recent_events(0, 3).await.unwrap();
+        let ids: Vec<_> = recent.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["e-0-2", "e-0-3", "e-0-4"]);
+        assert_eq!(recent[2].ingested_at_us, 1_795_503_600_000_004);
+    }
+}

@@ -1,0 +1,237 @@
+//! Data tests (`lake/models/tests.toml`), declared next to the models: each is a
+//! query for the rows that break a rule; a test passes when it finds none.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+use deltalake::arrow::util::pretty::pretty_format_batches;
+use deltalake::datafusion::prelude::SessionContext;
+use serde::Deserialize;
+
+use crate::error::LakeError;
+use crate::metadata::VideoMetadata;
+use crate::query::{column_as_i64, register_table, run_sql};
+use crate::tables::{gold_path, open_if_exists, register_metadata, table_path};
+
+/// The data tests shipped with the models.
+pub const DATA_TESTS: &str = include_str!("../models/tests.toml");
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableTests {
+    #[serde(default)]
+    unique: Vec<Vec<String>>,
+    #[serde(default)]
+    not_null: Vec<String>,
+    #[serde(default)]
+    range: BTreeMap<String, [f64; 2]>,
+    #[serde(default)]
+    in_metadata: Vec<String>,
+    #[serde(default)]
+    in_metadata_where: Option<String>,
+}
+
+/// One declared test: the table it guards and the query for failing rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataTest {
+    pub table: String,
+    pub name: String,
+    pub failing_rows_sql: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataTestResult {
+    pub test: DataTest,
+    pub failing_rows: u64,
+    /// Up to three failing rows, as a table.
+    pub examples: String,
+    /// Set when the test could not run (e.g. a missing table): counts as failed.
+    pub error: Option<String>,
+}
+
+impl DataTestResult {
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.failing_rows == 0
+    }
+}
+
+/// Parses the declarations into queries (table `t` stands for the guarded table).
+pub fn declared_tests(text: &str) -> Result<Vec<DataTest>, LakeError> {
+    let tables: BTreeMap<String, TableTests> =
+        toml::from_str(text).map_err(|e| LakeError::DataTestsFile(e.to_string()))?;
+    let mut tests = Vec::new();
+    for (table, declared) in tables {
+        let mut add = |name: String, sql: String| {
+            tests.push(DataTest {
+                table: table.clone(),
+                name,
+                failing_rows_sql: sql,
+            })
+        };
+        for key in &declared.unique {
+            let columns = key.join(", ");
+            let nulls = key
+                .iter()
+                .map(|c| format!("{c} IS NULL"))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            add(
+                format!("unique({columns})"),
+                format!(
+                    "SELECT {columns}, COUNT(*) AS copies FROM t GROUP BY {columns} \
+                     HAVING COUNT(*) > 1 OR {nulls}"
+                ),
+            );
+        }
+        for column in &declared.not_null {
+            add(
+                format!("not_null({column})"),
+                format!("SELECT * FROM t WHERE {column} IS NULL"),
+            );
+        }
+        for (column, [low, high]) in &declared.range {
+            add(
+                format!("range({column}, {low}, {high})"),
+                format!(
+                    "SELECT * FROM t WHERE {column} < {low} OR {column} > {high} \
+                     OR isnan(CAST({column} AS DOUBLE))"
+                ),
+            );
+        }
+        let filter = declared
+            .in_metadata_where
+            .as_deref()
+            .map_or(String::new(), |w| format!("({w}) AND "));
+        for column in &declared.in_metadata {
+            add(
+                format!("in_metadata({column})"),
+                format!(
+                    "SELECT * FROM t WHERE {filter}{column} NOT IN (SELECT video_id FROM video_metadata)"
+                ),
+            );
+        }
+    }
+    Ok(tests)
+}
+
+fn table_location(lake_dir: &Path, table: &str) -> std::path::PathBuf {
+    match table {
+        "enriched_events" | "view_sessions" => table_path(lake_dir, &format!("silver/{table}")),
+        gold => gold_path(lake_dir, gold),
+    }
+}
+
+/// Runs every declared test against the tables' latest versions.
+pub async fn run_data_tests(
+    lake_dir: &Path,
+    videos: &[VideoMetadata],
+    declarations: &str,
+) -> Result<Vec<DataTestResult>, LakeError> {
+    let tests = declared_tests(declarations)?;
+    let mut results = Vec::new();
+    let mut contexts: BTreeMap<String, Option<SessionContext>> = BTreeMap::new();
+    for test in tests {
+        if !contexts.contains_key(&test.table) {
+            let ctx = match open_if_exists(&table_location(lake_dir, &test.table)).await? {
+                Some(table) => {
+                    let ctx = SessionContext::new();
+                    register_metadata(&ctx, videos)?;
+                    register_table(&ctx, "t", &table).await?;
+                    Some(ctx)
+                }
+                None => None,
+            };
+            contexts.insert(test.table.clone(), ctx);
+        }
+        let Some(ctx) = &contexts[&test.table] else {
+            results.push(DataTestResult {
+                error: Some(format!("table {} does not exist", test.table)),
+                test,
+                failing_rows: 0,
+                examples: String::new(),
+            });
+            continue;
+        };
+        results.push(run_one(ctx, test).await);
+    }
+    Ok(results)
+}
+
+async fn run_one(ctx: &SessionContext, test: DataTest) -> DataTestResult {
+    let counted = format!("SELECT COUNT(*) AS n FROM ({})", test.failing_rows_sql);
+    let outcome = async {
+        let count = run_sql(ctx, &counted).await?;
+        let failing = count
+            .first()
+            .map(|b| column_as_i64(b, "n"))
+            .transpose()?
+            .and_then(|v| v.first().copied())
+            .unwrap_or(0) as u64;
+        let examples = if failing > 0 {
+            let rows = run_sql(ctx, &format!("{} LIMIT 3", test.failing_rows_sql)).await?;
+            pretty_format_batches(&rows)?.to_string()
+        } else {
+            String::new()
+        };
+        Ok::<_, LakeError>((failing, examples))
+    }
+    .await;
+    match outcome {
+        Ok((failing_rows, examples)) => DataTestResult {
+            test,
+            failing_rows,
+            examples,
+            error: None,
+        },
+        Err(e) => DataTestResult {
+            test,
+            failing_rows: 0,
+            examples: String::new(),
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// A readable report: one line per test, failing rows with examples below.
+pub fn report(results: &[DataTestResult]) -> String {
+    let mut out = String::new();
+    for result in results {
+        let status = if result.passed() { "PASS" } else { "FAIL" };
+        let _ = write!(out, "{status} {}.{}", result.test.table, result.test.name);
+        match &result.error {
+            Some(error) => {
+                let _ = writeln!(out, ": {error}");
+            }
+            None if result.failing_rows > 0 => {
+                let _ = writeln!(out, ": {} failing rows, for example:", result.failing_rows);
+                for line in result.examples.lines() {
+                    let _ = writeln!(out, "    {line}");
+                }
+            }
+            None => out.push('\n'),
+        }
+    }
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    let _ = writeln!(out, "{} passed, {} failed", results.len() - failed, failed);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_declarations_parse_and_cover_every_model() {
+        let tests = declared_tests(DATA_TESTS).unwrap();
+        for (model, _) in crate::gold::MODELS {
+            assert!(tests.iter().any(|t| t.table == model && t.name.starts_with("unique")), "{model}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_rule_is_refused() {
+        let error = declared_tests("[x]\nuniq = [[\"a\"]]\n").unwrap_err().to_string();
+        assert!(error.contains("uniq"), "{error}");
+    }
+}

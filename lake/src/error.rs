@@ -1,0 +1,50 @@
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum LakeError {
+    #[error("delta table {table}: {source}")]
+    Delta {
+        table: String,
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+    #[error("query failed: {0}")]
+    Query(#[from] deltalake::datafusion::error::DataFusionError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] deltalake::arrow::error::ArrowError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} line {line}: {reason}")]
+    Metadata {
+        path: String,
+        line: u64,
+        reason: String,
+    },
+    #[error("table {table} does not exist yet (run `streamreel models run` after ingest)")]
+    MissingTable { table: String },
+    #[error("unknown model {name:?} (models: {known})")]
+    UnknownModel { name: String, known: String },
+    #[error("model {model} failed: {source}")]
+    Model {
+        model: String,
+        #[source]
+        source: deltalake::datafusion::error::DataFusionError,
+    },
+    #[error("invalid data tests file: {0}")]
+    DataTestsFile(String),
+    #[error("table {table}: unexpected column type for `{column}`")]
+    ColumnType { table: String, column: String },
+}
+
+impl LakeError {
+    pub fn delta(table: &str, source: deltalake::DeltaTableError) -> LakeError {
+        LakeError::Delta {
+            table: table.to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! StreamReel's lakehouse: Delta tables under `<data-dir>/lake`.
+//!
+//! # Layout
+//! - [`bronze`]: the bronze table: schema, exactly-once appends carrying one Delta
+//!   app transaction per partition, and reading progress back.
+//! - [`silver`]: incremental enrichment and sessions (`lake/silver/...`).
+//! - [`gold`]: SQL models (`models/*.sql`) into `lake/gold/<name>`.
+//! - [`data_tests`]: the rules guarding every model (`models/tests.toml`).
+//! - [`maintenance`]: compaction and vacuum.
+//! - [`tables`]: table locations and opening.
+//! - [`metadata`]: the video catalogue CSV.
+//! - [`query`]: DataFusion over the tables.
+//! - [`error`]: the crate's error type.
+
+pub mod bronze;
+pub mod data_tests;
+pub mod error;
+pub mod gold;
+pub mod maintenance;
+pub mod metadata;
+pub mod query;
+pub mod silver;
+pub mod tables;
+
+pub use bronze::{BronzeTable, bronze_schema, rows_to_batch};
+pub use error::LakeError;
+pub use metadata::{VideoMetadata, read_metadata, read_metadata_file};
+
+/// Path of the bronze table below a node's lake directory.
+pub const BRONZE_TABLE: &str = "bronze/engagement_events";

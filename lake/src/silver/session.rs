@@ -1,0 +1,168 @@
+//! The contract's session semantics as a pure function: one session's events
+//! in, its watch time and positions out.
+//!
+//! Events are ordered by (`event_time`, `kafka_offset`). The player starts
+//! paused. While playing, every next event ends the current segment at its
+//! `position_s`: the segment [start, end] counts
+//! `max(0, min(end, duration) - max(start, 0))` watched seconds and
+//! `min(end, duration)` is a position reached. Then `pause` -> paused,
+//! `seek` -> playing from `seek_to_s`, `play` -> playing from `position_s`,
+//! `stop` -> ended. While paused: `play` -> playing from `position_s`,
+//! `seek` (and `pause`) -> paused, `stop` -> ended. Events after the end are
+//! ignored (but still counted in `event_count`).
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlaybackEvent {
+    pub event_type: EventKind,
+    pub position_s: f64,
+    pub seek_to_s: Option<f64>,
+    pub event_time_us: i64,
+    pub kafka_offset: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Play,
+    Pause,
+    Seek,
+    Stop,
+}
+
+impl EventKind {
+    pub fn parse(text: &str) -> Option<EventKind> {
+        match text {
+            "play" => Some(EventKind::Play),
+            "pause" => Some(EventKind::Pause),
+            "seek" => Some(EventKind::Seek),
+            "stop" => Some(EventKind::Stop),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SessionSummary {
+    pub event_count: i64,
+    pub watch_s: f64,
+    pub max_position_s: f64,
+    pub exit_position_s: f64,
+}
+
+#[derive(Clone, Copy)]
+enum Player {
+    Paused,
+    Playing { from_s: f64 },
+    Ended,
+}
+
+/// Summarises one session. `duration_s` is `None` for videos without metadata:
+/// then positions are not capped.
+pub fn summarize(events: &mut [PlaybackEvent], duration_s: Option<f64>) -> SessionSummary {
+    events.sort_by_key(|e| (e.event_time_us, e.kafka_offset));
+    let cap = |position: f64| duration_s.map_or(position, |d| position.min(d));
+    let mut player = Player::Paused;
+    let mut watch_s = 0.0;
+    let mut max_position_s: f64 = 0.0;
+    let mut last_position_s = 0.0;
+    for event in events.iter() {
+        if let Player::Ended = player {
+            break;
+        }
+        last_position_s = event.position_s;
+        if let Player::Playing { from_s } = player {
+            let end = cap(event.position_s);
+            watch_s += (end - from_s.max(0.0)).max(0.0);
+            max_position_s = max_position_s.max(end);
+        }
+        player = match (player, event.event_type) {
+            (_, EventKind::Stop) => Player::Ended,
+            (_, EventKind::Play) => Player::Playing {
+                from_s: event.position_s,
+            },
+            (Player::Playing { .. }, EventKind::Seek) => Player::Playing {
+                from_s: event.seek_to_s.unwrap_or(event.position_s),
+            },
+            (Player::Playing { .. }, EventKind::Pause) => Player::Paused,
+            (paused, _) => paused,
+        };
+    }
+    SessionSummary {
+        event_count: events.len() as i64,
+        watch_s,
+        max_position_s,
+        exit_position_s: cap(last_position_s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: EventKind, position_s: f64, seek_to_s: Option<f64>, t: i64) -> PlaybackEvent {
+        PlaybackEvent {
+            event_type: kind,
+            position_s,
+            seek_to_s,
+            event_time_us: t,
+            kafka_offset: t,
+        }
+    }
+
+    use EventKind::*;
+
+    #[test]
+    fn play_seek_pause_play_stop() {
+        let mut events = vec![
+            event(Play, 0.0, None, 1),
+            event(Seek, 30.0, Some(100.0), 2), // watched 0..30
+            event(Pause, 120.0, None, 3),      // watched 100..120
+            event(Play, 120.0, None, 4),
+            event(Stop, 150.0, None, 5), // watched 120..150
+            event(Play, 150.0, None, 6), // ignored after stop
+        ];
+        let summary = summarize(&mut events, Some(600.0));
+        assert_eq!(summary.event_count, 6);
+        assert_eq!(summary.watch_s, 80.0);
+        assert_eq!(summary.max_position_s, 150.0);
+        assert_eq!(summary.exit_position_s, 150.0);
+    }
+
+    #[test]
+    fn out_of_order_arrival_is_sorted_by_event_time_then_offset() {
+        let mut events = vec![
+            event(Stop, 50.0, None, 3),
+            event(Play, 0.0, None, 1),
+            event(Pause, 20.0, None, 2),
+        ];
+        let summary = summarize(&mut events, Some(100.0));
+        assert_eq!(summary.watch_s, 20.0);
+        assert_eq!(summary.exit_position_s, 50.0);
+    }
+
+    #[test]
+    fn positions_are_capped_at_the_duration_and_start_paused() {
+        let mut events = vec![
+            event(Seek, 0.0, Some(50.0), 1), // paused: stays paused
+            event(Play, 90.0, None, 2),
+            event(Stop, 130.0, None, 3),
+        ];
+        let summary = summarize(&mut events, Some(100.0));
+        assert_eq!(summary.watch_s, 10.0);
+        assert_eq!(summary.max_position_s, 100.0);
+        assert_eq!(summary.exit_position_s, 100.0);
+        let never_played = summarize(&mut [event(Pause, 40.0, None, 1)], Some(100.0));
+        assert_eq!((never_played.watch_s, never_played.max_position_s), (0.0, 0.0));
+    }
+
+    #[test]
+    fn backward_segments_count_nothing() {
+        let mut events = vec![
+            event(Play, 0.0, None, 1),
+            event(Seek, 10.0, Some(80.0), 2),
+            event(Pause, 60.0, None, 3), // end before start
+        ];
+        let summary = summarize(&mut events, None);
+        assert_eq!(summary.watch_s, 10.0);
+        assert_eq!(summary.max_position_s, 60.0);
+    }
+}

@@ -1,0 +1,231 @@
+//! Builds `view_sessions` rows from all events of the sessions to (re)compute.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder,
+    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{
+    DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimeUnit,
+};
+
+use super::session::{EventKind, PlaybackEvent, summarize};
+use crate::error::LakeError;
+
+/// Columns of `view_sessions`, in order.
+pub const COLUMNS: [&str; 16] = [
+    "session_id",
+    "user_key",
+    "video_id",
+    "genre",
+    "creator",
+    "region",
+    "device",
+    "started_at",
+    "day",
+    "event_count",
+    "watch_s",
+    "max_position_s",
+    "exit_position_s",
+    "duration_s",
+    "pct_watched",
+    "completed",
+];
+
+pub fn sessions_schema() -> SchemaRef {
+    let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("session_id", DataType::Utf8, false),
+        Field::new("user_key", DataType::Utf8, false),
+        Field::new("video_id", DataType::Utf8, false),
+        Field::new("genre", DataType::Utf8, true),
+        Field::new("creator", DataType::Utf8, true),
+        Field::new("region", DataType::Utf8, false),
+        Field::new("device", DataType::Utf8, true),
+        Field::new("started_at", utc, false),
+        Field::new("day", DataType::Date32, false),
+        Field::new("event_count", DataType::Int64, false),
+        Field::new("watch_s", DataType::Float64, false),
+        Field::new("max_position_s", DataType::Float64, false),
+        Field::new("exit_position_s", DataType::Float64, false),
+        Field::new("duration_s", DataType::Float64, true),
+        Field::new("pct_watched", DataType::Float64, true),
+        Field::new("completed", DataType::Boolean, true),
+    ]))
+}
+
+/// The columns of one input batch, cast once to plain types.
+struct EventColumns {
+    strings: HashMap<&'static str, StringArray>,
+    event_time_us: ArrayRef,
+    kafka_offset: ArrayRef,
+    position_s: ArrayRef,
+    seek_to_s: ArrayRef,
+    duration_s: ArrayRef,
+}
+
+impl EventColumns {
+    fn new(batch: &RecordBatch) -> Result<EventColumns, LakeError> {
+        let column = |name: &str, to: &DataType| -> Result<ArrayRef, LakeError> {
+            let array = batch
+                .column_by_name(name)
+                .ok_or_else(|| LakeError::ColumnType {
+                    table: "enriched_events".into(),
+                    column: name.into(),
+                })?;
+            Ok(cast(array, to)?)
+        };
+        let mut strings = HashMap::new();
+        for name in [
+            "session_id",
+            "user_key",
+            "video_id",
+            "genre",
+            "creator",
+            "region",
+            "device",
+            "event_type",
+        ] {
+            strings.insert(name, column(name, &DataType::Utf8)?.as_string::<i32>().clone());
+        }
+        Ok(EventColumns {
+            strings,
+            event_time_us: column("event_time_us", &DataType::Int64)?,
+            kafka_offset: column("kafka_offset", &DataType::Int64)?,
+            position_s: column("position_s", &DataType::Float64)?,
+            seek_to_s: column("seek_to_s", &DataType::Float64)?,
+            duration_s: column("duration_s", &DataType::Float64)?,
+        })
+    }
+
+    fn text(&self, name: &str, row: usize) -> Option<&str> {
+        let array = &self.strings[name];
+        (!array.is_null(row)).then(|| array.value(row))
+    }
+
+    fn f64(array: &ArrayRef, row: usize) -> Option<f64> {
+        let values = array.as_primitive::<Float64Type>();
+        (!values.is_null(row)).then(|| values.value(row))
+    }
+
+    fn i64(array: &ArrayRef, row: usize) -> i64 {
+        array.as_primitive::<Int64Type>().value(row)
+    }
+}
+
+struct SessionEvents {
+    /// (batch, row) of the first event by (event_time, kafka_offset).
+    first: (usize, usize),
+    first_key: (i64, i64),
+    events: Vec<PlaybackEvent>,
+}
+
+/// One row per session found in `events` (columns as selected by silver).
+pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> {
+    let columns: Vec<EventColumns> = events
+        .iter()
+        .map(EventColumns::new)
+        .collect::<Result<_, _>>()?;
+    let mut sessions: HashMap<String, SessionEvents> = HashMap::new();
+    for (b, (batch, cols)) in events.iter().zip(&columns).enumerate() {
+        for row in 0..batch.num_rows() {
+            let Some(kind) = cols.text("event_type", row).and_then(EventKind::parse) else {
+                continue;
+            };
+            let event = PlaybackEvent {
+                event_type: kind,
+                position_s: EventColumns::f64(&cols.position_s, row).unwrap_or(0.0),
+                seek_to_s: EventColumns::f64(&cols.seek_to_s, row),
+                event_time_us: EventColumns::i64(&cols.event_time_us, row),
+                kafka_offset: EventColumns::i64(&cols.kafka_offset, row),
+            };
+            let key = (event.event_time_us, event.kafka_offset);
+            let session_id = cols.text("session_id", row).unwrap_or_default();
+            match sessions.get_mut(session_id) {
+                Some(session) => {
+                    if key < session.first_key {
+                        session.first_key = key;
+                        session.first = (b, row);
+                    }
+                    session.events.push(event);
+                }
+                None => {
+                    sessions.insert(
+                        session_id.to_string(),
+                        SessionEvents {
+                            first: (b, row),
+                            first_key: key,
+                            events: vec![event],
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    let n = sessions.len();
+    let mut session_id = StringBuilder::with_capacity(n, n * 24);
+    let mut user_key = StringBuilder::with_capacity(n, n * 32);
+    let mut video_id = StringBuilder::with_capacity(n, n * 10);
+    let mut genre = StringBuilder::with_capacity(n, n * 8);
+    let mut creator = StringBuilder::with_capacity(n, n * 12);
+    let mut region = StringBuilder::with_capacity(n, n * 8);
+    let mut device = StringBuilder::with_capacity(n, n * 6);
+    let mut started_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut day = Date32Builder::with_capacity(n);
+    let mut event_count = Int64Builder::with_capacity(n);
+    let mut watch_s = Float64Builder::with_capacity(n);
+    let mut max_position_s = Float64Builder::with_capacity(n);
+    let mut exit_position_s = Float64Builder::with_capacity(n);
+    let mut duration_s = Float64Builder::with_capacity(n);
+    let mut pct_watched = Float64Builder::with_capacity(n);
+    let mut completed = BooleanBuilder::with_capacity(n);
+    let mut ids: Vec<&String> = sessions.keys().collect();
+    ids.sort();
+    for id in ids {
+        let session = sessions.get(id).expect("listed");
+        let (b, row) = session.first;
+        let cols = &columns[b];
+        let duration = EventColumns::f64(&cols.duration_s, row).filter(|d| *d > 0.0);
+        let mut events = session.events.clone();
+        let summary = summarize(&mut events, duration);
+        session_id.append_value(id);
+        user_key.append_option(cols.text("user_key", row));
+        video_id.append_option(cols.text("video_id", row));
+        genre.append_option(cols.text("genre", row));
+        creator.append_option(cols.text("creator", row));
+        region.append_option(cols.text("region", row));
+        device.append_option(cols.text("device", row));
+        started_at.append_value(session.first_key.0);
+        day.append_value(session.first_key.0.div_euclid(86_400_000_000) as i32);
+        event_count.append_value(summary.event_count);
+        watch_s.append_value(summary.watch_s);
+        max_position_s.append_value(summary.max_position_s);
+        exit_position_s.append_value(summary.exit_position_s);
+        duration_s.append_option(duration);
+        pct_watched.append_option(duration.map(|d| 100.0 * summary.max_position_s / d));
+        completed.append_option(duration.map(|d| summary.max_position_s >= 0.95 * d));
+    }
+    let arrays: Vec<ArrayRef> = vec![
+        Arc::new(session_id.finish()),
+        Arc::new(user_key.finish()),
+        Arc::new(video_id.finish()),
+        Arc::new(genre.finish()),
+        Arc::new(creator.finish()),
+        Arc::new(region.finish()),
+        Arc::new(device.finish()),
+        Arc::new(started_at.finish()),
+        Arc::new(day.finish()),
+        Arc::new(event_count.finish()),
+        Arc::new(watch_s.finish()),
+        Arc::new(max_position_s.finish()),
+        Arc::new(exit_position_s.finish()),
+        Arc::new(duration_s.finish()),
+        Arc::new(pct_watched.finish()),
+        Arc::new(completed.finish()),
+    ];
+    Ok(RecordBatch::try_new(sessions_schema(), arrays)?)
+}

@@ -1,0 +1,70 @@
+//! Where the tables live and how they are opened.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{Float64Array, RecordBatch, StringArray};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::{DeltaTable, ensure_table_uri};
+
+use crate::error::LakeError;
+use crate::metadata::VideoMetadata;
+
+pub const ENRICHED_TABLE: &str = "silver/enriched_events";
+pub const SESSIONS_TABLE: &str = "silver/view_sessions";
+
+pub fn table_path(lake_dir: &Path, relative: &str) -> PathBuf {
+    lake_dir.join(relative)
+}
+
+pub fn gold_path(lake_dir: &Path, model: &str) -> PathBuf {
+    lake_dir.join("gold").join(model)
+}
+
+/// Loads the table at `path` if it is a Delta table (latest version).
+pub async fn open_if_exists(path: &Path) -> Result<Option<DeltaTable>, LakeError> {
+    if !path.join("_delta_log").exists() {
+        return Ok(None);
+    }
+    let name = path.display().to_string();
+    let url = ensure_table_uri(path.to_string_lossy()).map_err(|e| LakeError::delta(&name, e))?;
+    let table = DeltaTable::try_from_url(url)
+        .await
+        .map_err(|e| LakeError::delta(&name, e))?;
+    Ok(table.version().is_some().then_some(table))
+}
+
+/// A handle on `path` for a first write (the write creates the table).
+pub async fn handle_for_write(path: &Path) -> Result<DeltaTable, LakeError> {
+    let name = path.display().to_string();
+    let url = ensure_table_uri(path.to_string_lossy()).map_err(|e| LakeError::delta(&name, e))?;
+    DeltaTable::try_from_url(url)
+        .await
+        .map_err(|e| LakeError::delta(&name, e))
+}
+
+/// Registers the metadata catalogue as the in-memory table `video_metadata`.
+pub fn register_metadata(ctx: &SessionContext, videos: &[VideoMetadata]) -> Result<(), LakeError> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("video_id", DataType::Utf8, false),
+        Field::new("title", DataType::Utf8, false),
+        Field::new("genre", DataType::Utf8, false),
+        Field::new("creator", DataType::Utf8, false),
+        Field::new("duration_s", DataType::Float64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(videos.iter().map(|v| &v.video_id))),
+            Arc::new(StringArray::from_iter_values(videos.iter().map(|v| &v.title))),
+            Arc::new(StringArray::from_iter_values(videos.iter().map(|v| &v.genre))),
+            Arc::new(StringArray::from_iter_values(videos.iter().map(|v| &v.creator))),
+            Arc::new(Float64Array::from_iter_values(videos.iter().map(|v| v.duration_s))),
+        ],
+    )?;
+    let table = MemTable::try_new(schema, vec![vec![batch]])?;
+    ctx.register_table("video_metadata", Arc::new(table))?;
+    Ok(())
+}

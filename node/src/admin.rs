@@ -1,0 +1,47 @@
+//! `streamreel admin`: talks to a node's HTTP admin API.
+
+use std::time::Duration;
+
+use crate::error::NodeError;
+
+pub enum AdminCommand {
+    Status,
+    Jobs,
+    Run(String),
+}
+
+/// Sends the command to the node at `base` and returns the response body
+/// (pretty JSON); a non-2xx answer is an error carrying the node's message.
+pub async fn admin(base: &str, token: Option<&str>, command: AdminCommand) -> Result<String, NodeError> {
+    let base = base.trim_end_matches('/');
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| NodeError::Admin(e.to_string()))?;
+    let request = match &command {
+        AdminCommand::Status => client.get(format!("{base}/admin/status")),
+        AdminCommand::Jobs => client.get(format!("{base}/admin/jobs")),
+        AdminCommand::Run(job) => client.post(format!("{base}/admin/jobs/{job}/run")),
+    };
+    let request = match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    };
+    let response = request
+        .send()
+        .await
+        .map_err(|e| NodeError::Admin(format!("cannot reach {base}: {e}")))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| NodeError::Admin(e.to_string()))?;
+    let pretty = serde_json::from_str::<serde_json::Value>(&body)
+        .map(|v| serde_json::to_string_pretty(&v).unwrap_or(body.clone()))
+        .unwrap_or(body);
+    if status.is_success() {
+        Ok(pretty)
+    } else {
+        Err(NodeError::Admin(format!("{status}: {pretty}")))
+    }
+}

@@ -1,0 +1,131 @@
+//! The `streamreel` command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "streamreel", version, about = "StreamReel video-engagement analytics")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node: ingest the input topic into bronze.
+    Node(NodeArgs),
+    /// Produce realistic viewing events to the input topic.
+    Simulate(SimulateArgs),
+    /// Build silver and gold, or run the data tests.
+    Models(ModelsArgs),
+    /// Talk to a running node's admin API.
+    Admin(AdminArgs),
+    /// Show what the bronze table holds: rows, per-partition progress.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Bring silver up to date from bronze, then build the gold models.
+    Run {
+        /// Only this model (default: all).
+        #[arg(long)]
+        select: Option<String>,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "metadata/video_metadata.csv")]
+        metadata: PathBuf,
+    },
+    /// Run the data tests; exits non-zero when one fails.
+    Test {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "metadata/video_metadata.csv")]
+        metadata: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The node's admin URL, e.g. http://127.0.0.1:8080
+    #[arg(long)]
+    pub node: String,
+    /// The admin token, if the node has one.
+    #[arg(long, env = "STREAMREEL_ADMIN_TOKEN")]
+    pub token: Option<String>,
+    #[command(subcommand)]
+    pub command: AdminSubcommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminSubcommand {
+    /// Partitions, offsets and counters.
+    Status,
+    /// Lakehouse job runs, newest first.
+    Jobs,
+    /// Start a job now: enrich, gold, compact or vacuum.
+    Run { job: String },
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node's TOML config (see cluster-config/).
+    #[arg(long)]
+    pub config: PathBuf,
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// HOST:PORT[,HOST:PORT...]
+    #[arg(long)]
+    pub brokers: Option<String>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Demo mode: pseudonymise with a public demo secret when none is configured.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// HOST:PORT[,HOST:PORT...]
+    #[arg(long)]
+    pub brokers: String,
+    /// Messages to send in all (valid, malformed and duplicates).
+    #[arg(long, default_value_t = 100_000)]
+    pub events: u64,
+    /// Messages per second (default: as fast as the broker takes them).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// The same seed and start give the same events (default: random, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long, default_value = "metadata/video_metadata.csv")]
+    pub metadata: PathBuf,
+    #[arg(long, default_value = "video-events")]
+    pub topic: String,
+    /// Partitions if the topic has to be created.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Share of malformed messages, 0..1.
+    #[arg(long, default_value_t = 0.005)]
+    pub malformed_share: f64,
+    /// Share of redelivered duplicates, 0..1.
+    #[arg(long, default_value_t = 0.01)]
+    pub duplicate_share: f64,
+    /// Event time of the first session, RFC 3339 (default: today 00:00 UTC).
+    #[arg(long)]
+    pub start: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The node's data directory (the lake is under <data-dir>/lake).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+}

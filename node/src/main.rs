@@ -1,0 +1,150 @@
+//! `streamreel`: thin entry point. Parses flags, sets up logging, runs a command,
+//! and turns Ctrl-C / SIGTERM into a cancellation every task observes.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use streamreel_node::admin::{AdminCommand, admin};
+use streamreel_node::cli::{AdminSubcommand, Cli, Command, ModelsCommand, NodeArgs, SimulateArgs};
+use streamreel_node::config::{Overrides, SECRET_ENV, load_config};
+use streamreel_node::simulate::SimulationSettings;
+use streamreel_node::simulate::run::{SimulateOptions, run_simulation};
+use streamreel_node::{inspect, models, node};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    match cli.command {
+        Command::Node(args) => run_node(args, shutdown).await,
+        Command::Simulate(args) => simulate(args, shutdown).await,
+        Command::Models(args) => match args.command {
+            ModelsCommand::Run {
+                select,
+                data_dir,
+                metadata,
+            } => {
+                print!("{}", models::models_run(&data_dir, &metadata, select.as_deref()).await?);
+                Ok(())
+            }
+            ModelsCommand::Test { data_dir, metadata } => {
+                let (report, passed) = models::models_test(&data_dir, &metadata).await?;
+                print!("{report}");
+                anyhow::ensure!(passed, "data tests failed");
+                Ok(())
+            }
+        },
+        Command::Admin(args) => {
+            let command = match args.command {
+                AdminSubcommand::Status => AdminCommand::Status,
+                AdminSubcommand::Jobs => AdminCommand::Jobs,
+                AdminSubcommand::Run { job } => AdminCommand::Run(job),
+            };
+            println!("{}", admin(&args.node, args.token.as_deref(), command).await?);
+            Ok(())
+        }
+        Command::Inspect(args) => {
+            print!("{}", inspect::inspect(&args.data_dir).await?);
+            Ok(())
+        }
+    }
+}
+
+async fn run_node(args: NodeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        node_id: args.node_id,
+        brokers: args.brokers,
+        data_dir: args.data_dir,
+        demo: args.demo,
+    };
+    let config = load_config(&args.config, &overrides, std::env::var(SECRET_ENV).ok())?;
+    node::run_node(config, shutdown).await?;
+    Ok(())
+}
+
+async fn simulate(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    for (name, share) in [
+        ("--malformed-share", args.malformed_share),
+        ("--duplicate-share", args.duplicate_share),
+    ] {
+        anyhow::ensure!((0.0..=1.0).contains(&share), "{name} must be within 0..1, got {share}");
+    }
+    anyhow::ensure!(
+        args.malformed_share + args.duplicate_share < 1.0,
+        "--malformed-share plus --duplicate-share must be below 1"
+    );
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(rate > 0.0, "--rate must be positive, got {rate}");
+    }
+    anyhow::ensure!(args.partitions >= 1, "--partitions must be at least 1");
+    let start: DateTime<Utc> = match &args.start {
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .with_context(|| format!("--start {text:?} is not an RFC 3339 time"))?
+            .with_timezone(&Utc),
+        None => Utc::now()
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc(),
+    };
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let options = SimulateOptions {
+        brokers: args.brokers,
+        topic: args.topic,
+        partitions: args.partitions,
+        metadata: args.metadata,
+        rate: args.rate,
+        settings: SimulationSettings {
+            events: args.events,
+            seed,
+            start_us: start.timestamp_micros(),
+            malformed_share: args.malformed_share,
+            duplicate_share: args.duplicate_share,
+            users: None,
+        },
+    };
+    run_simulation(options, shutdown).await?;
+    Ok(())
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    shutdown.cancel();
+}

@@ -1,0 +1,100 @@
+//! Produces the simulated stream to Kafka, keyed by raw `user_id`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rdkafka::producer::{FutureRecord, Producer};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use streamreel_actors::kafka::{self, InFlight};
+use streamreel_lake::read_metadata_file;
+
+use crate::error::NodeError;
+use crate::simulate::generator::{SimulationSettings, SimulationSummary, Simulator};
+
+#[derive(Debug, Clone)]
+pub struct SimulateOptions {
+    pub brokers: String,
+    pub topic: String,
+    /// Partition count if the topic has to be created.
+    pub partitions: i32,
+    pub metadata: PathBuf,
+    /// Messages per second; `None` sends as fast as the broker takes them.
+    pub rate: Option<f64>,
+    pub settings: SimulationSettings,
+}
+
+/// Deliveries awaited at most this far behind the newest send.
+const IN_FLIGHT: usize = 50_000;
+
+pub async fn run_simulation(
+    options: SimulateOptions,
+    shutdown: CancellationToken,
+) -> Result<SimulationSummary, NodeError> {
+    let catalogue = read_metadata_file(&options.metadata)?;
+    kafka::ensure_topics(&options.brokers, &[&options.topic], options.partitions).await?;
+    let producer = kafka::producer(&options.brokers)?;
+    let progress = ProgressBar::new(options.settings.events);
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{wide_bar}] {human_pos}/{human_len} events ({per_sec}, eta {eta})",
+        )
+        .expect("valid template"),
+    );
+    info!(
+        topic = %options.topic,
+        events = options.settings.events,
+        seed = options.settings.seed,
+        videos = catalogue.len(),
+        "simulating"
+    );
+    let started = Instant::now();
+    let mut simulator = Simulator::new(options.settings.clone(), &catalogue);
+    let mut in_flight = InFlight::with_capacity(IN_FLIGHT);
+    let mut sent: u64 = 0;
+    while let Some(message) = simulator.next() {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let record = FutureRecord::to(&options.topic)
+            .key(message.key.as_str())
+            .payload(&message.payload);
+        kafka::send_record(&producer, &mut in_flight, record).await?;
+        if in_flight.len() >= IN_FLIGHT {
+            let oldest = in_flight.pop_front().expect("non-empty");
+            kafka::await_delivery(oldest).await?;
+        }
+        sent += 1;
+        if sent % 1000 == 0 {
+            progress.set_position(sent);
+            if let Some(rate) = options.rate {
+                let due = Duration::from_secs_f64(sent as f64 / rate);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+    kafka::await_all(&mut in_flight).await?;
+    let flush = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)));
+    flush
+        .await
+        .map_err(|e| NodeError::Actors(e.to_string()))??;
+    progress.finish_and_clear();
+    let summary = simulator.summary();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "sent {} events to {} in {:.1} s ({:.0}/s): valid {}, malformed {}, duplicates {} (seed {})",
+        summary.total(),
+        options.topic,
+        seconds,
+        summary.total() as f64 / seconds.max(1e-9),
+        summary.valid,
+        summary.malformed,
+        summary.duplicates,
+        options.settings.seed
+    );
+    Ok(summary)
+}

@@ -1,0 +1,359 @@
+//! The input event (`video-events` topic) and its validation.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rejection::Rejection;
+use crate::time::parse_rfc3339_micros;
+
+/// What the viewer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Play,
+    Pause,
+    Seek,
+    Stop,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 4] = [
+        EventType::Play,
+        EventType::Pause,
+        EventType::Seek,
+        EventType::Stop,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Play => "play",
+            EventType::Pause => "pause",
+            EventType::Seek => "seek",
+            EventType::Stop => "stop",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<EventType> {
+        match text {
+            "play" => Some(EventType::Play),
+            "pause" => Some(EventType::Pause),
+            "seek" => Some(EventType::Seek),
+            "stop" => Some(EventType::Stop),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validated input event. Strings borrow from the input where JSON escapes allow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngagementEvent<'a> {
+    pub event_id: Cow<'a, str>,
+    pub session_id: Cow<'a, str>,
+    pub user_id: Cow<'a, str>,
+    pub video_id: Cow<'a, str>,
+    pub event_type: EventType,
+    pub position_s: f64,
+    pub seek_to_s: Option<f64>,
+    /// `event_time` in UTC microseconds since the Unix epoch.
+    pub event_time_us: i64,
+    pub region: Cow<'a, str>,
+    pub device: Option<Cow<'a, str>>,
+}
+
+/// The JSON shape before the contract's rules are applied. Unknown fields are ignored.
+#[derive(Deserialize)]
+#[serde(expecting = "a JSON object")]
+struct WireEvent<'a> {
+    #[serde(borrow)]
+    event_id: Cow<'a, str>,
+    #[serde(borrow)]
+    session_id: Cow<'a, str>,
+    #[serde(borrow)]
+    user_id: Cow<'a, str>,
+    #[serde(borrow)]
+    video_id: Cow<'a, str>,
+    #[serde(borrow)]
+    event_type: Cow<'a, str>,
+    position_s: f64,
+    #[serde(default)]
+    seek_to_s: Option<f64>,
+    #[serde(borrow)]
+    event_time: Cow<'a, str>,
+    #[serde(borrow)]
+    region: Cow<'a, str>,
+    #[serde(default, borrow)]
+    device: Option<Cow<'a, str>>,
+}
+
+/// Parses and validates one input event. Any byte string either yields a valid
+/// event or a [`Rejection`] saying why; this never panics.
+///
+/// Identifiers (`event_id`, `session_id`, `user_id`, `video_id`, `region`) must be
+/// non-empty: an empty session or user id would silently merge unrelated viewing.
+pub fn parse_event(bytes: &[u8]) -> Result<EngagementEvent<'_>, Rejection> {
+    let wire: WireEvent<'_> = serde_json::from_slice(bytes).map_err(classify_json_error)?;
+
+    for (field, value) in [
+        ("event_id", &wire.event_id),
+        ("session_id", &wire.session_id),
+        ("user_id", &wire.user_id),
+        ("video_id", &wire.video_id),
+        ("region", &wire.region),
+    ] {
+        if value.is_empty() {
+            return Err(Rejection::EmptyField { field });
+        }
+    }
+
+    let event_type =
+        EventType::parse(&wire.event_type).ok_or_else(|| Rejection::UnknownEventType {
+            value: wire.event_type.to_string(),
+        })?;
+    check_position("position_s", wire.position_s)?;
+    match (event_type, wire.seek_to_s) {
+        (EventType::Seek, None) => return Err(Rejection::MissingSeekTarget),
+        (EventType::Seek, Some(target)) => check_position("seek_to_s", target)?,
+        (_, Some(_)) => {
+            return Err(Rejection::UnexpectedSeekTarget {
+                event_type: event_type.as_str(),
+            });
+        }
+        (_, None) => {}
+    }
+    let event_time_us =
+        parse_rfc3339_micros(&wire.event_time).map_err(|detail| Rejection::BadTime {
+            value: wire.event_time.to_string(),
+            detail,
+        })?;
+
+    Ok(EngagementEvent {
+        event_id: wire.event_id,
+        session_id: wire.session_id,
+        user_id: wire.user_id,
+        video_id: wire.video_id,
+        event_type,
+        position_s: wire.position_s,
+        seek_to_s: wire.seek_to_s,
+        event_time_us,
+        region: wire.region,
+        device: wire.device,
+    })
+}
+
+/// The 128-bit hash under which an `event_id` is remembered for de-duplication.
+/// At a few million ids per partition a collision is beyond astronomically unlikely.
+pub fn event_id_hash(event_id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
+}
+
+fn check_position(field: &'static str, value: f64) -> Result<(), Rejection> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(Rejection::BadNumber { field, value })
+    }
+}
+
+fn classify_json_error(error: serde_json::Error) -> Rejection {
+    use serde_json::error::Category;
+    let detail = error.to_string();
+    match error.classify() {
+        Category::Data => Rejection::Schema { detail },
+        Category::Syntax | Category::Eof | Category::Io => Rejection::NotJson { detail },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const VALID: &str = r#"{"event_id":"e1","session_id":"s1","user_id":"u1","video_id":"v1",
+        "event_type":"seek","position_s":12.5,"seek_to_s":30,"event_time":"2026-11-24T07:00:00.123Z",
+        "region":"eu-west","device":"tv","extra":{"ignored":true}}"#;
+
+    fn with(field: &str, value: &str) -> String {
+        with_fields(&[(field, value)])
+    }
+
+    /// The valid event with fields replaced (`<absent>` removes one).
+    fn with_fields(changes: &[(&str, &str)]) -> String {
+        let mut object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(VALID).unwrap();
+        for (field, value) in changes {
+            if *value == "<absent>" {
+                object.remove(*field);
+            } else {
+                object.insert(field.to_string(), serde_json::from_str(value).unwrap());
+            }
+        }
+        serde_json::to_string(&object).unwrap()
+    }
+
+    fn reject(json: &str) -> Rejection {
+        parse_event(json.as_bytes()).expect_err("should be rejected")
+    }
+
+    #[test]
+    fn accepts_a_valid_event_and_ignores_unknown_fields() {
+        let event = parse_event(VALID.as_bytes()).unwrap();
+        assert_eq!(event.event_id, "e1");
+        assert_eq!(event.event_type, EventType::Seek);
+        assert_eq!(event.seek_to_s, Some(30.0));
+        assert_eq!(event.event_time_us, 1_795_503_600_123_000);
+        assert_eq!(event.device.as_deref(), Some("tv"));
+    }
+
+    #[test]
+    fn device_is_optional_and_may_be_null() {
+        assert_eq!(
+            parse_event(with("device", "<absent>").as_bytes())
+                .unwrap()
+                .device,
+            None
+        );
+        assert_eq!(
+            parse_event(with("device", "null").as_bytes())
+                .unwrap()
+                .device,
+            None
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_json_or_not_an_object() {
+        assert_eq!(reject("{not json").kind(), "not_json");
+        assert_eq!(reject("").kind(), "not_json");
+        let not_object = reject("[1,2]");
+        assert_eq!(not_object.kind(), "schema");
+        assert!(not_object.to_string().contains("a JSON object"), "{not_object}");
+    }
+
+    #[test]
+    fn rejects_missing_and_mistyped_fields_naming_them() {
+        for field in [
+            "event_id",
+            "session_id",
+            "user_id",
+            "video_id",
+            "event_type",
+            "position_s",
+            "event_time",
+            "region",
+        ] {
+            let rejection = reject(&with(field, "<absent>"));
+            assert!(
+                rejection.to_string().contains(field),
+                "{field}: {rejection}"
+            );
+        }
+        let mistyped = reject(&with("position_s", "\"12\""));
+        assert_eq!(mistyped.kind(), "schema");
+        assert!(mistyped.to_string().contains("invalid type"), "{mistyped}");
+        assert_eq!(reject(&with("device", "7")).kind(), "schema");
+    }
+
+    #[test]
+    fn rejects_empty_identifiers() {
+        assert_eq!(
+            reject(&with("event_id", "\"\"")),
+            Rejection::EmptyField { field: "event_id" }
+        );
+        assert_eq!(
+            reject(&with("user_id", "\"\"")),
+            Rejection::EmptyField { field: "user_id" }
+        );
+    }
+
+    #[test]
+    fn checks_event_type_and_seek_target_together() {
+        assert_eq!(reject(&with("event_type", "\"jump\"")).kind(), "unknown_event_type");
+        assert_eq!(
+            reject(&with("seek_to_s", "null")),
+            Rejection::MissingSeekTarget
+        );
+        let play_with_target = with("event_type", "\"play\"");
+        assert_eq!(
+            reject(&play_with_target),
+            Rejection::UnexpectedSeekTarget { event_type: "play" }
+        );
+        let play = with_fields(&[("event_type", "\"play\""), ("seek_to_s", "null")]);
+        assert_eq!(parse_event(play.as_bytes()).unwrap().seek_to_s, None);
+    }
+
+    #[test]
+    fn rejects_negative_and_out_of_range_numbers() {
+        assert_eq!(
+            reject(&with("position_s", "-1")),
+            Rejection::BadNumber {
+                field: "position_s",
+                value: -1.0
+            }
+        );
+        assert_eq!(reject(&with("seek_to_s", "-0.5")).kind(), "bad_number");
+        assert_eq!(
+            reject(&VALID.replace("12.5", "1e999")).kind(),
+            "not_json",
+            "serde_json refuses numbers beyond f64"
+        );
+    }
+
+    #[test]
+    fn rejects_times_that_are_not_rfc3339() {
+        for bad in ["\"2026-11-24\"", "\"yesterday\"", "\"2026-13-01T00:00:00Z\"", "1700000000"] {
+            let rejection = reject(&with("event_time", bad));
+            assert!(
+                matches!(rejection.kind(), "bad_time" | "schema"),
+                "{bad}: {rejection}"
+            );
+        }
+        assert_eq!(reject(&with("event_time", "\"2026-11-24\"")).kind(), "bad_time");
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        let event = parse_event(with("user_id", r#""caf\u00e9""#).as_bytes()).unwrap();
+        assert_eq!(event.user_id, "café");
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_or_give_a_reason(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            match parse_event(&bytes) {
+                Ok(event) => prop_assert!(!event.event_id.is_empty()),
+                Err(rejection) => prop_assert!(!rejection.to_string().is_empty()),
+            }
+        }
+
+        #[test]
+        fn mutated_valid_events_parse_or_give_a_reason(
+            cut in 0usize..VALID.len(),
+            insert in proptest::collection::vec(any::<u8>(), 0..8),
+        ) {
+            let mut bytes = VALID.as_bytes().to_vec();
+            bytes.splice(cut..cut, insert);
+            if let Ok(event) = parse_event(&bytes) {
+                prop_assert!(event.position_s.is_finite() && event.position_s >= 0.0);
+            }
+        }
+
+        #[test]
+        fn valid_positions_round_trip(position in 0.0f64..1e9, seek in 0.0f64..1e9) {
+            let json = with_fields(&[
+                ("position_s", &position.to_string()),
+                ("seek_to_s", &seek.to_string()),
+            ]);
+            let event = parse_event(json.as_bytes()).unwrap();
+            prop_assert_eq!(event.position_s, position);
+            prop_assert_eq!(event.seek_to_s, Some(seek));
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! Wire types of StreamReel: what crosses a topic, a table or a node boundary.
+//!
+//! Pure code: no I/O, no async runtime.
+//!
+//! # Layout
+//! - [`event`]: the input event and its validation against the data contract.
+//! - [`rejection`]: why an input event was refused (the dead-letter `error` header).
+//! - [`pseudonym`]: `user_key` = HMAC-SHA256(secret, user_id), first 16 bytes, hex.
+//! - [`bronze`]: the bronze row, also the JSON value written to `clean-events`.
+//! - [`checkpoint`]: per-partition progress exchanged between node components.
+//! - [`codec`]: the bincode codec for internal messages.
+//! - [`time`]: RFC 3339 <-> microseconds since the Unix epoch.
+
+pub mod bronze;
+pub mod checkpoint;
+pub mod codec;
+pub mod event;
+pub mod pseudonym;
+pub mod rejection;
+pub mod time;
+
+pub use bronze::BronzeRow;
+pub use checkpoint::{PartitionCheckpoint, PartitionCounters};
+pub use codec::{CodecError, decode, encode};
+pub use event::{EngagementEvent, EventType, event_id_hash, parse_event};
+pub use pseudonym::{UserKey, UserKeyer};
+pub use rejection::Rejection;

@@ -1,0 +1,294 @@
+//! `streamreel-bench`: prints the numbers the README quotes.
+//!
+//! 1. In-process, one core: the clean path (validate, de-duplicate,
+//!    pseudonymise, build the bronze row), alone and with its outputs
+//!    (clean-events JSON, arrow batch).
+//! 2. End to end on a real tansu broker: one node ingesting a topic, against a
+//!    bare rdkafka consumer reading the same topic and a pass-through
+//!    (consume + produce the same messages), with the ratios.
+//!
+//! 3. With `--lakehouse N[,M...]`: silver + gold over N bronze events, with the
+//!    peak memory of the process that builds them.
+//!
+//! Usage: streamreel-bench [--events N] [--e2e-events M] [--skip-e2e]
+//!                         [--lakehouse N,...] [--skip-clean-path]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use streamreel_actors::dedup::DedupWindow;
+use streamreel_actors::kafka::{self, InFlight};
+use streamreel_actors::partition_core::{Outcome, PartitionCore};
+use streamreel_actors::DedupSettings;
+use streamreel_lake::rows_to_batch;
+use streamreel_protocol::UserKeyer;
+use streamreel_tests::broker::Broker;
+use streamreel_tests::bronze_reader::caught_up;
+use streamreel_tests::node_process::{NodeProcess, node_config};
+use streamreel_tests::simulated;
+use streamreel_tests::topic_reader::high_watermarks;
+
+const INPUT: &str = "video-events";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str, default: u64| -> anyhow::Result<u64> {
+        match args.iter().position(|a| a == name) {
+            Some(i) => Ok(args
+                .get(i + 1)
+                .ok_or_else(|| anyhow::anyhow!("{name} needs a value"))?
+                .parse()?),
+            None => Ok(default),
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    if let Some(i) = args.iter().position(|a| a == "--lakehouse-run") {
+        let dir = args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--lakehouse-run needs a dir"))?;
+        return runtime.block_on(lakehouse_run(std::path::Path::new(dir)));
+    }
+    let events = flag("--events", 1_000_000)?;
+    let e2e_events = flag("--e2e-events", 300_000)?;
+    if !args.iter().any(|a| a == "--skip-clean-path") {
+        clean_path(events)?;
+    }
+    if !args.iter().any(|a| a == "--skip-e2e") {
+        runtime.block_on(end_to_end(e2e_events))?;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--lakehouse") {
+        let sizes = args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--lakehouse needs sizes"))?;
+        for size in sizes.split(',') {
+            runtime.block_on(lakehouse(size.parse()?))?;
+        }
+    }
+    Ok(())
+}
+
+fn dedup() -> DedupWindow {
+    DedupWindow::new(DedupSettings {
+        window_events: 1_000_000,
+        window: Duration::from_secs(86_400),
+        max_ids: 4_000_000,
+    })
+}
+
+fn clean_path(events: u64) -> anyhow::Result<()> {
+    println!("== clean path, in-process, one core ({events} simulated messages) ==");
+    let payloads: Vec<Vec<u8>> = simulated::messages(events, 1)?
+        .into_iter()
+        .map(|m| m.payload)
+        .collect();
+    let keyer = UserKeyer::new(b"bench-secret-0123456789");
+
+    let mut core = PartitionCore::new(0, keyer.clone(), dedup());
+    let started = Instant::now();
+    let mut accepted = 0u64;
+    for (offset, payload) in payloads.iter().enumerate() {
+        if let Outcome::Accepted(row) = core.process(offset as i64, payload, 1) {
+            accepted += 1;
+            std::hint::black_box(row);
+        }
+    }
+    let decide = started.elapsed();
+    report("validate + dedup + pseudonymise + row", events, decide, 1_000_000.0);
+
+    let mut core = PartitionCore::new(0, keyer, dedup());
+    let started = Instant::now();
+    let mut rows = Vec::with_capacity(20_000);
+    let mut json_bytes = 0usize;
+    for (offset, payload) in payloads.iter().enumerate() {
+        if let Outcome::Accepted(row) = core.process(offset as i64, payload, 1) {
+            json_bytes += row.to_json().len();
+            rows.push(row);
+            if rows.len() == 20_000 {
+                std::hint::black_box(rows_to_batch(&rows)?);
+                rows.clear();
+            }
+        }
+    }
+    std::hint::black_box(rows_to_batch(&rows)?);
+    let full = started.elapsed();
+    report("... + clean-events JSON + arrow batch", events, full, 1_000_000.0);
+    println!("   accepted {accepted}, clean JSON {:.0} bytes/event", json_bytes as f64 / accepted as f64);
+    Ok(())
+}
+
+fn report(what: &str, events: u64, elapsed: Duration, goal: f64) {
+    let rate = events as f64 / elapsed.as_secs_f64();
+    println!(
+        "{what:<42} {rate:>12.0} events/s  ({:.2} s; goal {goal:.0}/s, ratio {:.2})",
+        elapsed.as_secs_f64(),
+        rate / goal
+    );
+}
+
+async fn end_to_end(events: u64) -> anyhow::Result<()> {
+    println!("== end to end on tansu ({events} messages, 4 partitions) ==");
+    let broker = Broker::start()?;
+    broker.create_topic(INPUT, 4).await?;
+    broker.create_topic("passthrough", 4).await?;
+    let producer = kafka::producer(&broker.brokers())?;
+    let mut in_flight = InFlight::new();
+    for message in simulated::messages(events, 2)? {
+        let record = FutureRecord::to(INPUT).key(&message.key).payload(&message.payload);
+        kafka::send_record(&producer, &mut in_flight, record).await?;
+    }
+    kafka::await_all(&mut in_flight).await?;
+    let brokers = broker.brokers();
+    let high = tokio::task::spawn_blocking({
+        let brokers = brokers.clone();
+        move || high_watermarks(&brokers, INPUT)
+    })
+    .await??;
+    let total: i64 = high.values().sum();
+
+    let brokers_read = brokers.clone();
+    let high_read = high.clone();
+    let read = tokio::task::spawn_blocking(move || consume_all(&brokers_read, &high_read, |_| Ok(())))
+        .await??;
+    report("bare rdkafka consumer (read only)", total as u64, read, 38_000.0);
+
+    let started = Instant::now();
+    let pass_producer = producer.clone();
+    let brokers_pass = brokers.clone();
+    let high_pass = high.clone();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut in_flight = InFlight::new();
+        consume_all(&brokers_pass, &high_pass, |message| {
+            let record = FutureRecord::to("passthrough")
+                .key(message.key().unwrap_or_default())
+                .payload(message.payload().unwrap_or_default());
+            handle.block_on(kafka::send_record(&pass_producer, &mut in_flight, record))?;
+            Ok(())
+        })?;
+        handle.block_on(kafka::await_all(&mut in_flight))?;
+        anyhow::Ok(())
+    })
+    .await??;
+    let pass = started.elapsed();
+    report("pass-through (consume + produce)", total as u64, pass, 38_000.0);
+
+    let data = tempfile::tempdir()?;
+    let started = Instant::now();
+    let mut node = NodeProcess::start(&brokers, data.path(), &node_config(20_000, 1_000), &[])?;
+    loop {
+        if caught_up(data.path(), &high).await? {
+            break;
+        }
+        anyhow::ensure!(node.is_running(), "node exited: {}", node.log());
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "node too slow");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ingest = started.elapsed();
+    node.kill9()?;
+    report("streamreel node (process start to bronze)", total as u64, ingest, 38_000.0);
+    println!(
+        "node / bare consumer = {:.2}   node / pass-through = {:.2}   (goal >= 0.9 against the consumer)",
+        read.as_secs_f64() / ingest.as_secs_f64(),
+        pass.as_secs_f64() / ingest.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Reads every partition up to `high`, calling `each` per message; returns the time taken.
+fn consume_all(
+    brokers: &str,
+    high: &HashMap<i32, i64>,
+    mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> anyhow::Result<()>,
+) -> anyhow::Result<Duration> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "streamreel-bench")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .set("queued.min.messages", "20000")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in high.keys() {
+        assignment.add_partition_offset(INPUT, *partition, Offset::Beginning)?;
+    }
+    let started = Instant::now();
+    consumer.assign(&assignment)?;
+    let mut remaining: HashMap<i32, i64> = high.iter().filter(|(_, h)| **h > 0).map(|(p, h)| (*p, *h)).collect();
+    while !remaining.is_empty() {
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message?;
+        each(&message)?;
+        if remaining.get(&message.partition()).is_some_and(|h| message.offset() + 1 >= *h) {
+            remaining.remove(&message.partition());
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// Writes `events` simulated messages' accepted rows to a fresh bronze table,
+/// then times silver + gold in a child process (so its peak memory is its own).
+async fn lakehouse(events: u64) -> anyhow::Result<()> {
+    println!("== silver + gold over {events} simulated messages ==");
+    let dir = tempfile::Builder::new().prefix("lakehouse-bench-").tempdir()?;
+    let lake = dir.path().join("lake");
+    let catalogue = simulated::catalogue()?;
+    let started = Instant::now();
+    let mut simulator = streamreel_node::simulate::Simulator::new(simulated::settings(events, 21), &catalogue);
+    let mut bronze_rows = 0u64;
+    let mut consumed = 0i64;
+    loop {
+        let chunk: Vec<_> = simulator.by_ref().take(1_000_000).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let rows = streamreel_tests::bronze_fixture::accepted_rows_from(&chunk, 4, consumed);
+        consumed += chunk.len() as i64;
+        bronze_rows += rows.values().map(|r| r.len() as u64).sum::<u64>();
+        streamreel_tests::bronze_fixture::write_bronze(&lake, &rows, 1).await?;
+    }
+    println!("   bronze: {bronze_rows} rows written in {:.1} s (setup, not measured)", started.elapsed().as_secs_f64());
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .arg("--lakehouse-run")
+        .arg(dir.path())
+        .output()?;
+    anyhow::ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    Ok(())
+}
+
+async fn lakehouse_run(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let catalogue = simulated::catalogue()?;
+    let lake = data_dir.join("lake");
+    let started = Instant::now();
+    let silver = streamreel_lake::silver::refresh_silver(&lake, &catalogue).await?;
+    let silver_time = started.elapsed();
+    let gold = streamreel_lake::gold::run_models(&lake, &catalogue, None).await?;
+    let total = started.elapsed();
+    println!(
+        "   silver {:.1} s ({} events, {} sessions) + gold {:.1} s ({} models) = {:.1} s; peak memory {} MiB",
+        silver_time.as_secs_f64(),
+        silver.new_events,
+        silver.sessions_written,
+        (total - silver_time).as_secs_f64(),
+        gold.len(),
+        total.as_secs_f64(),
+        peak_memory_mib()
+    );
+    Ok(())
+}
+
+fn peak_memory_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}

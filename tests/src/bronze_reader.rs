@@ -1,0 +1,78 @@
+//! Reads the bronze table back, as another Delta reader would.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use deltalake::datafusion::prelude::SessionContext;
+use streamreel_lake::BronzeTable;
+use streamreel_lake::query::{column_as_i64, column_as_strings, register_path, run_sql};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BronzeRowRef {
+    pub event_id: String,
+    pub user_key: String,
+    pub session_id: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Every bronze row (a few columns), or nothing if the table does not exist yet.
+pub async fn bronze_rows(data_dir: &Path) -> anyhow::Result<Vec<BronzeRowRef>> {
+    let path = BronzeTable::path_in(&data_dir.join("lake"));
+    if !path.join("_delta_log").exists() {
+        return Ok(Vec::new());
+    }
+    let ctx = SessionContext::new();
+    register_path(&ctx, "bronze", &path).await?;
+    let batches = run_sql(
+        &ctx,
+        "SELECT event_id, user_key, session_id, kafka_partition, kafka_offset FROM bronze",
+    )
+    .await?;
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let ids = column_as_strings(batch, "event_id")?;
+        let keys = column_as_strings(batch, "user_key")?;
+        let sessions = column_as_strings(batch, "session_id")?;
+        let partitions = column_as_i64(batch, "kafka_partition")?;
+        let offsets = column_as_i64(batch, "kafka_offset")?;
+        for i in 0..batch.num_rows() {
+            rows.push(BronzeRowRef {
+                event_id: ids[i].clone(),
+                user_key: keys[i].clone(),
+                session_id: sessions[i].clone(),
+                partition: partitions[i] as i32,
+                offset: offsets[i],
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The committed offset of each partition in `partitions` (absent if none).
+pub async fn committed_offsets(
+    data_dir: &Path,
+    partitions: &[i32],
+) -> anyhow::Result<HashMap<i32, i64>> {
+    let lake = data_dir.join("lake");
+    if !BronzeTable::path_in(&lake).join("_delta_log").exists() {
+        return Ok(HashMap::new());
+    }
+    let mut bronze = BronzeTable::open_or_create(&lake).await?;
+    let mut offsets = HashMap::new();
+    for partition in partitions {
+        if let Some(offset) = bronze.committed_offset(*partition).await? {
+            offsets.insert(*partition, offset);
+        }
+    }
+    Ok(offsets)
+}
+
+/// True when every partition has committed up to its high watermark.
+pub async fn caught_up(data_dir: &Path, high: &HashMap<i32, i64>) -> anyhow::Result<bool> {
+    let partitions: Vec<i32> = high.keys().copied().collect();
+    let committed = committed_offsets(data_dir, &partitions).await?;
+    Ok(high
+        .iter()
+        .all(|(p, high)| *high == 0 || committed.get(p).is_some_and(|c| c + 1 >= *high)))
+}

@@ -1,0 +1,32 @@
+//! Fixtures shared by the integration tests and the benchmark: a real tansu
+//! broker on a free port, real `streamreel` node processes, and readers for the
+//! Delta tables and Kafka topics they produce.
+//!
+//! # Layout
+//! - [`broker`]: starts and stops a tansu broker.
+//! - [`node_process`]: starts, SIGKILLs and stops `streamreel node`.
+//! - [`topic_reader`]: reads a whole topic back.
+//! - [`bronze_reader`]: reads the bronze table back.
+//! - [`wait`]: polling a condition with a deadline (no sleeps as synchronisation).
+//! - [`simulated`]: the simulator's stream, regenerated in-process as the oracle.
+
+pub mod broker;
+pub mod bronze_fixture;
+pub mod bronze_reader;
+pub mod node_process;
+pub mod simulated;
+pub mod topic_reader;
+pub mod wait;
+
+use std::path::PathBuf;
+
+/// The repository root (for `cluster-config/` and `metadata/`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_path_buf()
+}
+
+/// The secret test nodes pseudonymise with.
+pub const TEST_SECRET: &str = "integration-test-secret-0123456789";

@@ -1,0 +1,128 @@
+//! One node ingests a simulated stream: bronze, clean-events and the dead-letter
+//! topic hold exactly what they should, and no raw user id leaves the node.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use streamreel_node::simulate::MessageKind;
+use streamreel_protocol::{BronzeRow, UserKeyer, parse_event};
+use streamreel_tests::broker::Broker;
+use streamreel_tests::bronze_reader::bronze_rows;
+use streamreel_tests::node_process::{NodeProcess, node_config};
+use streamreel_tests::simulated;
+use streamreel_tests::topic_reader::read_topic;
+use streamreel_tests::TEST_SECRET;
+
+use crate::support::{INPUT, assert_bronze_exact, simulate_cli, wait_until_ingested};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bronze_clean_events_and_dlq_hold_exactly_what_was_sent() -> anyhow::Result<()> {
+    const EVENTS: u64 = 30_000;
+    const SEED: u64 = 42;
+    let broker = Broker::start()?;
+    broker.create_topic(INPUT, 4).await?;
+    let stdout = simulate_cli(&broker, EVENTS, SEED)?;
+    let sent = simulated::messages(EVENTS, SEED)?;
+    let valid = sent.iter().filter(|m| m.kind == MessageKind::Valid).count();
+    let malformed: Vec<_> = sent.iter().filter(|m| m.kind == MessageKind::Malformed).collect();
+    assert!(
+        stdout.contains(&format!("valid {valid}, malformed {}", malformed.len())),
+        "the simulator's summary matches the regenerated stream: {stdout}"
+    );
+
+    let data = tempfile::tempdir()?;
+    let mut node = NodeProcess::start(&broker.brokers(), data.path(), &node_config(5_000, 500), &[])?;
+    wait_until_ingested(&broker, data.path(), Duration::from_secs(180))
+        .await
+        .map_err(|e| e.context(node.log()))?;
+    assert_bronze_exact(data.path(), &sent).await?;
+
+    // Pseudonymisation: every bronze user_key is the HMAC of the sender's user id.
+    let keyer = UserKeyer::new(TEST_SECRET.as_bytes());
+    let user_of_event: HashMap<String, String> = sent
+        .iter()
+        .filter(|m| m.kind == MessageKind::Valid)
+        .map(|m| (m.event_id.clone().unwrap(), m.key.clone()))
+        .collect();
+    for row in bronze_rows(data.path()).await? {
+        let user_id = &user_of_event[&row.event_id];
+        assert_eq!(row.user_key, keyer.user_key(user_id).to_hex());
+        assert!(!row.user_key.contains("@viewers.example"));
+    }
+
+    let brokers = broker.brokers();
+    let (clean, dlq) = tokio::task::spawn_blocking(move || {
+        anyhow::Ok((read_topic(&brokers, "clean-events")?, read_topic(&brokers, "video-events-dlq")?))
+    })
+    .await??;
+
+    // clean-events: one bronze row per valid event, keyed by user_key, no raw ids.
+    assert_eq!(clean.len(), valid, "without failures clean-events is exact");
+    for record in &clean {
+        let text = String::from_utf8(record.payload.clone())?;
+        assert!(!text.contains("@viewers.example"), "raw user id leaked: {text}");
+        let row: BronzeRow = serde_json::from_str(&text)?;
+        assert_eq!(record.key.as_deref(), Some(row.user_key.as_bytes()));
+    }
+
+    // Dead letters: exactly the malformed inputs, byte for byte, each with a reason.
+    assert_eq!(dlq.len(), malformed.len());
+    let mut expected_payloads: Vec<&[u8]> = malformed.iter().map(|m| m.payload.as_slice()).collect();
+    let mut dead_payloads: Vec<&[u8]> = dlq.iter().map(|r| r.payload.as_slice()).collect();
+    expected_payloads.sort();
+    dead_payloads.sort();
+    assert_eq!(dead_payloads, expected_payloads);
+    for record in &dlq {
+        let reason = &record.headers["error"];
+        let expected = parse_event(&record.payload).expect_err("dead letters are invalid").to_string();
+        assert_eq!(reason, &expected);
+        assert!(record.headers["source-partition"].parse::<i32>().is_ok());
+        assert!(record.headers["source-offset"].parse::<i64>().is_ok());
+        assert!(record.key.is_some(), "the input key is kept");
+    }
+
+    let status = node.stop(Duration::from_secs(60))?;
+    assert!(status.success(), "graceful stop: {status}\n{}", node.log());
+    Ok(())
+}
+
+/// The coordinator's jobs, driven through the admin CLI of a running node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result<()> {
+    use std::process::Command;
+    use streamreel_tests::node_process::streamreel_binary;
+    use streamreel_tests::wait::wait_for;
+
+    let broker = Broker::start()?;
+    broker.create_topic(INPUT, 2).await?;
+    simulate_cli(&broker, 5_000, 3)?;
+    let data = tempfile::tempdir()?;
+    let node = NodeProcess::start(&broker.brokers(), data.path(), &node_config(5_000, 300), &[])?;
+    wait_until_ingested(&broker, data.path(), Duration::from_secs(120)).await?;
+    let url = wait_for("the admin api", Duration::from_secs(30), || async { Ok(node.admin_url()) }).await?;
+    let admin = |args: &[&str]| -> anyhow::Result<(bool, String)> {
+        let output = Command::new(streamreel_binary()?).args(["admin", "--node", &url]).args(args).output()?;
+        Ok((output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))))
+    };
+    for job in ["enrich", "gold", "compact"] {
+        let (ok, out) = admin(&["run", job])?;
+        assert!(ok || out.contains("already running"), "{job}: {out}");
+        wait_for(&format!("{job} to succeed"), Duration::from_secs(120), || async {
+            let (_, jobs) = admin(&["jobs"])?;
+            let runs: serde_json::Value = serde_json::from_str(&jobs)?;
+            let done = runs["runs"].as_array().into_iter().flatten().any(|r| {
+                r["job"] == job && r["status"] == "succeeded"
+            });
+            Ok(done.then_some(()))
+        })
+        .await
+        .map_err(|e| e.context(node.log()))?;
+    }
+    let (ok, out) = admin(&["run", "reindex"])?;
+    assert!(!ok && out.contains("unknown job"), "{out}");
+    let (_, status) = admin(&["status"])?;
+    assert!(status.contains("committed_offset"), "{status}");
+    let gold = data.path().join("lake/gold/top_videos/_delta_log");
+    assert!(gold.exists(), "the gold job built the models");
+    Ok(())
+}

@@ -1,0 +1,299 @@
+//! Silver and gold against an independent reference model, over several
+//! incremental runs; data tests that catch a broken table; compaction and vacuum.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use deltalake::datafusion::prelude::SessionContext;
+use streamreel_lake::data_tests::{DATA_TESTS, run_data_tests};
+use streamreel_lake::gold::run_models;
+use streamreel_lake::maintenance::{compact, file_count, vacuum};
+use streamreel_lake::query::{column_as_f64, column_as_i64, column_as_strings, register_path, run_sql};
+use streamreel_lake::silver::refresh_silver;
+use streamreel_lake::tables::{SESSIONS_TABLE, gold_path, table_path};
+use streamreel_lake::{BronzeTable, rows_to_batch};
+use streamreel_protocol::BronzeRow;
+use streamreel_tests::bronze_fixture::{accepted_rows, write_bronze};
+use streamreel_tests::node_process::streamreel_binary;
+use streamreel_tests::simulated;
+
+use crate::reference;
+
+async fn query(path: &Path, sql: &str) -> anyhow::Result<Vec<deltalake::arrow::array::RecordBatch>> {
+    let ctx = SessionContext::new();
+    register_path(&ctx, "t", path).await?;
+    Ok(run_sql(&ctx, sql).await?)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Every row of `rows` split into `parts` consecutive slices per partition.
+fn split(rows: &BTreeMap<i32, Vec<BronzeRow>>, parts: usize, part: usize) -> BTreeMap<i32, Vec<BronzeRow>> {
+    rows.iter()
+        .map(|(p, rows)| {
+            let size = rows.len().div_ceil(parts);
+            let slice = rows.iter().skip(part * size).take(size).cloned().collect();
+            (*p, slice)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyhow::Result<()> {
+    let videos = simulated::catalogue()?;
+    let messages = simulated::messages(40_000, 11)?;
+    let mut rows = accepted_rows(&messages, 3);
+    // Events of a video missing from the catalogue: kept in silver, left out of gold.
+    let mut unknown = rows[&0].last().unwrap().clone();
+    for (n, kind) in ["play", "stop"].into_iter().enumerate() {
+        unknown.event_id = format!("unknown-video-{n}");
+        unknown.session_id = "unknown-video-session".into();
+        unknown.video_id = "vid-not-in-catalogue".into();
+        unknown.event_type = kind.into();
+        unknown.seek_to_s = None;
+        unknown.kafka_offset += 1;
+        rows.get_mut(&0).unwrap().push(unknown.clone());
+    }
+    let all: Vec<BronzeRow> = rows.values().flatten().cloned().collect();
+    let late = all.iter().filter(|r| {
+        all.iter().any(|o| o.session_id == r.session_id && o.kafka_offset < r.kafka_offset && o.event_time_us > r.event_time_us)
+    });
+    assert!(late.count() > 0, "the stream has events arriving out of time order");
+
+    let lake = tempfile::tempdir()?;
+    // Three runs over growing bronze: sessions straddle the run boundaries.
+    for part in 0..3 {
+        write_bronze(lake.path(), &split(&rows, 3, part), 4).await?;
+        let report = refresh_silver(lake.path(), &videos).await?;
+        assert!(report.new_events > 0, "run {part} read only new bronze rows: {report:?}");
+    }
+    let again = refresh_silver(lake.path(), &videos).await?;
+    assert_eq!(again.new_events, 0, "nothing new, nothing read");
+    run_models(lake.path(), &videos, None).await?;
+
+    let expected = reference::sessions(&all, &videos);
+    let enriched = query(&table_path(lake.path(), "silver/enriched_events"), "SELECT COUNT(*) AS n, COUNT(title) AS known FROM t").await?;
+    assert_eq!(column_as_i64(&enriched[0], "n")?[0], all.len() as i64, "each bronze row enriched once");
+    assert_eq!(column_as_i64(&enriched[0], "known")?[0], all.len() as i64 - 2);
+
+    // view_sessions, every column of every session.
+    let batches = query(
+        &table_path(lake.path(), SESSIONS_TABLE),
+        "SELECT session_id, event_count, watch_s, max_position_s, exit_position_s, pct_watched, \
+         CAST(completed AS INT) AS completed, CAST(day AS INT) AS day FROM t ORDER BY session_id",
+    )
+    .await?;
+    let mut actual = Vec::new();
+    for b in &batches {
+        let ids = column_as_strings(b, "session_id")?;
+        let counts = column_as_i64(b, "event_count")?;
+        let watch = column_as_f64(b, "watch_s")?;
+        let max = column_as_f64(b, "max_position_s")?;
+        let exit = column_as_f64(b, "exit_position_s")?;
+        let pct = column_as_f64(b, "pct_watched")?;
+        let days = column_as_i64(b, "day")?;
+        for i in 0..b.num_rows() {
+            actual.push((ids[i].clone(), counts[i], watch[i], max[i], exit[i], pct[i], days[i]));
+        }
+    }
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+    assert_eq!(actual.len(), expected_sorted.len(), "one row per session");
+    for (got, want) in actual.iter().zip(&expected_sorted) {
+        assert_eq!(got.0, want.session_id);
+        assert_eq!(got.1, want.event_count, "{}", want.session_id);
+        assert!(close(got.2, want.watch_s), "watch_s of {}: {} vs {}", want.session_id, got.2, want.watch_s);
+        assert!(close(got.3, want.max_position_s), "max_position_s of {}", want.session_id);
+        assert!(close(got.4, want.exit_position_s), "exit_position_s of {}", want.session_id);
+        match want.pct_watched() {
+            Some(pct) => assert!(close(got.5, pct)),
+            None => assert!(got.5.is_nan(), "unknown video: null pct_watched"),
+        }
+        assert_eq!(got.6, want.day);
+    }
+
+    // Gold, table by table.
+    let gold = |name: &str| gold_path(lake.path(), name);
+    let retention = reference::viewer_retention(&expected);
+    let b = query(&gold("viewer_retention"), "SELECT * FROM t").await?;
+    let mut seen = 0;
+    for b in &b {
+        let (v, k, n, r, q) = (column_as_strings(b, "video_id")?, column_as_i64(b, "bucket_pct")?, column_as_i64(b, "sessions")?, column_as_i64(b, "viewers_reached")?, column_as_f64(b, "retention")?);
+        for i in 0..b.num_rows() {
+            let want = retention[&(v[i].clone(), k[i])];
+            assert_eq!((n[i], r[i]), (want.0, want.1), "{} {}", v[i], k[i]);
+            assert!(close(q[i], want.2));
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, retention.len());
+
+    let dropoff = reference::dropoff_by_genre(&expected);
+    let b = query(&gold("dropoff_by_genre"), "SELECT * FROM t").await?;
+    let mut seen = 0;
+    for b in &b {
+        let (g, k, n, s) = (column_as_strings(b, "genre")?, column_as_i64(b, "bucket_pct")?, column_as_i64(b, "sessions")?, column_as_f64(b, "share")?);
+        for i in 0..b.num_rows() {
+            let want = dropoff[&(g[i].clone(), k[i])];
+            assert_eq!(n[i], want.0, "{} {}", g[i], k[i]);
+            assert!(close(s[i], want.1));
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, dropoff.len());
+
+    let regional = reference::regional_viewership(&expected);
+    let b = query(&gold("regional_viewership"), "SELECT CAST(day AS INT) AS day, region, sessions, unique_viewers, watch_hours FROM t").await?;
+    let mut seen = 0;
+    for b in &b {
+        let (d, r, n, u, h) = (column_as_i64(b, "day")?, column_as_strings(b, "region")?, column_as_i64(b, "sessions")?, column_as_i64(b, "unique_viewers")?, column_as_f64(b, "watch_hours")?);
+        for i in 0..b.num_rows() {
+            let want = regional[&(d[i], r[i].clone())];
+            assert_eq!((n[i], u[i]), (want.0, want.1));
+            assert!(close(h[i], want.2));
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, regional.len());
+
+    let videos_ref = reference::top_videos(&expected);
+    let b = query(&gold("top_videos"), "SELECT * FROM t").await?;
+    let mut seen = 0;
+    for b in &b {
+        let (v, c, n, u, h, cr, rk) = (column_as_strings(b, "video_id")?, column_as_strings(b, "creator")?, column_as_i64(b, "sessions")?, column_as_i64(b, "unique_viewers")?, column_as_f64(b, "watch_hours")?, column_as_f64(b, "completion_rate")?, column_as_i64(b, "rank")?);
+        for i in 0..b.num_rows() {
+            let want = &videos_ref[&v[i]];
+            assert_eq!((&c[i], n[i], u[i], rk[i]), (&want.0, want.1, want.2, want.5), "{}", v[i]);
+            assert!(close(h[i], want.3) && close(cr[i], want.4));
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, videos_ref.len());
+
+    let creators = reference::top_creators(&expected);
+    let b = query(&gold("top_creators"), "SELECT * FROM t").await?;
+    let mut seen = 0;
+    for b in &b {
+        let (c, v, n, h, rk) = (column_as_strings(b, "creator")?, column_as_i64(b, "videos")?, column_as_i64(b, "sessions")?, column_as_f64(b, "watch_hours")?, column_as_i64(b, "rank")?);
+        for i in 0..b.num_rows() {
+            let want = creators[&c[i]];
+            assert_eq!((v[i], n[i], rk[i]), (want.0, want.1, want.3), "{}", c[i]);
+            assert!(close(h[i], want.2));
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, creators.len());
+
+    let daily = reference::daily_engagement(&expected);
+    let b = query(&gold("daily_engagement"), "SELECT CAST(day AS INT) AS day, sessions, unique_viewers, watch_hours, avg_pct_watched, completion_rate FROM t").await?;
+    let mut seen = 0;
+    for b in &b {
+        let (d, n, u, h, p, c) = (column_as_i64(b, "day")?, column_as_i64(b, "sessions")?, column_as_i64(b, "unique_viewers")?, column_as_f64(b, "watch_hours")?, column_as_f64(b, "avg_pct_watched")?, column_as_f64(b, "completion_rate")?);
+        for i in 0..b.num_rows() {
+            let want = daily[&d[i]];
+            assert_eq!((n[i], u[i]), (want.0, want.1));
+            assert!(close(h[i], want.2) && close(p[i], want.3) && close(c[i], want.4));
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, daily.len());
+
+    let results = run_data_tests(lake.path(), &videos, DATA_TESTS).await?;
+    let failed: Vec<_> = results.iter().filter(|r| !r.passed()).collect();
+    assert!(failed.is_empty(), "data tests pass on correct tables: {failed:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_gold_table_fails_models_test_with_a_readable_report() -> anyhow::Result<()> {
+    let videos = simulated::catalogue()?;
+    let lake = tempfile::tempdir()?;
+    let data_dir = lake.path();
+    write_bronze(&data_dir.join("lake"), &accepted_rows(&simulated::messages(3_000, 5)?, 2), 1).await?;
+    let run = Command::new(streamreel_binary()?)
+        .current_dir(streamreel_tests::repo_root())
+        .args(["models", "run", "--data-dir"])
+        .arg(data_dir)
+        .output()?;
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let ok = Command::new(streamreel_binary()?)
+        .current_dir(streamreel_tests::repo_root())
+        .args(["models", "test", "--data-dir"])
+        .arg(data_dir)
+        .output()?;
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+
+    // Break viewer_retention: a retention above 1 and a duplicated key.
+    let path = gold_path(&data_dir.join("lake"), "viewer_retention");
+    let ctx = SessionContext::new();
+    register_path(&ctx, "t", &path).await?;
+    let broken = run_sql(
+        &ctx,
+        "SELECT video_id, bucket_pct, sessions, viewers_reached, \
+         CASE WHEN bucket_pct = 0 THEN retention + 1.5 ELSE retention END AS retention FROM t \
+         UNION ALL SELECT * FROM (SELECT * FROM t LIMIT 1)",
+    )
+    .await?;
+    let table = streamreel_lake::tables::open_if_exists(&path).await?.unwrap();
+    table
+        .write(broken)
+        .with_save_mode(deltalake::protocol::SaveMode::Overwrite)
+        .await?;
+
+    let failed = Command::new(streamreel_binary()?)
+        .current_dir(streamreel_tests::repo_root())
+        .args(["models", "test", "--data-dir"])
+        .arg(data_dir)
+        .output()?;
+    let report = String::from_utf8(failed.stdout)?;
+    assert!(!failed.status.success(), "a failing data test exits non-zero:\n{report}");
+    assert!(report.contains("FAIL viewer_retention.range(retention, 0, 1)"), "{report}");
+    assert!(report.contains("FAIL viewer_retention.unique(video_id, bucket_pct): 1 failing rows"), "{report}");
+    assert!(report.contains("PASS top_videos.unique(video_id)"), "{report}");
+    assert!(report.contains("retention"), "examples show the failing rows:\n{report}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_rows_and_vacuum_waits_for_the_retention_period() -> anyhow::Result<()> {
+    let lake = tempfile::tempdir()?;
+    let rows = accepted_rows(&simulated::messages(6_000, 3)?, 2);
+    write_bronze(lake.path(), &rows, 15).await?;
+    let path = BronzeTable::path_in(lake.path());
+    let fingerprint = "SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids, SUM(kafka_offset) AS offsets, \
+                       SUM(position_s) AS positions FROM t";
+    let before = query(&path, fingerprint).await?;
+    let files_before = file_count(&path).await?;
+    assert!(files_before >= 30, "many small commits: {files_before} files");
+
+    let report = compact(&path).await?;
+    assert_eq!(report.files_removed, files_before);
+    let files_after = file_count(&path).await?;
+    assert!(files_after < files_before && files_after <= 2, "{files_after} files after compaction");
+    let after = query(&path, fingerprint).await?;
+    for column in ["n", "ids", "offsets"] {
+        assert_eq!(column_as_i64(&before[0], column)?, column_as_i64(&after[0], column)?);
+    }
+    assert!(close(column_as_f64(&before[0], "positions")?[0], column_as_f64(&after[0], "positions")?[0]));
+
+    let parquet_files = |dir: &Path| std::fs::read_dir(dir).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "parquet")).count();
+    let on_disk = parquet_files(&path);
+    assert_eq!(vacuum(&path, chrono::Duration::hours(1)).await?, 0, "within retention nothing goes");
+    assert_eq!(parquet_files(&path), on_disk);
+    let deleted = vacuum(&path, chrono::Duration::zero()).await?;
+    assert_eq!(deleted, files_before, "past retention the replaced files go");
+    assert_eq!(parquet_files(&path), files_after as usize);
+    let after_vacuum = query(&path, fingerprint).await?;
+    assert_eq!(column_as_i64(&after_vacuum[0], "n")?, column_as_i64(&before[0], "n")?);
+    // More appends still work on the compacted table.
+    let mut bronze = BronzeTable::open_or_create(lake.path()).await?;
+    let extra = rows[&0].last().unwrap().clone();
+    let mut extra = extra;
+    extra.event_id = "after-compaction".into();
+    extra.kafka_offset += 1;
+    bronze.append(rows_to_batch(&[extra.clone()])?, 0, extra.kafka_offset).await?;
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! Integration and chaos tests against real components: a tansu broker started
+//! per test on a free port, real `streamreel` processes, real Delta tables.
+//!
+//! Build the workspace first (`cargo build --workspace`): tests start the
+//! `streamreel` binary as a separate process so that SIGKILL is real.
+
+mod crash;
+mod ingest;
+mod lakehouse;
+mod reference;
+mod support;
