@@ -4,8 +4,8 @@
 //! panic once, just before its first bronze commit in this process, so tests can
 //! watch the supervisor restart it. Unset in production: then nothing happens.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub const PANIC_BEFORE_COMMIT_ENV: &str = "STREAMREEL_FAULT_PANIC_BEFORE_COMMIT";
 

@@ -166,7 +166,10 @@ impl Actor for PartitionActor {
         if state.batch.last_offset.is_some() {
             state.commit().await?;
         }
-        info!(partition = state.core.partition(), "partition actor stopped");
+        info!(
+            partition = state.core.partition(),
+            "partition actor stopped"
+        );
         Ok(())
     }
 }
@@ -175,8 +178,7 @@ impl PartitionState {
     /// Consumes until the batch is full or its commit interval has passed.
     async fn consume_batch(&mut self) -> Result<(), ActorError> {
         let settings = self.context.ingest;
-        let deadline =
-            self.batch.started.unwrap_or_else(Instant::now) + settings.commit_interval;
+        let deadline = self.batch.started.unwrap_or_else(Instant::now) + settings.commit_interval;
         while self.batch.rows.len() < settings.commit_max_events {
             let now = Instant::now();
             if now >= deadline {
@@ -265,7 +267,9 @@ impl PartitionState {
         stats
             .accepted
             .fetch_add(batch.rows.len() as u64, Ordering::Relaxed);
-        stats.duplicates.fetch_add(batch.duplicates, Ordering::Relaxed);
+        stats
+            .duplicates
+            .fetch_add(batch.duplicates, Ordering::Relaxed);
         stats.rejected.fetch_add(batch.rejected, Ordering::Relaxed);
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.committed_offset.store(last_offset, Ordering::Relaxed);

@@ -107,8 +107,16 @@ mod tests {
             (row.kafka_partition, row.kafka_offset, row.ingested_at_us),
             (2, 10, 5)
         );
-        assert_eq!(row.user_key, UserKeyer::new(b"a-test-secret-of-16+").user_key("alice").to_hex());
-        assert_eq!(core.process(11, &event("e1", "alice"), 6), Outcome::Duplicate);
+        assert_eq!(
+            row.user_key,
+            UserKeyer::new(b"a-test-secret-of-16+")
+                .user_key("alice")
+                .to_hex()
+        );
+        assert_eq!(
+            core.process(11, &event("e1", "alice"), 6),
+            Outcome::Duplicate
+        );
         assert!(matches!(core.process(12, b"nope", 7), Outcome::Rejected(_)));
         assert_eq!(core.dedup_len(), 1, "rejected events are not remembered");
     }
@@ -117,10 +125,12 @@ mod tests {
     fn cached_user_keys_equal_fresh_ones() {
         let mut core = core();
         let keys: Vec<String> = (0..3)
-            .map(|n| match core.process(n, &event(&format!("e{n}"), "bob"), 0) {
-                Outcome::Accepted(row) => row.user_key,
-                other => panic!("{other:?}"),
-            })
+            .map(
+                |n| match core.process(n, &event(&format!("e{n}"), "bob"), 0) {
+                    Outcome::Accepted(row) => row.user_key,
+                    other => panic!("{other:?}"),
+                },
+            )
             .collect();
         assert!(keys.iter().all(|k| *k == keys[0]));
     }

@@ -51,7 +51,10 @@ mod tests {
             delays.iter().map(Duration::as_millis).collect::<Vec<_>>(),
             [100, 200, 400, 800, 1600, 2000, 2000]
         );
-        assert_eq!(tracker.on_failure(&POLICY, HEALTHY_RUN), Duration::from_millis(100));
+        assert_eq!(
+            tracker.on_failure(&POLICY, HEALTHY_RUN),
+            Duration::from_millis(100)
+        );
         assert_eq!(tracker.consecutive_failures(), 1);
     }
 }

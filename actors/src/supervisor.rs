@@ -79,9 +79,7 @@ impl Actor for IngestSupervisor {
             SupervisorMsg::Status(reply) => {
                 let mut statuses = Vec::new();
                 for child in state.children.values() {
-                    if let Ok(status) =
-                        ractor::call_t!(child.actor, PartitionMsg::Status, 5_000)
-                    {
+                    if let Ok(status) = ractor::call_t!(child.actor, PartitionMsg::Status, 5_000) {
                         statuses.push(status);
                     }
                 }

@@ -14,10 +14,10 @@ use deltalake::arrow::array::{
     TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::kernel::StructType;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::StructType;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, ensure_table_uri};
 
@@ -122,7 +122,8 @@ impl BronzeTable {
     /// per node before partition writers start, so that they never race to create it.
     pub async fn open_or_create(lake_dir: &Path) -> Result<BronzeTable, LakeError> {
         let path = Self::path_in(lake_dir);
-        let url = ensure_table_uri(path.to_string_lossy()).map_err(|e| LakeError::delta(TABLE, e))?;
+        let url =
+            ensure_table_uri(path.to_string_lossy()).map_err(|e| LakeError::delta(TABLE, e))?;
         let table = DeltaTable::try_from_url(url)
             .await
             .map_err(|e| LakeError::delta(TABLE, e))?;
@@ -161,7 +162,10 @@ impl BronzeTable {
             .update_state()
             .await
             .map_err(|e| LakeError::delta(TABLE, e))?;
-        let snapshot = self.table.snapshot().map_err(|e| LakeError::delta(TABLE, e))?;
+        let snapshot = self
+            .table
+            .snapshot()
+            .map_err(|e| LakeError::delta(TABLE, e))?;
         snapshot
             .transaction_version(
                 self.table.log_store().as_ref(),
@@ -261,7 +265,10 @@ mod tests {
         assert_eq!(bronze.committed_offset(0).await.unwrap(), None);
 
         let rows: Vec<_> = (0..5).map(|o| row(0, o)).collect();
-        let checkpoint = bronze.append(rows_to_batch(&rows).unwrap(), 0, 4).await.unwrap();
+        let checkpoint = bronze
+            .append(rows_to_batch(&rows).unwrap(), 0, 4)
+            .await
+            .unwrap();
         assert_eq!(checkpoint.last_offset, 4);
         bronze
             .append(rows_to_batch(&[row(1, 10)]).unwrap(), 1, 10)

@@ -225,13 +225,20 @@ mod tests {
     fn the_shipped_declarations_parse_and_cover_every_model() {
         let tests = declared_tests(DATA_TESTS).unwrap();
         for (model, _) in crate::gold::MODELS {
-            assert!(tests.iter().any(|t| t.table == model && t.name.starts_with("unique")), "{model}");
+            assert!(
+                tests
+                    .iter()
+                    .any(|t| t.table == model && t.name.starts_with("unique")),
+                "{model}"
+            );
         }
     }
 
     #[test]
     fn an_unknown_rule_is_refused() {
-        let error = declared_tests("[x]\nuniq = [[\"a\"]]\n").unwrap_err().to_string();
+        let error = declared_tests("[x]\nuniq = [[\"a\"]]\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("uniq"), "{error}");
     }
 }

@@ -16,18 +16,30 @@ use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
 use crate::query::register_table;
 use crate::tables::{
-    ENRICHED_TABLE, SESSIONS_TABLE, gold_path, handle_for_write, open_if_exists,
-    register_metadata, table_path,
+    ENRICHED_TABLE, SESSIONS_TABLE, gold_path, handle_for_write, open_if_exists, register_metadata,
+    table_path,
 };
 
 /// The gold models, in the order they run.
 pub const MODELS: [(&str, &str); 6] = [
-    ("viewer_retention", include_str!("../models/viewer_retention.sql")),
-    ("dropoff_by_genre", include_str!("../models/dropoff_by_genre.sql")),
-    ("regional_viewership", include_str!("../models/regional_viewership.sql")),
+    (
+        "viewer_retention",
+        include_str!("../models/viewer_retention.sql"),
+    ),
+    (
+        "dropoff_by_genre",
+        include_str!("../models/dropoff_by_genre.sql"),
+    ),
+    (
+        "regional_viewership",
+        include_str!("../models/regional_viewership.sql"),
+    ),
     ("top_videos", include_str!("../models/top_videos.sql")),
     ("top_creators", include_str!("../models/top_creators.sql")),
-    ("daily_engagement", include_str!("../models/daily_engagement.sql")),
+    (
+        "daily_engagement",
+        include_str!("../models/daily_engagement.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +66,11 @@ pub async fn silver_session(
     ] {
         match open_if_exists(&table_path(lake_dir, relative)).await? {
             Some(table) => register_table(&ctx, name, &table).await?,
-            None => return Err(LakeError::MissingTable { table: relative.to_string() }),
+            None => {
+                return Err(LakeError::MissingTable {
+                    table: relative.to_string(),
+                });
+            }
         }
     }
     Ok(ctx)

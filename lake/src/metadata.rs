@@ -50,7 +50,9 @@ pub fn read_metadata(input: impl Read) -> Result<Vec<VideoMetadata>, LakeError> 
         line,
         reason,
     };
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(input);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(input);
     let header = reader.headers().map_err(|e| bad(1, e.to_string()))?.clone();
     if header.iter().ne(METADATA_HEADER) {
         return Err(bad(
@@ -127,14 +129,19 @@ mod tests {
     fn names_the_line_and_the_problem() {
         let csv = format!("{HEADER}v1,a,music,c,10,2024-01-31\nv2,b,music,c,-3,2024-01-31\n");
         let error = read_metadata(csv.as_bytes()).unwrap_err().to_string();
-        assert!(error.contains("line 3") && error.contains("duration_s"), "{error}");
+        assert!(
+            error.contains("line 3") && error.contains("duration_s"),
+            "{error}"
+        );
         let csv = format!("{HEADER}v1,a,music,c,10,31/01/2024\n");
         let error = read_metadata(csv.as_bytes()).unwrap_err().to_string();
         assert!(error.contains("release_date"), "{error}");
         let csv = format!("{HEADER}v1,a,music,c,10,2024-01-31\nv1,a,music,c,10,2024-01-31\n");
         let error = read_metadata(csv.as_bytes()).unwrap_err().to_string();
         assert!(error.contains("duplicate video_id"), "{error}");
-        let error = read_metadata("id,title\n".as_bytes()).unwrap_err().to_string();
+        let error = read_metadata("id,title\n".as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("header"), "{error}");
     }
 

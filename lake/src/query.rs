@@ -17,10 +17,7 @@ pub async fn register_table(
     name: &str,
     table: &DeltaTable,
 ) -> Result<(), LakeError> {
-    let provider = table
-        .table_provider()
-        .await
-        .map_err(LakeError::Query)?;
+    let provider = table.table_provider().await.map_err(LakeError::Query)?;
     ctx.register_table(name, provider)?;
     Ok(())
 }
@@ -28,7 +25,9 @@ pub async fn register_table(
 /// Opens the table at `path` (latest version) and registers it under `name`.
 pub async fn register_path(ctx: &SessionContext, name: &str, path: &Path) -> Result<(), LakeError> {
     let url = ensure_table_uri(path.to_string_lossy()).map_err(|e| LakeError::delta(name, e))?;
-    let table = open_table(url).await.map_err(|e| LakeError::delta(name, e))?;
+    let table = open_table(url)
+        .await
+        .map_err(|e| LakeError::delta(name, e))?;
     register_table(ctx, name, &table).await
 }
 
@@ -40,10 +39,12 @@ pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>
 /// A string column whatever its physical encoding (Utf8, LargeUtf8, Utf8View).
 /// Nulls come out as empty strings.
 pub fn column_as_strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>, LakeError> {
-    let column = batch.column_by_name(name).ok_or_else(|| LakeError::ColumnType {
-        table: "query result".into(),
-        column: name.into(),
-    })?;
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| LakeError::ColumnType {
+            table: "query result".into(),
+            column: name.into(),
+        })?;
     let column = cast(column, &DataType::Utf8)?;
     let strings = column.as_string::<i32>();
     Ok((0..strings.len())
@@ -59,26 +60,42 @@ pub fn column_as_strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>,
 
 /// An integer column (any integer or timestamp type). Nulls come out as 0.
 pub fn column_as_i64(batch: &RecordBatch, name: &str) -> Result<Vec<i64>, LakeError> {
-    let column = batch.column_by_name(name).ok_or_else(|| LakeError::ColumnType {
-        table: "query result".into(),
-        column: name.into(),
-    })?;
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| LakeError::ColumnType {
+            table: "query result".into(),
+            column: name.into(),
+        })?;
     let column = cast(column, &DataType::Int64)?;
     let values = column.as_primitive::<Int64Type>();
     Ok((0..values.len())
-        .map(|i| if values.is_null(i) { 0 } else { values.value(i) })
+        .map(|i| {
+            if values.is_null(i) {
+                0
+            } else {
+                values.value(i)
+            }
+        })
         .collect())
 }
 
 /// A float column (any numeric type). Nulls come out as NaN.
 pub fn column_as_f64(batch: &RecordBatch, name: &str) -> Result<Vec<f64>, LakeError> {
-    let column = batch.column_by_name(name).ok_or_else(|| LakeError::ColumnType {
-        table: "query result".into(),
-        column: name.into(),
-    })?;
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| LakeError::ColumnType {
+            table: "query result".into(),
+            column: name.into(),
+        })?;
     let column = cast(column, &DataType::Float64)?;
     let values = column.as_primitive::<deltalake::arrow::datatypes::Float64Type>();
     Ok((0..values.len())
-        .map(|i| if values.is_null(i) { f64::NAN } else { values.value(i) })
+        .map(|i| {
+            if values.is_null(i) {
+                f64::NAN
+            } else {
+                values.value(i)
+            }
+        })
         .collect())
 }

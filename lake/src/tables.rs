@@ -57,11 +57,21 @@ pub fn register_metadata(ctx: &SessionContext, videos: &[VideoMetadata]) -> Resu
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![
-            Arc::new(StringArray::from_iter_values(videos.iter().map(|v| &v.video_id))),
-            Arc::new(StringArray::from_iter_values(videos.iter().map(|v| &v.title))),
-            Arc::new(StringArray::from_iter_values(videos.iter().map(|v| &v.genre))),
-            Arc::new(StringArray::from_iter_values(videos.iter().map(|v| &v.creator))),
-            Arc::new(Float64Array::from_iter_values(videos.iter().map(|v| v.duration_s))),
+            Arc::new(StringArray::from_iter_values(
+                videos.iter().map(|v| &v.video_id),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                videos.iter().map(|v| &v.title),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                videos.iter().map(|v| &v.genre),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                videos.iter().map(|v| &v.creator),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                videos.iter().map(|v| v.duration_s),
+            )),
         ],
     )?;
     let table = MemTable::try_new(schema, vec![vec![batch]])?;

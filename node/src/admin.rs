@@ -12,7 +12,11 @@ pub enum AdminCommand {
 
 /// Sends the command to the node at `base` and returns the response body
 /// (pretty JSON); a non-2xx answer is an error carrying the node's message.
-pub async fn admin(base: &str, token: Option<&str>, command: AdminCommand) -> Result<String, NodeError> {
+pub async fn admin(
+    base: &str,
+    token: Option<&str>,
+    command: AdminCommand,
+) -> Result<String, NodeError> {
     let base = base.trim_end_matches('/');
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))

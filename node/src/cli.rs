@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "streamreel", version, about = "StreamReel video-engagement analytics")]
+#[command(
+    name = "streamreel",
+    version,
+    about = "StreamReel video-engagement analytics"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -245,7 +245,8 @@ fn validate(
             return Err(invalid(key, "must be a Kafka topic name ([a-zA-Z0-9._-]+)"));
         }
     }
-    if raw.kafka.input_topic == raw.kafka.clean_topic || raw.kafka.input_topic == raw.kafka.dlq_topic
+    if raw.kafka.input_topic == raw.kafka.clean_topic
+        || raw.kafka.input_topic == raw.kafka.dlq_topic
     {
         return Err(invalid(
             "kafka.input-topic",
@@ -274,7 +275,10 @@ fn validate(
         ));
     }
     if raw.dedup.max_ids < raw.dedup.window_events {
-        return Err(invalid("dedup.max-ids", "must be at least dedup.window-events"));
+        return Err(invalid(
+            "dedup.max-ids",
+            "must be at least dedup.window-events",
+        ));
     }
     if raw.node.restart_backoff_min_ms == 0
         || raw.node.restart_backoff_max_ms < raw.node.restart_backoff_min_ms
@@ -284,9 +288,11 @@ fn validate(
             "backoff bounds must satisfy 0 < min <= max",
         ));
     }
-    let http_listen: SocketAddr = raw.node.http_listen.parse().map_err(|_| {
-        invalid("node.http-listen", "must be IP:PORT, e.g. 127.0.0.1:8080")
-    })?;
+    let http_listen: SocketAddr = raw
+        .node
+        .http_listen
+        .parse()
+        .map_err(|_| invalid("node.http-listen", "must be IP:PORT, e.g. 127.0.0.1:8080"))?;
     let jobs = &raw.jobs;
     for (key, value) in [
         ("jobs.enrich-interval-s", jobs.enrich_interval_s),
@@ -413,8 +419,13 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_named() {
-        let error = parse("[lake]\ncommit-max-event = 10\n").unwrap_err().to_string();
-        assert!(error.contains("unknown field `commit-max-event`"), "{error}");
+        let error = parse("[lake]\ncommit-max-event = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("unknown field `commit-max-event`"),
+            "{error}"
+        );
         let error = parse("[lakes]\n").unwrap_err().to_string();
         assert!(error.contains("unknown field `lakes`"), "{error}");
     }
@@ -425,9 +436,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("commit-max-events"), "{error}");
-        let error = parse("[kafka]\nbrokers = \"localhost\"\n").unwrap_err().to_string();
+        let error = parse("[kafka]\nbrokers = \"localhost\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("kafka.brokers"), "{error}");
-        let error = parse("[dedup]\nwindow-events = 10\n").unwrap_err().to_string();
+        let error = parse("[dedup]\nwindow-events = 10\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("dedup.window-events"), "{error}");
     }
 

@@ -78,7 +78,10 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if given != Some(token.as_ref()) {
-            return (StatusCode::UNAUTHORIZED, Json(json!({"error": "missing or wrong admin token"})))
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "missing or wrong admin token"})),
+            )
                 .into_response();
         }
     }
@@ -109,7 +112,11 @@ async fn status(State(state): State<AdminState>) -> Json<serde_json::Value> {
 async fn jobs(State(state): State<AdminState>) -> Response {
     match ractor::call!(state.coordinator, CoordinatorMsg::Runs) {
         Ok(runs) => Json(json!({ "runs": runs })).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()}))).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 
@@ -119,8 +126,16 @@ async fn run_job(State(state): State<AdminState>, Path(job): Path<String>) -> Re
         Err(e) => return (StatusCode::NOT_FOUND, Json(json!({"error": e}))).into_response(),
     };
     match ractor::call!(state.coordinator, CoordinatorMsg::Trigger, job) {
-        Ok(Ok(run_id)) => (StatusCode::ACCEPTED, Json(json!({"job": job, "run_id": run_id}))).into_response(),
+        Ok(Ok(run_id)) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"job": job, "run_id": run_id})),
+        )
+            .into_response(),
         Ok(Err(refused)) => (StatusCode::CONFLICT, Json(json!({"error": refused}))).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()}))).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
     }
 }

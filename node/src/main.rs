@@ -1,6 +1,7 @@
 //! `streamreel`: thin entry point. Parses flags, sets up logging, runs a command,
 //! and turns Ctrl-C / SIGTERM into a cancellation every task observes.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -50,7 +52,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 data_dir,
                 metadata,
             } => {
-                print!("{}", models::models_run(&data_dir, &metadata, select.as_deref()).await?);
+                print!(
+                    "{}",
+                    models::models_run(&data_dir, &metadata, select.as_deref()).await?
+                );
                 Ok(())
             }
             ModelsCommand::Test { data_dir, metadata } => {
@@ -66,7 +71,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 AdminSubcommand::Jobs => AdminCommand::Jobs,
                 AdminSubcommand::Run { job } => AdminCommand::Run(job),
             };
-            println!("{}", admin(&args.node, args.token.as_deref(), command).await?);
+            println!(
+                "{}",
+                admin(&args.node, args.token.as_deref(), command).await?
+            );
             Ok(())
         }
         Command::Inspect(args) => {
@@ -93,7 +101,10 @@ async fn simulate(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Re
         ("--malformed-share", args.malformed_share),
         ("--duplicate-share", args.duplicate_share),
     ] {
-        anyhow::ensure!((0.0..=1.0).contains(&share), "{name} must be within 0..1, got {share}");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&share),
+            "{name} must be within 0..1, got {share}"
+        );
     }
     anyhow::ensure!(
         args.malformed_share + args.duplicate_share < 1.0,

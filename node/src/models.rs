@@ -10,7 +10,11 @@ use streamreel_lake::silver::refresh_silver;
 use crate::error::NodeError;
 
 /// Brings silver up to date from bronze, then builds the selected gold models.
-pub async fn models_run(data_dir: &Path, metadata: &Path, select: Option<&str>) -> Result<String, NodeError> {
+pub async fn models_run(
+    data_dir: &Path,
+    metadata: &Path,
+    select: Option<&str>,
+) -> Result<String, NodeError> {
     let videos = read_metadata_file(metadata)?;
     let lake_dir = data_dir.join("lake");
     let silver = refresh_silver(&lake_dir, &videos).await?;
@@ -19,7 +23,9 @@ pub async fn models_run(data_dir: &Path, metadata: &Path, select: Option<&str>) 
         silver.new_events,
         silver.unknown_video_events,
         silver.sessions_written,
-        silver.bronze_version.map_or("-".to_string(), |v| v.to_string()),
+        silver
+            .bronze_version
+            .map_or("-".to_string(), |v| v.to_string()),
     );
     for run in run_models(&lake_dir, &videos, select).await? {
         out.push_str(&format!(

@@ -99,6 +99,10 @@ struct WireEvent<'a> {
 /// Identifiers (`event_id`, `session_id`, `user_id`, `video_id`, `region`) must be
 /// non-empty: an empty session or user id would silently merge unrelated viewing.
 pub fn parse_event(bytes: &[u8]) -> Result<EngagementEvent<'_>, Rejection> {
+    // serde would read a JSON array as a struct too; the contract wants an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(not_an_object(bytes));
+    }
     let wire: WireEvent<'_> = serde_json::from_slice(bytes).map_err(classify_json_error)?;
 
     for (field, value) in [
@@ -159,6 +163,25 @@ fn check_position(field: &'static str, value: f64) -> Result<(), Rejection> {
         Ok(())
     } else {
         Err(Rejection::BadNumber { field, value })
+    }
+}
+
+fn not_an_object(bytes: &[u8]) -> Rejection {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(value) => {
+            let kind = match value {
+                serde_json::Value::Null => "null",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::Object(_) => "an object",
+            };
+            Rejection::Schema {
+                detail: format!("expected a JSON object, got {kind}"),
+            }
+        }
+        Err(error) => classify_json_error(error),
     }
 }
 
@@ -234,7 +257,10 @@ mod tests {
         assert_eq!(reject("").kind(), "not_json");
         let not_object = reject("[1,2]");
         assert_eq!(not_object.kind(), "schema");
-        assert!(not_object.to_string().contains("a JSON object"), "{not_object}");
+        assert!(
+            not_object.to_string().contains("a JSON object"),
+            "{not_object}"
+        );
     }
 
     #[test]
@@ -275,7 +301,10 @@ mod tests {
 
     #[test]
     fn checks_event_type_and_seek_target_together() {
-        assert_eq!(reject(&with("event_type", "\"jump\"")).kind(), "unknown_event_type");
+        assert_eq!(
+            reject(&with("event_type", "\"jump\"")).kind(),
+            "unknown_event_type"
+        );
         assert_eq!(
             reject(&with("seek_to_s", "null")),
             Rejection::MissingSeekTarget
@@ -308,19 +337,28 @@ mod tests {
 
     #[test]
     fn rejects_times_that_are_not_rfc3339() {
-        for bad in ["\"2026-11-24\"", "\"yesterday\"", "\"2026-13-01T00:00:00Z\"", "1700000000"] {
+        for bad in [
+            "\"2026-11-24\"",
+            "\"yesterday\"",
+            "\"2026-13-01T00:00:00Z\"",
+            "1700000000",
+        ] {
             let rejection = reject(&with("event_time", bad));
             assert!(
                 matches!(rejection.kind(), "bad_time" | "schema"),
                 "{bad}: {rejection}"
             );
         }
-        assert_eq!(reject(&with("event_time", "\"2026-11-24\"")).kind(), "bad_time");
+        assert_eq!(
+            reject(&with("event_time", "\"2026-11-24\"")).kind(),
+            "bad_time"
+        );
     }
 
     #[test]
     fn escaped_strings_are_decoded() {
-        let event = parse_event(with("user_id", r#""caf\u00e9""#).as_bytes()).unwrap();
+        let json = with("user_id", r#""caf\u00e9""#);
+        let event = parse_event(json.as_bytes()).unwrap();
         assert_eq!(event.user_id, "café");
     }
 
@@ -352,8 +390,10 @@ mod tests {
                 ("seek_to_s", &seek.to_string()),
             ]);
             let event = parse_event(json.as_bytes()).unwrap();
-            prop_assert_eq!(event.position_s, position);
-            prop_assert_eq!(event.seek_to_s, Some(seek));
+            // serde_json's default float parser may land one ULP off.
+            let near = |a: f64, b: f64| (a - b).abs() <= f64::EPSILON * a.abs().max(1.0);
+            prop_assert!(near(event.position_s, position));
+            prop_assert!(near(event.seek_to_s.unwrap(), seek));
         }
     }
 }

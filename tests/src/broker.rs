@@ -43,21 +43,36 @@ impl Broker {
         let binary = tansu_binary();
         // The SQLite path is relative to the broker's working directory.
         let child = Command::new(&binary)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "sqlite://data/tansu.db"])
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("cannot start {} (install it with scripts/install-tansu)", binary.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot start {} (install it with scripts/install-tansu)",
+                    binary.display()
+                )
+            })?;
         let mut broker = Broker { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(status) = broker.child.try_wait()? {
                 anyhow::bail!("tansu exited with {status}: {}", broker.log());
             }
-            anyhow::ensure!(Instant::now() < deadline, "tansu did not listen within 30 s: {}", broker.log());
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "tansu did not listen within 30 s: {}",
+                broker.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(broker)

@@ -21,13 +21,17 @@ pub fn partition_of(key: &str, partitions: i32) -> i32 {
 }
 
 fn xxhash(key: &str) -> u64 {
-    key.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// The bronze rows the node would accept, by partition, with offsets counted
 /// per partition as a broker would assign them.
-pub fn accepted_rows(messages: &[SimulatedMessage], partitions: i32) -> BTreeMap<i32, Vec<BronzeRow>> {
+pub fn accepted_rows(
+    messages: &[SimulatedMessage],
+    partitions: i32,
+) -> BTreeMap<i32, Vec<BronzeRow>> {
     accepted_rows_from(messages, partitions, 0)
 }
 
@@ -49,11 +53,16 @@ pub fn accepted_rows_from(
                 window: Duration::from_secs(86_400),
                 max_ids: 4_000_000,
             });
-            (PartitionCore::new(partition, keyer.clone(), dedup), first_offset)
+            (
+                PartitionCore::new(partition, keyer.clone(), dedup),
+                first_offset,
+            )
         });
         let offset = *next_offset;
         *next_offset += 1;
-        if let Outcome::Accepted(row) = core.process(offset, &message.payload, 1_795_478_400_000_000 + offset) {
+        if let Outcome::Accepted(row) =
+            core.process(offset, &message.payload, 1_795_478_400_000_000 + offset)
+        {
             rows.entry(partition).or_default().push(row);
         }
     }
@@ -71,7 +80,9 @@ pub async fn write_bronze(
         let chunk = rows.len().div_ceil(commits.max(1)).max(1);
         for part in rows.chunks(chunk) {
             let last = part.last().expect("chunks are non-empty").kafka_offset;
-            bronze.append(rows_to_batch(part)?, *partition, last).await?;
+            bronze
+                .append(rows_to_batch(part)?, *partition, last)
+                .await?;
         }
     }
     Ok(())

@@ -22,7 +22,9 @@ pub fn streamreel_binary() -> anyhow::Result<PathBuf> {
         .find(|path| path.is_file())
         .cloned()
         .with_context(|| {
-            format!("streamreel binary not found at {candidates:?}: run `cargo build --workspace` first")
+            format!(
+                "streamreel binary not found at {candidates:?}: run `cargo build --workspace` first"
+            )
         })
 }
 
@@ -111,7 +113,10 @@ impl NodeProcess {
             if let Some(status) = self.child.try_wait()? {
                 return Ok(status);
             }
-            anyhow::ensure!(Instant::now() < deadline, "node did not stop within {timeout:?}");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "node did not stop within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

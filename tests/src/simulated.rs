@@ -9,7 +9,9 @@ use crate::repo_root;
 pub const START_US: i64 = 1_795_478_400_000_000;
 
 pub fn catalogue() -> anyhow::Result<Vec<VideoMetadata>> {
-    Ok(read_metadata_file(&repo_root().join("metadata/video_metadata.csv"))?)
+    Ok(read_metadata_file(
+        &repo_root().join("metadata/video_metadata.csv"),
+    )?)
 }
 
 pub fn settings(events: u64, seed: u64) -> SimulationSettings {

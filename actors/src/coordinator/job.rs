@@ -20,7 +20,12 @@ pub enum JobKind {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [JobKind::Enrich, JobKind::Gold, JobKind::Compact, JobKind::Vacuum];
+    pub const ALL: [JobKind; 4] = [
+        JobKind::Enrich,
+        JobKind::Gold,
+        JobKind::Compact,
+        JobKind::Vacuum,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -49,7 +49,10 @@ pub async fn run_job(
             if failed > 0 {
                 return Err(format!("{summary}\n{}", report(&results)));
             }
-            Ok(JobOutcome { rows, detail: summary })
+            Ok(JobOutcome {
+                rows,
+                detail: summary,
+            })
         }
         JobKind::Compact => {
             let mut removed = 0;
@@ -69,8 +72,8 @@ pub async fn run_job(
             })
         }
         JobKind::Vacuum => {
-            let retention = chrono::Duration::from_std(schedule.vacuum_retention)
-                .map_err(|e| e.to_string())?;
+            let retention =
+                chrono::Duration::from_std(schedule.vacuum_retention).map_err(|e| e.to_string())?;
             let mut paths = vec![
                 BronzeTable::path_in(lake_dir),
                 table_path(lake_dir, ENRICHED_TABLE),

@@ -55,9 +55,10 @@ impl CoordinatorState {
         info!(job = %run.job, run_id = run.id, "job started");
         let (lake_dir, metadata, schedule) =
             (self.lake_dir.clone(), self.metadata.clone(), self.schedule);
-        let task = tokio::spawn(async move {
-            jobs::run_job(run.job, &lake_dir, &metadata, &schedule).await
-        });
+        let task =
+            tokio::spawn(
+                async move { jobs::run_job(run.job, &lake_dir, &metadata, &schedule).await },
+            );
         let me = myself.clone();
         tokio::spawn(async move {
             // A panicking job is a failed run, not a dead coordinator.
@@ -117,7 +118,9 @@ impl Actor for Coordinator {
             }
             CoordinatorMsg::Finished(id, outcome) => {
                 match &outcome {
-                    Ok(done) => info!(run_id = id, rows = done.rows, detail = %done.detail, "job succeeded"),
+                    Ok(done) => {
+                        info!(run_id = id, rows = done.rows, detail = %done.detail, "job succeeded")
+                    }
                     Err(error) => warn!(run_id = id, %error, "job failed"),
                 }
                 state.scheduler.finished(id, outcome, now, now_micros());

@@ -89,7 +89,12 @@ impl Scheduler {
     }
 
     /// A run asked for by an operator; refused while the job is running.
-    pub fn trigger(&mut self, job: JobKind, now_us: i64, wall_us: i64) -> Result<StartRun, TriggerRefused> {
+    pub fn trigger(
+        &mut self,
+        job: JobKind,
+        now_us: i64,
+        wall_us: i64,
+    ) -> Result<StartRun, TriggerRefused> {
         if let Some(run_id) = self.jobs[&job].running {
             return Err(TriggerRefused::AlreadyRunning { run_id });
         }
@@ -106,7 +111,11 @@ impl Scheduler {
         if trigger == Trigger::Schedule {
             state.next_due_us = now_us + interval;
         }
-        let attempt = if trigger == Trigger::Retry { state.failures + 1 } else { 1 };
+        let attempt = if trigger == Trigger::Retry {
+            state.failures + 1
+        } else {
+            1
+        };
         self.history.push_back(JobRun {
             id,
             job,
@@ -127,7 +136,13 @@ impl Scheduler {
 
     /// Records the end of a run; a failure schedules a retry with doubling
     /// backoff, up to `max_retries`, after which the job waits for its schedule.
-    pub fn finished(&mut self, id: u64, outcome: Result<JobOutcome, String>, now_us: i64, wall_us: i64) {
+    pub fn finished(
+        &mut self,
+        id: u64,
+        outcome: Result<JobOutcome, String>,
+        now_us: i64,
+        wall_us: i64,
+    ) {
         let Some(run) = self.history.iter_mut().find(|r| r.id == id) else {
             return;
         };
@@ -202,17 +217,29 @@ mod tests {
     }
 
     fn ok() -> Result<JobOutcome, String> {
-        Ok(JobOutcome { rows: 5, detail: "done".into() })
+        Ok(JobOutcome {
+            rows: 5,
+            detail: "done".into(),
+        })
     }
 
     #[test]
     fn enrich_starts_at_once_and_others_after_their_interval() {
         let mut scheduler = Scheduler::new(schedule(), 0);
         let starts = scheduler.due(0, 0);
-        assert_eq!(starts.iter().map(|s| s.job).collect::<Vec<_>>(), [JobKind::Enrich]);
-        assert!(scheduler.due(5 * S, 0).is_empty(), "enrich still running, gold not due");
+        assert_eq!(
+            starts.iter().map(|s| s.job).collect::<Vec<_>>(),
+            [JobKind::Enrich]
+        );
+        assert!(
+            scheduler.due(5 * S, 0).is_empty(),
+            "enrich still running, gold not due"
+        );
         let gold = scheduler.due(60 * S, 0);
-        assert_eq!(gold.iter().map(|s| s.job).collect::<Vec<_>>(), [JobKind::Gold]);
+        assert_eq!(
+            gold.iter().map(|s| s.job).collect::<Vec<_>>(),
+            [JobKind::Gold]
+        );
     }
 
     #[test]
@@ -223,7 +250,12 @@ mod tests {
             scheduler.trigger(JobKind::Enrich, 1, 1),
             Err(TriggerRefused::AlreadyRunning { run_id: first.id })
         );
-        assert!(scheduler.due(20 * S, 0).iter().all(|s| s.job != JobKind::Enrich));
+        assert!(
+            scheduler
+                .due(20 * S, 0)
+                .iter()
+                .all(|s| s.job != JobKind::Enrich)
+        );
         scheduler.finished(first.id, ok(), 21 * S, 21);
         assert!(scheduler.trigger(JobKind::Enrich, 22 * S, 22).is_ok());
     }
@@ -242,9 +274,19 @@ mod tests {
         let retry = scheduler.due(4 * S, 0)[0];
         scheduler.finished(retry.id, Err("boom".into()), 4 * S, 4);
         assert!(scheduler.due(9 * S, 0).is_empty(), "retries exhausted");
-        assert_eq!(scheduler.due(10 * S, 0)[0].job, JobKind::Enrich, "the schedule goes on");
+        assert_eq!(
+            scheduler.due(10 * S, 0)[0].job,
+            JobKind::Enrich,
+            "the schedule goes on"
+        );
         let history = scheduler.history();
-        assert_eq!(history.iter().filter(|r| r.status == RunStatus::Failed).count(), 3);
+        assert_eq!(
+            history
+                .iter()
+                .filter(|r| r.status == RunStatus::Failed)
+                .count(),
+            3
+        );
         assert_eq!(history[1].error.as_deref(), Some("boom"));
     }
 

@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
+use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
 use tracing::info;
 
@@ -29,8 +29,7 @@ use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
 use crate::query::{column_as_i64, register_table, run_sql};
 use crate::tables::{
-    ENRICHED_TABLE, SESSIONS_TABLE, handle_for_write, open_if_exists, register_metadata,
-    table_path,
+    ENRICHED_TABLE, SESSIONS_TABLE, handle_for_write, open_if_exists, register_metadata, table_path,
 };
 use watermarks::Watermarks;
 
@@ -68,9 +67,16 @@ pub async fn refresh_silver(
     let enriched = open_if_exists(&enriched_path).await?;
     let consumed = Watermarks::read(enriched.as_ref(), ENRICHED_PREFIX, &partitions).await?;
     if consumed != bronze_marks {
-        let (new_events, unknown) =
-            enrich(&ctx, &enriched_path, enriched, &consumed, &bronze_marks, &partitions, &bronze)
-                .await?;
+        let (new_events, unknown) = enrich(
+            &ctx,
+            &enriched_path,
+            enriched,
+            &consumed,
+            &bronze_marks,
+            &partitions,
+            &bronze,
+        )
+        .await?;
         report.new_events = new_events;
         report.unknown_video_events = unknown;
     }
@@ -81,7 +87,8 @@ pub async fn refresh_silver(
     let sessions_path = table_path(lake_dir, SESSIONS_TABLE);
     let sessions = open_if_exists(&sessions_path).await?;
     let enriched_marks = Watermarks::read(Some(&enriched), ENRICHED_PREFIX, &partitions).await?;
-    let sessions_consumed = Watermarks::read(sessions.as_ref(), SESSIONS_PREFIX, &partitions).await?;
+    let sessions_consumed =
+        Watermarks::read(sessions.as_ref(), SESSIONS_PREFIX, &partitions).await?;
     if sessions_consumed != enriched_marks {
         report.sessions_written = update_sessions(
             &enriched,
@@ -212,7 +219,11 @@ async fn distinct_partitions(ctx: &SessionContext, table: &str) -> Result<Vec<i3
     .await?;
     let mut partitions = Vec::new();
     for batch in &batches {
-        partitions.extend(column_as_i64(batch, "kafka_partition")?.into_iter().map(|p| p as i32));
+        partitions.extend(
+            column_as_i64(batch, "kafka_partition")?
+                .into_iter()
+                .map(|p| p as i32),
+        );
     }
     Ok(partitions)
 }

@@ -151,7 +151,10 @@ mod tests {
         assert_eq!(summary.max_position_s, 100.0);
         assert_eq!(summary.exit_position_s, 100.0);
         let never_played = summarize(&mut [event(Pause, 40.0, None, 1)], Some(100.0));
-        assert_eq!((never_played.watch_s, never_played.max_position_s), (0.0, 0.0));
+        assert_eq!(
+            (never_played.watch_s, never_played.max_position_s),
+            (0.0, 0.0)
+        );
     }
 
     #[test]

@@ -89,7 +89,10 @@ impl EventColumns {
             "device",
             "event_type",
         ] {
-            strings.insert(name, column(name, &DataType::Utf8)?.as_string::<i32>().clone());
+            strings.insert(
+                name,
+                column(name, &DataType::Utf8)?.as_string::<i32>().clone(),
+            );
         }
         Ok(EventColumns {
             strings,

@@ -24,9 +24,7 @@ impl Watermarks {
         let Some(table) = table else {
             return Ok(Watermarks(marks));
         };
-        let snapshot = table
-            .snapshot()
-            .map_err(|e| LakeError::delta(prefix, e))?;
+        let snapshot = table.snapshot().map_err(|e| LakeError::delta(prefix, e))?;
         for partition in partitions {
             let version = snapshot
                 .transaction_version(table.log_store().as_ref(), app_id(prefix, *partition))

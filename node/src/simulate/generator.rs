@@ -203,14 +203,14 @@ impl<'a> Simulator<'a> {
         self.start_due_sessions();
         let Reverse((_, index)) = self.due.pop().expect("a session is always due");
         let event = self.sessions[index].next_event(&mut self.rng);
+        let event_id = format!("evt-{}", self.random_hex(16));
+        let null_seek = self.rng.random_bool(0.1);
         let session = &self.sessions[index];
         if !session.is_ended() {
             self.due.push(Reverse((session.next_time_us, index)));
         }
         let viewer = &self.viewers[session.user];
         let key = viewer.user_id.clone();
-        let event_id = format!("evt-{}", self.random_hex(16));
-        let null_seek = self.rng.random_bool(0.1);
         let object = render(
             &event_id,
             session,
@@ -315,7 +315,10 @@ fn render(
         }
         None => {}
     }
-    debug_assert_eq!(event.seek_to_s.is_some(), event.event_type == EventType::Seek);
+    debug_assert_eq!(
+        event.seek_to_s.is_some(),
+        event.event_type == EventType::Seek
+    );
     object.insert(
         "event_time".into(),
         format_rfc3339_micros(event.event_time_us).into(),
@@ -341,8 +344,8 @@ mod tests {
     use streamreel_protocol::parse_event;
 
     fn catalogue() -> Vec<VideoMetadata> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../metadata/video_metadata.csv");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../metadata/video_metadata.csv");
         streamreel_lake::read_metadata_file(&path).unwrap()
     }
 
@@ -374,7 +377,10 @@ mod tests {
                     assert!(known.contains(event.video_id.as_ref()));
                 }
                 (MessageKind::Duplicate, Ok(event)) => {
-                    assert!(seen.contains(event.event_id.as_ref()), "redelivers a sent event");
+                    assert!(
+                        seen.contains(event.event_id.as_ref()),
+                        "redelivers a sent event"
+                    );
                 }
                 (kind, result) => panic!("{kind:?} parsed as {result:?}"),
             }

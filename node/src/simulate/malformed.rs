@@ -49,7 +49,10 @@ pub fn corrupt_as(variant: usize, rng: &mut ChaCha8Rng, event: &mut Map<String, 
             serde_json::to_vec(event).expect("json")
         }
         6 => {
-            event.insert("event_time".into(), Value::String("24/11/2026 07:00".into()));
+            event.insert(
+                "event_time".into(),
+                Value::String("24/11/2026 07:00".into()),
+            );
             serde_json::to_vec(event).expect("json")
         }
         7 => {

@@ -10,4 +10,6 @@ pub mod malformed;
 pub mod run;
 pub mod session;
 
-pub use generator::{MessageKind, SimulatedMessage, SimulationSettings, Simulator, SimulationSummary};
+pub use generator::{
+    MessageKind, SimulatedMessage, SimulationSettings, SimulationSummary, Simulator,
+};

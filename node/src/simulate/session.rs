@@ -73,7 +73,7 @@ impl Session {
     /// Emits the event due at `next_time_us` and schedules the one after it.
     pub fn next_event(&mut self, rng: &mut ChaCha8Rng) -> SessionEvent {
         let now = self.next_time_us;
-        let event = |event_type, position_s, seek_to_s| SessionEvent {
+        let event = |event_type, position_s, seek_to_s: Option<f64>| SessionEvent {
             event_type,
             position_s: round_ms(position_s),
             seek_to_s: seek_to_s.map(round_ms),
@@ -180,7 +180,10 @@ mod tests {
             }
             for event in &events {
                 assert!(event.position_s >= 0.0 && event.position_s <= duration + 0.001);
-                assert_eq!(event.seek_to_s.is_some(), event.event_type == EventType::Seek);
+                assert_eq!(
+                    event.seek_to_s.is_some(),
+                    event.event_type == EventType::Seek
+                );
             }
         }
     }

@@ -21,10 +21,10 @@ use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use streamreel_actors::DedupSettings;
 use streamreel_actors::dedup::DedupWindow;
 use streamreel_actors::kafka::{self, InFlight};
 use streamreel_actors::partition_core::{Outcome, PartitionCore};
-use streamreel_actors::DedupSettings;
 use streamreel_lake::rows_to_batch;
 use streamreel_protocol::UserKeyer;
 use streamreel_tests::broker::Broker;
@@ -48,7 +48,9 @@ fn main() -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     if let Some(i) = args.iter().position(|a| a == "--lakehouse-run") {
-        let dir = args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--lakehouse-run needs a dir"))?;
+        let dir = args
+            .get(i + 1)
+            .ok_or_else(|| anyhow::anyhow!("--lakehouse-run needs a dir"))?;
         return runtime.block_on(lakehouse_run(std::path::Path::new(dir)));
     }
     let events = flag("--events", 1_000_000)?;
@@ -60,7 +62,9 @@ fn main() -> anyhow::Result<()> {
         runtime.block_on(end_to_end(e2e_events))?;
     }
     if let Some(i) = args.iter().position(|a| a == "--lakehouse") {
-        let sizes = args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--lakehouse needs sizes"))?;
+        let sizes = args
+            .get(i + 1)
+            .ok_or_else(|| anyhow::anyhow!("--lakehouse needs sizes"))?;
         for size in sizes.split(',') {
             runtime.block_on(lakehouse(size.parse()?))?;
         }
@@ -94,7 +98,12 @@ fn clean_path(events: u64) -> anyhow::Result<()> {
         }
     }
     let decide = started.elapsed();
-    report("validate + dedup + pseudonymise + row", events, decide, 1_000_000.0);
+    report(
+        "validate + dedup + pseudonymise + row",
+        events,
+        decide,
+        1_000_000.0,
+    );
 
     let mut core = PartitionCore::new(0, keyer, dedup());
     let started = Instant::now();
@@ -112,8 +121,16 @@ fn clean_path(events: u64) -> anyhow::Result<()> {
     }
     std::hint::black_box(rows_to_batch(&rows)?);
     let full = started.elapsed();
-    report("... + clean-events JSON + arrow batch", events, full, 1_000_000.0);
-    println!("   accepted {accepted}, clean JSON {:.0} bytes/event", json_bytes as f64 / accepted as f64);
+    report(
+        "... + clean-events JSON + arrow batch",
+        events,
+        full,
+        1_000_000.0,
+    );
+    println!(
+        "   accepted {accepted}, clean JSON {:.0} bytes/event",
+        json_bytes as f64 / accepted as f64
+    );
     Ok(())
 }
 
@@ -134,7 +151,9 @@ async fn end_to_end(events: u64) -> anyhow::Result<()> {
     let producer = kafka::producer(&broker.brokers())?;
     let mut in_flight = InFlight::new();
     for message in simulated::messages(events, 2)? {
-        let record = FutureRecord::to(INPUT).key(&message.key).payload(&message.payload);
+        let record = FutureRecord::to(INPUT)
+            .key(&message.key)
+            .payload(&message.payload);
         kafka::send_record(&producer, &mut in_flight, record).await?;
     }
     kafka::await_all(&mut in_flight).await?;
@@ -148,9 +167,15 @@ async fn end_to_end(events: u64) -> anyhow::Result<()> {
 
     let brokers_read = brokers.clone();
     let high_read = high.clone();
-    let read = tokio::task::spawn_blocking(move || consume_all(&brokers_read, &high_read, |_| Ok(())))
-        .await??;
-    report("bare rdkafka consumer (read only)", total as u64, read, 38_000.0);
+    let read =
+        tokio::task::spawn_blocking(move || consume_all(&brokers_read, &high_read, |_| Ok(())))
+            .await??;
+    report(
+        "bare rdkafka consumer (read only)",
+        total as u64,
+        read,
+        38_000.0,
+    );
 
     let started = Instant::now();
     let pass_producer = producer.clone();
@@ -171,7 +196,12 @@ async fn end_to_end(events: u64) -> anyhow::Result<()> {
     })
     .await??;
     let pass = started.elapsed();
-    report("pass-through (consume + produce)", total as u64, pass, 38_000.0);
+    report(
+        "pass-through (consume + produce)",
+        total as u64,
+        pass,
+        38_000.0,
+    );
 
     let data = tempfile::tempdir()?;
     let started = Instant::now();
@@ -181,12 +211,20 @@ async fn end_to_end(events: u64) -> anyhow::Result<()> {
             break;
         }
         anyhow::ensure!(node.is_running(), "node exited: {}", node.log());
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "node too slow");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "node too slow"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let ingest = started.elapsed();
     node.kill9()?;
-    report("streamreel node (process start to bronze)", total as u64, ingest, 38_000.0);
+    report(
+        "streamreel node (process start to bronze)",
+        total as u64,
+        ingest,
+        38_000.0,
+    );
     println!(
         "node / bare consumer = {:.2}   node / pass-through = {:.2}   (goal >= 0.9 against the consumer)",
         read.as_secs_f64() / ingest.as_secs_f64(),
@@ -214,14 +252,21 @@ fn consume_all(
     }
     let started = Instant::now();
     consumer.assign(&assignment)?;
-    let mut remaining: HashMap<i32, i64> = high.iter().filter(|(_, h)| **h > 0).map(|(p, h)| (*p, *h)).collect();
+    let mut remaining: HashMap<i32, i64> = high
+        .iter()
+        .filter(|(_, h)| **h > 0)
+        .map(|(p, h)| (*p, *h))
+        .collect();
     while !remaining.is_empty() {
         let Some(message) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
         let message = message?;
         each(&message)?;
-        if remaining.get(&message.partition()).is_some_and(|h| message.offset() + 1 >= *h) {
+        if remaining
+            .get(&message.partition())
+            .is_some_and(|h| message.offset() + 1 >= *h)
+        {
             remaining.remove(&message.partition());
         }
     }
@@ -232,11 +277,14 @@ fn consume_all(
 /// then times silver + gold in a child process (so its peak memory is its own).
 async fn lakehouse(events: u64) -> anyhow::Result<()> {
     println!("== silver + gold over {events} simulated messages ==");
-    let dir = tempfile::Builder::new().prefix("lakehouse-bench-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("lakehouse-bench-")
+        .tempdir()?;
     let lake = dir.path().join("lake");
     let catalogue = simulated::catalogue()?;
     let started = Instant::now();
-    let mut simulator = streamreel_node::simulate::Simulator::new(simulated::settings(events, 21), &catalogue);
+    let mut simulator =
+        streamreel_node::simulate::Simulator::new(simulated::settings(events, 21), &catalogue);
     let mut bronze_rows = 0u64;
     let mut consumed = 0i64;
     loop {
@@ -249,12 +297,19 @@ async fn lakehouse(events: u64) -> anyhow::Result<()> {
         bronze_rows += rows.values().map(|r| r.len() as u64).sum::<u64>();
         streamreel_tests::bronze_fixture::write_bronze(&lake, &rows, 1).await?;
     }
-    println!("   bronze: {bronze_rows} rows written in {:.1} s (setup, not measured)", started.elapsed().as_secs_f64());
+    println!(
+        "   bronze: {bronze_rows} rows written in {:.1} s (setup, not measured)",
+        started.elapsed().as_secs_f64()
+    );
     let output = std::process::Command::new(std::env::current_exe()?)
         .arg("--lakehouse-run")
         .arg(dir.path())
         .output()?;
-    anyhow::ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    anyhow::ensure!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     print!("{}", String::from_utf8_lossy(&output.stdout));
     Ok(())
 }

@@ -8,7 +8,6 @@ use streamreel_tests::broker::Broker;
 use streamreel_tests::bronze_reader::bronze_rows;
 use streamreel_tests::node_process::{NodeProcess, node_config};
 use streamreel_tests::simulated;
-use streamreel_tests::wait::wait_for;
 
 use crate::support::{INPUT, assert_bronze_exact, simulate_cli, wait_until_ingested};
 
@@ -31,11 +30,16 @@ async fn sigkill_mid_ingest_loses_nothing_and_doubles_nothing() -> anyhow::Resul
             &[]
         };
         let mut node = NodeProcess::start(&broker.brokers(), data.path(), &config, env)?;
-        wait_for("bronze to pass the kill point", Duration::from_secs(120), || async {
-            anyhow::ensure!(node_alive(&mut node), "node exited early: {}", node.log());
-            Ok((bronze_rows(data.path()).await?.len() >= kill_at).then_some(()))
-        })
-        .await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while bronze_rows(data.path()).await?.len() < kill_at {
+            anyhow::ensure!(node.is_running(), "node exited early: {}", node.log());
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "no progress: {}",
+                node.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         node.kill9()?;
         if round == 1 {
             let log = node.log();
@@ -45,7 +49,10 @@ async fn sigkill_mid_ingest_loses_nothing_and_doubles_nothing() -> anyhow::Resul
             );
         }
         let rows = bronze_rows(data.path()).await?.len();
-        assert!(rows < sent.len(), "killed mid-ingest, not after it ({rows} rows)");
+        assert!(
+            rows < sent.len(),
+            "killed mid-ingest, not after it ({rows} rows)"
+        );
     }
 
     let mut node = NodeProcess::start(&broker.brokers(), data.path(), &config, &[])?;
@@ -55,8 +62,4 @@ async fn sigkill_mid_ingest_loses_nothing_and_doubles_nothing() -> anyhow::Resul
     assert_bronze_exact(data.path(), &sent).await?;
     node.kill9()?;
     Ok(())
-}
-
-fn node_alive(node: &mut NodeProcess) -> bool {
-    node.is_running()
 }

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use streamreel_node::simulate::MessageKind;
 use streamreel_protocol::{BronzeRow, UserKeyer, parse_event};
+use streamreel_tests::TEST_SECRET;
 use streamreel_tests::broker::Broker;
 use streamreel_tests::bronze_reader::bronze_rows;
 use streamreel_tests::node_process::{NodeProcess, node_config};
 use streamreel_tests::simulated;
 use streamreel_tests::topic_reader::read_topic;
-use streamreel_tests::TEST_SECRET;
 
 use crate::support::{INPUT, assert_bronze_exact, simulate_cli, wait_until_ingested};
 
@@ -24,14 +24,22 @@ async fn bronze_clean_events_and_dlq_hold_exactly_what_was_sent() -> anyhow::Res
     let stdout = simulate_cli(&broker, EVENTS, SEED)?;
     let sent = simulated::messages(EVENTS, SEED)?;
     let valid = sent.iter().filter(|m| m.kind == MessageKind::Valid).count();
-    let malformed: Vec<_> = sent.iter().filter(|m| m.kind == MessageKind::Malformed).collect();
+    let malformed: Vec<_> = sent
+        .iter()
+        .filter(|m| m.kind == MessageKind::Malformed)
+        .collect();
     assert!(
         stdout.contains(&format!("valid {valid}, malformed {}", malformed.len())),
         "the simulator's summary matches the regenerated stream: {stdout}"
     );
 
     let data = tempfile::tempdir()?;
-    let mut node = NodeProcess::start(&broker.brokers(), data.path(), &node_config(5_000, 500), &[])?;
+    let mut node = NodeProcess::start(
+        &broker.brokers(),
+        data.path(),
+        &node_config(5_000, 500),
+        &[],
+    )?;
     wait_until_ingested(&broker, data.path(), Duration::from_secs(180))
         .await
         .map_err(|e| e.context(node.log()))?;
@@ -52,7 +60,10 @@ async fn bronze_clean_events_and_dlq_hold_exactly_what_was_sent() -> anyhow::Res
 
     let brokers = broker.brokers();
     let (clean, dlq) = tokio::task::spawn_blocking(move || {
-        anyhow::Ok((read_topic(&brokers, "clean-events")?, read_topic(&brokers, "video-events-dlq")?))
+        anyhow::Ok((
+            read_topic(&brokers, "clean-events")?,
+            read_topic(&brokers, "video-events-dlq")?,
+        ))
     })
     .await??;
 
@@ -60,21 +71,27 @@ async fn bronze_clean_events_and_dlq_hold_exactly_what_was_sent() -> anyhow::Res
     assert_eq!(clean.len(), valid, "without failures clean-events is exact");
     for record in &clean {
         let text = String::from_utf8(record.payload.clone())?;
-        assert!(!text.contains("@viewers.example"), "raw user id leaked: {text}");
+        assert!(
+            !text.contains("@viewers.example"),
+            "raw user id leaked: {text}"
+        );
         let row: BronzeRow = serde_json::from_str(&text)?;
         assert_eq!(record.key.as_deref(), Some(row.user_key.as_bytes()));
     }
 
     // Dead letters: exactly the malformed inputs, byte for byte, each with a reason.
     assert_eq!(dlq.len(), malformed.len());
-    let mut expected_payloads: Vec<&[u8]> = malformed.iter().map(|m| m.payload.as_slice()).collect();
+    let mut expected_payloads: Vec<&[u8]> =
+        malformed.iter().map(|m| m.payload.as_slice()).collect();
     let mut dead_payloads: Vec<&[u8]> = dlq.iter().map(|r| r.payload.as_slice()).collect();
     expected_payloads.sort();
     dead_payloads.sort();
     assert_eq!(dead_payloads, expected_payloads);
     for record in &dlq {
         let reason = &record.headers["error"];
-        let expected = parse_event(&record.payload).expect_err("dead letters are invalid").to_string();
+        let expected = parse_event(&record.payload)
+            .expect_err("dead letters are invalid")
+            .to_string();
         assert_eq!(reason, &expected);
         assert!(record.headers["source-partition"].parse::<i32>().is_ok());
         assert!(record.headers["source-offset"].parse::<i64>().is_ok());
@@ -97,24 +114,48 @@ async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result
     broker.create_topic(INPUT, 2).await?;
     simulate_cli(&broker, 5_000, 3)?;
     let data = tempfile::tempdir()?;
-    let node = NodeProcess::start(&broker.brokers(), data.path(), &node_config(5_000, 300), &[])?;
+    let node = NodeProcess::start(
+        &broker.brokers(),
+        data.path(),
+        &node_config(5_000, 300),
+        &[],
+    )?;
     wait_until_ingested(&broker, data.path(), Duration::from_secs(120)).await?;
-    let url = wait_for("the admin api", Duration::from_secs(30), || async { Ok(node.admin_url()) }).await?;
+    let url = wait_for("the admin api", Duration::from_secs(30), || async {
+        Ok(node.admin_url())
+    })
+    .await?;
     let admin = |args: &[&str]| -> anyhow::Result<(bool, String)> {
-        let output = Command::new(streamreel_binary()?).args(["admin", "--node", &url]).args(args).output()?;
-        Ok((output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))))
+        let output = Command::new(streamreel_binary()?)
+            .args(["admin", "--node", &url])
+            .args(args)
+            .output()?;
+        Ok((
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        ))
     };
     for job in ["enrich", "gold", "compact"] {
         let (ok, out) = admin(&["run", job])?;
         assert!(ok || out.contains("already running"), "{job}: {out}");
-        wait_for(&format!("{job} to succeed"), Duration::from_secs(120), || async {
-            let (_, jobs) = admin(&["jobs"])?;
-            let runs: serde_json::Value = serde_json::from_str(&jobs)?;
-            let done = runs["runs"].as_array().into_iter().flatten().any(|r| {
-                r["job"] == job && r["status"] == "succeeded"
-            });
-            Ok(done.then_some(()))
-        })
+        wait_for(
+            &format!("{job} to succeed"),
+            Duration::from_secs(120),
+            || async {
+                let (_, jobs) = admin(&["jobs"])?;
+                let runs: serde_json::Value = serde_json::from_str(&jobs)?;
+                let done = runs["runs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|r| r["job"] == job && r["status"] == "succeeded");
+                Ok(done.then_some(()))
+            },
+        )
         .await
         .map_err(|e| e.context(node.log()))?;
     }

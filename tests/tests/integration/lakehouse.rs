@@ -9,7 +9,9 @@ use deltalake::datafusion::prelude::SessionContext;
 use streamreel_lake::data_tests::{DATA_TESTS, run_data_tests};
 use streamreel_lake::gold::run_models;
 use streamreel_lake::maintenance::{compact, file_count, vacuum};
-use streamreel_lake::query::{column_as_f64, column_as_i64, column_as_strings, register_path, run_sql};
+use streamreel_lake::query::{
+    column_as_f64, column_as_i64, column_as_strings, register_path, run_sql,
+};
 use streamreel_lake::silver::refresh_silver;
 use streamreel_lake::tables::{SESSIONS_TABLE, gold_path, table_path};
 use streamreel_lake::{BronzeTable, rows_to_batch};
@@ -20,7 +22,10 @@ use streamreel_tests::simulated;
 
 use crate::reference;
 
-async fn query(path: &Path, sql: &str) -> anyhow::Result<Vec<deltalake::arrow::array::RecordBatch>> {
+async fn query(
+    path: &Path,
+    sql: &str,
+) -> anyhow::Result<Vec<deltalake::arrow::array::RecordBatch>> {
     let ctx = SessionContext::new();
     register_path(&ctx, "t", path).await?;
     Ok(run_sql(&ctx, sql).await?)
@@ -31,7 +36,11 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 /// Every row of `rows` split into `parts` consecutive slices per partition.
-fn split(rows: &BTreeMap<i32, Vec<BronzeRow>>, parts: usize, part: usize) -> BTreeMap<i32, Vec<BronzeRow>> {
+fn split(
+    rows: &BTreeMap<i32, Vec<BronzeRow>>,
+    parts: usize,
+    part: usize,
+) -> BTreeMap<i32, Vec<BronzeRow>> {
     rows.iter()
         .map(|(p, rows)| {
             let size = rows.len().div_ceil(parts);
@@ -59,25 +68,46 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     }
     let all: Vec<BronzeRow> = rows.values().flatten().cloned().collect();
     let late = all.iter().filter(|r| {
-        all.iter().any(|o| o.session_id == r.session_id && o.kafka_offset < r.kafka_offset && o.event_time_us > r.event_time_us)
+        all.iter().any(|o| {
+            o.session_id == r.session_id
+                && o.kafka_offset < r.kafka_offset
+                && o.event_time_us > r.event_time_us
+        })
     });
-    assert!(late.count() > 0, "the stream has events arriving out of time order");
+    assert!(
+        late.count() > 0,
+        "the stream has events arriving out of time order"
+    );
 
     let lake = tempfile::tempdir()?;
     // Three runs over growing bronze: sessions straddle the run boundaries.
     for part in 0..3 {
         write_bronze(lake.path(), &split(&rows, 3, part), 4).await?;
         let report = refresh_silver(lake.path(), &videos).await?;
-        assert!(report.new_events > 0, "run {part} read only new bronze rows: {report:?}");
+        assert!(
+            report.new_events > 0,
+            "run {part} read only new bronze rows: {report:?}"
+        );
     }
     let again = refresh_silver(lake.path(), &videos).await?;
     assert_eq!(again.new_events, 0, "nothing new, nothing read");
     run_models(lake.path(), &videos, None).await?;
 
     let expected = reference::sessions(&all, &videos);
-    let enriched = query(&table_path(lake.path(), "silver/enriched_events"), "SELECT COUNT(*) AS n, COUNT(title) AS known FROM t").await?;
-    assert_eq!(column_as_i64(&enriched[0], "n")?[0], all.len() as i64, "each bronze row enriched once");
-    assert_eq!(column_as_i64(&enriched[0], "known")?[0], all.len() as i64 - 2);
+    let enriched = query(
+        &table_path(lake.path(), "silver/enriched_events"),
+        "SELECT COUNT(*) AS n, COUNT(title) AS known FROM t",
+    )
+    .await?;
+    assert_eq!(
+        column_as_i64(&enriched[0], "n")?[0],
+        all.len() as i64,
+        "each bronze row enriched once"
+    );
+    assert_eq!(
+        column_as_i64(&enriched[0], "known")?[0],
+        all.len() as i64 - 2
+    );
 
     // view_sessions, every column of every session.
     let batches = query(
@@ -96,7 +126,15 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
         let pct = column_as_f64(b, "pct_watched")?;
         let days = column_as_i64(b, "day")?;
         for i in 0..b.num_rows() {
-            actual.push((ids[i].clone(), counts[i], watch[i], max[i], exit[i], pct[i], days[i]));
+            actual.push((
+                ids[i].clone(),
+                counts[i],
+                watch[i],
+                max[i],
+                exit[i],
+                pct[i],
+                days[i],
+            ));
         }
     }
     let mut expected_sorted = expected.clone();
@@ -105,9 +143,23 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     for (got, want) in actual.iter().zip(&expected_sorted) {
         assert_eq!(got.0, want.session_id);
         assert_eq!(got.1, want.event_count, "{}", want.session_id);
-        assert!(close(got.2, want.watch_s), "watch_s of {}: {} vs {}", want.session_id, got.2, want.watch_s);
-        assert!(close(got.3, want.max_position_s), "max_position_s of {}", want.session_id);
-        assert!(close(got.4, want.exit_position_s), "exit_position_s of {}", want.session_id);
+        assert!(
+            close(got.2, want.watch_s),
+            "watch_s of {}: {} vs {}",
+            want.session_id,
+            got.2,
+            want.watch_s
+        );
+        assert!(
+            close(got.3, want.max_position_s),
+            "max_position_s of {}",
+            want.session_id
+        );
+        assert!(
+            close(got.4, want.exit_position_s),
+            "exit_position_s of {}",
+            want.session_id
+        );
         match want.pct_watched() {
             Some(pct) => assert!(close(got.5, pct)),
             None => assert!(got.5.is_nan(), "unknown video: null pct_watched"),
@@ -121,7 +173,13 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     let b = query(&gold("viewer_retention"), "SELECT * FROM t").await?;
     let mut seen = 0;
     for b in &b {
-        let (v, k, n, r, q) = (column_as_strings(b, "video_id")?, column_as_i64(b, "bucket_pct")?, column_as_i64(b, "sessions")?, column_as_i64(b, "viewers_reached")?, column_as_f64(b, "retention")?);
+        let (v, k, n, r, q) = (
+            column_as_strings(b, "video_id")?,
+            column_as_i64(b, "bucket_pct")?,
+            column_as_i64(b, "sessions")?,
+            column_as_i64(b, "viewers_reached")?,
+            column_as_f64(b, "retention")?,
+        );
         for i in 0..b.num_rows() {
             let want = retention[&(v[i].clone(), k[i])];
             assert_eq!((n[i], r[i]), (want.0, want.1), "{} {}", v[i], k[i]);
@@ -135,7 +193,12 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     let b = query(&gold("dropoff_by_genre"), "SELECT * FROM t").await?;
     let mut seen = 0;
     for b in &b {
-        let (g, k, n, s) = (column_as_strings(b, "genre")?, column_as_i64(b, "bucket_pct")?, column_as_i64(b, "sessions")?, column_as_f64(b, "share")?);
+        let (g, k, n, s) = (
+            column_as_strings(b, "genre")?,
+            column_as_i64(b, "bucket_pct")?,
+            column_as_i64(b, "sessions")?,
+            column_as_f64(b, "share")?,
+        );
         for i in 0..b.num_rows() {
             let want = dropoff[&(g[i].clone(), k[i])];
             assert_eq!(n[i], want.0, "{} {}", g[i], k[i]);
@@ -146,10 +209,20 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     assert_eq!(seen, dropoff.len());
 
     let regional = reference::regional_viewership(&expected);
-    let b = query(&gold("regional_viewership"), "SELECT CAST(day AS INT) AS day, region, sessions, unique_viewers, watch_hours FROM t").await?;
+    let b = query(
+        &gold("regional_viewership"),
+        "SELECT CAST(day AS INT) AS day, region, sessions, unique_viewers, watch_hours FROM t",
+    )
+    .await?;
     let mut seen = 0;
     for b in &b {
-        let (d, r, n, u, h) = (column_as_i64(b, "day")?, column_as_strings(b, "region")?, column_as_i64(b, "sessions")?, column_as_i64(b, "unique_viewers")?, column_as_f64(b, "watch_hours")?);
+        let (d, r, n, u, h) = (
+            column_as_i64(b, "day")?,
+            column_as_strings(b, "region")?,
+            column_as_i64(b, "sessions")?,
+            column_as_i64(b, "unique_viewers")?,
+            column_as_f64(b, "watch_hours")?,
+        );
         for i in 0..b.num_rows() {
             let want = regional[&(d[i], r[i].clone())];
             assert_eq!((n[i], u[i]), (want.0, want.1));
@@ -163,10 +236,23 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     let b = query(&gold("top_videos"), "SELECT * FROM t").await?;
     let mut seen = 0;
     for b in &b {
-        let (v, c, n, u, h, cr, rk) = (column_as_strings(b, "video_id")?, column_as_strings(b, "creator")?, column_as_i64(b, "sessions")?, column_as_i64(b, "unique_viewers")?, column_as_f64(b, "watch_hours")?, column_as_f64(b, "completion_rate")?, column_as_i64(b, "rank")?);
+        let (v, c, n, u, h, cr, rk) = (
+            column_as_strings(b, "video_id")?,
+            column_as_strings(b, "creator")?,
+            column_as_i64(b, "sessions")?,
+            column_as_i64(b, "unique_viewers")?,
+            column_as_f64(b, "watch_hours")?,
+            column_as_f64(b, "completion_rate")?,
+            column_as_i64(b, "rank")?,
+        );
         for i in 0..b.num_rows() {
             let want = &videos_ref[&v[i]];
-            assert_eq!((&c[i], n[i], u[i], rk[i]), (&want.0, want.1, want.2, want.5), "{}", v[i]);
+            assert_eq!(
+                (&c[i], n[i], u[i], rk[i]),
+                (&want.0, want.1, want.2, want.5),
+                "{}",
+                v[i]
+            );
             assert!(close(h[i], want.3) && close(cr[i], want.4));
             seen += 1;
         }
@@ -177,7 +263,13 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     let b = query(&gold("top_creators"), "SELECT * FROM t").await?;
     let mut seen = 0;
     for b in &b {
-        let (c, v, n, h, rk) = (column_as_strings(b, "creator")?, column_as_i64(b, "videos")?, column_as_i64(b, "sessions")?, column_as_f64(b, "watch_hours")?, column_as_i64(b, "rank")?);
+        let (c, v, n, h, rk) = (
+            column_as_strings(b, "creator")?,
+            column_as_i64(b, "videos")?,
+            column_as_i64(b, "sessions")?,
+            column_as_f64(b, "watch_hours")?,
+            column_as_i64(b, "rank")?,
+        );
         for i in 0..b.num_rows() {
             let want = creators[&c[i]];
             assert_eq!((v[i], n[i], rk[i]), (want.0, want.1, want.3), "{}", c[i]);
@@ -191,7 +283,14 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     let b = query(&gold("daily_engagement"), "SELECT CAST(day AS INT) AS day, sessions, unique_viewers, watch_hours, avg_pct_watched, completion_rate FROM t").await?;
     let mut seen = 0;
     for b in &b {
-        let (d, n, u, h, p, c) = (column_as_i64(b, "day")?, column_as_i64(b, "sessions")?, column_as_i64(b, "unique_viewers")?, column_as_f64(b, "watch_hours")?, column_as_f64(b, "avg_pct_watched")?, column_as_f64(b, "completion_rate")?);
+        let (d, n, u, h, p, c) = (
+            column_as_i64(b, "day")?,
+            column_as_i64(b, "sessions")?,
+            column_as_i64(b, "unique_viewers")?,
+            column_as_f64(b, "watch_hours")?,
+            column_as_f64(b, "avg_pct_watched")?,
+            column_as_f64(b, "completion_rate")?,
+        );
         for i in 0..b.num_rows() {
             let want = daily[&d[i]];
             assert_eq!((n[i], u[i]), (want.0, want.1));
@@ -203,28 +302,43 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
 
     let results = run_data_tests(lake.path(), &videos, DATA_TESTS).await?;
     let failed: Vec<_> = results.iter().filter(|r| !r.passed()).collect();
-    assert!(failed.is_empty(), "data tests pass on correct tables: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "data tests pass on correct tables: {failed:?}"
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_gold_table_fails_models_test_with_a_readable_report() -> anyhow::Result<()> {
-    let videos = simulated::catalogue()?;
     let lake = tempfile::tempdir()?;
     let data_dir = lake.path();
-    write_bronze(&data_dir.join("lake"), &accepted_rows(&simulated::messages(3_000, 5)?, 2), 1).await?;
+    write_bronze(
+        &data_dir.join("lake"),
+        &accepted_rows(&simulated::messages(3_000, 5)?, 2),
+        1,
+    )
+    .await?;
     let run = Command::new(streamreel_binary()?)
         .current_dir(streamreel_tests::repo_root())
         .args(["models", "run", "--data-dir"])
         .arg(data_dir)
         .output()?;
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let ok = Command::new(streamreel_binary()?)
         .current_dir(streamreel_tests::repo_root())
         .args(["models", "test", "--data-dir"])
         .arg(data_dir)
         .output()?;
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
 
     // Break viewer_retention: a retention above 1 and a duplicated key.
     let path = gold_path(&data_dir.join("lake"), "viewer_retention");
@@ -237,7 +351,9 @@ async fn a_broken_gold_table_fails_models_test_with_a_readable_report() -> anyho
          UNION ALL SELECT * FROM (SELECT * FROM t LIMIT 1)",
     )
     .await?;
-    let table = streamreel_lake::tables::open_if_exists(&path).await?.unwrap();
+    let table = streamreel_lake::tables::open_if_exists(&path)
+        .await?
+        .unwrap();
     table
         .write(broken)
         .with_save_mode(deltalake::protocol::SaveMode::Overwrite)
@@ -249,11 +365,26 @@ async fn a_broken_gold_table_fails_models_test_with_a_readable_report() -> anyho
         .arg(data_dir)
         .output()?;
     let report = String::from_utf8(failed.stdout)?;
-    assert!(!failed.status.success(), "a failing data test exits non-zero:\n{report}");
-    assert!(report.contains("FAIL viewer_retention.range(retention, 0, 1)"), "{report}");
-    assert!(report.contains("FAIL viewer_retention.unique(video_id, bucket_pct): 1 failing rows"), "{report}");
-    assert!(report.contains("PASS top_videos.unique(video_id)"), "{report}");
-    assert!(report.contains("retention"), "examples show the failing rows:\n{report}");
+    assert!(
+        !failed.status.success(),
+        "a failing data test exits non-zero:\n{report}"
+    );
+    assert!(
+        report.contains("FAIL viewer_retention.range(retention, 0, 1)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("FAIL viewer_retention.unique(video_id, bucket_pct): 1 failing rows"),
+        "{report}"
+    );
+    assert!(
+        report.contains("PASS top_videos.unique(video_id)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("retention"),
+        "examples show the failing rows:\n{report}"
+    );
     Ok(())
 }
 
@@ -267,33 +398,68 @@ async fn compaction_keeps_rows_and_vacuum_waits_for_the_retention_period() -> an
                        SUM(position_s) AS positions FROM t";
     let before = query(&path, fingerprint).await?;
     let files_before = file_count(&path).await?;
-    assert!(files_before >= 30, "many small commits: {files_before} files");
+    assert!(
+        files_before >= 30,
+        "many small commits: {files_before} files"
+    );
 
     let report = compact(&path).await?;
     assert_eq!(report.files_removed, files_before);
     let files_after = file_count(&path).await?;
-    assert!(files_after < files_before && files_after <= 2, "{files_after} files after compaction");
+    assert!(
+        files_after < files_before && files_after <= 2,
+        "{files_after} files after compaction"
+    );
     let after = query(&path, fingerprint).await?;
     for column in ["n", "ids", "offsets"] {
-        assert_eq!(column_as_i64(&before[0], column)?, column_as_i64(&after[0], column)?);
+        assert_eq!(
+            column_as_i64(&before[0], column)?,
+            column_as_i64(&after[0], column)?
+        );
     }
-    assert!(close(column_as_f64(&before[0], "positions")?[0], column_as_f64(&after[0], "positions")?[0]));
+    assert!(close(
+        column_as_f64(&before[0], "positions")?[0],
+        column_as_f64(&after[0], "positions")?[0]
+    ));
 
-    let parquet_files = |dir: &Path| std::fs::read_dir(dir).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "parquet")).count();
+    let parquet_files = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "parquet")
+            })
+            .count()
+    };
     let on_disk = parquet_files(&path);
-    assert_eq!(vacuum(&path, chrono::Duration::hours(1)).await?, 0, "within retention nothing goes");
+    assert_eq!(
+        vacuum(&path, chrono::Duration::hours(1)).await?,
+        0,
+        "within retention nothing goes"
+    );
     assert_eq!(parquet_files(&path), on_disk);
     let deleted = vacuum(&path, chrono::Duration::zero()).await?;
-    assert_eq!(deleted, files_before, "past retention the replaced files go");
+    assert_eq!(
+        deleted, files_before,
+        "past retention the replaced files go"
+    );
     assert_eq!(parquet_files(&path), files_after as usize);
     let after_vacuum = query(&path, fingerprint).await?;
-    assert_eq!(column_as_i64(&after_vacuum[0], "n")?, column_as_i64(&before[0], "n")?);
+    assert_eq!(
+        column_as_i64(&after_vacuum[0], "n")?,
+        column_as_i64(&before[0], "n")?
+    );
     // More appends still work on the compacted table.
     let mut bronze = BronzeTable::open_or_create(lake.path()).await?;
     let extra = rows[&0].last().unwrap().clone();
     let mut extra = extra;
     extra.event_id = "after-compaction".into();
     extra.kafka_offset += 1;
-    bronze.append(rows_to_batch(&[extra.clone()])?, 0, extra.kafka_offset).await?;
+    bronze
+        .append(rows_to_batch(&[extra.clone()])?, 0, extra.kafka_offset)
+        .await?;
     Ok(())
 }

@@ -22,26 +22,39 @@ pub struct Session {
 
 impl Session {
     pub fn pct_watched(&self) -> Option<f64> {
-        self.video.as_ref().map(|v| 100.0 * self.max_position_s / v.duration_s)
+        self.video
+            .as_ref()
+            .map(|v| 100.0 * self.max_position_s / v.duration_s)
     }
 
     pub fn completed(&self) -> Option<bool> {
-        self.video.as_ref().map(|v| self.max_position_s >= 0.95 * v.duration_s)
+        self.video
+            .as_ref()
+            .map(|v| self.max_position_s >= 0.95 * v.duration_s)
     }
 }
 
 pub fn sessions(rows: &[BronzeRow], videos: &[VideoMetadata]) -> Vec<Session> {
-    let catalogue: HashMap<&str, &VideoMetadata> = videos.iter().map(|v| (v.video_id.as_str(), v)).collect();
+    let catalogue: HashMap<&str, &VideoMetadata> =
+        videos.iter().map(|v| (v.video_id.as_str(), v)).collect();
     let mut by_session: BTreeMap<&str, Vec<&BronzeRow>> = BTreeMap::new();
     for row in rows {
-        by_session.entry(row.session_id.as_str()).or_default().push(row);
+        by_session
+            .entry(row.session_id.as_str())
+            .or_default()
+            .push(row);
     }
     let mut out = Vec::new();
     for (session_id, mut events) in by_session {
-        events.sort_by(|a, b| (a.event_time_us, a.kafka_offset).cmp(&(b.event_time_us, b.kafka_offset)));
+        events.sort_by(|a, b| {
+            (a.event_time_us, a.kafka_offset).cmp(&(b.event_time_us, b.kafka_offset))
+        });
         let first = events[0];
         let video = catalogue.get(first.video_id.as_str()).map(|v| (*v).clone());
-        let limit = video.as_ref().map(|v| v.duration_s).unwrap_or(f64::INFINITY);
+        let limit = video
+            .as_ref()
+            .map(|v| v.duration_s)
+            .unwrap_or(f64::INFINITY);
         let mut playing_from: Option<f64> = None; // starts paused
         let mut watch = 0.0;
         let mut furthest: f64 = 0.0;
@@ -87,13 +100,19 @@ pub fn viewer_retention(sessions: &[Session]) -> BTreeMap<(String, i64), (i64, i
     let mut out = BTreeMap::new();
     let mut by_video: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for s in known(sessions) {
-        by_video.entry(&s.video_id).or_default().push(s.pct_watched().unwrap());
+        by_video
+            .entry(&s.video_id)
+            .or_default()
+            .push(s.pct_watched().unwrap());
     }
     for (video, pcts) in by_video {
         for bucket in (0..=100).step_by(5) {
             let reached = pcts.iter().filter(|p| **p >= bucket as f64).count() as i64;
             let n = pcts.len() as i64;
-            out.insert((video.to_string(), bucket), (n, reached, reached as f64 / n as f64));
+            out.insert(
+                (video.to_string(), bucket),
+                (n, reached, reached as f64 / n as f64),
+            );
         }
     }
     out
@@ -105,7 +124,8 @@ pub fn dropoff_by_genre(sessions: &[Session]) -> BTreeMap<(String, i64), (i64, f
     let mut totals: BTreeMap<String, i64> = BTreeMap::new();
     for s in known(sessions) {
         let video = s.video.as_ref().unwrap();
-        let bucket = (((100.0 * s.exit_position_s / video.duration_s / 10.0).floor() as i64) * 10).min(90);
+        let bucket =
+            (((100.0 * s.exit_position_s / video.duration_s / 10.0).floor() as i64) * 10).min(90);
         *counts.entry((video.genre.clone(), bucket)).or_default() += 1;
         *totals.entry(video.genre.clone()).or_default() += 1;
     }
@@ -152,7 +172,14 @@ pub fn top_videos(sessions: &[Session]) -> BTreeMap<String, (String, i64, i64, f
         .map(|(i, (video, (creator, n, users, watch, done)))| {
             (
                 video.to_string(),
-                (creator, n, users.len() as i64, watch / 3600.0, done as f64 / n as f64, i as i64 + 1),
+                (
+                    creator,
+                    n,
+                    users.len() as i64,
+                    watch / 3600.0,
+                    done as f64 / n as f64,
+                    i as i64 + 1,
+                ),
             )
         })
         .collect()
@@ -162,7 +189,9 @@ pub fn top_videos(sessions: &[Session]) -> BTreeMap<String, (String, i64, i64, f
 pub fn top_creators(sessions: &[Session]) -> BTreeMap<String, (i64, i64, f64, i64)> {
     let mut groups: BTreeMap<String, (BTreeSet<&str>, i64, f64)> = BTreeMap::new();
     for s in known(sessions) {
-        let entry = groups.entry(s.video.as_ref().unwrap().creator.clone()).or_default();
+        let entry = groups
+            .entry(s.video.as_ref().unwrap().creator.clone())
+            .or_default();
         entry.0.insert(&s.video_id);
         entry.1 += 1;
         entry.2 += s.watch_s;
@@ -172,7 +201,12 @@ pub fn top_creators(sessions: &[Session]) -> BTreeMap<String, (i64, i64, f64, i6
     ranked
         .into_iter()
         .enumerate()
-        .map(|(i, (creator, (videos, n, watch)))| (creator, (videos.len() as i64, n, watch / 3600.0, i as i64 + 1)))
+        .map(|(i, (creator, (videos, n, watch)))| {
+            (
+                creator,
+                (videos.len() as i64, n, watch / 3600.0, i as i64 + 1),
+            )
+        })
         .collect()
 }
 
@@ -190,7 +224,16 @@ pub fn daily_engagement(sessions: &[Session]) -> BTreeMap<i64, (i64, i64, f64, f
     groups
         .into_iter()
         .map(|(day, (n, users, watch, pct, done))| {
-            (day, (n, users.len() as i64, watch / 3600.0, pct / n as f64, done as f64 / n as f64))
+            (
+                day,
+                (
+                    n,
+                    users.len() as i64,
+                    watch / 3600.0,
+                    pct / n as f64,
+                    done as f64 / n as f64,
+                ),
+            )
         })
         .collect()
 }

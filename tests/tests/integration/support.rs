@@ -4,8 +4,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use streamreel_node::simulate::{MessageKind, SimulatedMessage};
-use streamreel_tests::bronze_reader::{bronze_rows, caught_up};
 use streamreel_tests::broker::Broker;
+use streamreel_tests::bronze_reader::{bronze_rows, caught_up};
 use streamreel_tests::node_process::streamreel_binary;
 use streamreel_tests::topic_reader::high_watermarks;
 use streamreel_tests::wait::wait_for;
@@ -29,7 +29,11 @@ pub fn simulate_cli(broker: &Broker, events: u64, seed: u64) -> anyhow::Result<S
 }
 
 /// Waits until the node has committed every input record to bronze.
-pub async fn wait_until_ingested(broker: &Broker, data_dir: &Path, timeout: Duration) -> anyhow::Result<()> {
+pub async fn wait_until_ingested(
+    broker: &Broker,
+    data_dir: &Path,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let brokers = broker.brokers();
     let high = tokio::task::spawn_blocking(move || high_watermarks(&brokers, INPUT)).await??;
     wait_for("bronze to catch up with the input topic", timeout, || {
@@ -52,11 +56,28 @@ pub async fn assert_bronze_exact(data_dir: &Path, sent: &[SimulatedMessage]) -> 
         *seen.entry(row.event_id.as_str()).or_default() += 1;
     }
     let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    anyhow::ensure!(doubled.is_empty(), "event ids written more than once: {doubled:?}");
-    let missing: Vec<_> = expected.iter().filter(|id| !seen.contains_key(**id)).take(5).collect();
-    anyhow::ensure!(missing.is_empty(), "valid events missing from bronze: {missing:?} ...");
-    let unexpected: Vec<_> = seen.keys().filter(|id| !expected.contains(**id)).take(5).collect();
-    anyhow::ensure!(unexpected.is_empty(), "bronze holds ids never sent as valid: {unexpected:?}");
+    anyhow::ensure!(
+        doubled.is_empty(),
+        "event ids written more than once: {doubled:?}"
+    );
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|id| !seen.contains_key(**id))
+        .take(5)
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "valid events missing from bronze: {missing:?} ..."
+    );
+    let unexpected: Vec<_> = seen
+        .keys()
+        .filter(|id| !expected.contains(**id))
+        .take(5)
+        .collect();
+    anyhow::ensure!(
+        unexpected.is_empty(),
+        "bronze holds ids never sent as valid: {unexpected:?}"
+    );
     assert_eq!(rows.len(), expected.len());
     Ok(())
 }
