@@ -8,8 +8,15 @@ pub enum ActorError {
     Topic { topic: String, reason: String },
     #[error("delivery to {topic} failed: {reason}")]
     Delivery { topic: String, reason: String },
+    /// Boxed: lake errors carry DataFusion and Delta errors, which are large.
     #[error(transparent)]
-    Lake(#[from] streamreel_lake::LakeError),
+    Lake(Box<streamreel_lake::LakeError>),
     #[error("injected fault: {0}")]
     InjectedFault(String),
+}
+
+impl From<streamreel_lake::LakeError> for ActorError {
+    fn from(error: streamreel_lake::LakeError) -> ActorError {
+        ActorError::Lake(Box::new(error))
+    }
 }

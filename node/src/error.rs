@@ -5,9 +5,10 @@ pub enum NodeError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Actor(#[from] streamreel_actors::ActorError),
+    Actor(Box<streamreel_actors::ActorError>),
+    /// Boxed: lake errors carry DataFusion and Delta errors, which are large.
     #[error(transparent)]
-    Lake(#[from] streamreel_lake::LakeError),
+    Lake(Box<streamreel_lake::LakeError>),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("{path}: {source}")]
@@ -22,4 +23,16 @@ pub enum NodeError {
     Actors(String),
     #[error("invalid argument {name}: {reason}")]
     Argument { name: &'static str, reason: String },
+}
+
+impl From<streamreel_actors::ActorError> for NodeError {
+    fn from(error: streamreel_actors::ActorError) -> NodeError {
+        NodeError::Actor(Box::new(error))
+    }
+}
+
+impl From<streamreel_lake::LakeError> for NodeError {
+    fn from(error: streamreel_lake::LakeError) -> NodeError {
+        NodeError::Lake(Box::new(error))
+    }
 }

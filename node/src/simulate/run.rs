@@ -54,7 +54,7 @@ pub async fn run_simulation(
     let mut simulator = Simulator::new(options.settings.clone(), &catalogue);
     let mut in_flight = InFlight::with_capacity(IN_FLIGHT);
     let mut sent: u64 = 0;
-    while let Some(message) = simulator.next() {
+    for message in simulator.by_ref() {
         if shutdown.is_cancelled() {
             break;
         }
@@ -67,7 +67,7 @@ pub async fn run_simulation(
             kafka::await_delivery(oldest).await?;
         }
         sent += 1;
-        if sent % 1000 == 0 {
+        if sent.is_multiple_of(1000) {
             progress.set_position(sent);
             if let Some(rate) = options.rate {
                 let due = Duration::from_secs_f64(sent as f64 / rate);
