@@ -41,10 +41,12 @@ pub struct DedupWindow {
 
 impl DedupWindow {
     pub fn new(settings: DedupSettings) -> DedupWindow {
+        // Sized for the count window up front: a full window never rehashes.
+        let capacity = settings.window_events.min(settings.max_ids);
         DedupWindow {
             settings,
-            ids: HashSet::default(),
-            order: VecDeque::new(),
+            ids: HashSet::with_capacity_and_hasher(capacity, BuildHasherDefault::default()),
+            order: VecDeque::with_capacity(capacity),
         }
     }
 

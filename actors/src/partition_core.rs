@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use streamreel_protocol::{BronzeRow, Rejection, UserKey, UserKeyer, event_id_hash, parse_event};
+use xxhash_rust::xxh3::Xxh3Builder;
+
+use streamreel_protocol::{BronzeRow, Rejection, UserKeyer, event_id_hash, parse_event};
 
 use crate::dedup::DedupWindow;
 
@@ -21,7 +23,8 @@ pub struct PartitionCore {
     partition: i32,
     keyer: UserKeyer,
     dedup: DedupWindow,
-    user_keys: HashMap<String, UserKey>,
+    /// user_id -> hex user_key.
+    user_keys: HashMap<String, String, Xxh3Builder>,
 }
 
 impl PartitionCore {
@@ -30,7 +33,7 @@ impl PartitionCore {
             partition,
             keyer,
             dedup,
-            user_keys: HashMap::new(),
+            user_keys: HashMap::with_hasher(Xxh3Builder::new()),
         }
     }
 
@@ -61,15 +64,15 @@ impl PartitionCore {
         ))
     }
 
-    fn user_key(&mut self, user_id: &str) -> UserKey {
+    fn user_key(&mut self, user_id: &str) -> String {
         if let Some(key) = self.user_keys.get(user_id) {
-            return *key;
+            return key.clone();
         }
         if self.user_keys.len() >= USER_KEY_CACHE {
             self.user_keys.clear();
         }
-        let key = self.keyer.user_key(user_id);
-        self.user_keys.insert(user_id.to_string(), key);
+        let key = self.keyer.user_key(user_id).to_hex();
+        self.user_keys.insert(user_id.to_string(), key.clone());
         key
     }
 }

@@ -4,7 +4,6 @@
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::event::EngagementEvent;
-use crate::pseudonym::UserKey;
 use crate::time::format_rfc3339_micros;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,7 +38,7 @@ pub struct BronzeRow {
 impl BronzeRow {
     pub fn new(
         event: &EngagementEvent<'_>,
-        user_key: UserKey,
+        user_key: String,
         kafka_partition: i32,
         kafka_offset: i64,
         ingested_at_us: i64,
@@ -47,7 +46,7 @@ impl BronzeRow {
         BronzeRow {
             event_id: event.event_id.to_string(),
             session_id: event.session_id.to_string(),
-            user_key: user_key.to_hex(),
+            user_key,
             video_id: event.video_id.to_string(),
             event_type: event.event_type.as_str().to_string(),
             position_s: event.position_s,
@@ -61,7 +60,7 @@ impl BronzeRow {
         }
     }
 
-    /// The `clean-events` value.
+    /// The `clean-events` value. `user_key` is the hex form of a [`crate::UserKey`].
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a bronze row always serialises")
     }
@@ -88,7 +87,7 @@ mod tests {
             "event_type":"play","position_s":0,"event_time":"2026-11-24T07:00:00Z","region":"eu-west"}"#;
         let event = parse_event(raw).unwrap();
         let key = UserKeyer::new(b"k").user_key(&event.user_id);
-        let row = BronzeRow::new(&event, key, 3, 42, 1_795_503_601_000_000);
+        let row = BronzeRow::new(&event, key.to_hex(), 3, 42, 1_795_503_601_000_000);
         let json: serde_json::Value = serde_json::from_slice(&row.to_json()).unwrap();
         assert_eq!(json["user_key"], key.to_hex());
         assert_eq!(json["event_time"], "2026-11-24T07:00:00.000000Z");

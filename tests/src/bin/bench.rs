@@ -88,6 +88,17 @@ fn clean_path(events: u64) -> anyhow::Result<()> {
         .collect();
     let keyer = UserKeyer::new(b"bench-secret-0123456789");
 
+    let started = Instant::now();
+    for payload in &payloads {
+        let _ = std::hint::black_box(streamreel_protocol::parse_event(payload));
+    }
+    report(
+        "parse + validate only",
+        events,
+        started.elapsed(),
+        1_000_000.0,
+    );
+
     let mut core = PartitionCore::new(0, keyer.clone(), dedup());
     let started = Instant::now();
     let mut accepted = 0u64;
