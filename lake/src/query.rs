@@ -36,15 +36,22 @@ pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>
     Ok(ctx.sql(sql).await?.collect().await?)
 }
 
-/// A string column whatever its physical encoding (Utf8, LargeUtf8, Utf8View).
-/// Nulls come out as empty strings.
-pub fn column_as_strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>, LakeError> {
-    let column = batch
+fn named_column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a deltalake::arrow::array::ArrayRef, LakeError> {
+    batch
         .column_by_name(name)
         .ok_or_else(|| LakeError::ColumnType {
             table: "query result".into(),
             column: name.into(),
-        })?;
+        })
+}
+
+/// A string column whatever its physical encoding (Utf8, LargeUtf8, Utf8View).
+/// Nulls come out as empty strings.
+pub fn column_as_strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>, LakeError> {
+    let column = named_column(batch, name)?;
     let column = cast(column, &DataType::Utf8)?;
     let strings = column.as_string::<i32>();
     Ok((0..strings.len())
@@ -60,12 +67,7 @@ pub fn column_as_strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>,
 
 /// An integer column (any integer or timestamp type). Nulls come out as 0.
 pub fn column_as_i64(batch: &RecordBatch, name: &str) -> Result<Vec<i64>, LakeError> {
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| LakeError::ColumnType {
-            table: "query result".into(),
-            column: name.into(),
-        })?;
+    let column = named_column(batch, name)?;
     let column = cast(column, &DataType::Int64)?;
     let values = column.as_primitive::<Int64Type>();
     Ok((0..values.len())
@@ -81,12 +83,7 @@ pub fn column_as_i64(batch: &RecordBatch, name: &str) -> Result<Vec<i64>, LakeEr
 
 /// A float column (any numeric type). Nulls come out as NaN.
 pub fn column_as_f64(batch: &RecordBatch, name: &str) -> Result<Vec<f64>, LakeError> {
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| LakeError::ColumnType {
-            table: "query result".into(),
-            column: name.into(),
-        })?;
+    let column = named_column(batch, name)?;
     let column = cast(column, &DataType::Float64)?;
     let values = column.as_primitive::<deltalake::arrow::datatypes::Float64Type>();
     Ok((0..values.len())
