@@ -20,7 +20,10 @@ use streamreel_node::{inspect, models, node};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        // The Delta kernel logs every snapshot at info; keep ours readable.
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            "info,buoyant_kernel=warn,deltalake_core=warn,datafusion=warn".into()
+        }))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();

@@ -25,8 +25,10 @@ pub async fn run_job(
             Ok(JobOutcome {
                 rows: silver.new_events,
                 detail: format!(
-                    "bronze version {:?}: {} new events ({} of unknown videos), {} sessions written",
-                    silver.bronze_version,
+                    "bronze version {}: {} new events ({} of unknown videos), {} sessions written",
+                    silver
+                        .bronze_version
+                        .map_or("-".to_string(), |v| v.to_string()),
                     silver.new_events,
                     silver.unknown_video_events,
                     silver.sessions_written
