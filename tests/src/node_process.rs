@@ -68,7 +68,7 @@ impl NodeProcess {
             .arg("--data-dir")
             .arg(data_dir)
             .env("STREAMREEL_USER_KEY_SECRET", TEST_SECRET)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,buoyant_kernel=warn")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file);
