@@ -11,8 +11,6 @@ pub enum ActorError {
     /// Boxed: lake errors carry DataFusion and Delta errors, which are large.
     #[error(transparent)]
     Lake(Box<streamreel_lake::LakeError>),
-    #[error("injected fault: {0}")]
-    InjectedFault(String),
 }
 
 impl From<streamreel_lake::LakeError> for ActorError {
