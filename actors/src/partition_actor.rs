@@ -20,10 +20,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use tracing::{debug, info};
 
-use streamreel_lake::BronzeTable;
-use streamreel_lake::bronze::rows_to_batch;
+use streamreel_lake::{BronzeBatchBuilder, BronzeTable};
 use streamreel_protocol::time::now_micros;
-use streamreel_protocol::{BronzeRow, PartitionCheckpoint, event_id_hash};
+use streamreel_protocol::{PartitionCheckpoint, event_id_hash};
 
 use crate::context::IngestContext;
 use crate::dedup::DedupWindow;
@@ -62,13 +61,15 @@ pub struct PartitionState {
     bronze: BronzeTable,
     stats: Arc<PartitionStats>,
     batch: PendingBatch,
+    /// Reused for every `clean-events` value (the producer copies it).
+    json: Vec<u8>,
     last_committed: Option<PartitionCheckpoint>,
 }
 
 /// Records consumed since the last bronze commit.
 #[derive(Default)]
 struct PendingBatch {
-    rows: Vec<BronzeRow>,
+    rows: BronzeBatchBuilder,
     last_offset: Option<i64>,
     started: Option<Instant>,
     deliveries: InFlight,
@@ -128,6 +129,7 @@ impl Actor for PartitionActor {
             bronze,
             stats,
             batch: PendingBatch::default(),
+            json: Vec::with_capacity(1024),
         })
     }
 
@@ -194,14 +196,16 @@ impl PartitionState {
             let offset = message.offset();
             let payload = message.payload().unwrap_or_default();
             match self.core.process(offset, payload, now_micros()) {
-                Outcome::Accepted(row) => {
-                    let value = row.to_json();
+                Outcome::Accepted(clean) => {
+                    let row = clean.view();
+                    self.json.clear();
+                    row.write_json(&mut self.json);
                     let record = FutureRecord::to(&self.context.kafka.clean_topic)
-                        .key(row.user_key.as_str())
-                        .payload(&value);
+                        .key(row.user_key)
+                        .payload(&self.json);
                     kafka::send_record(&self.context.producer, &mut self.batch.deliveries, record)
                         .await?;
-                    self.batch.rows.push(row);
+                    self.batch.rows.append(&row);
                 }
                 Outcome::Duplicate => self.batch.duplicates += 1,
                 Outcome::Rejected(rejection) => {
@@ -257,16 +261,21 @@ impl PartitionState {
         let partition = self.core.partition();
         kafka::await_all(&mut self.batch.deliveries).await?;
         fault::maybe_panic_before_commit(partition);
-        let batch = std::mem::take(&mut self.batch);
+        let rows = self.batch.rows.finish()?;
+        let rows_len = rows.num_rows();
+        // The finished builder is already sized for a batch like this one.
+        let next_rows = std::mem::take(&mut self.batch.rows);
+        let batch = std::mem::replace(
+            &mut self.batch,
+            PendingBatch {
+                rows: next_rows,
+                ..PendingBatch::default()
+            },
+        );
         let started = Instant::now();
-        let checkpoint = self
-            .bronze
-            .append(rows_to_batch(&batch.rows)?, partition, last_offset)
-            .await?;
+        let checkpoint = self.bronze.append(rows, partition, last_offset).await?;
         let stats = &self.stats;
-        stats
-            .accepted
-            .fetch_add(batch.rows.len() as u64, Ordering::Relaxed);
+        stats.accepted.fetch_add(rows_len as u64, Ordering::Relaxed);
         stats
             .duplicates
             .fetch_add(batch.duplicates, Ordering::Relaxed);
@@ -277,7 +286,7 @@ impl PartitionState {
         debug!(
             partition,
             last_offset,
-            rows = batch.rows.len(),
+            rows = rows_len,
             duplicates = batch.duplicates,
             rejected = batch.rejected,
             delta_version = checkpoint.delta_version,

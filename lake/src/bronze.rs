@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    ArrayRef, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    ArrayBuilder, ArrayRef, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
     TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -21,7 +21,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, ensure_table_uri};
 
-use streamreel_protocol::{BronzeRow, PartitionCheckpoint};
+use streamreel_protocol::{BronzeRow, BronzeRowView, PartitionCheckpoint};
 
 use crate::error::LakeError;
 use crate::query::{column_as_i64, column_as_strings, register_table};
@@ -53,51 +53,103 @@ pub fn bronze_schema() -> SchemaRef {
 
 /// Builds one arrow batch from bronze rows (an empty slice gives an empty batch).
 pub fn rows_to_batch(rows: &[BronzeRow]) -> Result<RecordBatch, LakeError> {
-    let n = rows.len();
-    let mut event_id = StringBuilder::with_capacity(n, n * 36);
-    let mut session_id = StringBuilder::with_capacity(n, n * 30);
-    let mut user_key = StringBuilder::with_capacity(n, n * 32);
-    let mut video_id = StringBuilder::with_capacity(n, n * 10);
-    let mut event_type = StringBuilder::with_capacity(n, n * 5);
-    let mut position_s = Float64Builder::with_capacity(n);
-    let mut seek_to_s = Float64Builder::with_capacity(n);
-    let mut event_time = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut region = StringBuilder::with_capacity(n, n * 8);
-    let mut device = StringBuilder::with_capacity(n, n * 6);
-    let mut kafka_partition = Int32Builder::with_capacity(n);
-    let mut kafka_offset = Int64Builder::with_capacity(n);
-    let mut ingested_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut builder = BronzeBatchBuilder::with_capacity(rows.len());
     for row in rows {
-        event_id.append_value(&row.event_id);
-        session_id.append_value(&row.session_id);
-        user_key.append_value(&row.user_key);
-        video_id.append_value(&row.video_id);
-        event_type.append_value(&row.event_type);
-        position_s.append_value(row.position_s);
-        seek_to_s.append_option(row.seek_to_s);
-        event_time.append_value(row.event_time_us);
-        region.append_value(&row.region);
-        device.append_option(row.device.as_deref());
-        kafka_partition.append_value(row.kafka_partition);
-        kafka_offset.append_value(row.kafka_offset);
-        ingested_at.append_value(row.ingested_at_us);
+        builder.append(&row.view());
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(event_id.finish()),
-        Arc::new(session_id.finish()),
-        Arc::new(user_key.finish()),
-        Arc::new(video_id.finish()),
-        Arc::new(event_type.finish()),
-        Arc::new(position_s.finish()),
-        Arc::new(seek_to_s.finish()),
-        Arc::new(event_time.finish()),
-        Arc::new(region.finish()),
-        Arc::new(device.finish()),
-        Arc::new(kafka_partition.finish()),
-        Arc::new(kafka_offset.finish()),
-        Arc::new(ingested_at.finish()),
-    ];
-    Ok(RecordBatch::try_new(bronze_schema(), columns)?)
+    builder.finish()
+}
+
+/// Bronze columns filled row by row, straight from borrowed rows: the ingest
+/// path copies each event's text once, into the arrow buffers.
+pub struct BronzeBatchBuilder {
+    event_id: StringBuilder,
+    session_id: StringBuilder,
+    user_key: StringBuilder,
+    video_id: StringBuilder,
+    event_type: StringBuilder,
+    position_s: Float64Builder,
+    seek_to_s: Float64Builder,
+    event_time: TimestampMicrosecondBuilder,
+    region: StringBuilder,
+    device: StringBuilder,
+    kafka_partition: Int32Builder,
+    kafka_offset: Int64Builder,
+    ingested_at: TimestampMicrosecondBuilder,
+}
+
+impl Default for BronzeBatchBuilder {
+    fn default() -> BronzeBatchBuilder {
+        BronzeBatchBuilder::with_capacity(1024)
+    }
+}
+
+impl BronzeBatchBuilder {
+    /// Room for `n` rows of typical size before any buffer grows.
+    pub fn with_capacity(n: usize) -> BronzeBatchBuilder {
+        BronzeBatchBuilder {
+            event_id: StringBuilder::with_capacity(n, n * 36),
+            session_id: StringBuilder::with_capacity(n, n * 36),
+            user_key: StringBuilder::with_capacity(n, n * 32),
+            video_id: StringBuilder::with_capacity(n, n * 10),
+            event_type: StringBuilder::with_capacity(n, n * 5),
+            position_s: Float64Builder::with_capacity(n),
+            seek_to_s: Float64Builder::with_capacity(n),
+            event_time: TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"),
+            region: StringBuilder::with_capacity(n, n * 8),
+            device: StringBuilder::with_capacity(n, n * 6),
+            kafka_partition: Int32Builder::with_capacity(n),
+            kafka_offset: Int64Builder::with_capacity(n),
+            ingested_at: TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"),
+        }
+    }
+
+    pub fn append(&mut self, row: &BronzeRowView<'_>) {
+        self.event_id.append_value(row.event_id);
+        self.session_id.append_value(row.session_id);
+        self.user_key.append_value(row.user_key);
+        self.video_id.append_value(row.video_id);
+        self.event_type.append_value(row.event_type);
+        self.position_s.append_value(row.position_s);
+        self.seek_to_s.append_option(row.seek_to_s);
+        self.event_time.append_value(row.event_time_us);
+        self.region.append_value(row.region);
+        self.device.append_option(row.device);
+        self.kafka_partition.append_value(row.kafka_partition);
+        self.kafka_offset.append_value(row.kafka_offset);
+        self.ingested_at.append_value(row.ingested_at_us);
+    }
+
+    pub fn len(&self) -> usize {
+        self.kafka_offset.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows appended so far as one batch. The builder is empty afterwards,
+    /// with room for as many rows again, so the next batch never regrows.
+    pub fn finish(&mut self) -> Result<RecordBatch, LakeError> {
+        let rows = self.len();
+        let mut full = std::mem::replace(self, BronzeBatchBuilder::with_capacity(rows));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(full.event_id.finish()),
+            Arc::new(full.session_id.finish()),
+            Arc::new(full.user_key.finish()),
+            Arc::new(full.video_id.finish()),
+            Arc::new(full.event_type.finish()),
+            Arc::new(full.position_s.finish()),
+            Arc::new(full.seek_to_s.finish()),
+            Arc::new(full.event_time.finish()),
+            Arc::new(full.region.finish()),
+            Arc::new(full.device.finish()),
+            Arc::new(full.kafka_partition.finish()),
+            Arc::new(full.kafka_offset.finish()),
+            Arc::new(full.ingested_at.finish()),
+        ];
+        Ok(RecordBatch::try_new(bronze_schema(), columns)?)
+    }
 }
 
 /// An event id remembered for de-duplication, with when it was accepted.

@@ -22,7 +22,7 @@ pub mod query;
 pub mod silver;
 pub mod tables;
 
-pub use bronze::{BronzeTable, bronze_schema, rows_to_batch};
+pub use bronze::{BronzeBatchBuilder, BronzeTable, bronze_schema, rows_to_batch};
 pub use error::LakeError;
 pub use metadata::{VideoMetadata, read_metadata, read_metadata_file};
 

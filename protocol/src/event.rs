@@ -69,28 +69,28 @@ pub struct EngagementEvent<'a> {
 }
 
 /// The JSON shape before the contract's rules are applied. Unknown fields are ignored.
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(expecting = "a JSON object")]
-struct WireEvent<'a> {
+pub(crate) struct WireEvent<'a> {
     #[serde(borrow)]
-    event_id: Cow<'a, str>,
+    pub(crate) event_id: Cow<'a, str>,
     #[serde(borrow)]
-    session_id: Cow<'a, str>,
+    pub(crate) session_id: Cow<'a, str>,
     #[serde(borrow)]
-    user_id: Cow<'a, str>,
+    pub(crate) user_id: Cow<'a, str>,
     #[serde(borrow)]
-    video_id: Cow<'a, str>,
+    pub(crate) video_id: Cow<'a, str>,
     #[serde(borrow)]
-    event_type: Cow<'a, str>,
-    position_s: f64,
+    pub(crate) event_type: Cow<'a, str>,
+    pub(crate) position_s: f64,
     #[serde(default)]
-    seek_to_s: Option<f64>,
+    pub(crate) seek_to_s: Option<f64>,
     #[serde(borrow)]
-    event_time: Cow<'a, str>,
+    pub(crate) event_time: Cow<'a, str>,
     #[serde(borrow)]
-    region: Cow<'a, str>,
+    pub(crate) region: Cow<'a, str>,
     #[serde(default, borrow)]
-    device: Option<Cow<'a, str>>,
+    pub(crate) device: Option<Cow<'a, str>>,
 }
 
 /// Parses and validates one input event. Any byte string either yields a valid
@@ -103,7 +103,16 @@ pub fn parse_event(bytes: &[u8]) -> Result<EngagementEvent<'_>, Rejection> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(not_an_object(bytes));
     }
-    let wire: WireEvent<'_> = serde_json::from_slice(bytes).map_err(classify_json_error)?;
+    // Plain messages take the fast reader; serde_json decides everything
+    // else and words every error.
+    let wire: WireEvent<'_> = match std::str::from_utf8(bytes) {
+        Ok(text) => match crate::plain_json::read_plain_event(text) {
+            Some(wire) => Ok(wire),
+            None => serde_json::from_str(text),
+        },
+        Err(_) => serde_json::from_slice(bytes),
+    }
+    .map_err(classify_json_error)?;
 
     for (field, value) in [
         ("event_id", &wire.event_id),

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`event`]: the input event and its validation against the data contract.
+//! - `plain_json`: the fast reader for plain input events (serde_json is the reference).
 //! - [`rejection`]: why an input event was refused (the dead-letter `error` header).
 //! - [`pseudonym`]: `user_key` = HMAC-SHA256(secret, user_id), first 16 bytes, hex.
 //! - [`bronze`]: the bronze row, also the JSON value written to `clean-events`.
@@ -15,11 +16,12 @@ pub mod bronze;
 pub mod checkpoint;
 pub mod codec;
 pub mod event;
+mod plain_json;
 pub mod pseudonym;
 pub mod rejection;
 pub mod time;
 
-pub use bronze::BronzeRow;
+pub use bronze::{BronzeRow, BronzeRowView, CleanEvent};
 pub use checkpoint::{PartitionCheckpoint, PartitionCounters};
 pub use codec::{CodecError, decode, encode};
 pub use event::{EngagementEvent, EventType, event_id_hash, parse_event};

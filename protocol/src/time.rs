@@ -19,32 +19,41 @@ pub fn parse_rfc3339_micros(text: &str) -> Result<i64, String> {
 
 /// Formats UTC microseconds as RFC 3339 with microseconds and a `Z` suffix.
 pub fn format_rfc3339_micros(micros: i64) -> String {
+    let mut out = Vec::with_capacity(27);
+    write_rfc3339_micros(&mut out, micros);
+    String::from_utf8(out).expect("rfc 3339 text is ascii")
+}
+
+/// As [`format_rfc3339_micros`], appending to `out` without allocating.
+pub fn write_rfc3339_micros(out: &mut Vec<u8>, micros: i64) {
     let days = micros.div_euclid(MICROS_PER_DAY);
     let (year, month, day) = civil_from_days(days);
     if !(0..=9999).contains(&year) {
-        return match DateTime::<Utc>::from_timestamp_micros(micros) {
+        let text = match DateTime::<Utc>::from_timestamp_micros(micros) {
             Some(t) => t.to_rfc3339_opts(SecondsFormat::Micros, true),
             None => format!("invalid-timestamp-{micros}"),
         };
+        out.extend_from_slice(text.as_bytes());
+        return;
     }
     let of_day = micros.rem_euclid(MICROS_PER_DAY);
     let (seconds, fraction) = (of_day / 1_000_000, of_day % 1_000_000);
-    let mut out = [0u8; 27];
-    write_digits(&mut out[0..4], year as u64);
-    out[4] = b'-';
-    write_digits(&mut out[5..7], month as u64);
-    out[7] = b'-';
-    write_digits(&mut out[8..10], day as u64);
-    out[10] = b'T';
-    write_digits(&mut out[11..13], (seconds / 3600) as u64);
-    out[13] = b':';
-    write_digits(&mut out[14..16], (seconds / 60 % 60) as u64);
-    out[16] = b':';
-    write_digits(&mut out[17..19], (seconds % 60) as u64);
-    out[19] = b'.';
-    write_digits(&mut out[20..26], fraction as u64);
-    out[26] = b'Z';
-    String::from_utf8(out.to_vec()).expect("ascii digits")
+    let mut text = [0u8; 27];
+    write_digits(&mut text[0..4], year as u64);
+    text[4] = b'-';
+    write_digits(&mut text[5..7], month as u64);
+    text[7] = b'-';
+    write_digits(&mut text[8..10], day as u64);
+    text[10] = b'T';
+    write_digits(&mut text[11..13], (seconds / 3600) as u64);
+    text[13] = b':';
+    write_digits(&mut text[14..16], (seconds / 60 % 60) as u64);
+    text[16] = b':';
+    write_digits(&mut text[17..19], (seconds % 60) as u64);
+    text[19] = b'.';
+    write_digits(&mut text[20..26], fraction as u64);
+    text[26] = b'Z';
+    out.extend_from_slice(&text);
 }
 
 /// The current time in UTC microseconds.

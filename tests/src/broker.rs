@@ -58,7 +58,7 @@ impl Broker {
             .spawn()
             .with_context(|| {
                 format!(
-                    "cannot start {} (install it with scripts/install-tansu)",
+                    "cannot start {} (install it with scripts/install-deps)",
                     binary.display()
                 )
             })?;
@@ -76,6 +76,10 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(broker)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn brokers(&self) -> String {

@@ -60,10 +60,12 @@ pub fn accepted_rows_from(
         });
         let offset = *next_offset;
         *next_offset += 1;
-        if let Outcome::Accepted(row) =
+        if let Outcome::Accepted(clean) =
             core.process(offset, &message.payload, 1_795_478_400_000_000 + offset)
         {
-            rows.entry(partition).or_default().push(row);
+            rows.entry(partition)
+                .or_default()
+                .push(BronzeRow::from(clean.view()));
         }
     }
     rows

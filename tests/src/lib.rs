@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`broker`]: starts and stops a tansu broker.
+//! - [`cpu`]: CPU time used by a process, for the benchmark.
 //! - [`node_process`]: starts, SIGKILLs and stops `streamreel node`.
 //! - [`topic_reader`]: reads a whole topic back.
 //! - [`bronze_reader`]: reads the bronze table back.
@@ -13,6 +14,7 @@
 pub mod broker;
 pub mod bronze_fixture;
 pub mod bronze_reader;
+pub mod cpu;
 pub mod node_process;
 pub mod simulated;
 pub mod topic_reader;

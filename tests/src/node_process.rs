@@ -91,6 +91,10 @@ impl NodeProcess {
         Some(format!("http://{addr}"))
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

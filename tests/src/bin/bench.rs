@@ -25,10 +25,11 @@ use streamreel_actors::DedupSettings;
 use streamreel_actors::dedup::DedupWindow;
 use streamreel_actors::kafka::{self, InFlight};
 use streamreel_actors::partition_core::{Outcome, PartitionCore};
-use streamreel_lake::rows_to_batch;
+use streamreel_lake::BronzeBatchBuilder;
 use streamreel_protocol::UserKeyer;
 use streamreel_tests::broker::Broker;
 use streamreel_tests::bronze_reader::caught_up;
+use streamreel_tests::cpu::cpu_seconds;
 use streamreel_tests::node_process::{NodeProcess, node_config};
 use streamreel_tests::simulated;
 use streamreel_tests::topic_reader::high_watermarks;
@@ -81,59 +82,67 @@ fn dedup() -> DedupWindow {
 }
 
 fn clean_path(events: u64) -> anyhow::Result<()> {
-    println!("== clean path, in-process, one core ({events} simulated messages) ==");
+    println!(
+        "== clean path, in-process, one core ({events} simulated messages, median of {ROUNDS} rounds) =="
+    );
     let payloads: Vec<Vec<u8>> = simulated::messages(events, 1)?
         .into_iter()
         .map(|m| m.payload)
         .collect();
     let keyer = UserKeyer::new(b"bench-secret-0123456789");
 
-    let started = Instant::now();
-    for payload in &payloads {
-        let _ = std::hint::black_box(streamreel_protocol::parse_event(payload));
-    }
-    report(
-        "parse + validate only",
-        events,
-        started.elapsed(),
-        1_000_000.0,
-    );
-
-    let mut core = PartitionCore::new(0, keyer.clone(), dedup());
-    let started = Instant::now();
-    let mut accepted = 0u64;
-    for (offset, payload) in payloads.iter().enumerate() {
-        if let Outcome::Accepted(row) = core.process(offset as i64, payload, 1) {
-            accepted += 1;
-            std::hint::black_box(row);
+    let parse = median_time(|| {
+        for payload in &payloads {
+            let _ = std::hint::black_box(streamreel_protocol::parse_event(payload));
         }
-    }
-    let decide = started.elapsed();
+        Ok(())
+    })?;
+    report("parse + validate only", events, parse, 1_000_000.0);
+
+    let mut accepted = 0u64;
+    let decide = median_time(|| {
+        let mut core = PartitionCore::new(0, keyer.clone(), dedup());
+        accepted = 0;
+        for (offset, payload) in payloads.iter().enumerate() {
+            if let Outcome::Accepted(clean) = core.process(offset as i64, payload, 1) {
+                accepted += 1;
+                std::hint::black_box(clean);
+            }
+        }
+        Ok(())
+    })?;
     report(
-        "validate + dedup + pseudonymise + row",
+        "validate + dedup + pseudonymise",
         events,
         decide,
         1_000_000.0,
     );
 
-    let mut core = PartitionCore::new(0, keyer, dedup());
-    let started = Instant::now();
-    let mut rows = Vec::with_capacity(20_000);
+    // What the partition actor does per record, short of handing bytes to
+    // librdkafka: decide, write the clean-events value, append the bronze row.
     let mut json_bytes = 0usize;
-    for (offset, payload) in payloads.iter().enumerate() {
-        if let Outcome::Accepted(row) = core.process(offset as i64, payload, 1) {
-            json_bytes += row.to_json().len();
-            rows.push(row);
-            if rows.len() == 20_000 {
-                std::hint::black_box(rows_to_batch(&rows)?);
-                rows.clear();
+    let full = median_time(|| {
+        let mut core = PartitionCore::new(0, keyer.clone(), dedup());
+        let mut rows = BronzeBatchBuilder::with_capacity(BATCH);
+        let mut json = Vec::with_capacity(1024);
+        json_bytes = 0;
+        for (offset, payload) in payloads.iter().enumerate() {
+            if let Outcome::Accepted(clean) = core.process(offset as i64, payload, 1) {
+                let row = clean.view();
+                json.clear();
+                row.write_json(&mut json);
+                json_bytes += std::hint::black_box(&json).len();
+                rows.append(&row);
+                if rows.len() == BATCH {
+                    std::hint::black_box(rows.finish()?);
+                }
             }
         }
-    }
-    std::hint::black_box(rows_to_batch(&rows)?);
-    let full = started.elapsed();
+        std::hint::black_box(rows.finish()?);
+        Ok(())
+    })?;
     report(
-        "... + clean-events JSON + arrow batch",
+        "... + clean-events JSON + bronze columns",
         events,
         full,
         1_000_000.0,
@@ -145,6 +154,24 @@ fn clean_path(events: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rounds per in-process measurement; the median is reported (this machine's
+/// timings vary by a fifth between runs).
+const ROUNDS: usize = 5;
+
+fn median_time(mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+    let mut times = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        run()?;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    Ok(times[ROUNDS / 2])
+}
+
+/// Rows per bronze commit, as the node's default `commit-max-events`.
+const BATCH: usize = 20_000;
+
 fn report(what: &str, events: u64, elapsed: Duration, goal: f64) {
     let rate = events as f64 / elapsed.as_secs_f64();
     println!(
@@ -155,27 +182,15 @@ fn report(what: &str, events: u64, elapsed: Duration, goal: f64) {
 }
 
 async fn end_to_end(events: u64) -> anyhow::Result<()> {
-    println!("== end to end on tansu ({events} messages, 4 partitions) ==");
-    let broker = Broker::start()?;
-    broker.create_topic(INPUT, 4).await?;
-    broker.create_topic("passthrough", 4).await?;
-    let producer = kafka::producer(&broker.brokers())?;
-    let mut in_flight = InFlight::new();
-    for message in simulated::messages(events, 2)? {
-        let record = FutureRecord::to(INPUT)
-            .key(&message.key)
-            .payload(&message.payload);
-        kafka::send_record(&producer, &mut in_flight, record).await?;
-    }
-    kafka::await_all(&mut in_flight).await?;
-    let brokers = broker.brokers();
-    let high = tokio::task::spawn_blocking({
-        let brokers = brokers.clone();
-        move || high_watermarks(&brokers, INPUT)
-    })
-    .await??;
-    let total: i64 = high.values().sum();
+    println!(
+        "== end to end on tansu ({events} messages, 4 partitions, a fresh broker per reader) =="
+    );
+    let messages = simulated::messages(events, 2)?;
 
+    let (broker, high) = broker_with_input(&messages).await?;
+    let brokers = broker.brokers();
+    let total: i64 = high.values().sum();
+    let cpu = CpuMeter::start(broker.pid(), std::process::id())?;
     let brokers_read = brokers.clone();
     let high_read = high.clone();
     let read =
@@ -187,9 +202,16 @@ async fn end_to_end(events: u64) -> anyhow::Result<()> {
         read,
         38_000.0,
     );
+    cpu.report(total as u64, cpu.client_seconds()?)?;
 
+    drop(broker);
+
+    let (broker, high) = broker_with_input(&messages).await?;
+    let brokers = broker.brokers();
+    broker.create_topic("passthrough", 4).await?;
+    let pass_producer = kafka::producer(&brokers)?;
+    let cpu = CpuMeter::start(broker.pid(), std::process::id())?;
     let started = Instant::now();
-    let pass_producer = producer.clone();
     let brokers_pass = brokers.clone();
     let high_pass = high.clone();
     let handle = tokio::runtime::Handle::current();
@@ -213,10 +235,16 @@ async fn end_to_end(events: u64) -> anyhow::Result<()> {
         pass,
         38_000.0,
     );
+    cpu.report(total as u64, cpu.client_seconds()?)?;
 
+    drop(broker);
+
+    let (broker, high) = broker_with_input(&messages).await?;
+    let brokers = broker.brokers();
     let data = tempfile::tempdir()?;
     let started = Instant::now();
     let mut node = NodeProcess::start(&brokers, data.path(), &node_config(20_000, 1_000), &[])?;
+    let cpu = CpuMeter::start(broker.pid(), node.pid())?;
     loop {
         if caught_up(data.path(), &high).await? {
             break;
@@ -229,6 +257,7 @@ async fn end_to_end(events: u64) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let ingest = started.elapsed();
+    let node_cpu = cpu.client_seconds()?;
     node.kill9()?;
     report(
         "streamreel node (process start to bronze)",
@@ -236,12 +265,70 @@ async fn end_to_end(events: u64) -> anyhow::Result<()> {
         ingest,
         38_000.0,
     );
+    cpu.report(total as u64, node_cpu)?;
     println!(
         "node / bare consumer = {:.2}   node / pass-through = {:.2}   (goal >= 0.9 against the consumer)",
         read.as_secs_f64() / ingest.as_secs_f64(),
         pass.as_secs_f64() / ingest.as_secs_f64()
     );
     Ok(())
+}
+
+/// A fresh broker holding `messages` in the input topic, with its high
+/// watermarks: every reader starts from the same broker state.
+async fn broker_with_input(
+    messages: &[streamreel_node::simulate::SimulatedMessage],
+) -> anyhow::Result<(Broker, HashMap<i32, i64>)> {
+    let broker = Broker::start()?;
+    broker.create_topic(INPUT, 4).await?;
+    let producer = kafka::producer(&broker.brokers())?;
+    let mut in_flight = InFlight::new();
+    for message in messages {
+        let record = FutureRecord::to(INPUT)
+            .key(&message.key)
+            .payload(&message.payload);
+        kafka::send_record(&producer, &mut in_flight, record).await?;
+    }
+    kafka::await_all(&mut in_flight).await?;
+    let brokers = broker.brokers();
+    let high = tokio::task::spawn_blocking(move || high_watermarks(&brokers, INPUT)).await??;
+    Ok((broker, high))
+}
+
+/// CPU used by the broker and by the client under test since `start`.
+struct CpuMeter {
+    broker_pid: u32,
+    client_pid: u32,
+    broker_start: f64,
+    client_start: f64,
+}
+
+impl CpuMeter {
+    fn start(broker_pid: u32, client_pid: u32) -> anyhow::Result<CpuMeter> {
+        Ok(CpuMeter {
+            broker_pid,
+            client_pid,
+            broker_start: cpu_seconds(broker_pid)?,
+            client_start: cpu_seconds(client_pid)?,
+        })
+    }
+
+    fn client_seconds(&self) -> anyhow::Result<f64> {
+        Ok(cpu_seconds(self.client_pid)? - self.client_start)
+    }
+
+    /// `client` is passed in because a node must be measured before it is killed.
+    fn report(&self, events: u64, client: f64) -> anyhow::Result<()> {
+        let broker = cpu_seconds(self.broker_pid)? - self.broker_start;
+        let per_event = |seconds: f64| seconds * 1e6 / events as f64;
+        println!(
+            "   cpu: broker {broker:.1} s ({:.1} us/event), client {client:.1} s ({:.1} us/event = {:.0} events per cpu-second)",
+            per_event(broker),
+            per_event(client),
+            events as f64 / client
+        );
+        Ok(())
+    }
 }
 
 /// Reads every partition up to `high`, calling `each` per message; returns the time taken.
