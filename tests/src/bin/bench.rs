@@ -1,11 +1,12 @@
 //! `streamreel-bench`: prints the numbers the README quotes.
 //!
-//! 1. In-process, one core: the clean path (validate, de-duplicate,
-//!    pseudonymise, build the bronze row), alone and with its outputs
-//!    (clean-events JSON, arrow batch).
+//! 1. In-process, one core, median of 5 rounds: the clean path's decisions
+//!    (validate, de-duplicate, pseudonymise), alone and with its outputs
+//!    (clean-events JSON, bronze arrow columns).
 //! 2. End to end on a real tansu broker: one node ingesting a topic, against a
 //!    bare rdkafka consumer reading the same topic and a pass-through
-//!    (consume + produce the same messages), with the ratios.
+//!    (consume + produce the same messages), with the ratios and the CPU each
+//!    run cost the broker and the reader. Each reader gets a fresh broker.
 //!
 //! 3. With `--lakehouse N[,M...]`: silver + gold over N bronze events, with the
 //!    peak memory of the process that builds them.
