@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use rdkafka::producer::FutureProducer;
+use streamreel_cluster::ClusterMember;
 use streamreel_protocol::UserKeyer;
 
 use crate::settings::{IngestSettings, KafkaSettings, RestartPolicy};
@@ -16,4 +17,6 @@ pub struct IngestContext {
     pub keyer: UserKeyer,
     pub producer: FutureProducer,
     pub stats: IngestStats,
+    /// This node's cluster member: its replica of the state, and where checkpoints go.
+    pub cluster: ClusterMember,
 }

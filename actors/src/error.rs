@@ -8,6 +8,21 @@ pub enum ActorError {
     Topic { topic: String, reason: String },
     #[error("delivery to {topic} failed: {reason}")]
     Delivery { topic: String, reason: String },
+    #[error("partition {partition}: epoch {epoch} is fenced by epoch {found} in bronze")]
+    Fenced {
+        partition: i32,
+        epoch: u64,
+        found: u64,
+    },
+    #[error("partition {partition}: this node does not own it at epoch {epoch}")]
+    NotOwner { partition: i32, epoch: u64 },
+    #[error("partition {partition}: checkpoint refused: {refusal}")]
+    CheckpointRefused {
+        partition: i32,
+        refusal: streamreel_cluster::Refusal,
+    },
+    #[error(transparent)]
+    Cluster(#[from] streamreel_cluster::ClusterError),
     /// Boxed: lake errors carry DataFusion and Delta errors, which are large.
     #[error(transparent)]
     Lake(Box<streamreel_lake::LakeError>),

@@ -126,6 +126,27 @@ pub fn watermarks(brokers: &str, topic: &str, partition: i32) -> Result<(i64, i6
     Ok(client.fetch_watermarks(topic, partition, METADATA_TIMEOUT)?)
 }
 
+/// The high watermark of each of `partitions`, over one client. Blocking; a
+/// partition the broker does not answer for is left out.
+pub fn high_watermarks(
+    brokers: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<Vec<(i32, i64)>, ActorError> {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    Ok(partitions
+        .iter()
+        .filter_map(|p| {
+            client
+                .fetch_watermarks(topic, *p, Duration::from_secs(2))
+                .ok()
+                .map(|(_, high)| (*p, high))
+        })
+        .collect())
+}
+
 /// Deliveries not yet acknowledged by the broker, oldest first.
 pub type InFlight = VecDeque<DeliveryFuture>;
 

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`settings`]: what the node tells the actors (topics, batching, dedup, restarts).
-//! - [`dedup`]: the de-duplication window (pure).
+//! - `dedup`: the de-duplication window (pure; it lives in the cluster crate, which replicates it).
 //! - [`partition_core`]: validate, de-duplicate, pseudonymise one record (pure).
 //! - [`restart`]: the supervisor's backoff decisions (pure).
 //! - [`kafka`]: client configuration and topic administration.
@@ -13,8 +13,8 @@
 //! - [`fault`]: opt-in fault injection for chaos tests.
 
 pub mod context;
+pub use streamreel_cluster::dedup;
 pub mod coordinator;
-pub mod dedup;
 pub mod error;
 pub mod fault;
 pub mod kafka;

@@ -1,16 +1,24 @@
-//! One actor per owned partition of the input topic.
+//! One actor per owned partition of the input topic, at the ownership epoch
+//! the replicated state gave this node.
 //!
-//! It resumes after the offset recorded in bronze, rebuilds its de-duplication
-//! window from bronze, then loops: consume a batch, send accepted rows to
-//! `clean-events` and rejects to the dead-letter topic, wait for the broker's
-//! acknowledgements, and commit the batch to bronze with the partition's
-//! progress marker. A failure anywhere ends the actor; the supervisor starts a
-//! fresh one, which resumes from the last commit, so nothing is lost or doubled
-//! in bronze (Kafka outputs of an uncommitted batch may be sent again).
+//! Resuming: it reads the partition's marks in bronze (offset and epoch), takes
+//! the checkpoint and de-duplication window from its replica of the Raft state
+//! (no bronze scan), replays only the bronze rows past the checkpoint (left when
+//! the previous owner died between its bronze commit and its checkpoint), and
+//! writes a fence commit carrying its epoch before consuming.
+//!
+//! Then it loops: consume a batch, send accepted rows to `clean-events` and
+//! rejects to the dead-letter topic, wait for the broker's acknowledgements,
+//! commit the batch to bronze with the partition's offset and epoch
+//! (compare-and-set), and checkpoint the increment through Raft. A failure
+//! anywhere ends the actor; the supervisor starts a fresh one while this node
+//! still owns the partition, which resumes from bronze and the checkpoint, so
+//! nothing is lost or doubled in bronze (Kafka outputs of an uncommitted batch
+//! may be sent again). A fenced writer adds nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::Message;
@@ -20,7 +28,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use tracing::{debug, info};
 
-use streamreel_lake::{BronzeBatchBuilder, BronzeTable};
+use streamreel_cluster::live::LiveBatch;
+use streamreel_cluster::{CheckpointIncrement, Command, CommandResult, Epoch};
+use streamreel_lake::{BronzeBatchBuilder, BronzeTable, rows_to_batch};
 use streamreel_protocol::time::now_micros;
 use streamreel_protocol::{PartitionCheckpoint, event_id_hash};
 
@@ -41,6 +51,7 @@ pub enum PartitionMsg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionStatus {
     pub partition: i32,
+    pub epoch: Epoch,
     pub last_committed: Option<PartitionCheckpoint>,
     pub pending_events: usize,
     pub dedup_ids: usize,
@@ -48,14 +59,20 @@ pub struct PartitionStatus {
 
 pub struct PartitionArgs {
     pub partition: i32,
+    pub epoch: Epoch,
     pub context: Arc<IngestContext>,
 }
+
+/// How long a checkpoint may wait for Raft before the actor gives up (and a
+/// fresh one resumes from bronze).
+const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The actor holds only configuration; everything it builds lives in the state.
 pub struct PartitionActor;
 
 pub struct PartitionState {
     context: Arc<IngestContext>,
+    epoch: Epoch,
     core: PartitionCore,
     consumer: StreamConsumer,
     bronze: BronzeTable,
@@ -75,6 +92,9 @@ struct PendingBatch {
     deliveries: InFlight,
     duplicates: u64,
     rejected: u64,
+    /// Accepted ids (hashes) with when they were accepted, for the checkpoint.
+    new_ids: Vec<(u128, i64)>,
+    live: LiveBatch,
 }
 
 impl Actor for PartitionActor {
@@ -87,17 +107,15 @@ impl Actor for PartitionActor {
         myself: ActorRef<PartitionMsg>,
         args: PartitionArgs,
     ) -> Result<PartitionState, ActorProcessingErr> {
-        let PartitionArgs { partition, context } = args;
-        let mut bronze = BronzeTable::open_or_create(&context.lake_dir).await?;
-        let committed = bronze.committed_offset(partition).await?;
-        let mut dedup = DedupWindow::new(context.ingest.dedup);
-        for event in bronze
-            .recent_events(partition, context.ingest.dedup.max_ids)
-            .await?
-        {
-            dedup.insert(event_id_hash(&event.event_id), event.ingested_at_us);
-        }
-        let start = committed.map_or(Offset::Beginning, |last| Offset::Offset(last + 1));
+        let PartitionArgs {
+            partition,
+            epoch,
+            context,
+        } = args;
+        let resumed = resume(partition, epoch, &context).await?;
+        let start = resumed
+            .marks_offset
+            .map_or(Offset::Beginning, |last| Offset::Offset(last + 1));
         let consumer = kafka::partition_consumer(
             &context.kafka.brokers,
             &context.kafka.consumer_group,
@@ -108,25 +126,28 @@ impl Actor for PartitionActor {
         let stats = context.stats.partition(partition);
         stats
             .committed_offset
-            .store(committed.unwrap_or(-1), Ordering::Relaxed);
+            .store(resumed.marks_offset.unwrap_or(-1), Ordering::Relaxed);
         info!(
             partition,
+            epoch,
             start = ?start,
-            dedup_ids = dedup.len(),
-            "partition actor started"
+            replayed = resumed.replayed,
+            dedup_ids = resumed.dedup.len(),
+            "partition actor resumed"
         );
-        let core = PartitionCore::new(partition, context.keyer.clone(), dedup);
+        let core = PartitionCore::new(partition, context.keyer.clone(), resumed.dedup);
         myself.cast(PartitionMsg::Poll)?;
         Ok(PartitionState {
-            last_committed: committed.map(|last_offset| PartitionCheckpoint {
+            last_committed: resumed.marks_offset.map(|last_offset| PartitionCheckpoint {
                 partition,
                 last_offset,
-                delta_version: bronze.version().unwrap_or_default() as i64,
+                delta_version: resumed.delta_version,
             }),
             context,
+            epoch,
             core,
             consumer,
-            bronze,
+            bronze: resumed.bronze,
             stats,
             batch: PendingBatch::default(),
             json: Vec::with_capacity(1024),
@@ -150,6 +171,7 @@ impl Actor for PartitionActor {
             PartitionMsg::Status(reply) => {
                 let _ = reply.send(PartitionStatus {
                     partition: state.core.partition(),
+                    epoch: state.epoch,
                     last_committed: state.last_committed,
                     pending_events: state.batch.rows.len(),
                     dedup_ids: state.core.dedup_len(),
@@ -195,9 +217,14 @@ impl PartitionState {
             }
             let offset = message.offset();
             let payload = message.payload().unwrap_or_default();
-            match self.core.process(offset, payload, now_micros()) {
+            let now = now_micros();
+            match self.core.process(offset, payload, now) {
                 Outcome::Accepted(clean) => {
                     let row = clean.view();
+                    self.batch.new_ids.push((event_id_hash(row.event_id), now));
+                    self.batch
+                        .live
+                        .add(row.video_id, row.event_time_us, row.event_type);
                     self.json.clear();
                     row.write_json(&mut self.json);
                     let record = FutureRecord::to(&self.context.kafka.clean_topic)
@@ -252,8 +279,9 @@ impl PartitionState {
                     .is_some_and(|started| started.elapsed() >= settings.commit_interval))
     }
 
-    /// Waits for the broker to hold every output of the batch, then commits the
-    /// rows and the partition's progress to bronze in one Delta commit.
+    /// Waits for the broker to hold every output of the batch, commits the rows
+    /// and the partition's progress to bronze in one fenced Delta commit, then
+    /// checkpoints the increment through Raft.
     async fn commit(&mut self) -> Result<(), ActorError> {
         let Some(last_offset) = self.batch.last_offset else {
             return Ok(());
@@ -265,7 +293,7 @@ impl PartitionState {
         let rows_len = rows.num_rows();
         // The finished builder is already sized for a batch like this one.
         let next_rows = std::mem::take(&mut self.batch.rows);
-        let batch = std::mem::replace(
+        let mut batch = std::mem::replace(
             &mut self.batch,
             PendingBatch {
                 rows: next_rows,
@@ -273,7 +301,23 @@ impl PartitionState {
             },
         );
         let started = Instant::now();
-        let checkpoint = self.bronze.append(rows, partition, last_offset).await?;
+        let checkpoint = self
+            .bronze
+            .append_fenced(rows, partition, Some(last_offset), self.epoch)
+            .await?;
+        propose_checkpoint(
+            &self.context,
+            CheckpointIncrement {
+                partition,
+                epoch: self.epoch,
+                last_offset,
+                delta_version: checkpoint.delta_version,
+                new_ids: batch.new_ids,
+                live: batch.live.take(),
+                at_ms: now_micros() / 1_000,
+            },
+        )
+        .await?;
         let stats = &self.stats;
         stats.accepted.fetch_add(rows_len as u64, Ordering::Relaxed);
         stats
@@ -294,5 +338,111 @@ impl PartitionState {
             "bronze commit"
         );
         Ok(())
+    }
+}
+
+/// What resuming a partition found and built.
+struct Resumed {
+    bronze: BronzeTable,
+    marks_offset: Option<i64>,
+    delta_version: i64,
+    dedup: DedupWindow,
+    replayed: usize,
+}
+
+/// Resumes `partition` at `epoch`: checkpoint and dedup window from the
+/// replica, the bronze gap past the checkpoint replayed, a fence commit, and a
+/// first checkpoint at this epoch (which tells `move` the partition resumed).
+async fn resume(
+    partition: i32,
+    epoch: Epoch,
+    context: &IngestContext,
+) -> Result<Resumed, ActorError> {
+    let mut bronze = BronzeTable::open_or_create(&context.lake_dir).await?;
+    let marks = bronze.marks(partition).await?;
+    if let Some(found) = marks.epoch
+        && found > epoch
+    {
+        return Err(ActorError::Fenced {
+            partition,
+            epoch,
+            found,
+        });
+    }
+    let (checkpoint_offset, mut dedup) = {
+        let applied = context.cluster.view.read();
+        let Some(state) = applied.state.partition(partition) else {
+            return Err(ActorError::NotOwner { partition, epoch });
+        };
+        if state.epoch != epoch || state.owner != Some(context.cluster.id) {
+            return Err(ActorError::NotOwner { partition, epoch });
+        }
+        (
+            state.checkpoint.map(|c| c.last_offset),
+            DedupWindow::from_entries(state.dedup.settings(), state.dedup.entries()),
+        )
+    };
+    // Bronze may be ahead: the previous owner died between its bronze commit
+    // and its checkpoint. Replay exactly that gap.
+    let mut new_ids = Vec::new();
+    let mut live = LiveBatch::default();
+    let gap_from = checkpoint_offset.unwrap_or(-1);
+    if marks.last_offset.unwrap_or(-1) > gap_from {
+        for event in bronze.events_after(partition, gap_from).await? {
+            let id = event_id_hash(&event.event_id);
+            dedup.insert(id, event.ingested_at_us);
+            new_ids.push((id, event.ingested_at_us));
+            live.add(&event.video_id, event.event_time_us, &event.event_type);
+        }
+    }
+    let replayed = new_ids.len();
+    let fence = bronze
+        .append_fenced(rows_to_batch(&[])?, partition, marks.last_offset, epoch)
+        .await?;
+    propose_checkpoint(
+        context,
+        CheckpointIncrement {
+            partition,
+            epoch,
+            last_offset: marks.last_offset.unwrap_or(-1),
+            delta_version: fence.delta_version,
+            new_ids,
+            live: live.take(),
+            at_ms: now_micros() / 1_000,
+        },
+    )
+    .await?;
+    Ok(Resumed {
+        bronze,
+        marks_offset: marks.last_offset,
+        delta_version: fence.delta_version,
+        dedup,
+        replayed,
+    })
+}
+
+async fn propose_checkpoint(
+    context: &IngestContext,
+    increment: CheckpointIncrement,
+) -> Result<(), ActorError> {
+    let partition = increment.partition;
+    let command = Command::Checkpoint(increment);
+    let bytes = streamreel_protocol::codec::encoded_len(&command);
+    let started = Instant::now();
+    match context.cluster.propose(command, CHECKPOINT_TIMEOUT).await? {
+        CommandResult::Refused(refusal) => {
+            Err(ActorError::CheckpointRefused { partition, refusal })
+        }
+        _ => {
+            let stats = context.stats.partition(partition);
+            stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+            stats
+                .checkpoint_micros
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            stats
+                .checkpoint_bytes
+                .fetch_add(bytes as u64, Ordering::Relaxed);
+            Ok(())
+        }
     }
 }

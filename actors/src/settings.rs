@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+pub use streamreel_cluster::dedup::DedupSettings;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct KafkaSettings {
     pub brokers: String,
@@ -9,16 +11,6 @@ pub struct KafkaSettings {
     pub consumer_group: String,
     /// Partition count for topics the node creates because they are missing.
     pub default_partitions: i32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DedupSettings {
-    /// Ids of at least this many most recent accepted events are remembered.
-    pub window_events: usize,
-    /// Ids younger than this are remembered too...
-    pub window: Duration,
-    /// ...up to this many ids in all (bounds memory under sustained load).
-    pub max_ids: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

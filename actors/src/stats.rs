@@ -15,6 +15,11 @@ pub struct PartitionStats {
     pub restarts: AtomicU64,
     /// Last offset committed to bronze; -1 before the first commit.
     pub committed_offset: AtomicI64,
+    /// Checkpoints proposed through Raft and accepted, and their total time
+    /// and encoded size.
+    pub checkpoints: AtomicU64,
+    pub checkpoint_micros: AtomicU64,
+    pub checkpoint_bytes: AtomicU64,
 }
 
 impl PartitionStats {

@@ -1,5 +1,11 @@
-//! Starts one partition actor per partition and restarts the ones that fail,
-//! with exponential backoff per partition; the others keep running.
+//! Runs a partition actor for every partition the replicated state gives this
+//! node, at its epoch, and stops the ones it lost. A failed actor is restarted
+//! with exponential backoff per partition, but only while this node still owns
+//! the partition at the same epoch; a partition it no longer owns never restarts.
+//!
+//! Actor set-up (resuming from bronze and the checkpoint) and graceful stops
+//! run in their own tasks, outside the supervisor's mailbox, so partitions
+//! start and stop concurrently.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,34 +15,61 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tracing::{error, info, warn};
 
+use streamreel_cluster::{Epoch, Ownership};
+
 use crate::context::IngestContext;
 use crate::partition_actor::{PartitionActor, PartitionArgs, PartitionMsg, PartitionStatus};
 use crate::restart::RestartTracker;
 
 pub enum SupervisorMsg {
-    /// (Re)start the actor of a partition.
-    Start(i32),
+    /// The replicated ownership: start what this node owns, stop what it lost.
+    Reconcile(Ownership),
+    /// A partition actor finished its set-up (or failed it).
+    Started {
+        partition: i32,
+        epoch: Epoch,
+        result: Result<ActorRef<PartitionMsg>, String>,
+    },
+    /// Start a partition again after a failure, if still owned at `epoch`.
+    Retry {
+        partition: i32,
+        epoch: Epoch,
+    },
     Status(RpcReplyPort<Vec<PartitionStatus>>),
     /// Stop every partition actor gracefully (each commits what it consumed).
     Shutdown(RpcReplyPort<()>),
 }
 
 pub struct SupervisorArgs {
-    pub partitions: Vec<i32>,
     pub context: Arc<IngestContext>,
 }
 
 pub struct IngestSupervisor;
 
-struct Child {
-    partition: i32,
-    actor: ActorRef<PartitionMsg>,
-    started: Instant,
+enum Slot {
+    Starting {
+        epoch: Epoch,
+    },
+    Running {
+        epoch: Epoch,
+        actor: ActorRef<PartitionMsg>,
+        started: Instant,
+    },
+}
+
+impl Slot {
+    fn epoch(&self) -> Epoch {
+        match self {
+            Slot::Starting { epoch } | Slot::Running { epoch, .. } => *epoch,
+        }
+    }
 }
 
 pub struct SupervisorState {
     context: Arc<IngestContext>,
-    children: HashMap<ActorId, Child>,
+    owned: Ownership,
+    slots: HashMap<i32, Slot>,
+    by_actor: HashMap<ActorId, i32>,
     restarts: HashMap<i32, RestartTracker>,
     shutting_down: bool,
 }
@@ -51,15 +84,14 @@ impl Actor for IngestSupervisor {
 
     async fn pre_start(
         &self,
-        myself: ActorRef<SupervisorMsg>,
+        _myself: ActorRef<SupervisorMsg>,
         args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
-        for partition in &args.partitions {
-            myself.cast(SupervisorMsg::Start(*partition))?;
-        }
         Ok(SupervisorState {
             context: args.context,
-            children: HashMap::new(),
+            owned: Ownership::new(),
+            slots: HashMap::new(),
+            by_actor: HashMap::new(),
             restarts: HashMap::new(),
             shutting_down: false,
         })
@@ -72,27 +104,51 @@ impl Actor for IngestSupervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SupervisorMsg::Start(partition) if !state.shutting_down => {
-                state.start_child(&myself, partition).await;
+            SupervisorMsg::Reconcile(_) | SupervisorMsg::Retry { .. } if state.shutting_down => {}
+            SupervisorMsg::Reconcile(ownership) => {
+                state.owned = ownership;
+                state.reconcile(&myself);
             }
-            SupervisorMsg::Start(_) => {}
-            SupervisorMsg::Status(reply) => {
-                let mut statuses = Vec::new();
-                for child in state.children.values() {
-                    if let Ok(status) = ractor::call_t!(child.actor, PartitionMsg::Status, 5_000) {
-                        statuses.push(status);
-                    }
+            SupervisorMsg::Started {
+                partition,
+                epoch,
+                result,
+            } => state.on_started(&myself, partition, epoch, result),
+            SupervisorMsg::Retry { partition, epoch } => {
+                if state.owns(partition) == Some(epoch) && !state.slots.contains_key(&partition) {
+                    state.start(&myself, partition, epoch);
                 }
-                statuses.sort_by_key(|s| s.partition);
-                let _ = reply.send(statuses);
+            }
+            SupervisorMsg::Status(reply) => {
+                let actors: Vec<_> = state
+                    .slots
+                    .values()
+                    .filter_map(|slot| match slot {
+                        Slot::Running { actor, .. } => Some(actor.clone()),
+                        Slot::Starting { .. } => None,
+                    })
+                    .collect();
+                tokio::spawn(async move {
+                    let mut statuses = Vec::new();
+                    for actor in actors {
+                        if let Ok(status) = ractor::call_t!(actor, PartitionMsg::Status, 5_000) {
+                            statuses.push(status);
+                        }
+                    }
+                    statuses.sort_by_key(|s| s.partition);
+                    let _ = reply.send(statuses);
+                });
             }
             SupervisorMsg::Shutdown(reply) => {
                 state.shutting_down = true;
-                for (_, child) in state.children.drain() {
-                    if let Err(e) = child.actor.stop_and_wait(None, Some(STOP_TIMEOUT)).await {
-                        warn!(partition = child.partition, error = %e, "partition actor did not stop in time");
-                    }
-                }
+                let stops = state
+                    .slots
+                    .drain()
+                    .filter_map(|(partition, slot)| match slot {
+                        Slot::Running { actor, .. } => Some(stop(partition, actor)),
+                        Slot::Starting { .. } => None,
+                    });
+                futures::future::join_all(stops).await;
                 let _ = reply.send(());
             }
         }
@@ -113,59 +169,152 @@ impl Actor for IngestSupervisor {
             }
             _ => return Ok(()),
         };
-        let Some(child) = state.children.remove(&cell.get_id()) else {
+        let Some(partition) = state.by_actor.remove(&cell.get_id()) else {
+            return Ok(());
+        };
+        let Some(Slot::Running { epoch, started, .. }) = state.slots.remove(&partition) else {
             return Ok(());
         };
         if state.shutting_down {
             return Ok(());
         }
-        let partition = child.partition;
-        let delay = state
-            .restarts
-            .entry(partition)
-            .or_default()
-            .on_failure(&state.context.restart, child.started.elapsed());
-        state
-            .context
-            .stats
-            .partition(partition)
-            .restarts
-            .fetch_add(1, Ordering::Relaxed);
-        error!(partition, %reason, delay_ms = delay.as_millis() as u64, "partition actor ended; restarting");
-        myself.send_after(delay, move || SupervisorMsg::Start(partition));
+        if state.owns(partition) != Some(epoch) {
+            info!(partition, epoch, %reason, "partition actor ended; the partition moved away");
+            return Ok(());
+        }
+        state.schedule_retry(&myself, partition, epoch, started.elapsed(), &reason);
         Ok(())
     }
 }
 
 impl SupervisorState {
-    async fn start_child(&mut self, myself: &ActorRef<SupervisorMsg>, partition: i32) {
+    /// The epoch at which this node owns `partition`, if it does.
+    fn owns(&self, partition: i32) -> Option<Epoch> {
+        match self.owned.get(&partition) {
+            Some((Some(owner), epoch)) if *owner == self.context.cluster.id => Some(*epoch),
+            _ => None,
+        }
+    }
+
+    fn reconcile(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        let lost: Vec<i32> = self
+            .slots
+            .iter()
+            .filter(|(partition, slot)| self.owns(**partition) != Some(slot.epoch()))
+            .map(|(partition, _)| *partition)
+            .collect();
+        for partition in lost {
+            if let Some(Slot::Running { actor, epoch, .. }) = self.slots.remove(&partition) {
+                info!(partition, epoch, "releasing partition");
+                self.by_actor.remove(&actor.get_id());
+                tokio::spawn(stop(partition, actor));
+            }
+            // A starting actor is stopped when its set-up reports back.
+        }
+        let owned: Vec<(i32, Epoch)> = self
+            .owned
+            .keys()
+            .filter_map(|p| self.owns(*p).map(|e| (*p, e)))
+            .collect();
+        for (partition, epoch) in owned {
+            if !self.slots.contains_key(&partition) {
+                self.start(myself, partition, epoch);
+            }
+        }
+    }
+
+    fn start(&mut self, myself: &ActorRef<SupervisorMsg>, partition: i32, epoch: Epoch) {
+        info!(partition, epoch, "assigning partition");
+        self.slots.insert(partition, Slot::Starting { epoch });
         let args = PartitionArgs {
             partition,
+            epoch,
             context: self.context.clone(),
         };
-        match Actor::spawn_linked(None, PartitionActor, args, myself.get_cell()).await {
-            Ok((actor, _handle)) => {
-                info!(partition, actor = %actor.get_id(), "partition actor running");
-                self.children.insert(
-                    actor.get_id(),
-                    Child {
-                        partition,
+        let supervisor = myself.clone();
+        tokio::spawn(async move {
+            let result = Actor::spawn_linked(None, PartitionActor, args, supervisor.get_cell())
+                .await
+                .map(|(actor, _)| actor)
+                .map_err(|e| e.to_string());
+            let _ = supervisor.cast(SupervisorMsg::Started {
+                partition,
+                epoch,
+                result,
+            });
+        });
+    }
+
+    fn on_started(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        partition: i32,
+        epoch: Epoch,
+        result: Result<ActorRef<PartitionMsg>, String>,
+    ) {
+        let expected =
+            matches!(self.slots.get(&partition), Some(Slot::Starting { epoch: e }) if *e == epoch);
+        match result {
+            Ok(actor) if expected && !self.shutting_down && self.owns(partition) == Some(epoch) => {
+                info!(partition, epoch, actor = %actor.get_id(), "partition actor running");
+                self.by_actor.insert(actor.get_id(), partition);
+                self.slots.insert(
+                    partition,
+                    Slot::Running {
+                        epoch,
                         actor,
                         started: Instant::now(),
                     },
                 );
             }
-            Err(e) => {
-                // Startup failed (broker or lake unreachable): no supervision event
-                // follows, so schedule the next attempt here.
-                let delay = self
-                    .restarts
-                    .entry(partition)
-                    .or_default()
-                    .on_failure(&self.context.restart, Duration::ZERO);
-                error!(partition, error = %e, delay_ms = delay.as_millis() as u64, "partition actor failed to start; retrying");
-                myself.send_after(delay, move || SupervisorMsg::Start(partition));
+            Ok(actor) => {
+                // Released (or shutting down) while it was starting.
+                if expected {
+                    self.slots.remove(&partition);
+                }
+                tokio::spawn(stop(partition, actor));
+                if !self.shutting_down {
+                    self.reconcile(myself);
+                }
+            }
+            Err(reason) => {
+                if expected {
+                    self.slots.remove(&partition);
+                }
+                if !self.shutting_down && self.owns(partition) == Some(epoch) {
+                    self.schedule_retry(myself, partition, epoch, Duration::ZERO, &reason);
+                } else if !self.shutting_down {
+                    self.reconcile(myself);
+                }
             }
         }
+    }
+
+    fn schedule_retry(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        partition: i32,
+        epoch: Epoch,
+        ran_for: Duration,
+        reason: &str,
+    ) {
+        let delay = self
+            .restarts
+            .entry(partition)
+            .or_default()
+            .on_failure(&self.context.restart, ran_for);
+        self.context
+            .stats
+            .partition(partition)
+            .restarts
+            .fetch_add(1, Ordering::Relaxed);
+        error!(partition, epoch, %reason, delay_ms = delay.as_millis() as u64, "partition actor ended; restarting");
+        myself.send_after(delay, move || SupervisorMsg::Retry { partition, epoch });
+    }
+}
+
+async fn stop(partition: i32, actor: ActorRef<PartitionMsg>) {
+    if let Err(e) = actor.stop_and_wait(None, Some(STOP_TIMEOUT)).await {
+        warn!(partition, error = %e, "partition actor did not stop in time");
     }
 }

@@ -5,6 +5,13 @@
 //! `streamreel-bronze-<partition>` whose version is the last Kafka offset in it.
 //! The rows and the progress marker land in one atomic commit, so after any
 //! crash the table itself says where each partition resumes.
+//!
+//! Fencing: in a cluster every commit also carries the writer's ownership
+//! epoch (`streamreel-bronze-epoch-<partition>`). A writer commits only on a
+//! snapshot where the partition's marks are exactly what it expects, and Delta's
+//! conflict check refuses a commit when another one carrying the same app ids
+//! landed since that snapshot. So of two writers of one partition, only the one
+//! whose epoch is in the table can add rows.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -159,6 +166,45 @@ pub struct RecentEvent {
     pub ingested_at_us: i64,
 }
 
+/// What bronze says about one partition: its progress and owner's epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartitionMarks {
+    /// The last Kafka offset committed, if any.
+    pub last_offset: Option<i64>,
+    /// The epoch of the last writer, if it was written in a cluster.
+    pub epoch: Option<u64>,
+}
+
+/// A committed bronze row as a new owner replays it: what the de-duplication
+/// window and the live aggregates need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayedEvent {
+    pub event_id: String,
+    pub ingested_at_us: i64,
+    pub video_id: String,
+    pub event_type: String,
+    pub event_time_us: i64,
+    pub kafka_offset: i64,
+}
+
+/// The Delta app transaction id carrying a partition writer's epoch.
+pub fn epoch_app_id(partition: i32) -> String {
+    format!("streamreel-bronze-epoch-{partition}")
+}
+
+fn fenced_or_delta(partition: i32, error: deltalake::DeltaTableError) -> LakeError {
+    use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
+    match error {
+        deltalake::DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
+        } => LakeError::Fenced {
+            partition,
+            reason: "another writer committed to the partition since this one read it".into(),
+        },
+        other => LakeError::delta(TABLE, other),
+    }
+}
+
 /// A handle on the bronze table.
 pub struct BronzeTable {
     path: PathBuf,
@@ -225,6 +271,108 @@ impl BronzeTable {
             )
             .await
             .map_err(|e| LakeError::delta(TABLE, e))
+    }
+
+    /// Reads the partition's marks from the newest version. The handle stays at
+    /// that version, so a following [`BronzeTable::append_fenced`] is
+    /// compare-and-set against exactly these marks.
+    pub async fn marks(&mut self, partition: i32) -> Result<PartitionMarks, LakeError> {
+        self.table
+            .update_state()
+            .await
+            .map_err(|e| LakeError::delta(TABLE, e))?;
+        let snapshot = self
+            .table
+            .snapshot()
+            .map_err(|e| LakeError::delta(TABLE, e))?;
+        let log_store = self.table.log_store();
+        let last_offset = snapshot
+            .transaction_version(
+                log_store.as_ref(),
+                PartitionCheckpoint::bronze_app_id(partition),
+            )
+            .await
+            .map_err(|e| LakeError::delta(TABLE, e))?;
+        let epoch = snapshot
+            .transaction_version(log_store.as_ref(), epoch_app_id(partition))
+            .await
+            .map_err(|e| LakeError::delta(TABLE, e))?;
+        Ok(PartitionMarks {
+            last_offset,
+            epoch: epoch.map(|e| e as u64),
+        })
+    }
+
+    /// Appends `batch` (possibly empty, as for a fence) for `partition`, moving
+    /// its progress to `last_offset` and writing `epoch` beside it, in one
+    /// commit built on the version this handle holds. Refused with
+    /// [`LakeError::Fenced`] if another commit for the partition landed since.
+    pub async fn append_fenced(
+        &mut self,
+        batch: RecordBatch,
+        partition: i32,
+        last_offset: Option<i64>,
+        epoch: u64,
+    ) -> Result<PartitionCheckpoint, LakeError> {
+        let mut properties = CommitProperties::default()
+            .with_application_transaction(Transaction::new(epoch_app_id(partition), epoch as i64));
+        if let Some(last_offset) = last_offset {
+            properties = properties.with_application_transaction(Transaction::new(
+                PartitionCheckpoint::bronze_app_id(partition),
+                last_offset,
+            ));
+        }
+        let table = self
+            .table
+            .clone()
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(properties)
+            .await
+            .map_err(|e| fenced_or_delta(partition, e))?;
+        self.table = table;
+        Ok(PartitionCheckpoint {
+            partition,
+            last_offset: last_offset.unwrap_or(-1),
+            delta_version: self.table.version().unwrap_or_default() as i64,
+        })
+    }
+
+    /// The partition's committed rows with offsets above `after_offset`, by
+    /// offset: what a new owner replays when bronze is ahead of its checkpoint.
+    pub async fn events_after(
+        &mut self,
+        partition: i32,
+        after_offset: i64,
+    ) -> Result<Vec<ReplayedEvent>, LakeError> {
+        let ctx = deltalake::datafusion::prelude::SessionContext::new();
+        register_table(&ctx, "bronze", &self.table).await?;
+        let sql = format!(
+            "SELECT event_id, CAST(ingested_at AS BIGINT) AS ingested_at_us, video_id, event_type, \
+             CAST(event_time AS BIGINT) AS event_time_us, kafka_offset FROM bronze \
+             WHERE kafka_partition = {partition} AND kafka_offset > {after_offset} ORDER BY kafka_offset"
+        );
+        let batches = ctx.sql(&sql).await?.collect().await?;
+        let mut events = Vec::new();
+        for batch in &batches {
+            let ids = column_as_strings(batch, "event_id")?;
+            let ingested = column_as_i64(batch, "ingested_at_us")?;
+            let videos = column_as_strings(batch, "video_id")?;
+            let types = column_as_strings(batch, "event_type")?;
+            let times = column_as_i64(batch, "event_time_us")?;
+            let offsets = column_as_i64(batch, "kafka_offset")?;
+            for i in 0..ids.len() {
+                events.push(ReplayedEvent {
+                    event_id: ids[i].clone(),
+                    ingested_at_us: ingested[i],
+                    video_id: videos[i].clone(),
+                    event_type: types[i].clone(),
+                    event_time_us: times[i],
+                    kafka_offset: offsets[i],
+                });
+            }
+        }
+        Ok(events)
     }
 
     /// Appends `batch` (possibly empty) and marks `partition` as done up to
@@ -339,5 +487,57 @@ mod tests {
         let ids: Vec<_> = recent.iter().map(|e| e.event_id.as_str()).collect();
         assert_eq!(ids, ["e-0-2", "e-0-3", "e-0-4"]);
         assert_eq!(recent[2].ingested_at_us, 1_795_503_600_000_004);
+    }
+
+    #[tokio::test]
+    async fn a_writer_with_a_stale_epoch_is_refused_by_the_table_itself() {
+        let lake = tempfile::tempdir().unwrap();
+        let batch = |partition, offsets: std::ops::Range<i64>| {
+            let rows: Vec<_> = offsets.map(|o| row(partition, o)).collect();
+            rows_to_batch(&rows).unwrap()
+        };
+        let mut old = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        let mut new = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        assert_eq!(old.marks(0).await.unwrap(), PartitionMarks::default());
+        old.append_fenced(batch(0, 0..3), 0, Some(2), 1)
+            .await
+            .unwrap();
+
+        // The new owner (epoch 2) reads the marks and fences the partition.
+        let marks = new.marks(0).await.unwrap();
+        assert_eq!(
+            marks,
+            PartitionMarks {
+                last_offset: Some(2),
+                epoch: Some(1)
+            }
+        );
+        new.append_fenced(batch(0, 0..0), 0, marks.last_offset, 2)
+            .await
+            .unwrap();
+
+        // The old owner wakes up: the table refuses its rows.
+        let refused = old.append_fenced(batch(0, 3..5), 0, Some(4), 1).await;
+        assert!(
+            matches!(refused, Err(LakeError::Fenced { partition: 0, .. })),
+            "{refused:?}"
+        );
+        // Its handle still commits other partitions: the fence is per partition.
+        old.append_fenced(batch(1, 0..1), 1, Some(0), 1)
+            .await
+            .unwrap();
+
+        let marks = new.marks(0).await.unwrap();
+        assert_eq!(marks.epoch, Some(2));
+        assert_eq!(marks.last_offset, Some(2));
+        let offsets: Vec<i64> = new
+            .events_after(0, -1)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.kafka_offset)
+            .collect();
+        assert_eq!(offsets, [0, 1, 2]);
+        assert_eq!(new.events_after(0, 1).await.unwrap().len(), 1);
     }
 }

@@ -36,6 +36,10 @@ pub enum LakeError {
     },
     #[error("invalid data tests file: {0}")]
     DataTestsFile(String),
+    /// Another writer owns the partition now: its epoch in bronze is newer, or
+    /// it committed to the partition since this writer last looked.
+    #[error("bronze partition {partition} is fenced: {reason}")]
+    Fenced { partition: i32, reason: String },
     #[error("table {table}: unexpected column type for `{column}`")]
     ColumnType { table: String, column: String },
 }

@@ -22,7 +22,10 @@ pub mod query;
 pub mod silver;
 pub mod tables;
 
-pub use bronze::{BronzeBatchBuilder, BronzeTable, bronze_schema, rows_to_batch};
+pub use bronze::{
+    BronzeBatchBuilder, BronzeTable, PartitionMarks, ReplayedEvent, bronze_schema, epoch_app_id,
+    rows_to_batch,
+};
 pub use error::LakeError;
 pub use metadata::{VideoMetadata, read_metadata, read_metadata_file};
 

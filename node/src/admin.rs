@@ -8,6 +8,10 @@ pub enum AdminCommand {
     Status,
     Jobs,
     Run(String),
+    Rebalance,
+    Move { partition: i32, to: u64 },
+    AddNode { id: u64, addr: String },
+    RemoveNode(u64),
 }
 
 /// Sends the command to the node at `base` and returns the response body
@@ -19,13 +23,24 @@ pub async fn admin(
 ) -> Result<String, NodeError> {
     let base = base.trim_end_matches('/');
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
+        // `move` answers once the new owner resumed, which may take a while.
+        .timeout(Duration::from_secs(90))
         .build()
         .map_err(|e| NodeError::Admin(e.to_string()))?;
     let request = match &command {
         AdminCommand::Status => client.get(format!("{base}/admin/status")),
         AdminCommand::Jobs => client.get(format!("{base}/admin/jobs")),
         AdminCommand::Run(job) => client.post(format!("{base}/admin/jobs/{job}/run")),
+        AdminCommand::Rebalance => client.post(format!("{base}/admin/rebalance")),
+        AdminCommand::Move { partition, to } => client
+            .post(format!("{base}/admin/partitions/{partition}/move"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "to": to }).to_string()),
+        AdminCommand::AddNode { id, addr } => client
+            .post(format!("{base}/admin/nodes"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "id": id, "addr": addr }).to_string()),
+        AdminCommand::RemoveNode(id) => client.delete(format!("{base}/admin/nodes/{id}")),
     };
     let request = match token {
         Some(token) => request.bearer_auth(token),

@@ -42,15 +42,15 @@ pub enum ModelsCommand {
         /// Only this model (default: all).
         #[arg(long)]
         select: Option<String>,
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        lake: LakeArgs,
         #[arg(long, default_value = "metadata/video_metadata.csv")]
         metadata: PathBuf,
     },
     /// Run the data tests; exits non-zero when one fails.
     Test {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        lake: LakeArgs,
         #[arg(long, default_value = "metadata/video_metadata.csv")]
         metadata: PathBuf,
     },
@@ -58,7 +58,7 @@ pub enum ModelsCommand {
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// The node's admin URL, e.g. http://127.0.0.1:8080
+    /// Any node's HTTP URL, e.g. http://127.0.0.1:8081 (changes reach the leader from there)
     #[arg(long)]
     pub node: String,
     /// The admin token, if the node has one.
@@ -76,6 +76,23 @@ pub enum AdminSubcommand {
     Jobs,
     /// Start a job now: enrich, gold, compact or vacuum.
     Run { job: String },
+    /// Spread partitions evenly over the live members.
+    Rebalance,
+    /// Move one partition to a member; returns once the new owner has resumed it.
+    Move {
+        partition: i32,
+        #[arg(long)]
+        to: u64,
+    },
+    /// Add a member (it must run with the same cluster token).
+    AddNode {
+        id: u64,
+        /// Its HTTP address, HOST:PORT.
+        #[arg(long)]
+        addr: String,
+    },
+    /// Remove a member; its partitions move to the others.
+    RemoveNode { id: u64 },
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +107,9 @@ pub struct NodeArgs {
     pub brokers: Option<String>,
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The lake shared by the cluster (overrides lake.uri).
+    #[arg(long)]
+    pub lake: Option<PathBuf>,
     /// Demo mode: pseudonymise with a public demo secret when none is configured.
     #[arg(long)]
     pub demo: bool,
@@ -129,7 +149,28 @@ pub struct SimulateArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The node's data directory (the lake is under <data-dir>/lake).
+    #[command(flatten)]
+    pub lake: LakeArgs,
+}
+
+/// Where the lake is: `--lake URI`, or `--data-dir DIR` for `<DIR>/lake`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct LakeArgs {
+    /// A node's data directory; the lake is `<DIR>/lake`.
     #[arg(long)]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    /// The lake itself (a cluster's shared `lake.uri`).
+    #[arg(long)]
+    pub lake: Option<PathBuf>,
+}
+
+impl LakeArgs {
+    pub fn lake_dir(&self) -> PathBuf {
+        match (&self.lake, &self.data_dir) {
+            (Some(lake), _) => lake.clone(),
+            (None, Some(data_dir)) => data_dir.join("lake"),
+            (None, None) => unreachable!("clap requires one of --lake and --data-dir"),
+        }
+    }
 }

@@ -1,7 +1,8 @@
-//! Node configuration: a TOML file with `[node]`, `[kafka]`, `[lake]`, `[dedup]` and `[jobs]`
-//! sections, read into a raw serde shape (unknown keys refused) and validated into
-//! [`NodeConfig`]. Command-line flags override the file.
+//! Node configuration: a TOML file with `[node]`, `[kafka]`, `[lake]`, `[dedup]`, `[jobs]`,
+//! `[live]` and `[cluster]` sections, read into a raw serde shape (unknown keys refused)
+//! and validated into [`NodeConfig`]. Command-line flags override the file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,6 +16,10 @@ use streamreel_actors::{DedupSettings, IngestSettings, KafkaSettings, RestartPol
 
 /// The environment variable that carries the pseudonymisation secret.
 pub const SECRET_ENV: &str = "STREAMREEL_USER_KEY_SECRET";
+/// The node-to-node secret (or `cluster.token-file`).
+pub const CLUSTER_TOKEN_ENV: &str = "STREAMREEL_CLUSTER_TOKEN";
+/// The admin API token (or `node.admin-token-file`).
+pub const ADMIN_TOKEN_ENV: &str = "STREAMREEL_ADMIN_TOKEN";
 /// Used only in demo mode, so a demo needs no setup; never for real data.
 const DEMO_SECRET: &str = "streamreel-demo-secret-not-for-production";
 const MIN_SECRET_BYTES: usize = 16;
@@ -34,6 +39,16 @@ pub enum ConfigError {
         "no pseudonymisation secret: set {SECRET_ENV} or node.user-key-secret-file (or run in demo mode with --demo)"
     )]
     MissingSecret,
+    #[error(
+        "no cluster token: a node with peers needs {CLUSTER_TOKEN_ENV} or cluster.token-file (or --demo)"
+    )]
+    MissingClusterToken,
+    #[error(
+        "no admin token: a node listening on {addr} (not loopback) needs {ADMIN_TOKEN_ENV} or node.admin-token-file (or --demo)"
+    )]
+    MissingAdminToken { addr: SocketAddr },
+    #[error("token file {path} is empty")]
+    EmptyToken { path: String },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +64,55 @@ struct RawConfig {
     dedup: RawDedup,
     #[serde(default)]
     jobs: RawJobs,
+    #[serde(default)]
+    live: RawLive,
+    cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct RawLive {
+    retention_hours: u64,
+}
+
+impl Default for RawLive {
+    fn default() -> Self {
+        RawLive {
+            retention_hours: 48,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCluster {
+    #[serde(default = "default_heartbeat_ms")]
+    heartbeat_ms: u64,
+    #[serde(default = "default_election_timeout_ms")]
+    election_timeout_ms: u64,
+    #[serde(default = "default_failover_after_ms")]
+    failover_after_ms: u64,
+    token_file: Option<PathBuf>,
+    #[serde(default)]
+    node: Vec<RawMember>,
+}
+
+fn default_heartbeat_ms() -> u64 {
+    250
+}
+fn default_election_timeout_ms() -> u64 {
+    1_500
+}
+fn default_failover_after_ms() -> u64 {
+    2_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawMember {
+    id: u64,
+    addr: String,
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +173,8 @@ impl Default for RawKafka {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 struct RawLake {
+    /// The lake shared by every node; default `<data-dir>/lake`.
+    uri: Option<PathBuf>,
     commit_max_events: usize,
     commit_interval_ms: u64,
 }
@@ -116,6 +182,7 @@ struct RawLake {
 impl Default for RawLake {
     fn default() -> Self {
         RawLake {
+            uri: None,
             commit_max_events: 20_000,
             commit_interval_ms: 1_000,
         }
@@ -172,7 +239,20 @@ pub struct Overrides {
     pub node_id: Option<u64>,
     pub brokers: Option<String>,
     pub data_dir: Option<PathBuf>,
+    pub lake: Option<PathBuf>,
     pub demo: bool,
+}
+
+/// The cluster this node belongs to (one member when the file has no `[cluster]`).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Every member's id and HTTP address.
+    pub members: BTreeMap<u64, String>,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+    pub failover_after_ms: u64,
+    /// The node-to-node token; `None` only in demo mode or for a lone node.
+    pub token: Option<String>,
 }
 
 /// A validated node configuration.
@@ -189,20 +269,56 @@ pub struct NodeConfig {
     pub admin_token: Option<String>,
     pub metadata: PathBuf,
     pub jobs: JobSchedule,
+    pub lake_dir: PathBuf,
+    pub live_retention: Duration,
+    pub cluster: ClusterConfig,
 }
 
 impl NodeConfig {
     pub fn lake_dir(&self) -> PathBuf {
-        self.data_dir.join("lake")
+        self.lake_dir.clone()
+    }
+
+    /// Where this node keeps its Raft log, vote and snapshots.
+    pub fn raft_dir(&self) -> PathBuf {
+        self.data_dir.join("raft")
     }
 }
 
-/// Reads, overrides and validates a config file. `secret_from_env` is the value
-/// of [`SECRET_ENV`] (passed in so tests need not touch the process environment).
+/// Secrets read from the environment (passed in so tests need not touch the
+/// process environment).
+#[derive(Default, Clone)]
+pub struct EnvSecrets {
+    /// [`SECRET_ENV`]
+    pub user_key_secret: Option<String>,
+    /// [`CLUSTER_TOKEN_ENV`]
+    pub cluster_token: Option<String>,
+    /// [`ADMIN_TOKEN_ENV`]
+    pub admin_token: Option<String>,
+}
+
+impl EnvSecrets {
+    pub fn from_process() -> EnvSecrets {
+        EnvSecrets {
+            user_key_secret: std::env::var(SECRET_ENV).ok(),
+            cluster_token: std::env::var(CLUSTER_TOKEN_ENV).ok(),
+            admin_token: std::env::var(ADMIN_TOKEN_ENV).ok(),
+        }
+    }
+}
+
+// Secrets never reach a log through Debug.
+impl std::fmt::Debug for EnvSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnvSecrets { .. }")
+    }
+}
+
+/// Reads, overrides and validates a config file.
 pub fn load_config(
     path: &Path,
     overrides: &Overrides,
-    secret_from_env: Option<String>,
+    env: EnvSecrets,
 ) -> Result<NodeConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
@@ -212,14 +328,19 @@ pub fn load_config(
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
-    validate(raw, overrides, secret_from_env)
+    validate(raw, overrides, env)
 }
 
 fn validate(
     raw: RawConfig,
     overrides: &Overrides,
-    secret_from_env: Option<String>,
+    env: EnvSecrets,
 ) -> Result<NodeConfig, ConfigError> {
+    let EnvSecrets {
+        user_key_secret: secret_from_env,
+        cluster_token: cluster_token_from_env,
+        admin_token: admin_token_from_env,
+    } = env;
     let invalid = |key, reason: &str| ConfigError::Invalid {
         key,
         reason: reason.to_string(),
@@ -305,19 +426,110 @@ fn validate(
             return Err(invalid(key, "must be at least 1"));
         }
     }
-    let admin_token = match &raw.node.admin_token_file {
-        Some(file) => Some(
-            std::fs::read_to_string(file)
-                .map_err(|source| ConfigError::Read {
-                    path: file.display().to_string(),
-                    source,
-                })?
-                .trim()
-                .to_string(),
-        ),
-        None => None,
-    };
     let demo = overrides.demo || raw.node.demo;
+    if raw.live.retention_hours == 0 || raw.live.retention_hours > 24 * 366 {
+        return Err(invalid("live.retention-hours", "must be within 1..=8784"));
+    }
+    let admin_token = read_token(admin_token_from_env, raw.node.admin_token_file.as_deref())?;
+    // A config without [cluster] is a one-member cluster on node.http-listen.
+    let (members, member_data_dir, timings, cluster_token_file) = match &raw.cluster {
+        None => (
+            BTreeMap::from([(node_id, http_listen.to_string())]),
+            None,
+            (
+                default_heartbeat_ms(),
+                default_election_timeout_ms(),
+                default_failover_after_ms(),
+            ),
+            None,
+        ),
+        Some(cluster) => {
+            let mut members = BTreeMap::new();
+            let mut own_data_dir = None;
+            for member in &cluster.node {
+                if member.id == 0 {
+                    return Err(invalid("cluster.node.id", "must be at least 1"));
+                }
+                if member.addr.parse::<SocketAddr>().is_err() {
+                    return Err(ConfigError::Invalid {
+                        key: "cluster.node.addr",
+                        reason: format!("{:?} of node {} must be IP:PORT", member.addr, member.id),
+                    });
+                }
+                if members.insert(member.id, member.addr.clone()).is_some() {
+                    return Err(ConfigError::Invalid {
+                        key: "cluster.node.id",
+                        reason: format!("node {} is listed twice", member.id),
+                    });
+                }
+                if member.id == node_id {
+                    own_data_dir = Some(
+                        member
+                            .data_dir
+                            .clone()
+                            .unwrap_or_else(|| PathBuf::from(format!("data/node-{node_id}"))),
+                    );
+                }
+            }
+            if own_data_dir.is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.node",
+                    reason: format!(
+                        "node {node_id} is not listed (members: {:?})",
+                        members.keys().collect::<Vec<_>>()
+                    ),
+                });
+            }
+            if cluster.heartbeat_ms == 0 || cluster.heartbeat_ms > 60_000 {
+                return Err(invalid("cluster.heartbeat-ms", "must be within 1..=60000"));
+            }
+            if cluster.election_timeout_ms <= cluster.heartbeat_ms
+                || cluster.election_timeout_ms > 600_000
+            {
+                return Err(invalid(
+                    "cluster.election-timeout-ms",
+                    "must be above cluster.heartbeat-ms and at most 600000",
+                ));
+            }
+            if cluster.failover_after_ms < cluster.heartbeat_ms
+                || cluster.failover_after_ms > 3_600_000
+            {
+                return Err(invalid(
+                    "cluster.failover-after-ms",
+                    "must be at least cluster.heartbeat-ms and at most 3600000",
+                ));
+            }
+            (
+                members,
+                own_data_dir,
+                (
+                    cluster.heartbeat_ms,
+                    cluster.election_timeout_ms,
+                    cluster.failover_after_ms,
+                ),
+                cluster.token_file.clone(),
+            )
+        }
+    };
+    let listen_addr = members[&node_id].clone();
+    let http_listen: SocketAddr = listen_addr.parse().expect("checked above");
+    let cluster_token = read_token(cluster_token_from_env, cluster_token_file.as_deref())?;
+    if !demo && members.len() > 1 && cluster_token.is_none() {
+        return Err(ConfigError::MissingClusterToken);
+    }
+    if !demo && !http_listen.ip().is_loopback() && admin_token.is_none() {
+        return Err(ConfigError::MissingAdminToken { addr: http_listen });
+    }
+    let data_dir = overrides
+        .data_dir
+        .clone()
+        .or(member_data_dir)
+        .unwrap_or(raw.node.data_dir);
+    let lake_dir = overrides
+        .lake
+        .clone()
+        .or(raw.lake.uri.clone())
+        .unwrap_or_else(|| data_dir.join("lake"));
     let user_key_secret = resolve_secret(
         secret_from_env,
         raw.node.user_key_secret_file.as_deref(),
@@ -326,7 +538,16 @@ fn validate(
 
     Ok(NodeConfig {
         node_id,
-        data_dir: overrides.data_dir.clone().unwrap_or(raw.node.data_dir),
+        data_dir,
+        lake_dir,
+        live_retention: Duration::from_secs(raw.live.retention_hours * 3600),
+        cluster: ClusterConfig {
+            members,
+            heartbeat_ms: timings.0,
+            election_timeout_ms: timings.1,
+            failover_after_ms: timings.2,
+            token: cluster_token,
+        },
         demo,
         user_key_secret,
         kafka: KafkaSettings {
@@ -365,6 +586,30 @@ fn validate(
     })
 }
 
+/// A token from the environment, else from a file (trimmed); an empty file is refused.
+fn read_token(
+    from_env: Option<String>,
+    file: Option<&Path>,
+) -> Result<Option<String>, ConfigError> {
+    if let Some(token) = from_env.filter(|t| !t.trim().is_empty()) {
+        return Ok(Some(token.trim().to_string()));
+    }
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        path: file.display().to_string(),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ConfigError::EmptyToken {
+            path: file.display().to_string(),
+        });
+    }
+    Ok(Some(token.to_string()))
+}
+
 /// The environment wins over the file; demo mode falls back to a fixed secret.
 fn resolve_secret(
     from_env: Option<String>,
@@ -398,11 +643,18 @@ mod tests {
 
     const SECRET: &str = "a-test-secret-of-enough-bytes";
 
+    fn env(secret: &str) -> EnvSecrets {
+        EnvSecrets {
+            user_key_secret: Some(secret.into()),
+            ..EnvSecrets::default()
+        }
+    }
+
     fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.toml");
         std::fs::write(&path, text).unwrap();
-        load_config(&path, &Overrides::default(), Some(SECRET.into()))
+        load_config(&path, &Overrides::default(), env(SECRET))
     }
 
     #[test]
@@ -411,7 +663,11 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                load_config(&path, &Overrides::default(), Some(SECRET.into()))
+                let env = EnvSecrets {
+                    cluster_token: Some("token".into()),
+                    ..env(SECRET)
+                };
+                load_config(&path, &Overrides::default(), env)
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             }
         }
@@ -455,9 +711,10 @@ mod tests {
             node_id: Some(7),
             brokers: Some("b:2".into()),
             data_dir: Some("/tmp/x".into()),
+            lake: None,
             demo: false,
         };
-        let config = load_config(&path, &overrides, Some(SECRET.into())).unwrap();
+        let config = load_config(&path, &overrides, env(SECRET)).unwrap();
         assert_eq!(config.node_id, 7);
         assert_eq!(config.kafka.brokers, "b:2");
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
@@ -468,14 +725,108 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.toml");
         std::fs::write(&path, "").unwrap();
-        let error = load_config(&path, &Overrides::default(), None).unwrap_err();
+        let error = load_config(&path, &Overrides::default(), EnvSecrets::default()).unwrap_err();
         assert!(matches!(error, ConfigError::MissingSecret));
         let demo = Overrides {
             demo: true,
             ..Overrides::default()
         };
-        assert!(load_config(&path, &demo, None).unwrap().demo);
-        let short = load_config(&path, &Overrides::default(), Some("short".into()));
+        assert!(
+            load_config(&path, &demo, EnvSecrets::default())
+                .unwrap()
+                .demo
+        );
+        let short = load_config(&path, &Overrides::default(), env("short"));
         assert!(short.unwrap_err().to_string().contains("at least 16 bytes"));
+    }
+
+    const THREE: &str = r#"
+[cluster]
+failover-after-ms = 3000
+[[cluster.node]]
+id = 1
+addr = "127.0.0.1:9101"
+[[cluster.node]]
+id = 2
+addr = "127.0.0.1:9102"
+data-dir = "/srv/two"
+[lake]
+uri = "/srv/lake"
+"#;
+
+    fn load(text: &str, overrides: Overrides, env: EnvSecrets) -> Result<NodeConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.toml");
+        std::fs::write(&path, text).unwrap();
+        load_config(&path, &overrides, env)
+    }
+
+    #[test]
+    fn a_cluster_member_listens_on_its_addr_and_shares_the_lake() {
+        let env = EnvSecrets {
+            cluster_token: Some("t0ken".into()),
+            ..env(SECRET)
+        };
+        let two = Overrides {
+            node_id: Some(2),
+            ..Overrides::default()
+        };
+        let config = load(THREE, two, env.clone()).unwrap();
+        assert_eq!(config.http_listen.to_string(), "127.0.0.1:9102");
+        assert_eq!(config.data_dir, PathBuf::from("/srv/two"));
+        assert_eq!(config.lake_dir(), PathBuf::from("/srv/lake"));
+        assert_eq!(config.cluster.members.len(), 2);
+        assert_eq!(config.cluster.failover_after_ms, 3000);
+        assert_eq!(config.cluster.heartbeat_ms, 250);
+        let one = Overrides {
+            node_id: Some(1),
+            data_dir: Some("/x".into()),
+            ..Overrides::default()
+        };
+        let config = load(THREE, one, env.clone()).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/x"), "--data-dir wins");
+        let nine = Overrides {
+            node_id: Some(9),
+            ..Overrides::default()
+        };
+        let error = load(THREE, nine, env).unwrap_err().to_string();
+        assert!(error.contains("node 9 is not listed"), "{error}");
+    }
+
+    #[test]
+    fn tokens_are_required_outside_demo_mode() {
+        let one = || Overrides {
+            node_id: Some(1),
+            ..Overrides::default()
+        };
+        let error = load(THREE, one(), env(SECRET)).unwrap_err();
+        assert!(matches!(error, ConfigError::MissingClusterToken), "{error}");
+        let demo = Overrides {
+            demo: true,
+            ..one()
+        };
+        assert!(load(THREE, demo, env(SECRET)).is_ok());
+
+        let exposed = "[node]\nhttp-listen = \"0.0.0.0:8080\"\n";
+        let error = load(exposed, Overrides::default(), env(SECRET)).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::MissingAdminToken { .. }),
+            "{error}"
+        );
+        let with_token = EnvSecrets {
+            admin_token: Some("admin".into()),
+            ..env(SECRET)
+        };
+        assert!(load(exposed, Overrides::default(), with_token).is_ok());
+
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty-token");
+        std::fs::write(&empty, "\n").unwrap();
+        let text = format!(
+            "[node]\nadmin-token-file = {:?}\n",
+            empty.display().to_string()
+        );
+        let error = load(&text, Overrides::default(), env(SECRET)).unwrap_err();
+        assert!(matches!(error, ConfigError::EmptyToken { .. }), "{error}");
     }
 }

@@ -9,6 +9,8 @@ pub enum NodeError {
     /// Boxed: lake errors carry DataFusion and Delta errors, which are large.
     #[error(transparent)]
     Lake(Box<streamreel_lake::LakeError>),
+    #[error("cluster: {0}")]
+    Cluster(#[from] streamreel_cluster::ClusterError),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("{path}: {source}")]
@@ -17,6 +19,10 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "data dir {data_dir} is in use by another streamreel node (pid {holder}); stop it or use another --data-dir"
+    )]
+    DataDirInUse { data_dir: String, holder: String },
     #[error("admin: {0}")]
     Admin(String),
     #[error("actor system: {0}")]

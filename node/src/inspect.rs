@@ -8,9 +8,8 @@ use streamreel_lake::query::{column_as_i64, register_path, run_sql};
 
 use crate::error::NodeError;
 
-pub async fn inspect(data_dir: &Path) -> Result<String, NodeError> {
-    let lake_dir = data_dir.join("lake");
-    let path = BronzeTable::path_in(&lake_dir);
+pub async fn inspect(lake_dir: &Path) -> Result<String, NodeError> {
+    let path = BronzeTable::path_in(lake_dir);
     if !path.join("_delta_log").exists() {
         return Ok(format!("no bronze table at {} yet", path.display()));
     }
@@ -22,7 +21,7 @@ pub async fn inspect(data_dir: &Path) -> Result<String, NodeError> {
          MAX(kafka_offset) AS max_offset FROM bronze GROUP BY kafka_partition ORDER BY kafka_partition",
     )
     .await?;
-    let mut bronze = BronzeTable::open_or_create(&lake_dir).await?;
+    let mut bronze = BronzeTable::open_or_create(lake_dir).await?;
     let mut report = format!(
         "bronze table {} (version {})\n",
         path.display(),

@@ -3,8 +3,9 @@
 //! # Layout
 //! - [`cli`]: command-line parsing (clap).
 //! - [`config`]: the node's TOML config, validated.
-//! - [`node`]: runs a node: topics, bronze table, ingest supervisor, coordinator, shutdown.
-//! - [`http`]: the admin HTTP API; [`admin`]: its command-line client.
+//! - [`data_dir_lock`]: one node process per data dir.
+//! - [`node`]: runs a cluster member: Raft, HTTP, ingest supervisor, coordinator while leader, shutdown.
+//! - [`http`]: the node's HTTP address: Raft RPCs, admin API, live aggregates; [`admin`]: the admin client.
 //! - [`models`]: `streamreel models run | test`.
 //! - [`inspect`]: `streamreel inspect`.
 //! - [`simulate`]: the event simulator.
@@ -13,6 +14,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod data_dir_lock;
 pub mod error;
 pub mod http;
 pub mod inspect;

@@ -12,7 +12,7 @@ use tracing_subscriber::EnvFilter;
 
 use streamreel_node::admin::{AdminCommand, admin};
 use streamreel_node::cli::{AdminSubcommand, Cli, Command, ModelsCommand, NodeArgs, SimulateArgs};
-use streamreel_node::config::{Overrides, SECRET_ENV, load_config};
+use streamreel_node::config::{EnvSecrets, Overrides, load_config};
 use streamreel_node::simulate::SimulationSettings;
 use streamreel_node::simulate::run::{SimulateOptions, run_simulation};
 use streamreel_node::{inspect, models, node};
@@ -52,17 +52,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(args) => match args.command {
             ModelsCommand::Run {
                 select,
-                data_dir,
+                lake,
                 metadata,
             } => {
                 print!(
                     "{}",
-                    models::models_run(&data_dir, &metadata, select.as_deref()).await?
+                    models::models_run(&lake.lake_dir(), &metadata, select.as_deref()).await?
                 );
                 Ok(())
             }
-            ModelsCommand::Test { data_dir, metadata } => {
-                let (report, passed) = models::models_test(&data_dir, &metadata).await?;
+            ModelsCommand::Test { lake, metadata } => {
+                let (report, passed) = models::models_test(&lake.lake_dir(), &metadata).await?;
                 print!("{report}");
                 anyhow::ensure!(passed, "data tests failed");
                 Ok(())
@@ -73,6 +73,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 AdminSubcommand::Status => AdminCommand::Status,
                 AdminSubcommand::Jobs => AdminCommand::Jobs,
                 AdminSubcommand::Run { job } => AdminCommand::Run(job),
+                AdminSubcommand::Rebalance => AdminCommand::Rebalance,
+                AdminSubcommand::Move { partition, to } => AdminCommand::Move { partition, to },
+                AdminSubcommand::AddNode { id, addr } => AdminCommand::AddNode { id, addr },
+                AdminSubcommand::RemoveNode { id } => AdminCommand::RemoveNode(id),
             };
             println!(
                 "{}",
@@ -81,7 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inspect(args) => {
-            print!("{}", inspect::inspect(&args.data_dir).await?);
+            print!("{}", inspect::inspect(&args.lake.lake_dir()).await?);
             Ok(())
         }
     }
@@ -92,9 +96,10 @@ async fn run_node(args: NodeArgs, shutdown: CancellationToken) -> anyhow::Result
         node_id: args.node_id,
         brokers: args.brokers,
         data_dir: args.data_dir,
+        lake: args.lake,
         demo: args.demo,
     };
-    let config = load_config(&args.config, &overrides, std::env::var(SECRET_ENV).ok())?;
+    let config = load_config(&args.config, &overrides, EnvSecrets::from_process())?;
     node::run_node(config, shutdown).await?;
     Ok(())
 }

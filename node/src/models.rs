@@ -11,13 +11,12 @@ use crate::error::NodeError;
 
 /// Brings silver up to date from bronze, then builds the selected gold models.
 pub async fn models_run(
-    data_dir: &Path,
+    lake_dir: &Path,
     metadata: &Path,
     select: Option<&str>,
 ) -> Result<String, NodeError> {
     let videos = read_metadata_file(metadata)?;
-    let lake_dir = data_dir.join("lake");
-    let silver = refresh_silver(&lake_dir, &videos).await?;
+    let silver = refresh_silver(lake_dir, &videos).await?;
     let mut out = format!(
         "silver: {} new bronze events ({} of unknown videos), {} sessions written (bronze version {})\n",
         silver.new_events,
@@ -27,7 +26,7 @@ pub async fn models_run(
             .bronze_version
             .map_or("-".to_string(), |v| v.to_string()),
     );
-    for run in run_models(&lake_dir, &videos, select).await? {
+    for run in run_models(lake_dir, &videos, select).await? {
         out.push_str(&format!(
             "gold {}: {} rows (version {}) at {}\n",
             run.model,
@@ -40,9 +39,9 @@ pub async fn models_run(
 }
 
 /// Runs every data test; returns the report and whether all passed.
-pub async fn models_test(data_dir: &Path, metadata: &Path) -> Result<(String, bool), NodeError> {
+pub async fn models_test(lake_dir: &Path, metadata: &Path) -> Result<(String, bool), NodeError> {
     let videos = read_metadata_file(metadata)?;
-    let results = run_data_tests(&data_dir.join("lake"), &videos, DATA_TESTS).await?;
+    let results = run_data_tests(lake_dir, &videos, DATA_TESTS).await?;
     let passed = results.iter().all(|r| r.passed());
     Ok((report(&results), passed))
 }

@@ -1,34 +1,45 @@
-//! Runs one node: make sure topics and the bronze table exist, start the ingest
-//! supervisor over every partition of the input topic, report progress, and
-//! stop gracefully when asked.
+//! Runs one node of the cluster: topics and the shared bronze table exist, the
+//! Raft member starts (bootstrapping the cluster once), the HTTP address
+//! serves Raft, admin and live routes, the ingest supervisor runs the
+//! partitions the replicated state gives this node, and the coordinator runs
+//! while this node is the leader. Stops gracefully when asked, and with an
+//! error when one of its components dies.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ractor::Actor;
+use ractor::{Actor, ActorRef, ActorStatus};
 use rdkafka::producer::Producer;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use streamreel_actors::coordinator::{Coordinator, CoordinatorArgs};
+use streamreel_actors::coordinator::scheduler::HISTORY;
+use streamreel_actors::coordinator::{Coordinator, CoordinatorArgs, CoordinatorMsg};
 use streamreel_actors::{
     IngestContext, IngestStats, IngestSupervisor, SupervisorArgs, SupervisorMsg, kafka,
 };
+use streamreel_cluster::network::PeerClient;
+use streamreel_cluster::{ClusterMember, Member, NodeId, RaftTimings, StateSettings};
 use streamreel_lake::BronzeTable;
 use streamreel_protocol::UserKeyer;
 
 use crate::config::NodeConfig;
 use crate::error::NodeError;
-use crate::http::{AdminState, serve};
+use crate::http::{AppState, serve};
 
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
     let lake_dir = config.lake_dir();
-    std::fs::create_dir_all(&lake_dir).map_err(|source| NodeError::Io {
-        path: lake_dir.display().to_string(),
-        source,
-    })?;
+    for dir in [&lake_dir, &config.data_dir] {
+        std::fs::create_dir_all(dir).map_err(|source| NodeError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let _lock = crate::data_dir_lock::lock_data_dir(&config.data_dir)?;
     if config.demo {
         warn!("demo mode: user ids are pseudonymised with a public demo secret");
     }
@@ -43,23 +54,67 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         settings.default_partitions,
     )
     .await?;
-    let partitions = {
-        let (brokers, topic) = (settings.brokers.clone(), settings.input_topic.clone());
-        tokio::task::spawn_blocking(move || kafka::partition_ids(&brokers, &topic))
-            .await
-            .map_err(|e| NodeError::Actors(e.to_string()))??
-    };
-    // Created once here so that partition actors never race to create it.
+    // Created here, before any partition actor, so that writers never race to create it.
     let bronze = BronzeTable::open_or_create(&lake_dir).await?;
+
+    let member = ClusterMember::start(
+        config.node_id,
+        &config.raft_dir(),
+        RaftTimings {
+            heartbeat_ms: config.cluster.heartbeat_ms,
+            election_timeout_ms: config.cluster.election_timeout_ms,
+        },
+        config.cluster.failover_after_ms,
+        StateSettings {
+            dedup: config.ingest.dedup,
+            live_retention_us: config.live_retention.as_micros() as i64,
+            job_history: HISTORY,
+        },
+        PeerClient::new(config.cluster.token.clone()),
+    )
+    .await?;
     info!(
         node_id = config.node_id,
+        members = ?config.cluster.members,
         topic = %settings.input_topic,
-        partitions = ?partitions,
         bronze = %bronze.path().display(),
         "node starting"
     );
 
     let stats = IngestStats::default();
+    let coordinator_slot: Arc<Mutex<Option<ActorRef<CoordinatorMsg>>>> = Arc::default();
+    let app = AppState {
+        member: member.clone(),
+        stats: stats.clone(),
+        coordinator: coordinator_slot.clone(),
+        admin_token: config.admin_token.as_deref().map(Into::into),
+        cluster_token: config.cluster.token.as_deref().map(Into::into),
+        brokers: settings.brokers.clone(),
+        input_topic: settings.input_topic.clone(),
+    };
+    let http_addr = serve(config.http_listen, app, shutdown.clone()).await?;
+    info!(%http_addr, "admin api listening");
+
+    let members: BTreeMap<NodeId, Member> = config
+        .cluster
+        .members
+        .iter()
+        .map(|(id, addr)| (*id, Member { addr: addr.clone() }))
+        .collect();
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    {
+        let member = member.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = member.bootstrap(members).await {
+                warn!(error = %e, "bootstrap failed");
+            }
+        }));
+    }
+    tasks.push(tokio::spawn(probe_members(
+        member.clone(),
+        Duration::from_millis(config.cluster.heartbeat_ms),
+    )));
+
     let producer = kafka::producer(&settings.brokers)?;
     let context = Arc::new(IngestContext {
         kafka: config.kafka.clone(),
@@ -69,60 +124,153 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         keyer: UserKeyer::new(&config.user_key_secret),
         producer: producer.clone(),
         stats: stats.clone(),
+        cluster: member.clone(),
     });
     let (supervisor, supervisor_handle) = Actor::spawn(
         Some(format!("ingest-supervisor-{}", config.node_id)),
         IngestSupervisor,
-        SupervisorArgs {
-            partitions,
-            context,
-        },
+        SupervisorArgs { context },
     )
     .await
     .map_err(|e| NodeError::Actors(e.to_string()))?;
-
-    // The coordinator runs on this node; with the Raft cluster it will run on the leader.
-    let (coordinator, coordinator_handle) = Actor::spawn(
-        Some(format!("coordinator-{}", config.node_id)),
-        Coordinator,
-        CoordinatorArgs {
+    tasks.push(tokio::spawn(follow_ownership(
+        member.clone(),
+        supervisor.clone(),
+    )));
+    let leadership = tokio::spawn(follow_leadership(
+        member.clone(),
+        coordinator_slot.clone(),
+        CoordinatorTemplate {
             lake_dir,
-            metadata: config.metadata.clone(),
-            schedule: config.jobs,
+            config: config.clone(),
         },
-    )
-    .await
-    .map_err(|e| NodeError::Actors(e.to_string()))?;
-    let admin = AdminState {
-        node_id: config.node_id,
-        stats: stats.clone(),
-        coordinator: coordinator.clone(),
-        token: config.admin_token.as_deref().map(Into::into),
-    };
-    let http_addr = serve(config.http_listen, admin, shutdown.clone()).await?;
-    info!(%http_addr, "admin api listening");
+    ));
 
     let mut report = tokio::time::interval(REPORT_EVERY);
     report.tick().await;
-    loop {
+    let mut supervisor_handle = supervisor_handle;
+    let mut leadership = leadership;
+    let outcome = loop {
         tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => break Ok(()),
             _ = report.tick() => log_progress(&stats),
+            _ = &mut supervisor_handle => {
+                break Err(NodeError::Actors("the ingest supervisor died".into()));
+            }
+            result = &mut leadership => {
+                break Err(NodeError::Actors(format!("leadership follower ended: {result:?}")));
+            }
         }
-    }
+    };
 
     info!("node stopping: committing in-flight batches");
     if let Err(e) = ractor::call!(supervisor, SupervisorMsg::Shutdown) {
         warn!(error = %e, "supervisor did not shut down cleanly");
     }
     supervisor.stop(None);
-    let _ = supervisor_handle.await;
-    coordinator.stop(None);
-    let _ = coordinator_handle.await;
+    leadership.abort();
+    let coordinator = coordinator_slot.lock().expect("coordinator lock").take();
+    if let Some(coordinator) = coordinator {
+        coordinator.stop(None);
+    }
+    for task in tasks {
+        task.abort();
+    }
+    if let Err(e) = member.raft.shutdown().await {
+        warn!(error = %e, "raft did not shut down cleanly");
+    }
     let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
     log_progress(&stats);
     info!("node stopped");
-    Ok(())
+    outcome
+}
+
+/// Pings every member each heartbeat, for failure detection and status.
+async fn probe_members(member: ClusterMember, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        member.probe_members().await;
+    }
+}
+
+/// Tells the supervisor the replicated ownership at every change, and once a
+/// second anyway so that a failed start is retried.
+async fn follow_ownership(member: ClusterMember, supervisor: ActorRef<SupervisorMsg>) {
+    let mut ownership = member.view.ownership();
+    loop {
+        let current = ownership.borrow_and_update().clone();
+        if supervisor.cast(SupervisorMsg::Reconcile(current)).is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), ownership.changed()).await;
+    }
+}
+
+struct CoordinatorTemplate {
+    lake_dir: std::path::PathBuf,
+    config: NodeConfig,
+}
+
+/// Runs the coordinator while this member is the leader, and stops it (which
+/// cancels its running jobs) as soon as it is not.
+async fn follow_leadership(
+    member: ClusterMember,
+    slot: Arc<Mutex<Option<ActorRef<CoordinatorMsg>>>>,
+    template: CoordinatorTemplate,
+) {
+    let mut metrics = member.raft.metrics();
+    loop {
+        let leading = metrics.borrow_and_update().current_leader == Some(member.id);
+        let running = slot.lock().expect("coordinator lock").clone();
+        match (leading, running) {
+            (true, None) => {
+                let config = &template.config;
+                let args = CoordinatorArgs {
+                    lake_dir: template.lake_dir.clone(),
+                    metadata: config.metadata.clone(),
+                    schedule: config.jobs,
+                    cluster: member.clone(),
+                    brokers: config.kafka.brokers.clone(),
+                    input_topic: config.kafka.input_topic.clone(),
+                    heartbeat: Duration::from_millis(config.cluster.heartbeat_ms),
+                };
+                match Actor::spawn(None, Coordinator, args).await {
+                    Ok((coordinator, _)) => {
+                        info!(node = member.id, "leader: coordinator started");
+                        *slot.lock().expect("coordinator lock") = Some(coordinator);
+                    }
+                    Err(e) => warn!(error = %e, "coordinator failed to start; retrying"),
+                }
+            }
+            (true, Some(coordinator))
+                if matches!(
+                    coordinator.get_status(),
+                    ActorStatus::Stopped | ActorStatus::Stopping
+                ) =>
+            {
+                warn!(node = member.id, "the coordinator died; starting it again");
+                *slot.lock().expect("coordinator lock") = None;
+                continue;
+            }
+            (false, Some(coordinator)) => {
+                info!(
+                    node = member.id,
+                    "no longer the leader: stopping the coordinator"
+                );
+                coordinator.stop(None);
+                *slot.lock().expect("coordinator lock") = None;
+            }
+            _ => {}
+        }
+        if tokio::time::timeout(Duration::from_secs(1), metrics.changed())
+            .await
+            .is_ok_and(|changed| changed.is_err())
+        {
+            return;
+        }
+    }
 }
 
 fn log_progress(stats: &IngestStats) {

@@ -23,6 +23,15 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
     Ok(bincode::serde::encode_to_vec(message, config())?)
 }
 
+/// The size `encode` would give, without building the bytes.
+pub fn encoded_len<T: Serialize>(message: &T) -> usize {
+    let mut counter = bincode::enc::write::SizeWriter::default();
+    match bincode::serde::encode_into_writer(message, &mut counter, config()) {
+        Ok(()) => counter.bytes_written,
+        Err(_) => 0,
+    }
+}
+
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (message, read) = bincode::serde::decode_from_slice(bytes, config())?;
     if read != bytes.len() {

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`broker`]: starts and stops a tansu broker.
+//! - [`cluster`]: a cluster of node processes sharing one lake.
 //! - [`cpu`]: CPU time used by a process, for the benchmark.
 //! - [`node_process`]: starts, SIGKILLs and stops `streamreel node`.
 //! - [`topic_reader`]: reads a whole topic back.
@@ -14,6 +15,7 @@
 pub mod broker;
 pub mod bronze_fixture;
 pub mod bronze_reader;
+pub mod cluster;
 pub mod cpu;
 pub mod node_process;
 pub mod simulated;

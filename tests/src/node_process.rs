@@ -53,6 +53,19 @@ impl NodeProcess {
         std::fs::create_dir_all(data_dir)?;
         let config = data_dir.join("node.toml");
         std::fs::write(&config, config_toml)?;
+        NodeProcess::spawn(brokers, data_dir, &config, &[], env)
+    }
+
+    /// Starts a node from an existing config file with extra flags (such as
+    /// `--node-id`); its log goes under `data_dir`.
+    pub fn spawn(
+        brokers: &str,
+        data_dir: &Path,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<NodeProcess> {
+        std::fs::create_dir_all(data_dir)?;
         let log = (0..)
             .map(|n| data_dir.join(format!("node-run-{n}.log")))
             .find(|path| !path.exists())
@@ -63,7 +76,8 @@ impl NodeProcess {
             .current_dir(crate::repo_root())
             .arg("node")
             .arg("--config")
-            .arg(&config)
+            .arg(config)
+            .args(args)
             .args(["--brokers", brokers])
             .arg("--data-dir")
             .arg(data_dir)
@@ -97,6 +111,15 @@ impl NodeProcess {
 
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, ...) to the process.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} failed");
+        Ok(())
     }
 
     /// SIGKILL: no flush, no goodbye.

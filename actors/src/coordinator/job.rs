@@ -62,6 +62,16 @@ pub enum RunStatus {
     Failed,
 }
 
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
 /// Why a run was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,6 +79,16 @@ pub enum Trigger {
     Schedule,
     Retry,
     Manual,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Retry => "retry",
+            Trigger::Manual => "manual",
+        }
+    }
 }
 
 /// One run of a job, as `/admin/jobs` reports it. Times are UTC microseconds.

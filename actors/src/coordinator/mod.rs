@@ -1,49 +1,90 @@
-//! The coordinator actor: schedules the lakehouse jobs (enrichment, gold models
-//! with data tests, compaction, vacuum), runs each in its own task so a slow or
-//! failing job never blocks ingest, and keeps the run history.
+//! The coordinator actor. It runs on the Raft leader only (the node starts it
+//! when this member becomes leader and stops it, cancelling running jobs, when
+//! leadership is lost). It
+//! - registers the input topic's partitions in the replicated state, new ones too;
+//! - gives partitions without a live owner to live members, and spreads them
+//!   evenly again when a member returns or joins (decisions in
+//!   `streamreel_cluster::placement`, executed here as compare-and-set `Assign`s);
+//! - moves and rebalances partitions on an operator's request;
+//! - schedules the lakehouse jobs (enrichment, gold models with data tests,
+//!   compaction, vacuum), each in its own task so a slow or failing job never
+//!   blocks ingest, and records every run in the replicated history.
 //!
-//! Decisions live in [`scheduler::Scheduler`]; this actor only executes them.
+//! Job decisions live in [`scheduler::Scheduler`]; this actor only executes them.
 
 pub mod job;
 pub mod jobs;
 pub mod scheduler;
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
+use streamreel_cluster::placement::{self, Move};
+use streamreel_cluster::types::JobRunRecord;
+use streamreel_cluster::{ClusterError, ClusterMember, Command, CommandResult, NodeId};
 use streamreel_protocol::time::now_micros;
 
+use crate::kafka;
 use job::{JobKind, JobOutcome, JobRun, JobSchedule};
 use scheduler::{Scheduler, StartRun, TriggerRefused};
 
-const TICK: Duration = Duration::from_millis(500);
+const JOB_TICK: Duration = Duration::from_millis(500);
+const DISCOVER_EVERY: Duration = Duration::from_secs(10);
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub enum CoordinatorMsg {
-    Tick,
+    JobTick,
+    /// Give orphaned partitions a live owner (and rebalance when a member returned).
+    Place,
+    /// Look for new partitions of the input topic.
+    Discover,
+    Discovered(Vec<i32>),
     /// Start a job now; replies with the run id, or why not.
     Trigger(JobKind, RpcReplyPort<Result<u64, String>>),
     Finished(u64, Result<JobOutcome, String>),
-    /// The run history, newest first.
-    Runs(RpcReplyPort<Vec<JobRun>>),
+    /// Spread partitions evenly over live members; replies with the moves made.
+    Rebalance(RpcReplyPort<Result<Vec<Assigned>, ClusterError>>),
+    /// Move one partition; replies with its new epoch once Raft committed it.
+    Move {
+        partition: i32,
+        to: NodeId,
+        reply: RpcReplyPort<Result<Assigned, ClusterError>>,
+    },
+}
+
+/// A partition's new owner, as an `Assign` committed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Assigned {
+    pub partition: i32,
+    pub owner: NodeId,
+    pub epoch: u64,
 }
 
 pub struct CoordinatorArgs {
     pub lake_dir: PathBuf,
     pub metadata: PathBuf,
     pub schedule: JobSchedule,
+    pub cluster: ClusterMember,
+    pub brokers: String,
+    pub input_topic: String,
+    pub heartbeat: Duration,
 }
 
 pub struct Coordinator;
 
 pub struct CoordinatorState {
-    lake_dir: PathBuf,
-    metadata: PathBuf,
-    schedule: JobSchedule,
+    args: CoordinatorArgs,
     scheduler: Scheduler,
     clock: Instant,
+    running: HashMap<u64, AbortHandle>,
+    /// Live members at the last placement; a member that joins this set
+    /// triggers a rebalance.
+    live: BTreeSet<NodeId>,
 }
 
 impl CoordinatorState {
@@ -51,23 +92,100 @@ impl CoordinatorState {
         self.clock.elapsed().as_micros() as i64
     }
 
-    fn start(&self, myself: &ActorRef<CoordinatorMsg>, run: StartRun) {
+    fn start(&mut self, myself: &ActorRef<CoordinatorMsg>, run: StartRun) {
         info!(job = %run.job, run_id = run.id, "job started");
-        let (lake_dir, metadata, schedule) =
-            (self.lake_dir.clone(), self.metadata.clone(), self.schedule);
+        self.record(run.id);
+        let (lake_dir, metadata, schedule) = (
+            self.args.lake_dir.clone(),
+            self.args.metadata.clone(),
+            self.args.schedule,
+        );
         let task =
             tokio::spawn(
                 async move { jobs::run_job(run.job, &lake_dir, &metadata, &schedule).await },
             );
+        self.running.insert(run.id, task.abort_handle());
         let me = myself.clone();
         tokio::spawn(async move {
             // A panicking job is a failed run, not a dead coordinator.
             let outcome = match task.await {
                 Ok(outcome) => outcome,
+                Err(e) if e.is_cancelled() => return,
                 Err(e) => Err(format!("job panicked: {e}")),
             };
             let _ = me.cast(CoordinatorMsg::Finished(run.id, outcome));
         });
+    }
+
+    /// Writes the run as the scheduler has it into the replicated history.
+    fn record(&self, id: u64) {
+        let Some(run) = self.scheduler.run(id) else {
+            return;
+        };
+        let record = record_of(run);
+        let cluster = self.args.cluster.clone();
+        tokio::spawn(async move {
+            if let Err(e) = cluster
+                .propose(Command::RecordJobRun(record), PROPOSE_TIMEOUT)
+                .await
+            {
+                warn!(run_id = id, error = %e, "could not record the job run");
+            }
+        });
+    }
+
+    /// Proposes `moves` one by one; each is compare-and-set on its epoch.
+    async fn execute(&self, moves: Vec<Move>) -> Result<Vec<Assigned>, ClusterError> {
+        let mut assigned = Vec::new();
+        for m in moves {
+            let command = Command::Assign {
+                partition: m.partition,
+                to: m.to,
+                expected_epoch: m.expected_epoch,
+            };
+            match self.args.cluster.propose(command, PROPOSE_TIMEOUT).await? {
+                CommandResult::Assigned {
+                    partition,
+                    owner,
+                    epoch,
+                } => {
+                    info!(partition, owner, epoch, "partition assigned");
+                    assigned.push(Assigned {
+                        partition,
+                        owner,
+                        epoch,
+                    });
+                }
+                CommandResult::Refused(refusal) => return Err(refusal.into()),
+                CommandResult::Done => {}
+            }
+        }
+        Ok(assigned)
+    }
+
+    fn live_voters(&self) -> BTreeSet<NodeId> {
+        let voters = self.args.cluster.view.read().voters();
+        self.args
+            .cluster
+            .alive()
+            .intersection(&voters)
+            .copied()
+            .collect()
+    }
+}
+
+fn record_of(run: &JobRun) -> JobRunRecord {
+    JobRunRecord {
+        id: run.id,
+        job: run.job.to_string(),
+        trigger: run.trigger.as_str().into(),
+        attempt: run.attempt,
+        started_at_us: run.started_at_us,
+        ended_at_us: run.ended_at_us,
+        status: run.status.as_str().into(),
+        rows: run.rows,
+        detail: run.detail.clone(),
+        error: run.error.clone(),
     }
 }
 
@@ -81,14 +199,55 @@ impl Actor for Coordinator {
         myself: ActorRef<CoordinatorMsg>,
         args: CoordinatorArgs,
     ) -> Result<CoordinatorState, ActorProcessingErr> {
-        myself.send_interval(TICK, || CoordinatorMsg::Tick);
+        // Every member probes every other all the time, so a new leader already
+        // knows who is silent and can fail over without a grace period.
+        let mut scheduler = Scheduler::new(args.schedule, 0);
+        let (last_id, abandoned): (u64, Vec<JobRunRecord>) = {
+            let applied = args.cluster.view.read();
+            let last = applied.state.jobs().map(|r| r.id).max().unwrap_or(0);
+            let abandoned = applied
+                .state
+                .jobs()
+                .filter(|r| r.status == "running")
+                .cloned()
+                .collect();
+            (last, abandoned)
+        };
+        scheduler.continue_after(last_id);
+        // Runs the previous leader left running were cancelled with it.
+        for mut run in abandoned {
+            run.status = "failed".into();
+            run.ended_at_us = Some(now_micros());
+            run.error = Some("abandoned: the leader changed while it ran".into());
+            let _ = args
+                .cluster
+                .propose(Command::RecordJobRun(run), PROPOSE_TIMEOUT)
+                .await;
+        }
+        myself.send_interval(JOB_TICK, || CoordinatorMsg::JobTick);
+        myself.send_interval(args.heartbeat, || CoordinatorMsg::Place);
+        myself.send_interval(DISCOVER_EVERY, || CoordinatorMsg::Discover);
+        myself.cast(CoordinatorMsg::Discover)?;
+        info!(node = args.cluster.id, "coordinator running on the leader");
         Ok(CoordinatorState {
-            lake_dir: args.lake_dir,
-            metadata: args.metadata,
-            schedule: args.schedule,
-            scheduler: Scheduler::new(args.schedule, 0),
+            args,
+            scheduler,
             clock: Instant::now(),
+            running: HashMap::new(),
+            live: BTreeSet::new(),
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<CoordinatorMsg>,
+        state: &mut CoordinatorState,
+    ) -> Result<(), ActorProcessingErr> {
+        for (run_id, task) in state.running.drain() {
+            info!(run_id, "cancelling job: this node is no longer the leader");
+            task.abort();
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -99,9 +258,63 @@ impl Actor for Coordinator {
     ) -> Result<(), ActorProcessingErr> {
         let now = state.now_us();
         match message {
-            CoordinatorMsg::Tick => {
+            CoordinatorMsg::JobTick => {
                 for run in state.scheduler.due(now, now_micros()) {
                     state.start(&myself, run);
+                }
+            }
+            CoordinatorMsg::Place => {
+                let live = state.live_voters();
+                let returned =
+                    !state.live.is_empty() && live.difference(&state.live).next().is_some();
+                let ownership = state.args.cluster.view.read().state.ownership();
+                let moves = placement::place(&ownership, &live, returned);
+                if !moves.is_empty() {
+                    info!(
+                        ?live,
+                        rebalance = returned,
+                        moves = moves.len(),
+                        "placing partitions"
+                    );
+                }
+                if let Err(e) = state.execute(moves).await {
+                    warn!(error = %e, "placement failed; retrying at the next tick");
+                }
+                state.live = live;
+            }
+            CoordinatorMsg::Discover => {
+                let (brokers, topic) = (state.args.brokers.clone(), state.args.input_topic.clone());
+                let me = myself.clone();
+                tokio::spawn(async move {
+                    match tokio::task::spawn_blocking(move || {
+                        kafka::partition_ids(&brokers, &topic)
+                    })
+                    .await
+                    {
+                        Ok(Ok(partitions)) => {
+                            let _ = me.cast(CoordinatorMsg::Discovered(partitions));
+                        }
+                        Ok(Err(e)) => warn!(error = %e, "cannot list the input topic's partitions"),
+                        Err(e) => warn!(error = %e, "partition discovery panicked"),
+                    }
+                });
+            }
+            CoordinatorMsg::Discovered(partitions) => {
+                let known = state.args.cluster.view.read().state.ownership();
+                let new: Vec<i32> = partitions
+                    .into_iter()
+                    .filter(|p| !known.contains_key(p))
+                    .collect();
+                if !new.is_empty() {
+                    info!(partitions = ?new, "new input partitions");
+                    if let Err(e) = state
+                        .args
+                        .cluster
+                        .propose(Command::AddPartitions { partitions: new }, PROPOSE_TIMEOUT)
+                        .await
+                    {
+                        warn!(error = %e, "could not register new partitions");
+                    }
                 }
             }
             CoordinatorMsg::Trigger(job, reply) => {
@@ -123,10 +336,40 @@ impl Actor for Coordinator {
                     }
                     Err(error) => warn!(run_id = id, %error, "job failed"),
                 }
+                state.running.remove(&id);
                 state.scheduler.finished(id, outcome, now, now_micros());
+                state.record(id);
             }
-            CoordinatorMsg::Runs(reply) => {
-                let _ = reply.send(state.scheduler.history());
+            CoordinatorMsg::Rebalance(reply) => {
+                let live = state.live_voters();
+                let ownership = state.args.cluster.view.read().state.ownership();
+                let moves = placement::place(&ownership, &live, true);
+                let _ = reply.send(state.execute(moves).await);
+            }
+            CoordinatorMsg::Move {
+                partition,
+                to,
+                reply,
+            } => {
+                let ownership = state.args.cluster.view.read().state.ownership();
+                let result = match ownership.get(&partition) {
+                    None => Err(ClusterError::Refused(
+                        streamreel_cluster::Refusal::UnknownPartition { partition },
+                    )),
+                    Some((owner, epoch)) if *owner == Some(to) => Ok(Assigned {
+                        partition,
+                        owner: to,
+                        epoch: *epoch,
+                    }),
+                    Some(_) => match placement::move_to(&ownership, partition, to) {
+                        Some(m) => state
+                            .execute(vec![m])
+                            .await
+                            .and_then(|mut a| a.pop().ok_or(ClusterError::NoLeader)),
+                        None => Err(ClusterError::NoLeader),
+                    },
+                };
+                let _ = reply.send(result);
             }
         }
         Ok(())

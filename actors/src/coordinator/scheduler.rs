@@ -143,24 +143,32 @@ impl Scheduler {
         now_us: i64,
         wall_us: i64,
     ) {
-        let Some(run) = self.history.iter_mut().find(|r| r.id == id) else {
+        // The job is found by its running slot, not through the history: a run
+        // that fell out of the history must still free its job.
+        let Some((job, state)) = self
+            .jobs
+            .iter_mut()
+            .find(|(_, state)| state.running == Some(id))
+        else {
             return;
         };
-        run.ended_at_us = Some(wall_us);
-        let state = self.jobs.get_mut(&run.job).expect("every job has a state");
-        if state.running == Some(id) {
-            state.running = None;
+        let job = *job;
+        state.running = None;
+        let run = self.history.iter_mut().find(|r| r.id == id);
+        if let Some(run) = &run {
+            debug_assert_eq!(run.job, job);
         }
         match outcome {
             Ok(outcome) => {
-                run.status = RunStatus::Succeeded;
-                run.rows = outcome.rows;
-                run.detail = outcome.detail;
                 state.failures = 0;
+                if let Some(run) = run {
+                    run.ended_at_us = Some(wall_us);
+                    run.status = RunStatus::Succeeded;
+                    run.rows = outcome.rows;
+                    run.detail = outcome.detail;
+                }
             }
             Err(error) => {
-                run.status = RunStatus::Failed;
-                run.error = Some(error);
                 state.failures += 1;
                 if state.failures <= self.schedule.max_retries {
                     let backoff = self
@@ -171,8 +179,23 @@ impl Scheduler {
                 } else {
                     state.failures = 0;
                 }
+                if let Some(run) = run {
+                    run.ended_at_us = Some(wall_us);
+                    run.status = RunStatus::Failed;
+                    run.error = Some(error);
+                }
             }
         }
+    }
+
+    /// Run ids start after `last_id` (a new leader continues the replicated history).
+    pub fn continue_after(&mut self, last_id: u64) {
+        self.next_id = self.next_id.max(last_id + 1);
+    }
+
+    /// The run with this id, if still in the history.
+    pub fn run(&self, id: u64) -> Option<&JobRun> {
+        self.history.iter().find(|r| r.id == id)
     }
 
     pub fn is_running(&self, job: JobKind) -> bool {
@@ -240,6 +263,25 @@ mod tests {
             gold.iter().map(|s| s.job).collect::<Vec<_>>(),
             [JobKind::Gold]
         );
+    }
+
+    #[test]
+    fn a_run_that_fell_out_of_the_history_still_frees_its_job() {
+        let mut scheduler = Scheduler::new(schedule(), 0);
+        let long_enrich = scheduler.due(0, 0)[0];
+        // Many manual gold runs push the enrich run out of the history.
+        for i in 0..(HISTORY as i64 + 5) {
+            let gold = scheduler.trigger(JobKind::Gold, i, i).unwrap();
+            scheduler.finished(gold.id, ok(), i, i);
+        }
+        assert!(scheduler.run(long_enrich.id).is_none());
+        assert!(scheduler.is_running(JobKind::Enrich));
+        scheduler.finished(long_enrich.id, ok(), 1_000, 1_000);
+        assert!(
+            !scheduler.is_running(JobKind::Enrich),
+            "no job stays running forever"
+        );
+        assert!(scheduler.trigger(JobKind::Enrich, 1_001, 1_001).is_ok());
     }
 
     #[test]

@@ -11,8 +11,13 @@
 //! 3. With `--lakehouse N[,M...]`: silver + gold over N bronze events, with the
 //!    peak memory of the process that builds them.
 //!
+//! 4. With `--cluster`: three nodes against one, failover time over
+//!    `--kills K` SIGKILLs (default 10), the Raft cost per checkpoint, the
+//!    snapshot size at 1M events per partition, peak RSS per node.
+//!
 //! Usage: streamreel-bench [--events N] [--e2e-events M] [--skip-e2e]
 //!                         [--lakehouse N,...] [--skip-clean-path]
+//!                         [--cluster] [--cluster-events N] [--kills K]
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -34,6 +39,9 @@ use streamreel_tests::cpu::cpu_seconds;
 use streamreel_tests::node_process::{NodeProcess, node_config};
 use streamreel_tests::simulated;
 use streamreel_tests::topic_reader::high_watermarks;
+
+#[path = "bench_cluster.rs"]
+mod bench_cluster;
 
 const INPUT: &str = "video-events";
 
@@ -62,6 +70,11 @@ fn main() -> anyhow::Result<()> {
     }
     if !args.iter().any(|a| a == "--skip-e2e") {
         runtime.block_on(end_to_end(e2e_events))?;
+    }
+    if args.iter().any(|a| a == "--cluster") {
+        let events = flag("--cluster-events", 200_000)?;
+        let kills = flag("--kills", 10)? as u32;
+        runtime.block_on(bench_cluster::cluster(events, kills))?;
     }
     if let Some(i) = args.iter().position(|a| a == "--lakehouse") {
         let sizes = args

@@ -4,7 +4,9 @@
 //! Build the workspace first (`cargo build --workspace`): tests start the
 //! `streamreel` binary as a separate process so that SIGKILL is real.
 
+mod cluster;
 mod crash;
+mod docs;
 mod ingest;
 mod lakehouse;
 mod reference;

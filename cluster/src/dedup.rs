@@ -8,7 +8,20 @@
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::settings::DedupSettings;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How long an accepted event id is remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DedupSettings {
+    /// Ids of at least this many most recent accepted events are remembered.
+    pub window_events: usize,
+    /// Ids younger than this are remembered too...
+    pub window: Duration,
+    /// ...up to this many ids in all (bounds memory under sustained load).
+    pub max_ids: usize,
+}
 
 /// Ids are already 128-bit hashes, so the set hashes them by taking 64 bits.
 #[derive(Default)]
@@ -48,6 +61,27 @@ impl DedupWindow {
             ids: HashSet::with_capacity_and_hasher(capacity, BuildHasherDefault::default()),
             order: VecDeque::with_capacity(capacity),
         }
+    }
+
+    /// A window holding `entries` (oldest first), as [`DedupWindow::entries`] gave them.
+    pub fn from_entries(
+        settings: DedupSettings,
+        entries: impl IntoIterator<Item = (u128, i64)>,
+    ) -> DedupWindow {
+        let mut window = DedupWindow::new(settings);
+        for (id, at) in entries {
+            window.insert(id, at);
+        }
+        window
+    }
+
+    /// The remembered ids with when they were accepted, oldest first.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = (u128, i64)> + '_ {
+        self.order.iter().copied()
+    }
+
+    pub fn settings(&self) -> DedupSettings {
+        self.settings
     }
 
     pub fn len(&self) -> usize {
@@ -93,7 +127,6 @@ impl DedupWindow {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::time::Duration;
 
     fn settings(window_events: usize, window_s: u64, max_ids: usize) -> DedupSettings {
         DedupSettings {

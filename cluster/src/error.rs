@@ -1,0 +1,35 @@
+use thiserror::Error;
+
+use crate::types::{NodeId, Refusal};
+
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Codec(#[from] streamreel_protocol::CodecError),
+    #[error("no leader yet")]
+    NoLeader,
+    #[error("node {node} is not a member of the cluster")]
+    UnknownNode { node: NodeId },
+    #[error("refused: {0}")]
+    Refused(#[from] Refusal),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("request to {addr} failed: {reason}")]
+    Rpc { addr: String, reason: String },
+    #[error("timed out: {what}")]
+    Timeout { what: String },
+}
+
+impl ClusterError {
+    pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> ClusterError {
+        ClusterError::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+}

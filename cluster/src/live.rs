@@ -1,0 +1,236 @@
+//! Live aggregates: accepted events per video, per minute of event time, per
+//! event type, merged over all partitions. Kept for a retention of event time
+//! behind the newest event time seen (not behind the wall clock), so replicas
+//! that apply the same commands hold the same numbers.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+pub const MINUTE_US: i64 = 60_000_000;
+
+/// Event types in counting order: play, pause, seek, stop.
+pub const EVENT_TYPES: [&str; 4] = ["play", "pause", "seek", "stop"];
+
+/// Accepted events of one video in one minute of event time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveCount {
+    pub video_id: String,
+    /// Start of the minute, UTC microseconds.
+    pub minute_us: i64,
+    /// Counts by [`EVENT_TYPES`] order.
+    pub counts: [u64; 4],
+}
+
+/// The index of an event type in [`EVENT_TYPES`].
+pub fn event_type_index(event_type: &str) -> Option<usize> {
+    EVENT_TYPES.iter().position(|t| *t == event_type)
+}
+
+pub fn minute_of(event_time_us: i64) -> i64 {
+    event_time_us.div_euclid(MINUTE_US) * MINUTE_US
+}
+
+/// Counts of one batch, gathered before they become a checkpoint increment.
+#[derive(Debug, Default)]
+pub struct LiveBatch {
+    /// minute -> video -> counts; looked up by `&str` so a hit allocates nothing.
+    counts: HashMap<i64, HashMap<String, [u64; 4]>>,
+}
+
+impl LiveBatch {
+    pub fn add(&mut self, video_id: &str, event_time_us: i64, event_type: &str) {
+        let Some(index) = event_type_index(event_type) else {
+            return;
+        };
+        let videos = self.counts.entry(minute_of(event_time_us)).or_default();
+        match videos.get_mut(video_id) {
+            Some(counts) => counts[index] += 1,
+            None => {
+                let mut counts = [0; 4];
+                counts[index] = 1;
+                videos.insert(video_id.to_string(), counts);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// The batch's counts, sorted so that every replica folds them in one order.
+    pub fn take(&mut self) -> Vec<LiveCount> {
+        let mut counts: Vec<LiveCount> = self
+            .counts
+            .drain()
+            .flat_map(|(minute_us, videos)| {
+                videos.into_iter().map(move |(video_id, counts)| LiveCount {
+                    video_id,
+                    minute_us,
+                    counts,
+                })
+            })
+            .collect();
+        counts.sort_by(|a, b| (a.minute_us, &a.video_id).cmp(&(b.minute_us, &b.video_id)));
+        counts
+    }
+}
+
+/// The merged live aggregates of the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveAggregates {
+    /// (minute, video) -> counts.
+    counts: BTreeMap<(i64, String), [u64; 4]>,
+    newest_minute_us: Option<i64>,
+}
+
+impl LiveAggregates {
+    /// Folds counts in, then forgets minutes older than `retention_us` behind
+    /// the newest minute seen.
+    pub fn fold(&mut self, counts: &[LiveCount], retention_us: i64) {
+        for count in counts {
+            let entry = self
+                .counts
+                .entry((count.minute_us, count.video_id.clone()))
+                .or_default();
+            for (total, add) in entry.iter_mut().zip(count.counts) {
+                *total += add;
+            }
+            self.newest_minute_us = Some(
+                self.newest_minute_us
+                    .map_or(count.minute_us, |n| n.max(count.minute_us)),
+            );
+        }
+        if let Some(newest) = self.newest_minute_us {
+            let oldest_kept = newest.saturating_sub(retention_us);
+            self.counts = self.counts.split_off(&(oldest_kept, String::new()));
+        }
+    }
+
+    /// The minutes of one video, oldest first.
+    pub fn video(&self, video_id: &str) -> Vec<(i64, [u64; 4])> {
+        self.counts
+            .iter()
+            .filter(|((_, v), _)| v == video_id)
+            .map(|((minute, _), counts)| (*minute, *counts))
+            .collect()
+    }
+
+    /// The `limit` videos with the most events over the newest `minutes`
+    /// minutes of event time, most first (ties by video id).
+    pub fn top_videos(&self, minutes: i64, limit: usize) -> Vec<(String, u64)> {
+        let Some(newest) = self.newest_minute_us else {
+            return Vec::new();
+        };
+        let from = newest - (minutes.max(1) - 1) * MINUTE_US;
+        let mut totals: HashMap<&str, u64> = HashMap::new();
+        for ((_, video), counts) in self.counts.range((from, String::new())..) {
+            *totals.entry(video).or_default() += counts.iter().sum::<u64>();
+        }
+        let mut top: Vec<(String, u64)> = totals
+            .into_iter()
+            .map(|(v, n)| (v.to_string(), n))
+            .collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top.truncate(limit);
+        top
+    }
+
+    pub fn newest_minute_us(&self) -> Option<i64> {
+        self.newest_minute_us
+    }
+
+    /// Every (minute, video, counts), for comparing with bronze.
+    pub fn all(&self) -> impl Iterator<Item = (i64, &str, [u64; 4])> {
+        self.counts
+            .iter()
+            .map(|((minute, video), counts)| (*minute, video.as_str(), *counts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HOUR_US: i64 = 60 * MINUTE_US;
+
+    #[test]
+    fn counts_fold_per_minute_video_and_type() {
+        let mut batch = LiveBatch::default();
+        batch.add("v1", 10, "play");
+        batch.add("v1", 20, "stop");
+        batch.add("v1", MINUTE_US + 5, "play");
+        batch.add("v2", 30, "seek");
+        batch.add("v2", 30, "dance");
+        let mut live = LiveAggregates::default();
+        live.fold(&batch.take(), HOUR_US);
+        assert_eq!(
+            live.video("v1"),
+            vec![(0, [1, 0, 0, 1]), (MINUTE_US, [1, 0, 0, 0])]
+        );
+        assert_eq!(live.video("v2"), vec![(0, [0, 0, 1, 0])]);
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn minutes_beyond_the_retention_behind_the_newest_event_are_forgotten() {
+        let mut live = LiveAggregates::default();
+        let count = |minute_us| LiveCount {
+            video_id: "v".into(),
+            minute_us,
+            counts: [1, 0, 0, 0],
+        };
+        live.fold(&[count(0), count(HOUR_US)], HOUR_US);
+        assert_eq!(live.video("v").len(), 2, "exactly one hour behind is kept");
+        live.fold(&[count(HOUR_US + MINUTE_US)], HOUR_US);
+        assert_eq!(live.video("v").len(), 2);
+        assert_eq!(live.video("v")[0].0, HOUR_US);
+    }
+
+    #[test]
+    fn top_videos_look_at_the_newest_minutes_only() {
+        let mut live = LiveAggregates::default();
+        let count = |video: &str, minute_us, n| LiveCount {
+            video_id: video.into(),
+            minute_us,
+            counts: [n, 0, 0, 0],
+        };
+        live.fold(
+            &[
+                count("old", 0, 100),
+                count("a", 9 * MINUTE_US, 3),
+                count("b", 9 * MINUTE_US, 5),
+                count("a", 8 * MINUTE_US, 4),
+            ],
+            HOUR_US,
+        );
+        assert_eq!(
+            live.top_videos(1, 10),
+            vec![("b".into(), 5), ("a".into(), 3)]
+        );
+        assert_eq!(live.top_videos(2, 1), vec![("a".into(), 7)]);
+        assert_eq!(live.top_videos(60, 1), vec![("old".into(), 100)]);
+    }
+
+    proptest! {
+        /// Folding batch by batch equals counting everything at once.
+        #[test]
+        fn folding_batches_equals_one_count(events in proptest::collection::vec((0u8..4, 0i64..600_000_000, 0usize..4), 0..200), split in 1usize..20) {
+            let mut live = LiveAggregates::default();
+            for chunk in events.chunks(split) {
+                let mut batch = LiveBatch::default();
+                for (video, time, kind) in chunk {
+                    batch.add(&format!("v{video}"), *time, EVENT_TYPES[*kind]);
+                }
+                live.fold(&batch.take(), HOUR_US);
+            }
+            let mut expected: BTreeMap<(i64, String), [u64; 4]> = BTreeMap::new();
+            for (video, time, kind) in &events {
+                expected.entry((minute_of(*time), format!("v{video}"))).or_default()[*kind] += 1;
+            }
+            let got: BTreeMap<(i64, String), [u64; 4]> = live.all().map(|(m, v, c)| ((m, v.to_string()), c)).collect();
+            prop_assert_eq!(got, expected);
+        }
+    }
+}

@@ -1,0 +1,595 @@
+//! The durable Raft log and vote.
+//!
+//! Layout of the store's directory:
+//! - `vote.bin`: the last saved vote;
+//! - `purged.bin`: the id of the last purged entry;
+//! - `committed.bin`: the last saved committed log id;
+//! - `log/{index:020}.bin`: one file per entry.
+//!
+//! Every write reaches the disk (file and directory fsynced) before openraft
+//! is told it is done. Every file is written whole to a `.tmp` file and then
+//! renamed over its name, so a crash never leaves a torn file behind.
+//!
+//! Entries are also kept in memory: openraft purges the log once a snapshot
+//! holds it, so the log stays short.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{
+    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, LogState, OptionalSend, RaftLogReader,
+    StorageError, StorageIOError, Vote,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+
+use streamreel_protocol::CodecError;
+use streamreel_protocol::codec::{decode, encode};
+
+use crate::error::ClusterError;
+use crate::types::{NodeId, TypeConfig};
+
+const VOTE_FILE: &str = "vote.bin";
+const PURGED_FILE: &str = "purged.bin";
+const COMMITTED_FILE: &str = "committed.bin";
+const LOG_DIR: &str = "log";
+const ENTRY_SUFFIX: &str = ".bin";
+const TMP_SUFFIX: &str = ".tmp";
+
+/// The Raft log store. Clones share the same log; the clone openraft gets as
+/// its log reader reads what the store has appended.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    log_dir: PathBuf,
+    vote: Option<Vote<NodeId>>,
+    committed: Option<LogId<NodeId>>,
+    last_purged: Option<LogId<NodeId>>,
+    entries: BTreeMap<u64, Entry<TypeConfig>>,
+}
+
+impl LogStore {
+    /// Opens the store in `dir` (created if missing) and loads the log.
+    ///
+    /// Leftovers of a crash are removed: entries a purge had already given up,
+    /// and entries after a hole (an append or truncate that never completed,
+    /// so never acknowledged).
+    pub fn open(dir: &Path) -> Result<LogStore, ClusterError> {
+        let inner = load(dir).map_err(FileError::into_cluster)?;
+        Ok(LogStore {
+            inner: Arc::new(Mutex::new(inner)),
+        })
+    }
+}
+
+fn load(dir: &Path) -> Result<Inner, FileError> {
+    let log_dir = dir.join(LOG_DIR);
+    fs::create_dir_all(&log_dir).map_err(|e| io_at(&log_dir, e))?;
+    // A directory entry not yet fsynced can vanish in a crash, with every file under it.
+    sync_dir(dir)?;
+    if let Some(parent) = dir.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        sync_dir(parent)?;
+    }
+
+    let vote: Option<Vote<NodeId>> = read_value(&dir.join(VOTE_FILE))?;
+    let last_purged: Option<LogId<NodeId>> = read_value(&dir.join(PURGED_FILE))?;
+    let committed = read_value::<Option<LogId<NodeId>>>(&dir.join(COMMITTED_FILE))?.flatten();
+
+    let mut files = Vec::new();
+    let mut stale = Vec::new();
+    for item in fs::read_dir(&log_dir).map_err(|e| io_at(&log_dir, e))? {
+        let item = item.map_err(|e| io_at(&log_dir, e))?;
+        let name = item.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if name.ends_with(TMP_SUFFIX) {
+            stale.push(item.path());
+        } else if let Some(index) = name
+            .strip_suffix(ENTRY_SUFFIX)
+            .and_then(|stem| stem.parse::<u64>().ok())
+        {
+            files.push((index, item.path()));
+        }
+    }
+    files.sort_unstable_by_key(|(index, _)| *index);
+
+    let mut entries = BTreeMap::new();
+    let mut next = last_purged.map(|purged| purged.index + 1);
+    let mut hole = false;
+    for (index, path) in files {
+        if last_purged.is_some_and(|purged| index <= purged.index) {
+            stale.push(path);
+            continue;
+        }
+        if hole || next.is_some_and(|next| next != index) {
+            // Acknowledged entries never follow a hole: appends are acknowledged
+            // in order, each after the ones before it are on disk.
+            hole = true;
+            tracing::warn!(index, "dropping a log entry found after a hole in the log");
+            stale.push(path);
+            continue;
+        }
+        let entry: Entry<TypeConfig> = decode_at(&path, &read_file(&path)?)?;
+        if entry.log_id.index != index {
+            return Err(io_at(
+                &path,
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("holds entry {} instead", entry.log_id.index),
+                ),
+            ));
+        }
+        entries.insert(index, entry);
+        next = Some(index + 1);
+    }
+
+    for path in &stale {
+        remove_file(path)?;
+    }
+    if !stale.is_empty() {
+        sync_dir(&log_dir)?;
+    }
+
+    Ok(Inner {
+        dir: dir.to_path_buf(),
+        log_dir,
+        vote,
+        committed,
+        last_purged,
+        entries,
+    })
+}
+
+impl Inner {
+    fn entry_path(&self, index: u64) -> PathBuf {
+        self.log_dir.join(format!("{index:020}{ENTRY_SUFFIX}"))
+    }
+
+    /// Replaces the small file `name` atomically and durably.
+    fn save_value<T: Serialize>(&self, name: &str, value: &T) -> Result<(), FileError> {
+        let path = self.dir.join(name);
+        replace_file(&path, &encode_at(&path, value)?)?;
+        sync_dir(&self.dir)
+    }
+
+    /// Removes the files of the entries at `indexes`, durably.
+    fn remove_entries(&self, indexes: &[u64]) -> Result<(), StorageError<NodeId>> {
+        for &index in indexes {
+            remove_file(&self.entry_path(index))
+                .map_err(|e| e.into_storage(ErrorSubject::LogIndex(index), ErrorVerb::Delete))?;
+        }
+        if !indexes.is_empty() {
+            sync_dir(&self.log_dir)
+                .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Delete))?;
+        }
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let start = range.start_bound().cloned();
+        let end = range.end_bound().cloned();
+        // `BTreeMap::range` panics on these; for us they are just empty.
+        if is_inverted(start, end) {
+            return Ok(Vec::new());
+        }
+        let inner = self.inner.lock().await;
+        Ok(inner
+            .entries
+            .range((start, end))
+            .map(|(_, entry)| entry.clone())
+            .collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let inner = self.inner.lock().await;
+        let last_log_id = inner
+            .entries
+            .last_key_value()
+            .map(|(_, entry)| entry.log_id)
+            .or(inner.last_purged);
+        Ok(LogState {
+            last_purged_log_id: inner.last_purged,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.inner.lock().await;
+        inner
+            .save_value(VOTE_FILE, vote)
+            .map_err(|e| e.into_storage(ErrorSubject::Vote, ErrorVerb::Write))?;
+        inner.vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        Ok(self.inner.lock().await.vote)
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.inner.lock().await;
+        inner
+            .save_value(COMMITTED_FILE, &committed)
+            .map_err(|e| e.into_storage(ErrorSubject::Store, ErrorVerb::Write))?;
+        inner.committed = committed;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        Ok(self.inner.lock().await.committed)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut inner = self.inner.lock().await;
+        let mut written = Vec::new();
+        for entry in entries {
+            let path = inner.entry_path(entry.log_id.index);
+            encode_at(&path, &entry)
+                .and_then(|bytes| replace_file(&path, &bytes))
+                .map_err(|e| e.into_storage(ErrorSubject::Log(entry.log_id), ErrorVerb::Write))?;
+            written.push(entry);
+        }
+        // One directory fsync makes all the renames above durable.
+        sync_dir(&inner.log_dir)
+            .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Write))?;
+        for entry in written {
+            inner.entries.insert(entry.log_id.index, entry);
+        }
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.inner.lock().await;
+        // Newest first: a crash in the middle is likelier to leave a shorter log
+        // than a hole (and `open` drops whatever follows a hole anyway).
+        let doomed: Vec<u64> = inner
+            .entries
+            .range(log_id.index..)
+            .rev()
+            .map(|(index, _)| *index)
+            .collect();
+        inner.remove_entries(&doomed)?;
+        inner.entries.retain(|index, _| *index < log_id.index);
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.inner.lock().await;
+        // Moving the purge point back would make `open` take the entries after
+        // it for a log with a hole, and drop them.
+        if inner
+            .last_purged
+            .is_some_and(|purged| purged.index >= log_id.index)
+        {
+            return Ok(());
+        }
+        // Recorded before anything is deleted: after a crash in between, `open`
+        // finishes the purge instead of finding a log that starts too late.
+        inner
+            .save_value(PURGED_FILE, &log_id)
+            .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Write))?;
+        inner.last_purged = Some(log_id);
+        let doomed: Vec<u64> = inner
+            .entries
+            .range(..=log_id.index)
+            .map(|(index, _)| *index)
+            .collect();
+        inner.remove_entries(&doomed)?;
+        inner.entries.retain(|index, _| *index > log_id.index);
+        Ok(())
+    }
+}
+
+/// Whether `BTreeMap::range` would panic on these bounds.
+fn is_inverted(start: Bound<u64>, end: Bound<u64>) -> bool {
+    match (start, end) {
+        (Bound::Excluded(start), Bound::Excluded(end)) => start >= end,
+        (
+            Bound::Included(start) | Bound::Excluded(start),
+            Bound::Included(end) | Bound::Excluded(end),
+        ) => start > end,
+        _ => false,
+    }
+}
+
+/// A file operation that failed, with the file it failed on.
+#[derive(Debug, thiserror::Error)]
+enum FileError {
+    #[error("cannot read or write {}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot encode or decode {}", .path.display())]
+    Codec {
+        path: PathBuf,
+        #[source]
+        source: CodecError,
+    },
+}
+
+impl FileError {
+    fn into_cluster(self) -> ClusterError {
+        match self {
+            FileError::Io { path, source } => ClusterError::io(path.display(), source),
+            FileError::Codec { source, .. } => ClusterError::Codec(source),
+        }
+    }
+
+    fn into_storage(self, subject: ErrorSubject<NodeId>, verb: ErrorVerb) -> StorageError<NodeId> {
+        StorageIOError::new(subject, verb, AnyError::new(&self)).into()
+    }
+}
+
+fn io_at(path: &Path, source: io::Error) -> FileError {
+    FileError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn encode_at<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>, FileError> {
+    encode(value).map_err(|source| FileError::Codec {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn decode_at<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, FileError> {
+    decode(bytes).map_err(|source| FileError::Codec {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
+    fs::read(path).map_err(|e| io_at(path, e))
+}
+
+/// Reads a small file, `None` if it was never written.
+fn read_value<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, FileError> {
+    match fs::read(path) {
+        Ok(bytes) => decode_at(path, &bytes).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_at(path, e)),
+    }
+}
+
+/// Replaces `path` with `bytes`: a crash leaves the old content or the new,
+/// never a mix. The rename is durable once the caller fsyncs the directory.
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    let mut tmp = path.as_os_str().to_os_string();
+    tmp.push(TMP_SUFFIX);
+    let tmp = PathBuf::from(tmp);
+    let mut file = File::create(&tmp).map_err(|e| io_at(&tmp, e))?;
+    file.write_all(bytes).map_err(|e| io_at(&tmp, e))?;
+    file.sync_all().map_err(|e| io_at(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| io_at(path, e))
+}
+
+/// A file that is already gone is fine: removals are repeated after a crash.
+fn remove_file(path: &Path) -> Result<(), FileError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_at(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Makes the creations, renames and removals of files in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), FileError> {
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| io_at(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use openraft::EntryPayload;
+    use openraft::storage::RaftLogStorageExt;
+    use openraft::testing::{StoreBuilder, Suite, blank_ent, membership_ent};
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::dedup::DedupSettings;
+    use crate::sm_store::StateMachineStore;
+    use crate::state::StateSettings;
+    use crate::types::Command;
+
+    fn settings() -> StateSettings {
+        StateSettings {
+            dedup: DedupSettings {
+                window_events: 1000,
+                window: Duration::from_secs(3600),
+                max_ids: 1000,
+            },
+            live_retention_us: 3_600_000_000,
+            job_history: 10,
+        }
+    }
+
+    /// The suite's stores live in a temporary directory it keeps until the end of each test.
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder {
+        async fn build(
+            &self,
+        ) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
+            let dir = TempDir::new().expect("temp dir");
+            let log = LogStore::open(&dir.path().join("log")).expect("open log store");
+            let sm = StateMachineStore::open(&dir.path().join("sm"), settings())
+                .expect("open state machine store");
+            Ok((dir, log, sm))
+        }
+    }
+
+    #[test]
+    fn passes_the_openraft_storage_suite() {
+        // The suite runs its own tokio runtimes, so this is not a tokio test.
+        Suite::<TypeConfig, LogStore, StateMachineStore, Builder, TempDir>::test_all(Builder)
+            .expect("storage suite");
+    }
+
+    fn id(term: u64, index: u64) -> LogId<NodeId> {
+        openraft::testing::log_id(term, 1, index)
+    }
+
+    fn command(index: u64, node: NodeId) -> Entry<TypeConfig> {
+        Entry {
+            log_id: id(2, index),
+            payload: EntryPayload::Normal(Command::ForgetMember { node }),
+        }
+    }
+
+    fn indexes(entries: &[Entry<TypeConfig>]) -> Vec<u64> {
+        entries.iter().map(|entry| entry.log_id.index).collect()
+    }
+
+    #[tokio::test]
+    async fn reopens_with_the_same_state() {
+        let dir = TempDir::new().unwrap();
+        let vote: Vote<NodeId> = Vote::new(3, 1);
+        let membership = membership_ent::<TypeConfig>(1, 1, 1, vec![BTreeSet::from([1, 2, 3])]);
+        {
+            let mut store = LogStore::open(dir.path()).unwrap();
+            store
+                .blocking_append([blank_ent::<TypeConfig>(1, 1, 0), membership.clone()])
+                .await
+                .unwrap();
+            store
+                .blocking_append([command(2, 7), command(3, 8), command(4, 9)])
+                .await
+                .unwrap();
+            store.save_vote(&vote).await.unwrap();
+            store.save_committed(Some(id(2, 3))).await.unwrap();
+            store.purge(id(1, 0)).await.unwrap();
+            store.truncate(id(2, 4)).await.unwrap();
+        }
+
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(store.read_vote().await.unwrap(), Some(vote));
+        assert_eq!(store.read_committed().await.unwrap(), Some(id(2, 3)));
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(id(1, 0)));
+        assert_eq!(state.last_log_id, Some(id(2, 3)));
+        let entries = store.try_get_log_entries(..).await.unwrap();
+        assert_eq!(entries, vec![membership, command(2, 7), command(3, 8)]);
+    }
+
+    #[tokio::test]
+    async fn drops_entries_after_a_hole_on_open() {
+        let dir = TempDir::new().unwrap();
+        {
+            let mut store = LogStore::open(dir.path()).unwrap();
+            store
+                .blocking_append((0..5).map(|index| command(index, index)))
+                .await
+                .unwrap();
+        }
+        let log_dir = dir.path().join(LOG_DIR);
+        fs::remove_file(log_dir.join(format!("{:020}.bin", 2))).unwrap();
+
+        let mut store = LogStore::open(dir.path()).unwrap();
+        let entries = store.try_get_log_entries(..).await.unwrap();
+        assert_eq!(indexes(&entries), vec![0, 1]);
+        assert!(!log_dir.join(format!("{:020}.bin", 3)).exists());
+        assert!(!log_dir.join(format!("{:020}.bin", 4)).exists());
+
+        // The log goes on from the hole.
+        store.blocking_append([command(2, 20)]).await.unwrap();
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, Some(id(2, 2)));
+    }
+
+    #[tokio::test]
+    async fn empty_and_inverted_ranges_read_nothing() {
+        let dir = TempDir::new().unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        store
+            .blocking_append((0..3).map(|index| command(index, index)))
+            .await
+            .unwrap();
+        let excluded: (Bound<u64>, Bound<u64>) = (Bound::Excluded(1), Bound::Excluded(1));
+        assert!(
+            store
+                .try_get_log_entries(excluded)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let inverted: (Bound<u64>, Bound<u64>) = (Bound::Included(2), Bound::Excluded(1));
+        assert!(
+            store
+                .try_get_log_entries(inverted)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            indexes(&store.try_get_log_entries(1..).await.unwrap()),
+            vec![1, 2]
+        );
+    }
+
+    #[tokio::test]
+    async fn purging_past_the_last_entry_moves_the_last_log_id() {
+        let dir = TempDir::new().unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        store
+            .blocking_append((0..3).map(|index| command(index, index)))
+            .await
+            .unwrap();
+        store.purge(id(3, 10)).await.unwrap();
+        // An older purge point never moves it back.
+        store.purge(id(2, 1)).await.unwrap();
+        drop(store);
+
+        let mut store = LogStore::open(dir.path()).unwrap();
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(id(3, 10)));
+        assert_eq!(state.last_log_id, Some(id(3, 10)));
+        assert!(store.try_get_log_entries(..).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,278 @@
+//! One member of the cluster: its Raft, its replica of the state, and how it
+//! proposes commands (locally when leader, forwarded to the leader otherwise).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Config, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::error::ClusterError;
+use crate::failure::FailureDetector;
+use crate::log_store::LogStore;
+use crate::network::{HttpNetwork, PeerClient, paths};
+use crate::sm_store::{ClusterView, StateMachineStore};
+use crate::state::StateSettings;
+use crate::types::{Command, CommandResult, Member, NodeId, Raft};
+
+/// Raft timings from the `[cluster]` config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTimings {
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+}
+
+/// What `/raft/ping` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingAnswer {
+    pub node: NodeId,
+    pub initialized: bool,
+}
+
+/// The answer of `/raft/write` on the leader.
+pub type WriteAnswer = Result<CommandResult, RaftError<NodeId, ClientWriteError<NodeId, Member>>>;
+
+#[derive(Clone)]
+pub struct ClusterMember {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub view: ClusterView,
+    pub peers: PeerClient,
+    liveness: Arc<Mutex<FailureDetector>>,
+    clock: Instant,
+}
+
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl ClusterMember {
+    /// Opens this member's Raft state under `dir` and starts its Raft.
+    pub async fn start(
+        id: NodeId,
+        dir: &Path,
+        timings: RaftTimings,
+        failover_after_ms: u64,
+        settings: StateSettings,
+        peers: PeerClient,
+    ) -> Result<ClusterMember, ClusterError> {
+        let config = Config {
+            cluster_name: "streamreel".into(),
+            heartbeat_interval: timings.heartbeat_ms,
+            election_timeout_min: timings.election_timeout_ms,
+            election_timeout_max: timings.election_timeout_ms * 2,
+            // Checkpoints arrive every second per partition: snapshot often
+            // enough that the log, and a restart's replay, stay short.
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(500),
+            max_in_snapshot_log_to_keep: 100,
+            // A snapshot holds every partition's de-duplication window: tens of
+            // MiB on a busy cluster, more than the default 200 ms allows.
+            install_snapshot_timeout: 10_000,
+            ..Config::default()
+        };
+        let config = Arc::new(
+            config
+                .validate()
+                .map_err(|e| ClusterError::Raft(e.to_string()))?,
+        );
+        let log_store = LogStore::open(dir)?;
+        let sm_store = StateMachineStore::open(&dir.join("state"), settings)?;
+        let view = sm_store.view();
+        let raft = Raft::new(
+            id,
+            config,
+            HttpNetwork::new(peers.clone()),
+            log_store,
+            sm_store,
+        )
+        .await
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let clock = Instant::now();
+        Ok(ClusterMember {
+            id,
+            raft,
+            view,
+            peers,
+            liveness: Arc::new(Mutex::new(FailureDetector::new(failover_after_ms, 0))),
+            clock,
+        })
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    /// The leader as this member knows it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader() == Some(self.id)
+    }
+
+    /// The HTTP address of `node`, from the replicated membership.
+    pub fn addr_of(&self, node: NodeId) -> Option<String> {
+        self.view
+            .read()
+            .members()
+            .into_iter()
+            .find(|(id, _)| *id == node)
+            .map(|(_, m)| m.addr)
+    }
+
+    /// Applies `command` through Raft: locally on the leader, forwarded to it
+    /// otherwise, retried across leader changes until `timeout`.
+    pub async fn propose(
+        &self,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<CommandResult, ClusterError> {
+        let deadline = Instant::now() + timeout;
+        let mut metrics = self.raft.metrics();
+        loop {
+            let leader = metrics.borrow_and_update().current_leader;
+            let answer = match leader {
+                Some(leader) if leader == self.id => {
+                    Some(self.write_as_leader(command.clone()).await)
+                }
+                Some(leader) => self.forward(leader, &command).await,
+                None => None,
+            };
+            match answer {
+                Some(Ok(result)) => return Ok(result),
+                // The leader changed under us: look again.
+                Some(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) | None => {}
+                Some(Err(e)) => return Err(ClusterError::Raft(e.to_string())),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ClusterError::Timeout {
+                    what: "proposing a command: no leader answered".into(),
+                });
+            }
+            // Wait for news of a leader, but retry soon either way.
+            let wait = (deadline - now).min(Duration::from_millis(200));
+            let _ = tokio::time::timeout(wait, metrics.changed()).await;
+        }
+    }
+
+    /// Sends `command` to `leader`; `None` when it could not be reached.
+    async fn forward(&self, leader: NodeId, command: &Command) -> Option<WriteAnswer> {
+        let addr = self.addr_of(leader)?;
+        match self
+            .peers
+            .post::<_, WriteAnswer>(&addr, paths::WRITE, command, FORWARD_TIMEOUT)
+            .await
+        {
+            Ok(answer) => Some(answer),
+            Err(e) => {
+                warn!(leader, error = %e, "forwarding a command to the leader failed");
+                None
+            }
+        }
+    }
+
+    /// Runs a write on this member, which must be the leader (the `/raft/write` handler).
+    pub async fn write_as_leader(&self, command: Command) -> WriteAnswer {
+        self.raft.client_write(command).await.map(|r| r.data)
+    }
+
+    /// Initialises the cluster once: only the member with the lowest id does
+    /// it, only while its own log is empty, and only after a majority of the
+    /// members answered that they are not initialised either and none that it is.
+    /// A restarted member never initialises again: it rejoins from its disk.
+    pub async fn bootstrap(&self, members: BTreeMap<NodeId, Member>) -> Result<(), ClusterError> {
+        let lowest = members.keys().next().copied();
+        loop {
+            if self
+                .raft
+                .is_initialized()
+                .await
+                .map_err(|e| ClusterError::Raft(e.to_string()))?
+            {
+                return Ok(());
+            }
+            if lowest != Some(self.id) {
+                // Wait for the lowest member to initialise and replicate to us.
+                return Ok(());
+            }
+            let mut not_initialized = 1;
+            let mut someone_initialized = false;
+            for (id, member) in &members {
+                if *id == self.id {
+                    continue;
+                }
+                match self.ping(&member.addr).await {
+                    Ok(answer) if answer.initialized => someone_initialized = true,
+                    Ok(_) => not_initialized += 1,
+                    Err(_) => {}
+                }
+            }
+            if someone_initialized {
+                info!("another member is initialised; waiting to be contacted");
+                return Ok(());
+            }
+            if not_initialized * 2 > members.len() {
+                info!(members = members.len(), "initialising the cluster");
+                match self.raft.initialize(members.clone()).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => warn!(error = %e, "initialise refused"),
+                }
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    pub async fn ping(&self, addr: &str) -> Result<PingAnswer, ClusterError> {
+        self.peers
+            .post(addr, paths::PING, &(), Duration::from_millis(800))
+            .await
+    }
+
+    pub async fn ping_answer(&self) -> PingAnswer {
+        PingAnswer {
+            node: self.id,
+            initialized: self.raft.is_initialized().await.unwrap_or(false),
+        }
+    }
+
+    /// Pings every member once and records who answered.
+    pub async fn probe_members(&self) {
+        let members = self.view.read().members();
+        let pings = members.into_iter().map(|(id, member)| async move {
+            let ok = id == self.id || self.ping(&member.addr).await.is_ok();
+            (id, ok)
+        });
+        let answers = futures::future::join_all(pings).await;
+        let now = self.now_ms();
+        let mut detector = self.liveness.lock().expect("liveness lock");
+        for (id, ok) in answers {
+            if ok {
+                detector.heard_from(id, now);
+            }
+        }
+    }
+
+    /// Members heard from within the failover time, as this member sees it.
+    pub fn alive(&self) -> std::collections::BTreeSet<NodeId> {
+        let members = self
+            .view
+            .read()
+            .members()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        self.liveness
+            .lock()
+            .expect("liveness lock")
+            .alive(&members, self.now_ms())
+    }
+}

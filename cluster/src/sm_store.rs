@@ -1,0 +1,300 @@
+//! The state machine store: applies committed commands to [`ClusterState`] in
+//! memory and keeps durable snapshots (`snapshot.bin`, written atomically).
+//!
+//! The state itself is not persisted on every apply: on start it is rebuilt
+//! from the last snapshot, and openraft applies the log after it again. That is
+//! why openraft purges only log entries a persisted snapshot already holds.
+//!
+//! Readers on the node (supervisor, coordinator, HTTP) share it through
+//! [`ClusterView`], and are told of every apply through a watch channel.
+
+use std::collections::BTreeSet;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use streamreel_protocol::codec::{decode, encode};
+
+use crate::error::ClusterError;
+use crate::state::{ClusterState, Ownership, StateImage, StateSettings};
+use crate::types::{CommandResult, Member, NodeId, TypeConfig};
+
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+/// The applied state and where in the log it stands.
+pub struct Applied {
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, Member>,
+    pub state: ClusterState,
+}
+
+impl Applied {
+    /// Voting members: the nodes partitions may be given to.
+    pub fn voters(&self) -> BTreeSet<NodeId> {
+        self.membership.membership().voter_ids().collect()
+    }
+
+    /// Every member (voters and learners) with its address.
+    pub fn members(&self) -> Vec<(NodeId, Member)> {
+        self.membership
+            .membership()
+            .nodes()
+            .map(|(id, member)| (*id, member.clone()))
+            .collect()
+    }
+}
+
+/// A read handle on this node's replica of the state.
+#[derive(Clone)]
+pub struct ClusterView {
+    applied: Arc<RwLock<Applied>>,
+    ownership: watch::Receiver<Ownership>,
+    applies: watch::Receiver<u64>,
+}
+
+impl ClusterView {
+    pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
+        self.applied.read().expect("state lock")
+    }
+
+    /// Changes whenever the owner or epoch of a partition changes.
+    pub fn ownership(&self) -> watch::Receiver<Ownership> {
+        self.ownership.clone()
+    }
+
+    /// Changes after every apply (the value is the last applied index).
+    pub fn applies(&self) -> watch::Receiver<u64> {
+        self.applies.clone()
+    }
+}
+
+/// What `snapshot.bin` holds.
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta<NodeId, Member>,
+    data: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct StateMachineStore {
+    dir: PathBuf,
+    settings: StateSettings,
+    applied: Arc<RwLock<Applied>>,
+    ownership: watch::Sender<Ownership>,
+    applies: watch::Sender<u64>,
+}
+
+impl StateMachineStore {
+    /// Opens the store in `dir`, restoring the state from its last snapshot.
+    pub fn open(dir: &Path, settings: StateSettings) -> Result<StateMachineStore, ClusterError> {
+        std::fs::create_dir_all(dir).map_err(|e| ClusterError::io(dir.display(), e))?;
+        let mut applied = Applied {
+            last_applied: None,
+            membership: StoredMembership::default(),
+            state: ClusterState::new(settings),
+        };
+        if let Some(file) = read_snapshot_file(dir)? {
+            let image: StateImage = decode(&file.data)?;
+            applied = Applied {
+                last_applied: file.meta.last_log_id,
+                membership: file.meta.last_membership,
+                state: ClusterState::from_image(settings, image),
+            };
+        }
+        let (ownership, _) = watch::channel(applied.state.ownership());
+        let (applies, _) = watch::channel(applied.last_applied.map_or(0, |l| l.index));
+        Ok(StateMachineStore {
+            dir: dir.to_path_buf(),
+            settings,
+            applied: Arc::new(RwLock::new(applied)),
+            ownership,
+            applies,
+        })
+    }
+
+    pub fn view(&self) -> ClusterView {
+        ClusterView {
+            applied: self.applied.clone(),
+            ownership: self.ownership.subscribe(),
+            applies: self.applies.subscribe(),
+        }
+    }
+
+    fn publish(&self) {
+        let (ownership, index) = {
+            let applied = self.applied.read().expect("state lock");
+            (
+                applied.state.ownership(),
+                applied.last_applied.map_or(0, |l| l.index),
+            )
+        };
+        self.ownership.send_if_modified(|current| {
+            let changed = *current != ownership;
+            *current = ownership;
+            changed
+        });
+        self.applies.send_replace(index);
+    }
+
+    fn snapshot_path(&self) -> PathBuf {
+        self.dir.join(SNAPSHOT_FILE)
+    }
+}
+
+fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, ClusterError> {
+    let path = dir.join(SNAPSHOT_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(decode(&bytes)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ClusterError::io(path.display(), e)),
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new file.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn snapshot_error(e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
+    StorageIOError::write_snapshot(None, AnyError::new(e)).into()
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let (meta, data) = {
+            let applied = self.applied.read().expect("state lock");
+            let data = encode(&applied.state.image()).map_err(|e| snapshot_error(&e))?;
+            let snapshot_id = match applied.last_applied {
+                Some(log_id) => format!("{}-{}", log_id.leader_id, log_id.index),
+                None => "empty".to_string(),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.membership.clone(),
+                snapshot_id,
+            };
+            (meta, data)
+        };
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data,
+        };
+        let bytes = encode(&file).map_err(|e| snapshot_error(&e))?;
+        write_atomically(&self.snapshot_path(), &bytes).map_err(|e| snapshot_error(&e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(file.data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), StorageError<NodeId>>
+    {
+        let applied = self.applied.read().expect("state lock");
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut results = Vec::new();
+        {
+            let mut applied = self.applied.write().expect("state lock");
+            for entry in entries {
+                applied.last_applied = Some(entry.log_id);
+                let result = match entry.payload {
+                    EntryPayload::Blank => CommandResult::Done,
+                    EntryPayload::Normal(command) => {
+                        let voters = applied.voters();
+                        applied.state.apply(&command, &voters)
+                    }
+                    EntryPayload::Membership(membership) => {
+                        applied.membership = StoredMembership::new(Some(entry.log_id), membership);
+                        CommandResult::Done
+                    }
+                };
+                results.push(result);
+            }
+        }
+        self.publish();
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Member>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        let image: StateImage = decode(&data).map_err(|e| {
+            StorageError::from(StorageIOError::read_snapshot(
+                Some(meta.signature()),
+                AnyError::new(&e),
+            ))
+        })?;
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data,
+        };
+        let bytes = encode(&file).map_err(|e| snapshot_error(&e))?;
+        write_atomically(&self.snapshot_path(), &bytes).map_err(|e| snapshot_error(&e))?;
+        {
+            let mut applied = self.applied.write().expect("state lock");
+            *applied = Applied {
+                last_applied: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+                state: ClusterState::from_image(self.settings, image),
+            };
+        }
+        self.publish();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let file = read_snapshot_file(&self.dir).map_err(|e| {
+            StorageError::from(StorageIOError::read_snapshot(None, AnyError::new(&e)))
+        })?;
+        Ok(file.map(|file| Snapshot {
+            meta: file.meta,
+            snapshot: Box::new(Cursor::new(file.data)),
+        }))
+    }
+}

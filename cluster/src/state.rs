@@ -1,0 +1,433 @@
+//! The replicated state, as a pure value: who owns each partition at which
+//! epoch, each partition's checkpoint and de-duplication window, the live
+//! aggregates and the job history. [`ClusterState::apply`] is deterministic, so
+//! every replica that applies the same log holds the same state.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dedup::{DedupSettings, DedupWindow};
+use crate::live::LiveAggregates;
+use crate::types::{
+    CheckpointIncrement, Command, CommandResult, Epoch, JobRunRecord, NodeId, PartitionId, Refusal,
+};
+
+/// Settings every replica must share (they come from the one cluster config).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StateSettings {
+    pub dedup: DedupSettings,
+    /// Live aggregates are kept this far (event time) behind the newest event.
+    pub live_retention_us: i64,
+    /// How many job runs the history keeps.
+    pub job_history: usize,
+}
+
+/// Where a partition stands as of its owner's last checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The epoch of the owner that wrote it.
+    pub epoch: Epoch,
+    pub last_offset: i64,
+    pub delta_version: i64,
+    pub at_ms: i64,
+}
+
+pub struct PartitionState {
+    pub owner: Option<NodeId>,
+    pub epoch: Epoch,
+    pub checkpoint: Option<Checkpoint>,
+    pub dedup: DedupWindow,
+}
+
+/// Owner and epoch of every partition: what the supervisors and the coordinator act on.
+pub type Ownership = BTreeMap<PartitionId, (Option<NodeId>, Epoch)>;
+
+pub struct ClusterState {
+    settings: StateSettings,
+    partitions: BTreeMap<PartitionId, PartitionState>,
+    live: LiveAggregates,
+    jobs: VecDeque<JobRunRecord>,
+}
+
+impl ClusterState {
+    pub fn new(settings: StateSettings) -> ClusterState {
+        ClusterState {
+            settings,
+            partitions: BTreeMap::new(),
+            live: LiveAggregates::default(),
+            jobs: VecDeque::new(),
+        }
+    }
+
+    /// Applies one command. `members` are the cluster's members at this point of the log.
+    pub fn apply(&mut self, command: &Command, members: &BTreeSet<NodeId>) -> CommandResult {
+        match command {
+            Command::AddPartitions { partitions } => {
+                for partition in partitions {
+                    self.partitions
+                        .entry(*partition)
+                        .or_insert_with(|| PartitionState {
+                            owner: None,
+                            epoch: 0,
+                            checkpoint: None,
+                            dedup: DedupWindow::new(self.settings.dedup),
+                        });
+                }
+                CommandResult::Done
+            }
+            Command::Assign {
+                partition,
+                to,
+                expected_epoch,
+            } => {
+                if !members.contains(to) {
+                    return CommandResult::Refused(Refusal::NotAMember { node: *to });
+                }
+                let Some(state) = self.partitions.get_mut(partition) else {
+                    return refused_unknown(*partition);
+                };
+                if state.epoch != *expected_epoch {
+                    return CommandResult::Refused(Refusal::StaleEpoch {
+                        partition: *partition,
+                        current: state.epoch,
+                        given: *expected_epoch,
+                    });
+                }
+                state.epoch += 1;
+                state.owner = Some(*to);
+                CommandResult::Assigned {
+                    partition: *partition,
+                    owner: *to,
+                    epoch: state.epoch,
+                }
+            }
+            Command::Checkpoint(increment) => self.checkpoint(increment),
+            Command::ForgetMember { node } => {
+                for state in self.partitions.values_mut() {
+                    if state.owner == Some(*node) {
+                        state.owner = None;
+                    }
+                }
+                CommandResult::Done
+            }
+            Command::RecordJobRun(run) => {
+                match self.jobs.iter_mut().find(|r| r.id == run.id) {
+                    Some(existing) => *existing = run.clone(),
+                    None => {
+                        self.jobs.push_front(run.clone());
+                        self.jobs.truncate(self.settings.job_history);
+                    }
+                }
+                CommandResult::Done
+            }
+        }
+    }
+
+    fn checkpoint(&mut self, increment: &CheckpointIncrement) -> CommandResult {
+        let partition = increment.partition;
+        let Some(state) = self.partitions.get_mut(&partition) else {
+            return refused_unknown(partition);
+        };
+        if increment.epoch != state.epoch || state.owner.is_none() {
+            return CommandResult::Refused(Refusal::StaleEpoch {
+                partition,
+                current: state.epoch,
+                given: increment.epoch,
+            });
+        }
+        if let Some(current) = state.checkpoint
+            && increment.last_offset < current.last_offset
+        {
+            return CommandResult::Refused(Refusal::OffsetWentBack {
+                partition,
+                current: current.last_offset,
+                given: increment.last_offset,
+            });
+        }
+        for (id, accepted_at) in &increment.new_ids {
+            state.dedup.insert(*id, *accepted_at);
+        }
+        state.checkpoint = Some(Checkpoint {
+            epoch: increment.epoch,
+            last_offset: increment.last_offset,
+            delta_version: increment.delta_version,
+            at_ms: increment.at_ms,
+        });
+        self.live
+            .fold(&increment.live, self.settings.live_retention_us);
+        CommandResult::Done
+    }
+
+    pub fn ownership(&self) -> Ownership {
+        self.partitions
+            .iter()
+            .map(|(p, s)| (*p, (s.owner, s.epoch)))
+            .collect()
+    }
+
+    pub fn partition(&self, partition: PartitionId) -> Option<&PartitionState> {
+        self.partitions.get(&partition)
+    }
+
+    pub fn partitions(&self) -> impl Iterator<Item = (PartitionId, &PartitionState)> {
+        self.partitions.iter().map(|(p, s)| (*p, s))
+    }
+
+    pub fn live(&self) -> &LiveAggregates {
+        &self.live
+    }
+
+    /// Job runs, newest first.
+    pub fn jobs(&self) -> impl Iterator<Item = &JobRunRecord> {
+        self.jobs.iter()
+    }
+
+    pub fn settings(&self) -> StateSettings {
+        self.settings
+    }
+
+    /// The state as plain data, for a snapshot.
+    pub fn image(&self) -> StateImage {
+        StateImage {
+            partitions: self
+                .partitions
+                .iter()
+                .map(|(p, s)| PartitionImage {
+                    partition: *p,
+                    owner: s.owner,
+                    epoch: s.epoch,
+                    checkpoint: s.checkpoint,
+                    dedup: s.dedup.entries().collect(),
+                })
+                .collect(),
+            live: self.live.clone(),
+            jobs: self.jobs.iter().cloned().collect(),
+        }
+    }
+
+    pub fn from_image(settings: StateSettings, image: StateImage) -> ClusterState {
+        ClusterState {
+            settings,
+            partitions: image
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    (
+                        p.partition,
+                        PartitionState {
+                            owner: p.owner,
+                            epoch: p.epoch,
+                            checkpoint: p.checkpoint,
+                            dedup: DedupWindow::from_entries(settings.dedup, p.dedup),
+                        },
+                    )
+                })
+                .collect(),
+            live: image.live,
+            jobs: image.jobs.into_iter().collect(),
+        }
+    }
+}
+
+fn refused_unknown(partition: PartitionId) -> CommandResult {
+    CommandResult::Refused(Refusal::UnknownPartition { partition })
+}
+
+/// [`ClusterState`] as plain data: what a snapshot holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateImage {
+    pub partitions: Vec<PartitionImage>,
+    pub live: LiveAggregates,
+    pub jobs: Vec<JobRunRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionImage {
+    pub partition: PartitionId,
+    pub owner: Option<NodeId>,
+    pub epoch: Epoch,
+    pub checkpoint: Option<Checkpoint>,
+    pub dedup: Vec<(u128, i64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::LiveCount;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    fn settings() -> StateSettings {
+        StateSettings {
+            dedup: DedupSettings {
+                window_events: 3,
+                window: Duration::ZERO,
+                max_ids: 3,
+            },
+            live_retention_us: i64::MAX / 2,
+            job_history: 2,
+        }
+    }
+
+    fn members() -> BTreeSet<NodeId> {
+        [1, 2, 3].into()
+    }
+
+    fn increment(partition: PartitionId, epoch: Epoch, last_offset: i64) -> CheckpointIncrement {
+        CheckpointIncrement {
+            partition,
+            epoch,
+            last_offset,
+            delta_version: last_offset,
+            new_ids: vec![(last_offset as u128, 0)],
+            live: vec![LiveCount {
+                video_id: "v".into(),
+                minute_us: 0,
+                counts: [1, 0, 0, 0],
+            }],
+            at_ms: 0,
+        }
+    }
+
+    fn with_partitions(n: i32) -> ClusterState {
+        let mut state = ClusterState::new(settings());
+        state.apply(
+            &Command::AddPartitions {
+                partitions: (0..n).collect(),
+            },
+            &members(),
+        );
+        state
+    }
+
+    fn assign(partition: PartitionId, to: NodeId, expected_epoch: Epoch) -> Command {
+        Command::Assign {
+            partition,
+            to,
+            expected_epoch,
+        }
+    }
+
+    #[test]
+    fn an_assignment_carries_the_epoch_it_replaces() {
+        let mut state = with_partitions(2);
+        assert_eq!(
+            state.apply(&assign(0, 1, 0), &members()),
+            CommandResult::Assigned {
+                partition: 0,
+                owner: 1,
+                epoch: 1
+            }
+        );
+        // A retry of the same decision, or a deposed leader's, changes nothing.
+        assert!(matches!(
+            state.apply(&assign(0, 2, 0), &members()),
+            CommandResult::Refused(Refusal::StaleEpoch { current: 1, .. })
+        ));
+        assert_eq!(state.ownership()[&0], (Some(1), 1));
+        assert!(matches!(
+            state.apply(&assign(0, 9, 1), &members()),
+            CommandResult::Refused(Refusal::NotAMember { node: 9 })
+        ));
+        assert!(matches!(
+            state.apply(&assign(7, 1, 0), &members()),
+            CommandResult::Refused(Refusal::UnknownPartition { partition: 7 })
+        ));
+    }
+
+    #[test]
+    fn checkpoints_from_a_stale_epoch_are_refused_and_change_nothing() {
+        let mut state = with_partitions(1);
+        state.apply(&assign(0, 1, 0), &members());
+        assert_eq!(
+            state.apply(&Command::Checkpoint(increment(0, 1, 10)), &members()),
+            CommandResult::Done
+        );
+        state.apply(&assign(0, 2, 1), &members());
+        assert!(matches!(
+            state.apply(&Command::Checkpoint(increment(0, 1, 20)), &members()),
+            CommandResult::Refused(Refusal::StaleEpoch {
+                current: 2,
+                given: 1,
+                ..
+            })
+        ));
+        let partition = state.partition(0).unwrap();
+        assert_eq!(partition.checkpoint.unwrap().last_offset, 10);
+        assert_eq!(partition.dedup.len(), 1);
+        assert_eq!(state.live().video("v"), vec![(0, [1, 0, 0, 0])]);
+    }
+
+    #[test]
+    fn checkpoint_offsets_never_go_back() {
+        let mut state = with_partitions(1);
+        state.apply(&assign(0, 1, 0), &members());
+        state.apply(&Command::Checkpoint(increment(0, 1, 10)), &members());
+        assert!(matches!(
+            state.apply(&Command::Checkpoint(increment(0, 1, 9)), &members()),
+            CommandResult::Refused(Refusal::OffsetWentBack { .. })
+        ));
+    }
+
+    #[test]
+    fn a_forgotten_member_owns_nothing_but_epochs_stay() {
+        let mut state = with_partitions(2);
+        state.apply(&assign(0, 1, 0), &members());
+        state.apply(&assign(1, 2, 0), &members());
+        state.apply(&Command::ForgetMember { node: 1 }, &members());
+        assert_eq!(state.ownership()[&0], (None, 1));
+        assert_eq!(state.ownership()[&1], (Some(2), 1));
+        // A checkpoint of the forgotten owner is refused.
+        assert!(matches!(
+            state.apply(&Command::Checkpoint(increment(0, 1, 5)), &members()),
+            CommandResult::Refused(Refusal::StaleEpoch { .. })
+        ));
+    }
+
+    #[test]
+    fn the_job_history_is_bounded_and_updates_runs_in_place() {
+        let mut state = with_partitions(0);
+        let run = |id, status: &str| JobRunRecord {
+            id,
+            job: "gold".into(),
+            trigger: "schedule".into(),
+            attempt: 1,
+            started_at_us: 0,
+            ended_at_us: None,
+            status: status.into(),
+            rows: 0,
+            detail: String::new(),
+            error: None,
+        };
+        for id in 1..=3 {
+            state.apply(&Command::RecordJobRun(run(id, "running")), &members());
+        }
+        state.apply(&Command::RecordJobRun(run(3, "succeeded")), &members());
+        let jobs: Vec<_> = state.jobs().map(|r| (r.id, r.status.as_str())).collect();
+        assert_eq!(jobs, [(3, "succeeded"), (2, "running")]);
+    }
+
+    proptest! {
+        /// A state rebuilt from its image applies the next commands exactly as the original.
+        #[test]
+        fn an_image_round_trips(ops in proptest::collection::vec((0i32..3, 1u64..4, 0u64..4, 0i64..50), 0..60)) {
+            let mut state = with_partitions(3);
+            let mut commands = Vec::new();
+            for (partition, node, epoch, offset) in ops {
+                commands.push(assign(partition, node, epoch));
+                commands.push(Command::Checkpoint(increment(partition, epoch, offset)));
+            }
+            let (first, second) = commands.split_at(commands.len() / 2);
+            for command in first {
+                state.apply(command, &members());
+            }
+            let mut copy = ClusterState::from_image(settings(), state.image());
+            prop_assert_eq!(copy.image(), state.image());
+            for command in second {
+                prop_assert_eq!(state.apply(command, &members()), copy.apply(command, &members()));
+            }
+            prop_assert_eq!(copy.image(), state.image());
+        }
+    }
+}

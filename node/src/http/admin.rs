@@ -1,0 +1,459 @@
+//! `/admin/*`: cluster status, job runs, and the changes an operator makes
+//! (run a job, rebalance, move a partition, add or remove a member). Any node
+//! answers; a change reaching a follower is forwarded to the leader.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router, middleware};
+use openraft::ChangeMembers;
+use serde::Deserialize;
+use serde_json::json;
+
+use streamreel_actors::coordinator::CoordinatorMsg;
+use streamreel_actors::coordinator::job::JobKind;
+use streamreel_actors::kafka;
+use streamreel_cluster::{ClusterError, Command, Member, NodeId, Refusal};
+use streamreel_protocol::time::now_micros;
+
+use super::auth::require_admin;
+use super::{AppState, error_response};
+
+/// Marks a request a follower forwarded, so it is never forwarded twice.
+const FORWARDED: &str = "x-streamreel-forwarded";
+/// How long `move` waits for the new owner to resume the partition.
+const RESUME_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/admin/status", get(status))
+        .route("/admin/jobs", get(jobs))
+        .route("/admin/jobs/{job}/run", post(run_job))
+        .route("/admin/rebalance", post(rebalance))
+        .route("/admin/partitions/{p}/move", post(move_partition))
+        .route("/admin/nodes", post(add_node))
+        .route("/admin/nodes/{id}", delete(remove_node))
+        .route_layer(middleware::from_fn_with_state(state, require_admin))
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    let member = &state.member;
+    let alive = member.alive();
+    let (nodes, partitions) = {
+        let applied = member.view.read();
+        let nodes: Vec<_> = applied
+            .members()
+            .into_iter()
+            .map(|(id, m)| json!({ "id": id, "addr": m.addr, "alive": alive.contains(&id) }))
+            .collect();
+        let partitions: Vec<_> = applied
+            .state
+            .partitions()
+            .map(|(p, s)| (p, s.owner, s.epoch, s.checkpoint))
+            .collect();
+        (nodes, partitions)
+    };
+    let ids: Vec<i32> = partitions.iter().map(|(p, ..)| *p).collect();
+    let (brokers, topic) = (state.brokers.clone(), state.input_topic.clone());
+    let highs = tokio::task::spawn_blocking(move || kafka::high_watermarks(&brokers, &topic, &ids))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let now_ms = now_micros() / 1_000;
+    let partitions: Vec<_> = partitions
+        .into_iter()
+        .map(|(partition, owner, epoch, checkpoint)| {
+            let committed = checkpoint.map_or(-1, |c| c.last_offset);
+            let lag = highs
+                .iter()
+                .find(|(p, _)| *p == partition)
+                .map(|(_, high)| (high - committed - 1).max(0));
+            json!({
+                "partition": partition,
+                "owner": owner,
+                "epoch": epoch,
+                "committed_offset": committed,
+                "lag": lag,
+                "checkpoint_age_ms": checkpoint.map(|c| (now_ms - c.at_ms).max(0)),
+            })
+        })
+        .collect();
+    Json(json!({
+        "node": member.id,
+        "leader": member.leader(),
+        "term": member.term(),
+        "nodes": nodes,
+        "partitions": partitions,
+        "ingest": local_ingest(&state),
+    }))
+    .into_response()
+}
+
+/// What this node's partition actors did since it started (every partition it ran).
+fn local_ingest(state: &AppState) -> Vec<serde_json::Value> {
+    use std::sync::atomic::Ordering::Relaxed;
+    state
+        .stats
+        .snapshot()
+        .into_iter()
+        .map(|(partition, stats)| {
+            let counters = stats.counters();
+            let checkpoints = stats.checkpoints.load(Relaxed);
+            let per_checkpoint = |total: u64| (checkpoints > 0).then(|| total as f64 / checkpoints as f64);
+            json!({
+                "partition": partition,
+                "accepted": counters.accepted,
+                "duplicates": counters.duplicates,
+                "rejected": counters.rejected,
+                "commits": counters.commits,
+                "restarts": stats.restarts.load(Relaxed),
+                "checkpoints": checkpoints,
+                "checkpoint_ms_avg": per_checkpoint(stats.checkpoint_micros.load(Relaxed)).map(|us| us / 1_000.0),
+                "checkpoint_bytes_avg": per_checkpoint(stats.checkpoint_bytes.load(Relaxed)),
+            })
+        })
+        .collect()
+}
+
+async fn jobs(State(state): State<AppState>) -> Response {
+    let runs: Vec<_> = state.member.view.read().state.jobs().cloned().collect();
+    Json(json!({ "runs": runs })).into_response()
+}
+
+async fn run_job(
+    State(state): State<AppState>,
+    Path(job): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let kind = match JobKind::from_str(&job) {
+        Ok(kind) => kind,
+        Err(e) => return error_response(StatusCode::NOT_FOUND, e),
+    };
+    let coordinator = match leader_coordinator(&state, &headers).await {
+        Ok(coordinator) => coordinator,
+        Err(answer) => return answer,
+    };
+    let Some(coordinator) = coordinator else {
+        return forward(
+            &state,
+            Method::POST,
+            &format!("/admin/jobs/{job}/run"),
+            None,
+            &headers,
+        )
+        .await;
+    };
+    match ractor::call!(coordinator, CoordinatorMsg::Trigger, kind) {
+        Ok(Ok(run_id)) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "job": kind, "run_id": run_id })),
+        )
+            .into_response(),
+        Ok(Err(refused)) => error_response(StatusCode::CONFLICT, refused),
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn rebalance(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let coordinator = match leader_coordinator(&state, &headers).await {
+        Ok(coordinator) => coordinator,
+        Err(answer) => return answer,
+    };
+    let Some(coordinator) = coordinator else {
+        return forward(&state, Method::POST, "/admin/rebalance", None, &headers).await;
+    };
+    match ractor::call!(coordinator, CoordinatorMsg::Rebalance) {
+        Ok(Ok(moves)) => {
+            let owners: Vec<_> = state
+                .member
+                .view
+                .read()
+                .state
+                .partitions()
+                .map(|(p, s)| json!({ "partition": p, "owner": s.owner, "epoch": s.epoch }))
+                .collect();
+            Json(json!({ "moves": moves, "owners": owners })).into_response()
+        }
+        Ok(Err(e)) => cluster_error(e),
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct MoveBody {
+    to: NodeId,
+}
+
+async fn move_partition(
+    State(state): State<AppState>,
+    Path(partition): Path<i32>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let to = match serde_json::from_slice::<MoveBody>(&body) {
+        Ok(body) => body.to,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("body must be {{\"to\": NODE_ID}}: {e}"),
+            );
+        }
+    };
+    {
+        let applied = state.member.view.read();
+        if !applied.voters().contains(&to) {
+            return error_response(StatusCode::NOT_FOUND, format!("unknown node {to}"));
+        }
+        if applied.state.partition(partition).is_none() {
+            let known: Vec<i32> = applied.state.partitions().map(|(p, _)| p).collect();
+            return error_response(
+                StatusCode::NOT_FOUND,
+                format!("partition {partition} out of range (partitions: {known:?})"),
+            );
+        }
+    }
+    let coordinator = match leader_coordinator(&state, &headers).await {
+        Ok(coordinator) => coordinator,
+        Err(answer) => return answer,
+    };
+    let Some(coordinator) = coordinator else {
+        let path = format!("/admin/partitions/{partition}/move");
+        return forward(&state, Method::POST, &path, Some(body), &headers).await;
+    };
+    let assigned = match ractor::call!(coordinator, |reply| CoordinatorMsg::Move {
+        partition,
+        to,
+        reply
+    }) {
+        Ok(Ok(assigned)) => assigned,
+        Ok(Err(e)) => return cluster_error(e),
+        Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    // Answer only once the new owner has resumed: its first checkpoint carries the new epoch.
+    let started = Instant::now();
+    let mut applies = state.member.view.applies();
+    loop {
+        let resumed = state
+            .member
+            .view
+            .read()
+            .state
+            .partition(partition)
+            .and_then(|s| s.checkpoint)
+            .is_some_and(|c| c.epoch >= assigned.epoch);
+        if resumed {
+            return Json(json!({
+                "partition": partition,
+                "owner": assigned.owner,
+                "epoch": assigned.epoch,
+                "resumed_after_ms": started.elapsed().as_millis() as u64,
+            }))
+            .into_response();
+        }
+        let left = RESUME_TIMEOUT.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "partition {partition} was given to node {to} at epoch {}, which has not resumed it within {RESUME_TIMEOUT:?}",
+                    assigned.epoch
+                ),
+            );
+        }
+        let _ = tokio::time::timeout(left.min(Duration::from_millis(500)), applies.changed()).await;
+    }
+}
+
+#[derive(Deserialize)]
+struct AddNodeBody {
+    id: NodeId,
+    addr: String,
+}
+
+async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let node = match serde_json::from_slice::<AddNodeBody>(&body) {
+        Ok(node) => node,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("body must be {{\"id\": N, \"addr\": \"HOST:PORT\"}}: {e}"),
+            );
+        }
+    };
+    if node.id == 0 || node.addr.parse::<std::net::SocketAddr>().is_err() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "id must be at least 1 and addr an IP:PORT",
+        );
+    }
+    if !state.member.is_leader() {
+        return forward(&state, Method::POST, "/admin/nodes", Some(body), &headers).await;
+    }
+    let raft = &state.member.raft;
+    let member = Member {
+        addr: node.addr.clone(),
+    };
+    if let Err(e) = raft.add_learner(node.id, member, true).await {
+        return error_response(
+            StatusCode::CONFLICT,
+            format!("cannot add node {}: {e}", node.id),
+        );
+    }
+    let voters = ChangeMembers::AddVoterIds(BTreeSet::from([node.id]));
+    match raft.change_membership(voters, false).await {
+        Ok(_) => Json(json!({ "added": node.id, "addr": node.addr })).into_response(),
+        Err(e) => error_response(
+            StatusCode::CONFLICT,
+            format!("cannot add node {}: {e}", node.id),
+        ),
+    }
+}
+
+async fn remove_node(
+    State(state): State<AppState>,
+    Path(id): Path<NodeId>,
+    headers: HeaderMap,
+) -> Response {
+    if !state
+        .member
+        .view
+        .read()
+        .members()
+        .iter()
+        .any(|(m, _)| *m == id)
+    {
+        return error_response(StatusCode::NOT_FOUND, format!("unknown node {id}"));
+    }
+    if !state.member.is_leader() {
+        return forward(
+            &state,
+            Method::DELETE,
+            &format!("/admin/nodes/{id}"),
+            None,
+            &headers,
+        )
+        .await;
+    }
+    let change = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+    if let Err(e) = state.member.raft.change_membership(change, false).await {
+        return error_response(
+            StatusCode::CONFLICT,
+            format!("cannot remove node {id}: {e}"),
+        );
+    }
+    // Its partitions lose their owner; the coordinator gives them to live members.
+    match state
+        .member
+        .propose(Command::ForgetMember { node: id }, Duration::from_secs(5))
+        .await
+    {
+        Ok(_) => Json(json!({ "removed": id })).into_response(),
+        Err(e) => cluster_error(e),
+    }
+}
+
+/// `Ok(Some(coordinator))` on the leader, `Ok(None)` when the request should
+/// be forwarded, `Err(answer)` when it cannot be served.
+async fn leader_coordinator(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<ractor::ActorRef<CoordinatorMsg>>, Response> {
+    if state.member.is_leader() {
+        // Just elected: the coordinator starts within a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(coordinator) = state.coordinator() {
+                return Ok(Some(coordinator));
+            }
+            if Instant::now() > deadline {
+                return Err(error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this node is the leader but its coordinator is not running yet; retry",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    if headers.contains_key(FORWARDED) {
+        return Err(error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not the leader (leadership moved); retry",
+        ));
+    }
+    Ok(None)
+}
+
+/// Sends the request to the leader and relays its answer.
+async fn forward(
+    state: &AppState,
+    method: Method,
+    path: &str,
+    body: Option<Bytes>,
+    headers: &HeaderMap,
+) -> Response {
+    let Some(leader) = state.member.leader() else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no leader yet; retry shortly",
+        );
+    };
+    let Some(addr) = state.member.addr_of(leader) else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the leader's address is unknown",
+        );
+    };
+    let client = reqwest::Client::new();
+    let method = reqwest::Method::from_bytes(method.as_str().as_bytes()).expect("a valid method");
+    let mut request = client
+        .request(method, format!("http://{addr}{path}"))
+        .timeout(RESUME_TIMEOUT + Duration::from_secs(10))
+        .header(FORWARDED, state.member.id.to_string());
+    if let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        request = request.header("authorization", auth);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+    }
+    match request.send().await {
+        Ok(answer) => {
+            let status =
+                StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let bytes = answer.bytes().await.unwrap_or_default();
+            (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                bytes.to_vec(),
+            )
+                .into_response()
+        }
+        Err(e) => error_response(
+            StatusCode::BAD_GATEWAY,
+            format!("cannot reach the leader (node {leader} at {addr}): {e}"),
+        ),
+    }
+}
+
+fn cluster_error(error: ClusterError) -> Response {
+    let status = match &error {
+        ClusterError::Refused(Refusal::UnknownPartition { .. })
+        | ClusterError::Refused(Refusal::NotAMember { .. })
+        | ClusterError::UnknownNode { .. } => StatusCode::NOT_FOUND,
+        ClusterError::Refused(_) => StatusCode::CONFLICT,
+        ClusterError::NoLeader | ClusterError::Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error_response(status, error)
+}

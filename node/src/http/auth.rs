@@ -1,0 +1,78 @@
+//! Bearer tokens. Compared in constant time so that response timing does not
+//! reveal how much of a guess was right.
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::{AppState, error_response};
+
+/// Equal length and equal bytes, without an early exit on the first difference.
+pub fn tokens_match(given: &[u8], expected: &[u8]) -> bool {
+    let mut difference = given.len() ^ expected.len();
+    for (i, byte) in expected.iter().enumerate() {
+        difference |= usize::from(given.get(i).copied().unwrap_or(0) ^ byte);
+    }
+    difference == 0
+}
+
+fn bearer(request: &Request) -> Option<&[u8]> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::as_bytes)
+}
+
+fn check(expected: Option<&str>, request: &Request, what: &str) -> Result<(), Response> {
+    match expected {
+        None => Ok(()),
+        Some(token)
+            if bearer(request).is_some_and(|given| tokens_match(given, token.as_bytes())) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(error_response(
+            StatusCode::UNAUTHORIZED,
+            format!("missing or wrong {what} token"),
+        )),
+    }
+}
+
+pub async fn require_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match check(state.admin_token.as_deref(), &request, "admin") {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
+    }
+}
+
+pub async fn require_cluster(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match check(state.cluster_token.as_deref(), &request, "cluster") {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_token_matches() {
+        assert!(tokens_match(b"secret", b"secret"));
+        assert!(!tokens_match(b"secre", b"secret"));
+        assert!(!tokens_match(b"secret!", b"secret"));
+        assert!(!tokens_match(b"Secret", b"secret"));
+        assert!(!tokens_match(b"", b"secret"));
+    }
+}

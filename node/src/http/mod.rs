@@ -1,0 +1,84 @@
+//! The node's one HTTP address: Raft traffic between members (`/raft/*`), the
+//! admin API (`/admin/*`), live aggregates (`/live/*`).
+//!
+//! - [`auth`]: bearer tokens, compared in constant time.
+//! - [`raft`]: the Raft RPCs, commands forwarded to the leader, pings.
+//! - [`admin`]: status, jobs, rebalance, move, membership; changes go to the leader.
+//! - [`live`]: live aggregates from this node's replica.
+
+pub mod admin;
+pub mod auth;
+pub mod live;
+pub mod raft;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ractor::ActorRef;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use streamreel_actors::IngestStats;
+use streamreel_actors::coordinator::CoordinatorMsg;
+use streamreel_cluster::ClusterMember;
+
+use crate::error::NodeError;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub member: ClusterMember,
+    pub stats: IngestStats,
+    /// Set while this node is the leader.
+    pub coordinator: Arc<Mutex<Option<ActorRef<CoordinatorMsg>>>>,
+    pub admin_token: Option<Arc<str>>,
+    pub cluster_token: Option<Arc<str>>,
+    pub brokers: String,
+    pub input_topic: String,
+}
+
+impl AppState {
+    pub fn coordinator(&self) -> Option<ActorRef<CoordinatorMsg>> {
+        self.coordinator.lock().expect("coordinator lock").clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(raft::routes(state.clone()))
+        .merge(admin::routes(state.clone()))
+        .merge(live::routes())
+        .with_state(state)
+}
+
+/// Serves every route on `listen` until `shutdown`. Returns the bound address.
+pub async fn serve(
+    listen: SocketAddr,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr, NodeError> {
+    let io_error = |source| NodeError::Io {
+        path: format!("http listener {listen}"),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(io_error)?;
+    let bound = listener.local_addr().map_err(io_error)?;
+    tokio::spawn(async move {
+        let server = axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move { shutdown.cancelled().await });
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "http server failed");
+        }
+    });
+    Ok(bound)
+}
+
+/// A JSON error answer: `{"error": message}`.
+pub fn error_response(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, axum::Json(json!({ "error": message.to_string() }))).into_response()
+}

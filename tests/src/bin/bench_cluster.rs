@@ -1,0 +1,294 @@
+//! The cluster's numbers: failover time over repeated SIGKILLs while events
+//! stream, three nodes against one on the same broker and events, the Raft
+//! cost of a checkpoint, the snapshot size at 1M events per partition, and
+//! the peak memory of each node.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use streamreel_cluster::dedup::{DedupSettings, DedupWindow};
+use streamreel_cluster::live::LiveBatch;
+use streamreel_cluster::state::{ClusterState, StateSettings};
+use streamreel_cluster::{CheckpointIncrement, Command as RaftCommand};
+use streamreel_protocol::codec::{encode, encoded_len};
+use streamreel_tests::broker::Broker;
+use streamreel_tests::bronze_reader::caught_up;
+use streamreel_tests::cluster::Cluster;
+use streamreel_tests::node_process::streamreel_binary;
+use streamreel_tests::simulated;
+
+use super::{INPUT, broker_with_input};
+
+const BATCHING: &str = "commit-max-events = 20000\ncommit-interval-ms = 1000\n";
+
+pub async fn cluster(events: u64, kills: u32) -> anyhow::Result<()> {
+    throughput(events).await?;
+    failover(kills).await?;
+    snapshot_size();
+    Ok(())
+}
+
+/// Three nodes against one, each on a fresh broker holding the same input.
+async fn throughput(events: u64) -> anyhow::Result<()> {
+    println!("== cluster throughput ({events} messages, 4 partitions, a fresh broker per run) ==");
+    let messages = simulated::messages(events, 3)?;
+    let mut elapsed = BTreeMap::new();
+    for size in [1u64, 3] {
+        let (broker, high) = broker_with_input(&messages).await?;
+        let base = tempfile::tempdir()?;
+        let started = Instant::now();
+        let mut cluster = Cluster::start(&broker.brokers(), base.path(), size, BATCHING)?;
+        loop {
+            if caught_up(base.path(), &high).await? {
+                break;
+            }
+            for id in cluster.ids() {
+                anyhow::ensure!(
+                    cluster.is_running(id),
+                    "node {id} exited: {}",
+                    cluster.logs()
+                );
+            }
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(900), "too slow");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let took = started.elapsed();
+        let leader = cluster.wait_for_leader(Duration::from_secs(10)).await?;
+        let mut checkpoints = 0.0;
+        let mut ms = 0.0;
+        let mut bytes = 0.0;
+        for id in cluster.ids() {
+            if let Ok(status) = cluster.status(id).await {
+                for p in status["ingest"].as_array().into_iter().flatten() {
+                    let n = p["checkpoints"].as_f64().unwrap_or(0.0);
+                    checkpoints += n;
+                    ms += n * p["checkpoint_ms_avg"].as_f64().unwrap_or(0.0);
+                    bytes += n * p["checkpoint_bytes_avg"].as_f64().unwrap_or(0.0);
+                }
+            }
+        }
+        println!(
+            "{size} node(s): {:>9.0} events/s  ({} messages in {:.1} s, process start to bronze; leader {leader})",
+            events as f64 / took.as_secs_f64(),
+            events,
+            took.as_secs_f64()
+        );
+        if checkpoints > 0.0 {
+            println!(
+                "           Raft checkpoint: {checkpoints:.0} checkpoints, {:.1} ms and {:.0} bytes each on average",
+                ms / checkpoints,
+                bytes / checkpoints
+            );
+        }
+        print_rss(&cluster);
+        elapsed.insert(size, took);
+        for id in cluster.ids() {
+            cluster.kill(id)?;
+        }
+    }
+    println!(
+        "three nodes / one node = {:.2} (same broker process kind, same events)",
+        elapsed[&1].as_secs_f64() / elapsed[&3].as_secs_f64()
+    );
+    Ok(())
+}
+
+fn print_rss(cluster: &Cluster) {
+    for (id, pid) in cluster.pids() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let peak = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .unwrap_or(0);
+        println!(
+            "           node {id} peak RSS {} MiB (goal < 500)",
+            peak / 1024
+        );
+    }
+}
+
+fn stream(broker: &Broker, rate: u64, seconds: u64) -> anyhow::Result<Child> {
+    Ok(Command::new(streamreel_binary()?)
+        .current_dir(streamreel_tests::repo_root())
+        .args(["simulate", "--brokers", &broker.brokers()])
+        .args(["--events", &(rate * seconds).to_string(), "--seed", "9"])
+        .args(["--rate", &rate.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
+/// Offsets committed per partition, and owners, as member `via` sees them.
+async fn progress(cluster: &Cluster, via: u64) -> Option<BTreeMap<i64, (u64, i64)>> {
+    let status = cluster.status(via).await.ok()?;
+    Some(
+        status["partitions"]
+            .as_array()?
+            .iter()
+            .map(|p| {
+                (
+                    p["partition"].as_i64().unwrap_or(-1),
+                    (
+                        p["owner"].as_u64().unwrap_or(0),
+                        p["committed_offset"].as_i64().unwrap_or(-1),
+                    ),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// SIGKILLs a member `kills` times while events stream (each member in turn,
+/// the leader among them), and times kill -> every partition it owned
+/// advancing in bronze again under a new owner.
+async fn failover(kills: u32) -> anyhow::Result<()> {
+    println!("== failover: {kills} SIGKILLs of a member of three while events stream ==");
+    let broker = Broker::start()?;
+    broker.create_topic(INPUT, 6).await?;
+    let base = tempfile::tempdir()?;
+    let mut cluster = Cluster::start(
+        &broker.brokers(),
+        base.path(),
+        3,
+        "commit-max-events = 5000\ncommit-interval-ms = 250\n",
+    )?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(60)).await?;
+    cluster
+        .wait_settled(leader, 6, Duration::from_secs(60))
+        .await?;
+    let mut simulator = stream(&broker, 1_000, 40 * kills as u64 + 60)?;
+    let mut times = Vec::new();
+    for round in 0..kills {
+        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        let ids = cluster.ids();
+        let victim = ids[round as usize % ids.len()];
+        let via = *ids.iter().find(|id| **id != victim).expect("a survivor");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let Some(before) = progress(&cluster, via).await else {
+            anyhow::bail!("no status from node {via}");
+        };
+        let owned: Vec<(i64, i64)> = before
+            .iter()
+            .filter(|(_, (owner, _))| *owner == victim)
+            .map(|(p, (_, offset))| (*p, *offset))
+            .collect();
+        let killed = Instant::now();
+        cluster.kill(victim)?;
+        loop {
+            anyhow::ensure!(
+                killed.elapsed() < Duration::from_secs(60),
+                "no failover: {}",
+                cluster.logs()
+            );
+            if let Some(now) = progress(&cluster, via).await {
+                let advanced = owned.iter().all(|(p, offset)| {
+                    now.get(p)
+                        .is_some_and(|(owner, o)| *owner != victim && o > offset)
+                });
+                if advanced {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let took = killed.elapsed();
+        println!(
+            "kill {}: node {victim}{} owned {} partitions, advancing again after {:.2} s",
+            round + 1,
+            if victim == leader { " (leader)" } else { "" },
+            owned.len(),
+            took.as_secs_f64()
+        );
+        times.push(took);
+        cluster.start_node(victim)?;
+        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        cluster
+            .wait_owned(leader, 6, Duration::from_secs(60))
+            .await?;
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    println!(
+        "failover median {:.2} s (goal < 3 s), max {:.2} s over {} kills",
+        median.as_secs_f64(),
+        times.last().expect("kills").as_secs_f64(),
+        times.len()
+    );
+    print_rss(&cluster);
+    let _ = simulator.kill();
+    Ok(())
+}
+
+/// The replicated state of one partition after 1M events, and one batch's checkpoint.
+fn snapshot_size() {
+    println!("== Raft state size ==");
+    let settings = StateSettings {
+        dedup: DedupSettings {
+            window_events: 1_000_000,
+            window: Duration::from_secs(86_400),
+            max_ids: 4_000_000,
+        },
+        live_retention_us: 48 * 3_600_000_000,
+        job_history: 200,
+    };
+    let mut state = ClusterState::new(settings);
+    let members = [1].into();
+    state.apply(
+        &RaftCommand::AddPartitions {
+            partitions: vec![0],
+        },
+        &members,
+    );
+    state.apply(
+        &RaftCommand::Assign {
+            partition: 0,
+            to: 1,
+            expected_epoch: 0,
+        },
+        &members,
+    );
+    let messages = simulated::messages(1_000_000, 4).unwrap_or_default();
+    let mut window = DedupWindow::new(settings.dedup);
+    let mut first_batch = 0;
+    for (batch_no, chunk) in messages.chunks(20_000).enumerate() {
+        let mut live = LiveBatch::default();
+        let mut new_ids = Vec::new();
+        for message in chunk {
+            let Ok(event) = streamreel_protocol::parse_event(&message.payload) else {
+                continue;
+            };
+            let id = streamreel_protocol::event_id_hash(&event.event_id);
+            if window.insert(id, 0) {
+                new_ids.push((id, 0));
+                live.add(
+                    &event.video_id,
+                    event.event_time_us,
+                    event.event_type.as_str(),
+                );
+            }
+        }
+        let command = RaftCommand::Checkpoint(CheckpointIncrement {
+            partition: 0,
+            epoch: 1,
+            last_offset: (batch_no as i64 + 1) * 20_000 - 1,
+            delta_version: batch_no as i64,
+            new_ids,
+            live: live.take(),
+            at_ms: 0,
+        });
+        if batch_no == 0 {
+            first_batch = encoded_len(&command);
+        }
+        state.apply(&command, &members);
+    }
+    let image = encode(&state.image()).map(|b| b.len()).unwrap_or(0);
+    println!("one checkpoint of a 20,000-event batch: {first_batch} bytes");
+    println!(
+        "snapshot of one partition after 1,000,000 events: {:.1} MiB ({} ids in the window)",
+        image as f64 / (1024.0 * 1024.0),
+        state.partition(0).map_or(0, |p| p.dedup.len())
+    );
+}

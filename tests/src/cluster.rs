@@ -1,0 +1,252 @@
+//! A cluster of real `streamreel node` processes sharing one lake: start,
+//! SIGKILL, freeze (SIGSTOP), thaw, restart, and ask any member for status.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::broker::free_port;
+use crate::node_process::NodeProcess;
+use crate::wait::wait_for;
+
+pub const CLUSTER_TOKEN: &str = "cluster-test-token-0123456789";
+
+pub struct Cluster {
+    brokers: String,
+    base: PathBuf,
+    config: PathBuf,
+    addrs: BTreeMap<u64, String>,
+    nodes: BTreeMap<u64, NodeProcess>,
+    http: reqwest::Client,
+}
+
+impl Cluster {
+    /// Writes a config for `size` members on free loopback ports, with the
+    /// lake at `<base>/lake`, and starts every member. `extra_toml` follows
+    /// the `[lake]` section's `uri` line: it may add `[lake]` keys first, then
+    /// other sections.
+    pub fn start(
+        brokers: &str,
+        base: &Path,
+        size: u64,
+        extra_toml: &str,
+    ) -> anyhow::Result<Cluster> {
+        let mut addrs = BTreeMap::new();
+        let mut toml = String::from(
+            "[cluster]\nheartbeat-ms = 250\nelection-timeout-ms = 1500\nfailover-after-ms = 2000\n",
+        );
+        for id in 1..=size {
+            let addr = format!("127.0.0.1:{}", free_port()?);
+            toml.push_str(&format!("[[cluster.node]]\nid = {id}\naddr = \"{addr}\"\n"));
+            addrs.insert(id, addr);
+        }
+        toml.push_str(&format!(
+            "[lake]\nuri = {:?}\n",
+            base.join("lake").display().to_string()
+        ));
+        toml.push_str(extra_toml);
+        std::fs::create_dir_all(base)?;
+        let config = base.join("cluster.toml");
+        std::fs::write(&config, toml)?;
+        let mut cluster = Cluster {
+            brokers: brokers.to_string(),
+            base: base.to_path_buf(),
+            config,
+            addrs,
+            nodes: BTreeMap::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(90))
+                .build()?,
+        };
+        for id in 1..=size {
+            cluster.start_node(id)?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn lake_parent(&self) -> &Path {
+        &self.base
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.addrs.keys().copied().collect()
+    }
+
+    pub fn url(&self, id: u64) -> String {
+        format!("http://{}", self.addrs[&id])
+    }
+
+    /// Starts (or restarts) member `id` from its own data dir.
+    pub fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
+        let data_dir = self.base.join(format!("node-{id}"));
+        let node = NodeProcess::spawn(
+            &self.brokers,
+            &data_dir,
+            &self.config,
+            &["--node-id", &id.to_string()],
+            &[("STREAMREEL_CLUSTER_TOKEN", CLUSTER_TOKEN)],
+        )?;
+        self.nodes.insert(id, node);
+        Ok(())
+    }
+
+    pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        if let Some(mut node) = self.nodes.remove(&id) {
+            node.kill9()?;
+        }
+        Ok(())
+    }
+
+    pub fn freeze(&self, id: u64) -> anyhow::Result<()> {
+        self.nodes[&id].signal("STOP")
+    }
+
+    pub fn thaw(&self, id: u64) -> anyhow::Result<()> {
+        self.nodes[&id].signal("CONT")
+    }
+
+    pub fn is_running(&mut self, id: u64) -> bool {
+        self.nodes.get_mut(&id).is_some_and(|n| n.is_running())
+    }
+
+    /// Every member's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for id in self.addrs.keys() {
+            let dir = self.base.join(format!("node-{id}"));
+            let mut runs: Vec<_> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .collect();
+            runs.sort();
+            for run in runs {
+                let text = std::fs::read_to_string(&run).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                all.push_str(&format!("\n===== {} (last 40 lines)\n", run.display()));
+                for line in tail.into_iter().rev() {
+                    all.push_str(line);
+                    all.push('\n');
+                }
+            }
+        }
+        all
+    }
+
+    /// `GET /admin/status` of member `id`.
+    pub async fn status(&self, id: u64) -> anyhow::Result<Value> {
+        let answer = self
+            .http
+            .get(format!("{}/admin/status", self.url(id)))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?;
+        anyhow::ensure!(answer.status().is_success(), "status {}", answer.status());
+        Ok(serde_json::from_slice(&answer.bytes().await?)?)
+    }
+
+    /// A request to member `id`; returns the HTTP status and JSON body.
+    pub async fn call(
+        &self,
+        id: u64,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.http.request(method, format!("{}{path}", self.url(id)));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let answer = request.send().await?;
+        let status = answer.status().as_u16();
+        let bytes = answer.bytes().await?;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    /// The process id of each running member.
+    pub fn pids(&self) -> Vec<(u64, u32)> {
+        self.nodes.iter().map(|(id, n)| (*id, n.pid())).collect()
+    }
+
+    /// Waits until, as member `via` sees it, every partition is owned by a
+    /// running member (lag aside).
+    pub async fn wait_owned(
+        &self,
+        via: u64,
+        partitions: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        wait_for(
+            "every partition owned by a running member",
+            timeout,
+            || async {
+                let Ok(status) = self.status(via).await else {
+                    return Ok(None);
+                };
+                let parts = status["partitions"].as_array().cloned().unwrap_or_default();
+                let owned = parts.len() == partitions
+                    && parts.iter().all(|p| {
+                        p["owner"]
+                            .as_u64()
+                            .is_some_and(|o| self.nodes.contains_key(&o))
+                    });
+                Ok(owned.then_some(()))
+            },
+        )
+        .await
+    }
+
+    /// The leader, as the running members agree on it.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<u64> {
+        wait_for("a leader", timeout, || async {
+            for id in self.nodes.keys() {
+                if let Ok(status) = self.status(*id).await
+                    && let Some(leader) = status["leader"].as_u64()
+                    && self.nodes.contains_key(&leader)
+                {
+                    return Ok(Some(leader));
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
+    /// Waits until, as member `via` sees it, every partition is owned by a
+    /// running member and has no lag; returns that status.
+    pub async fn wait_settled(
+        &self,
+        via: u64,
+        partitions: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        wait_for(
+            "every partition owned by a live member with zero lag",
+            timeout,
+            || async {
+                let Ok(status) = self.status(via).await else {
+                    return Ok(None);
+                };
+                let parts = status["partitions"].as_array().cloned().unwrap_or_default();
+                let settled = parts.len() == partitions
+                    && parts.iter().all(|p| {
+                        p["owner"]
+                            .as_u64()
+                            .is_some_and(|o| self.nodes.contains_key(&o))
+                            && p["lag"].as_i64() == Some(0)
+                    });
+                Ok(settled.then_some(status))
+            },
+        )
+        .await
+    }
+}

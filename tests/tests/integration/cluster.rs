@@ -1,0 +1,378 @@
+//! The cluster against real components: three `streamreel node` processes
+//! sharing one lake, a real tansu broker, the real simulator streaming while
+//! members are SIGKILLed, frozen and moved around.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use deltalake::datafusion::prelude::SessionContext;
+use serde_json::{Value, json};
+
+use streamreel_lake::BronzeTable;
+use streamreel_lake::query::{column_as_i64, column_as_strings, register_path, run_sql};
+use streamreel_tests::broker::Broker;
+use streamreel_tests::cluster::Cluster;
+use streamreel_tests::node_process::streamreel_binary;
+use streamreel_tests::simulated;
+use streamreel_tests::wait::wait_for;
+
+use crate::support::{INPUT, assert_bronze_exact};
+
+/// Small batches, so that kills land between and inside commits.
+const BATCHING: &str = "commit-max-events = 500\ncommit-interval-ms = 200\n\
+    [node]\nrestart-backoff-min-ms = 100\nrestart-backoff-max-ms = 2000\n";
+
+/// The real simulator, paced, in the background.
+fn stream(broker: &Broker, events: u64, seed: u64, rate: u64) -> anyhow::Result<Child> {
+    Ok(Command::new(streamreel_binary()?)
+        .current_dir(streamreel_tests::repo_root())
+        .args(["simulate", "--brokers", &broker.brokers()])
+        .args(["--events", &events.to_string(), "--seed", &seed.to_string()])
+        .args([
+            "--rate",
+            &rate.to_string(),
+            "--start",
+            "2026-11-24T00:00:00Z",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?)
+}
+
+/// Rows committed to bronze in all, as member `via` reports it.
+async fn committed(cluster: &Cluster, via: u64) -> u64 {
+    let Ok(status) = cluster.status(via).await else {
+        return 0;
+    };
+    status["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| (p["committed_offset"].as_i64().unwrap_or(-1) + 1) as u64)
+        .sum()
+}
+
+async fn wait_committed(cluster: &Cluster, via: u64, at_least: u64) -> anyhow::Result<()> {
+    wait_for(
+        &format!("{at_least} offsets committed"),
+        Duration::from_secs(120),
+        || async { Ok((committed(cluster, via).await >= at_least).then_some(())) },
+    )
+    .await
+}
+
+/// Waits until no partition is owned by `node`, as `via` sees it.
+async fn wait_moved_away(cluster: &Cluster, via: u64, node: u64) -> anyhow::Result<()> {
+    wait_for(
+        &format!("node {node}'s partitions to move"),
+        Duration::from_secs(60),
+        || async {
+            let Ok(status) = cluster.status(via).await else {
+                return Ok(None);
+            };
+            let parts = status["partitions"].as_array().cloned().unwrap_or_default();
+            let moved = !parts.is_empty()
+                && parts
+                    .iter()
+                    .all(|p| p["owner"].as_u64().is_some_and(|o| o != node));
+            Ok(moved.then_some(()))
+        },
+    )
+    .await
+}
+
+/// Every epoch txn in the bronze log, in commit order, never goes down.
+fn assert_epochs_never_went_down(lake: &Path) -> anyhow::Result<usize> {
+    let log = BronzeTable::path_in(lake).join("_delta_log");
+    let mut commits: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(&log)?
+        .flatten()
+        .map(|e| e.path())
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            let version = name.strip_suffix(".json")?.parse().ok()?;
+            Some((version, p))
+        })
+        .collect();
+    commits.sort();
+    let mut epochs: HashMap<String, i64> = HashMap::new();
+    let mut seen = 0;
+    for (version, path) in commits {
+        for line in std::fs::read_to_string(&path)?.lines() {
+            let action: Value = serde_json::from_str(line)?;
+            let Some(txn) = action.get("txn") else {
+                continue;
+            };
+            let app = txn["appId"].as_str().unwrap_or_default();
+            if !app.starts_with("streamreel-bronze-epoch-") {
+                continue;
+            }
+            let epoch = txn["version"].as_i64().unwrap_or(-1);
+            let last = epochs.entry(app.to_string()).or_insert(epoch);
+            anyhow::ensure!(
+                epoch >= *last,
+                "{app} went down from {last} to {epoch} at version {version}"
+            );
+            *last = epoch;
+            seen += 1;
+        }
+    }
+    Ok(seen)
+}
+
+/// Accepted events per (video, minute, type) in bronze.
+async fn bronze_counts(lake: &Path) -> anyhow::Result<BTreeMap<(String, i64, String), u64>> {
+    let ctx = SessionContext::new();
+    register_path(&ctx, "bronze", &BronzeTable::path_in(lake)).await?;
+    let batches = run_sql(
+        &ctx,
+        "SELECT video_id, event_type, CAST(date_trunc('minute', event_time) AS BIGINT) AS minute_us, \
+         COUNT(*) AS n FROM bronze GROUP BY video_id, event_type, minute_us",
+    )
+    .await?;
+    let mut counts = BTreeMap::new();
+    for batch in &batches {
+        let videos = column_as_strings(batch, "video_id")?;
+        let types = column_as_strings(batch, "event_type")?;
+        let minutes = column_as_i64(batch, "minute_us")?;
+        let n = column_as_i64(batch, "n")?;
+        for i in 0..batch.num_rows() {
+            counts.insert(
+                (videos[i].clone(), minutes[i], types[i].clone()),
+                n[i] as u64,
+            );
+        }
+    }
+    Ok(counts)
+}
+
+/// The live aggregates of member `via` equal the same group-by over bronze.
+async fn assert_live_equals_bronze(cluster: &Cluster, via: u64, lake: &Path) -> anyhow::Result<()> {
+    let expected = bronze_counts(lake).await?;
+    let videos: std::collections::BTreeSet<&String> = expected.keys().map(|(v, _, _)| v).collect();
+    let mut live = BTreeMap::new();
+    for video in videos {
+        let (code, answer) = cluster
+            .call(
+                via,
+                reqwest::Method::GET,
+                &format!("/live/video/{video}"),
+                None,
+            )
+            .await?;
+        anyhow::ensure!(code == 200, "live video {video}: {code} {answer}");
+        for minute in answer["minutes"].as_array().into_iter().flatten() {
+            let time = chrono::DateTime::parse_from_rfc3339(
+                minute["minute"].as_str().unwrap_or_default(),
+            )?;
+            for kind in ["play", "pause", "seek", "stop"] {
+                let n = minute[kind].as_u64().unwrap_or(0);
+                if n > 0 {
+                    live.insert(
+                        (video.clone(), time.timestamp_micros(), kind.to_string()),
+                        n,
+                    );
+                }
+            }
+        }
+    }
+    anyhow::ensure!(
+        live == expected,
+        "live aggregates differ from bronze: {} live keys, {} bronze keys; first differences: {:?}",
+        live.len(),
+        expected.len(),
+        expected
+            .iter()
+            .filter(|(k, v)| live.get(*k) != Some(v))
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_killed_and_frozen_while_events_stream_lose_and_double_nothing()
+-> anyhow::Result<()> {
+    const EVENTS: u64 = 36_000;
+    const SEED: u64 = 11;
+    const PARTITIONS: usize = 6;
+    let broker = Broker::start()?;
+    broker.create_topic(INPUT, PARTITIONS as i32).await?;
+    let base = tempfile::tempdir()?;
+    let mut cluster = Cluster::start(&broker.brokers(), base.path(), 3, BATCHING)?;
+    let result = async {
+        let leader = cluster.wait_for_leader(Duration::from_secs(60)).await?;
+        cluster
+            .wait_settled(leader, PARTITIONS, Duration::from_secs(60))
+            .await?;
+        let mut simulator = stream(&broker, EVENTS, SEED, 1_500)?;
+
+        // The leader dies twice, a follower once; each comes back.
+        let mut via = leader;
+        for (round, at) in [(1, 4_000), (2, 10_000), (3, 16_000)] {
+            wait_committed(&cluster, via, at).await?;
+            let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+            let victim = if round < 3 {
+                leader
+            } else {
+                cluster
+                    .ids()
+                    .into_iter()
+                    .find(|id| *id != leader)
+                    .expect("a follower")
+            };
+            via = cluster
+                .ids()
+                .into_iter()
+                .find(|id| *id != victim)
+                .expect("a survivor");
+            let killed = std::time::Instant::now();
+            cluster.kill(victim)?;
+            let new_leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+            wait_moved_away(&cluster, new_leader, victim).await?;
+            println!(
+                "round {round}: killed node {victim} (leader was {leader}); new leader {new_leader}; \
+                 its partitions moved after {:?}",
+                killed.elapsed()
+            );
+            cluster.start_node(victim)?;
+        }
+        // A follower freezes past the failover time, loses its partitions, wakes up.
+        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        let frozen = cluster
+            .ids()
+            .into_iter()
+            .find(|id| *id != leader)
+            .expect("a follower");
+        wait_committed(&cluster, leader, 20_000).await?;
+        cluster.freeze(frozen)?;
+        wait_moved_away(&cluster, leader, frozen).await?;
+        cluster.thaw(frozen)?;
+        println!("froze node {frozen} until its partitions moved, then thawed it");
+
+        let finished = wait_for("the simulator to finish", Duration::from_secs(180), || {
+            let done = simulator.try_wait().map(|s| s.map(|s| s.success()));
+            async move { Ok(done?) }
+        })
+        .await?;
+        anyhow::ensure!(finished, "the simulator failed");
+        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        let status = cluster
+            .wait_settled(leader, PARTITIONS, Duration::from_secs(180))
+            .await?;
+        for id in cluster.ids() {
+            anyhow::ensure!(cluster.is_running(id), "member {id} is still running");
+        }
+
+        let sent = simulated::messages(EVENTS, SEED)?;
+        assert_bronze_exact(cluster.lake_parent(), &sent).await?;
+        let lake = cluster.lake_parent().join("lake");
+        let epochs = assert_epochs_never_went_down(&lake)?;
+        anyhow::ensure!(epochs > 0, "bronze commits carry epochs");
+        let max_epoch = status["partitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["epoch"].as_u64())
+            .max()
+            .unwrap_or(0);
+        anyhow::ensure!(max_epoch >= 2, "partitions moved: {status}");
+        println!("settled: {status}");
+        // Every member's replica answers the same live numbers as bronze.
+        for id in cluster.ids() {
+            assert_live_equals_bronze(&cluster, id, &lake).await?;
+        }
+        Ok(())
+    }
+    .await;
+    result.map_err(|e: anyhow::Error| e.context(cluster.logs()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_and_rebalance_under_load_lose_and_double_nothing() -> anyhow::Result<()> {
+    const EVENTS: u64 = 16_000;
+    const SEED: u64 = 5;
+    const PARTITIONS: usize = 4;
+    let broker = Broker::start()?;
+    broker.create_topic(INPUT, PARTITIONS as i32).await?;
+    let base = tempfile::tempdir()?;
+    let cluster = Cluster::start(&broker.brokers(), base.path(), 3, BATCHING)?;
+    let result = async {
+        let leader = cluster.wait_for_leader(Duration::from_secs(60)).await?;
+        let status = cluster
+            .wait_settled(leader, PARTITIONS, Duration::from_secs(60))
+            .await?;
+        let mut simulator = stream(&broker, EVENTS, SEED, 1_500)?;
+        wait_committed(&cluster, leader, 2_000).await?;
+
+        // Through a follower's CLI: the change is forwarded to the leader.
+        let follower = cluster
+            .ids()
+            .into_iter()
+            .find(|id| *id != leader)
+            .expect("a follower");
+        let admin = |args: &[&str]| -> anyhow::Result<(bool, String)> {
+            let output = Command::new(streamreel_binary()?)
+                .args(["admin", "--node", &cluster.url(follower)])
+                .args(args)
+                .output()?;
+            Ok((
+                output.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ),
+            ))
+        };
+        let owner = status["partitions"][0]["owner"].as_u64().expect("owned");
+        let epoch = status["partitions"][0]["epoch"].as_u64().expect("epoch");
+        let target = cluster
+            .ids()
+            .into_iter()
+            .find(|id| *id != owner)
+            .expect("another member");
+        let (ok, out) = admin(&["move", "0", "--to", &target.to_string()])?;
+        anyhow::ensure!(ok, "move: {out}");
+        let moved: Value = serde_json::from_str(&out)?;
+        assert_eq!(moved["owner"], json!(target));
+        assert_eq!(moved["epoch"], json!(epoch + 1));
+        // `move` answered only once the new owner resumed: its checkpoint carries the new epoch.
+        let after = cluster.status(follower).await?;
+        assert_eq!(after["partitions"][0]["owner"], json!(target), "{after}");
+
+        let (ok, out) = admin(&["move", "0", "--to", "9"])?;
+        anyhow::ensure!(!ok && out.contains("unknown node 9"), "{out}");
+        let (ok, out) = admin(&["move", "99", "--to", "1"])?;
+        anyhow::ensure!(!ok && out.contains("partition 99 out of range"), "{out}");
+
+        let (ok, out) = admin(&["rebalance"])?;
+        anyhow::ensure!(ok, "rebalance: {out}");
+        let answer: Value = serde_json::from_str(&out)?;
+        let mut load: HashMap<u64, usize> = HashMap::new();
+        for p in answer["owners"].as_array().into_iter().flatten() {
+            *load.entry(p["owner"].as_u64().unwrap_or(0)).or_default() += 1;
+        }
+        let (min, max) = (load.values().min().copied(), load.values().max().copied());
+        anyhow::ensure!(
+            load.len() == 3 && max.zip(min).is_some_and(|(max, min)| max - min <= 1),
+            "rebalanced evenly: {answer}"
+        );
+
+        let finished = wait_for("the simulator to finish", Duration::from_secs(120), || {
+            let done = simulator.try_wait().map(|s| s.map(|s| s.success()));
+            async move { Ok(done?) }
+        })
+        .await?;
+        anyhow::ensure!(finished, "the simulator failed");
+        cluster
+            .wait_settled(leader, PARTITIONS, Duration::from_secs(120))
+            .await?;
+        assert_bronze_exact(cluster.lake_parent(), &simulated::messages(EVENTS, SEED)?).await?;
+        assert_epochs_never_went_down(&cluster.lake_parent().join("lake"))?;
+        Ok(())
+    }
+    .await;
+    result.map_err(|e: anyhow::Error| e.context(cluster.logs()))
+}
