@@ -93,7 +93,9 @@ struct PendingBatch {
     duplicates: u64,
     rejected: u64,
     /// Accepted ids (hashes) with when they were accepted, for the checkpoint.
-    new_ids: Vec<(u128, i64)>,
+    new_ids: Vec<u128>,
+    /// When the newest accepted event was accepted.
+    accepted_at_us: i64,
     live: LiveBatch,
 }
 
@@ -221,7 +223,8 @@ impl PartitionState {
             match self.core.process(offset, payload, now) {
                 Outcome::Accepted(clean) => {
                     let row = clean.view();
-                    self.batch.new_ids.push((event_id_hash(row.event_id), now));
+                    self.batch.new_ids.push(event_id_hash(row.event_id));
+                    self.batch.accepted_at_us = now;
                     self.batch
                         .live
                         .add(row.video_id, row.event_time_us, row.event_type);
@@ -313,6 +316,7 @@ impl PartitionState {
                 last_offset,
                 delta_version: checkpoint.delta_version,
                 new_ids: batch.new_ids,
+                accepted_at_us: batch.accepted_at_us,
                 live: batch.live.take(),
                 at_ms: now_micros() / 1_000,
             },
@@ -385,13 +389,15 @@ async fn resume(
     // Bronze may be ahead: the previous owner died between its bronze commit
     // and its checkpoint. Replay exactly that gap.
     let mut new_ids = Vec::new();
+    let mut accepted_at_us = 0;
     let mut live = LiveBatch::default();
     let gap_from = checkpoint_offset.unwrap_or(-1);
     if marks.last_offset.unwrap_or(-1) > gap_from {
         for event in bronze.events_after(partition, gap_from).await? {
             let id = event_id_hash(&event.event_id);
             dedup.insert(id, event.ingested_at_us);
-            new_ids.push((id, event.ingested_at_us));
+            new_ids.push(id);
+            accepted_at_us = accepted_at_us.max(event.ingested_at_us);
             live.add(&event.video_id, event.event_time_us, &event.event_type);
         }
     }
@@ -407,6 +413,7 @@ async fn resume(
             last_offset: marks.last_offset.unwrap_or(-1),
             delta_version: fence.delta_version,
             new_ids,
+            accepted_at_us,
             live: live.take(),
             at_ms: now_micros() / 1_000,
         },

@@ -54,12 +54,14 @@ pub struct DedupWindow {
 
 impl DedupWindow {
     pub fn new(settings: DedupSettings) -> DedupWindow {
-        // Sized for the count window up front: a full window never rehashes.
-        let capacity = settings.window_events.min(settings.max_ids);
+        // Not sized up front: every member holds a window per partition, and a
+        // table sized for a full window touches its pages as soon as ids arrive
+        // (tens of MiB each), however few they are. Growing costs a rehash now
+        // and then instead.
         DedupWindow {
             settings,
-            ids: HashSet::with_capacity_and_hasher(capacity, BuildHasherDefault::default()),
-            order: VecDeque::with_capacity(capacity),
+            ids: HashSet::default(),
+            order: VecDeque::new(),
         }
     }
 

@@ -18,7 +18,7 @@ pub enum ClusterError {
     #[error("refused: {0}")]
     Refused(#[from] Refusal),
     #[error("raft: {0}")]
-    Raft(String),
+    Raft(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("request to {addr} failed: {reason}")]
     Rpc { addr: String, reason: String },
     #[error("timed out: {what}")]
@@ -26,6 +26,10 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
+    pub fn raft(error: impl std::error::Error + Send + Sync + 'static) -> ClusterError {
+        ClusterError::Raft(Box::new(error))
+    }
+
     pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> ClusterError {
         ClusterError::Io {
             path: path.to_string(),

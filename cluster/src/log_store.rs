@@ -167,14 +167,12 @@ impl Inner {
     }
 
     /// Removes the files of the entries at `indexes`, durably.
-    fn remove_entries(&self, indexes: &[u64]) -> Result<(), StorageError<NodeId>> {
+    fn remove_entries(&self, indexes: &[u64]) -> Result<(), FileError> {
         for &index in indexes {
-            remove_file(&self.entry_path(index))
-                .map_err(|e| e.into_storage(ErrorSubject::LogIndex(index), ErrorVerb::Delete))?;
+            remove_file(&self.entry_path(index))?;
         }
         if !indexes.is_empty() {
-            sync_dir(&self.log_dir)
-                .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Delete))?;
+            sync_dir(&self.log_dir)?;
         }
         Ok(())
     }
@@ -287,7 +285,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .rev()
             .map(|(index, _)| *index)
             .collect();
-        inner.remove_entries(&doomed)?;
+        inner
+            .remove_entries(&doomed)
+            .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Delete))?;
         inner.entries.retain(|index, _| *index < log_id.index);
         Ok(())
     }
@@ -313,7 +313,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .range(..=log_id.index)
             .map(|(index, _)| *index)
             .collect();
-        inner.remove_entries(&doomed)?;
+        inner
+            .remove_entries(&doomed)
+            .map_err(|e| e.into_storage(ErrorSubject::Logs, ErrorVerb::Delete))?;
         inner.entries.retain(|index, _| *index > log_id.index);
         Ok(())
     }

@@ -61,22 +61,25 @@ impl ClusterMember {
         let config = Config {
             cluster_name: "streamreel".into(),
             heartbeat_interval: timings.heartbeat_ms,
-            election_timeout_min: timings.election_timeout_ms,
-            election_timeout_max: timings.election_timeout_ms * 2,
-            // Checkpoints arrive every second per partition: snapshot often
-            // enough that the log, and a restart's replay, stay short.
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(500),
-            max_in_snapshot_log_to_keep: 100,
+            // openraft 0.9 makes a follower wait a leader lease (its
+            // `election_timeout_max`) plus a random timeout in [min, max]
+            // before it stands for election. With max = 2/3 and min = 1/3 of
+            // `cluster.election-timeout-ms` that wait falls within [timeout,
+            // 4/3 x timeout], inside the [timeout, 2 x timeout] operators
+            // configure, instead of up to four times the timeout.
+            election_timeout_min: (timings.election_timeout_ms / 3).max(timings.heartbeat_ms + 1),
+            election_timeout_max: timings.election_timeout_ms * 2 / 3,
+            // Checkpoints arrive about every second per partition and carry up
+            // to a batch of ids each (hundreds of KiB): snapshot often enough
+            // that the log held in memory, and a restart's replay, stay short.
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(100),
+            max_in_snapshot_log_to_keep: 20,
             // A snapshot holds every partition's de-duplication window: tens of
             // MiB on a busy cluster, more than the default 200 ms allows.
             install_snapshot_timeout: 10_000,
             ..Config::default()
         };
-        let config = Arc::new(
-            config
-                .validate()
-                .map_err(|e| ClusterError::Raft(e.to_string()))?,
-        );
+        let config = Arc::new(config.validate().map_err(ClusterError::raft)?);
         let log_store = LogStore::open(dir)?;
         let sm_store = StateMachineStore::open(&dir.join("state"), settings)?;
         let view = sm_store.view();
@@ -88,7 +91,7 @@ impl ClusterMember {
             sm_store,
         )
         .await
-        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        .map_err(ClusterError::raft)?;
         let clock = Instant::now();
         Ok(ClusterMember {
             id,
@@ -149,7 +152,7 @@ impl ClusterMember {
                 Some(Ok(result)) => return Ok(result),
                 // The leader changed under us: look again.
                 Some(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) | None => {}
-                Some(Err(e)) => return Err(ClusterError::Raft(e.to_string())),
+                Some(Err(e)) => return Err(ClusterError::raft(e)),
             }
             let now = Instant::now();
             if now >= deadline {
@@ -195,7 +198,7 @@ impl ClusterMember {
                 .raft
                 .is_initialized()
                 .await
-                .map_err(|e| ClusterError::Raft(e.to_string()))?
+                .map_err(ClusterError::raft)?
             {
                 return Ok(());
             }

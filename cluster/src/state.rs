@@ -145,8 +145,8 @@ impl ClusterState {
                 given: increment.last_offset,
             });
         }
-        for (id, accepted_at) in &increment.new_ids {
-            state.dedup.insert(*id, *accepted_at);
+        for id in &increment.new_ids {
+            state.dedup.insert(*id, increment.accepted_at_us);
         }
         state.checkpoint = Some(Checkpoint {
             epoch: increment.epoch,
@@ -280,7 +280,8 @@ mod tests {
             epoch,
             last_offset,
             delta_version: last_offset,
-            new_ids: vec![(last_offset as u128, 0)],
+            new_ids: vec![last_offset as u128],
+            accepted_at_us: 0,
             live: vec![LiveCount {
                 video_id: "v".into(),
                 minute_us: 0,

@@ -68,9 +68,12 @@ pub struct CheckpointIncrement {
     pub last_offset: i64,
     /// The bronze table version holding it.
     pub delta_version: i64,
-    /// Ids of the events accepted since the last checkpoint (hashes), with when
-    /// they were accepted (UTC microseconds), oldest first.
-    pub new_ids: Vec<(u128, i64)>,
+    /// Ids of the events accepted since the last checkpoint (hashes), oldest first.
+    pub new_ids: Vec<u128>,
+    /// When the newest of them was accepted (UTC microseconds). Replicas keep
+    /// every id of the increment from this time on: a little longer than the
+    /// owner does, never shorter, at a third of the bytes of a time per id.
+    pub accepted_at_us: i64,
     /// Accepted events since the last checkpoint, per video, minute and type.
     pub live: Vec<LiveCount>,
     /// Wall-clock time of the proposal (UTC milliseconds), for the checkpoint's age.

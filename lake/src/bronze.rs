@@ -159,13 +159,6 @@ impl BronzeBatchBuilder {
     }
 }
 
-/// An event id remembered for de-duplication, with when it was accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecentEvent {
-    pub event_id: String,
-    pub ingested_at_us: i64,
-}
-
 /// What bronze says about one partition: its progress and owner's epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PartitionMarks {
@@ -314,28 +307,15 @@ impl BronzeTable {
         last_offset: Option<i64>,
         epoch: u64,
     ) -> Result<PartitionCheckpoint, LakeError> {
-        let mut properties = CommitProperties::default()
-            .with_application_transaction(Transaction::new(epoch_app_id(partition), epoch as i64));
+        let mut txns = vec![Transaction::new(epoch_app_id(partition), epoch as i64)];
         if let Some(last_offset) = last_offset {
-            properties = properties.with_application_transaction(Transaction::new(
+            txns.push(Transaction::new(
                 PartitionCheckpoint::bronze_app_id(partition),
                 last_offset,
             ));
         }
-        let table = self
-            .table
-            .clone()
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Append)
-            .with_commit_properties(properties)
+        self.commit(batch, partition, last_offset.unwrap_or(-1), txns)
             .await
-            .map_err(|e| fenced_or_delta(partition, e))?;
-        self.table = table;
-        Ok(PartitionCheckpoint {
-            partition,
-            last_offset: last_offset.unwrap_or(-1),
-            delta_version: self.table.version().unwrap_or_default() as i64,
-        })
     }
 
     /// The partition's committed rows with offsets above `after_offset`, by
@@ -383,9 +363,18 @@ impl BronzeTable {
         partition: i32,
         last_offset: i64,
     ) -> Result<PartitionCheckpoint, LakeError> {
-        let properties = CommitProperties::default().with_application_transaction(
-            Transaction::new(PartitionCheckpoint::bronze_app_id(partition), last_offset),
-        );
+        let txn = Transaction::new(PartitionCheckpoint::bronze_app_id(partition), last_offset);
+        self.commit(batch, partition, last_offset, vec![txn]).await
+    }
+
+    async fn commit(
+        &mut self,
+        batch: RecordBatch,
+        partition: i32,
+        last_offset: i64,
+        txns: Vec<Transaction>,
+    ) -> Result<PartitionCheckpoint, LakeError> {
+        let properties = CommitProperties::default().with_application_transactions(txns);
         let table = self
             .table
             .clone()
@@ -393,46 +382,13 @@ impl BronzeTable {
             .with_save_mode(SaveMode::Append)
             .with_commit_properties(properties)
             .await
-            .map_err(|e| LakeError::delta(TABLE, e))?;
+            .map_err(|e| fenced_or_delta(partition, e))?;
         self.table = table;
-        let delta_version = self.table.version().unwrap_or_default() as i64;
         Ok(PartitionCheckpoint {
             partition,
             last_offset,
-            delta_version,
+            delta_version: self.table.version().unwrap_or_default() as i64,
         })
-    }
-
-    /// The newest `limit` events of `partition` by offset, oldest first: the state
-    /// the de-duplication window is rebuilt from after a restart.
-    pub async fn recent_events(
-        &mut self,
-        partition: i32,
-        limit: usize,
-    ) -> Result<Vec<RecentEvent>, LakeError> {
-        self.table
-            .update_state()
-            .await
-            .map_err(|e| LakeError::delta(TABLE, e))?;
-        let ctx = deltalake::datafusion::prelude::SessionContext::new();
-        register_table(&ctx, "bronze", &self.table).await?;
-        let sql = format!(
-            "SELECT event_id, CAST(ingested_at AS BIGINT) AS ingested_at_us FROM bronze \
-             WHERE kafka_partition = {partition} ORDER BY kafka_offset DESC LIMIT {limit}"
-        );
-        let batches = ctx.sql(&sql).await?.collect().await?;
-        let mut events = Vec::new();
-        for batch in batches.iter().rev() {
-            let ids = column_as_strings(batch, "event_id")?;
-            let times = column_as_i64(batch, "ingested_at_us")?;
-            for (id, time) in ids.into_iter().zip(times).rev() {
-                events.push(RecentEvent {
-                    event_id: id,
-                    ingested_at_us: time,
-                });
-            }
-        }
-        Ok(events)
     }
 }
 
@@ -483,10 +439,10 @@ mod tests {
         let mut reopened = BronzeTable::open_or_create(lake.path()).await.unwrap();
         assert_eq!(reopened.committed_offset(0).await.unwrap(), Some(7));
         assert_eq!(reopened.committed_offset(1).await.unwrap(), Some(10));
-        let recent = reopened.recent_events(0, 3).await.unwrap();
-        let ids: Vec<_> = recent.iter().map(|e| e.event_id.as_str()).collect();
+        let after = reopened.events_after(0, 1).await.unwrap();
+        let ids: Vec<_> = after.iter().map(|e| e.event_id.as_str()).collect();
         assert_eq!(ids, ["e-0-2", "e-0-3", "e-0-4"]);
-        assert_eq!(recent[2].ingested_at_us, 1_795_503_600_000_004);
+        assert_eq!(after[2].ingested_at_us, 1_795_503_600_000_004);
     }
 
     #[tokio::test]

@@ -483,12 +483,13 @@ fn validate(
             if cluster.heartbeat_ms == 0 || cluster.heartbeat_ms > 60_000 {
                 return Err(invalid("cluster.heartbeat-ms", "must be within 1..=60000"));
             }
-            if cluster.election_timeout_ms <= cluster.heartbeat_ms
+            // Followers must hear several heartbeats within an election timeout.
+            if cluster.election_timeout_ms < 3 * cluster.heartbeat_ms
                 || cluster.election_timeout_ms > 600_000
             {
                 return Err(invalid(
                     "cluster.election-timeout-ms",
-                    "must be above cluster.heartbeat-ms and at most 600000",
+                    "must be at least 3 x cluster.heartbeat-ms and at most 600000",
                 ));
             }
             if cluster.failover_after_ms < cluster.heartbeat_ms

@@ -26,19 +26,18 @@ fn bearer(request: &Request) -> Option<&[u8]> {
         .map(str::as_bytes)
 }
 
-fn check(expected: Option<&str>, request: &Request, what: &str) -> Result<(), Response> {
-    match expected {
-        None => Ok(()),
-        Some(token)
-            if bearer(request).is_some_and(|given| tokens_match(given, token.as_bytes())) =>
-        {
-            Ok(())
-        }
-        Some(_) => Err(error_response(
-            StatusCode::UNAUTHORIZED,
-            format!("missing or wrong {what} token"),
-        )),
-    }
+/// Whether the request carries the expected token (always, when none is configured).
+fn authorised(expected: Option<&str>, request: &Request) -> bool {
+    expected.is_none_or(|token| {
+        bearer(request).is_some_and(|given| tokens_match(given, token.as_bytes()))
+    })
+}
+
+fn unauthorised(what: &str) -> Response {
+    error_response(
+        StatusCode::UNAUTHORIZED,
+        format!("missing or wrong {what} token"),
+    )
 }
 
 pub async fn require_admin(
@@ -46,9 +45,10 @@ pub async fn require_admin(
     request: Request,
     next: Next,
 ) -> Response {
-    match check(state.admin_token.as_deref(), &request, "admin") {
-        Ok(()) => next.run(request).await,
-        Err(refused) => refused,
+    if authorised(state.admin_token.as_deref(), &request) {
+        next.run(request).await
+    } else {
+        unauthorised("admin")
     }
 }
 
@@ -57,9 +57,10 @@ pub async fn require_cluster(
     request: Request,
     next: Next,
 ) -> Response {
-    match check(state.cluster_token.as_deref(), &request, "cluster") {
-        Ok(()) => next.run(request).await,
-        Err(refused) => refused,
+    if authorised(state.cluster_token.as_deref(), &request) {
+        next.run(request).await
+    } else {
+        unauthorised("cluster")
     }
 }
 

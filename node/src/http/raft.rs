@@ -34,35 +34,39 @@ fn bincode<T: Serialize>(value: &T) -> Response {
     }
 }
 
-fn request<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    decode(body).map_err(|e| error_response(StatusCode::BAD_REQUEST, e))
+fn request<T: DeserializeOwned>(body: &Bytes) -> Result<T, streamreel_protocol::CodecError> {
+    decode(body)
+}
+
+fn bad_request(error: streamreel_protocol::CodecError) -> Response {
+    error_response(StatusCode::BAD_REQUEST, error)
 }
 
 async fn append(State(state): State<AppState>, body: Bytes) -> Response {
     match request::<openraft::raft::AppendEntriesRequest<TypeConfig>>(&body) {
         Ok(rpc) => bincode(&state.member.raft.append_entries(rpc).await),
-        Err(refused) => refused,
+        Err(e) => bad_request(e),
     }
 }
 
 async fn vote(State(state): State<AppState>, body: Bytes) -> Response {
     match request::<openraft::raft::VoteRequest<u64>>(&body) {
         Ok(rpc) => bincode(&state.member.raft.vote(rpc).await),
-        Err(refused) => refused,
+        Err(e) => bad_request(e),
     }
 }
 
 async fn snapshot(State(state): State<AppState>, body: Bytes) -> Response {
     match request::<openraft::raft::InstallSnapshotRequest<TypeConfig>>(&body) {
         Ok(rpc) => bincode(&state.member.raft.install_snapshot(rpc).await),
-        Err(refused) => refused,
+        Err(e) => bad_request(e),
     }
 }
 
 async fn write(State(state): State<AppState>, body: Bytes) -> Response {
     match request::<Command>(&body) {
         Ok(command) => bincode(&state.member.write_as_leader(command).await),
-        Err(refused) => refused,
+        Err(e) => bad_request(e),
     }
 }
 

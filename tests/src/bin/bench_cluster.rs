@@ -262,7 +262,7 @@ fn snapshot_size() {
             };
             let id = streamreel_protocol::event_id_hash(&event.event_id);
             if window.insert(id, 0) {
-                new_ids.push((id, 0));
+                new_ids.push(id);
                 live.add(
                     &event.video_id,
                     event.event_time_us,
@@ -276,6 +276,7 @@ fn snapshot_size() {
             last_offset: (batch_no as i64 + 1) * 20_000 - 1,
             delta_version: batch_no as i64,
             new_ids,
+            accepted_at_us: 0,
             live: live.take(),
             at_ms: 0,
         });
