@@ -73,6 +73,8 @@ pub struct PartitionActor;
 pub struct PartitionState {
     context: Arc<IngestContext>,
     epoch: Epoch,
+    /// The offset of this partition's last checkpoint in Raft (-1: none).
+    checkpointed: i64,
     core: PartitionCore,
     consumer: StreamConsumer,
     bronze: BronzeTable,
@@ -147,6 +149,7 @@ impl Actor for PartitionActor {
             }),
             context,
             epoch,
+            checkpointed: resumed.marks_offset.unwrap_or(-1),
             core,
             consumer,
             bronze: resumed.bronze,
@@ -313,6 +316,7 @@ impl PartitionState {
             CheckpointIncrement {
                 partition,
                 epoch: self.epoch,
+                after_offset: self.checkpointed,
                 last_offset,
                 delta_version: checkpoint.delta_version,
                 new_ids: batch.new_ids,
@@ -322,6 +326,7 @@ impl PartitionState {
             },
         )
         .await?;
+        self.checkpointed = last_offset;
         let stats = &self.stats;
         stats.accepted.fetch_add(rows_len as u64, Ordering::Relaxed);
         stats
@@ -410,6 +415,7 @@ async fn resume(
         CheckpointIncrement {
             partition,
             epoch,
+            after_offset: gap_from,
             last_offset: marks.last_offset.unwrap_or(-1),
             delta_version: fence.delta_version,
             new_ids,

@@ -136,13 +136,19 @@ impl ClusterState {
                 given: increment.epoch,
             });
         }
-        if let Some(current) = state.checkpoint
-            && increment.last_offset < current.last_offset
-        {
+        let current = state.checkpoint.map_or(-1, |c| c.last_offset);
+        if increment.after_offset != current {
+            return CommandResult::Refused(Refusal::CheckpointMoved {
+                partition,
+                current,
+                expected: increment.after_offset,
+            });
+        }
+        if increment.last_offset < increment.after_offset {
             return CommandResult::Refused(Refusal::OffsetWentBack {
                 partition,
-                current: current.last_offset,
-                given: increment.last_offset,
+                after: increment.after_offset,
+                last: increment.last_offset,
             });
         }
         for id in &increment.new_ids {
@@ -275,9 +281,19 @@ mod tests {
     }
 
     fn increment(partition: PartitionId, epoch: Epoch, last_offset: i64) -> CheckpointIncrement {
+        increment_after(partition, epoch, -1, last_offset)
+    }
+
+    fn increment_after(
+        partition: PartitionId,
+        epoch: Epoch,
+        after_offset: i64,
+        last_offset: i64,
+    ) -> CheckpointIncrement {
         CheckpointIncrement {
             partition,
             epoch,
+            after_offset,
             last_offset,
             delta_version: last_offset,
             new_ids: vec![last_offset as u128],
@@ -347,7 +363,10 @@ mod tests {
         );
         state.apply(&assign(0, 2, 1), &members());
         assert!(matches!(
-            state.apply(&Command::Checkpoint(increment(0, 1, 20)), &members()),
+            state.apply(
+                &Command::Checkpoint(increment_after(0, 1, 10, 20)),
+                &members()
+            ),
             CommandResult::Refused(Refusal::StaleEpoch {
                 current: 2,
                 given: 1,
@@ -361,14 +380,36 @@ mod tests {
     }
 
     #[test]
-    fn checkpoint_offsets_never_go_back() {
+    fn an_increment_folds_only_onto_the_checkpoint_it_continues() {
         let mut state = with_partitions(1);
         state.apply(&assign(0, 1, 0), &members());
-        state.apply(&Command::Checkpoint(increment(0, 1, 10)), &members());
+        let first = Command::Checkpoint(increment_after(0, 1, -1, 10));
+        assert_eq!(state.apply(&first, &members()), CommandResult::Done);
+        // The same increment again (a retry whose answer was lost) folds nothing twice.
         assert!(matches!(
-            state.apply(&Command::Checkpoint(increment(0, 1, 9)), &members()),
+            state.apply(&first, &members()),
+            CommandResult::Refused(Refusal::CheckpointMoved {
+                current: 10,
+                expected: -1,
+                ..
+            })
+        ));
+        assert_eq!(state.live().video("v"), vec![(0, [1, 0, 0, 0])]);
+        assert!(matches!(
+            state.apply(
+                &Command::Checkpoint(increment_after(0, 1, 10, 9)),
+                &members()
+            ),
             CommandResult::Refused(Refusal::OffsetWentBack { .. })
         ));
+        // A fence checkpoint: no new offsets, same place.
+        assert_eq!(
+            state.apply(
+                &Command::Checkpoint(increment_after(0, 1, 10, 10)),
+                &members()
+            ),
+            CommandResult::Done
+        );
     }
 
     #[test]

@@ -64,6 +64,11 @@ pub struct CheckpointIncrement {
     pub partition: PartitionId,
     /// The writer's ownership epoch; refused unless it is the partition's epoch.
     pub epoch: Epoch,
+    /// The checkpointed offset this increment continues from (-1: none). The
+    /// state machine refuses it unless that is still the partition's
+    /// checkpoint, so an increment is never folded in twice or on top of a
+    /// different one.
+    pub after_offset: i64,
     /// Everything up to this Kafka offset is in bronze.
     pub last_offset: i64,
     /// The bronze table version holding it.
@@ -121,11 +126,21 @@ pub enum Refusal {
         current: Epoch,
         given: Epoch,
     },
-    #[error("partition {partition} is checkpointed at offset {current}; {given} would go back")]
-    OffsetWentBack {
+    #[error(
+        "partition {partition} is checkpointed at offset {current}, not {expected} as the increment expects"
+    )]
+    CheckpointMoved {
         partition: PartitionId,
         current: i64,
-        given: i64,
+        expected: i64,
+    },
+    #[error(
+        "partition {partition}: an increment cannot end at {last} before it starts after {after}"
+    )]
+    OffsetWentBack {
+        partition: PartitionId,
+        after: i64,
+        last: i64,
     },
     #[error("node {node} is not a member")]
     NotAMember { node: NodeId },

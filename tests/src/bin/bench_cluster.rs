@@ -273,6 +273,7 @@ fn snapshot_size() {
         let command = RaftCommand::Checkpoint(CheckpointIncrement {
             partition: 0,
             epoch: 1,
+            after_offset: batch_no as i64 * 20_000 - 1,
             last_offset: (batch_no as i64 + 1) * 20_000 - 1,
             delta_version: batch_no as i64,
             new_ids,
