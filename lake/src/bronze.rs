@@ -215,24 +215,36 @@ impl BronzeTable {
         let path = Self::path_in(lake_dir);
         let url =
             ensure_table_uri(path.to_string_lossy()).map_err(|e| LakeError::delta(TABLE, e))?;
-        let table = DeltaTable::try_from_url(url)
+        let table = DeltaTable::try_from_url(url.clone())
             .await
             .map_err(|e| LakeError::delta(TABLE, e))?;
-        let table = if table.version().is_some() {
-            table
-        } else {
-            let schema: StructType = bronze_schema()
-                .as_ref()
-                .try_into_kernel()
-                .map_err(|e| LakeError::delta(TABLE, e.into()))?;
-            table
-                .create()
-                .with_columns(schema.fields().cloned())
-                .with_save_mode(SaveMode::Ignore)
-                .with_table_name("engagement_events")
-                .with_comment("StreamReel bronze: accepted, de-duplicated engagement events")
-                .await
-                .map_err(|e| LakeError::delta(TABLE, e))?
+        if table.version().is_some() {
+            return Ok(BronzeTable { path, table });
+        }
+        let schema: StructType = bronze_schema()
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| LakeError::delta(TABLE, e.into()))?;
+        let created = table
+            .create()
+            .with_columns(schema.fields().cloned())
+            .with_save_mode(SaveMode::Ignore)
+            .with_table_name("engagement_events")
+            .with_comment("StreamReel bronze: accepted, de-duplicated engagement events")
+            .await;
+        let table = match created {
+            Ok(table) => table,
+            Err(create_error) => {
+                // Members of a cluster start together on one lake: another
+                // one may have created the table a moment before. Use theirs.
+                let theirs = DeltaTable::try_from_url(url)
+                    .await
+                    .map_err(|e| LakeError::delta(TABLE, e))?;
+                if theirs.version().is_none() {
+                    return Err(LakeError::delta(TABLE, create_error));
+                }
+                theirs
+            }
         };
         Ok(BronzeTable { path, table })
     }
@@ -495,5 +507,27 @@ mod tests {
             .collect();
         assert_eq!(offsets, [0, 1, 2]);
         assert_eq!(new.events_after(0, 1).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn members_creating_the_table_at_once_all_get_it() {
+        let lake = tempfile::tempdir().unwrap();
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let dir = lake.path().to_path_buf();
+                tokio::spawn(async move { BronzeTable::open_or_create(&dir).await })
+            })
+            .collect();
+        for open in opens {
+            let mut table = open.await.unwrap().unwrap();
+            // Every handle works; writers of one partition may fence each other.
+            match table
+                .append_fenced(rows_to_batch(&[]).unwrap(), 0, None, 1)
+                .await
+            {
+                Ok(_) | Err(LakeError::Fenced { .. }) => {}
+                Err(other) => panic!("{other}"),
+            }
+        }
     }
 }
