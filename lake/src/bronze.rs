@@ -206,7 +206,7 @@ pub struct BronzeTable {
 
 impl BronzeTable {
     pub fn path_in(lake_dir: &Path) -> PathBuf {
-        lake_dir.join(crate::BRONZE_TABLE)
+        crate::tables::Lake::new(lake_dir).bronze()
     }
 
     /// Opens the table, creating it first if it does not exist yet. Call this once
@@ -518,8 +518,14 @@ mod tests {
                 tokio::spawn(async move { BronzeTable::open_or_create(&dir).await })
             })
             .collect();
+        let mut tables = Vec::new();
         for open in opens {
-            let mut table = open.await.unwrap().unwrap();
+            tables.push(open.await.unwrap().unwrap());
+        }
+        // A second creation may land as a later version: writers read the
+        // marks (which refreshes the handle) before they write, as actors do.
+        for mut table in tables {
+            table.marks(0).await.unwrap();
             // Every handle works; writers of one partition may fence each other.
             match table
                 .append_fenced(rows_to_batch(&[]).unwrap(), 0, None, 1)

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
 use crate::query::{column_as_i64, register_table, run_sql};
-use crate::tables::{gold_path, open_if_exists, register_metadata, table_path};
+use crate::tables::{Lake, open_if_exists, register_metadata};
 
 /// The data tests shipped with the models.
 pub const DATA_TESTS: &str = include_str!("../models/tests.toml");
@@ -116,10 +116,7 @@ pub fn declared_tests(text: &str) -> Result<Vec<DataTest>, LakeError> {
 }
 
 fn table_location(lake_dir: &Path, table: &str) -> std::path::PathBuf {
-    match table {
-        "enriched_events" | "view_sessions" => table_path(lake_dir, &format!("silver/{table}")),
-        gold => gold_path(lake_dir, gold),
-    }
+    Lake::new(lake_dir).table(table)
 }
 
 /// Runs every declared test against the tables' latest versions.

@@ -16,8 +16,7 @@ use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
 use crate::query::register_table;
 use crate::tables::{
-    ENRICHED_TABLE, SESSIONS_TABLE, gold_path, handle_for_write, open_if_exists, register_metadata,
-    table_path,
+    ENRICHED_TABLE, Lake, SESSIONS_TABLE, handle_for_write, open_if_exists, register_metadata,
 };
 
 /// The gold models, in the order they run.
@@ -64,7 +63,7 @@ pub async fn silver_session(
         ("view_sessions", SESSIONS_TABLE),
         ("enriched_events", ENRICHED_TABLE),
     ] {
-        match open_if_exists(&table_path(lake_dir, relative)).await? {
+        match open_if_exists(&Lake::new(lake_dir).table(name)).await? {
             Some(table) => register_table(&ctx, name, &table).await?,
             None => {
                 return Err(LakeError::MissingTable {
@@ -109,7 +108,7 @@ pub async fn run_models(
         if batches.is_empty() {
             batches.push(RecordBatch::new_empty(schema));
         }
-        let path = gold_path(lake_dir, name);
+        let path = Lake::new(lake_dir).gold(name);
         let table = match open_if_exists(&path).await? {
             Some(table) => table,
             None => handle_for_write(&path).await?,

@@ -7,7 +7,7 @@
 //! - [`gold`]: SQL models (`models/*.sql`) into `lake/gold/<name>`.
 //! - [`data_tests`]: the rules guarding every model (`models/tests.toml`).
 //! - [`maintenance`]: compaction and vacuum.
-//! - [`tables`]: table locations and opening.
+//! - [`tables`]: the [`tables::Lake`] (where each table lives under the lake root) and opening tables.
 //! - [`metadata`]: the video catalogue CSV.
 //! - [`query`]: DataFusion over the tables.
 //! - [`error`]: the crate's error type.

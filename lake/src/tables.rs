@@ -15,12 +15,51 @@ use crate::metadata::VideoMetadata;
 pub const ENRICHED_TABLE: &str = "silver/enriched_events";
 pub const SESSIONS_TABLE: &str = "silver/view_sessions";
 
-pub fn table_path(lake_dir: &Path, relative: &str) -> PathBuf {
-    lake_dir.join(relative)
+/// The lake: the one place that knows where each table lives under its root
+/// (`lake.uri`, shared by every member of a cluster).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lake {
+    root: PathBuf,
 }
 
-pub fn gold_path(lake_dir: &Path, model: &str) -> PathBuf {
-    lake_dir.join("gold").join(model)
+impl Lake {
+    pub fn new(root: impl Into<PathBuf>) -> Lake {
+        Lake { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `bronze/engagement_events`
+    pub fn bronze(&self) -> PathBuf {
+        self.root.join(crate::BRONZE_TABLE)
+    }
+
+    /// `silver/enriched_events`
+    pub fn enriched_events(&self) -> PathBuf {
+        self.root.join(ENRICHED_TABLE)
+    }
+
+    /// `silver/view_sessions`
+    pub fn view_sessions(&self) -> PathBuf {
+        self.root.join(SESSIONS_TABLE)
+    }
+
+    /// `gold/<model>`
+    pub fn gold(&self, model: &str) -> PathBuf {
+        self.root.join("gold").join(model)
+    }
+
+    /// A table by its short name: `engagement_events`, a silver table, or a gold model.
+    pub fn table(&self, name: &str) -> PathBuf {
+        match name {
+            "engagement_events" | "bronze" => self.bronze(),
+            "enriched_events" => self.enriched_events(),
+            "view_sessions" => self.view_sessions(),
+            model => self.gold(model),
+        }
+    }
 }
 
 /// Loads the table at `path` if it is a Delta table (latest version).
@@ -77,4 +116,24 @@ pub fn register_metadata(ctx: &SessionContext, videos: &[VideoMetadata]) -> Resu
     let table = MemTable::try_new(schema, vec![vec![batch]])?;
     ctx.register_table("video_metadata", Arc::new(table))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_has_its_contract_location() {
+        let lake = Lake::new("/lake");
+        assert_eq!(lake.bronze(), Path::new("/lake/bronze/engagement_events"));
+        assert_eq!(
+            lake.table("enriched_events"),
+            Path::new("/lake/silver/enriched_events")
+        );
+        assert_eq!(
+            lake.table("view_sessions"),
+            Path::new("/lake/silver/view_sessions")
+        );
+        assert_eq!(lake.table("top_videos"), Path::new("/lake/gold/top_videos"));
+    }
 }

@@ -6,6 +6,7 @@ use streamreel_lake::data_tests::{DATA_TESTS, report, run_data_tests};
 use streamreel_lake::gold::run_models;
 use streamreel_lake::read_metadata_file;
 use streamreel_lake::silver::refresh_silver;
+use streamreel_lake::tables::Lake;
 
 use crate::error::NodeError;
 
@@ -32,7 +33,7 @@ pub async fn models_run(
             run.model,
             run.rows,
             run.version,
-            lake_dir.join("gold").join(&run.model).display()
+            Lake::new(lake_dir).gold(&run.model).display()
         ));
     }
     Ok(out)

@@ -17,9 +17,28 @@ pub struct Cluster {
     brokers: String,
     base: PathBuf,
     config: PathBuf,
+    extra_toml: String,
     addrs: BTreeMap<u64, String>,
+    /// Members started from their own config file (joined later).
+    configs: BTreeMap<u64, PathBuf>,
     nodes: BTreeMap<u64, NodeProcess>,
     http: reqwest::Client,
+}
+
+/// A cluster config listing `addrs`, with the lake under `base`.
+fn config_toml(addrs: &BTreeMap<u64, String>, base: &Path, extra_toml: &str) -> String {
+    let mut toml = String::from(
+        "[cluster]\nheartbeat-ms = 250\nelection-timeout-ms = 1500\nfailover-after-ms = 2000\n",
+    );
+    for (id, addr) in addrs {
+        toml.push_str(&format!("[[cluster.node]]\nid = {id}\naddr = \"{addr}\"\n"));
+    }
+    toml.push_str(&format!(
+        "[lake]\nuri = {:?}\n",
+        base.join("lake").display().to_string()
+    ));
+    toml.push_str(extra_toml);
+    toml
 }
 
 impl Cluster {
@@ -34,27 +53,19 @@ impl Cluster {
         extra_toml: &str,
     ) -> anyhow::Result<Cluster> {
         let mut addrs = BTreeMap::new();
-        let mut toml = String::from(
-            "[cluster]\nheartbeat-ms = 250\nelection-timeout-ms = 1500\nfailover-after-ms = 2000\n",
-        );
         for id in 1..=size {
-            let addr = format!("127.0.0.1:{}", free_port()?);
-            toml.push_str(&format!("[[cluster.node]]\nid = {id}\naddr = \"{addr}\"\n"));
-            addrs.insert(id, addr);
+            addrs.insert(id, format!("127.0.0.1:{}", free_port()?));
         }
-        toml.push_str(&format!(
-            "[lake]\nuri = {:?}\n",
-            base.join("lake").display().to_string()
-        ));
-        toml.push_str(extra_toml);
         std::fs::create_dir_all(base)?;
         let config = base.join("cluster.toml");
-        std::fs::write(&config, toml)?;
+        std::fs::write(&config, config_toml(&addrs, base, extra_toml))?;
         let mut cluster = Cluster {
             brokers: brokers.to_string(),
             base: base.to_path_buf(),
             config,
+            extra_toml: extra_toml.to_string(),
             addrs,
+            configs: BTreeMap::new(),
             nodes: BTreeMap::new(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(90))
@@ -64,6 +75,22 @@ impl Cluster {
             cluster.start_node(id)?;
         }
         Ok(cluster)
+    }
+
+    /// Starts a new member `id` on a free port, with a config that lists it
+    /// beside the others (as an operator would write it before `add-node`).
+    /// Returns its address.
+    pub fn start_new_member(&mut self, id: u64) -> anyhow::Result<String> {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        self.addrs.insert(id, addr.clone());
+        let config = self.base.join(format!("cluster-with-{id}.toml"));
+        std::fs::write(
+            &config,
+            config_toml(&self.addrs, &self.base, &self.extra_toml),
+        )?;
+        self.configs.insert(id, config);
+        self.start_node(id)?;
+        Ok(addr)
     }
 
     pub fn lake_parent(&self) -> &Path {
@@ -81,10 +108,11 @@ impl Cluster {
     /// Starts (or restarts) member `id` from its own data dir.
     pub fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
         let data_dir = self.base.join(format!("node-{id}"));
+        let config = self.configs.get(&id).unwrap_or(&self.config);
         let node = NodeProcess::spawn(
             &self.brokers,
             &data_dir,
-            &self.config,
+            config,
             &["--node-id", &id.to_string()],
             &[("STREAMREEL_CLUSTER_TOKEN", CLUSTER_TOKEN)],
         )?;
@@ -185,24 +213,9 @@ impl Cluster {
         partitions: usize,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        wait_for(
-            "every partition owned by a running member",
-            timeout,
-            || async {
-                let Ok(status) = self.status(via).await else {
-                    return Ok(None);
-                };
-                let parts = status["partitions"].as_array().cloned().unwrap_or_default();
-                let owned = parts.len() == partitions
-                    && parts.iter().all(|p| {
-                        p["owner"]
-                            .as_u64()
-                            .is_some_and(|o| self.nodes.contains_key(&o))
-                    });
-                Ok(owned.then_some(()))
-            },
-        )
-        .await
+        self.wait_partitions(via, partitions, timeout, false)
+            .await
+            .map(|_| ())
     }
 
     /// The leader, as the running members agree on it.
@@ -229,24 +242,37 @@ impl Cluster {
         partitions: usize,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
-        wait_for(
-            "every partition owned by a live member with zero lag",
-            timeout,
-            || async {
-                let Ok(status) = self.status(via).await else {
-                    return Ok(None);
-                };
-                let parts = status["partitions"].as_array().cloned().unwrap_or_default();
-                let settled = parts.len() == partitions
-                    && parts.iter().all(|p| {
-                        p["owner"]
-                            .as_u64()
-                            .is_some_and(|o| self.nodes.contains_key(&o))
-                            && p["lag"].as_i64() == Some(0)
-                    });
-                Ok(settled.then_some(status))
-            },
-        )
+        self.wait_partitions(via, partitions, timeout, true).await
+    }
+
+    /// Polls member `via`'s status until it lists `partitions` partitions, each
+    /// owned by a running member (and, with `caught_up`, with zero lag).
+    async fn wait_partitions(
+        &self,
+        via: u64,
+        partitions: usize,
+        timeout: Duration,
+        caught_up: bool,
+    ) -> anyhow::Result<Value> {
+        let what = if caught_up {
+            "every partition owned by a running member with zero lag"
+        } else {
+            "every partition owned by a running member"
+        };
+        wait_for(what, timeout, || async {
+            let Ok(status) = self.status(via).await else {
+                return Ok(None);
+            };
+            let parts = status["partitions"].as_array().cloned().unwrap_or_default();
+            let done = parts.len() == partitions
+                && parts.iter().all(|p| {
+                    p["owner"]
+                        .as_u64()
+                        .is_some_and(|o| self.nodes.contains_key(&o))
+                        && (!caught_up || p["lag"].as_i64() == Some(0))
+                });
+            Ok(done.then_some(status))
+        })
         .await
     }
 }

@@ -5,9 +5,9 @@ use std::path::Path;
 use streamreel_lake::data_tests::{DATA_TESTS, report, run_data_tests};
 use streamreel_lake::gold::{model_names, run_models};
 use streamreel_lake::maintenance::{compact, vacuum};
+use streamreel_lake::read_metadata_file;
 use streamreel_lake::silver::refresh_silver;
-use streamreel_lake::tables::{ENRICHED_TABLE, SESSIONS_TABLE, gold_path, table_path};
-use streamreel_lake::{BronzeTable, read_metadata_file};
+use streamreel_lake::tables::Lake;
 
 use super::job::{JobKind, JobOutcome, JobSchedule};
 
@@ -59,11 +59,8 @@ pub async fn run_job(
         JobKind::Compact => {
             let mut removed = 0;
             let mut added = 0;
-            for path in [
-                BronzeTable::path_in(lake_dir),
-                table_path(lake_dir, ENRICHED_TABLE),
-                table_path(lake_dir, SESSIONS_TABLE),
-            ] {
+            let lake = Lake::new(lake_dir);
+            for path in [lake.bronze(), lake.enriched_events(), lake.view_sessions()] {
                 let report = compact(&path).await.map_err(text)?;
                 removed += report.files_removed;
                 added += report.files_added;
@@ -76,12 +73,9 @@ pub async fn run_job(
         JobKind::Vacuum => {
             let retention =
                 chrono::Duration::from_std(schedule.vacuum_retention).map_err(|e| e.to_string())?;
-            let mut paths = vec![
-                BronzeTable::path_in(lake_dir),
-                table_path(lake_dir, ENRICHED_TABLE),
-                table_path(lake_dir, SESSIONS_TABLE),
-            ];
-            paths.extend(model_names().into_iter().map(|m| gold_path(lake_dir, m)));
+            let lake = Lake::new(lake_dir);
+            let mut paths = vec![lake.bronze(), lake.enriched_events(), lake.view_sessions()];
+            paths.extend(model_names().into_iter().map(|m| lake.gold(m)));
             let mut deleted = 0;
             for path in paths {
                 deleted += vacuum(&path, retention).await.map_err(text)?;

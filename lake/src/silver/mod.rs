@@ -29,7 +29,7 @@ use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
 use crate::query::{column_as_i64, register_table, run_sql};
 use crate::tables::{
-    ENRICHED_TABLE, SESSIONS_TABLE, handle_for_write, open_if_exists, register_metadata, table_path,
+    ENRICHED_TABLE, Lake, SESSIONS_TABLE, handle_for_write, open_if_exists, register_metadata,
 };
 use watermarks::Watermarks;
 
@@ -63,7 +63,7 @@ pub async fn refresh_silver(
     let partitions = distinct_partitions(&ctx, "bronze").await?;
     let bronze_marks = Watermarks::read(Some(&bronze), BRONZE_PREFIX, &partitions).await?;
 
-    let enriched_path = table_path(lake_dir, ENRICHED_TABLE);
+    let enriched_path = Lake::new(lake_dir).enriched_events();
     let enriched = open_if_exists(&enriched_path).await?;
     let consumed = Watermarks::read(enriched.as_ref(), ENRICHED_PREFIX, &partitions).await?;
     if consumed != bronze_marks {
@@ -84,7 +84,7 @@ pub async fn refresh_silver(
     let Some(enriched) = open_if_exists(&enriched_path).await? else {
         return Ok(report);
     };
-    let sessions_path = table_path(lake_dir, SESSIONS_TABLE);
+    let sessions_path = Lake::new(lake_dir).view_sessions();
     let sessions = open_if_exists(&sessions_path).await?;
     let enriched_marks = Watermarks::read(Some(&enriched), ENRICHED_PREFIX, &partitions).await?;
     let sessions_consumed =

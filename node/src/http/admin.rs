@@ -82,6 +82,9 @@ async fn status(State(state): State<AppState>) -> Response {
                 "committed_offset": committed,
                 "lag": lag,
                 "checkpoint_age_ms": checkpoint.map(|c| (now_ms - c.at_ms).max(0)),
+                // The epoch of the owner that wrote the checkpoint: equal to
+                // `epoch` once the current owner has resumed the partition.
+                "checkpoint_epoch": checkpoint.map(|c| c.epoch),
             })
         })
         .collect();

@@ -18,7 +18,7 @@ use streamreel_tests::node_process::streamreel_binary;
 use streamreel_tests::simulated;
 use streamreel_tests::wait::wait_for;
 
-use crate::support::{INPUT, assert_bronze_exact};
+use crate::support::{INPUT, admin_cli, assert_bronze_exact};
 
 /// Small batches, so that kills land between and inside commits.
 const BATCHING: &str = "commit-max-events = 500\ncommit-interval-ms = 200\n\
@@ -39,6 +39,17 @@ fn stream(broker: &Broker, events: u64, seed: u64, rate: u64) -> anyhow::Result<
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?)
+}
+
+/// Waits for the background simulator to exit, successfully.
+async fn wait_simulator(simulator: &mut Child, timeout: Duration) -> anyhow::Result<()> {
+    let succeeded = wait_for("the simulator to finish", timeout, || {
+        let done = simulator.try_wait().map(|s| s.map(|s| s.success()));
+        async move { Ok(done?) }
+    })
+    .await?;
+    anyhow::ensure!(succeeded, "the simulator failed");
+    Ok(())
 }
 
 /// Rows committed to bronze in all, as member `via` reports it.
@@ -251,12 +262,7 @@ async fn members_killed_and_frozen_while_events_stream_lose_and_double_nothing()
         cluster.thaw(frozen)?;
         println!("froze node {frozen} until its partitions moved, then thawed it");
 
-        let finished = wait_for("the simulator to finish", Duration::from_secs(180), || {
-            let done = simulator.try_wait().map(|s| s.map(|s| s.success()));
-            async move { Ok(done?) }
-        })
-        .await?;
-        anyhow::ensure!(finished, "the simulator failed");
+        wait_simulator(&mut simulator, Duration::from_secs(180)).await?;
         let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
         let status = cluster
             .wait_settled(leader, PARTITIONS, Duration::from_secs(180))
@@ -312,20 +318,8 @@ async fn move_and_rebalance_under_load_lose_and_double_nothing() -> anyhow::Resu
             .into_iter()
             .find(|id| *id != leader)
             .expect("a follower");
-        let admin = |args: &[&str]| -> anyhow::Result<(bool, String)> {
-            let output = Command::new(streamreel_binary()?)
-                .args(["admin", "--node", &cluster.url(follower)])
-                .args(args)
-                .output()?;
-            Ok((
-                output.status.success(),
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                ),
-            ))
-        };
+        let node_url = cluster.url(follower);
+        let admin = |args: &[&str]| admin_cli(&node_url, args);
         let owner = status["partitions"][0]["owner"].as_u64().expect("owned");
         let epoch = status["partitions"][0]["epoch"].as_u64().expect("epoch");
         let target = cluster
@@ -338,9 +332,24 @@ async fn move_and_rebalance_under_load_lose_and_double_nothing() -> anyhow::Resu
         let moved: Value = serde_json::from_str(&out)?;
         assert_eq!(moved["owner"], json!(target));
         assert_eq!(moved["epoch"], json!(epoch + 1));
-        // `move` answered only once the new owner resumed: its checkpoint carries the new epoch.
-        let after = cluster.status(follower).await?;
-        assert_eq!(after["partitions"][0]["owner"], json!(target), "{after}");
+        // `move` answered only once the new owner resumed: the leader, which
+        // answered, already holds a checkpoint written at the new epoch.
+        let on_leader = cluster.status(leader).await?;
+        assert_eq!(
+            on_leader["partitions"][0]["checkpoint_epoch"],
+            json!(epoch + 1),
+            "{on_leader}"
+        );
+        // The follower's replica learns the commit with its next heartbeat.
+        wait_for(
+            "the follower to see the move",
+            Duration::from_secs(10),
+            || async {
+                let after = cluster.status(follower).await?;
+                Ok((after["partitions"][0]["owner"] == json!(target)).then_some(()))
+            },
+        )
+        .await?;
 
         let (ok, out) = admin(&["move", "0", "--to", "9"])?;
         anyhow::ensure!(!ok && out.contains("unknown node 9"), "{out}");
@@ -360,12 +369,79 @@ async fn move_and_rebalance_under_load_lose_and_double_nothing() -> anyhow::Resu
             "rebalanced evenly: {answer}"
         );
 
-        let finished = wait_for("the simulator to finish", Duration::from_secs(120), || {
-            let done = simulator.try_wait().map(|s| s.map(|s| s.success()));
-            async move { Ok(done?) }
-        })
+        wait_simulator(&mut simulator, Duration::from_secs(120)).await?;
+        cluster
+            .wait_settled(leader, PARTITIONS, Duration::from_secs(120))
+            .await?;
+        assert_bronze_exact(cluster.lake_parent(), &simulated::messages(EVENTS, SEED)?).await?;
+        assert_epochs_never_went_down(&cluster.lake_parent().join("lake"))?;
+        Ok(())
+    }
+    .await;
+    result.map_err(|e: anyhow::Error| e.context(cluster.logs()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
+-> anyhow::Result<()> {
+    const EVENTS: u64 = 12_000;
+    const SEED: u64 = 21;
+    const PARTITIONS: usize = 4;
+    let broker = Broker::start()?;
+    broker.create_topic(INPUT, PARTITIONS as i32).await?;
+    let base = tempfile::tempdir()?;
+    let mut cluster = Cluster::start(&broker.brokers(), base.path(), 2, BATCHING)?;
+    let result = async {
+        let leader = cluster.wait_for_leader(Duration::from_secs(60)).await?;
+        cluster
+            .wait_settled(leader, PARTITIONS, Duration::from_secs(60))
+            .await?;
+        let mut simulator = stream(&broker, EVENTS, SEED, 1_500)?;
+        let addr = cluster.start_new_member(3)?;
+        let node_url = cluster.url(1);
+        let admin = |args: &[&str]| admin_cli(&node_url, args);
+        let (ok, out) = admin(&["add-node", "3", "--addr", &addr])?;
+        anyhow::ensure!(ok, "add-node: {out}");
+        // A member that joins gets its share of the partitions.
+        wait_for(
+            "node 3 to own partitions",
+            Duration::from_secs(60),
+            || async {
+                let Ok(status) = cluster.status(1).await else {
+                    return Ok(None);
+                };
+                let owns = status["partitions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["owner"] == json!(3));
+                let member = status["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|n| n["id"] == json!(3) && n["alive"] == json!(true));
+                Ok((owns && member).then_some(()))
+            },
+        )
         .await?;
-        anyhow::ensure!(finished, "the simulator failed");
+
+        let (ok, out) = admin(&["remove-node", "3"])?;
+        anyhow::ensure!(ok, "remove-node: {out}");
+        let (ok, out) = admin(&["remove-node", "7"])?;
+        anyhow::ensure!(!ok && out.contains("unknown node 7"), "{out}");
+        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        wait_moved_away(&cluster, leader, 3).await?;
+        let status = cluster.status(leader).await?;
+        let members: Vec<u64> = status["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["id"].as_u64())
+            .collect();
+        assert_eq!(members, [1, 2], "{status}");
+        cluster.kill(3)?;
+
+        wait_simulator(&mut simulator, Duration::from_secs(120)).await?;
         cluster
             .wait_settled(leader, PARTITIONS, Duration::from_secs(120))
             .await?;

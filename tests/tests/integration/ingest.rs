@@ -106,8 +106,6 @@ async fn bronze_clean_events_and_dlq_hold_exactly_what_was_sent() -> anyhow::Res
 /// The coordinator's jobs, driven through the admin CLI of a running node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result<()> {
-    use std::process::Command;
-    use streamreel_tests::node_process::streamreel_binary;
     use streamreel_tests::wait::wait_for;
 
     let broker = Broker::start()?;
@@ -125,20 +123,7 @@ async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result
         Ok(node.admin_url())
     })
     .await?;
-    let admin = |args: &[&str]| -> anyhow::Result<(bool, String)> {
-        let output = Command::new(streamreel_binary()?)
-            .args(["admin", "--node", &url])
-            .args(args)
-            .output()?;
-        Ok((
-            output.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        ))
-    };
+    let admin = |args: &[&str]| crate::support::admin_cli(&url, args);
     for job in ["enrich", "gold", "compact"] {
         let (ok, out) = admin(&["run", job])?;
         assert!(ok || out.contains("already running"), "{job}: {out}");

@@ -13,7 +13,7 @@ use streamreel_lake::query::{
     column_as_f64, column_as_i64, column_as_strings, register_path, run_sql,
 };
 use streamreel_lake::silver::refresh_silver;
-use streamreel_lake::tables::{SESSIONS_TABLE, gold_path, table_path};
+use streamreel_lake::tables::Lake;
 use streamreel_lake::{BronzeTable, rows_to_batch};
 use streamreel_protocol::BronzeRow;
 use streamreel_tests::bronze_fixture::{accepted_rows, write_bronze};
@@ -95,7 +95,7 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
 
     let expected = reference::sessions(&all, &videos);
     let enriched = query(
-        &table_path(lake.path(), "silver/enriched_events"),
+        &Lake::new(lake.path()).enriched_events(),
         "SELECT COUNT(*) AS n, COUNT(title) AS known FROM t",
     )
     .await?;
@@ -111,7 +111,7 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
 
     // view_sessions, every column of every session.
     let batches = query(
-        &table_path(lake.path(), SESSIONS_TABLE),
+        &Lake::new(lake.path()).view_sessions(),
         "SELECT session_id, event_count, watch_s, max_position_s, exit_position_s, pct_watched, \
          CAST(completed AS INT) AS completed, CAST(day AS INT) AS day FROM t ORDER BY session_id",
     )
@@ -168,7 +168,7 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     }
 
     // Gold, table by table.
-    let gold = |name: &str| gold_path(lake.path(), name);
+    let gold = |name: &str| Lake::new(lake.path()).gold(name);
     let retention = reference::viewer_retention(&expected);
     let b = query(&gold("viewer_retention"), "SELECT * FROM t").await?;
     let mut seen = 0;
@@ -341,7 +341,7 @@ async fn a_broken_gold_table_fails_models_test_with_a_readable_report() -> anyho
     );
 
     // Break viewer_retention: a retention above 1 and a duplicated key.
-    let path = gold_path(&data_dir.join("lake"), "viewer_retention");
+    let path = Lake::new(data_dir.join("lake")).gold("viewer_retention");
     let ctx = SessionContext::new();
     register_path(&ctx, "t", &path).await?;
     let broken = run_sql(

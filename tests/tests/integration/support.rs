@@ -28,6 +28,22 @@ pub fn simulate_cli(broker: &Broker, events: u64, seed: u64) -> anyhow::Result<S
     Ok(String::from_utf8(output.stdout)?)
 }
 
+/// Runs `streamreel admin --node URL ARGS...`: whether it succeeded, and what it printed.
+pub fn admin_cli(node_url: &str, args: &[&str]) -> anyhow::Result<(bool, String)> {
+    let output = Command::new(streamreel_binary()?)
+        .args(["admin", "--node", node_url])
+        .args(args)
+        .output()?;
+    Ok((
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    ))
+}
+
 /// Waits until the node has committed every input record to bronze.
 pub async fn wait_until_ingested(
     broker: &Broker,
