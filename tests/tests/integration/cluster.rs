@@ -24,6 +24,19 @@ use crate::support::{INPUT, admin_cli, assert_bronze_exact};
 const BATCHING: &str = "commit-max-events = 500\ncommit-interval-ms = 200\n\
     [node]\nrestart-backoff-min-ms = 100\nrestart-backoff-max-ms = 2000\n";
 
+/// A broker with the input topic, and a cluster of `size` members on it
+/// sharing a lake in a fresh directory.
+async fn start_cluster(
+    partitions: usize,
+    size: u64,
+) -> anyhow::Result<(Broker, tempfile::TempDir, Cluster)> {
+    let broker = Broker::start()?;
+    broker.create_topic(INPUT, partitions as i32).await?;
+    let base = tempfile::tempdir()?;
+    let cluster = Cluster::start(&broker.brokers(), base.path(), size, BATCHING)?;
+    Ok((broker, base, cluster))
+}
+
 /// The real simulator, paced, in the background.
 fn stream(broker: &Broker, events: u64, seed: u64, rate: u64) -> anyhow::Result<Child> {
     Ok(Command::new(streamreel_binary()?)
@@ -208,10 +221,7 @@ async fn members_killed_and_frozen_while_events_stream_lose_and_double_nothing()
     const EVENTS: u64 = 36_000;
     const SEED: u64 = 11;
     const PARTITIONS: usize = 6;
-    let broker = Broker::start()?;
-    broker.create_topic(INPUT, PARTITIONS as i32).await?;
-    let base = tempfile::tempdir()?;
-    let mut cluster = Cluster::start(&broker.brokers(), base.path(), 3, BATCHING)?;
+    let (broker, _lake_dir, mut cluster) = start_cluster(PARTITIONS, 3).await?;
     let result = async {
         let leader = cluster.wait_for_leader(Duration::from_secs(60)).await?;
         cluster
@@ -300,10 +310,7 @@ async fn move_and_rebalance_under_load_lose_and_double_nothing() -> anyhow::Resu
     const EVENTS: u64 = 16_000;
     const SEED: u64 = 5;
     const PARTITIONS: usize = 4;
-    let broker = Broker::start()?;
-    broker.create_topic(INPUT, PARTITIONS as i32).await?;
-    let base = tempfile::tempdir()?;
-    let cluster = Cluster::start(&broker.brokers(), base.path(), 3, BATCHING)?;
+    let (broker, _lake_dir, cluster) = start_cluster(PARTITIONS, 3).await?;
     let result = async {
         let leader = cluster.wait_for_leader(Duration::from_secs(60)).await?;
         let status = cluster
@@ -387,10 +394,7 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
     const EVENTS: u64 = 12_000;
     const SEED: u64 = 21;
     const PARTITIONS: usize = 4;
-    let broker = Broker::start()?;
-    broker.create_topic(INPUT, PARTITIONS as i32).await?;
-    let base = tempfile::tempdir()?;
-    let mut cluster = Cluster::start(&broker.brokers(), base.path(), 2, BATCHING)?;
+    let (broker, _lake_dir, mut cluster) = start_cluster(PARTITIONS, 2).await?;
     let result = async {
         let leader = cluster.wait_for_leader(Duration::from_secs(60)).await?;
         cluster
