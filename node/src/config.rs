@@ -660,7 +660,7 @@ mod tests {
 
     #[test]
     fn shipped_configs_are_valid() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster-config");
+        let dir = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")).join("../cluster-config");
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {

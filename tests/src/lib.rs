@@ -25,8 +25,13 @@ pub mod wait;
 use std::path::PathBuf;
 
 /// The repository root (for `cluster-config/` and `metadata/`).
+///
+/// Read at run time: a build shared by two clones (one target dir) must not
+/// point every test at the clone that built it first.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir
         .parent()
         .expect("tests/ is inside the repository")
         .to_path_buf()

@@ -345,7 +345,7 @@ mod tests {
 
     fn catalogue() -> Vec<VideoMetadata> {
         let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../metadata/video_metadata.csv");
+            std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")).join("../metadata/video_metadata.csv");
         streamreel_lake::read_metadata_file(&path).unwrap()
     }
 

@@ -2,7 +2,9 @@
 
 use std::process::Command;
 
-use streamreel_tests::repo_root;
+use streamreel_tests::bronze_fixture::{accepted_rows, write_bronze};
+use streamreel_tests::node_process::streamreel_binary;
+use streamreel_tests::{repo_root, simulated};
 
 fn read(relative: &str) -> anyhow::Result<String> {
     Ok(std::fs::read_to_string(repo_root().join(relative))?)
@@ -58,5 +60,81 @@ fn the_contract_documents_every_config_key_and_route() -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The Python interpreter with `deltalake` and `pandas`, which
+/// `scripts/install-deps` puts in a virtual environment.
+fn python_with_deltalake() -> anyhow::Result<std::path::PathBuf> {
+    let python = std::env::var_os("STREAMREEL_PYTHON")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let home = std::env::var_os("HOME")?;
+            Some(std::path::Path::new(&home).join(".cache/streamreel/venv/bin/python3"))
+        })
+        .filter(|path| path.exists());
+    python.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no Python with deltalake: run scripts/install-deps or set STREAMREEL_PYTHON"
+        )
+    })
+}
+
+/// The code of every `python3 -c "..."` line in `text`.
+fn python_examples(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("python3 -c \""))
+        .map(|rest| rest.strip_suffix('"').unwrap_or(rest).to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_examples_of_the_docs_run_against_a_lake() -> anyhow::Result<()> {
+    let python = python_with_deltalake()?;
+    let data_dir = tempfile::tempdir()?;
+    let lake = data_dir.path().join("lake");
+    write_bronze(
+        &lake,
+        &accepted_rows(&simulated::messages(2_000, 3)?, 4),
+        2,
+    )
+    .await?;
+    let run = Command::new(streamreel_binary()?)
+        .current_dir(repo_root())
+        .args(["models", "run", "--data-dir"])
+        .arg(data_dir.path())
+        .output()?;
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    let mut documents = vec!["README.md".to_string()];
+    for entry in std::fs::read_dir(repo_root().join("docs"))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") {
+            documents.push(format!("docs/{name}"));
+        }
+    }
+    let mut ran = 0;
+    for document in documents {
+        for code in python_examples(&read(&document)?) {
+            assert!(
+                !code.contains('$') && !code.contains("\\\""),
+                "{document}: an example the shell would rewrite: {code}"
+            );
+            let code = code.replace(".demo/lake", &lake.to_string_lossy());
+            let output = Command::new(&python).args(["-c", &code]).output()?;
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success() && !stdout.trim().is_empty(),
+                "{document}: the example failed or printed nothing: {code}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(
+                !stdout.contains("None"),
+                "{document}: the example found nothing: {code}\n{stdout}"
+            );
+            ran += 1;
+        }
+    }
+    assert!(ran >= 3, "only {ran} Python examples found");
     Ok(())
 }
