@@ -16,6 +16,8 @@ pub struct IngestContext {
     pub lake_dir: PathBuf,
     pub keyer: UserKeyer,
     pub producer: FutureProducer,
+    /// The largest record the output topics take (bytes).
+    pub record_limit: usize,
     pub stats: IngestStats,
     /// This node's cluster member: its replica of the state, and where checkpoints go.
     pub cluster: ClusterMember,

@@ -21,6 +21,10 @@ pub enum ActorError {
         partition: i32,
         refusal: streamreel_cluster::Refusal,
     },
+    #[error("injected fault: {0}")]
+    InjectedFault(&'static str),
+    #[error(transparent)]
+    MissingOffsets(#[from] crate::start_position::MissingOffsets),
     #[error(transparent)]
     Cluster(#[from] streamreel_cluster::ClusterError),
     /// Boxed: lake errors carry DataFusion and Delta errors, which are large.

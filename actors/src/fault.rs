@@ -2,14 +2,34 @@
 //!
 //! `STREAMREEL_FAULT_PANIC_BEFORE_COMMIT=<partition>` makes that partition's actor
 //! panic once, just before its first bronze commit in this process, so tests can
-//! watch the supervisor restart it. Unset in production: then nothing happens.
+//! watch the supervisor restart it.
+//! `STREAMREEL_FAULT_FAIL_BRONZE_COMMITS=<n>` makes the first `n` bronze commit
+//! attempts of the process fail, as a lake outage would.
+//! Unset in production: then nothing happens.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub const PANIC_BEFORE_COMMIT_ENV: &str = "STREAMREEL_FAULT_PANIC_BEFORE_COMMIT";
 
+pub const FAIL_BRONZE_COMMITS_ENV: &str = "STREAMREEL_FAULT_FAIL_BRONZE_COMMITS";
+
 static FIRED: AtomicBool = AtomicBool::new(false);
+
+/// True for the first `n` calls when [`FAIL_BRONZE_COMMITS_ENV`] is `n`.
+pub fn bronze_commit_should_fail() -> bool {
+    static LEFT: OnceLock<AtomicU64> = OnceLock::new();
+    let left = LEFT.get_or_init(|| {
+        AtomicU64::new(
+            std::env::var(FAIL_BRONZE_COMMITS_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        )
+    });
+    left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
 
 fn target_partition() -> Option<i32> {
     static TARGET: OnceLock<Option<i32>> = OnceLock::new();

@@ -10,7 +10,7 @@ use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -21,10 +21,15 @@ use crate::error::ActorError;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A producer for `clean-events` and the dead-letter topic.
-pub fn producer(brokers: &str) -> Result<FutureProducer, ActorError> {
+/// Kafka's default `max.message.bytes`, used when a broker does not say.
+pub const DEFAULT_RECORD_LIMIT: usize = 1_048_588;
+
+/// A producer for `clean-events` and the dead-letter topic, refusing locally
+/// any record above `record_limit` bytes (the topics' own limit).
+pub fn producer(brokers: &str, record_limit: usize) -> Result<FutureProducer, ActorError> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        .set("message.max.bytes", record_limit.to_string())
         .set("enable.idempotence", "false")
         .set("acks", "all")
         .set("linger.ms", "5")
@@ -48,7 +53,9 @@ pub fn partition_consumer(
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+        // A resume offset the broker no longer has is an error for the actor
+        // to report, never a silent jump (see `start_position`).
+        .set("auto.offset.reset", "error")
         .set("fetch.wait.max.ms", "50")
         .set("queued.min.messages", "20000")
         .create()?;
@@ -58,10 +65,27 @@ pub fn partition_consumer(
     Ok(consumer)
 }
 
+/// A topic the node creates when it is missing, with its topic configs.
+#[derive(Debug, Clone)]
+pub struct TopicSpec<'a> {
+    pub name: &'a str,
+    pub configs: Vec<(&'static str, String)>,
+}
+
+impl<'a> TopicSpec<'a> {
+    /// A topic with the broker's default configs.
+    pub fn plain(name: &'a str) -> TopicSpec<'a> {
+        TopicSpec {
+            name,
+            configs: Vec::new(),
+        }
+    }
+}
+
 /// Creates the topics that do not exist yet; existing ones are left alone.
 pub async fn ensure_topics(
     brokers: &str,
-    topics: &[&str],
+    topics: &[TopicSpec<'_>],
     partitions: i32,
 ) -> Result<(), ActorError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -69,7 +93,12 @@ pub async fn ensure_topics(
         .create()?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(1)))
+        .map(|topic| {
+            topic.configs.iter().fold(
+                NewTopic::new(topic.name, partitions, TopicReplication::Fixed(1)),
+                |new, (key, value)| new.set(key, value),
+            )
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
     for result in admin.create_topics(&new_topics, &options).await? {
@@ -84,6 +113,35 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// The smallest `max.message.bytes` of `topics` as the broker reports it, or
+/// Kafka's default for a topic whose limit the broker does not report.
+pub async fn record_limit(brokers: &str, topics: &[&str]) -> Result<usize, ActorError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let resources: Vec<ResourceSpecifier<'_>> =
+        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
+    let limits = match admin.describe_configs(&resources, &options).await {
+        Ok(results) => results
+            .into_iter()
+            .map(|result| {
+                result
+                    .ok()
+                    .and_then(|resource| resource.get("max.message.bytes")?.value.clone())
+                    .and_then(|value| value.parse::<usize>().ok())
+                    .unwrap_or(DEFAULT_RECORD_LIMIT)
+            })
+            .collect(),
+        // A broker that does not describe topic configs keeps Kafka's default.
+        Err(error) => {
+            tracing::info!(%error, limit = DEFAULT_RECORD_LIMIT, "topic record limit unknown; using Kafka's default");
+            vec![DEFAULT_RECORD_LIMIT]
+        }
+    };
+    Ok(limits.into_iter().min().unwrap_or(DEFAULT_RECORD_LIMIT))
 }
 
 /// The partition ids of `topic`, as the broker reports them. Blocking: call it
@@ -116,6 +174,15 @@ pub fn partition_ids(brokers: &str, topic: &str) -> Result<Vec<i32>, ActorError>
         });
     }
     Ok(ids)
+}
+
+/// Whether the brokers answer a metadata request within `timeout`. Blocking.
+pub fn probe(brokers: &str, timeout: Duration) -> Result<(), ActorError> {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    client.fetch_metadata(None, timeout)?;
+    Ok(())
 }
 
 /// The (low, high) watermarks of one partition. Blocking.

@@ -15,6 +15,7 @@
 pub mod context;
 pub use streamreel_cluster::dedup;
 pub mod coordinator;
+pub mod dead_letter;
 pub mod error;
 pub mod fault;
 pub mod kafka;
@@ -22,6 +23,7 @@ pub mod partition_actor;
 pub mod partition_core;
 pub mod restart;
 pub mod settings;
+pub mod start_position;
 pub mod stats;
 pub mod supervisor;
 

@@ -16,6 +16,7 @@
 //! nothing is lost or doubled in bronze (Kafka outputs of an uncommitted batch
 //! may be sent again). A fenced writer adds nothing.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -26,20 +27,24 @@ use rdkafka::Offset;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use streamreel_cluster::live::LiveBatch;
 use streamreel_cluster::{CheckpointIncrement, Command, CommandResult, Epoch};
-use streamreel_lake::{BronzeBatchBuilder, BronzeTable, rows_to_batch};
+use streamreel_lake::{
+    BronzeBatchBuilder, BronzeTable, LakeError, PartitionMarks, RecordBatch, rows_to_batch,
+};
 use streamreel_protocol::time::now_micros;
 use streamreel_protocol::{PartitionCheckpoint, event_id_hash};
 
 use crate::context::IngestContext;
+use crate::dead_letter::{Source, dead_letter};
 use crate::dedup::DedupWindow;
 use crate::error::ActorError;
 use crate::fault;
 use crate::kafka::{self, InFlight};
 use crate::partition_core::{Outcome, PartitionCore};
+use crate::start_position::start_position;
 use crate::stats::PartitionStats;
 
 pub enum PartitionMsg {
@@ -67,6 +72,20 @@ pub struct PartitionArgs {
 /// fresh one resumes from bronze).
 const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Bronze commit attempts before a batch is given up (and the actor restarts),
+/// with exponential backoff between them: about 6 s in all.
+const COMMIT_ATTEMPTS: u32 = 6;
+const COMMIT_BACKOFF_MIN: Duration = Duration::from_millis(200);
+const COMMIT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Room between an input record's size and the output topics' record limit:
+/// a clean record is the input's fields re-encoded with a fixed set of added
+/// ones, so it exceeds the input by far less than this.
+const CLEAN_RECORD_HEADROOM: usize = 4_096;
+
+/// The longest one `Poll` message reads before the actor looks at its mailbox.
+const POLL_SLICE: Duration = Duration::from_millis(200);
+
 /// The actor holds only configuration; everything it builds lives in the state.
 pub struct PartitionActor;
 
@@ -92,8 +111,11 @@ struct PendingBatch {
     last_offset: Option<i64>,
     started: Option<Instant>,
     deliveries: InFlight,
+    /// Input bytes consumed into this batch.
+    bytes: usize,
     duplicates: u64,
     rejected: u64,
+    rejected_by_kind: BTreeMap<&'static str, u64>,
     /// Accepted ids (hashes) with when they were accepted, for the checkpoint.
     new_ids: Vec<u128>,
     /// When the newest accepted event was accepted.
@@ -117,29 +139,55 @@ impl Actor for PartitionActor {
             context,
         } = args;
         let resumed = resume(partition, epoch, &context).await?;
-        let start = resumed
-            .marks_offset
-            .map_or(Offset::Beginning, |last| Offset::Offset(last + 1));
+        let stats = context.stats.partition(partition);
+        let range = {
+            let (brokers, topic) = (
+                context.kafka.brokers.clone(),
+                context.kafka.input_topic.clone(),
+            );
+            tokio::task::spawn_blocking(move || kafka::watermarks(&brokers, &topic, partition))
+                .await
+                .expect("watermark lookup does not panic")?
+        };
+        let start = start_position(
+            partition,
+            resumed.marks_offset,
+            range,
+            context.kafka.on_missing_offsets,
+        )?;
+        if start.skipped > 0 {
+            warn!(
+                partition,
+                expected = resumed.marks_offset.unwrap_or(-1) + 1,
+                low = range.0,
+                high = range.1,
+                skipped = start.skipped,
+                "offsets missing from the broker were skipped (kafka.on-missing-offsets)"
+            );
+            stats
+                .skipped_offsets
+                .fetch_add(start.skipped as u64, Ordering::Relaxed);
+        }
         let consumer = kafka::partition_consumer(
             &context.kafka.brokers,
             &context.kafka.consumer_group,
             &context.kafka.input_topic,
             partition,
-            start,
+            Offset::Offset(start.offset),
         )?;
-        let stats = context.stats.partition(partition);
         stats
             .committed_offset
             .store(resumed.marks_offset.unwrap_or(-1), Ordering::Relaxed);
         info!(
             partition,
             epoch,
-            start = ?start,
+            start = start.offset,
             replayed = resumed.replayed,
             dedup_ids = resumed.dedup.len(),
             "partition actor resumed"
         );
-        let core = PartitionCore::new(partition, context.keyer.clone(), resumed.dedup);
+        let core = PartitionCore::new(partition, context.keyer.clone(), resumed.dedup)
+            .with_max_event_bytes(context.record_limit.saturating_sub(CLEAN_RECORD_HEADROOM));
         myself.cast(PartitionMsg::Poll)?;
         Ok(PartitionState {
             last_committed: resumed.marks_offset.map(|last_offset| PartitionCheckpoint {
@@ -192,8 +240,14 @@ impl Actor for PartitionActor {
         state: &mut PartitionState,
     ) -> Result<(), ActorProcessingErr> {
         // A graceful stop commits what was consumed, so a restart repeats nothing.
-        if state.batch.last_offset.is_some() {
-            state.commit().await?;
+        if state.batch.last_offset.is_some()
+            && let Err(error) = state.commit().await
+        {
+            state
+                .stats
+                .uncommitted_at_stop
+                .store(true, Ordering::SeqCst);
+            return Err(error.into());
         }
         info!(
             partition = state.core.partition(),
@@ -207,8 +261,14 @@ impl PartitionState {
     /// Consumes until the batch is full or its commit interval has passed.
     async fn consume_batch(&mut self) -> Result<(), ActorError> {
         let settings = self.context.ingest;
-        let deadline = self.batch.started.unwrap_or_else(Instant::now) + settings.commit_interval;
-        while self.batch.rows.len() < settings.commit_max_events {
+        // A round ends at the batch's deadline or after a slice, whichever is
+        // first, so that a stop or a status request never waits for a long
+        // commit interval; the batch carries over to the next round.
+        let deadline = (self.batch.started.unwrap_or_else(Instant::now) + settings.commit_interval)
+            .min(Instant::now() + POLL_SLICE);
+        while self.batch.rows.len() < settings.commit_max_events
+            && self.batch.bytes < settings.commit_max_bytes
+        {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -222,6 +282,8 @@ impl PartitionState {
             }
             let offset = message.offset();
             let payload = message.payload().unwrap_or_default();
+            self.batch.bytes += payload.len();
+            self.stats.consumed.fetch_add(1, Ordering::Relaxed);
             let now = now_micros();
             match self.core.process(offset, payload, now) {
                 Outcome::Accepted(clean) => {
@@ -242,32 +304,43 @@ impl PartitionState {
                 }
                 Outcome::Duplicate => self.batch.duplicates += 1,
                 Outcome::Rejected(rejection) => {
+                    // The reason never quotes the input, so it may be logged.
                     debug!(partition = self.core.partition(), offset, reason = %rejection, "rejected event");
-                    let reason = rejection.to_string();
-                    let partition = self.core.partition().to_string();
-                    let offset_text = offset.to_string();
-                    let headers = OwnedHeaders::new()
-                        .insert(Header {
-                            key: "error",
-                            value: Some(reason.as_str()),
-                        })
-                        .insert(Header {
-                            key: "source-partition",
-                            value: Some(partition.as_str()),
-                        })
-                        .insert(Header {
-                            key: "source-offset",
-                            value: Some(offset_text.as_str()),
-                        });
+                    let letter = dead_letter(
+                        &self.context.keyer,
+                        Source {
+                            key: message.key(),
+                            payload,
+                            partition: self.core.partition(),
+                            offset,
+                        },
+                        &rejection,
+                        self.context.record_limit,
+                    );
+                    let headers =
+                        letter
+                            .headers
+                            .iter()
+                            .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                                headers.insert(Header {
+                                    key,
+                                    value: Some(value.as_str()),
+                                })
+                            });
                     let mut record = FutureRecord::to(&self.context.kafka.dlq_topic)
-                        .payload(payload)
+                        .payload(letter.payload)
                         .headers(headers);
-                    if let Some(key) = message.key() {
-                        record = record.key(key);
+                    if let Some(key) = &letter.key {
+                        record = record.key(key.as_str());
                     }
                     kafka::send_record(&self.context.producer, &mut self.batch.deliveries, record)
                         .await?;
                     self.batch.rejected += 1;
+                    *self
+                        .batch
+                        .rejected_by_kind
+                        .entry(rejection.kind())
+                        .or_default() += 1;
                 }
             }
             self.batch.last_offset = Some(offset);
@@ -279,6 +352,7 @@ impl PartitionState {
         let settings = self.context.ingest;
         self.batch.last_offset.is_some()
             && (self.batch.rows.len() >= settings.commit_max_events
+                || self.batch.bytes >= settings.commit_max_bytes
                 || self
                     .batch
                     .started
@@ -307,10 +381,8 @@ impl PartitionState {
             },
         );
         let started = Instant::now();
-        let checkpoint = self
-            .bronze
-            .append_fenced(rows, partition, Some(last_offset), self.epoch)
-            .await?;
+        let checkpoint = self.append_with_retries(rows, last_offset).await?;
+        let commit_time = started.elapsed();
         propose_checkpoint(
             &self.context,
             CheckpointIncrement {
@@ -333,9 +405,12 @@ impl PartitionState {
             .duplicates
             .fetch_add(batch.duplicates, Ordering::Relaxed);
         stats.rejected.fetch_add(batch.rejected, Ordering::Relaxed);
+        stats.add_rejections(&batch.rejected_by_kind);
         stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats.commit_seconds.observe(commit_time.as_secs_f64());
         stats.committed_offset.store(last_offset, Ordering::Relaxed);
         self.last_committed = Some(checkpoint);
+        *stats.last_error.lock().expect("stats lock") = None;
         debug!(
             partition,
             last_offset,
@@ -347,6 +422,109 @@ impl PartitionState {
             "bronze commit"
         );
         Ok(())
+    }
+}
+
+impl PartitionState {
+    /// Commits `rows` to bronze, trying again with backoff when the lake fails:
+    /// the batch's Kafka outputs are already acknowledged, and giving up the
+    /// batch would send them all again. Before a retry the partition's marks
+    /// are read afresh: a commit that landed after all is taken as done, and
+    /// marks moved by another writer end the batch as fenced.
+    async fn append_with_retries(
+        &mut self,
+        rows: RecordBatch,
+        last_offset: i64,
+    ) -> Result<PartitionCheckpoint, ActorError> {
+        let partition = self.core.partition();
+        let before = self.last_committed.map(|c| c.last_offset);
+        let mut backoff = COMMIT_BACKOFF_MIN;
+        let mut attempt = 1;
+        loop {
+            let result = if fault::bronze_commit_should_fail() {
+                Err(ActorError::InjectedFault("bronze commit failure"))
+            } else {
+                self.bronze
+                    .append_fenced(rows.clone(), partition, Some(last_offset), self.epoch)
+                    .await
+                    .map_err(ActorError::from)
+            };
+            let error = match result {
+                Ok(checkpoint) => return Ok(checkpoint),
+                Err(ActorError::Lake(error)) if matches!(*error, LakeError::Fenced { .. }) => {
+                    return Err(ActorError::Lake(error));
+                }
+                Err(error) if attempt < COMMIT_ATTEMPTS => error,
+                Err(error) => return Err(error),
+            };
+            warn!(
+                partition,
+                last_offset,
+                attempt,
+                retry_in_ms = backoff.as_millis() as u64,
+                error = %error,
+                "bronze commit failed; trying again"
+            );
+            self.stats.commit_retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(COMMIT_BACKOFF_MAX);
+            attempt += 1;
+            // Reading the marks moves the handle to the newest version, so
+            // the retry is compare-and-set against what was just checked.
+            let Ok(marks) = self.bronze.marks(partition).await else {
+                continue;
+            };
+            match retry_decision(marks, before, last_offset, self.epoch) {
+                RetryDecision::Retry => {}
+                RetryDecision::Landed => {
+                    return Ok(PartitionCheckpoint {
+                        partition,
+                        last_offset,
+                        delta_version: self.bronze.version().unwrap_or_default() as i64,
+                    });
+                }
+                RetryDecision::Fenced => {
+                    return Err(ActorError::from(LakeError::Fenced {
+                        partition,
+                        reason: format!(
+                            "bronze marks moved to {marks:?} while this writer (epoch {}) \
+                             retried its commit",
+                            self.epoch
+                        ),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RetryDecision {
+    /// The marks are as this writer left them: commit again.
+    Retry,
+    /// The failed attempt landed after all (the error came after the commit).
+    Landed,
+    /// Another writer moved the partition's marks.
+    Fenced,
+}
+
+/// What a failed bronze commit of offsets up to `last_offset` leaves to do,
+/// given the partition's marks read afresh and the offset this writer had
+/// committed before (`before`).
+fn retry_decision(
+    marks: PartitionMarks,
+    before: Option<i64>,
+    last_offset: i64,
+    epoch: Epoch,
+) -> RetryDecision {
+    if marks.epoch.is_some_and(|e| e != epoch) {
+        RetryDecision::Fenced
+    } else if marks.last_offset == Some(last_offset) {
+        RetryDecision::Landed
+    } else if marks.last_offset == before {
+        RetryDecision::Retry
+    } else {
+        RetryDecision::Fenced
     }
 }
 
@@ -457,5 +635,40 @@ async fn propose_checkpoint(
                 .fetch_add(bytes as u64, Ordering::Relaxed);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marks(last_offset: Option<i64>, epoch: u64) -> PartitionMarks {
+        PartitionMarks {
+            last_offset,
+            epoch: Some(epoch),
+        }
+    }
+
+    #[test]
+    fn a_failed_commit_is_retried_only_while_the_marks_are_this_writers() {
+        use RetryDecision::*;
+        // Nothing moved: try again (also for a first commit).
+        assert_eq!(retry_decision(marks(Some(99), 3), Some(99), 150, 3), Retry);
+        assert_eq!(retry_decision(marks(None, 3), None, 150, 3), Retry);
+        // The commit landed although the call failed.
+        assert_eq!(
+            retry_decision(marks(Some(150), 3), Some(99), 150, 3),
+            Landed
+        );
+        // A newer owner, or other offsets under our epoch: never write again.
+        assert_eq!(retry_decision(marks(Some(99), 4), Some(99), 150, 3), Fenced);
+        assert_eq!(
+            retry_decision(marks(Some(150), 4), Some(99), 150, 3),
+            Fenced
+        );
+        assert_eq!(
+            retry_decision(marks(Some(120), 3), Some(99), 150, 3),
+            Fenced
+        );
     }
 }

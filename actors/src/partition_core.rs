@@ -29,6 +29,7 @@ pub struct PartitionCore {
     dedup: DedupWindow,
     user_keys: HashMap<Box<str>, HexKey, BuildHasherDefault<OneShotXxh3>>,
     current_key: HexKey,
+    max_event_bytes: usize,
 }
 
 impl PartitionCore {
@@ -39,7 +40,15 @@ impl PartitionCore {
             dedup,
             user_keys: HashMap::with_capacity_and_hasher(USER_KEY_CACHE, Default::default()),
             current_key: [0; 32],
+            max_event_bytes: usize::MAX,
         }
+    }
+
+    /// Records above `limit` bytes are rejected unread: their clean record
+    /// would not fit the output topic, and parsing them costs for nothing.
+    pub fn with_max_event_bytes(mut self, limit: usize) -> PartitionCore {
+        self.max_event_bytes = limit;
+        self
     }
 
     pub fn partition(&self) -> i32 {
@@ -52,6 +61,12 @@ impl PartitionCore {
 
     /// Decides what happens to the record at `offset`.
     pub fn process<'a>(&'a mut self, offset: i64, payload: &'a [u8], now_us: i64) -> Outcome<'a> {
+        if payload.len() > self.max_event_bytes {
+            return Outcome::Rejected(Rejection::TooLarge {
+                bytes: payload.len(),
+                limit: self.max_event_bytes,
+            });
+        }
         let event = match parse_event(payload) {
             Ok(event) => event,
             Err(rejection) => return Outcome::Rejected(rejection),
@@ -168,5 +183,26 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn an_oversized_record_is_rejected_unread_and_not_remembered() {
+        let mut core = core().with_max_event_bytes(300);
+        let mut big = event("e-big", "carol");
+        big.truncate(big.len() - 1);
+        big.extend_from_slice(format!(r#","device":"{}"}}"#, "x".repeat(400)).as_bytes());
+        match core.process(1, &big, 0) {
+            Outcome::Rejected(Rejection::TooLarge { bytes, limit }) => {
+                assert_eq!((bytes, limit), (big.len(), 300));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(core.dedup_len(), 0);
+        let at_limit = event("e-big", "carol");
+        assert!(at_limit.len() <= 300);
+        assert!(matches!(
+            core.process(2, &at_limit, 0),
+            Outcome::Accepted(_)
+        ));
     }
 }

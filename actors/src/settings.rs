@@ -11,12 +11,17 @@ pub struct KafkaSettings {
     pub consumer_group: String,
     /// Partition count for topics the node creates because they are missing.
     pub default_partitions: i32,
+    pub on_missing_offsets: crate::start_position::OnMissingOffsets,
+    /// Retention of the dead-letter topic when the node creates it.
+    pub dlq_retention: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct IngestSettings {
     /// A partition commits to bronze when its batch holds this many events...
     pub commit_max_events: usize,
+    /// ...or when its records add up to this many bytes...
+    pub commit_max_bytes: usize,
     /// ...or when its oldest uncommitted record is this old.
     pub commit_interval: Duration,
     pub dedup: DedupSettings,

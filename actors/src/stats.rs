@@ -4,10 +4,20 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::histogram::Histogram;
 use streamreel_protocol::PartitionCounters;
 
-#[derive(Debug, Default)]
+/// Upper bounds (seconds) of the bronze commit latency buckets.
+const COMMIT_SECONDS_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Debug)]
 pub struct PartitionStats {
+    /// Records read from the input topic (every record, as it is consumed).
+    pub consumed: AtomicU64,
+    /// Accepted, duplicate and rejected records, counted when their batch
+    /// commits: the same numbers as bronze.
     pub accepted: AtomicU64,
     pub duplicates: AtomicU64,
     pub rejected: AtomicU64,
@@ -20,9 +30,52 @@ pub struct PartitionStats {
     pub checkpoints: AtomicU64,
     pub checkpoint_micros: AtomicU64,
     pub checkpoint_bytes: AtomicU64,
+    /// Offsets skipped because the broker no longer had them
+    /// (`kafka.on-missing-offsets = "resume-at-earliest"`).
+    pub skipped_offsets: AtomicU64,
+    /// Bronze commits that failed and were tried again.
+    pub commit_retries: AtomicU64,
+    /// Why the partition's last actor ended, until it commits again.
+    pub last_error: Mutex<Option<String>>,
+    /// Set when a stop could not commit the batch in hand.
+    pub uncommitted_at_stop: std::sync::atomic::AtomicBool,
+    /// Rejected records by [`Rejection::kind`](streamreel_protocol::Rejection::kind).
+    pub rejected_by_kind: Mutex<BTreeMap<&'static str, u64>>,
+    /// Time of each bronze commit, retries included.
+    pub commit_seconds: Histogram,
+}
+
+impl Default for PartitionStats {
+    fn default() -> PartitionStats {
+        PartitionStats {
+            consumed: AtomicU64::default(),
+            accepted: AtomicU64::default(),
+            duplicates: AtomicU64::default(),
+            rejected: AtomicU64::default(),
+            commits: AtomicU64::default(),
+            restarts: AtomicU64::default(),
+            committed_offset: AtomicI64::new(-1),
+            checkpoints: AtomicU64::default(),
+            checkpoint_micros: AtomicU64::default(),
+            checkpoint_bytes: AtomicU64::default(),
+            skipped_offsets: AtomicU64::default(),
+            commit_retries: AtomicU64::default(),
+            last_error: Mutex::default(),
+            uncommitted_at_stop: Default::default(),
+            rejected_by_kind: Mutex::default(),
+            commit_seconds: Histogram::new(COMMIT_SECONDS_BUCKETS),
+        }
+    }
 }
 
 impl PartitionStats {
+    pub fn add_rejections(&self, by_kind: &BTreeMap<&'static str, u64>) {
+        let mut counts = self.rejected_by_kind.lock().expect("stats lock");
+        for (kind, n) in by_kind {
+            *counts.entry(kind).or_default() += n;
+        }
+    }
+
     pub fn counters(&self) -> PartitionCounters {
         PartitionCounters {
             accepted: self.accepted.load(Ordering::Relaxed),
@@ -42,14 +95,7 @@ pub struct IngestStats {
 impl IngestStats {
     pub fn partition(&self, partition: i32) -> Arc<PartitionStats> {
         let mut partitions = self.partitions.lock().expect("stats lock");
-        partitions
-            .entry(partition)
-            .or_insert_with(|| {
-                let stats = PartitionStats::default();
-                stats.committed_offset.store(-1, Ordering::Relaxed);
-                Arc::new(stats)
-            })
-            .clone()
+        partitions.entry(partition).or_default().clone()
     }
 
     pub fn snapshot(&self) -> Vec<(i32, Arc<PartitionStats>)> {

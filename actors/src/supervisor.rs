@@ -141,11 +141,20 @@ impl Actor for IngestSupervisor {
             }
             SupervisorMsg::Shutdown(reply) => {
                 state.shutting_down = true;
+                let all_stats = state.context.stats.clone();
                 let stops = state
                     .slots
                     .drain()
                     .filter_map(|(partition, slot)| match slot {
-                        Slot::Running { actor, .. } => Some(stop(partition, actor)),
+                        Slot::Running { actor, .. } => {
+                            let stats = all_stats.partition(partition);
+                            Some(async move {
+                                // A stop that timed out may leave its batch uncommitted.
+                                if !stop(partition, actor).await {
+                                    stats.uncommitted_at_stop.store(true, Ordering::SeqCst);
+                                }
+                            })
+                        }
                         Slot::Starting { .. } => None,
                     });
                 futures::future::join_all(stops).await;
@@ -207,7 +216,7 @@ impl SupervisorState {
             if let Some(Slot::Running { actor, epoch, .. }) = self.slots.remove(&partition) {
                 info!(partition, epoch, "releasing partition");
                 self.by_actor.remove(&actor.get_id());
-                tokio::spawn(stop(partition, actor));
+                tokio::spawn(async move { stop(partition, actor).await });
             }
             // A starting actor is stopped when its set-up reports back.
         }
@@ -272,7 +281,7 @@ impl SupervisorState {
                 if expected {
                     self.slots.remove(&partition);
                 }
-                tokio::spawn(stop(partition, actor));
+                tokio::spawn(async move { stop(partition, actor).await });
                 if !self.shutting_down {
                     self.reconcile(myself);
                 }
@@ -303,18 +312,22 @@ impl SupervisorState {
             .entry(partition)
             .or_default()
             .on_failure(&self.context.restart, ran_for);
-        self.context
-            .stats
-            .partition(partition)
-            .restarts
-            .fetch_add(1, Ordering::Relaxed);
+        let stats = self.context.stats.partition(partition);
+        stats.restarts.fetch_add(1, Ordering::Relaxed);
+        *stats.last_error.lock().expect("stats lock") = Some(reason.to_string());
         error!(partition, epoch, %reason, delay_ms = delay.as_millis() as u64, "partition actor ended; restarting");
         myself.send_after(delay, move || SupervisorMsg::Retry { partition, epoch });
     }
 }
 
-async fn stop(partition: i32, actor: ActorRef<PartitionMsg>) {
-    if let Err(e) = actor.stop_and_wait(None, Some(STOP_TIMEOUT)).await {
-        warn!(partition, error = %e, "partition actor did not stop in time");
+/// Stops a partition actor (which commits its batch); false when it did not
+/// stop in time.
+async fn stop(partition: i32, actor: ActorRef<PartitionMsg>) -> bool {
+    match actor.stop_and_wait(None, Some(STOP_TIMEOUT)).await {
+        Ok(()) => true,
+        Err(e) => {
+            warn!(partition, error = %e, "partition actor did not stop in time");
+            false
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! landed since that snapshot. So of two writers of one partition, only the one
 //! whose epoch is in the table can add rows.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,6 +35,9 @@ use crate::error::LakeError;
 use crate::query::{column_as_i64, column_as_strings, register_table};
 
 const TABLE: &str = "bronze";
+
+/// The table property holding the pseudonymisation secret's fingerprint.
+pub const SECRET_FINGERPRINT_PROPERTY: &str = "streamreel.userKeyFingerprint";
 
 fn utc_micros() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -251,6 +255,64 @@ impl BronzeTable {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Refuses to go on with a secret other than the one the table's user keys
+    /// were made with; the first writer records its fingerprint in the table's
+    /// properties.
+    pub async fn ensure_secret_fingerprint(&mut self, ours: &str) -> Result<(), LakeError> {
+        let mut last_error = None;
+        for _attempt in 0..3 {
+            self.table
+                .update_state()
+                .await
+                .map_err(|e| LakeError::delta(TABLE, e))?;
+            let found = self
+                .table
+                .snapshot()
+                .map_err(|e| LakeError::delta(TABLE, e))?
+                .metadata()
+                .configuration()
+                .get(SECRET_FINGERPRINT_PROPERTY)
+                .cloned();
+            match found {
+                Some(found) if found == ours => return Ok(()),
+                Some(found) => {
+                    return Err(LakeError::SecretMismatch {
+                        table: self.path.display().to_string(),
+                        found,
+                        ours: ours.to_string(),
+                    });
+                }
+                None => {
+                    let properties = HashMap::from([(
+                        SECRET_FINGERPRINT_PROPERTY.to_string(),
+                        ours.to_string(),
+                    )]);
+                    // Another member may record its own at the same moment:
+                    // then look again and compare.
+                    match self
+                        .table
+                        .clone()
+                        .set_tbl_properties()
+                        .with_properties(properties)
+                        .with_raise_if_not_exists(false)
+                        .await
+                    {
+                        Ok(table) => self.table = table,
+                        Err(e) => last_error = Some(e),
+                    }
+                }
+            }
+        }
+        Err(LakeError::delta(
+            TABLE,
+            last_error.unwrap_or_else(|| {
+                deltalake::DeltaTableError::Generic(
+                    "could not record the secret fingerprint".into(),
+                )
+            }),
+        ))
     }
 
     /// The table version this handle last saw.
@@ -535,5 +597,22 @@ mod tests {
                 Err(other) => panic!("{other}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_writer_with_another_secret_is_refused() {
+        let lake = tempfile::tempdir().unwrap();
+        let mut first = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        first.ensure_secret_fingerprint("aaaa").await.unwrap();
+        // The same secret again (a restart, another member) is fine.
+        let mut again = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        again.ensure_secret_fingerprint("aaaa").await.unwrap();
+        let mut other = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        let error = other.ensure_secret_fingerprint("bbbb").await.unwrap_err();
+        assert!(
+            matches!(&error, LakeError::SecretMismatch { found, ours, .. } if found == "aaaa" && ours == "bbbb"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("different pseudonymisation secret"));
     }
 }

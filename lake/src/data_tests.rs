@@ -4,8 +4,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
+use std::sync::Arc;
 
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::util::pretty::pretty_format_batches;
+use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use serde::Deserialize;
 
@@ -117,6 +121,28 @@ pub fn declared_tests(text: &str) -> Result<Vec<DataTest>, LakeError> {
 
 fn table_location(lake_dir: &Path, table: &str) -> std::path::PathBuf {
     Lake::new(lake_dir).table(table)
+}
+
+/// Runs the declared tests of `table` against `batches`, data not yet
+/// published: the audit step of write-audit-publish.
+pub async fn audit_batches(
+    table: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    videos: &[VideoMetadata],
+    declarations: &str,
+) -> Result<Vec<DataTestResult>, LakeError> {
+    let ctx = SessionContext::new();
+    register_metadata(&ctx, videos)?;
+    ctx.register_table("t", Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    let mut results = Vec::new();
+    for test in declared_tests(declarations)?
+        .into_iter()
+        .filter(|t| t.table == table)
+    {
+        results.push(run_one(&ctx, test).await);
+    }
+    Ok(results)
 }
 
 /// Runs every declared test against the tables' latest versions.

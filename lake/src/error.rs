@@ -26,6 +26,8 @@ pub enum LakeError {
     },
     #[error("table {table} does not exist yet (run `streamreel models run` after ingest)")]
     MissingTable { table: String },
+    #[error("unknown table {name:?} (tables: bronze, {known})")]
+    UnknownTable { name: String, known: String },
     #[error("unknown model {name:?} (models: {known})")]
     UnknownModel { name: String, known: String },
     #[error("model {model} failed: {source}")]
@@ -34,12 +36,31 @@ pub enum LakeError {
         #[source]
         source: deltalake::datafusion::error::DataFusionError,
     },
+    #[error(
+        "gold not published: data tests failed on the new data (the previous gold stays \
+         visible)\n{report}"
+    )]
+    AuditFailed { report: String },
     #[error("invalid data tests file: {0}")]
     DataTestsFile(String),
     /// Another writer owns the partition now: its epoch in bronze is newer, or
     /// it committed to the partition since this writer last looked.
     #[error("bronze partition {partition} is fenced: {reason}")]
     Fenced { partition: i32, reason: String },
+    #[error(
+        "the lake at {table} was written with a different pseudonymisation secret \
+         (fingerprint {found}, this node's {ours}): writing would give every user a second \
+         user_key; use the lake's secret, or a new lake"
+    )]
+    SecretMismatch {
+        table: String,
+        found: String,
+        ours: String,
+    },
+    #[error(
+        "vacuum retention of {hours} h is below the 1 h floor: files still being written could be deleted"
+    )]
+    RetentionTooShort { hours: i64 },
     #[error("table {table}: unexpected column type for `{column}`")]
     ColumnType { table: String, column: String },
 }

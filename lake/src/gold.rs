@@ -1,17 +1,23 @@
 //! Gold: SQL models (`lake/models/<name>.sql`, one per table, like dbt models)
-//! run by DataFusion over `view_sessions` and the metadata catalogue. Each model
-//! replaces its table `lake/gold/<name>` in one Delta commit, so a reader sees
-//! the old or the new version, never a half.
+//! run by DataFusion over `view_sessions` and the metadata catalogue. A run
+//! builds every model, audits the new data with the data tests, and publishes
+//! only when all pass: each model then replaces its table `lake/gold/<name>` in
+//! one Delta commit, so a reader sees the old or the new version, never a half
+//! and never an untested one.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::prelude::SessionContext;
+use deltalake::arrow::json::ArrayWriter;
+use deltalake::datafusion::prelude::{SessionContext, col, lit};
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use tracing::info;
 
+use crate::data_tests::{DATA_TESTS, DataTestResult, audit_batches, report};
 use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
 use crate::query::register_table;
@@ -52,19 +58,26 @@ pub fn model_names() -> Vec<&'static str> {
     MODELS.iter().map(|(name, _)| *name).collect()
 }
 
-/// A session with the silver tables (latest versions) and the catalogue registered.
+/// A session with the silver tables (latest versions) and the catalogue
+/// registered, and the `view_sessions` version registered.
 pub async fn silver_session(
     lake_dir: &Path,
     videos: &[VideoMetadata],
-) -> Result<SessionContext, LakeError> {
+) -> Result<(SessionContext, u64), LakeError> {
     let ctx = SessionContext::new();
     register_metadata(&ctx, videos)?;
+    let mut sessions_version = 0;
     for (name, relative) in [
         ("view_sessions", SESSIONS_TABLE),
         ("enriched_events", ENRICHED_TABLE),
     ] {
         match open_if_exists(&Lake::new(lake_dir).table(name)).await? {
-            Some(table) => register_table(&ctx, name, &table).await?,
+            Some(table) => {
+                if relative == SESSIONS_TABLE {
+                    sessions_version = table.version().unwrap_or_default();
+                }
+                register_table(&ctx, name, &table).await?
+            }
             None => {
                 return Err(LakeError::MissingTable {
                     table: relative.to_string(),
@@ -72,15 +85,44 @@ pub async fn silver_session(
             }
         }
     }
-    Ok(ctx)
+    Ok((ctx, sessions_version))
 }
 
-/// Runs the selected model (all without `select`) and replaces its gold table.
+/// The app id of the `txn` action in every gold commit: its version is the
+/// `view_sessions` version the model was built from, so a reader can tell
+/// that the six gold tables agree.
+pub const FROM_SESSIONS_APP_ID: &str = "streamreel-gold-from-view-sessions";
+
+/// Builds the selected models (all without `select`) with the shipped data
+/// tests; see [`run_models_audited_by`].
 pub async fn run_models(
     lake_dir: &Path,
     videos: &[VideoMetadata],
     select: Option<&str>,
-) -> Result<Vec<ModelRun>, LakeError> {
+) -> Result<GoldRun, LakeError> {
+    run_models_audited_by(lake_dir, videos, select, DATA_TESTS).await
+}
+
+/// What a published gold run built and the data tests it passed.
+#[derive(Debug, Clone)]
+pub struct GoldRun {
+    pub models: Vec<ModelRun>,
+    pub tests: Vec<DataTestResult>,
+    /// The `view_sessions` version every model was built from.
+    pub sessions_version: u64,
+}
+
+/// Write-audit-publish: builds every selected model from one `view_sessions`
+/// version, runs the declared data tests on the new data, and only when all of
+/// them pass replaces the gold tables (one commit each, carrying the silver
+/// version). A failing test publishes nothing, so the previous versions stay
+/// visible, and the run fails with the report.
+pub async fn run_models_audited_by(
+    lake_dir: &Path,
+    videos: &[VideoMetadata],
+    select: Option<&str>,
+    declarations: &str,
+) -> Result<GoldRun, LakeError> {
     if let Some(name) = select
         && !model_names().contains(&name)
     {
@@ -89,43 +131,128 @@ pub async fn run_models(
             known: model_names().join(", "),
         });
     }
-    let ctx = silver_session(lake_dir, videos).await?;
-    let mut runs = Vec::new();
+    let (ctx, sessions_version) = silver_session(lake_dir, videos).await?;
+    let mut built = Vec::new();
+    let mut tests = Vec::new();
     for (name, sql) in MODELS {
         if select.is_some_and(|s| s != name) {
             continue;
         }
-        let frame = ctx.sql(sql).await.map_err(|source| LakeError::Model {
+        let model_error = |source| LakeError::Model {
             model: name.to_string(),
             source,
-        })?;
-        let schema = Arc::new(frame.schema().as_arrow().clone());
-        let mut batches = frame.collect().await.map_err(|source| LakeError::Model {
-            model: name.to_string(),
-            source,
-        })?;
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        if batches.is_empty() {
-            batches.push(RecordBatch::new_empty(schema));
-        }
-        let path = Lake::new(lake_dir).gold(name);
-        let table = match open_if_exists(&path).await? {
-            Some(table) => table,
-            None => handle_for_write(&path).await?,
         };
-        let table = table
-            .write(batches)
-            .with_save_mode(SaveMode::Overwrite)
-            .with_schema_mode(SchemaMode::Overwrite)
-            .await
-            .map_err(|e| LakeError::delta(name, e))?;
-        let version = table.version().unwrap_or_default();
-        info!(model = name, rows, version, "gold model built");
-        runs.push(ModelRun {
-            model: name.to_string(),
-            rows: rows as u64,
-            version,
+        let frame = ctx.sql(sql).await.map_err(model_error)?;
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let mut batches = frame.collect().await.map_err(model_error)?;
+        if batches.is_empty() {
+            batches.push(RecordBatch::new_empty(schema.clone()));
+        }
+        tests.extend(audit_batches(name, schema, batches.clone(), videos, declarations).await?);
+        built.push((name, batches));
+    }
+    if tests.iter().any(|t| !t.passed()) {
+        return Err(LakeError::AuditFailed {
+            report: report(&tests),
         });
     }
-    Ok(runs)
+    let mut models = Vec::new();
+    for (name, batches) in built {
+        models.push(publish(lake_dir, name, batches, sessions_version).await?);
+    }
+    Ok(GoldRun {
+        models,
+        tests,
+        sessions_version,
+    })
+}
+
+/// Replaces gold table `name` with `batches` in one commit.
+async fn publish(
+    lake_dir: &Path,
+    name: &str,
+    batches: Vec<RecordBatch>,
+    sessions_version: u64,
+) -> Result<ModelRun, LakeError> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let path = Lake::new(lake_dir).gold(name);
+    let table = match open_if_exists(&path).await? {
+        Some(table) => table,
+        None => handle_for_write(&path).await?,
+    };
+    let table = table
+        .write(batches)
+        .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(SchemaMode::Overwrite)
+        .with_commit_properties(
+            CommitProperties::default().with_application_transactions(vec![Transaction::new(
+                FROM_SESSIONS_APP_ID,
+                sessions_version as i64,
+            )]),
+        )
+        .await
+        .map_err(|e| LakeError::delta(name, e))?;
+    let version = table.version().unwrap_or_default();
+    info!(
+        model = name,
+        rows, version, sessions_version, "gold model published"
+    );
+    Ok(ModelRun {
+        model: name.to_string(),
+        rows: rows as u64,
+        version,
+    })
+}
+
+/// A gold table's rows for readers such as the dashboard.
+#[derive(Debug, Clone)]
+pub struct GoldRows {
+    /// A JSON array of objects, one per row (dates as `YYYY-MM-DD`).
+    pub json: Vec<u8>,
+    /// The `view_sessions` version the table was built from.
+    pub sessions_version: Option<i64>,
+}
+
+/// The rows of gold table `model` (those of one video when `video_id` is
+/// given); `None` before the model's first run.
+pub async fn gold_rows(
+    lake_dir: &Path,
+    model: &str,
+    video_id: Option<&str>,
+) -> Result<Option<GoldRows>, LakeError> {
+    if !model_names().contains(&model) {
+        return Err(LakeError::UnknownModel {
+            name: model.to_string(),
+            known: model_names().join(", "),
+        });
+    }
+    let Some(table) = open_if_exists(&Lake::new(lake_dir).gold(model)).await? else {
+        return Ok(None);
+    };
+    let sessions_version = table
+        .snapshot()
+        .map_err(|e| LakeError::delta(model, e))?
+        .transaction_version(table.log_store().as_ref(), FROM_SESSIONS_APP_ID)
+        .await
+        .map_err(|e| LakeError::delta(model, e))?;
+    let ctx = SessionContext::new();
+    register_table(&ctx, "t", &table).await?;
+    let mut frame = ctx.table("t").await?;
+    if let Some(video_id) = video_id {
+        frame = frame.filter(col("video_id").eq(lit(video_id)))?;
+    }
+    let batches = frame.collect().await?;
+    let mut writer = ArrayWriter::new(Vec::new());
+    for batch in &batches {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    let mut json = writer.into_inner();
+    if json.is_empty() {
+        json = b"[]".to_vec();
+    }
+    Ok(Some(GoldRows {
+        json,
+        sessions_version,
+    }))
 }

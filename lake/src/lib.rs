@@ -26,6 +26,7 @@ pub use bronze::{
     BronzeBatchBuilder, BronzeTable, PartitionMarks, ReplayedEvent, bronze_schema, epoch_app_id,
     rows_to_batch,
 };
+pub use deltalake::arrow::array::RecordBatch;
 pub use error::LakeError;
 pub use metadata::{VideoMetadata, read_metadata, read_metadata_file};
 

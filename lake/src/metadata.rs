@@ -147,7 +147,10 @@ mod tests {
 
     #[test]
     fn the_shipped_catalogue_is_valid_and_large_enough() {
-        let path = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")).join("../metadata/video_metadata.csv");
+        let path = std::path::PathBuf::from(
+            std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+        )
+        .join("../metadata/video_metadata.csv");
         let videos = read_metadata_file(&path).unwrap();
         assert!(videos.len() >= 500);
         let genres: HashSet<_> = videos.iter().map(|v| v.genre.as_str()).collect();

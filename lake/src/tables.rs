@@ -51,6 +51,21 @@ impl Lake {
         self.root.join("gold").join(model)
     }
 
+    /// A table by the path users see under the lake: `bronze` (or
+    /// `bronze/engagement_events`), `silver/enriched_events`,
+    /// `silver/view_sessions`, `gold/<model>`.
+    pub fn table_by_name(&self, name: &str) -> Result<PathBuf, LakeError> {
+        let known = table_names();
+        match name {
+            "bronze" => Ok(self.bronze()),
+            name if known.iter().any(|k| k == name) => Ok(self.root.join(name)),
+            _ => Err(LakeError::UnknownTable {
+                name: name.to_string(),
+                known: known.join(", "),
+            }),
+        }
+    }
+
     /// A table by its short name: `engagement_events`, a silver table, or a gold model.
     pub fn table(&self, name: &str) -> PathBuf {
         match name {
@@ -60,6 +75,21 @@ impl Lake {
             model => self.gold(model),
         }
     }
+}
+
+/// Every table of the lake, as its path under the lake.
+pub fn table_names() -> Vec<String> {
+    let mut names = vec![
+        crate::BRONZE_TABLE.to_string(),
+        ENRICHED_TABLE.to_string(),
+        SESSIONS_TABLE.to_string(),
+    ];
+    names.extend(
+        crate::gold::model_names()
+            .into_iter()
+            .map(|m| format!("gold/{m}")),
+    );
+    names
 }
 
 /// Loads the table at `path` if it is a Delta table (latest version).

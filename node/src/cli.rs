@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
     about = "StreamReel video-engagement analytics"
 )]
 pub struct Cli {
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "STREAMREEL_LOG_FORMAT")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -27,6 +29,31 @@ pub enum Command {
     Admin(AdminArgs),
     /// Show what the bronze table holds: rows, per-partition progress.
     Inspect(InspectArgs),
+    /// Write one table of the lake to a CSV or Parquet file (for BI tools).
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// `bronze`, `silver/enriched_events`, `silver/view_sessions` or `gold/NAME`.
+    #[arg(long)]
+    pub table: String,
+    #[arg(long, value_enum)]
+    pub format: crate::export::ExportFormat,
+    /// The file to write (replaced if it exists).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub lake: LakeArgs,
+}
+
+/// How log lines are written (to standard error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -12,7 +12,9 @@ use thiserror::Error;
 use std::net::SocketAddr;
 
 use streamreel_actors::coordinator::job::JobSchedule;
+use streamreel_actors::start_position::OnMissingOffsets;
 use streamreel_actors::{DedupSettings, IngestSettings, KafkaSettings, RestartPolicy};
+use streamreel_lake::maintenance::MIN_VACUUM_RETENTION_HOURS;
 
 /// The environment variable that carries the pseudonymisation secret.
 pub const SECRET_ENV: &str = "STREAMREEL_USER_KEY_SECRET";
@@ -23,6 +25,8 @@ pub const ADMIN_TOKEN_ENV: &str = "STREAMREEL_ADMIN_TOKEN";
 /// Used only in demo mode, so a demo needs no setup; never for real data.
 const DEMO_SECRET: &str = "streamreel-demo-secret-not-for-production";
 const MIN_SECRET_BYTES: usize = 16;
+/// Ten years: the longest retention a config may ask for.
+const MAX_HOURS: u64 = 10 * 366 * 24;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -120,7 +124,8 @@ struct RawMember {
 struct RawNode {
     id: u64,
     data_dir: PathBuf,
-    demo: bool,
+    /// Refused when present: demo mode comes only from `--demo`.
+    demo: Option<bool>,
     user_key_secret_file: Option<PathBuf>,
     restart_backoff_min_ms: u64,
     restart_backoff_max_ms: u64,
@@ -134,7 +139,7 @@ impl Default for RawNode {
         RawNode {
             id: 1,
             data_dir: PathBuf::from("data/node-1"),
-            demo: false,
+            demo: None,
             user_key_secret_file: None,
             restart_backoff_min_ms: 200,
             restart_backoff_max_ms: 30_000,
@@ -155,6 +160,15 @@ struct RawKafka {
     consumer_group: String,
     /// Partition count for topics the node has to create itself.
     default_partitions: i32,
+    on_missing_offsets: RawOnMissingOffsets,
+    dlq_retention_hours: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum RawOnMissingOffsets {
+    Fail,
+    ResumeAtEarliest,
 }
 
 impl Default for RawKafka {
@@ -166,6 +180,8 @@ impl Default for RawKafka {
             dlq_topic: "video-events-dlq".into(),
             consumer_group: "streamreel".into(),
             default_partitions: 4,
+            on_missing_offsets: RawOnMissingOffsets::Fail,
+            dlq_retention_hours: 168,
         }
     }
 }
@@ -176,6 +192,7 @@ struct RawLake {
     /// The lake shared by every node; default `<data-dir>/lake`.
     uri: Option<PathBuf>,
     commit_max_events: usize,
+    commit_max_bytes: usize,
     commit_interval_ms: u64,
 }
 
@@ -184,6 +201,7 @@ impl Default for RawLake {
         RawLake {
             uri: None,
             commit_max_events: 20_000,
+            commit_max_bytes: 64 << 20,
             commit_interval_ms: 1_000,
         }
     }
@@ -244,7 +262,7 @@ pub struct Overrides {
 }
 
 /// The cluster this node belongs to (one member when the file has no `[cluster]`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClusterConfig {
     /// Every member's id and HTTP address.
     pub members: BTreeMap<u64, String>,
@@ -255,8 +273,8 @@ pub struct ClusterConfig {
     pub token: Option<String>,
 }
 
-/// A validated node configuration.
-#[derive(Debug, Clone)]
+/// A validated node configuration. Its `Debug` never shows a secret or token.
+#[derive(Clone)]
 pub struct NodeConfig {
     pub node_id: u64,
     pub data_dir: PathBuf,
@@ -282,6 +300,65 @@ impl NodeConfig {
     /// Where this node keeps its Raft log, vote and snapshots.
     pub fn raft_dir(&self) -> PathBuf {
         self.data_dir.join("raft")
+    }
+}
+
+const REDACTED: &str = "<redacted>";
+
+// Destructured without `..`, so that a new field cannot skip this decision.
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let NodeConfig {
+            node_id,
+            data_dir,
+            demo,
+            user_key_secret: _,
+            kafka,
+            ingest,
+            restart,
+            http_listen,
+            admin_token,
+            metadata,
+            jobs,
+            lake_dir,
+            live_retention,
+            cluster,
+        } = self;
+        f.debug_struct("NodeConfig")
+            .field("node_id", node_id)
+            .field("data_dir", data_dir)
+            .field("demo", demo)
+            .field("user_key_secret", &REDACTED)
+            .field("kafka", kafka)
+            .field("ingest", ingest)
+            .field("restart", restart)
+            .field("http_listen", http_listen)
+            .field("admin_token", &admin_token.as_ref().map(|_| REDACTED))
+            .field("metadata", metadata)
+            .field("jobs", jobs)
+            .field("lake_dir", lake_dir)
+            .field("live_retention", live_retention)
+            .field("cluster", cluster)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ClusterConfig {
+            members,
+            heartbeat_ms,
+            election_timeout_ms,
+            failover_after_ms,
+            token,
+        } = self;
+        f.debug_struct("ClusterConfig")
+            .field("members", members)
+            .field("heartbeat_ms", heartbeat_ms)
+            .field("election_timeout_ms", election_timeout_ms)
+            .field("failover_after_ms", failover_after_ms)
+            .field("token", &token.as_ref().map(|_| REDACTED))
+            .finish()
     }
 }
 
@@ -374,15 +451,81 @@ fn validate(
             "must differ from the clean and dead-letter topics",
         ));
     }
-    if raw.kafka.default_partitions < 1 {
-        return Err(invalid("kafka.default-partitions", "must be at least 1"));
+    if raw.node.demo.is_some() {
+        return Err(invalid(
+            "node.demo",
+            "demo mode is chosen only with the --demo flag, never by a config file",
+        ));
     }
-    if raw.lake.commit_max_events == 0 {
-        return Err(invalid("lake.commit-max-events", "must be at least 1"));
-    }
-    if raw.lake.commit_interval_ms == 0 {
-        return Err(invalid("lake.commit-interval-ms", "must be at least 1"));
-    }
+    // Upper bounds keep every duration and size far from overflow, and refuse
+    // values that can only be typing mistakes.
+    let within = |key: &'static str, value: u64, min: u64, max: u64| {
+        if (min..=max).contains(&value) {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                key,
+                reason: format!("must be within {min}..={max}, got {value}"),
+            })
+        }
+    };
+    within(
+        "kafka.default-partitions",
+        raw.kafka.default_partitions.max(0) as u64,
+        1,
+        10_000,
+    )?;
+    within(
+        "kafka.dlq-retention-hours",
+        raw.kafka.dlq_retention_hours,
+        1,
+        MAX_HOURS,
+    )?;
+    within(
+        "lake.commit-max-events",
+        raw.lake.commit_max_events as u64,
+        1,
+        10_000_000,
+    )?;
+    within(
+        "lake.commit-max-bytes",
+        raw.lake.commit_max_bytes as u64,
+        1 << 20,
+        1 << 30,
+    )?;
+    within(
+        "lake.commit-interval-ms",
+        raw.lake.commit_interval_ms,
+        1,
+        600_000,
+    )?;
+    within(
+        "dedup.window-events",
+        raw.dedup.window_events as u64,
+        0,
+        100_000_000,
+    )?;
+    within("dedup.window-hours", raw.dedup.window_hours, 0, 24 * 366)?;
+    within("dedup.max-ids", raw.dedup.max_ids as u64, 0, 400_000_000)?;
+    within(
+        "node.restart-backoff-max-ms",
+        raw.node.restart_backoff_max_ms,
+        1,
+        3_600_000,
+    )?;
+    within(
+        "jobs.vacuum-retention-hours",
+        raw.jobs.vacuum_retention_hours,
+        MIN_VACUUM_RETENTION_HOURS as u64,
+        MAX_HOURS,
+    )?;
+    within("jobs.max-retries", u64::from(raw.jobs.max_retries), 0, 100)?;
+    within(
+        "jobs.retry-backoff-ms",
+        raw.jobs.retry_backoff_ms,
+        1,
+        3_600_000,
+    )?;
     if raw.dedup.window_events < 1_000_000 {
         return Err(invalid(
             "dedup.window-events",
@@ -420,13 +563,10 @@ fn validate(
         ("jobs.gold-interval-s", jobs.gold_interval_s),
         ("jobs.compact-interval-s", jobs.compact_interval_s),
         ("jobs.vacuum-interval-s", jobs.vacuum_interval_s),
-        ("jobs.retry-backoff-ms", jobs.retry_backoff_ms),
     ] {
-        if value == 0 {
-            return Err(invalid(key, "must be at least 1"));
-        }
+        within(key, value, 1, 366 * 86_400)?;
     }
-    let demo = overrides.demo || raw.node.demo;
+    let demo = overrides.demo;
     if raw.live.retention_hours == 0 || raw.live.retention_hours > 24 * 366 {
         return Err(invalid("live.retention-hours", "must be within 1..=8784"));
     }
@@ -558,9 +698,15 @@ fn validate(
             dlq_topic: raw.kafka.dlq_topic,
             consumer_group: raw.kafka.consumer_group,
             default_partitions: raw.kafka.default_partitions,
+            on_missing_offsets: match raw.kafka.on_missing_offsets {
+                RawOnMissingOffsets::Fail => OnMissingOffsets::Fail,
+                RawOnMissingOffsets::ResumeAtEarliest => OnMissingOffsets::ResumeAtEarliest,
+            },
+            dlq_retention: Duration::from_secs(raw.kafka.dlq_retention_hours * 3600),
         },
         ingest: IngestSettings {
             commit_max_events: raw.lake.commit_max_events,
+            commit_max_bytes: raw.lake.commit_max_bytes,
             commit_interval: Duration::from_millis(raw.lake.commit_interval_ms),
             dedup: DedupSettings {
                 window_events: raw.dedup.window_events,
@@ -660,7 +806,10 @@ mod tests {
 
     #[test]
     fn shipped_configs_are_valid() {
-        let dir = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")).join("../cluster-config");
+        let dir = std::path::PathBuf::from(
+            std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+        )
+        .join("../cluster-config");
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
@@ -829,5 +978,118 @@ uri = "/srv/lake"
         );
         let error = load(&text, Overrides::default(), env(SECRET)).unwrap_err();
         assert!(matches!(error, ConfigError::EmptyToken { .. }), "{error}");
+    }
+
+    #[test]
+    fn values_that_would_overflow_or_are_unsafe_are_refused_by_name() {
+        for (text, key) in [
+            (
+                "[dedup]\nwindow-hours = 9223372036854775807\n",
+                "dedup.window-hours",
+            ),
+            (
+                "[dedup]\nwindow-events = 9223372036854775807\n",
+                "dedup.window-events",
+            ),
+            (
+                "[jobs]\nvacuum-retention-hours = 9223372036854775807\n",
+                "jobs.vacuum-retention-hours",
+            ),
+            (
+                "[jobs]\nvacuum-retention-hours = 0\n",
+                "jobs.vacuum-retention-hours",
+            ),
+            (
+                "[jobs]\ngold-interval-s = 9223372036854775807\n",
+                "jobs.gold-interval-s",
+            ),
+            (
+                "[lake]\ncommit-interval-ms = 9223372036854775807\n",
+                "lake.commit-interval-ms",
+            ),
+            ("[lake]\ncommit-max-bytes = 10\n", "lake.commit-max-bytes"),
+            (
+                "[kafka]\ndlq-retention-hours = 0\n",
+                "kafka.dlq-retention-hours",
+            ),
+            (
+                "[kafka]\ndefault-partitions = -3\n",
+                "kafka.default-partitions",
+            ),
+            (
+                "[node]\nrestart-backoff-max-ms = 9223372036854775807\n",
+                "node.restart-backoff-max-ms",
+            ),
+        ] {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn on_missing_offsets_and_dlq_retention_are_read() {
+        let config = parse(
+            "[kafka]\non-missing-offsets = \"resume-at-earliest\"\ndlq-retention-hours = 24\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.kafka.on_missing_offsets,
+            OnMissingOffsets::ResumeAtEarliest
+        );
+        assert_eq!(config.kafka.dlq_retention, Duration::from_secs(86_400));
+        let defaults = parse("").unwrap();
+        assert_eq!(defaults.kafka.on_missing_offsets, OnMissingOffsets::Fail);
+        assert_eq!(
+            defaults.kafka.dlq_retention,
+            Duration::from_secs(168 * 3600)
+        );
+        let error = parse("[kafka]\non-missing-offsets = \"skip\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("on-missing-offsets"), "{error}");
+    }
+
+    #[test]
+    fn demo_mode_comes_only_from_the_flag() {
+        let error = ConfigError::MissingSecret.to_string();
+        assert!(error.contains("--demo"));
+        let refused = load(
+            "[node]\ndemo = true\n",
+            Overrides::default(),
+            EnvSecrets::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            refused.contains("node.demo") && refused.contains("--demo"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_secret_or_token() {
+        let env = EnvSecrets {
+            user_key_secret: Some("user-key-secret-value-0123".into()),
+            cluster_token: Some("cluster-token-value".into()),
+            admin_token: Some("admin-token-value".into()),
+        };
+        let config = load(
+            THREE,
+            Overrides {
+                node_id: Some(1),
+                ..Overrides::default()
+            },
+            env,
+        )
+        .unwrap();
+        let text = format!("{config:?} {config:#?}");
+        for secret in [
+            "user-key-secret-value-0123",
+            "cluster-token-value",
+            "admin-token-value",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert!(text.contains("<redacted>"));
     }
 }

@@ -23,6 +23,12 @@ pub enum NodeError {
         "data dir {data_dir} is in use by another streamreel node (pid {holder}); stop it or use another --data-dir"
     )]
     DataDirInUse { data_dir: String, holder: String },
+    #[error(
+        "partitions {partitions:?} stopped with a batch they could not commit; it is read again on restart"
+    )]
+    Uncommitted { partitions: Vec<i32> },
+    #[error("cannot write {path}: {reason}")]
+    Export { path: String, reason: String },
     #[error("admin: {0}")]
     Admin(String),
     #[error("actor system: {0}")]

@@ -5,21 +5,29 @@
 //! - [`config`]: the node's TOML config, validated.
 //! - [`data_dir_lock`]: one node process per data dir.
 //! - [`node`]: runs a cluster member: Raft, HTTP, ingest supervisor, coordinator while leader, shutdown.
-//! - [`http`]: the node's HTTP address: Raft RPCs, admin API, live aggregates; [`admin`]: the admin client.
+//! - [`http`]: the node's HTTP address: Raft RPCs, admin API, live aggregates, metrics; [`admin`]: the admin client.
+//! - [`metrics`]: what `/metrics` exposes, rendered from a snapshot (pure).
+//! - [`broker_health`]: whether the Kafka brokers answer, checked every 2 s.
 //! - [`models`]: `streamreel models run | test`.
 //! - [`inspect`]: `streamreel inspect`.
+//! - [`export`]: `streamreel export`, a table to CSV or Parquet.
+//! - [`progress`]: progress of long commands, on a terminal or in a log.
 //! - [`simulate`]: the event simulator.
 //! - [`error`]: the crate's error type.
 
 pub mod admin;
+pub mod broker_health;
 pub mod cli;
 pub mod config;
 pub mod data_dir_lock;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod inspect;
+pub mod metrics;
 pub mod models;
 pub mod node;
+pub mod progress;
 pub mod simulate;
 
 pub use error::NodeError;

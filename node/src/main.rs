@@ -11,22 +11,26 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use streamreel_node::admin::{AdminCommand, admin};
-use streamreel_node::cli::{AdminSubcommand, Cli, Command, ModelsCommand, NodeArgs, SimulateArgs};
+use streamreel_node::cli::{
+    AdminSubcommand, Cli, Command, LogFormat, ModelsCommand, NodeArgs, SimulateArgs,
+};
 use streamreel_node::config::{EnvSecrets, Overrides, load_config};
 use streamreel_node::simulate::SimulationSettings;
 use streamreel_node::simulate::run::{SimulateOptions, run_simulation};
-use streamreel_node::{inspect, models, node};
+use streamreel_node::{export, inspect, models, node};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        // The Delta kernel logs every snapshot at info; keep ours readable.
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            "info,buoyant_kernel=warn,deltalake_core=warn,datafusion=warn".into()
-        }))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // The Delta kernel logs every snapshot at info; keep ours readable.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,buoyant_kernel=warn,deltalake_core=warn,datafusion=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -86,6 +90,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Inspect(args) => {
             print!("{}", inspect::inspect(&args.lake.lake_dir()).await?);
+            Ok(())
+        }
+        Command::Export(args) => {
+            let rows =
+                export::export(&args.lake.lake_dir(), &args.table, args.format, &args.out).await?;
+            println!(
+                "{rows} rows of {} written to {}",
+                args.table,
+                args.out.display()
+            );
             Ok(())
         }
     }
@@ -152,7 +166,20 @@ async fn simulate(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Re
     Ok(())
 }
 
+/// The first Ctrl-C / SIGTERM asks every task to stop (a node commits its
+/// in-flight batches); a second one exits at once.
 async fn cancel_on_signal(shutdown: CancellationToken) {
+    wait_for_signal().await;
+    eprintln!("stopping: committing in-flight work (signal again to exit at once)");
+    shutdown.cancel();
+    wait_for_signal().await;
+    eprintln!(
+        "second signal: exiting without waiting; uncommitted batches are read again on restart"
+    );
+    std::process::exit(130);
+}
+
+async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -165,5 +192,4 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-    shutdown.cancel();
 }

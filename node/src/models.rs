@@ -9,6 +9,7 @@ use streamreel_lake::silver::refresh_silver;
 use streamreel_lake::tables::Lake;
 
 use crate::error::NodeError;
+use crate::progress::Progress;
 
 /// Brings silver up to date from bronze, then builds the selected gold models.
 pub async fn models_run(
@@ -17,7 +18,9 @@ pub async fn models_run(
     select: Option<&str>,
 ) -> Result<String, NodeError> {
     let videos = read_metadata_file(metadata)?;
+    let mut progress = Progress::new("steps (silver, gold)", Some(2));
     let silver = refresh_silver(lake_dir, &videos).await?;
+    progress.advance(1);
     let mut out = format!(
         "silver: {} new bronze events ({} of unknown videos), {} sessions written (bronze version {})\n",
         silver.new_events,
@@ -27,7 +30,15 @@ pub async fn models_run(
             .bronze_version
             .map_or("-".to_string(), |v| v.to_string()),
     );
-    for run in run_models(lake_dir, &videos, select).await? {
+    let gold = run_models(lake_dir, &videos, select).await?;
+    progress.advance(1);
+    progress.finish();
+    out.push_str(&format!(
+        "gold: built from view_sessions version {}, {} data tests passed before publishing\n",
+        gold.sessions_version,
+        gold.tests.len()
+    ));
+    for run in gold.models {
         out.push_str(&format!(
             "gold {}: {} rows (version {}) at {}\n",
             run.model,

@@ -25,11 +25,13 @@ use streamreel_cluster::{ClusterMember, Member, NodeId, RaftTimings, StateSettin
 use streamreel_lake::BronzeTable;
 use streamreel_protocol::UserKeyer;
 
+use crate::broker_health::{BrokerHealth, watch_brokers};
 use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::http::{AppState, serve};
 
 const REPORT_EVERY: Duration = Duration::from_secs(10);
+const BROKER_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
     let lake_dir = config.lake_dir();
@@ -44,18 +46,12 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         warn!("demo mode: user ids are pseudonymised with a public demo secret");
     }
     let settings = &config.kafka;
-    kafka::ensure_topics(
-        &settings.brokers,
-        &[
-            &settings.input_topic,
-            &settings.clean_topic,
-            &settings.dlq_topic,
-        ],
-        settings.default_partitions,
-    )
-    .await?;
+    let keyer = UserKeyer::new(&config.user_key_secret);
     // Created here, before any partition actor, so that writers never race to create it.
-    let bronze = BronzeTable::open_or_create(&lake_dir).await?;
+    let mut bronze = BronzeTable::open_or_create(&lake_dir).await?;
+    bronze
+        .ensure_secret_fingerprint(&keyer.fingerprint())
+        .await?;
 
     let member = ClusterMember::start(
         config.node_id,
@@ -82,6 +78,13 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
     );
 
     let stats = IngestStats::default();
+    let broker_health = BrokerHealth::default();
+    let mut tasks: Vec<JoinHandle<()>> = vec![tokio::spawn(watch_brokers(
+        settings.brokers.clone(),
+        broker_health.clone(),
+        BROKER_CHECK_EVERY,
+        shutdown.clone(),
+    ))];
     let coordinator_slot: Arc<Mutex<Option<ActorRef<CoordinatorMsg>>>> = Arc::default();
     let app = AppState {
         member: member.clone(),
@@ -91,6 +94,8 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         cluster_token: config.cluster.token.as_deref().map(Into::into),
         brokers: settings.brokers.clone(),
         input_topic: settings.input_topic.clone(),
+        lake_dir: lake_dir.clone(),
+        broker_health: broker_health.clone(),
     };
     let http_addr = serve(config.http_listen, app, shutdown.clone()).await?;
     info!(%http_addr, "admin api listening");
@@ -101,7 +106,6 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         .iter()
         .map(|(id, addr)| (*id, Member { addr: addr.clone() }))
         .collect();
-    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     {
         let member = member.clone();
         tasks.push(tokio::spawn(async move {
@@ -115,59 +119,71 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         Duration::from_millis(config.cluster.heartbeat_ms),
     )));
 
-    let producer = kafka::producer(&settings.brokers)?;
-    let context = Arc::new(IngestContext {
-        kafka: config.kafka.clone(),
-        ingest: config.ingest,
-        restart: config.restart,
-        lake_dir: lake_dir.clone(),
-        keyer: UserKeyer::new(&config.user_key_secret),
-        producer: producer.clone(),
-        stats: stats.clone(),
-        cluster: member.clone(),
-    });
-    let (supervisor, supervisor_handle) = Actor::spawn(
-        Some(format!("ingest-supervisor-{}", config.node_id)),
-        IngestSupervisor,
-        SupervisorArgs { context },
-    )
-    .await
-    .map_err(|e| NodeError::Actors(e.to_string()))?;
-    tasks.push(tokio::spawn(follow_ownership(
-        member.clone(),
-        supervisor.clone(),
-    )));
-    let leadership = tokio::spawn(follow_leadership(
+    // The control plane runs while the brokers are unreachable; the leader's
+    // coordinator retries its own broker calls.
+    let mut leadership = tokio::spawn(follow_leadership(
         member.clone(),
         coordinator_slot.clone(),
         CoordinatorTemplate {
-            lake_dir,
+            lake_dir: lake_dir.clone(),
             config: config.clone(),
         },
     ));
-
-    let mut report = tokio::time::interval(REPORT_EVERY);
-    report.tick().await;
-    let mut supervisor_handle = supervisor_handle;
-    let mut leadership = leadership;
-    let outcome = loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break Ok(()),
-            _ = report.tick() => log_progress(&stats),
-            _ = &mut supervisor_handle => {
-                break Err(NodeError::Actors("the ingest supervisor died".into()));
+    let ingest = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        result = &mut leadership => {
+            return Err(NodeError::Actors(format!("leadership follower ended: {result:?}")));
+        }
+        ready = connect_to_brokers(&config) => Some(ready),
+    };
+    let outcome = match ingest {
+        None => Ok(None),
+        Some((record_limit, producer)) => {
+            let context = Arc::new(IngestContext {
+                kafka: config.kafka.clone(),
+                ingest: config.ingest,
+                restart: config.restart,
+                lake_dir: lake_dir.clone(),
+                keyer,
+                producer: producer.clone(),
+                record_limit,
+                stats: stats.clone(),
+                cluster: member.clone(),
+            });
+            let (supervisor, supervisor_handle) = Actor::spawn(
+                Some(format!("ingest-supervisor-{}", config.node_id)),
+                IngestSupervisor,
+                SupervisorArgs { context },
+            )
+            .await
+            .map_err(|e| NodeError::Actors(e.to_string()))?;
+            tasks.push(tokio::spawn(follow_ownership(
+                member.clone(),
+                supervisor.clone(),
+            )));
+            let mut report = tokio::time::interval(REPORT_EVERY);
+            report.tick().await;
+            let mut supervisor_handle = supervisor_handle;
+            let outcome = loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break Ok(()),
+                    _ = report.tick() => log_progress(&stats),
+                    _ = &mut supervisor_handle => {
+                        break Err(NodeError::Actors("the ingest supervisor died".into()));
+                    }
+                    result = &mut leadership => {
+                        break Err(NodeError::Actors(format!("leadership follower ended: {result:?}")));
+                    }
+                }
+            };
+            info!("node stopping: committing in-flight batches");
+            if let Err(e) = ractor::call!(supervisor, SupervisorMsg::Shutdown) {
+                warn!(error = %e, "supervisor did not shut down cleanly");
             }
-            result = &mut leadership => {
-                break Err(NodeError::Actors(format!("leadership follower ended: {result:?}")));
-            }
+            supervisor.stop(None);
+            outcome.map(|()| Some(producer))
         }
     };
-
-    info!("node stopping: committing in-flight batches");
-    if let Err(e) = ractor::call!(supervisor, SupervisorMsg::Shutdown) {
-        warn!(error = %e, "supervisor did not shut down cleanly");
-    }
-    supervisor.stop(None);
     leadership.abort();
     let coordinator = coordinator_slot.lock().expect("coordinator lock").take();
     if let Some(coordinator) = coordinator {
@@ -179,10 +195,80 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
     if let Err(e) = member.raft.shutdown().await {
         warn!(error = %e, "raft did not shut down cleanly");
     }
-    let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
+    let producer = outcome?;
+    if let Some(producer) = producer {
+        let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
+    }
     log_progress(&stats);
+    let uncommitted: Vec<i32> = stats
+        .snapshot()
+        .into_iter()
+        .filter(|(_, s)| {
+            s.uncommitted_at_stop
+                .load(std::sync::atomic::Ordering::SeqCst)
+        })
+        .map(|(partition, _)| partition)
+        .collect();
+    if !uncommitted.is_empty() {
+        return Err(NodeError::Uncommitted {
+            partitions: uncommitted,
+        });
+    }
     info!("node stopped");
-    outcome
+    Ok(())
+}
+
+/// Creates the missing topics and learns the topics' record limit, trying
+/// again with backoff while the brokers are unreachable, so that a node
+/// started before its brokers waits for them instead of exiting.
+async fn connect_to_brokers(config: &NodeConfig) -> (usize, rdkafka::producer::FutureProducer) {
+    let settings = &config.kafka;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let attempt = async {
+            kafka::ensure_topics(
+                &settings.brokers,
+                &[
+                    kafka::TopicSpec::plain(&settings.input_topic),
+                    kafka::TopicSpec::plain(&settings.clean_topic),
+                    kafka::TopicSpec {
+                        name: &settings.dlq_topic,
+                        configs: vec![(
+                            "retention.ms",
+                            settings.dlq_retention.as_millis().to_string(),
+                        )],
+                    },
+                ],
+                settings.default_partitions,
+            )
+            .await?;
+            let limit = kafka::record_limit(
+                &settings.brokers,
+                &[&settings.clean_topic, &settings.dlq_topic],
+            )
+            .await?;
+            Ok::<_, streamreel_actors::ActorError>((
+                limit,
+                kafka::producer(&settings.brokers, limit)?,
+            ))
+        };
+        match attempt.await {
+            Ok((limit, producer)) => {
+                info!(record_limit = limit, "kafka brokers ready");
+                return (limit, producer);
+            }
+            Err(error) => {
+                warn!(
+                    brokers = %settings.brokers,
+                    %error,
+                    retry_in_s = backoff.as_secs(),
+                    "kafka brokers unreachable; ingest waits for them"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 /// Pings every member each heartbeat, for failure detection and status.

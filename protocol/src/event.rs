@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rejection::Rejection;
+use crate::rejection::{Rejection, redact_input};
 use crate::time::parse_rfc3339_micros;
 
 /// What the viewer did.
@@ -126,10 +126,7 @@ pub fn parse_event(bytes: &[u8]) -> Result<EngagementEvent<'_>, Rejection> {
         }
     }
 
-    let event_type =
-        EventType::parse(&wire.event_type).ok_or_else(|| Rejection::UnknownEventType {
-            value: wire.event_type.to_string(),
-        })?;
+    let event_type = EventType::parse(&wire.event_type).ok_or(Rejection::UnknownEventType)?;
     check_position("position_s", wire.position_s)?;
     match (event_type, wire.seek_to_s) {
         (EventType::Seek, None) => return Err(Rejection::MissingSeekTarget),
@@ -143,8 +140,7 @@ pub fn parse_event(bytes: &[u8]) -> Result<EngagementEvent<'_>, Rejection> {
     }
     let event_time_us =
         parse_rfc3339_micros(&wire.event_time).map_err(|detail| Rejection::BadTime {
-            value: wire.event_time.to_string(),
-            detail,
+            detail: redact_input(&detail),
         })?;
 
     Ok(EngagementEvent {
@@ -196,7 +192,7 @@ fn not_an_object(bytes: &[u8]) -> Rejection {
 
 fn classify_json_error(error: serde_json::Error) -> Rejection {
     use serde_json::error::Category;
-    let detail = error.to_string();
+    let detail = redact_input(&error.to_string());
     match error.classify() {
         Category::Data => Rejection::Schema { detail },
         Category::Syntax | Category::Eof | Category::Io => Rejection::NotJson { detail },

@@ -56,6 +56,22 @@ impl UserKeyer {
     }
 }
 
+impl UserKeyer {
+    /// A public fingerprint of the secret, stored with the data keyed by it so
+    /// that a node with a different secret refuses to write (it would split
+    /// every user in two). A hash of an HMAC, so it is no user's key and says
+    /// nothing of the secret.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut mac = self.keyed.clone();
+        mac.update(b"streamreel secret fingerprint v1");
+        let digest = Sha256::digest(mac.finalize().into_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        UserKey(key).to_hex()
+    }
+}
+
 impl fmt::Debug for UserKeyer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("UserKeyer(<secret>)")
@@ -82,6 +98,18 @@ mod tests {
         let a = UserKeyer::new(b"secret-a").user_key("user-1");
         let b = UserKeyer::new(b"secret-b").user_key("user-1");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_fingerprint_tells_secrets_apart_and_is_no_user_key() {
+        let a = UserKeyer::new(b"secret-a");
+        assert_eq!(a.fingerprint(), UserKeyer::new(b"secret-a").fingerprint());
+        assert_ne!(a.fingerprint(), UserKeyer::new(b"secret-b").fingerprint());
+        assert_ne!(
+            a.fingerprint(),
+            a.user_key("streamreel secret fingerprint v1").to_hex()
+        );
+        assert!(!format!("{a:?}").contains("secret-a"));
     }
 
     proptest! {

@@ -2,6 +2,10 @@ use thiserror::Error;
 
 /// Why an input event was refused. `Display` is the readable reason sent in the
 /// dead-letter `error` header; [`Rejection::kind`] is a stable label for metrics.
+///
+/// A reason never quotes an input value: values may be personal data, and an
+/// unbounded one would make the header (and the dead-letter record) as large as
+/// the input. The value itself is kept, byte for byte, in the record's payload.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum Rejection {
     #[error("not valid json: {detail}")]
@@ -10,16 +14,18 @@ pub enum Rejection {
     Schema { detail: String },
     #[error("field `{field}` must not be empty")]
     EmptyField { field: &'static str },
-    #[error("unknown event_type {value:?} (expected play, pause, seek or stop)")]
-    UnknownEventType { value: String },
+    #[error("unknown event_type (expected play, pause, seek or stop)")]
+    UnknownEventType,
     #[error("field `{field}` must be a finite number >= 0, got {value}")]
     BadNumber { field: &'static str, value: f64 },
     #[error("field `seek_to_s` is required for a seek event")]
     MissingSeekTarget,
     #[error("field `seek_to_s` must be absent or null for a {event_type} event")]
     UnexpectedSeekTarget { event_type: &'static str },
-    #[error("field `event_time` {value:?} is not an RFC 3339 time: {detail}")]
-    BadTime { value: String, detail: String },
+    #[error("field `event_time` is not an RFC 3339 time: {detail}")]
+    BadTime { detail: String },
+    #[error("record of {bytes} bytes is larger than the {limit}-byte limit of an event")]
+    TooLarge { bytes: usize, limit: usize },
 }
 
 impl Rejection {
@@ -29,11 +35,63 @@ impl Rejection {
             Rejection::NotJson { .. } => "not_json",
             Rejection::Schema { .. } => "schema",
             Rejection::EmptyField { .. } => "empty_field",
-            Rejection::UnknownEventType { .. } => "unknown_event_type",
+            Rejection::UnknownEventType => "unknown_event_type",
             Rejection::BadNumber { .. } => "bad_number",
             Rejection::MissingSeekTarget => "missing_seek_target",
             Rejection::UnexpectedSeekTarget { .. } => "unexpected_seek_target",
             Rejection::BadTime { .. } => "bad_time",
+            Rejection::TooLarge { .. } => "too_large",
         }
+    }
+}
+
+/// The longest parser detail a reason carries.
+const MAX_DETAIL_CHARS: usize = 160;
+
+/// A parser's message without the input it quotes: every `"..."` becomes `"…"`
+/// (serde_json quotes offending strings whole), and the rest is capped.
+pub fn redact_input(detail: &str) -> String {
+    let mut out = String::with_capacity(detail.len().min(MAX_DETAIL_CHARS + 8));
+    let mut chars = detail.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '"' {
+            out.push('…');
+            // Skip to the closing quote; a backslash escapes the next char.
+            while let Some(inner) = chars.next() {
+                match inner {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => break,
+                    _ => {}
+                }
+            }
+            out.push('"');
+        }
+        if out.chars().count() >= MAX_DETAIL_CHARS {
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_drops_quoted_input_and_caps_the_rest() {
+        assert_eq!(
+            redact_input(
+                r#"invalid type: string "secret \"x\" value", expected f64 at line 1 column 9"#
+            ),
+            r#"invalid type: string "…", expected f64 at line 1 column 9"#
+        );
+        let unterminated = redact_input(&format!("a \"{}", "x".repeat(1_000_000)));
+        assert_eq!(unterminated, "a \"…\"");
+        let long = redact_input(&"y".repeat(10_000));
+        assert!(long.chars().count() <= MAX_DETAIL_CHARS + 1, "{long}");
     }
 }

@@ -35,47 +35,47 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 impl Broker {
     pub fn start() -> anyhow::Result<Broker> {
+        Broker::start_on(free_port()?)
+    }
+
+    /// Starts a broker on `port` (for a node told of the address before the
+    /// broker is up).
+    pub fn start_on(port: u16) -> anyhow::Result<Broker> {
         let dir = tempfile::Builder::new().prefix("tansu-").tempdir()?;
         std::fs::create_dir_all(dir.path().join("data"))?;
-        let port = free_port()?;
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.path().join("broker.log"))?;
-        let binary = tansu_binary();
-        // The SQLite path is relative to the broker's working directory.
-        let child = Command::new(&binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://data/tansu.db"])
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "cannot start {} (install it with scripts/install-deps)",
-                    binary.display()
-                )
-            })?;
+        let child = spawn_tansu(dir.path(), port)?;
         let mut broker = Broker { child, port, dir };
+        broker.wait_until_listening()?;
+        Ok(broker)
+    }
+
+    /// Kills the broker process (an outage); its data stays for [`Broker::restart`].
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Starts the broker again on the same port with the same data.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.child = spawn_tansu(self.dir.path(), self.port)?;
+        self.wait_until_listening()
+    }
+
+    fn wait_until_listening(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = broker.child.try_wait()? {
-                anyhow::bail!("tansu exited with {status}: {}", broker.log());
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!("tansu exited with {status}: {}", self.log());
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "tansu did not listen within 30 s: {}",
-                broker.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(broker)
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {
@@ -91,9 +91,44 @@ impl Broker {
     }
 
     pub async fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
-        streamreel_actors::kafka::ensure_topics(&self.brokers(), &[topic], partitions).await?;
+        streamreel_actors::kafka::ensure_topics(
+            &self.brokers(),
+            &[streamreel_actors::kafka::TopicSpec::plain(topic)],
+            partitions,
+        )
+        .await?;
         Ok(())
     }
+}
+
+fn spawn_tansu(dir: &std::path::Path, port: u16) -> anyhow::Result<Child> {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("broker.log"))?;
+    let binary = tansu_binary();
+    // The SQLite path is relative to the broker's working directory.
+    Command::new(&binary)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "sqlite://data/tansu.db"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {} (install it with scripts/install-deps)",
+                binary.display()
+            )
+        })
 }
 
 impl Drop for Broker {

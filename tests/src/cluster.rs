@@ -177,6 +177,21 @@ impl Cluster {
         Ok(serde_json::from_slice(&answer.bytes().await?)?)
     }
 
+    /// `GET /metrics` of member `id`, parsed by a Prometheus text parser.
+    pub async fn metrics(&self, id: u64) -> anyhow::Result<prometheus_parse::Scrape> {
+        let answer = self
+            .http
+            .get(format!("{}/metrics", self.url(id)))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?;
+        anyhow::ensure!(answer.status().is_success(), "metrics {}", answer.status());
+        let text = answer.text().await?;
+        Ok(prometheus_parse::Scrape::parse(
+            text.lines().map(|l| Ok(l.to_string())),
+        )?)
+    }
+
     /// A request to member `id`; returns the HTTP status and JSON body.
     pub async fn call(
         &self,

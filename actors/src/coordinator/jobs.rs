@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use streamreel_lake::data_tests::{DATA_TESTS, report, run_data_tests};
 use streamreel_lake::gold::{model_names, run_models};
 use streamreel_lake::maintenance::{compact, vacuum};
 use streamreel_lake::read_metadata_file;
@@ -37,23 +36,18 @@ pub async fn run_job(
         }
         JobKind::Gold => {
             let videos = read_metadata_file(metadata).map_err(text)?;
-            let runs = run_models(lake_dir, &videos, None).await.map_err(text)?;
-            let rows = runs.iter().map(|r| r.rows).sum();
-            let results = run_data_tests(lake_dir, &videos, DATA_TESTS)
-                .await
-                .map_err(text)?;
-            let failed = results.iter().filter(|r| !r.passed()).count();
-            let summary = format!(
-                "{} models, {rows} rows; data tests: {} passed, {failed} failed",
-                runs.len(),
-                results.len() - failed
-            );
-            if failed > 0 {
-                return Err(format!("{summary}\n{}", report(&results)));
-            }
+            // Write-audit-publish: a failing data test publishes nothing and
+            // fails the run with the report.
+            let gold = run_models(lake_dir, &videos, None).await.map_err(text)?;
+            let rows = gold.models.iter().map(|r| r.rows).sum();
             Ok(JobOutcome {
                 rows,
-                detail: summary,
+                detail: format!(
+                    "{} models, {rows} rows from view_sessions version {}; data tests: {} passed",
+                    gold.models.len(),
+                    gold.sessions_version,
+                    gold.tests.len()
+                ),
             })
         }
         JobKind::Compact => {

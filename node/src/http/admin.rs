@@ -18,7 +18,6 @@ use serde_json::json;
 
 use streamreel_actors::coordinator::CoordinatorMsg;
 use streamreel_actors::coordinator::job::JobKind;
-use streamreel_actors::kafka;
 use streamreel_cluster::{ClusterError, Command, Member, NodeId, Refusal};
 use streamreel_protocol::time::now_micros;
 
@@ -60,12 +59,8 @@ async fn status(State(state): State<AppState>) -> Response {
         (nodes, partitions)
     };
     let ids: Vec<i32> = partitions.iter().map(|(p, ..)| *p).collect();
-    let (brokers, topic) = (state.brokers.clone(), state.input_topic.clone());
-    let highs = tokio::task::spawn_blocking(move || kafka::high_watermarks(&brokers, &topic, &ids))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    let broker = state.broker_health.get();
+    let highs = state.input_high_watermarks(ids).await;
     let now_ms = now_micros() / 1_000;
     let partitions: Vec<_> = partitions
         .into_iter()
@@ -94,6 +89,7 @@ async fn status(State(state): State<AppState>) -> Response {
         "term": member.term(),
         "nodes": nodes,
         "partitions": partitions,
+        "broker": broker,
         "ingest": local_ingest(&state),
     }))
     .into_response()
@@ -112,6 +108,7 @@ fn local_ingest(state: &AppState) -> Vec<serde_json::Value> {
             let per_checkpoint = |total: u64| (checkpoints > 0).then(|| total as f64 / checkpoints as f64);
             json!({
                 "partition": partition,
+                "consumed": stats.consumed.load(Relaxed),
                 "accepted": counters.accepted,
                 "duplicates": counters.duplicates,
                 "rejected": counters.rejected,
@@ -120,6 +117,9 @@ fn local_ingest(state: &AppState) -> Vec<serde_json::Value> {
                 "checkpoints": checkpoints,
                 "checkpoint_ms_avg": per_checkpoint(stats.checkpoint_micros.load(Relaxed)).map(|us| us / 1_000.0),
                 "checkpoint_bytes_avg": per_checkpoint(stats.checkpoint_bytes.load(Relaxed)),
+                "commit_retries": stats.commit_retries.load(Relaxed),
+                "skipped_offsets": stats.skipped_offsets.load(Relaxed),
+                "last_error": stats.last_error.lock().expect("stats lock").clone(),
             })
         })
         .collect()

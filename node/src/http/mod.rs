@@ -1,14 +1,18 @@
 //! The node's one HTTP address: Raft traffic between members (`/raft/*`), the
-//! admin API (`/admin/*`), live aggregates (`/live/*`).
+//! admin API (`/admin/*`), live aggregates (`/live/*`), metrics (`/metrics`).
 //!
 //! - [`auth`]: bearer tokens, compared in constant time.
 //! - [`raft`]: the Raft RPCs, commands forwarded to the leader, pings.
 //! - [`admin`]: status, jobs, rebalance, move, membership; changes go to the leader.
 //! - [`live`]: live aggregates from this node's replica.
+//! - [`metrics`]: `/metrics` for Prometheus.
+//! - [`dashboard`]: `/dashboard`, the browser dashboard and the JSON it reads.
 
 pub mod admin;
 pub mod auth;
+pub mod dashboard;
 pub mod live;
+pub mod metrics;
 pub mod raft;
 
 use std::net::SocketAddr;
@@ -38,11 +42,30 @@ pub struct AppState {
     pub cluster_token: Option<Arc<str>>,
     pub brokers: String,
     pub input_topic: String,
+    /// The lake, for the dashboard's gold tables.
+    pub lake_dir: std::path::PathBuf,
+    pub broker_health: crate::broker_health::BrokerHealth,
 }
 
 impl AppState {
     pub fn coordinator(&self) -> Option<ActorRef<CoordinatorMsg>> {
         self.coordinator.lock().expect("coordinator lock").clone()
+    }
+
+    /// The input topic's high watermarks of `partitions`, for lag; empty when
+    /// the broker is unreachable (asking it would only stall the answer).
+    pub async fn input_high_watermarks(&self, partitions: Vec<i32>) -> Vec<(i32, i64)> {
+        if self.broker_health.get().reachable == Some(false) {
+            return Vec::new();
+        }
+        let (brokers, topic) = (self.brokers.clone(), self.input_topic.clone());
+        tokio::task::spawn_blocking(move || {
+            streamreel_actors::kafka::high_watermarks(&brokers, &topic, &partitions)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default()
     }
 }
 
@@ -51,6 +74,8 @@ pub fn router(state: AppState) -> Router {
         .merge(raft::routes(state.clone()))
         .merge(admin::routes(state.clone()))
         .merge(live::routes())
+        .merge(metrics::routes())
+        .merge(dashboard::routes())
         .with_state(state)
 }
 

@@ -344,8 +344,10 @@ mod tests {
     use streamreel_protocol::parse_event;
 
     fn catalogue() -> Vec<VideoMetadata> {
-        let path =
-            std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")).join("../metadata/video_metadata.csv");
+        let path = std::path::PathBuf::from(
+            std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+        )
+        .join("../metadata/video_metadata.csv");
         streamreel_lake::read_metadata_file(&path).unwrap()
     }
 

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::producer::{FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -12,6 +11,7 @@ use streamreel_actors::kafka::{self, InFlight};
 use streamreel_lake::read_metadata_file;
 
 use crate::error::NodeError;
+use crate::progress::Progress;
 use crate::simulate::generator::{SimulationSettings, SimulationSummary, Simulator};
 
 #[derive(Debug, Clone)]
@@ -34,15 +34,14 @@ pub async fn run_simulation(
     shutdown: CancellationToken,
 ) -> Result<SimulationSummary, NodeError> {
     let catalogue = read_metadata_file(&options.metadata)?;
-    kafka::ensure_topics(&options.brokers, &[&options.topic], options.partitions).await?;
-    let producer = kafka::producer(&options.brokers)?;
-    let progress = ProgressBar::new(options.settings.events);
-    progress.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {elapsed_precise} [{wide_bar}] {human_pos}/{human_len} events ({per_sec}, eta {eta})",
-        )
-        .expect("valid template"),
-    );
+    kafka::ensure_topics(
+        &options.brokers,
+        &[kafka::TopicSpec::plain(&options.topic)],
+        options.partitions,
+    )
+    .await?;
+    let producer = kafka::producer(&options.brokers, kafka::DEFAULT_RECORD_LIMIT)?;
+    let mut progress = Progress::new("events", Some(options.settings.events));
     info!(
         topic = %options.topic,
         events = options.settings.events,
@@ -68,7 +67,7 @@ pub async fn run_simulation(
         }
         sent += 1;
         if sent.is_multiple_of(1000) {
-            progress.set_position(sent);
+            progress.advance(1000);
             if let Some(rate) = options.rate {
                 let due = Duration::from_secs_f64(sent as f64 / rate);
                 if let Some(wait) = due.checked_sub(started.elapsed()) {
@@ -82,7 +81,7 @@ pub async fn run_simulation(
     flush
         .await
         .map_err(|e| NodeError::Actors(e.to_string()))??;
-    progress.finish_and_clear();
+    progress.finish();
     let summary = simulator.summary();
     let seconds = started.elapsed().as_secs_f64();
     println!(

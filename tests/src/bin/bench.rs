@@ -223,7 +223,7 @@ async fn end_to_end(events: u64) -> anyhow::Result<()> {
     let (broker, high) = broker_with_input(&messages).await?;
     let brokers = broker.brokers();
     broker.create_topic("passthrough", 4).await?;
-    let pass_producer = kafka::producer(&brokers)?;
+    let pass_producer = kafka::producer(&brokers, kafka::DEFAULT_RECORD_LIMIT)?;
     let cpu = CpuMeter::start(broker.pid(), std::process::id())?;
     let started = Instant::now();
     let brokers_pass = brokers.clone();
@@ -295,7 +295,7 @@ async fn broker_with_input(
 ) -> anyhow::Result<(Broker, HashMap<i32, i64>)> {
     let broker = Broker::start()?;
     broker.create_topic(INPUT, 4).await?;
-    let producer = kafka::producer(&broker.brokers())?;
+    let producer = kafka::producer(&broker.brokers(), kafka::DEFAULT_RECORD_LIMIT)?;
     let mut in_flight = InFlight::new();
     for message in messages {
         let record = FutureRecord::to(INPUT)
@@ -440,7 +440,7 @@ async fn lakehouse_run(data_dir: &std::path::Path) -> anyhow::Result<()> {
         silver.new_events,
         silver.sessions_written,
         (total - silver_time).as_secs_f64(),
-        gold.len(),
+        gold.models.len(),
         total.as_secs_f64(),
         peak_memory_mib()
     );

@@ -334,6 +334,26 @@ async fn move_and_rebalance_under_load_lose_and_double_nothing() -> anyhow::Resu
             .into_iter()
             .find(|id| *id != owner)
             .expect("another member");
+        // Metrics: the owner's counters of partition 0 move as events flow.
+        let accepted_before = partition_sample(
+            &cluster.metrics(owner).await?,
+            "streamreel_events_accepted_total",
+            0,
+        )
+        .expect("the owner exposes partition 0");
+        wait_for(
+            "partition 0's counter to move",
+            Duration::from_secs(30),
+            || async {
+                let now = partition_sample(
+                    &cluster.metrics(owner).await?,
+                    "streamreel_events_accepted_total",
+                    0,
+                );
+                Ok(now.filter(|v| *v > accepted_before).map(|_| ()))
+            },
+        )
+        .await?;
         let (ok, out) = admin(&["move", "0", "--to", &target.to_string()])?;
         anyhow::ensure!(ok, "move: {out}");
         let moved: Value = serde_json::from_str(&out)?;
@@ -357,6 +377,33 @@ async fn move_and_rebalance_under_load_lose_and_double_nothing() -> anyhow::Resu
             },
         )
         .await?;
+
+        // The old owner's series of partition 0 are gone; the new owner has them.
+        wait_for(
+            "partition 0's series to leave the old owner",
+            Duration::from_secs(30),
+            || async {
+                let scrape = cluster.metrics(owner).await?;
+                let gone = !scrape
+                    .samples
+                    .iter()
+                    .any(|s| s.labels.get("partition") == Some("0"));
+                Ok(gone.then_some(()))
+            },
+        )
+        .await?;
+        let on_target = cluster.metrics(target).await?;
+        assert!(
+            partition_sample(&on_target, "streamreel_partition_committed_offset", 0).is_some(),
+            "the new owner exposes partition 0"
+        );
+        assert!(
+            on_target
+                .samples
+                .iter()
+                .any(|s| s.metric == "streamreel_raft_term"),
+            "raft figures are exposed"
+        );
 
         let (ok, out) = admin(&["move", "0", "--to", "9"])?;
         anyhow::ensure!(!ok && out.contains("unknown node 9"), "{out}");
@@ -455,4 +502,23 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
     }
     .await;
     result.map_err(|e: anyhow::Error| e.context(cluster.logs()))
+}
+
+/// The value of `metric` for `partition` in a scrape.
+fn partition_sample(
+    scrape: &prometheus_parse::Scrape,
+    metric: &str,
+    partition: i32,
+) -> Option<f64> {
+    let partition = partition.to_string();
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && s.labels.get("partition") == Some(partition.as_str()))
+        .and_then(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
 }

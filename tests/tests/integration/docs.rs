@@ -50,7 +50,7 @@ fn the_contract_documents_every_config_key_and_route() -> anyhow::Result<()> {
             "docs/contract.md does not document the config key `{key}`"
         );
     }
-    for file in ["admin.rs", "live.rs"] {
+    for file in ["admin.rs", "live.rs", "metrics.rs", "dashboard.rs"] {
         let source = read(&format!("node/src/http/{file}"))?;
         for route in source.split(".route(\"").skip(1) {
             let path = route.split('"').next().unwrap_or_default();
@@ -93,18 +93,17 @@ async fn the_python_examples_of_the_docs_run_against_a_lake() -> anyhow::Result<
     let python = python_with_deltalake()?;
     let data_dir = tempfile::tempdir()?;
     let lake = data_dir.path().join("lake");
-    write_bronze(
-        &lake,
-        &accepted_rows(&simulated::messages(2_000, 3)?, 4),
-        2,
-    )
-    .await?;
+    write_bronze(&lake, &accepted_rows(&simulated::messages(2_000, 3)?, 4), 2).await?;
     let run = Command::new(streamreel_binary()?)
         .current_dir(repo_root())
         .args(["models", "run", "--data-dir"])
         .arg(data_dir.path())
         .output()?;
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 
     let mut documents = vec!["README.md".to_string()];
     for entry in std::fs::read_dir(repo_root().join("docs"))? {

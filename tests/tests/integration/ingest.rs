@@ -95,8 +95,16 @@ async fn bronze_clean_events_and_dlq_hold_exactly_what_was_sent() -> anyhow::Res
         assert_eq!(reason, &expected);
         assert!(record.headers["source-partition"].parse::<i32>().is_ok());
         assert!(record.headers["source-offset"].parse::<i64>().is_ok());
-        assert!(record.key.is_some(), "the input key is kept");
     }
+    // Keyed by the user_key of the input key: the raw user id never leaves.
+    let mut expected_keys: Vec<Option<Vec<u8>>> = malformed
+        .iter()
+        .map(|m| Some(keyer.user_key(&m.key).to_hex().into_bytes()))
+        .collect();
+    let mut dead_keys: Vec<Option<Vec<u8>>> = dlq.iter().map(|r| r.key.clone()).collect();
+    expected_keys.sort();
+    dead_keys.sort();
+    assert_eq!(dead_keys, expected_keys);
 
     let status = node.stop(Duration::from_secs(60))?;
     assert!(status.success(), "graceful stop: {status}\n{}", node.log());
@@ -107,6 +115,8 @@ async fn bronze_clean_events_and_dlq_hold_exactly_what_was_sent() -> anyhow::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result<()> {
     use streamreel_tests::wait::wait_for;
+
+    use crate::support::run_job_to_success;
 
     let broker = Broker::start()?;
     broker.create_topic(INPUT, 2).await?;
@@ -125,24 +135,9 @@ async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result
     .await?;
     let admin = |args: &[&str]| crate::support::admin_cli(&url, args);
     for job in ["enrich", "gold", "compact"] {
-        let (ok, out) = admin(&["run", job])?;
-        assert!(ok || out.contains("already running"), "{job}: {out}");
-        wait_for(
-            &format!("{job} to succeed"),
-            Duration::from_secs(120),
-            || async {
-                let (_, jobs) = admin(&["jobs"])?;
-                let runs: serde_json::Value = serde_json::from_str(&jobs)?;
-                let done = runs["runs"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|r| r["job"] == job && r["status"] == "succeeded");
-                Ok(done.then_some(()))
-            },
-        )
-        .await
-        .map_err(|e| e.context(node.log()))?;
+        run_job_to_success(&url, job)
+            .await
+            .map_err(|e| e.context(node.log()))?;
     }
     let (ok, out) = admin(&["run", "reindex"])?;
     assert!(!ok && out.contains("unknown job"), "{out}");

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use deltalake::datafusion::prelude::SessionContext;
 use streamreel_lake::data_tests::{DATA_TESTS, run_data_tests};
-use streamreel_lake::gold::run_models;
-use streamreel_lake::maintenance::{compact, file_count, vacuum};
+use streamreel_lake::gold::{FROM_SESSIONS_APP_ID, run_models, run_models_audited_by};
+use streamreel_lake::maintenance::{compact, file_count, vacuum, vacuum_as_of};
 use streamreel_lake::query::{
     column_as_f64, column_as_i64, column_as_strings, register_path, run_sql,
 };
@@ -441,7 +441,14 @@ async fn compaction_keeps_rows_and_vacuum_waits_for_the_retention_period() -> an
         "within retention nothing goes"
     );
     assert_eq!(parquet_files(&path), on_disk);
-    let deleted = vacuum(&path, chrono::Duration::zero()).await?;
+    let refused = vacuum(&path, chrono::Duration::zero())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("below the 1 h floor"), "{refused}");
+    // Two hours on, the files compaction replaced are past the retention.
+    let later = chrono::Utc::now().timestamp_millis() + 2 * 3_600_000;
+    let deleted = vacuum_as_of(&path, chrono::Duration::hours(1), later).await?;
     assert_eq!(
         deleted, files_before,
         "past retention the replaced files go"
@@ -461,5 +468,109 @@ async fn compaction_keeps_rows_and_vacuum_waits_for_the_retention_period() -> an
     bronze
         .append(rows_to_batch(&[extra.clone()])?, 0, extra.kafka_offset)
         .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vacuum_beside_a_writer_loses_nothing() -> anyhow::Result<()> {
+    let lake = tempfile::tempdir()?;
+    let rows = accepted_rows(&simulated::messages(4_000, 21)?, 2);
+    let expected: usize = rows.values().map(Vec::len).sum();
+    let path = BronzeTable::path_in(lake.path());
+    BronzeTable::open_or_create(lake.path()).await?;
+    // The first vacuum records the retention in the table's properties (a
+    // metadata commit, which a concurrent writer retries); later ones commit
+    // nothing.
+    assert_eq!(vacuum(&path, chrono::Duration::hours(1)).await?, 0);
+    let writer = {
+        let (dir, rows) = (lake.path().to_path_buf(), rows.clone());
+        tokio::spawn(async move { write_bronze(&dir, &rows, 40).await })
+    };
+    // Vacuum over and over while files are written and committed: a file not
+    // yet in the log must survive it.
+    let mut vacuums = 0;
+    while !writer.is_finished() {
+        assert_eq!(vacuum(&path, chrono::Duration::hours(1)).await?, 0);
+        vacuums += 1;
+    }
+    writer.await??;
+    assert!(
+        vacuums > 1,
+        "vacuum ran beside the writer ({vacuums} times)"
+    );
+    let count = query(
+        &path,
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS ids FROM t",
+    )
+    .await?;
+    assert_eq!(column_as_i64(&count[0], "n")?[0], expected as i64);
+    assert_eq!(column_as_i64(&count[0], "ids")?[0], expected as i64);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gold_is_published_only_when_its_data_tests_pass() -> anyhow::Result<()> {
+    let videos = simulated::catalogue()?;
+    let lake = tempfile::tempdir()?;
+    write_bronze(
+        lake.path(),
+        &accepted_rows(&simulated::messages(3_000, 7)?, 2),
+        1,
+    )
+    .await?;
+    refresh_silver(lake.path(), &videos).await?;
+    let published = run_models(lake.path(), &videos, None).await?;
+    assert_eq!(published.models.len(), 6);
+    assert!(published.tests.iter().all(|t| t.passed()));
+    let sessions_version =
+        streamreel_lake::tables::open_if_exists(&Lake::new(lake.path()).view_sessions())
+            .await?
+            .unwrap()
+            .version();
+    assert_eq!(Some(published.sessions_version), sessions_version);
+
+    // Every gold commit names the silver version it was built from.
+    let gold_state = || async {
+        let mut state = Vec::new();
+        for run in &published.models {
+            let table =
+                streamreel_lake::tables::open_if_exists(&Lake::new(lake.path()).gold(&run.model))
+                    .await?
+                    .unwrap();
+            let from = table
+                .snapshot()?
+                .transaction_version(table.log_store().as_ref(), FROM_SESSIONS_APP_ID)
+                .await?;
+            state.push((run.model.clone(), table.version(), from));
+        }
+        anyhow::Ok(state)
+    };
+    let before = gold_state().await?;
+    for (model, version, from) in &before {
+        assert_eq!(*from, Some(published.sessions_version as i64), "{model}");
+        assert!(version.is_some(), "{model}");
+    }
+
+    // A data test that the new data fails: nothing is published, not even the
+    // models whose own tests pass, and the run fails with the report.
+    let error = run_models_audited_by(
+        lake.path(),
+        &videos,
+        None,
+        "[top_videos]\nrange = { sessions = [0, 0] }\n",
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("gold not published"), "{error}");
+    assert!(
+        error.contains("FAIL top_videos.range(sessions, 0, 0)"),
+        "{error}"
+    );
+    assert_eq!(
+        gold_state().await?,
+        before,
+        "the previous gold stays visible"
+    );
     Ok(())
 }

@@ -6,7 +6,9 @@
 
 mod cluster;
 mod crash;
+mod dashboard;
 mod docs;
+mod hardening;
 mod ingest;
 mod lakehouse;
 mod reference;

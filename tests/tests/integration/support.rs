@@ -8,7 +8,7 @@ use streamreel_tests::broker::Broker;
 use streamreel_tests::bronze_reader::{bronze_rows, caught_up};
 use streamreel_tests::node_process::streamreel_binary;
 use streamreel_tests::topic_reader::high_watermarks;
-use streamreel_tests::wait::wait_for;
+use streamreel_tests::wait::{poll_every, wait_for};
 
 pub const INPUT: &str = "video-events";
 
@@ -96,4 +96,80 @@ pub async fn assert_bronze_exact(data_dir: &Path, sent: &[SimulatedMessage]) -> 
     );
     assert_eq!(rows.len(), expected.len());
     Ok(())
+}
+
+/// `GET /admin/status` through the CLI, as JSON.
+pub fn status(node_url: &str) -> anyhow::Result<serde_json::Value> {
+    let (ok, out) = admin_cli(node_url, &["status"])?;
+    anyhow::ensure!(ok, "admin status failed: {out}");
+    Ok(serde_json::from_str(&out)?)
+}
+
+/// The sum over this node's partitions of `field` in the status's `ingest` list.
+pub fn ingest_total(status: &serde_json::Value, field: &str) -> u64 {
+    status["ingest"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p[field].as_u64())
+        .sum()
+}
+
+/// Records bronze has committed, by the status's committed offsets (offsets
+/// count from 0 per partition).
+pub fn committed_records(status: &serde_json::Value) -> i64 {
+    status["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["committed_offset"].as_i64())
+        .map(|offset| offset + 1)
+        .sum()
+}
+
+/// The admin URL of a node, once it listens.
+pub async fn admin_url(
+    node: &streamreel_tests::node_process::NodeProcess,
+) -> anyhow::Result<String> {
+    wait_for("the admin api", Duration::from_secs(30), || async {
+        Ok(node.admin_url())
+    })
+    .await
+}
+
+/// Starts `job` through the admin CLI (or follows the run already going) and
+/// waits until that run ends; fails unless it succeeded. Returns its run id.
+pub async fn run_job_to_success(node_url: &str, job: &str) -> anyhow::Result<u64> {
+    let (ok, out) = admin_cli(node_url, &["run", job])?;
+    let run_id = if ok {
+        serde_json::from_str::<serde_json::Value>(&out)?["run_id"].as_u64()
+    } else {
+        out.split("already running (run ")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .and_then(|id| id.parse().ok())
+    }
+    .ok_or_else(|| anyhow::anyhow!("{job}: no run id in {out}"))?;
+    let finished = poll_every(
+        Duration::from_millis(500),
+        &format!("{job} run {run_id} to finish"),
+        Duration::from_secs(120),
+        || async {
+            let (_, jobs) = admin_cli(node_url, &["jobs"])?;
+            let runs: serde_json::Value = serde_json::from_str(&jobs)?;
+            let run = runs["runs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["id"] == run_id)
+                .cloned();
+            Ok(run.filter(|r| r["status"] != "running"))
+        },
+    )
+    .await?;
+    anyhow::ensure!(
+        finished["job"] == job && finished["status"] == "succeeded",
+        "{job} run {run_id} did not succeed: {finished}"
+    );
+    Ok(run_id)
 }

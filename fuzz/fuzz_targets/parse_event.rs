@@ -1,0 +1,31 @@
+//! Any bytes through the event parser and validator: it answers with an event
+//! that keeps the contract's rules or with a rejection whose reason is short
+//! and never quotes the input; it never panics.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use streamreel_protocol::{EventType, parse_event};
+
+fuzz_target!(|data: &[u8]| {
+    match parse_event(data) {
+        Ok(event) => {
+            for field in [&event.event_id, &event.session_id, &event.user_id, &event.video_id, &event.region] {
+                assert!(!field.is_empty());
+            }
+            assert!(event.position_s.is_finite() && event.position_s >= 0.0);
+            match (event.event_type, event.seek_to_s) {
+                (EventType::Seek, Some(to)) => assert!(to.is_finite() && to >= 0.0),
+                (EventType::Seek, None) => panic!("a seek without a target was accepted"),
+                (_, target) => assert!(target.is_none()),
+            }
+            // What was accepted is valid JSON with the same event id.
+            let value: serde_json::Value = serde_json::from_slice(data).expect("accepted input is JSON");
+            assert_eq!(value["event_id"].as_str(), Some(&*event.event_id));
+        }
+        Err(rejection) => {
+            let reason = rejection.to_string();
+            assert!(reason.len() <= 400, "reason of {} bytes", reason.len());
+            assert!(!rejection.kind().is_empty());
+        }
+    }
+});

@@ -1,0 +1,387 @@
+// StreamReel dashboard: six views over the gold tables (/dashboard/api/gold),
+// the live aggregates (/live, /dashboard/api/live) and the admin API (/admin).
+// Every figure shown is a value of those answers; tables carry the raw value
+// of each cell in `data-value`.
+"use strict";
+
+// Where each region is drawn on the map ([longitude, latitude]).
+const REGION_PLACES = {
+  "us-east": [-77.0, 38.9], "us-west": [-121.5, 45.5], "eu-west": [-6.3, 53.3],
+  "eu-central": [8.7, 50.1], "ap-south": [72.9, 19.1], "ap-northeast": [139.7, 35.7],
+  "sa-east": [-46.6, -23.5], "af-south": [18.4, -33.9], "me-central": [55.3, 25.3],
+  "ap-southeast": [103.8, 1.35], "ca-central": [-73.6, 45.5],
+};
+const LIVE_EVERY_MS = 2000;
+const EMPTY_GOLD = "No gold data yet. Gold is built by the cluster's gold job (every 2 minutes by " +
+  "default) or by `streamreel models run`; this view fills in after the first run.";
+
+const charts = {};
+let liveTimer = null;
+let previousLive = null;
+
+// ---- helpers -------------------------------------------------------------
+
+function token() { return sessionStorage.getItem("streamreel-admin-token") || ""; }
+
+async function getJson(path) {
+  const headers = {};
+  if (path.startsWith("/admin/") && token()) headers.Authorization = "Bearer " + token();
+  const answer = await fetch(path, { headers });
+  const body = await answer.json().catch(() => ({}));
+  if (!answer.ok) throw new Error(`${path}: ${body.error || answer.status}`);
+  return body;
+}
+
+function gold(model, videoId) {
+  const query = videoId ? "?video_id=" + encodeURIComponent(videoId) : "";
+  return getJson(`/dashboard/api/gold/${model}${query}`);
+}
+
+function setState(view, message, isError) {
+  const el = document.querySelector(`.state[data-for="${view}"]`);
+  el.textContent = message || "";
+  el.classList.toggle("error", !!isError);
+}
+
+function chart(id) {
+  if (!charts[id]) charts[id] = echarts.init(document.getElementById(id));
+  return charts[id];
+}
+
+const fmt = {
+  int: (v) => v == null ? "–" : Number(v).toLocaleString("en-US"),
+  dec: (digits) => (v) => v == null ? "–" : Number(v).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits }),
+  pct: (v) => v == null ? "–" : (100 * v).toFixed(1) + " %",
+  text: (v) => v == null ? "–" : String(v),
+  time: (us) => us == null ? "–" : new Date(us / 1000).toISOString().replace("T", " ").slice(0, 19),
+};
+
+// columns: [{ key, label, num, format }]; each cell keeps its raw value.
+function fillTable(table, columns, rows) {
+  table.innerHTML = "";
+  const head = table.createTHead().insertRow();
+  for (const column of columns) {
+    const th = document.createElement("th");
+    th.textContent = column.label;
+    th.dataset.key = column.key;
+    if (column.num) th.className = "num";
+    head.appendChild(th);
+  }
+  const body = table.createTBody();
+  for (const row of rows) {
+    const tr = body.insertRow();
+    for (const column of columns) {
+      const td = tr.insertCell();
+      const value = row[column.key];
+      td.dataset.key = column.key;
+      td.dataset.value = value == null ? "" : String(value);
+      td.textContent = (column.format || fmt.text)(value);
+      if (column.num) td.className = "num";
+    }
+  }
+  if (table.classList.contains("sortable")) makeSortable(table, columns, rows);
+}
+
+function makeSortable(table, columns, rows) {
+  table.querySelectorAll("th").forEach((th, i) => {
+    th.onclick = () => {
+      const key = columns[i].key;
+      const descending = table.dataset.sortKey === key && table.dataset.sortDir !== "desc";
+      const sorted = [...rows].sort((a, b) => (a[key] > b[key] ? 1 : a[key] < b[key] ? -1 : 0) * (descending ? -1 : 1));
+      fillTable(table, columns, sorted);
+      table.dataset.sortKey = key;
+      table.dataset.sortDir = descending ? "desc" : "asc";
+    };
+  });
+}
+
+function table(testId) { return document.querySelector(`table[data-testid="${testId}"]`); }
+
+// ---- views ---------------------------------------------------------------
+
+const views = {
+  async retention() {
+    const [top, daily] = await Promise.all([gold("top_videos"), gold("daily_engagement")]);
+    if (!top.rows.length && !daily.rows.length) return setState("retention", EMPTY_GOLD);
+    setState("retention", "");
+    const videos = [...top.rows].sort((a, b) => a.rank - b.rank);
+    const list = document.getElementById("video-list");
+    list.innerHTML = "";
+    for (const v of videos) {
+      const option = document.createElement("option");
+      option.value = v.video_id;
+      option.label = `#${v.rank} ${v.title} (${v.creator})`;
+      list.appendChild(option);
+    }
+    const search = document.getElementById("video-search");
+    search.onchange = () => {
+      const text = search.value.trim().toLowerCase();
+      const found = videos.find((v) => v.video_id.toLowerCase() === text) ||
+        videos.find((v) => v.title.toLowerCase().includes(text) || v.video_id.toLowerCase().includes(text));
+      if (found) showRetention(found);
+    };
+    if (videos.length) await showRetention(videos[0]);
+
+    const days = [...daily.rows].sort((a, b) => (a.day < b.day ? -1 : 1));
+    chart("chart-daily").setOption({
+      tooltip: { trigger: "axis" },
+      legend: { data: ["sessions", "avg % watched"] },
+      xAxis: { type: "category", data: days.map((d) => d.day) },
+      yAxis: [{ type: "value", name: "sessions" }, { type: "value", name: "%", max: 100 }],
+      series: [
+        { name: "sessions", type: "bar", data: days.map((d) => d.sessions) },
+        { name: "avg % watched", type: "line", yAxisIndex: 1, data: days.map((d) => d.avg_pct_watched) },
+      ],
+    }, true);
+    fillTable(table("daily-table"), [
+      { key: "day", label: "day" },
+      { key: "sessions", label: "sessions", num: true, format: fmt.int },
+      { key: "unique_viewers", label: "viewers", num: true, format: fmt.int },
+      { key: "watch_hours", label: "watch hours", num: true, format: fmt.dec(1) },
+      { key: "avg_pct_watched", label: "avg % watched", num: true, format: fmt.dec(1) },
+      { key: "completion_rate", label: "completion", num: true, format: fmt.pct },
+    ], days);
+  },
+
+  async dropoff() {
+    const answer = await gold("dropoff_by_genre");
+    if (!answer.rows.length) return setState("dropoff", EMPTY_GOLD);
+    setState("dropoff", "");
+    const rows = [...answer.rows].sort((a, b) => (a.genre < b.genre ? -1 : a.genre > b.genre ? 1 : a.bucket_pct - b.bucket_pct));
+    const genres = [...new Set(rows.map((r) => r.genre))];
+    const buckets = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90];
+    chart("chart-dropoff").setOption({
+      tooltip: { formatter: (p) => `${genres[p.value[1]]}, exit at ${buckets[p.value[0]]}–${buckets[p.value[0]] + 10} %: ${(100 * p.value[2]).toFixed(1)} % of sessions` },
+      xAxis: { type: "category", data: buckets.map((b) => `${b}–${b + 10} %`), name: "exit position" },
+      yAxis: { type: "category", data: genres },
+      visualMap: { min: 0, max: Math.max(...rows.map((r) => r.share)), calculable: true, orient: "horizontal", left: "center", bottom: 0 },
+      grid: { bottom: 80, left: 110 },
+      series: [{
+        type: "heatmap",
+        data: rows.map((r) => [buckets.indexOf(r.bucket_pct), genres.indexOf(r.genre), r.share]),
+        label: { show: true, formatter: (p) => (100 * p.value[2]).toFixed(0) },
+      }],
+    }, true);
+    fillTable(table("dropoff-table"), [
+      { key: "genre", label: "genre" },
+      { key: "bucket_pct", label: "exit bucket %", num: true },
+      { key: "sessions", label: "sessions", num: true, format: fmt.int },
+      { key: "share", label: "share", num: true, format: fmt.pct },
+    ], rows);
+  },
+
+  async regions() {
+    const answer = await gold("regional_viewership");
+    if (!answer.rows.length) return setState("regions", EMPTY_GOLD);
+    const days = [...new Set(answer.rows.map((r) => r.day))].sort();
+    const select = document.getElementById("region-day");
+    const chosen = days.includes(select.value) ? select.value : days[days.length - 1];
+    select.innerHTML = days.map((d) => `<option${d === chosen ? " selected" : ""}>${d}</option>`).join("");
+    select.onchange = () => showRegions(answer.rows, select.value);
+    const unplaced = [...new Set(answer.rows.map((r) => r.region))].filter((r) => !REGION_PLACES[r]);
+    setState("regions", unplaced.length ? `Not on the map (no known place): ${unplaced.join(", ")}; they are in the table.` : "");
+    await worldMap();
+    showRegions(answer.rows, chosen);
+  },
+
+  async top() {
+    const [videos, creators] = await Promise.all([gold("top_videos"), gold("top_creators")]);
+    if (!videos.rows.length && !creators.rows.length) return setState("top", EMPTY_GOLD);
+    setState("top", "");
+    const v = [...videos.rows].sort((a, b) => a.rank - b.rank).slice(0, 20);
+    const c = [...creators.rows].sort((a, b) => a.rank - b.rank).slice(0, 20);
+    const bars = (rows, label) => ({
+      tooltip: { trigger: "axis" },
+      grid: { left: 160 },
+      xAxis: { type: "value", name: "watch hours" },
+      yAxis: { type: "category", inverse: true, data: rows.slice(0, 10).map(label) },
+      series: [{ type: "bar", data: rows.slice(0, 10).map((r) => r.watch_hours) }],
+    });
+    chart("chart-top-videos").setOption(bars(v, (r) => r.title), true);
+    chart("chart-top-creators").setOption(bars(c, (r) => r.creator), true);
+    fillTable(table("top-videos-table"), [
+      { key: "rank", label: "#", num: true },
+      { key: "title", label: "title" },
+      { key: "creator", label: "creator" },
+      { key: "genre", label: "genre" },
+      { key: "sessions", label: "sessions", num: true, format: fmt.int },
+      { key: "unique_viewers", label: "viewers", num: true, format: fmt.int },
+      { key: "watch_hours", label: "watch hours", num: true, format: fmt.dec(2) },
+      { key: "completion_rate", label: "completion", num: true, format: fmt.pct },
+    ], v);
+    fillTable(table("top-creators-table"), [
+      { key: "rank", label: "#", num: true },
+      { key: "creator", label: "creator" },
+      { key: "videos", label: "videos", num: true, format: fmt.int },
+      { key: "sessions", label: "sessions", num: true, format: fmt.int },
+      { key: "watch_hours", label: "watch hours", num: true, format: fmt.dec(2) },
+    ], c);
+  },
+
+  async live() {
+    const [status, live, top] = await Promise.all([
+      getJson("/admin/status"), getJson("/dashboard/api/live"), getJson("/live/top-videos?minutes=10&limit=10"),
+    ]);
+    setState("live", live.minutes.length ? "" : "No accepted events yet: start the simulator or point producers at the input topic.");
+    const now = performance.now();
+    const received = status.partitions.reduce((sum, p) => sum + p.committed_offset + 1 + (p.lag || 0), 0);
+    if (previousLive) {
+      const seconds = (now - previousLive.at) / 1000;
+      const rate = (a, b) => Math.max(0, (a - b) / seconds).toFixed(0);
+      document.getElementById("rate-in").textContent = rate(received, previousLive.received);
+      document.getElementById("rate-accepted").textContent = rate(live.accepted_total, previousLive.accepted);
+    }
+    previousLive = { at: now, received, accepted: live.accepted_total };
+    const total = document.getElementById("accepted-total");
+    total.textContent = fmt.int(live.accepted_total);
+    total.dataset.value = String(live.accepted_total);
+    chart("chart-live-minutes").setOption({
+      tooltip: { trigger: "axis" },
+      xAxis: { type: "category", data: live.minutes.map((m) => m.minute.slice(11, 16)) },
+      yAxis: { type: "value" },
+      series: [{ type: "line", areaStyle: {}, data: live.minutes.map((m) => m.events) }],
+    });
+    chart("chart-lag").setOption({
+      tooltip: { trigger: "axis" },
+      xAxis: { type: "category", data: status.partitions.map((p) => "p" + p.partition) },
+      yAxis: { type: "value", name: "records" },
+      series: [{ type: "bar", data: status.partitions.map((p) => p.lag) }],
+    });
+    fillTable(table("live-top-table"), [
+      { key: "video_id", label: "video" },
+      { key: "events", label: "events", num: true, format: fmt.int },
+    ], top.videos);
+  },
+
+  async cluster() {
+    const [status, jobs] = await Promise.all([getJson("/admin/status"), getJson("/admin/jobs")]);
+    setState("cluster", status.leader == null ? "No leader yet: the members are electing one." : "");
+    const figure = (id, value) => {
+      const el = document.querySelector(`[data-testid="${id}"]`);
+      el.textContent = value == null ? "–" : String(value);
+      el.dataset.value = value == null ? "" : String(value);
+    };
+    figure("leader", status.leader);
+    figure("term", status.term);
+    figure("node", status.node);
+    fillTable(table("members-table"), [
+      { key: "id", label: "id", num: true },
+      { key: "addr", label: "address" },
+      { key: "alive", label: "alive", format: (a) => (a ? "yes" : "NO") },
+      { key: "role", label: "role" },
+    ], status.nodes.map((n) => ({ ...n, role: n.id === status.leader ? "leader" : "follower" })));
+    fillTable(table("partitions-table"), [
+      { key: "partition", label: "partition", num: true },
+      { key: "owner", label: "owner", num: true },
+      { key: "epoch", label: "epoch", num: true },
+      { key: "committed_offset", label: "committed offset", num: true, format: fmt.int },
+      { key: "lag", label: "lag", num: true, format: fmt.int },
+      { key: "checkpoint_age_ms", label: "checkpoint age ms", num: true, format: fmt.int },
+    ], status.partitions);
+    fillTable(table("jobs-table"), [
+      { key: "id", label: "run", num: true },
+      { key: "job", label: "job" },
+      { key: "status", label: "status" },
+      { key: "trigger", label: "trigger" },
+      { key: "started_at_us", label: "started (UTC)", format: fmt.time },
+      { key: "seconds", label: "seconds", num: true, format: fmt.dec(1) },
+      { key: "detail", label: "detail" },
+    ], [...jobs.runs].sort((a, b) => b.id - a.id).slice(0, 10).map((r) => ({
+      ...r,
+      seconds: r.ended_at_us == null ? null : (r.ended_at_us - r.started_at_us) / 1e6,
+      detail: r.error || r.detail,
+    })));
+  },
+};
+
+async function showRetention(video) {
+  document.getElementById("video-search").value = video.video_id;
+  document.getElementById("video-picked").textContent = `${video.title} · ${video.creator} · ${video.genre}`;
+  const answer = await gold("viewer_retention", video.video_id);
+  const rows = [...answer.rows].sort((a, b) => a.bucket_pct - b.bucket_pct);
+  chart("chart-retention").setOption({
+    tooltip: { trigger: "axis" },
+    xAxis: { type: "category", name: "% of video", data: rows.map((r) => r.bucket_pct) },
+    yAxis: { type: "value", name: "share of sessions", max: 1 },
+    series: [{ type: "line", areaStyle: {}, data: rows.map((r) => r.retention) }],
+  }, true);
+  const t = table("retention-table");
+  t.dataset.videoId = video.video_id;
+  fillTable(t, [
+    { key: "bucket_pct", label: "reached %", num: true },
+    { key: "sessions", label: "sessions", num: true, format: fmt.int },
+    { key: "viewers_reached", label: "reached", num: true, format: fmt.int },
+    { key: "retention", label: "retention", num: true, format: fmt.pct },
+  ], rows);
+}
+
+let worldLoaded = null;
+function worldMap() {
+  if (!worldLoaded) {
+    worldLoaded = fetch("/dashboard/assets/vendor/world-atlas/countries-110m.json")
+      .then((r) => r.json())
+      .then((topology) => echarts.registerMap("world", topojson.feature(topology, topology.objects.countries)));
+  }
+  return worldLoaded;
+}
+
+function showRegions(all, day) {
+  const rows = all.filter((r) => r.day === day).sort((a, b) => b.sessions - a.sessions);
+  const maxSessions = Math.max(1, ...rows.map((r) => r.sessions));
+  chart("chart-map").setOption({
+    tooltip: { formatter: (p) => `${p.name}: ${fmt.int(p.value?.[2])} sessions, ${fmt.dec(1)(p.value?.[3])} watch hours` },
+    geo: { map: "world", roam: true, itemStyle: { areaColor: "#dde3ec", borderColor: "#fff" } },
+    series: [{
+      type: "scatter",
+      coordinateSystem: "geo",
+      symbolSize: (v) => 10 + 40 * Math.sqrt((v?.[2] || 0) / maxSessions),
+      label: { show: true, position: "right", formatter: (p) => `${p.name}: ${fmt.int(p.value?.[2])}` },
+      data: rows.filter((r) => REGION_PLACES[r.region]).map((r) => ({
+        name: r.region, value: [...REGION_PLACES[r.region], r.sessions, r.watch_hours],
+      })),
+    }],
+  }, true);
+  const t = table("regions-table");
+  t.dataset.day = day;
+  fillTable(t, [
+    { key: "region", label: "region" },
+    { key: "sessions", label: "sessions", num: true, format: fmt.int },
+    { key: "unique_viewers", label: "viewers", num: true, format: fmt.int },
+    { key: "watch_hours", label: "watch hours", num: true, format: fmt.dec(2) },
+  ], rows);
+}
+
+// ---- navigation ----------------------------------------------------------
+
+// A chart in a hidden view has no size; it is resized when its view shows.
+function resizeVisibleCharts() {
+  for (const c of Object.values(charts)) {
+    if (c.getDom().offsetParent !== null) c.resize();
+  }
+}
+
+async function show(name) {
+  document.querySelectorAll("#tabs button").forEach((b) => b.classList.toggle("active", b.dataset.view === name));
+  document.querySelectorAll(".view").forEach((v) => v.classList.toggle("active", v.id === "view-" + name));
+  clearInterval(liveTimer);
+  previousLive = null;
+  const run = async () => {
+    try {
+      await views[name]();
+    } catch (error) {
+      setState(name, String(error.message || error), true);
+    }
+    document.body.dataset.loaded = name;
+    resizeVisibleCharts();
+  };
+  document.body.dataset.loaded = "";
+  await run();
+  if (name === "live" || name === "cluster") liveTimer = setInterval(run, LIVE_EVERY_MS);
+}
+
+document.querySelectorAll("#tabs button").forEach((b) => { b.onclick = () => show(b.dataset.view); });
+const tokenInput = document.getElementById("token");
+tokenInput.value = token();
+tokenInput.onchange = () => sessionStorage.setItem("streamreel-admin-token", tokenInput.value.trim());
+window.addEventListener("resize", resizeVisibleCharts);
+show(location.hash.slice(1) in views ? location.hash.slice(1) : "retention");

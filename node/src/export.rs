@@ -1,0 +1,104 @@
+//! `streamreel export`: one table of the lake to a CSV or Parquet file, for BI
+//! tools. The file appears whole or not at all (written aside, then renamed).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use deltalake::arrow::csv::WriterBuilder;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::parquet::arrow::ArrowWriter;
+use futures::StreamExt;
+
+use streamreel_lake::query::{column_as_i64, register_table, run_sql};
+use streamreel_lake::tables::{Lake, open_if_exists};
+
+use crate::error::NodeError;
+use crate::progress::Progress;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Parquet,
+}
+
+/// Writes table `name` (`bronze`, `silver/NAME`, `gold/NAME`) of the lake at
+/// `lake_dir` to `out`. Returns the rows written.
+pub async fn export(
+    lake_dir: &Path,
+    name: &str,
+    format: ExportFormat,
+    out: &Path,
+) -> Result<u64, NodeError> {
+    let path = Lake::new(lake_dir).table_by_name(name)?;
+    let table =
+        open_if_exists(&path)
+            .await?
+            .ok_or_else(|| streamreel_lake::LakeError::MissingTable {
+                table: name.to_string(),
+            })?;
+    let ctx = SessionContext::new();
+    register_table(&ctx, "t", &table).await?;
+    let count = run_sql(&ctx, "SELECT COUNT(*) AS n FROM t").await?;
+    let total = match count.first() {
+        Some(batch) => column_as_i64(batch, "n")?.first().copied().unwrap_or(0) as u64,
+        None => 0,
+    };
+
+    let io_error = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| NodeError::Io { path, source }
+    };
+    let partial = partial_path(out);
+    let file = File::create(&partial).map_err(io_error(&partial))?;
+    let frame = ctx
+        .table("t")
+        .await
+        .map_err(streamreel_lake::LakeError::from)?;
+    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let mut stream = frame
+        .execute_stream()
+        .await
+        .map_err(streamreel_lake::LakeError::from)?;
+    let mut writer = match format {
+        ExportFormat::Csv => Writer::Csv(WriterBuilder::new().with_header(true).build(file)),
+        ExportFormat::Parquet => {
+            Writer::Parquet(ArrowWriter::try_new(file, schema, None).map_err(export_error(out))?)
+        }
+    };
+    let mut progress = Progress::new("rows", Some(total));
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(streamreel_lake::LakeError::from)?;
+        match &mut writer {
+            Writer::Csv(csv) => csv.write(&batch).map_err(export_error(out))?,
+            Writer::Parquet(parquet) => parquet.write(&batch).map_err(export_error(out))?,
+        }
+        rows += batch.num_rows() as u64;
+        progress.advance(batch.num_rows() as u64);
+    }
+    if let Writer::Parquet(parquet) = writer {
+        parquet.close().map_err(export_error(out))?;
+    }
+    progress.finish();
+    std::fs::rename(&partial, out).map_err(io_error(out))?;
+    Ok(rows)
+}
+
+enum Writer {
+    Csv(deltalake::arrow::csv::Writer<File>),
+    Parquet(ArrowWriter<File>),
+}
+
+fn export_error<E: std::fmt::Display>(out: &Path) -> impl FnOnce(E) -> NodeError + '_ {
+    move |error| NodeError::Export {
+        path: out.display().to_string(),
+        reason: error.to_string(),
+    }
+}
+
+/// `out` with `.partial` added to its name, beside it.
+fn partial_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    out.with_file_name(name)
+}

@@ -1,0 +1,132 @@
+//! `/dashboard`: the browser dashboard. Its page, script and the vendored
+//! chart and map libraries are compiled into the binary, so it needs no
+//! internet and no other service. The page reads the JSON below, the live
+//! aggregates (`/live/*`) and the admin API (`/admin/*`).
+//!
+//! - `GET /dashboard/api/gold/{model}[?video_id=V]`: a gold table's rows.
+//! - `GET /dashboard/api/live`: accepted events per minute of event time.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use streamreel_lake::LakeError;
+use streamreel_lake::gold::gold_rows;
+use streamreel_protocol::time::format_rfc3339_micros;
+
+use super::{AppState, error_response};
+
+/// Path under `/dashboard/assets/`, content type, bytes.
+const ASSETS: [(&str, &str, &[u8]); 5] = [
+    (
+        "dashboard.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/dashboard.js"),
+    ),
+    (
+        "dashboard.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../assets/dashboard.css"),
+    ),
+    (
+        "vendor/echarts/echarts.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/vendor/echarts/echarts.min.js"),
+    ),
+    (
+        "vendor/topojson-client/topojson-client.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/vendor/topojson-client/topojson-client.min.js"),
+    ),
+    (
+        "vendor/world-atlas/countries-110m.json",
+        "application/json",
+        include_bytes!("../../assets/vendor/world-atlas/countries-110m.json"),
+    ),
+];
+
+const INDEX: &str = include_str!("../../assets/dashboard.html");
+
+/// How many minutes of event time the live view charts.
+const LIVE_MINUTES: usize = 30;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/dashboard", get(index))
+        .route("/dashboard/", get(index))
+        .route("/dashboard/assets/{*path}", get(asset))
+        .route("/dashboard/api/gold/{model}", get(gold))
+        .route("/dashboard/api/live", get(live))
+}
+
+async fn index() -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX).into_response()
+}
+
+async fn asset(Path(path): Path<String>) -> Response {
+    match ASSETS.iter().find(|(name, ..)| *name == path) {
+        Some((_, content_type, bytes)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
+            *bytes,
+        )
+            .into_response(),
+        None => error_response(StatusCode::NOT_FOUND, format!("no asset {path}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct GoldQuery {
+    video_id: Option<String>,
+}
+
+async fn gold(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    Query(query): Query<GoldQuery>,
+) -> Response {
+    match gold_rows(&state.lake_dir, &model, query.video_id.as_deref()).await {
+        Ok(Some(gold)) => match serde_json::from_slice::<serde_json::Value>(&gold.json) {
+            Ok(rows) => Json(json!({
+                "model": model,
+                "exists": true,
+                "sessions_version": gold.sessions_version,
+                "rows": rows,
+            }))
+            .into_response(),
+            Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e),
+        },
+        // Before the first gold run: an empty state, not an error.
+        Ok(None) => Json(json!({ "model": model, "exists": false, "rows": [] })).into_response(),
+        Err(e @ LakeError::UnknownModel { .. }) => error_response(StatusCode::NOT_FOUND, e),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn live(State(state): State<AppState>) -> Response {
+    let (accepted_total, per_minute) = {
+        let applied = state.member.view.read();
+        let mut per_minute = std::collections::BTreeMap::<i64, u64>::new();
+        let mut total = 0;
+        for (minute, _video, counts) in applied.state.live().all() {
+            let events: u64 = counts.iter().sum();
+            total += events;
+            *per_minute.entry(minute).or_default() += events;
+        }
+        (total, per_minute)
+    };
+    let minutes: Vec<_> = per_minute
+        .iter()
+        .rev()
+        .take(LIVE_MINUTES)
+        .rev()
+        .map(|(minute, events)| json!({ "minute": format_rfc3339_micros(*minute), "events": events }))
+        .collect();
+    Json(json!({ "accepted_total": accepted_total, "minutes": minutes })).into_response()
+}

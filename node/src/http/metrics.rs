@@ -1,0 +1,95 @@
+//! `/metrics`: this node's figures for Prometheus, gathered at each scrape.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use streamreel_protocol::time::now_micros;
+
+use super::AppState;
+use crate::metrics::{
+    CONTENT_TYPE, MetricsSnapshot, PartitionFigures, RaftFigures, job_figures, render,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let snapshot = snapshot(&state).await;
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&snapshot)).into_response()
+}
+
+async fn snapshot(state: &AppState) -> MetricsSnapshot {
+    let member = &state.member;
+    let now_ms = now_micros() / 1_000;
+    let (owned, jobs) = {
+        let applied = member.view.read();
+        let owned: Vec<_> = applied
+            .state
+            .partitions()
+            .filter(|(_, p)| p.owner == Some(member.id))
+            .map(|(partition, p)| (partition, p.checkpoint.map(|c| c.at_ms)))
+            .collect();
+        let jobs = job_figures(applied.state.jobs().map(|run| {
+            let duration = run
+                .ended_at_us
+                .map(|end| (end - run.started_at_us).max(0) as f64 / 1e6);
+            (run.job.as_str(), run.status.as_str(), duration)
+        }));
+        (owned, jobs)
+    };
+    let highs = state
+        .input_high_watermarks(owned.iter().map(|(p, _)| *p).collect())
+        .await;
+    let partitions = owned
+        .into_iter()
+        .map(|(partition, checkpoint_at_ms)| {
+            let stats = state.stats.partition(partition);
+            let committed_offset = stats.committed_offset.load(Relaxed);
+            PartitionFigures {
+                partition,
+                consumed: stats.consumed.load(Relaxed),
+                accepted: stats.accepted.load(Relaxed),
+                duplicates: stats.duplicates.load(Relaxed),
+                rejected_by_reason: stats
+                    .rejected_by_kind
+                    .lock()
+                    .expect("stats lock")
+                    .iter()
+                    .map(|(kind, n)| (kind.to_string(), *n))
+                    .collect(),
+                committed_offset,
+                lag: highs
+                    .iter()
+                    .find(|(p, _)| *p == partition)
+                    .map(|(_, high)| (high - committed_offset - 1).max(0)),
+                checkpoint_age_s: checkpoint_at_ms.map(|at| (now_ms - at).max(0) as f64 / 1e3),
+                restarts: stats.restarts.load(Relaxed),
+                commit_retries: stats.commit_retries.load(Relaxed),
+                skipped_offsets: stats.skipped_offsets.load(Relaxed),
+                commit_seconds: stats.commit_seconds.clone(),
+            }
+        })
+        .collect();
+    let raft = {
+        let metrics = member.raft.metrics().borrow().clone();
+        RaftFigures {
+            term: metrics.current_term,
+            leader: metrics.current_leader,
+            is_leader: metrics.current_leader == Some(member.id),
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            last_applied_index: metrics.last_applied.map_or(0, |id| id.index),
+        }
+    };
+    MetricsSnapshot {
+        raft,
+        broker_reachable: state.broker_health.get().reachable,
+        partitions,
+        jobs,
+    }
+}

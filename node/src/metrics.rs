@@ -1,0 +1,381 @@
+//! What `/metrics` exposes, in the Prometheus text format (0.0.4). The handler
+//! gathers a [`MetricsSnapshot`] (I/O); [`render`] turns it into text (pure).
+//!
+//! A partition's series are present only while this node owns it, so a moved
+//! partition's series disappear from the old owner at the next scrape.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Debug};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Everything one scrape reports.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSnapshot {
+    pub raft: RaftFigures,
+    /// `None` until the node first checked its brokers.
+    pub broker_reachable: Option<bool>,
+    /// The partitions this node owns now.
+    pub partitions: Vec<PartitionFigures>,
+    pub jobs: Vec<JobFigures>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RaftFigures {
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub is_leader: bool,
+    pub last_log_index: u64,
+    pub last_applied_index: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartitionFigures {
+    pub partition: i32,
+    pub consumed: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    pub committed_offset: i64,
+    /// `None` when the broker could not be asked.
+    pub lag: Option<i64>,
+    pub checkpoint_age_s: Option<f64>,
+    pub restarts: u64,
+    pub commit_retries: u64,
+    pub skipped_offsets: u64,
+    pub commit_seconds: Histogram,
+}
+
+/// Runs of one job with one outcome in the replicated job history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobFigures {
+    pub job: String,
+    pub outcome: String,
+    pub runs: u64,
+    /// Duration of the newest finished run with this outcome.
+    pub last_duration_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PartitionLabel {
+    partition: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RejectionLabels {
+    partition: i32,
+    reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct JobLabels {
+    job: String,
+    outcome: String,
+}
+
+/// Metrics of one name with their label sets, encoded as one family; with no
+/// members the family is left out altogether.
+#[derive(Debug)]
+struct Labelled<L, M>(Vec<(L, M)>);
+
+impl<L, M: TypedMetric> TypedMetric for Labelled<L, M> {
+    const TYPE: MetricType = M::TYPE;
+}
+
+impl<L, M> EncodeMetric for Labelled<L, M>
+where
+    L: EncodeLabelSet,
+    M: EncodeMetric + TypedMetric,
+{
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), fmt::Error> {
+        for (labels, metric) in &self.0 {
+            metric.encode(encoder.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        M::TYPE
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn per_partition<M>(
+    partitions: &[PartitionFigures],
+    metric: impl Fn(&PartitionFigures) -> Option<M>,
+) -> Labelled<PartitionLabel, M> {
+    Labelled(
+        partitions
+            .iter()
+            .filter_map(|p| {
+                metric(p).map(|m| {
+                    (
+                        PartitionLabel {
+                            partition: p.partition,
+                        },
+                        m,
+                    )
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The snapshot in the Prometheus text format.
+pub fn render(snapshot: &MetricsSnapshot) -> String {
+    let mut registry = Registry::with_prefix("streamreel");
+    let parts = &snapshot.partitions;
+    let counter = |f: fn(&PartitionFigures) -> u64| {
+        per_partition(parts, move |p| Some(ConstCounter::new(f(p))))
+    };
+    registry.register(
+        "events_in",
+        "Records read from the input topic",
+        counter(|p| p.consumed),
+    );
+    registry.register(
+        "events_accepted",
+        "Events written to bronze (counted at their commit)",
+        counter(|p| p.accepted),
+    );
+    registry.register(
+        "events_duplicate",
+        "Events dropped as duplicates (counted at their batch's commit)",
+        counter(|p| p.duplicates),
+    );
+    let rejected = parts
+        .iter()
+        .flat_map(|p| {
+            p.rejected_by_reason.iter().map(|(reason, n)| {
+                (
+                    RejectionLabels {
+                        partition: p.partition,
+                        reason: reason.clone(),
+                    },
+                    ConstCounter::new(*n),
+                )
+            })
+        })
+        .collect();
+    registry.register(
+        "events_rejected",
+        "Records sent to the dead-letter topic, by rejection kind",
+        Labelled(rejected),
+    );
+    registry.register(
+        "partition_restarts",
+        "Partition actors that ended and were restarted",
+        counter(|p| p.restarts),
+    );
+    registry.register(
+        "bronze_commit_retries",
+        "Bronze commits that failed and were tried again",
+        counter(|p| p.commit_retries),
+    );
+    registry.register(
+        "skipped_offsets",
+        "Offsets skipped because the broker no longer had them",
+        counter(|p| p.skipped_offsets),
+    );
+    registry.register(
+        "partition_committed_offset",
+        "Last input offset committed to bronze (-1: none)",
+        per_partition(parts, |p| Some(ConstGauge::new(p.committed_offset))),
+    );
+    registry.register(
+        "partition_lag",
+        "Records in the input partition not yet committed to bronze",
+        per_partition(parts, |p| p.lag.map(ConstGauge::new)),
+    );
+    registry.register(
+        "checkpoint_age_seconds",
+        "Time since the partition's last checkpoint through Raft",
+        per_partition(parts, |p| p.checkpoint_age_s.map(ConstGauge::new)),
+    );
+    registry.register(
+        "bronze_commit_seconds",
+        "Time of each bronze commit, retries included",
+        per_partition(parts, |p| Some(p.commit_seconds.clone())),
+    );
+
+    let raft = &snapshot.raft;
+    registry.register(
+        "raft_term",
+        "Current Raft term",
+        ConstGauge::new(raft.term as i64),
+    );
+    registry.register(
+        "raft_leader",
+        "Id of the leader this node knows (0: none)",
+        ConstGauge::new(raft.leader.unwrap_or(0) as i64),
+    );
+    registry.register(
+        "raft_is_leader",
+        "1 on the leader",
+        ConstGauge::new(i64::from(raft.is_leader)),
+    );
+    registry.register(
+        "raft_last_log_index",
+        "Index of the last entry in this node's Raft log",
+        ConstGauge::new(raft.last_log_index as i64),
+    );
+    registry.register(
+        "raft_commit_index",
+        "Index of the last committed entry this node applied",
+        ConstGauge::new(raft.last_applied_index as i64),
+    );
+    if let Some(reachable) = snapshot.broker_reachable {
+        registry.register(
+            "broker_reachable",
+            "1 when the last check reached the Kafka brokers",
+            ConstGauge::new(i64::from(reachable)),
+        );
+    }
+
+    let job_labels = |j: &JobFigures| JobLabels {
+        job: j.job.clone(),
+        outcome: j.outcome.clone(),
+    };
+    registry.register(
+        "job_runs",
+        "Lakehouse job runs in the replicated history (the newest 200), by job and outcome",
+        Labelled(
+            snapshot
+                .jobs
+                .iter()
+                .map(|j| (job_labels(j), ConstGauge::new(j.runs as i64)))
+                .collect(),
+        ),
+    );
+    registry.register(
+        "job_last_duration_seconds",
+        "Duration of the newest finished run, by job and outcome",
+        Labelled(
+            snapshot
+                .jobs
+                .iter()
+                .filter_map(|j| Some((job_labels(j), ConstGauge::new(j.last_duration_s?))))
+                .collect(),
+        ),
+    );
+
+    let mut text = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
+        .expect("writing to a String cannot fail");
+    text
+}
+
+/// Job runs grouped by job and outcome, from `(job, status, duration)` of each
+/// run in the history, oldest first.
+pub fn job_figures<'a>(
+    runs: impl IntoIterator<Item = (&'a str, &'a str, Option<f64>)>,
+) -> Vec<JobFigures> {
+    let mut by_key: BTreeMap<(String, String), JobFigures> = BTreeMap::new();
+    for (job, outcome, duration) in runs {
+        let figures = by_key
+            .entry((job.to_string(), outcome.to_string()))
+            .or_insert_with(|| JobFigures {
+                job: job.to_string(),
+                outcome: outcome.to_string(),
+                runs: 0,
+                last_duration_s: None,
+            });
+        figures.runs += 1;
+        if duration.is_some() {
+            figures.last_duration_s = duration;
+        }
+    }
+    by_key.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(p: i32) -> PartitionFigures {
+        let commit_seconds = Histogram::new([0.01, 0.1, 1.0]);
+        commit_seconds.observe(0.05);
+        PartitionFigures {
+            partition: p,
+            consumed: 120,
+            accepted: 100,
+            duplicates: 5,
+            rejected_by_reason: BTreeMap::from([("not_json".to_string(), 15)]),
+            committed_offset: 119,
+            lag: Some(7),
+            checkpoint_age_s: Some(1.5),
+            restarts: 0,
+            commit_retries: 0,
+            skipped_offsets: 0,
+            commit_seconds,
+        }
+    }
+
+    #[test]
+    fn partitions_jobs_and_raft_are_exposed_with_their_labels() {
+        let snapshot = MetricsSnapshot {
+            raft: RaftFigures {
+                term: 7,
+                leader: Some(2),
+                is_leader: false,
+                last_log_index: 40,
+                last_applied_index: 39,
+            },
+            broker_reachable: Some(true),
+            partitions: vec![partition(0), partition(3)],
+            jobs: job_figures([
+                ("gold", "succeeded", Some(2.0)),
+                ("gold", "failed", Some(0.5)),
+                ("gold", "succeeded", Some(3.0)),
+                ("enrich", "running", None),
+            ]),
+        };
+        let text = render(&snapshot);
+        for line in [
+            "# TYPE streamreel_events_accepted_total counter",
+            "streamreel_events_accepted_total{partition=\"3\"} 100",
+            "streamreel_events_in_total{partition=\"0\"} 120",
+            "streamreel_events_rejected_total{partition=\"0\",reason=\"not_json\"} 15",
+            "streamreel_partition_lag{partition=\"3\"} 7",
+            "streamreel_bronze_commit_seconds_count{partition=\"0\"} 1",
+            "streamreel_raft_term 7",
+            "streamreel_raft_leader 2",
+            "streamreel_broker_reachable 1",
+            "streamreel_job_runs{job=\"gold\",outcome=\"succeeded\"} 2",
+            "streamreel_job_last_duration_seconds{job=\"gold\",outcome=\"succeeded\"} 3.0",
+            "streamreel_job_runs{job=\"enrich\",outcome=\"running\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(!text.contains("job_last_duration_seconds{job=\"enrich\""));
+    }
+
+    #[test]
+    fn a_partition_not_owned_has_no_series_at_all() {
+        let text = render(&MetricsSnapshot {
+            partitions: vec![partition(1)],
+            ..MetricsSnapshot::default()
+        });
+        assert!(text.contains("partition=\"1\""));
+        let text = render(&MetricsSnapshot::default());
+        assert!(!text.contains("partition="), "{text}");
+        assert!(
+            !text.contains("events_accepted"),
+            "no empty families: {text}"
+        );
+        assert!(!text.contains("broker_reachable"));
+    }
+}

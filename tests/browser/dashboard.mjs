@@ -1,0 +1,138 @@
+// Loads a running node's dashboard in headless Chromium and checks that every
+// view shows the values the integration test read from the gold tables and
+// the live aggregates. Run by tests/tests/integration/dashboard.rs:
+//
+//   node tests/browser/dashboard.mjs NODE_URL EXPECTED_JSON SCREENSHOT_DIR [empty]
+//
+// Exits non-zero with a list of differences; saves one screenshot per view.
+// With `empty` (before any gold run) it checks that each gold view explains
+// that there is no data yet instead of failing.
+import { readFileSync, mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const [url, expectedPath, screenshots, mode] = process.argv.slice(2);
+const expected = mode === "empty" ? {} : JSON.parse(readFileSync(expectedPath, "utf8"));
+mkdirSync(screenshots, { recursive: true });
+const problems = [];
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+  const outside = [];
+  page.on("request", (request) => {
+    const host = new URL(request.url()).hostname;
+    if (host !== "127.0.0.1") outside.push(request.url());
+  });
+  page.on("pageerror", (error) => problems.push(`page error: ${error}`));
+  await page.goto(`${url}/dashboard`);
+
+  const open = async (view) => {
+    await page.click(`#tabs button[data-view="${view}"]`);
+    await page.waitForFunction((v) => document.body.dataset.loaded === v, view, { timeout: 30000 });
+    const state = await page.$eval(`.state[data-for="${view}"]`, (el) => el.classList.contains("error") ? el.textContent : "");
+    if (state) problems.push(`${view}: error shown: ${state}`);
+  };
+  const rows = (testId) => page.$$eval(`table[data-testid="${testId}"] tbody tr`, (trs) =>
+    trs.map((tr) => Object.fromEntries([...tr.cells].map((td) => [td.dataset.key, td.dataset.value]))));
+  const shot = (view) => page.screenshot({ path: `${screenshots}/${view}.png`, fullPage: true });
+
+  // Compares shown rows with expected ones, matched by `key` columns.
+  const compare = (what, shown, wanted, keys) => {
+    if (shown.length !== wanted.length) {
+      problems.push(`${what}: ${shown.length} rows shown, ${wanted.length} expected`);
+    }
+    for (const want of wanted) {
+      const id = keys.map((k) => String(want[k])).join("/");
+      const row = shown.find((r) => keys.every((k) => r[k] === String(want[k])));
+      if (!row) { problems.push(`${what}: no row ${id}`); continue; }
+      for (const [column, value] of Object.entries(want)) {
+        if (!(column in row)) continue;
+        if (!same(row[column], value)) problems.push(`${what} ${id}.${column}: shown ${row[column]}, expected ${value}`);
+      }
+    }
+  };
+
+  if (mode === "empty") {
+    for (const view of ["retention", "dropoff", "regions", "top"]) {
+      await open(view);
+      const state = await page.$eval(`.state[data-for="${view}"]`, (el) => el.textContent);
+      if (!state.includes("No gold data yet")) problems.push(`${view}: no empty state shown: ${state}`);
+      await shot(`${view}-empty`);
+    }
+    await finish();
+  }
+
+  await open("retention");
+  const retention = await page.$eval('table[data-testid="retention-table"]', (t) => t.dataset.videoId);
+  if (retention !== expected.retention.video_id) {
+    problems.push(`retention: shows ${retention}, expected the top video ${expected.retention.video_id}`);
+  }
+  compare("retention", await rows("retention-table"), expected.retention.rows, ["bucket_pct"]);
+  compare("daily", await rows("daily-table"), expected.daily, ["day"]);
+  await shot("retention");
+
+  await open("dropoff");
+  compare("dropoff", await rows("dropoff-table"), expected.dropoff, ["genre", "bucket_pct"]);
+  await shot("dropoff");
+
+  await open("regions");
+  const day = await page.$eval('table[data-testid="regions-table"]', (t) => t.dataset.day);
+  if (day !== expected.regions.day) problems.push(`regions: shows day ${day}, expected ${expected.regions.day}`);
+  compare("regions", await rows("regions-table"), expected.regions.rows, ["region"]);
+  await page.waitForTimeout(500); // let the map finish its animation for the screenshot
+  await shot("regions");
+
+  await open("top");
+  compare("top videos", await rows("top-videos-table"), expected.top_videos, ["rank"]);
+  compare("top creators", await rows("top-creators-table"), expected.top_creators, ["rank"]);
+  await shot("top");
+
+  await open("live");
+  const accepted = await page.$eval('[data-testid="accepted-total"]', (el) => el.dataset.value);
+  if (!same(accepted, expected.accepted_total)) {
+    problems.push(`live: accepted total ${accepted}, bronze holds ${expected.accepted_total}`);
+  }
+  compare("live top videos", await rows("live-top-table"), expected.live_top, ["video_id"]);
+  await shot("live");
+
+  await open("cluster");
+  const leader = await page.$eval('[data-testid="leader"]', (el) => el.dataset.value);
+  if (!same(leader, expected.leader)) problems.push(`cluster: leader ${leader}, expected ${expected.leader}`);
+  compare("members", await rows("members-table"), expected.members, ["id"]);
+  compare("partitions", await rows("partitions-table"), expected.partitions, ["partition"]);
+  const jobs = await rows("jobs-table");
+  for (const id of expected.job_run_ids) {
+    if (!jobs.some((j) => j.id === String(id) && j.status === "succeeded")) {
+      problems.push(`jobs: run ${id} not shown as succeeded`);
+    }
+  }
+  await shot("cluster");
+  await finish();
+
+  async function finish() {
+    if (outside.length) problems.push(`requests outside 127.0.0.1: ${outside.join(", ")}`);
+    await browser.close();
+    if (problems.length) {
+      console.error(problems.join("\n"));
+      process.exit(1);
+    }
+    console.log(`dashboard: every view as expected; screenshots in ${screenshots}`);
+    process.exit(0);
+  }
+} finally {
+  await browser.close();
+}
+
+function same(shown, wanted) {
+  if (typeof wanted === "number") {
+    const value = Number(shown);
+    return shown !== "" && Math.abs(value - wanted) <= 1e-9 * Math.max(1, Math.abs(value), Math.abs(wanted));
+  }
+  return shown === String(wanted ?? "");
+}
