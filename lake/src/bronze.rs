@@ -613,6 +613,10 @@ mod tests {
             matches!(&error, LakeError::SecretMismatch { found, ours, .. } if found == "aaaa" && ours == "bbbb"),
             "{error}"
         );
-        assert!(error.to_string().contains("different pseudonymisation secret"));
+        assert!(
+            error
+                .to_string()
+                .contains("different pseudonymisation secret")
+        );
     }
 }

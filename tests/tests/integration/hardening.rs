@@ -333,3 +333,55 @@ async fn a_failed_lake_commit_is_retried_without_sending_the_batch_again() -> an
     assert!(node.stop(Duration::from_secs(60))?.success());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_topic_never_moves_offsets_backwards() -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    let config = node_config(5_000, 300);
+    let first = Broker::start()?;
+    first.create_topic(INPUT, 1).await?;
+    simulate_cli(&first, 2_000, 31)?;
+    let mut node = NodeProcess::start(&first.brokers(), data.path(), &config, &[])?;
+    wait_until_ingested(&first, data.path(), Duration::from_secs(120))
+        .await
+        .map_err(|e| e.context(node.log()))?;
+    assert!(node.stop(Duration::from_secs(60))?.success());
+    let rows = bronze_rows(data.path()).await?.len();
+    drop(first);
+
+    // The topic recreated (here: on a new broker) with fewer records than
+    // bronze has read: reading it would move offsets backwards.
+    let second = Broker::start()?;
+    second.create_topic(INPUT, 1).await?;
+    simulate_cli(&second, 500, 32)?;
+    let mut node = NodeProcess::start(&second.brokers(), data.path(), &config, &[])?;
+    let url = admin_url(&node).await?;
+    let error = poll_every(
+        POLL,
+        "the partition to say why it stopped",
+        Duration::from_secs(60),
+        || {
+            let url = url.clone();
+            async move {
+                let status = status(&url)?;
+                Ok(status["ingest"][0]["last_error"]
+                    .as_str()
+                    .map(str::to_string))
+            }
+        },
+    )
+    .await
+    .map_err(|e| e.context(node.log()))?;
+    assert!(
+        error.contains("partition 0") && error.contains("recreated or truncated"),
+        "{error}"
+    );
+    assert_eq!(
+        bronze_rows(data.path()).await?.len(),
+        rows,
+        "nothing read from the new log"
+    );
+    assert!(node.is_running(), "the other partitions and the node go on");
+    assert!(node.stop(Duration::from_secs(60))?.success());
+    Ok(())
+}
