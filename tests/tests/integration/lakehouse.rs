@@ -574,3 +574,93 @@ async fn gold_is_published_only_when_its_data_tests_pass() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_writes_any_table_to_csv_and_parquet() -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    let lake = data.path().join("lake");
+    write_bronze(
+        &lake,
+        &accepted_rows(&simulated::messages(3_000, 13)?, 2),
+        1,
+    )
+    .await?;
+    let streamreel = streamreel_binary()?;
+    let run = Command::new(&streamreel)
+        .current_dir(streamreel_tests::repo_root())
+        .args(["models", "run", "--lake"])
+        .arg(&lake)
+        .output()?;
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let export = |table: &str, format: &str, out: &Path| {
+        Command::new(&streamreel)
+            .args(["export", "--table", table, "--format", format, "--out"])
+            .arg(out)
+            .arg("--lake")
+            .arg(&lake)
+            .output()
+    };
+
+    // CSV: a header and one line per row, the gold values as written.
+    let csv_path = data.path().join("top_videos.csv");
+    let out = export("gold/top_videos", "csv", &csv_path)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&csv_path)?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    assert!(
+        header.contains(&"video_id") && header.contains(&"watch_hours"),
+        "{header:?}"
+    );
+    let gold = query(
+        &Lake::new(&lake).gold("top_videos"),
+        "SELECT video_id, rank FROM t ORDER BY rank",
+    )
+    .await?;
+    let gold_rows: usize = gold.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(lines.clone().count(), gold_rows);
+    let first_video = &column_as_strings(&gold[0], "video_id")?[0];
+    let rank = header.iter().position(|c| *c == "rank").unwrap();
+    let video = header.iter().position(|c| *c == "video_id").unwrap();
+    assert!(
+        lines.any(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            cells[video] == first_video && cells[rank] == "1"
+        }),
+        "rank 1 is {first_video}"
+    );
+
+    // Parquet: bronze, every row; read back with the Parquet reader.
+    let parquet_path = data.path().join("bronze.parquet");
+    let out = export("bronze", "parquet", &parquet_path)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = std::fs::File::open(&parquet_path)?;
+    let reader =
+        deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+            .build()?;
+    let mut rows = 0;
+    for batch in reader {
+        rows += batch?.num_rows();
+    }
+    let bronze = query(&BronzeTable::path_in(&lake), "SELECT COUNT(*) AS n FROM t").await?;
+    assert_eq!(rows as i64, column_as_i64(&bronze[0], "n")?[0]);
+
+    // An unknown table is refused by name, and no file is left behind.
+    let out = export("gold/nope", "csv", &data.path().join("nope.csv"))?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown table \"gold/nope\""));
+    assert!(!data.path().join("nope.csv").exists());
+    Ok(())
+}
