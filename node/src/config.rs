@@ -235,6 +235,8 @@ struct RawJobs {
     vacuum_retention_hours: u64,
     max_retries: u32,
     retry_backoff_ms: u64,
+    /// Threads of the lakehouse jobs' own runtime.
+    threads: usize,
 }
 
 impl Default for RawJobs {
@@ -247,6 +249,7 @@ impl Default for RawJobs {
             vacuum_retention_hours: 168,
             max_retries: 3,
             retry_backoff_ms: 2_000,
+            threads: 1,
         }
     }
 }
@@ -287,6 +290,8 @@ pub struct NodeConfig {
     pub admin_token: Option<String>,
     pub metadata: PathBuf,
     pub jobs: JobSchedule,
+    /// Threads of the runtime lakehouse jobs run on, apart from ingest.
+    pub job_threads: usize,
     pub lake_dir: PathBuf,
     pub live_retention: Duration,
     pub cluster: ClusterConfig,
@@ -320,6 +325,7 @@ impl std::fmt::Debug for NodeConfig {
             admin_token,
             metadata,
             jobs,
+            job_threads,
             lake_dir,
             live_retention,
             cluster,
@@ -336,6 +342,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("admin_token", &admin_token.as_ref().map(|_| REDACTED))
             .field("metadata", metadata)
             .field("jobs", jobs)
+            .field("job_threads", job_threads)
             .field("lake_dir", lake_dir)
             .field("live_retention", live_retention)
             .field("cluster", cluster)
@@ -526,6 +533,7 @@ fn validate(
         1,
         3_600_000,
     )?;
+    within("jobs.threads", raw.jobs.threads as u64, 1, 64)?;
     if raw.dedup.window_events < 1_000_000 {
         return Err(invalid(
             "dedup.window-events",
@@ -730,6 +738,7 @@ fn validate(
             max_retries: jobs.max_retries,
             retry_backoff: Duration::from_millis(jobs.retry_backoff_ms),
         },
+        job_threads: jobs.threads,
     })
 }
 
@@ -1008,6 +1017,7 @@ uri = "/srv/lake"
                 "lake.commit-interval-ms",
             ),
             ("[lake]\ncommit-max-bytes = 10\n", "lake.commit-max-bytes"),
+            ("[jobs]\nthreads = 0\n", "jobs.threads"),
             (
                 "[kafka]\ndlq-retention-hours = 0\n",
                 "kafka.dlq-retention-hours",

@@ -46,6 +46,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         warn!("demo mode: user ids are pseudonymised with a public demo secret");
     }
     let settings = &config.kafka;
+    let jobs_runtime = JobRuntime::start(config.job_threads)?;
     let keyer = UserKeyer::new(&config.user_key_secret);
     // Created here, before any partition actor, so that writers never race to create it.
     let mut bronze = BronzeTable::open_or_create(&lake_dir).await?;
@@ -127,6 +128,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         CoordinatorTemplate {
             lake_dir: lake_dir.clone(),
             config: config.clone(),
+            jobs_runtime: jobs_runtime.handle(),
         },
     ));
     let ingest = tokio::select! {
@@ -297,6 +299,44 @@ async fn follow_ownership(member: ClusterMember, supervisor: ActorRef<Supervisor
 struct CoordinatorTemplate {
     lake_dir: std::path::PathBuf,
     config: NodeConfig,
+    jobs_runtime: tokio::runtime::Handle,
+}
+
+/// The lakehouse jobs' own runtime: their CPU-heavy queries run on its
+/// threads, so they never hold the threads partition actors run on.
+struct JobRuntime(Option<tokio::runtime::Runtime>);
+
+impl JobRuntime {
+    fn start(threads: usize) -> Result<JobRuntime, NodeError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("streamreel-jobs")
+            .enable_all()
+            .build()
+            .map_err(|source| NodeError::Io {
+                path: "the lakehouse job runtime".into(),
+                source,
+            })?;
+        Ok(JobRuntime(Some(runtime)))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("running until dropped")
+            .handle()
+            .clone()
+    }
+}
+
+impl Drop for JobRuntime {
+    // Dropping a runtime blocks, which an async context forbids; jobs still
+    // running were already aborted with the coordinator.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Runs the coordinator while this member is the leader, and stops it (which
@@ -321,6 +361,7 @@ async fn follow_leadership(
                     brokers: config.kafka.brokers.clone(),
                     input_topic: config.kafka.input_topic.clone(),
                     heartbeat: Duration::from_millis(config.cluster.heartbeat_ms),
+                    jobs_runtime: template.jobs_runtime.clone(),
                 };
                 match Actor::spawn(None, Coordinator, args).await {
                     Ok((coordinator, _)) => {

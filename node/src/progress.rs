@@ -1,5 +1,6 @@
-//! Progress of a long command: a bar on a terminal, a plain line every few
-//! seconds otherwise (a log file or a CI console gets no control codes).
+//! Progress of a long command: a bar on a terminal, otherwise a log event
+//! every few seconds (a log file, a CI console or a JSON log shipper gets no
+//! control codes, and JSON logs stay JSON).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -45,7 +46,7 @@ impl Progress {
             Some(bar) => bar.inc(n),
             None if self.last_line.elapsed() >= LINE_EVERY => {
                 self.last_line = Instant::now();
-                eprintln!("{}", self.line());
+                self.log();
             }
             None => {}
         }
@@ -54,14 +55,11 @@ impl Progress {
     pub fn finish(&mut self) {
         match &self.bar {
             Some(bar) => bar.finish_and_clear(),
-            None => eprintln!("{}", self.line()),
+            None => self.log(),
         }
     }
 
-    fn line(&self) -> String {
-        match self.total {
-            Some(total) => format!("{}/{total} {}", self.done, self.what),
-            None => format!("{} {}", self.done, self.what),
-        }
+    fn log(&self) {
+        tracing::info!(done = self.done, total = self.total, what = %self.what, "progress");
     }
 }

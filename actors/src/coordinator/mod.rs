@@ -73,6 +73,8 @@ pub struct CoordinatorArgs {
     pub brokers: String,
     pub input_topic: String,
     pub heartbeat: Duration,
+    /// The runtime jobs run on: their own threads, never ingest's.
+    pub jobs_runtime: tokio::runtime::Handle,
 }
 
 pub struct Coordinator;
@@ -100,10 +102,10 @@ impl CoordinatorState {
             self.args.metadata.clone(),
             self.args.schedule,
         );
-        let task =
-            tokio::spawn(
-                async move { jobs::run_job(run.job, &lake_dir, &metadata, &schedule).await },
-            );
+        let task = self
+            .args
+            .jobs_runtime
+            .spawn(async move { jobs::run_job(run.job, &lake_dir, &metadata, &schedule).await });
         self.running.insert(run.id, task.abort_handle());
         let me = myself.clone();
         tokio::spawn(async move {

@@ -137,3 +137,38 @@ async fn the_python_examples_of_the_docs_run_against_a_lake() -> anyhow::Result<
     assert!(ran >= 3, "only {ran} Python examples found");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_documents_every_column_of_every_table() -> anyhow::Result<()> {
+    let contract = read("docs/contract.md")?;
+    let data_dir = tempfile::tempdir()?;
+    let lake = data_dir.path().join("lake");
+    write_bronze(&lake, &accepted_rows(&simulated::messages(1_000, 9)?, 2), 1).await?;
+    let run = Command::new(streamreel_binary()?)
+        .current_dir(repo_root())
+        .args(["models", "run", "--lake"])
+        .arg(&lake)
+        .output()?;
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut checked = 0;
+    for table in streamreel_lake::tables::table_names() {
+        let delta = streamreel_lake::tables::open_if_exists(&lake.join(&table))
+            .await?
+            .unwrap_or_else(|| panic!("{table} was built"));
+        let schema = delta.snapshot()?.schema();
+        for field in schema.fields() {
+            assert!(
+                contract.contains(&format!("`{}`", field.name())),
+                "docs/contract.md does not document the column `{}` of {table}",
+                field.name()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "only {checked} columns checked");
+    Ok(())
+}

@@ -269,14 +269,30 @@ async fn a_stop_commits_the_batch_in_hand_or_exits_non_zero() -> anyhow::Result<
         .await
     };
 
-    // First with a lake that refuses every commit: the stop cannot commit,
-    // and says so with its exit code.
-    let mut node = NodeProcess::start(
-        &broker.brokers(),
-        data.path(),
-        &config,
-        &[(FAIL_BRONZE_COMMITS_ENV, "1000000")],
-    )?;
+    // A lake that refuses every commit keeps a stop busy retrying: a second
+    // signal exits at once.
+    let failing_lake = [(FAIL_BRONZE_COMMITS_ENV, "1000000")];
+    let mut node = NodeProcess::start(&broker.brokers(), data.path(), &config, &failing_lake)?;
+    consumed_everything(admin_url(&node).await?)
+        .await
+        .map_err(|e| e.context(node.log()))?;
+    node.signal("TERM")?;
+    wait_for(
+        "the first signal to be taken",
+        Duration::from_secs(10),
+        || {
+            let log = node.log();
+            async move { Ok(log.contains("signal again to exit at once").then_some(())) }
+        },
+    )
+    .await?;
+    let exit = node.stop(Duration::from_secs(5))?;
+    assert_eq!(exit.code(), Some(130), "the second signal exits at once");
+    assert!(bronze_rows(data.path()).await?.is_empty());
+
+    // With one signal the stop tries to commit, cannot, and says so with its
+    // exit code.
+    let mut node = NodeProcess::start(&broker.brokers(), data.path(), &config, &failing_lake)?;
     consumed_everything(admin_url(&node).await?)
         .await
         .map_err(|e| e.context(node.log()))?;

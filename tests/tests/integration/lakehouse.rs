@@ -576,7 +576,7 @@ async fn gold_is_published_only_when_its_data_tests_pass() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn export_writes_any_table_to_csv_and_parquet() -> anyhow::Result<()> {
+async fn export_writes_any_table_to_csv_and_parquet_and_logs_can_be_json() -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let lake = data.path().join("lake");
     write_bronze(
@@ -588,13 +588,29 @@ async fn export_writes_any_table_to_csv_and_parquet() -> anyhow::Result<()> {
     let streamreel = streamreel_binary()?;
     let run = Command::new(&streamreel)
         .current_dir(streamreel_tests::repo_root())
-        .args(["models", "run", "--lake"])
+        .args(["--log-format", "json", "models", "run", "--lake"])
         .arg(&lake)
         .output()?;
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
+    );
+    // With --log-format json every log line is one JSON object.
+    let logs = String::from_utf8(run.stderr)?;
+    let mut events = 0;
+    for line in logs.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| anyhow::anyhow!("not a JSON log line ({e}): {line}"))?;
+        assert!(
+            event["level"].is_string() && event["fields"].is_object(),
+            "{line}"
+        );
+        events += 1;
+    }
+    assert!(
+        events >= 6,
+        "one line per published model at least:\n{logs}"
     );
     let export = |table: &str, format: &str, out: &Path| {
         Command::new(&streamreel)
