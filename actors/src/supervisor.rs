@@ -216,7 +216,7 @@ impl SupervisorState {
             if let Some(Slot::Running { actor, epoch, .. }) = self.slots.remove(&partition) {
                 info!(partition, epoch, "releasing partition");
                 self.by_actor.remove(&actor.get_id());
-                tokio::spawn(async move { stop(partition, actor).await });
+                tokio::spawn(stop(partition, actor));
             }
             // A starting actor is stopped when its set-up reports back.
         }
@@ -281,7 +281,7 @@ impl SupervisorState {
                 if expected {
                     self.slots.remove(&partition);
                 }
-                tokio::spawn(async move { stop(partition, actor).await });
+                tokio::spawn(stop(partition, actor));
                 if !self.shutting_down {
                     self.reconcile(myself);
                 }
