@@ -3,8 +3,9 @@
 use std::process::Command;
 
 use streamreel_tests::bronze_fixture::{accepted_rows, write_bronze};
-use streamreel_tests::node_process::streamreel_binary;
 use streamreel_tests::{repo_root, simulated};
+
+use crate::support::models_run;
 
 fn read(relative: &str) -> anyhow::Result<String> {
     Ok(std::fs::read_to_string(repo_root().join(relative))?)
@@ -94,16 +95,7 @@ async fn the_python_examples_of_the_docs_run_against_a_lake() -> anyhow::Result<
     let data_dir = tempfile::tempdir()?;
     let lake = data_dir.path().join("lake");
     write_bronze(&lake, &accepted_rows(&simulated::messages(2_000, 3)?, 4), 2).await?;
-    let run = Command::new(streamreel_binary()?)
-        .current_dir(repo_root())
-        .args(["models", "run", "--data-dir"])
-        .arg(data_dir.path())
-        .output()?;
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    models_run(&lake, &[])?;
 
     let mut documents = vec!["README.md".to_string()];
     for entry in std::fs::read_dir(repo_root().join("docs"))? {
@@ -144,16 +136,7 @@ async fn the_contract_documents_every_column_of_every_table() -> anyhow::Result<
     let data_dir = tempfile::tempdir()?;
     let lake = data_dir.path().join("lake");
     write_bronze(&lake, &accepted_rows(&simulated::messages(1_000, 9)?, 2), 1).await?;
-    let run = Command::new(streamreel_binary()?)
-        .current_dir(repo_root())
-        .args(["models", "run", "--lake"])
-        .arg(&lake)
-        .output()?;
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    models_run(&lake, &[])?;
     let mut checked = 0;
     for table in streamreel_lake::tables::table_names() {
         let delta = streamreel_lake::tables::open_if_exists(&lake.join(&table))

@@ -21,6 +21,7 @@ use streamreel_tests::node_process::streamreel_binary;
 use streamreel_tests::simulated;
 
 use crate::reference;
+use crate::support::models_run;
 
 async fn query(
     path: &Path,
@@ -319,16 +320,7 @@ async fn a_broken_gold_table_fails_models_test_with_a_readable_report() -> anyho
         1,
     )
     .await?;
-    let run = Command::new(streamreel_binary()?)
-        .current_dir(streamreel_tests::repo_root())
-        .args(["models", "run", "--data-dir"])
-        .arg(data_dir)
-        .output()?;
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    models_run(&data_dir.join("lake"), &[])?;
     let ok = Command::new(streamreel_binary()?)
         .current_dir(streamreel_tests::repo_root())
         .args(["models", "test", "--data-dir"])
@@ -586,16 +578,7 @@ async fn export_writes_any_table_to_csv_and_parquet_and_logs_can_be_json() -> an
     )
     .await?;
     let streamreel = streamreel_binary()?;
-    let run = Command::new(&streamreel)
-        .current_dir(streamreel_tests::repo_root())
-        .args(["--log-format", "json", "models", "run", "--lake"])
-        .arg(&lake)
-        .output()?;
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let run = models_run(&lake, &["--log-format", "json"])?;
     // With --log-format json every log line is one JSON object.
     let logs = String::from_utf8(run.stderr)?;
     let mut events = 0;

@@ -173,3 +173,20 @@ pub async fn run_job_to_success(node_url: &str, job: &str) -> anyhow::Result<u64
     );
     Ok(run_id)
 }
+
+/// Runs `streamreel [FLAGS] models run --lake LAKE` from the repository root
+/// (where `metadata/` is); fails unless it succeeds. Returns its output.
+pub fn models_run(lake: &Path, flags: &[&str]) -> anyhow::Result<std::process::Output> {
+    let output = Command::new(streamreel_binary()?)
+        .current_dir(streamreel_tests::repo_root())
+        .args(flags)
+        .args(["models", "run", "--lake"])
+        .arg(lake)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "models run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(output)
+}
