@@ -167,26 +167,25 @@ impl Cluster {
 
     /// `GET /admin/status` of member `id`.
     pub async fn status(&self, id: u64) -> anyhow::Result<Value> {
+        let answer = self.get(id, "/admin/status").await?;
+        Ok(serde_json::from_slice(&answer.bytes().await?)?)
+    }
+
+    /// `GET path` of member `id`; fails unless it answers 2xx within 5 s.
+    async fn get(&self, id: u64, path: &str) -> anyhow::Result<reqwest::Response> {
         let answer = self
             .http
-            .get(format!("{}/admin/status", self.url(id)))
+            .get(format!("{}{path}", self.url(id)))
             .timeout(Duration::from_secs(5))
             .send()
             .await?;
-        anyhow::ensure!(answer.status().is_success(), "status {}", answer.status());
-        Ok(serde_json::from_slice(&answer.bytes().await?)?)
+        anyhow::ensure!(answer.status().is_success(), "{path}: {}", answer.status());
+        Ok(answer)
     }
 
     /// `GET /metrics` of member `id`, parsed by a Prometheus text parser.
     pub async fn metrics(&self, id: u64) -> anyhow::Result<prometheus_parse::Scrape> {
-        let answer = self
-            .http
-            .get(format!("{}/metrics", self.url(id)))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await?;
-        anyhow::ensure!(answer.status().is_success(), "metrics {}", answer.status());
-        let text = answer.text().await?;
+        let text = self.get(id, "/metrics").await?.text().await?;
         Ok(prometheus_parse::Scrape::parse(
             text.lines().map(|l| Ok(l.to_string())),
         )?)

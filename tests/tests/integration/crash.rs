@@ -5,15 +5,13 @@
 use std::time::Duration;
 
 use streamreel_actors::fault::PANIC_BEFORE_COMMIT_ENV;
-use streamreel_tests::broker::Broker;
 use streamreel_tests::bronze_reader::bronze_rows;
 use streamreel_tests::node_process::{NodeProcess, node_config};
-use streamreel_tests::simulated;
 use streamreel_tests::topic_reader::read_topic;
 use streamreel_tests::wait::poll_every;
 
 use crate::support::{
-    INPUT, admin_url, assert_bronze_exact, committed_records, ingest_total, simulate_cli, status,
+    admin_url, assert_bronze_exact, broker_with_events, committed_records, ingest_total, status,
     wait_until_ingested,
 };
 
@@ -21,10 +19,7 @@ use crate::support::{
 async fn sigkill_mid_ingest_loses_nothing_and_doubles_nothing() -> anyhow::Result<()> {
     const EVENTS: u64 = 60_000;
     const SEED: u64 = 7;
-    let broker = Broker::start()?;
-    broker.create_topic(INPUT, 4).await?;
-    simulate_cli(&broker, EVENTS, SEED)?;
-    let sent = simulated::messages(EVENTS, SEED)?;
+    let (broker, sent) = broker_with_events(4, EVENTS, SEED).await?;
     let data = tempfile::tempdir()?;
     // Small batches: many commits, so a kill lands between and inside them.
     let config = node_config(500, 200);

@@ -14,12 +14,11 @@ use serde_json::{Value, json};
 
 use streamreel_lake::query::{register_path, run_sql};
 use streamreel_lake::tables::Lake;
-use streamreel_tests::broker::Broker;
 use streamreel_tests::node_process::{NodeProcess, node_config};
 use streamreel_tests::repo_root;
 
 use crate::support::{
-    INPUT, admin_url, run_job_to_success, simulate_cli, status, wait_until_ingested,
+    admin_url, broker_with_events, run_job_to_success, status, wait_until_ingested,
 };
 
 /// The rows `sql` finds in the Delta table at `path` (as `t`), as JSON objects.
@@ -65,9 +64,7 @@ fn run_browser(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_the_gold_tables_and_live_aggregates() -> anyhow::Result<()> {
-    let broker = Broker::start()?;
-    broker.create_topic(INPUT, 2).await?;
-    simulate_cli(&broker, 6_000, 17)?;
+    let (broker, _) = broker_with_events(2, 6_000, 17).await?;
     let data = tempfile::tempdir()?;
     // Gold runs only when the test asks, so the first look sees no gold yet.
     let config = format!(

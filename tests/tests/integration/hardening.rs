@@ -20,8 +20,8 @@ use streamreel_tests::topic_reader::read_topic;
 use streamreel_tests::wait::{poll_every, wait_for};
 
 use crate::support::{
-    INPUT, admin_url, assert_bronze_exact, committed_records, ingest_total, simulate_cli, status,
-    wait_until_ingested,
+    INPUT, admin_url, assert_bronze_exact, broker_with_events, committed_records, ingest_total,
+    simulate_cli, status, wait_until_ingested,
 };
 
 const POLL: Duration = Duration::from_millis(250);
@@ -253,10 +253,7 @@ async fn a_broker_down_at_start_and_mid_ingest_loses_and_doubles_nothing() -> an
 async fn a_stop_commits_the_batch_in_hand_or_exits_non_zero() -> anyhow::Result<()> {
     const EVENTS: u64 = 3_000;
     const SEED: u64 = 23;
-    let broker = Broker::start()?;
-    broker.create_topic(INPUT, 2).await?;
-    simulate_cli(&broker, EVENTS, SEED)?;
-    let sent = simulated::messages(EVENTS, SEED)?;
+    let (broker, sent) = broker_with_events(2, EVENTS, SEED).await?;
     let records = sent.len() as u64;
     let data = tempfile::tempdir()?;
     // Batches that would only commit after ten minutes: only a stop commits them.
@@ -324,10 +321,7 @@ async fn a_stop_commits_the_batch_in_hand_or_exits_non_zero() -> anyhow::Result<
 async fn a_failed_lake_commit_is_retried_without_sending_the_batch_again() -> anyhow::Result<()> {
     const EVENTS: u64 = 3_000;
     const SEED: u64 = 29;
-    let broker = Broker::start()?;
-    broker.create_topic(INPUT, 2).await?;
-    simulate_cli(&broker, EVENTS, SEED)?;
-    let sent = simulated::messages(EVENTS, SEED)?;
+    let (broker, sent) = broker_with_events(2, EVENTS, SEED).await?;
     let valid = sent.iter().filter(|m| m.kind == MessageKind::Valid).count();
     let data = tempfile::tempdir()?;
     let mut node = NodeProcess::start(
@@ -354,9 +348,7 @@ async fn a_failed_lake_commit_is_retried_without_sending_the_batch_again() -> an
 async fn a_recreated_topic_never_moves_offsets_backwards() -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let config = node_config(5_000, 300);
-    let first = Broker::start()?;
-    first.create_topic(INPUT, 1).await?;
-    simulate_cli(&first, 2_000, 31)?;
+    let (first, _) = broker_with_events(1, 2_000, 31).await?;
     let mut node = NodeProcess::start(&first.brokers(), data.path(), &config, &[])?;
     wait_until_ingested(&first, data.path(), Duration::from_secs(120))
         .await
@@ -367,9 +359,7 @@ async fn a_recreated_topic_never_moves_offsets_backwards() -> anyhow::Result<()>
 
     // The topic recreated (here: on a new broker) with fewer records than
     // bronze has read: reading it would move offsets backwards.
-    let second = Broker::start()?;
-    second.create_topic(INPUT, 1).await?;
-    simulate_cli(&second, 500, 32)?;
+    let (second, _) = broker_with_events(1, 500, 32).await?;
     let mut node = NodeProcess::start(&second.brokers(), data.path(), &config, &[])?;
     let url = admin_url(&node).await?;
     let error = poll_every(

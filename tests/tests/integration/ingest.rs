@@ -116,11 +116,9 @@ async fn bronze_clean_events_and_dlq_hold_exactly_what_was_sent() -> anyhow::Res
 async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result<()> {
     use streamreel_tests::wait::wait_for;
 
-    use crate::support::run_job_to_success;
+    use crate::support::{broker_with_events, run_job_to_success};
 
-    let broker = Broker::start()?;
-    broker.create_topic(INPUT, 2).await?;
-    simulate_cli(&broker, 5_000, 3)?;
+    let (broker, _) = broker_with_events(2, 5_000, 3).await?;
     let data = tempfile::tempdir()?;
     let node = NodeProcess::start(
         &broker.brokers(),

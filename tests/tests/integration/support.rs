@@ -190,3 +190,18 @@ pub fn models_run(lake: &Path, flags: &[&str]) -> anyhow::Result<std::process::O
     );
     Ok(output)
 }
+
+/// A broker whose input topic has `partitions` partitions and holds what the
+/// real `streamreel simulate` sent; returns the sent messages, regenerated
+/// in-process as the oracle.
+pub async fn broker_with_events(
+    partitions: i32,
+    events: u64,
+    seed: u64,
+) -> anyhow::Result<(Broker, Vec<SimulatedMessage>)> {
+    let broker = Broker::start()?;
+    broker.create_topic(INPUT, partitions).await?;
+    simulate_cli(&broker, events, seed)?;
+    let sent = streamreel_tests::simulated::messages(events, seed)?;
+    Ok((broker, sent))
+}
