@@ -61,6 +61,18 @@ pub enum LakeError {
         "vacuum retention of {hours} h is below the 1 h floor: files still being written could be deleted"
     )]
     RetentionTooShort { hours: i64 },
+    #[error(
+        "table {table} was written by an earlier StreamReel without its partitioning by \
+         {expected} (found: [{found}]); silver is derived from bronze: move the lake's silver \
+         directory aside and run `streamreel models run` to rebuild it"
+    )]
+    SilverLayout {
+        table: String,
+        expected: String,
+        found: String,
+    },
+    #[error("a lakehouse task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("table {table}: unexpected column type for `{column}`")]
     ColumnType { table: String, column: String },
 }

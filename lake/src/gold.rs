@@ -18,6 +18,7 @@ use deltalake::protocol::SaveMode;
 use tracing::info;
 
 use crate::data_tests::{DATA_TESTS, DataTestResult, audit_batches, report};
+use crate::engine::LakeSettings;
 use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
 use crate::query::register_table;
@@ -63,8 +64,9 @@ pub fn model_names() -> Vec<&'static str> {
 pub async fn silver_session(
     lake_dir: &Path,
     videos: &[VideoMetadata],
+    settings: &LakeSettings,
 ) -> Result<(SessionContext, u64), LakeError> {
-    let ctx = SessionContext::new();
+    let ctx = settings.context()?;
     register_metadata(&ctx, videos)?;
     let mut sessions_version = 0;
     for (name, relative) in [
@@ -100,7 +102,17 @@ pub async fn run_models(
     videos: &[VideoMetadata],
     select: Option<&str>,
 ) -> Result<GoldRun, LakeError> {
-    run_models_audited_by(lake_dir, videos, select, DATA_TESTS).await
+    run_models_with(lake_dir, videos, select, &LakeSettings::default()).await
+}
+
+/// As [`run_models`], within `settings`' memory limit.
+pub async fn run_models_with(
+    lake_dir: &Path,
+    videos: &[VideoMetadata],
+    select: Option<&str>,
+    settings: &LakeSettings,
+) -> Result<GoldRun, LakeError> {
+    audited_run(lake_dir, videos, select, DATA_TESTS, settings).await
 }
 
 /// What a published gold run built and the data tests it passed.
@@ -123,6 +135,23 @@ pub async fn run_models_audited_by(
     select: Option<&str>,
     declarations: &str,
 ) -> Result<GoldRun, LakeError> {
+    audited_run(
+        lake_dir,
+        videos,
+        select,
+        declarations,
+        &LakeSettings::default(),
+    )
+    .await
+}
+
+async fn audited_run(
+    lake_dir: &Path,
+    videos: &[VideoMetadata],
+    select: Option<&str>,
+    declarations: &str,
+    settings: &LakeSettings,
+) -> Result<GoldRun, LakeError> {
     if let Some(name) = select
         && !model_names().contains(&name)
     {
@@ -131,7 +160,7 @@ pub async fn run_models_audited_by(
             known: model_names().join(", "),
         });
     }
-    let (ctx, sessions_version) = silver_session(lake_dir, videos).await?;
+    let (ctx, sessions_version) = silver_session(lake_dir, videos, settings).await?;
     let mut built = Vec::new();
     let mut tests = Vec::new();
     for (name, sql) in MODELS {

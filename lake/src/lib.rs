@@ -10,10 +10,12 @@
 //! - [`tables`]: the [`tables::Lake`] (where each table lives under the lake root) and opening tables.
 //! - [`metadata`]: the video catalogue CSV.
 //! - [`query`]: DataFusion over the tables.
+//! - [`engine`]: the limits of a run (memory pool, chunk size).
 //! - [`error`]: the crate's error type.
 
 pub mod bronze;
 pub mod data_tests;
+pub mod engine;
 pub mod error;
 pub mod gold;
 pub mod maintenance;
@@ -27,6 +29,7 @@ pub use bronze::{
     rows_to_batch,
 };
 pub use deltalake::arrow::array::RecordBatch;
+pub use engine::LakeSettings;
 pub use error::LakeError;
 pub use metadata::{VideoMetadata, read_metadata, read_metadata_file};
 

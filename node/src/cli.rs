@@ -71,6 +71,12 @@ pub enum ModelsCommand {
         select: Option<String>,
         #[command(flatten)]
         lake: LakeArgs,
+        /// Memory DataFusion may hold before it spills or fails a query (MiB).
+        #[arg(long, default_value_t = (streamreel_lake::LakeSettings::DEFAULT_MEMORY_LIMIT_BYTES >> 20) as u64)]
+        memory_limit_mb: u64,
+        /// Bronze events silver processes at once (a larger backlog runs in chunks).
+        #[arg(long, default_value_t = streamreel_lake::LakeSettings::DEFAULT_CHUNK_EVENTS)]
+        chunk_events: u64,
         #[arg(long, default_value = "metadata/video_metadata.csv")]
         metadata: PathBuf,
     },

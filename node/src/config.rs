@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use streamreel_actors::coordinator::job::JobSchedule;
 use streamreel_actors::start_position::OnMissingOffsets;
 use streamreel_actors::{DedupSettings, IngestSettings, KafkaSettings, RestartPolicy};
+use streamreel_lake::LakeSettings;
 use streamreel_lake::maintenance::MIN_VACUUM_RETENTION_HOURS;
 
 /// The environment variable that carries the pseudonymisation secret.
@@ -237,6 +238,10 @@ struct RawJobs {
     retry_backoff_ms: u64,
     /// Threads of the lakehouse jobs' own runtime.
     threads: usize,
+    /// DataFusion's memory pool for a silver or gold run.
+    memory_limit_mb: u64,
+    /// Bronze events silver processes at once.
+    chunk_events: u64,
 }
 
 impl Default for RawJobs {
@@ -250,6 +255,8 @@ impl Default for RawJobs {
             max_retries: 3,
             retry_backoff_ms: 2_000,
             threads: 1,
+            memory_limit_mb: (LakeSettings::DEFAULT_MEMORY_LIMIT_BYTES >> 20) as u64,
+            chunk_events: LakeSettings::DEFAULT_CHUNK_EVENTS,
         }
     }
 }
@@ -534,6 +541,8 @@ fn validate(
         3_600_000,
     )?;
     within("jobs.threads", raw.jobs.threads as u64, 1, 64)?;
+    within("jobs.memory-limit-mb", raw.jobs.memory_limit_mb, 64, 1 << 20)?;
+    within("jobs.chunk-events", raw.jobs.chunk_events, 1_000, 1_000_000_000)?;
     if raw.dedup.window_events < 1_000_000 {
         return Err(invalid(
             "dedup.window-events",
@@ -737,6 +746,10 @@ fn validate(
             vacuum_retention: Duration::from_secs(jobs.vacuum_retention_hours * 3600),
             max_retries: jobs.max_retries,
             retry_backoff: Duration::from_millis(jobs.retry_backoff_ms),
+            lake: LakeSettings {
+                memory_limit_bytes: (jobs.memory_limit_mb as usize) << 20,
+                chunk_events: jobs.chunk_events,
+            },
         },
         job_threads: jobs.threads,
     })

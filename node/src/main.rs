@@ -58,10 +58,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 select,
                 lake,
                 metadata,
+                memory_limit_mb,
+                chunk_events,
             } => {
+                anyhow::ensure!(
+                    memory_limit_mb >= 64 && chunk_events >= 1,
+                    "--memory-limit-mb must be at least 64 and --chunk-events at least 1"
+                );
+                let settings = streamreel_lake::LakeSettings {
+                    memory_limit_bytes: (memory_limit_mb as usize) << 20,
+                    chunk_events,
+                };
                 print!(
                     "{}",
-                    models::models_run(&lake.lake_dir(), &metadata, select.as_deref()).await?
+                    models::models_run(&lake.lake_dir(), &metadata, select.as_deref(), &settings)
+                        .await?
                 );
                 Ok(())
             }

@@ -3,9 +3,10 @@
 use std::path::Path;
 
 use streamreel_lake::data_tests::{DATA_TESTS, report, run_data_tests};
-use streamreel_lake::gold::run_models;
+use streamreel_lake::LakeSettings;
+use streamreel_lake::gold::run_models_with;
 use streamreel_lake::read_metadata_file;
-use streamreel_lake::silver::refresh_silver;
+use streamreel_lake::silver::refresh_silver_with;
 use streamreel_lake::tables::Lake;
 
 use crate::error::NodeError;
@@ -16,21 +17,25 @@ pub async fn models_run(
     lake_dir: &Path,
     metadata: &Path,
     select: Option<&str>,
+    settings: &LakeSettings,
 ) -> Result<String, NodeError> {
     let videos = read_metadata_file(metadata)?;
     let mut progress = Progress::new("steps (silver, gold)", Some(2));
-    let silver = refresh_silver(lake_dir, &videos).await?;
+    let silver = refresh_silver_with(lake_dir, &videos, settings).await?;
     progress.advance(1);
     let mut out = format!(
-        "silver: {} new bronze events ({} of unknown videos), {} sessions written (bronze version {})\n",
+        "silver: {} new bronze events ({} of unknown videos) in {} chunks, {} sessions written \
+         ({} recomputed with earlier events) (bronze version {})\n",
         silver.new_events,
         silver.unknown_video_events,
+        silver.chunks,
         silver.sessions_written,
+        silver.sessions_recomputed,
         silver
             .bronze_version
             .map_or("-".to_string(), |v| v.to_string()),
     );
-    let gold = run_models(lake_dir, &videos, select).await?;
+    let gold = run_models_with(lake_dir, &videos, select, settings).await?;
     progress.advance(1);
     progress.finish();
     out.push_str(&format!(

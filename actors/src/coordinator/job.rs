@@ -124,6 +124,8 @@ pub struct JobSchedule {
     pub vacuum_retention: Duration,
     pub max_retries: u32,
     pub retry_backoff: Duration,
+    /// Memory limit and chunk size of silver and gold runs.
+    pub lake: streamreel_lake::LakeSettings,
 }
 
 impl JobSchedule {

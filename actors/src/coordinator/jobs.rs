@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use streamreel_lake::gold::{model_names, run_models};
+use streamreel_lake::gold::{model_names, run_models_with};
 use streamreel_lake::maintenance::{compact, vacuum};
 use streamreel_lake::read_metadata_file;
-use streamreel_lake::silver::refresh_silver;
+use streamreel_lake::silver::refresh_silver_with;
 use streamreel_lake::tables::Lake;
 
 use super::job::{JobKind, JobOutcome, JobSchedule};
@@ -20,7 +20,9 @@ pub async fn run_job(
     match job {
         JobKind::Enrich => {
             let videos = read_metadata_file(metadata).map_err(text)?;
-            let silver = refresh_silver(lake_dir, &videos).await.map_err(text)?;
+            let silver = refresh_silver_with(lake_dir, &videos, &schedule.lake)
+                .await
+                .map_err(text)?;
             Ok(JobOutcome {
                 rows: silver.new_events,
                 detail: format!(
@@ -38,7 +40,9 @@ pub async fn run_job(
             let videos = read_metadata_file(metadata).map_err(text)?;
             // Write-audit-publish: a failing data test publishes nothing and
             // fails the run with the report.
-            let gold = run_models(lake_dir, &videos, None).await.map_err(text)?;
+            let gold = run_models_with(lake_dir, &videos, None, &schedule.lake)
+                .await
+                .map_err(text)?;
             let rows = gold.models.iter().map(|r| r.rows).sum();
             Ok(JobOutcome {
                 rows,

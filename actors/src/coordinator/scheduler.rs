@@ -234,6 +234,7 @@ mod tests {
             compact_every: Duration::from_secs(600),
             vacuum_every: Duration::from_secs(3600),
             vacuum_retention: Duration::from_secs(7 * 86_400),
+            lake: streamreel_lake::LakeSettings::default(),
             max_retries: 2,
             retry_backoff: Duration::from_secs(1),
         }

@@ -1,36 +1,47 @@
-//! Silver: bronze enriched with video metadata (`enriched_events`), and one row
-//! per viewing session (`view_sessions`).
+//! Silver: bronze enriched with video metadata (`enriched_events`, partitioned
+//! by `event_date`), and one row per viewing session (`view_sessions`,
+//! partitioned by `day`).
 //!
 //! Incremental and exactly-once like bronze: each silver table records, per
-//! Kafka partition, the highest upstream offset it consumed (Delta app
-//! transactions in its own commits); `enriched_events` also records the bronze
-//! version it read (`streamreel-silver-from-bronze`). A run reads only rows
-//! beyond those marks. Sessions touched by new events are recomputed from all of
-//! their events and MERGEd by `session_id`, so a session spanning runs, or one
-//! whose events arrive out of order, comes out as if computed in one go.
+//! Kafka partition, the highest bronze offset it consumed (Delta app
+//! transactions in its own commits). A run reads only bronze beyond those
+//! marks, in chunks of bounded size (see [`chunks`]). Each chunk is enriched
+//! and sessionised from the same rows in memory: enrichment is appended, and
+//! only sessions the chunk touches are written. A touched session that already
+//! exists is recomputed from all of its events, read back from the
+//! `event_date` partitions it spans (`started_at` to `last_event_at`), so a
+//! session spanning runs, or a late event of an old session, comes out as if
+//! computed in one go.
 
+pub mod chunks;
 pub mod session;
 pub mod sessions_table;
 pub mod watermarks;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::prelude::SessionContext;
+use deltalake::arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, Date32Type, Field, Schema};
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use tracing::info;
 
 use crate::BronzeTable;
+use crate::engine::LakeSettings;
 use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
 use crate::query::{column_as_i64, register_table, run_sql};
 use crate::tables::{
     ENRICHED_TABLE, Lake, SESSIONS_TABLE, handle_for_write, open_if_exists, register_metadata,
 };
+use chunks::{Chunk, OffsetRange, chunk_sql, plan_chunks};
 use watermarks::Watermarks;
 
 const BRONZE_PREFIX: &str = "streamreel-bronze";
@@ -38,6 +49,14 @@ const ENRICHED_PREFIX: &str = "streamreel-silver-enriched";
 const SESSIONS_PREFIX: &str = "streamreel-silver-sessions";
 /// The bronze table version the last enrichment read.
 pub const FROM_BRONZE_APP_ID: &str = "streamreel-silver-from-bronze";
+/// `enriched_events` is partitioned by the UTC date of `event_time`.
+pub const ENRICHED_PARTITION: &str = "event_date";
+/// `view_sessions` is partitioned by `day` (the UTC date of `started_at`).
+pub const SESSIONS_PARTITION: &str = "day";
+
+/// The columns sessionising reads (a projection of `enriched_events`).
+const SESSION_INPUT: &str = "session_id, user_key, video_id, genre, creator, region, device, \
+     event_type, position_s, seek_to_s, event_time, kafka_offset, duration_s";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SilverReport {
@@ -45,148 +64,358 @@ pub struct SilverReport {
     pub new_events: u64,
     pub unknown_video_events: u64,
     pub sessions_written: u64,
+    /// Chunks the backlog was cut into (see [`LakeSettings::chunk_events`]).
+    pub chunks: u64,
+    /// Sessions that existed and were recomputed with their earlier events.
+    pub sessions_recomputed: u64,
 }
 
-/// Brings both silver tables up to date with bronze.
+/// Brings both silver tables up to date with bronze, with default limits.
 pub async fn refresh_silver(
     lake_dir: &Path,
     videos: &[VideoMetadata],
+) -> Result<SilverReport, LakeError> {
+    refresh_silver_with(lake_dir, videos, &LakeSettings::default()).await
+}
+
+/// Brings both silver tables up to date with bronze.
+pub async fn refresh_silver_with(
+    lake_dir: &Path,
+    videos: &[VideoMetadata],
+    settings: &LakeSettings,
 ) -> Result<SilverReport, LakeError> {
     let mut report = SilverReport::default();
     let Some(bronze) = open_if_exists(&BronzeTable::path_in(lake_dir)).await? else {
         return Ok(report);
     };
     report.bronze_version = bronze.version();
-    let ctx = SessionContext::new();
+    let ctx = settings.context()?;
     register_table(&ctx, "bronze", &bronze).await?;
     register_metadata(&ctx, videos)?;
     let partitions = distinct_partitions(&ctx, "bronze").await?;
     let bronze_marks = Watermarks::read(Some(&bronze), BRONZE_PREFIX, &partitions).await?;
 
-    let enriched_path = Lake::new(lake_dir).enriched_events();
-    let enriched = open_if_exists(&enriched_path).await?;
-    let consumed = Watermarks::read(enriched.as_ref(), ENRICHED_PREFIX, &partitions).await?;
-    if consumed != bronze_marks {
-        let (new_events, unknown) = enrich(
-            &ctx,
-            &enriched_path,
-            enriched,
-            &consumed,
-            &bronze_marks,
-            &partitions,
-            &bronze,
-        )
-        .await?;
-        report.new_events = new_events;
-        report.unknown_video_events = unknown;
-    }
-
-    let Some(enriched) = open_if_exists(&enriched_path).await? else {
-        return Ok(report);
+    let lake = Lake::new(lake_dir);
+    let mut silver = Silver {
+        ctx: &ctx,
+        lake: &lake,
+        enriched: open_if_exists(&lake.enriched_events()).await?,
+        sessions: open_if_exists(&lake.view_sessions()).await?,
+        partitions: &partitions,
+        report: &mut report,
     };
-    let sessions_path = Lake::new(lake_dir).view_sessions();
-    let sessions = open_if_exists(&sessions_path).await?;
-    let enriched_marks = Watermarks::read(Some(&enriched), ENRICHED_PREFIX, &partitions).await?;
-    let sessions_consumed =
-        Watermarks::read(sessions.as_ref(), SESSIONS_PREFIX, &partitions).await?;
-    if sessions_consumed != enriched_marks {
-        report.sessions_written = update_sessions(
-            &enriched,
-            &sessions_path,
-            sessions,
-            &sessions_consumed,
-            &enriched_marks,
-            &partitions,
+    silver.check_layout()?;
+    let enriched_marks = silver.enriched_marks().await?;
+    let sessions_marks = silver.sessions_marks().await?;
+    // A run that died between a chunk's two commits left enrichment ahead:
+    // sessionise those events from `enriched_events` first.
+    let behind = pending(&sessions_marks, &enriched_marks);
+    for chunk in plan_chunks(&behind, settings.chunk_events) {
+        let events = silver.enriched_events_of(&chunk).await?;
+        silver.update_sessions(events, &chunk).await?;
+    }
+    for chunk in plan_chunks(&pending(&enriched_marks, &bronze_marks), settings.chunk_events) {
+        silver.report.chunks += 1;
+        let events = run_sql(
+            &ctx,
+            &format!(
+                "SELECT b.event_id, b.session_id, b.user_key, b.video_id, b.event_type, \
+                 b.position_s, b.seek_to_s, b.event_time, b.region, b.device, b.kafka_partition, \
+                 b.kafka_offset, b.ingested_at, m.title, m.genre, m.creator, m.duration_s, \
+                 CAST(b.event_time AS DATE) AS {ENRICHED_PARTITION} \
+                 FROM bronze b LEFT JOIN video_metadata m ON b.video_id = m.video_id WHERE {}",
+                chunk_sql(&chunk)
+            ),
         )
         .await?;
+        silver.report.new_events += events.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        silver.report.unknown_video_events += events
+            .iter()
+            .map(|b| b.column_by_name("title").map_or(0, |c| c.null_count() as u64))
+            .sum::<u64>();
+        // Earlier events are read before the chunk's enrichment lands, so they
+        // never include the chunk's own; sessionising (one core) then runs
+        // while the enrichment is written (the other).
+        let sessions = silver.sessions_of(&events, &chunk).await?;
+        silver
+            .append_enriched(events, &chunk, bronze.version().unwrap_or_default())
+            .await?;
+        let sessions = sessions.finish().await?;
+        silver.write_sessions(sessions, &chunk).await?;
     }
     info!(?report, "silver refreshed");
     Ok(report)
 }
 
-async fn enrich(
-    ctx: &SessionContext,
-    path: &Path,
-    enriched: Option<DeltaTable>,
-    consumed: &Watermarks,
-    bronze_marks: &Watermarks,
-    partitions: &[i32],
-    bronze: &DeltaTable,
-) -> Result<(u64, u64), LakeError> {
-    let sql = format!(
-        "SELECT b.event_id, b.session_id, b.user_key, b.video_id, b.event_type, b.position_s, \
-         b.seek_to_s, b.event_time, b.region, b.device, b.kafka_partition, b.kafka_offset, \
-         b.ingested_at, m.title, m.genre, m.creator, m.duration_s \
-         FROM bronze b LEFT JOIN video_metadata m ON b.video_id = m.video_id WHERE {}",
-        consumed.beyond_sql(partitions)
-    );
-    let frame = ctx.sql(&sql).await?;
-    let schema = Arc::new(frame.schema().as_arrow().clone());
-    let mut batches = frame.collect().await?;
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let unknown: usize = batches
+/// The ranges beyond `consumed` up to `available`, per partition.
+fn pending(consumed: &Watermarks, available: &Watermarks) -> BTreeMap<i32, OffsetRange> {
+    available
+        .0
         .iter()
-        .map(|b| b.column_by_name("title").map_or(0, |c| c.null_count()))
-        .sum();
-    if batches.is_empty() {
-        batches.push(RecordBatch::new_empty(schema));
-    }
-    let mut transactions = bronze_marks.transactions(ENRICHED_PREFIX);
-    transactions.push(Transaction::new(
-        FROM_BRONZE_APP_ID,
-        bronze.version().unwrap_or_default() as i64,
-    ));
-    let table = match enriched {
-        Some(table) => table,
-        None => handle_for_write(path).await?,
-    };
-    table
-        .write(batches)
-        .with_save_mode(SaveMode::Append)
-        .with_commit_properties(
-            CommitProperties::default().with_application_transactions(transactions),
-        )
-        .await
-        .map_err(|e| LakeError::delta(ENRICHED_TABLE, e))?;
-    Ok((rows as u64, unknown as u64))
+        .filter_map(|(partition, up_to)| {
+            let after = consumed.0.get(partition).copied();
+            (after.is_none_or(|a| a < *up_to)).then_some((
+                *partition,
+                OffsetRange {
+                    after,
+                    up_to: *up_to,
+                },
+            ))
+        })
+        .collect()
 }
 
-async fn update_sessions(
-    enriched: &DeltaTable,
-    path: &Path,
+/// Sessions computed for one chunk, with what they replace.
+struct ChunkSessions {
+    rows: RecordBatch,
+    /// The `day` partitions holding the existing sessions the rows replace;
+    /// empty when every session is new.
+    replaced_days: BTreeSet<i32>,
+}
+
+/// Sessions of a chunk being computed on a blocking thread.
+struct PendingSessions {
+    build: tokio::task::JoinHandle<Result<RecordBatch, LakeError>>,
+    replaced_days: BTreeSet<i32>,
+}
+
+impl PendingSessions {
+    async fn finish(self) -> Result<ChunkSessions, LakeError> {
+        Ok(ChunkSessions {
+            rows: self.build.await??,
+            replaced_days: self.replaced_days,
+        })
+    }
+}
+
+struct Silver<'a> {
+    ctx: &'a SessionContext,
+    lake: &'a Lake,
+    enriched: Option<DeltaTable>,
     sessions: Option<DeltaTable>,
-    consumed: &Watermarks,
-    enriched_marks: &Watermarks,
-    partitions: &[i32],
-) -> Result<u64, LakeError> {
-    let ctx = SessionContext::new();
-    register_table(&ctx, "enriched", enriched).await?;
-    let sql = format!(
-        "SELECT session_id, user_key, video_id, genre, creator, region, device, event_type, \
-         position_s, seek_to_s, CAST(event_time AS BIGINT) AS event_time_us, kafka_offset, duration_s \
-         FROM enriched WHERE session_id IN (SELECT DISTINCT session_id FROM enriched WHERE {})",
-        consumed.beyond_sql(partitions)
-    );
-    let events = run_sql(&ctx, &sql).await?;
-    let batch = sessions_table::build_sessions(&events)?;
-    let written = batch.num_rows() as u64;
-    let properties = CommitProperties::default()
-        .with_application_transactions(enriched_marks.transactions(SESSIONS_PREFIX));
-    match sessions {
-        None => {
-            handle_for_write(path)
-                .await?
-                .write(vec![batch])
+    partitions: &'a [i32],
+    report: &'a mut SilverReport,
+}
+
+impl Silver<'_> {
+    /// Tables written before silver was partitioned cannot be appended to.
+    fn check_layout(&self) -> Result<(), LakeError> {
+        for (table, name, column) in [
+            (&self.enriched, ENRICHED_TABLE, ENRICHED_PARTITION),
+            (&self.sessions, SESSIONS_TABLE, SESSIONS_PARTITION),
+        ] {
+            let Some(table) = table else { continue };
+            let found = table
+                .snapshot()
+                .map_err(|e| LakeError::delta(name, e))?
+                .metadata()
+                .partition_columns()
+                .to_vec();
+            if found != [column.to_string()] {
+                return Err(LakeError::SilverLayout {
+                    table: name.to_string(),
+                    expected: column.to_string(),
+                    found: found.join(", "),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A context of its own (fresh table names) sharing the run's memory pool.
+    fn fresh_context(&self) -> SessionContext {
+        SessionContext::new_with_config_rt(SessionConfig::new(), self.ctx.runtime_env())
+    }
+
+    async fn enriched_marks(&self) -> Result<Watermarks, LakeError> {
+        Watermarks::read(self.enriched.as_ref(), ENRICHED_PREFIX, self.partitions).await
+    }
+
+    async fn sessions_marks(&self) -> Result<Watermarks, LakeError> {
+        Watermarks::read(self.sessions.as_ref(), SESSIONS_PREFIX, self.partitions).await
+    }
+
+    /// Rows of `enriched_events` in `chunk` (recovery after an interrupted run).
+    async fn enriched_events_of(&self, chunk: &Chunk) -> Result<Vec<RecordBatch>, LakeError> {
+        let Some(enriched) = &self.enriched else {
+            return Ok(Vec::new());
+        };
+        let ctx = self.fresh_context();
+        register_table(&ctx, "enriched", enriched).await?;
+        run_sql(
+            &ctx,
+            &format!("SELECT * FROM enriched WHERE {}", chunk_sql(chunk)),
+        )
+        .await
+    }
+
+    async fn update_sessions(
+        &mut self,
+        events: Vec<RecordBatch>,
+        chunk: &Chunk,
+    ) -> Result<(), LakeError> {
+        let sessions = self.sessions_of(&events, chunk).await?.finish().await?;
+        self.write_sessions(sessions, chunk).await
+    }
+
+    /// Starts computing the sessions `events` touch, each from all of its events.
+    async fn sessions_of(
+        &mut self,
+        events: &[RecordBatch],
+        chunk: &Chunk,
+    ) -> Result<PendingSessions, LakeError> {
+        let touched = distinct_strings(events, "session_id")?;
+        let existing = self.existing_sessions(&touched).await?;
+        let mut input: Vec<RecordBatch> = events.to_vec();
+        let mut replaced_days = BTreeSet::new();
+        if let Some(existing) = existing {
+            let (earlier, days) = self.earlier_events(&existing, chunk).await?;
+            input.extend(earlier);
+            replaced_days = days;
+        }
+        Ok(PendingSessions {
+            build: tokio::task::spawn_blocking(move || sessions_table::build_sessions(&input)),
+            replaced_days,
+        })
+    }
+
+    /// `session_id`, `started_at` and `last_event_at` of the touched sessions
+    /// already in `view_sessions` (`None` when there are none).
+    async fn existing_sessions(
+        &mut self,
+        touched: &[String],
+    ) -> Result<Option<RecordBatch>, LakeError> {
+        let Some(sessions) = &self.sessions else {
+            return Ok(None);
+        };
+        if touched.is_empty() {
+            return Ok(None);
+        }
+        let ctx = self.fresh_context();
+        register_table(&ctx, "view_sessions", sessions).await?;
+        register_ids(&ctx, "touched", touched)?;
+        let found = run_sql(
+            &ctx,
+            "SELECT s.session_id, CAST(s.started_at AS DATE) AS first_day, \
+             CAST(s.last_event_at AS DATE) AS last_day FROM view_sessions s \
+             WHERE s.session_id IN (SELECT session_id FROM touched)",
+        )
+        .await?;
+        let found: Vec<RecordBatch> = found.into_iter().filter(|b| b.num_rows() > 0).collect();
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let schema = found[0].schema();
+        Ok(Some(deltalake::arrow::compute::concat_batches(
+            &schema, &found,
+        )?))
+    }
+
+    /// The already enriched events of `existing` sessions, read from the
+    /// `event_date` partitions each one spans, and the `day` partitions the
+    /// sessions are in now.
+    async fn earlier_events(
+        &mut self,
+        existing: &RecordBatch,
+        chunk: &Chunk,
+    ) -> Result<(Vec<RecordBatch>, BTreeSet<i32>), LakeError> {
+        let ids = distinct_strings(std::slice::from_ref(existing), "session_id")?;
+        self.report.sessions_recomputed += ids.len() as u64;
+        let first = date_column(existing, "first_day")?;
+        let last = date_column(existing, "last_day")?;
+        let mut replaced_days = BTreeSet::new();
+        let mut event_days = BTreeSet::new();
+        for (first, last) in first.iter().zip(&last) {
+            replaced_days.insert(*first);
+            event_days.extend(*first..=*last);
+        }
+        let Some(enriched) = &self.enriched else {
+            return Ok((Vec::new(), replaced_days));
+        };
+        let ctx = self.fresh_context();
+        register_table(&ctx, "enriched", enriched).await?;
+        register_ids(&ctx, "existing", &ids)?;
+        let days: Vec<String> = event_days.iter().map(|d| date_literal(*d)).collect();
+        // Rows beyond the chunk's start are the chunk's own (after a
+        // recovery they are already in `enriched_events`).
+        let own = chunk_sql(chunk);
+        let earlier = run_sql(
+            &ctx,
+            &format!(
+                "SELECT {SESSION_INPUT} FROM enriched \
+                 WHERE {ENRICHED_PARTITION} IN ({}) \
+                 AND session_id IN (SELECT session_id FROM existing) AND NOT ({own})",
+                days.join(", ")
+            ),
+        )
+        .await?;
+        Ok((earlier, replaced_days))
+    }
+
+    async fn append_enriched(
+        &mut self,
+        events: Vec<RecordBatch>,
+        chunk: &Chunk,
+        bronze_version: u64,
+    ) -> Result<(), LakeError> {
+        let mut transactions = chunk_marks(chunk).transactions(ENRICHED_PREFIX);
+        transactions.push(Transaction::new(FROM_BRONZE_APP_ID, bronze_version as i64));
+        let table = match self.enriched.take() {
+            Some(table) => table,
+            None => handle_for_write(&self.lake.enriched_events()).await?,
+        };
+        let table = table
+            .write(events)
+            .with_save_mode(SaveMode::Append)
+            .with_partition_columns([ENRICHED_PARTITION])
+            .with_commit_properties(
+                CommitProperties::default().with_application_transactions(transactions),
+            )
+            .await
+            .map_err(|e| LakeError::delta(ENRICHED_TABLE, e))?;
+        self.enriched = Some(table);
+        Ok(())
+    }
+
+    /// Appends new sessions; replaces recomputed ones with a MERGE limited to
+    /// the `day` partitions they are in.
+    async fn write_sessions(
+        &mut self,
+        sessions: ChunkSessions,
+        chunk: &Chunk,
+    ) -> Result<(), LakeError> {
+        self.report.sessions_written += sessions.rows.num_rows() as u64;
+        let properties = CommitProperties::default()
+            .with_application_transactions(chunk_marks(chunk).transactions(SESSIONS_PREFIX));
+        let table = match self.sessions.take() {
+            Some(table) => table,
+            None => handle_for_write(&self.lake.view_sessions()).await?,
+        };
+        let table = if sessions.replaced_days.is_empty() {
+            table
+                .write(vec![sessions.rows])
                 .with_save_mode(SaveMode::Append)
+                .with_partition_columns([SESSIONS_PARTITION])
                 .with_commit_properties(properties)
                 .await
-                .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?;
-        }
-        Some(table) => {
-            let source = ctx.read_batch(batch)?;
+                .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?
+        } else {
+            let days: Vec<String> = sessions
+                .replaced_days
+                .iter()
+                .map(|d| date_literal(*d))
+                .collect();
+            let source = self.ctx.read_batch(sessions.rows)?;
             let columns = sessions_table::COLUMNS;
             table
-                .merge(source, "target.session_id = source.session_id")
+                .merge(
+                    source,
+                    format!(
+                        "target.session_id = source.session_id AND target.{SESSIONS_PARTITION} IN ({})",
+                        days.join(", ")
+                    )
+                    .as_str(),
+                )
                 .with_source_alias("source")
                 .with_target_alias("target")
                 .with_commit_properties(properties)
@@ -205,10 +434,70 @@ async fn update_sessions(
                 })
                 .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?
                 .await
-                .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?;
+                .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?
+                .0
+        };
+        self.sessions = Some(table);
+        Ok(())
+    }
+}
+
+/// The marks a chunk's commits carry: the end of each of its ranges.
+fn chunk_marks(chunk: &Chunk) -> Watermarks {
+    Watermarks(chunk.iter().map(|(p, r)| (*p, r.up_to)).collect())
+}
+
+/// Registers `ids` as a one-column table `name(session_id)`.
+fn register_ids(ctx: &SessionContext, name: &str, ids: &[String]) -> Result<(), LakeError> {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "session_id",
+        DataType::Utf8,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(StringArray::from_iter_values(ids))],
+    )?;
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?;
+    Ok(())
+}
+
+/// The distinct values of a string column across batches.
+fn distinct_strings(batches: &[RecordBatch], name: &str) -> Result<Vec<String>, LakeError> {
+    let mut seen = std::collections::HashSet::new();
+    for batch in batches {
+        let Some(column) = batch.column_by_name(name) else {
+            continue;
+        };
+        let column = cast(column, &DataType::Utf8)?;
+        let strings = column.as_string::<i32>();
+        for i in 0..strings.len() {
+            if !strings.is_null(i) && !seen.contains(strings.value(i)) {
+                seen.insert(strings.value(i).to_string());
+            }
         }
     }
-    Ok(written)
+    Ok(seen.into_iter().collect())
+}
+
+/// A SQL date literal for `days` since 1970-01-01.
+fn date_literal(days: i32) -> String {
+    let date = chrono::DateTime::from_timestamp(i64::from(days) * 86_400, 0)
+        .map(|t| t.date_naive())
+        .unwrap_or_default();
+    format!("DATE '{}'", date.format("%Y-%m-%d"))
+}
+
+/// A date column as days since the epoch.
+fn date_column(batch: &RecordBatch, name: &str) -> Result<Vec<i32>, LakeError> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| LakeError::ColumnType {
+            table: SESSIONS_TABLE.into(),
+            column: name.into(),
+        })?;
+    let column = cast(column, &DataType::Date32)?;
+    Ok(column.as_primitive::<Date32Type>().values().to_vec())
 }
 
 async fn distinct_partitions(ctx: &SessionContext, table: &str) -> Result<Vec<i32>, LakeError> {

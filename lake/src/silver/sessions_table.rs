@@ -16,7 +16,7 @@ use super::session::{EventKind, PlaybackEvent, summarize};
 use crate::error::LakeError;
 
 /// Columns of `view_sessions`, in order.
-pub const COLUMNS: [&str; 16] = [
+pub const COLUMNS: [&str; 17] = [
     "session_id",
     "user_key",
     "video_id",
@@ -25,6 +25,7 @@ pub const COLUMNS: [&str; 16] = [
     "region",
     "device",
     "started_at",
+    "last_event_at",
     "day",
     "event_count",
     "watch_s",
@@ -45,7 +46,8 @@ pub fn sessions_schema() -> SchemaRef {
         Field::new("creator", DataType::Utf8, true),
         Field::new("region", DataType::Utf8, false),
         Field::new("device", DataType::Utf8, true),
-        Field::new("started_at", utc, false),
+        Field::new("started_at", utc.clone(), false),
+        Field::new("last_event_at", utc, false),
         Field::new("day", DataType::Date32, false),
         Field::new("event_count", DataType::Int64, false),
         Field::new("watch_s", DataType::Float64, false),
@@ -96,7 +98,7 @@ impl EventColumns {
         }
         Ok(EventColumns {
             strings,
-            event_time_us: column("event_time_us", &DataType::Int64)?,
+            event_time_us: column("event_time", &DataType::Int64)?,
             kafka_offset: column("kafka_offset", &DataType::Int64)?,
             position_s: column("position_s", &DataType::Float64)?,
             seek_to_s: column("seek_to_s", &DataType::Float64)?,
@@ -123,6 +125,7 @@ struct SessionEvents {
     /// (batch, row) of the first event by (event_time, kafka_offset).
     first: (usize, usize),
     first_key: (i64, i64),
+    last_event_time_us: i64,
     events: Vec<PlaybackEvent>,
 }
 
@@ -132,7 +135,9 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
         .iter()
         .map(EventColumns::new)
         .collect::<Result<_, _>>()?;
-    let mut sessions: HashMap<String, SessionEvents> = HashMap::new();
+    // Sessions in order of first appearance, so that output is deterministic.
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut sessions: Vec<(&str, SessionEvents)> = Vec::new();
     for (b, (batch, cols)) in events.iter().zip(&columns).enumerate() {
         for row in 0..batch.num_rows() {
             let Some(kind) = cols.text("event_type", row).and_then(EventKind::parse) else {
@@ -147,27 +152,33 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
             };
             let key = (event.event_time_us, event.kafka_offset);
             let session_id = cols.text("session_id", row).unwrap_or_default();
-            match sessions.get_mut(session_id) {
-                Some(session) => {
+            match index.get(session_id) {
+                Some(&i) => {
+                    let session = &mut sessions[i].1;
                     if key < session.first_key {
                         session.first_key = key;
                         session.first = (b, row);
                     }
+                    session.last_event_time_us =
+                        session.last_event_time_us.max(event.event_time_us);
                     session.events.push(event);
                 }
                 None => {
-                    sessions.insert(
-                        session_id.to_string(),
+                    index.insert(session_id, sessions.len());
+                    sessions.push((
+                        session_id,
                         SessionEvents {
                             first: (b, row),
                             first_key: key,
+                            last_event_time_us: event.event_time_us,
                             events: vec![event],
                         },
-                    );
+                    ));
                 }
             }
         }
     }
+    drop(index);
 
     let n = sessions.len();
     let mut session_id = StringBuilder::with_capacity(n, n * 24);
@@ -178,6 +189,7 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
     let mut region = StringBuilder::with_capacity(n, n * 8);
     let mut device = StringBuilder::with_capacity(n, n * 6);
     let mut started_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut last_event_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut day = Date32Builder::with_capacity(n);
     let mut event_count = Int64Builder::with_capacity(n);
     let mut watch_s = Float64Builder::with_capacity(n);
@@ -186,15 +198,11 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
     let mut duration_s = Float64Builder::with_capacity(n);
     let mut pct_watched = Float64Builder::with_capacity(n);
     let mut completed = BooleanBuilder::with_capacity(n);
-    let mut ids: Vec<&String> = sessions.keys().collect();
-    ids.sort();
-    for id in ids {
-        let session = sessions.get(id).expect("listed");
+    for (id, mut session) in sessions {
         let (b, row) = session.first;
         let cols = &columns[b];
         let duration = EventColumns::f64(&cols.duration_s, row).filter(|d| *d > 0.0);
-        let mut events = session.events.clone();
-        let summary = summarize(&mut events, duration);
+        let summary = summarize(&mut session.events, duration);
         session_id.append_value(id);
         user_key.append_option(cols.text("user_key", row));
         video_id.append_option(cols.text("video_id", row));
@@ -203,6 +211,7 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
         region.append_option(cols.text("region", row));
         device.append_option(cols.text("device", row));
         started_at.append_value(session.first_key.0);
+        last_event_at.append_value(session.last_event_time_us);
         day.append_value(session.first_key.0.div_euclid(86_400_000_000) as i32);
         event_count.append_value(summary.event_count);
         watch_s.append_value(summary.watch_s);
@@ -221,6 +230,7 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
         Arc::new(region.finish()),
         Arc::new(device.finish()),
         Arc::new(started_at.finish()),
+        Arc::new(last_event_at.finish()),
         Arc::new(day.finish()),
         Arc::new(event_count.finish()),
         Arc::new(watch_s.finish()),

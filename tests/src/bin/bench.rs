@@ -8,8 +8,9 @@
 //!    (consume + produce the same messages), with the ratios and the CPU each
 //!    run cost the broker and the reader. Each reader gets a fresh broker.
 //!
-//! 3. With `--lakehouse N[,M...]`: silver + gold over N bronze events, with the
-//!    peak memory of the process that builds them.
+//! 3. With `--lakehouse N[,M...]`: `models run` over N bronze events against
+//!    the same silver and gold in DuckDB, then 1% more events incrementally
+//!    (see `bench_lakehouse.rs`).
 //!
 //! 4. With `--cluster`: three nodes against one, failover time over
 //!    `--kills K` SIGKILLs (default 10), the Raft cost per checkpoint, the
@@ -42,6 +43,8 @@ use streamreel_tests::topic_reader::high_watermarks;
 
 #[path = "bench_cluster.rs"]
 mod bench_cluster;
+#[path = "bench_lakehouse.rs"]
+mod bench_lakehouse;
 
 const INPUT: &str = "video-events";
 
@@ -57,12 +60,6 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    if let Some(i) = args.iter().position(|a| a == "--lakehouse-run") {
-        let dir = args
-            .get(i + 1)
-            .ok_or_else(|| anyhow::anyhow!("--lakehouse-run needs a dir"))?;
-        return runtime.block_on(lakehouse_run(std::path::Path::new(dir)));
-    }
     let events = flag("--events", 1_000_000)?;
     let e2e_events = flag("--e2e-events", 300_000)?;
     if !args.iter().any(|a| a == "--skip-clean-path") {
@@ -81,7 +78,7 @@ fn main() -> anyhow::Result<()> {
             .get(i + 1)
             .ok_or_else(|| anyhow::anyhow!("--lakehouse needs sizes"))?;
         for size in sizes.split(',') {
-            runtime.block_on(lakehouse(size.parse()?))?;
+            runtime.block_on(bench_lakehouse::lakehouse(size.parse()?))?;
         }
     }
     Ok(())
@@ -383,79 +380,4 @@ fn consume_all(
         }
     }
     Ok(started.elapsed())
-}
-
-/// Writes `events` simulated messages' accepted rows to a fresh bronze table,
-/// then times silver + gold in a child process (so its peak memory is its own).
-async fn lakehouse(events: u64) -> anyhow::Result<()> {
-    println!("== silver + gold over {events} simulated messages ==");
-    let dir = tempfile::Builder::new()
-        .prefix("lakehouse-bench-")
-        .tempdir()?;
-    let lake = dir.path().join("lake");
-    let catalogue = simulated::catalogue()?;
-    let started = Instant::now();
-    let mut simulator =
-        streamreel_node::simulate::Simulator::new(simulated::settings(events, 21), &catalogue);
-    let mut bronze_rows = 0u64;
-    let mut consumed = 0i64;
-    loop {
-        let chunk: Vec<_> = simulator.by_ref().take(1_000_000).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        let rows = streamreel_tests::bronze_fixture::accepted_rows_from(&chunk, 4, consumed);
-        consumed += chunk.len() as i64;
-        bronze_rows += rows.values().map(|r| r.len() as u64).sum::<u64>();
-        streamreel_tests::bronze_fixture::write_bronze(&lake, &rows, 1).await?;
-    }
-    println!(
-        "   bronze: {bronze_rows} rows written in {:.1} s (setup, not measured)",
-        started.elapsed().as_secs_f64()
-    );
-    let output = std::process::Command::new(std::env::current_exe()?)
-        .arg("--lakehouse-run")
-        .arg(dir.path())
-        .output()?;
-    anyhow::ensure!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    print!("{}", String::from_utf8_lossy(&output.stdout));
-    Ok(())
-}
-
-async fn lakehouse_run(data_dir: &std::path::Path) -> anyhow::Result<()> {
-    let catalogue = simulated::catalogue()?;
-    let lake = data_dir.join("lake");
-    let started = Instant::now();
-    let silver = streamreel_lake::silver::refresh_silver(&lake, &catalogue).await?;
-    let silver_time = started.elapsed();
-    let gold = streamreel_lake::gold::run_models(&lake, &catalogue, None).await?;
-    let total = started.elapsed();
-    println!(
-        "   silver {:.1} s ({} events, {} sessions) + gold {:.1} s ({} models) = {:.1} s; peak memory {} MiB",
-        silver_time.as_secs_f64(),
-        silver.new_events,
-        silver.sessions_written,
-        (total - silver_time).as_secs_f64(),
-        gold.models.len(),
-        total.as_secs_f64(),
-        peak_memory_mib()
-    );
-    Ok(())
-}
-
-fn peak_memory_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
 }

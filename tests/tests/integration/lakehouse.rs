@@ -12,7 +12,8 @@ use streamreel_lake::maintenance::{compact, file_count, vacuum, vacuum_as_of};
 use streamreel_lake::query::{
     column_as_f64, column_as_i64, column_as_strings, register_path, run_sql,
 };
-use streamreel_lake::silver::refresh_silver;
+use streamreel_lake::LakeSettings;
+use streamreel_lake::silver::{refresh_silver, refresh_silver_with};
 use streamreel_lake::tables::Lake;
 use streamreel_lake::{BronzeTable, rows_to_batch};
 use streamreel_protocol::BronzeRow;
@@ -81,15 +82,23 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     );
 
     let lake = tempfile::tempdir()?;
-    // Three runs over growing bronze: sessions straddle the run boundaries.
+    // Three runs over growing bronze: sessions straddle the run boundaries,
+    // and, in chunks smaller than a partition's backlog, the chunk boundaries.
+    let small_chunks = LakeSettings {
+        chunk_events: 2_000,
+        ..LakeSettings::default()
+    };
+    let mut recomputed = 0;
     for part in 0..3 {
         write_bronze(lake.path(), &split(&rows, 3, part), 4).await?;
-        let report = refresh_silver(lake.path(), &videos).await?;
+        let report = refresh_silver_with(lake.path(), &videos, &small_chunks).await?;
         assert!(
-            report.new_events > 0,
-            "run {part} read only new bronze rows: {report:?}"
+            report.new_events > 0 && report.chunks > 3,
+            "run {part} read only new bronze rows, in chunks: {report:?}"
         );
+        recomputed += report.sessions_recomputed;
     }
+    assert!(recomputed > 0, "some sessions were completed by a later chunk");
     let again = refresh_silver(lake.path(), &videos).await?;
     assert_eq!(again.new_events, 0, "nothing new, nothing read");
     run_models(lake.path(), &videos, None).await?;
