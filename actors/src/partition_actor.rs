@@ -266,16 +266,17 @@ impl PartitionState {
         // commit interval; the batch carries over to the next round.
         let deadline = (self.batch.started.unwrap_or_else(Instant::now) + settings.commit_interval)
             .min(Instant::now() + POLL_SLICE);
+        // One timer for the whole round: a timer per message costs more than
+        // deciding the message.
+        let round_end = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(round_end);
         while self.batch.rows.len() < settings.commit_max_events
             && self.batch.bytes < settings.commit_max_bytes
         {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            let message = match tokio::time::timeout(deadline - now, self.consumer.recv()).await {
-                Ok(message) => message?,
-                Err(_elapsed) => break,
+            let message = tokio::select! {
+                biased;
+                _ = &mut round_end => break,
+                message = self.consumer.recv() => message?,
             };
             if self.batch.started.is_none() {
                 self.batch.started = Some(Instant::now());

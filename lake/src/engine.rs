@@ -18,13 +18,13 @@ pub struct LakeSettings {
     pub memory_limit_bytes: usize,
     /// Bronze events silver reads, enriches and sessionises at once. A larger
     /// backlog is processed in chunks of this many events, each committed on
-    /// its own; a run holds about 500 bytes per event of its chunk.
+    /// its own; a run holds about 1 KiB per event of its chunk.
     pub chunk_events: u64,
 }
 
 impl LakeSettings {
     pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 1 << 30;
-    pub const DEFAULT_CHUNK_EVENTS: u64 = 3_000_000;
+    pub const DEFAULT_CHUNK_EVENTS: u64 = 1_000_000;
 
     /// A DataFusion session bounded by `memory_limit_bytes` (shared fairly
     /// between the operators that can spill).

@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{Float64Array, RecordBatch, StringArray};
-use deltalake::arrow::datatypes::{DataType, Field, Schema};
-use deltalake::datafusion::datasource::MemTable;
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::datafusion::datasource::{MemTable, provider_as_source};
+use deltalake::datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::{DeltaTable, ensure_table_uri};
 
@@ -112,6 +113,37 @@ pub async fn handle_for_write(path: &Path) -> Result<DeltaTable, LakeError> {
     DeltaTable::try_from_url(url)
         .await
         .map_err(|e| LakeError::delta(&name, e))
+}
+
+/// `batches` as a scan in `ways` partitions (batches dealt round-robin), so
+/// that a Delta write over it encodes Parquet on that many cores: delta-rs
+/// writes each input partition (hashed by the table's partition columns) in
+/// its own task.
+pub fn parallel_input(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    ways: usize,
+) -> Result<LogicalPlan, LakeError> {
+    let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); ways.max(1)];
+    let count = partitions.len();
+    for (i, batch) in batches.into_iter().enumerate() {
+        partitions[i % count].push(batch);
+    }
+    partitions.retain(|p| !p.is_empty());
+    if partitions.is_empty() {
+        // An empty write still commits (it carries the run's progress).
+        partitions.push(vec![RecordBatch::new_empty(schema.clone())]);
+    }
+    let table = MemTable::try_new(schema, partitions)?;
+    Ok(
+        LogicalPlanBuilder::scan("write_input", provider_as_source(Arc::new(table)), None)?
+            .build()?,
+    )
+}
+
+/// The cores a run may encode Parquet on.
+pub fn write_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Registers the metadata catalogue as the in-memory table `video_metadata`.

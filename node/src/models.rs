@@ -21,11 +21,14 @@ pub async fn models_run(
 ) -> Result<String, NodeError> {
     let videos = read_metadata_file(metadata)?;
     let mut progress = Progress::new("steps (silver, gold)", Some(2));
+    let started = std::time::Instant::now();
     let silver = refresh_silver_with(lake_dir, &videos, settings).await?;
+    let silver_time = started.elapsed();
     progress.advance(1);
     let mut out = format!(
         "silver: {} new bronze events ({} of unknown videos) in {} chunks, {} sessions written \
-         ({} recomputed with earlier events) (bronze version {})\n",
+         ({} recomputed with earlier events) (bronze version {}) in {:.2} s: reading {:.2} s, \
+         finding earlier events {:.2} s, sessionising (beyond the writes) {:.2} s, writing {:.2} s\n",
         silver.new_events,
         silver.unknown_video_events,
         silver.chunks,
@@ -34,14 +37,21 @@ pub async fn models_run(
         silver
             .bronze_version
             .map_or("-".to_string(), |v| v.to_string()),
+        silver_time.as_secs_f64(),
+        silver.reading.as_secs_f64(),
+        silver.looking_up.as_secs_f64(),
+        silver.sessionising.as_secs_f64(),
+        silver.writing.as_secs_f64(),
     );
+    let started = std::time::Instant::now();
     let gold = run_models_with(lake_dir, &videos, select, settings).await?;
     progress.advance(1);
     progress.finish();
     out.push_str(&format!(
-        "gold: built from view_sessions version {}, {} data tests passed before publishing\n",
+        "gold: built from view_sessions version {}, {} data tests passed before publishing, in {:.2} s\n",
         gold.sessions_version,
-        gold.tests.len()
+        gold.tests.len(),
+        started.elapsed().as_secs_f64()
     ));
     for run in gold.models {
         out.push_str(&format!(

@@ -32,32 +32,31 @@ pub fn accepted_rows(
     messages: &[SimulatedMessage],
     partitions: i32,
 ) -> BTreeMap<i32, Vec<BronzeRow>> {
-    accepted_rows_from(messages, partitions, 0)
+    accepted_rows_from(messages, partitions, &mut BTreeMap::new())
 }
 
-/// As [`accepted_rows`], for one chunk of a longer stream whose offsets start
-/// at `first_offset` (dedup then only spans the chunk: fine for benchmarks).
+/// As [`accepted_rows`], for one chunk of a longer stream: each partition's
+/// offsets continue from `next_offsets` (0 where absent), which is advanced.
+/// De-duplication only spans the chunk: fine for benchmarks.
 pub fn accepted_rows_from(
     messages: &[SimulatedMessage],
     partitions: i32,
-    first_offset: i64,
+    next_offsets: &mut BTreeMap<i32, i64>,
 ) -> BTreeMap<i32, Vec<BronzeRow>> {
     let keyer = UserKeyer::new(TEST_SECRET.as_bytes());
-    let mut cores: BTreeMap<i32, (PartitionCore, i64)> = BTreeMap::new();
+    let mut cores: BTreeMap<i32, PartitionCore> = BTreeMap::new();
     let mut rows: BTreeMap<i32, Vec<BronzeRow>> = BTreeMap::new();
     for message in messages {
         let partition = partition_of(&message.key, partitions);
-        let (core, next_offset) = cores.entry(partition).or_insert_with(|| {
+        let core = cores.entry(partition).or_insert_with(|| {
             let dedup = DedupWindow::new(DedupSettings {
                 window_events: 1_000_000,
                 window: Duration::from_secs(86_400),
                 max_ids: 4_000_000,
             });
-            (
-                PartitionCore::new(partition, keyer.clone(), dedup),
-                first_offset,
-            )
+            PartitionCore::new(partition, keyer.clone(), dedup)
         });
+        let next_offset = next_offsets.entry(partition).or_insert(0);
         let offset = *next_offset;
         *next_offset += 1;
         if let Outcome::Accepted(clean) =

@@ -9,7 +9,7 @@
 //! them late events of old sessions), and `models run` is timed again as a
 //! share of the full run, and compared with DuckDB again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -51,7 +51,7 @@ pub async fn lakehouse(events: u64) -> anyhow::Result<()> {
     let mut simulator =
         streamreel_node::simulate::Simulator::new(simulated::settings(events, 21), &catalogue);
     let mut bronze_rows = 0u64;
-    let mut consumed = 0i64;
+    let mut next_offsets = BTreeMap::new();
     let mut last_event_us = 0i64;
     let mut sample: Vec<BronzeRow> = Vec::new();
     loop {
@@ -59,8 +59,7 @@ pub async fn lakehouse(events: u64) -> anyhow::Result<()> {
         if chunk.is_empty() {
             break;
         }
-        let rows = accepted_rows_from(&chunk, 4, consumed);
-        consumed += chunk.len() as i64;
+        let rows = accepted_rows_from(&chunk, 4, &mut next_offsets);
         for row in rows.values().flatten() {
             last_event_us = last_event_us.max(row.event_time_us);
             bronze_rows += 1;
@@ -95,20 +94,14 @@ pub async fn lakehouse(events: u64) -> anyhow::Result<()> {
     settings.start_us = new_day_start;
     let messages: Vec<_> =
         streamreel_node::simulate::Simulator::new(settings, &catalogue).collect();
-    let mut rows = accepted_rows_from(&messages, 4, consumed);
-    let mut next_offset: HashMap<i32, i64> = HashMap::new();
-    for (partition, rows) in &rows {
-        next_offset.insert(*partition, rows.last().map_or(consumed, |r| r.kafka_offset) + 1);
-    }
+    let mut rows = accepted_rows_from(&messages, 4, &mut next_offsets);
     for (n, old) in sample.iter().enumerate() {
         let mut late = old.clone();
         late.event_id = format!("late-{n}");
         late.event_type = "pause".into();
         late.seek_to_s = None;
         late.event_time_us += 1;
-        let offset = next_offset
-            .entry(late.kafka_partition)
-            .or_insert(consumed + messages.len() as i64);
+        let offset = next_offsets.entry(late.kafka_partition).or_insert(0);
         late.kafka_offset = *offset;
         *offset += 1;
         rows.entry(late.kafka_partition).or_default().push(late);
