@@ -32,10 +32,15 @@ impl LakeSettings {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.memory_limit_bytes)))
             .build_arc()?;
-        Ok(SessionContext::new_with_config_rt(
-            SessionConfig::new(),
-            runtime,
-        ))
+        let mut config = SessionConfig::new();
+        // Plain strings, as the tables store them: view types would be cast
+        // back, row by row, on every Delta write.
+        config
+            .options_mut()
+            .execution
+            .parquet
+            .schema_force_view_types = false;
+        Ok(SessionContext::new_with_config_rt(config, runtime))
     }
 }
 

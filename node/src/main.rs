@@ -19,6 +19,9 @@ use streamreel_node::simulate::SimulationSettings;
 use streamreel_node::simulate::run::{SimulateOptions, run_simulation};
 use streamreel_node::{export, inspect, models, node};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The Delta kernel logs every snapshot at info; keep ours readable.

@@ -30,7 +30,7 @@ use deltalake::arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::datasource::provider_as_source;
 use deltalake::datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast as cast_expr};
-use deltalake::datafusion::prelude::{SessionConfig, SessionContext, col, in_subquery, lit};
+use deltalake::datafusion::prelude::{SessionContext, col, in_subquery, lit};
 use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
@@ -143,18 +143,7 @@ pub async fn refresh_silver_with(
     for chunk in plan_chunks(&pending(&enriched_marks, &bronze_marks), settings.chunk_events) {
         silver.report.chunks += 1;
         let started = Instant::now();
-        let frame = ctx
-            .sql(&format!(
-                "SELECT b.event_id, b.session_id, b.user_key, b.video_id, b.event_type, \
-                 b.position_s, b.seek_to_s, b.event_time, b.region, b.device, b.kafka_partition, \
-                 b.kafka_offset, b.ingested_at, m.title, m.genre, m.creator, m.duration_s, \
-                 CAST(b.event_time AS DATE) AS {ENRICHED_PARTITION} \
-                 FROM bronze b LEFT JOIN video_metadata m ON b.video_id = m.video_id WHERE {}",
-                chunk_sql(&chunk)
-            ))
-            .await?;
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let events = frame.collect().await?;
+        let (schema, events) = read_chunk(&ctx, &chunk).await?;
         silver.report.reading += started.elapsed();
         silver.report.new_events += events.iter().map(|b| b.num_rows() as u64).sum::<u64>();
         silver.report.unknown_video_events += events
@@ -181,6 +170,25 @@ pub async fn refresh_silver_with(
     }
     info!(?report, "silver refreshed");
     Ok(report)
+}
+
+/// Bronze rows of `chunk` joined with the catalogue: `enriched_events` rows.
+async fn read_chunk(
+    ctx: &SessionContext,
+    chunk: &Chunk,
+) -> Result<(SchemaRef, Vec<RecordBatch>), LakeError> {
+    let frame = ctx
+        .sql(&format!(
+            "SELECT b.event_id, b.session_id, b.user_key, b.video_id, b.event_type, \
+             b.position_s, b.seek_to_s, b.event_time, b.region, b.device, b.kafka_partition, \
+             b.kafka_offset, b.ingested_at, m.title, m.genre, m.creator, m.duration_s, \
+             CAST(b.event_time AS DATE) AS {ENRICHED_PARTITION} \
+             FROM bronze b LEFT JOIN video_metadata m ON b.video_id = m.video_id WHERE {}",
+            chunk_sql(chunk)
+        ))
+        .await?;
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    Ok((schema, frame.collect().await?))
 }
 
 /// The ranges beyond `consumed` up to `available`, per partition.
@@ -258,9 +266,10 @@ impl Silver<'_> {
         Ok(())
     }
 
-    /// A context of its own (fresh table names) sharing the run's memory pool.
+    /// A context of its own (fresh table names) with the run's configuration
+    /// and memory pool.
     fn fresh_context(&self) -> SessionContext {
-        SessionContext::new_with_config_rt(SessionConfig::new(), self.ctx.runtime_env())
+        SessionContext::new_with_config_rt(self.ctx.copied_config(), self.ctx.runtime_env())
     }
 
     async fn enriched_marks(&self) -> Result<Watermarks, LakeError> {
@@ -578,4 +587,155 @@ async fn distinct_partitions(ctx: &SessionContext, table: &str) -> Result<Vec<i3
         );
     }
     Ok(partitions)
+}
+
+#[cfg(test)]
+mod tests {
+    use streamreel_protocol::BronzeRow;
+
+    use super::*;
+    use crate::query::{column_as_f64, column_as_strings, register_path};
+    use crate::rows_to_batch;
+
+    const T0: i64 = 1_795_503_600_000_000;
+
+    fn videos() -> Vec<VideoMetadata> {
+        vec![VideoMetadata {
+            video_id: "vid-00001".into(),
+            title: "A film".into(),
+            genre: "drama".into(),
+            creator: "Someone".into(),
+            duration_s: 100.0,
+            release_date: chrono::NaiveDate::default(),
+        }]
+    }
+
+    fn event(partition: i32, offset: i64, session: &str, kind: &str, position_s: f64) -> BronzeRow {
+        BronzeRow {
+            event_id: format!("e-{partition}-{offset}"),
+            session_id: session.into(),
+            user_key: format!("user-{partition}"),
+            video_id: "vid-00001".into(),
+            event_type: kind.into(),
+            position_s,
+            seek_to_s: None,
+            event_time_us: T0 + (position_s * 1e6) as i64,
+            region: "eu-west".into(),
+            device: None,
+            kafka_partition: partition,
+            kafka_offset: offset,
+            ingested_at_us: T0,
+        }
+    }
+
+    async fn append(lake: &Path, rows: &[BronzeRow]) {
+        let mut bronze = BronzeTable::open_or_create(lake).await.unwrap();
+        for partition in [0, 1] {
+            let part: Vec<BronzeRow> = rows
+                .iter()
+                .filter(|r| r.kafka_partition == partition)
+                .cloned()
+                .collect();
+            if let Some(last) = part.last() {
+                bronze
+                    .append(rows_to_batch(&part).unwrap(), partition, last.kafka_offset)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// What a run that died after its first enrichment commit leaves behind.
+    async fn enrich_first_chunk_only(lake_dir: &Path, videos: &[VideoMetadata]) {
+        let bronze = open_if_exists(&BronzeTable::path_in(lake_dir))
+            .await
+            .unwrap()
+            .unwrap();
+        let ctx = LakeSettings::default().context().unwrap();
+        register_table(&ctx, "bronze", &bronze).await.unwrap();
+        register_metadata(&ctx, videos).unwrap();
+        let partitions = distinct_partitions(&ctx, "bronze").await.unwrap();
+        let bronze_marks = Watermarks::read(Some(&bronze), BRONZE_PREFIX, &partitions)
+            .await
+            .unwrap();
+        let lake = Lake::new(lake_dir);
+        let mut report = SilverReport::default();
+        let mut silver = Silver {
+            ctx: &ctx,
+            lake: &lake,
+            enriched: open_if_exists(&lake.enriched_events()).await.unwrap(),
+            sessions: open_if_exists(&lake.view_sessions()).await.unwrap(),
+            partitions: &partitions,
+            report: &mut report,
+        };
+        let marks = silver.enriched_marks().await.unwrap();
+        let chunk = plan_chunks(&pending(&marks, &bronze_marks), 1_000_000)
+            .remove(0);
+        let (schema, events) = read_chunk(&ctx, &chunk).await.unwrap();
+        silver
+            .append_enriched(schema, events, &chunk, bronze.version().unwrap())
+            .await
+            .unwrap();
+    }
+
+    async fn sessions(lake: &Path) -> Vec<(String, f64, f64)> {
+        let ctx = SessionContext::new();
+        register_path(&ctx, "s", &Lake::new(lake).view_sessions())
+            .await
+            .unwrap();
+        let batches = run_sql(
+            &ctx,
+            "SELECT session_id, CAST(event_count AS DOUBLE) AS n, watch_s FROM s ORDER BY session_id",
+        )
+        .await
+        .unwrap();
+        let mut rows = Vec::new();
+        for b in &batches {
+            let ids = column_as_strings(b, "session_id").unwrap();
+            let n = column_as_f64(b, "n").unwrap();
+            let watch = column_as_f64(b, "watch_s").unwrap();
+            for i in 0..b.num_rows() {
+                rows.push((ids[i].clone(), n[i], watch[i]));
+            }
+        }
+        rows
+    }
+
+    #[tokio::test]
+    async fn a_run_that_died_between_its_two_commits_is_completed_by_the_next() {
+        let first = vec![
+            event(0, 0, "a", "play", 0.0),
+            event(0, 1, "a", "pause", 40.0),
+            event(1, 0, "b", "play", 0.0),
+        ];
+        // A late event of `a` (between its play and pause), and `b` ending.
+        let mut late = event(0, 2, "a", "seek", 10.0);
+        late.seek_to_s = Some(30.0);
+        let second = vec![late, event(1, 1, "b", "stop", 20.0)];
+        let crashed = tempfile::tempdir().unwrap();
+        let clean = tempfile::tempdir().unwrap();
+        for lake in [crashed.path(), clean.path()] {
+            append(lake, &first).await;
+            refresh_silver(lake, &videos()).await.unwrap();
+            append(lake, &second).await;
+        }
+        enrich_first_chunk_only(crashed.path(), &videos()).await;
+
+        let recovered = refresh_silver(crashed.path(), &videos()).await.unwrap();
+        assert_eq!(recovered.new_events, 0, "nothing is enriched twice");
+        refresh_silver(clean.path(), &videos()).await.unwrap();
+        let expected = vec![
+            // play 0..10, seek to 30, pause at 40: 10 + 10 watched.
+            ("a".to_string(), 3.0, 20.0),
+            ("b".to_string(), 2.0, 20.0),
+        ];
+        assert_eq!(sessions(clean.path()).await, expected);
+        assert_eq!(sessions(crashed.path()).await, expected);
+        let ctx = SessionContext::new();
+        register_path(&ctx, "e", &Lake::new(crashed.path()).enriched_events())
+            .await
+            .unwrap();
+        let count = run_sql(&ctx, "SELECT COUNT(*) AS n FROM e").await.unwrap();
+        assert_eq!(column_as_f64(&count[0], "n").unwrap(), vec![5.0]);
+    }
 }
