@@ -59,6 +59,10 @@ pub const ENRICHED_PARTITION: &str = "event_date";
 /// `view_sessions` is partitioned by `day` (the UTC date of `started_at`).
 pub const SESSIONS_PARTITION: &str = "day";
 
+/// Rows handed to the Parquet writer at once (delta-rs's default of 1,024
+/// spent more time per call than encoding).
+const WRITE_BATCH_ROWS: usize = 65_536;
+
 /// The columns sessionising reads (a projection of `enriched_events`).
 const SESSION_INPUT: [&str; 13] = [
     "session_id",
@@ -422,6 +426,7 @@ impl Silver<'_> {
         let table = table
             .write(Vec::new())
             .with_input_plan(parallel_input(schema, events, write_parallelism())?)
+            .with_write_batch_size(WRITE_BATCH_ROWS)
             .with_save_mode(SaveMode::Append)
             .with_partition_columns([ENRICHED_PARTITION])
             .with_commit_properties(
@@ -453,6 +458,7 @@ impl Silver<'_> {
             table
                 .write(Vec::new())
                 .with_input_plan(parallel_input(schema, rows, write_parallelism())?)
+                .with_write_batch_size(WRITE_BATCH_ROWS)
                 .with_save_mode(SaveMode::Append)
                 .with_partition_columns([SESSIONS_PARTITION])
                 .with_commit_properties(properties)
