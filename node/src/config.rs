@@ -541,8 +541,18 @@ fn validate(
         3_600_000,
     )?;
     within("jobs.threads", raw.jobs.threads as u64, 1, 64)?;
-    within("jobs.memory-limit-mb", raw.jobs.memory_limit_mb, 64, 1 << 20)?;
-    within("jobs.chunk-events", raw.jobs.chunk_events, 1_000, 1_000_000_000)?;
+    within(
+        "jobs.memory-limit-mb",
+        raw.jobs.memory_limit_mb,
+        64,
+        1 << 20,
+    )?;
+    within(
+        "jobs.chunk-events",
+        raw.jobs.chunk_events,
+        1_000,
+        1_000_000_000,
+    )?;
     if raw.dedup.window_events < 1_000_000 {
         return Err(invalid(
             "dedup.window-events",

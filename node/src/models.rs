@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use streamreel_lake::data_tests::{DATA_TESTS, report, run_data_tests};
 use streamreel_lake::LakeSettings;
+use streamreel_lake::data_tests::{DATA_TESTS, report, run_data_tests};
 use streamreel_lake::gold::run_models_with;
 use streamreel_lake::read_metadata_file;
 use streamreel_lake::silver::refresh_silver_with;

@@ -80,7 +80,6 @@ const SESSION_INPUT: [&str; 13] = [
     "duration_s",
 ];
 
-
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SilverReport {
     pub bronze_version: Option<u64>,
@@ -144,7 +143,10 @@ pub async fn refresh_silver_with(
         let events = silver.enriched_events_of(&chunk).await?;
         silver.update_sessions(events, &chunk).await?;
     }
-    for chunk in plan_chunks(&pending(&enriched_marks, &bronze_marks), settings.chunk_events) {
+    for chunk in plan_chunks(
+        &pending(&enriched_marks, &bronze_marks),
+        settings.chunk_events,
+    ) {
         silver.report.chunks += 1;
         let started = Instant::now();
         let (schema, events) = read_chunk(&ctx, &chunk).await?;
@@ -152,7 +154,10 @@ pub async fn refresh_silver_with(
         silver.report.new_events += events.iter().map(|b| b.num_rows() as u64).sum::<u64>();
         silver.report.unknown_video_events += events
             .iter()
-            .map(|b| b.column_by_name("title").map_or(0, |c| c.null_count() as u64))
+            .map(|b| {
+                b.column_by_name("title")
+                    .map_or(0, |c| c.null_count() as u64)
+            })
             .sum::<u64>();
         // Earlier events are read before the chunk's enrichment lands, so they
         // never include the chunk's own; sessionising (one core) then runs
@@ -535,8 +540,8 @@ fn session_filter(ids: &[String]) -> Result<Expr, LakeError> {
         vec![Arc::new(StringArray::from_iter_values(ids))],
     )?;
     let table = Arc::new(MemTable::try_new(schema, vec![vec![batch]])?);
-    let wanted = LogicalPlanBuilder::scan("wanted_session_ids", provider_as_source(table), None)?
-        .build()?;
+    let wanted =
+        LogicalPlanBuilder::scan("wanted_session_ids", provider_as_source(table), None)?.build()?;
     Ok(in_subquery(col("session_id"), Arc::new(wanted)))
 }
 
@@ -675,8 +680,7 @@ mod tests {
             report: &mut report,
         };
         let marks = silver.enriched_marks().await.unwrap();
-        let chunk = plan_chunks(&pending(&marks, &bronze_marks), 1_000_000)
-            .remove(0);
+        let chunk = plan_chunks(&pending(&marks, &bronze_marks), 1_000_000).remove(0);
         let (schema, events) = read_chunk(&ctx, &chunk).await.unwrap();
         silver
             .append_enriched(schema, events, &chunk, bronze.version().unwrap())

@@ -6,13 +6,13 @@ use std::path::Path;
 use std::process::Command;
 
 use deltalake::datafusion::prelude::SessionContext;
+use streamreel_lake::LakeSettings;
 use streamreel_lake::data_tests::{DATA_TESTS, run_data_tests};
 use streamreel_lake::gold::{FROM_SESSIONS_APP_ID, run_models, run_models_audited_by};
 use streamreel_lake::maintenance::{compact, file_count, vacuum, vacuum_as_of};
 use streamreel_lake::query::{
     column_as_f64, column_as_i64, column_as_strings, register_path, run_sql,
 };
-use streamreel_lake::LakeSettings;
 use streamreel_lake::silver::{refresh_silver, refresh_silver_with};
 use streamreel_lake::tables::Lake;
 use streamreel_lake::{BronzeTable, rows_to_batch};
@@ -98,7 +98,10 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
         );
         recomputed += report.sessions_recomputed;
     }
-    assert!(recomputed > 0, "some sessions were completed by a later chunk");
+    assert!(
+        recomputed > 0,
+        "some sessions were completed by a later chunk"
+    );
     let again = refresh_silver(lake.path(), &videos).await?;
     assert_eq!(again.new_events, 0, "nothing new, nothing read");
     run_models(lake.path(), &videos, None).await?;
