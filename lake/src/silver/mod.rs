@@ -29,7 +29,9 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef};
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::datasource::provider_as_source;
-use deltalake::datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast as cast_expr};
+use deltalake::datafusion::logical_expr::{
+    Expr, LogicalPlan, LogicalPlanBuilder, cast as cast_expr, not_in_subquery,
+};
 use deltalake::datafusion::prelude::{SessionContext, col, in_subquery, lit};
 use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::kernel::Transaction;
@@ -443,8 +445,8 @@ impl Silver<'_> {
         Ok(())
     }
 
-    /// Appends new sessions; replaces recomputed ones with a MERGE limited to
-    /// the `day` partitions they are in.
+    /// Appends new sessions; replaces recomputed ones by rewriting the `day`
+    /// partitions they are in.
     async fn write_sessions(
         &mut self,
         sessions: ChunkSessions,
@@ -470,42 +472,43 @@ impl Silver<'_> {
                 .await
                 .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?
         } else {
-            let days: Vec<String> = sessions
-                .replaced_days
-                .iter()
-                .map(|d| date_literal(*d))
-                .collect();
-            let source = self.ctx.read_batch(sessions.rows)?;
-            let columns = sessions_table::COLUMNS;
+            // Rewrite the `day` partitions the recomputed sessions were in
+            // (and those of every row written): their untouched sessions and
+            // this chunk's rows, in one commit. Copy-on-write rewrites those
+            // files whatever the operation; this costs less than a MERGE.
+            let mut days = sessions.replaced_days.clone();
+            days.extend(date_column(&sessions.rows, SESSIONS_PARTITION)?);
+            let day_list = || -> Vec<Expr> {
+                days.iter()
+                    .map(|d| lit(ScalarValue::Date32(Some(*d))))
+                    .collect()
+            };
+            let written = distinct_strings(std::slice::from_ref(&sessions.rows), "session_id")?;
+            let ctx = self.fresh_context();
+            let kept = ctx
+                .read_table(table.table_provider().await.map_err(LakeError::Query)?)?
+                .filter(
+                    col(SESSIONS_PARTITION)
+                        .in_list(day_list(), false)
+                        .and(not_in_subquery(col("session_id"), ids_plan(&written)?)),
+                )?
+                .select_columns(&sessions_table::COLUMNS)?;
+            let rows = ctx.read_batches(split_rows(&sessions.rows, write_parallelism()))?;
+            let input = kept.union(rows)?.into_unoptimized_plan();
+            let replaced: Vec<String> = days.iter().map(|d| date_literal(*d)).collect();
             table
-                .merge(
-                    source,
-                    format!(
-                        "target.session_id = source.session_id AND target.{SESSIONS_PARTITION} IN ({})",
-                        days.join(", ")
-                    )
-                    .as_str(),
-                )
-                .with_source_alias("source")
-                .with_target_alias("target")
+                .write(Vec::new())
+                .with_input_plan(input)
+                .with_write_batch_size(WRITE_BATCH_ROWS)
+                .with_save_mode(SaveMode::Overwrite)
+                .with_replace_where(format!(
+                    "{SESSIONS_PARTITION} IN ({})",
+                    replaced.join(", ")
+                ))
+                .with_partition_columns([SESSIONS_PARTITION])
                 .with_commit_properties(properties)
-                .when_matched_update(|mut update| {
-                    for column in columns {
-                        update = update.update(column, format!("source.{column}"));
-                    }
-                    update
-                })
-                .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?
-                .when_not_matched_insert(|mut insert| {
-                    for column in columns {
-                        insert = insert.set(column, format!("source.{column}"));
-                    }
-                    insert
-                })
-                .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?
                 .await
                 .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?
-                .0
         };
         self.sessions = Some(table);
         Ok(())
@@ -530,6 +533,11 @@ fn chunk_marks(chunk: &Chunk) -> Watermarks {
 /// `IN` list of literals, even evaluated inside the Parquet reader, measured
 /// several times slower from a few thousand ids.)
 fn session_filter(ids: &[String]) -> Result<Expr, LakeError> {
+    Ok(in_subquery(col("session_id"), ids_plan(ids)?))
+}
+
+/// `ids` as a one-column scan (`session_id`).
+fn ids_plan(ids: &[String]) -> Result<Arc<LogicalPlan>, LakeError> {
     let schema = Arc::new(Schema::new(vec![Field::new(
         "session_id",
         DataType::Utf8,
@@ -540,9 +548,9 @@ fn session_filter(ids: &[String]) -> Result<Expr, LakeError> {
         vec![Arc::new(StringArray::from_iter_values(ids))],
     )?;
     let table = Arc::new(MemTable::try_new(schema, vec![vec![batch]])?);
-    let wanted =
-        LogicalPlanBuilder::scan("wanted_session_ids", provider_as_source(table), None)?.build()?;
-    Ok(in_subquery(col("session_id"), Arc::new(wanted)))
+    Ok(Arc::new(
+        LogicalPlanBuilder::scan("wanted_session_ids", provider_as_source(table), None)?.build()?,
+    ))
 }
 
 /// The distinct values of a string column across batches.
