@@ -501,10 +501,7 @@ impl Silver<'_> {
                 .with_input_plan(input)
                 .with_write_batch_size(WRITE_BATCH_ROWS)
                 .with_save_mode(SaveMode::Overwrite)
-                .with_replace_where(format!(
-                    "{SESSIONS_PARTITION} IN ({})",
-                    replaced.join(", ")
-                ))
+                .with_replace_where(format!("{SESSIONS_PARTITION} IN ({})", replaced.join(", ")))
                 .with_partition_columns([SESSIONS_PARTITION])
                 .with_commit_properties(properties)
                 .await
