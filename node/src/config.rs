@@ -1041,6 +1041,8 @@ uri = "/srv/lake"
             ),
             ("[lake]\ncommit-max-bytes = 10\n", "lake.commit-max-bytes"),
             ("[jobs]\nthreads = 0\n", "jobs.threads"),
+            ("[jobs]\nmemory-limit-mb = 8\n", "jobs.memory-limit-mb"),
+            ("[jobs]\nchunk-events = 0\n", "jobs.chunk-events"),
             (
                 "[kafka]\ndlq-retention-hours = 0\n",
                 "kafka.dlq-retention-hours",
