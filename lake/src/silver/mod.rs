@@ -65,23 +65,6 @@ pub const SESSIONS_PARTITION: &str = "day";
 /// spent more time per call than encoding).
 const WRITE_BATCH_ROWS: usize = 65_536;
 
-/// The columns sessionising reads (a projection of `enriched_events`).
-const SESSION_INPUT: [&str; 13] = [
-    "session_id",
-    "user_key",
-    "video_id",
-    "genre",
-    "creator",
-    "region",
-    "device",
-    "event_type",
-    "position_s",
-    "seek_to_s",
-    "event_time",
-    "kafka_offset",
-    "duration_s",
-];
-
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SilverReport {
     pub bronze_version: Option<u64>,
@@ -411,7 +394,7 @@ impl Silver<'_> {
                     .and(session_filter(&ids)?)
                     .and(!own),
             )?
-            .select_columns(&SESSION_INPUT)?
+            .select_columns(&sessions_table::INPUT_COLUMNS)?
             .collect()
             .await?;
         Ok((earlier, replaced_days))

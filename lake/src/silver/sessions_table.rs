@@ -59,6 +59,36 @@ pub fn sessions_schema() -> SchemaRef {
     ]))
 }
 
+/// The text columns of `enriched_events` a session is built from.
+const TEXT_INPUTS: [&str; 8] = [
+    "session_id",
+    "user_key",
+    "video_id",
+    "genre",
+    "creator",
+    "region",
+    "device",
+    "event_type",
+];
+
+/// Every column of `enriched_events` a session is built from: what silver
+/// reads back for sessions it recomputes.
+pub const INPUT_COLUMNS: [&str; 13] = [
+    TEXT_INPUTS[0],
+    TEXT_INPUTS[1],
+    TEXT_INPUTS[2],
+    TEXT_INPUTS[3],
+    TEXT_INPUTS[4],
+    TEXT_INPUTS[5],
+    TEXT_INPUTS[6],
+    TEXT_INPUTS[7],
+    "position_s",
+    "seek_to_s",
+    "event_time",
+    "kafka_offset",
+    "duration_s",
+];
+
 /// The columns of one input batch, cast once to plain types.
 struct EventColumns {
     strings: HashMap<&'static str, StringArray>,
@@ -81,16 +111,7 @@ impl EventColumns {
             Ok(cast(array, to)?)
         };
         let mut strings = HashMap::new();
-        for name in [
-            "session_id",
-            "user_key",
-            "video_id",
-            "genre",
-            "creator",
-            "region",
-            "device",
-            "event_type",
-        ] {
+        for name in TEXT_INPUTS {
             strings.insert(
                 name,
                 column(name, &DataType::Utf8)?.as_string::<i32>().clone(),
