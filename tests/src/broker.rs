@@ -1,5 +1,6 @@
 //! A real tansu broker (SQLite storage) on a free loopback port.
 
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -11,6 +12,18 @@ pub struct Broker {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    header_index: HeaderIndex,
+}
+
+/// The index tansu 0.6.0 lacks; why is told in the file.
+const HEADER_INDEX_SQL: &str = include_str!("../../scripts/tansu-header-index.sql");
+
+/// Whether a broker gets [`HEADER_INDEX_SQL`] (as `scripts/broker` gives it)
+/// or runs as installed, for a benchmark to show the difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderIndex {
+    Added,
+    Stock,
 }
 
 /// `TANSU_BIN`, else `tansu` on PATH, else cargo's bin directory.
@@ -41,11 +54,25 @@ impl Broker {
     /// Starts a broker on `port` (for a node told of the address before the
     /// broker is up).
     pub fn start_on(port: u16) -> anyhow::Result<Broker> {
+        Broker::start_with(port, HeaderIndex::Added)
+    }
+
+    /// A broker exactly as installed, without the header index.
+    pub fn start_stock() -> anyhow::Result<Broker> {
+        Broker::start_with(free_port()?, HeaderIndex::Stock)
+    }
+
+    fn start_with(port: u16, header_index: HeaderIndex) -> anyhow::Result<Broker> {
         let dir = tempfile::Builder::new().prefix("tansu-").tempdir()?;
         std::fs::create_dir_all(dir.path().join("data"))?;
         let child = spawn_tansu(dir.path(), port)?;
-        let mut broker = Broker { child, port, dir };
-        broker.wait_until_listening()?;
+        let mut broker = Broker {
+            child,
+            port,
+            dir,
+            header_index,
+        };
+        broker.wait_until_ready()?;
         Ok(broker)
     }
 
@@ -59,7 +86,50 @@ impl Broker {
     /// Starts the broker again on the same port with the same data.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.child = spawn_tansu(self.dir.path(), self.port)?;
-        self.wait_until_listening()
+        self.wait_until_ready()
+    }
+
+    fn wait_until_ready(&mut self) -> anyhow::Result<()> {
+        self.wait_until_listening()?;
+        if self.header_index == HeaderIndex::Added {
+            self.add_header_index()?;
+        }
+        Ok(())
+    }
+
+    /// Runs [`HEADER_INDEX_SQL`] with the `sqlite3` shell beside the running
+    /// broker (SQLite lets both at the database; the broker re-plans its
+    /// statements).
+    fn add_header_index(&mut self) -> anyhow::Result<()> {
+        let database = self.dir.path().join("data/tansu.db");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut shell = Command::new("sqlite3")
+                .args(["-bail", "-cmd", ".timeout 10000"])
+                .arg(&database)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("cannot run sqlite3 (install it with scripts/install-deps)")?;
+            shell
+                .stdin
+                .take()
+                .expect("stdin is piped")
+                .write_all(HEADER_INDEX_SQL.as_bytes())?;
+            let output = shell.wait_with_output()?;
+            if output.status.success() {
+                return Ok(());
+            }
+            // The broker creates its tables while it starts.
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "cannot add the header index to {}: {}",
+                database.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn wait_until_listening(&mut self) -> anyhow::Result<()> {

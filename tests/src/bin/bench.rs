@@ -6,7 +6,9 @@
 //! 2. End to end on a real tansu broker: one node ingesting a topic, against a
 //!    bare rdkafka consumer reading the same topic and a pass-through
 //!    (consume + produce the same messages), with the ratios and the CPU each
-//!    run cost the broker and the reader. Each reader gets a fresh broker.
+//!    run cost the broker and the reader. Each reader gets a fresh broker,
+//!    with the header index `scripts/tansu-header-index.sql` adds; with
+//!    `--stock-tansu` the node runs once more on a broker without it.
 //!
 //! 3. With `--lakehouse N[,M...]`: `models run` over N bronze events against
 //!    the same silver and gold in DuckDB, then 1% more events incrementally
@@ -17,6 +19,7 @@
 //!    snapshot size at 1M events per partition, peak RSS per node.
 //!
 //! Usage: streamreel-bench [--events N] [--e2e-events M] [--skip-e2e]
+//!                         [--stock-tansu]
 //!                         [--lakehouse N,...] [--skip-clean-path]
 //!                         [--cluster] [--cluster-events N] [--kills K]
 
@@ -34,7 +37,7 @@ use streamreel_actors::kafka::{self, InFlight};
 use streamreel_actors::partition_core::{Outcome, PartitionCore};
 use streamreel_lake::BronzeBatchBuilder;
 use streamreel_protocol::UserKeyer;
-use streamreel_tests::broker::Broker;
+use streamreel_tests::broker::{Broker, HeaderIndex};
 use streamreel_tests::bronze_reader::caught_up;
 use streamreel_tests::cpu::cpu_seconds;
 use streamreel_tests::node_process::{NodeProcess, node_config};
@@ -66,7 +69,10 @@ fn main() -> anyhow::Result<()> {
         clean_path(events)?;
     }
     if !args.iter().any(|a| a == "--skip-e2e") {
-        runtime.block_on(end_to_end(e2e_events))?;
+        runtime.block_on(end_to_end(
+            e2e_events,
+            args.iter().any(|a| a == "--stock-tansu"),
+        ))?;
     }
     if args.iter().any(|a| a == "--cluster") {
         let events = flag("--cluster-events", 200_000)?;
@@ -192,13 +198,13 @@ fn report(what: &str, events: u64, elapsed: Duration, goal: f64) {
     );
 }
 
-async fn end_to_end(events: u64) -> anyhow::Result<()> {
+async fn end_to_end(events: u64, stock_tansu: bool) -> anyhow::Result<()> {
     println!(
         "== end to end on tansu ({events} messages, 4 partitions, a fresh broker per reader) =="
     );
     let messages = simulated::messages(events, 2)?;
 
-    let (broker, high) = broker_with_input(&messages).await?;
+    let (broker, high) = broker_with_input(&messages, HeaderIndex::Added).await?;
     let brokers = broker.brokers();
     let total: i64 = high.values().sum();
     let cpu = CpuMeter::start(broker.pid(), std::process::id())?;
@@ -217,7 +223,7 @@ async fn end_to_end(events: u64) -> anyhow::Result<()> {
 
     drop(broker);
 
-    let (broker, high) = broker_with_input(&messages).await?;
+    let (broker, high) = broker_with_input(&messages, HeaderIndex::Added).await?;
     let brokers = broker.brokers();
     broker.create_topic("passthrough", 4).await?;
     let pass_producer = kafka::producer(&brokers, kafka::DEFAULT_RECORD_LIMIT)?;
@@ -250,7 +256,29 @@ async fn end_to_end(events: u64) -> anyhow::Result<()> {
 
     drop(broker);
 
-    let (broker, high) = broker_with_input(&messages).await?;
+    let ingest = node_ingest(&messages, HeaderIndex::Added).await?;
+    println!(
+        "node / bare consumer = {:.2}   node / pass-through = {:.2}   (goal >= 0.9 against the consumer)",
+        read.as_secs_f64() / ingest.as_secs_f64(),
+        pass.as_secs_f64() / ingest.as_secs_f64()
+    );
+    if stock_tansu {
+        let stock = node_ingest(&messages, HeaderIndex::Stock).await?;
+        println!(
+            "on tansu without the header index: node / pass-through = {:.2}",
+            pass.as_secs_f64() / stock.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// Times a node from process start until bronze holds every input message.
+async fn node_ingest(
+    messages: &[streamreel_node::simulate::SimulatedMessage],
+    header_index: HeaderIndex,
+) -> anyhow::Result<Duration> {
+    let (broker, high) = broker_with_input(messages, header_index).await?;
+    let total: i64 = high.values().sum();
     let brokers = broker.brokers();
     let data = tempfile::tempdir()?;
     let started = Instant::now();
@@ -270,27 +298,25 @@ async fn end_to_end(events: u64) -> anyhow::Result<()> {
     let ingest = started.elapsed();
     let node_cpu = cpu.client_seconds()?;
     node.kill9()?;
-    report(
-        "streamreel node (process start to bronze)",
-        total as u64,
-        ingest,
-        38_000.0,
-    );
+    let what = match header_index {
+        HeaderIndex::Added => "streamreel node (process start to bronze)",
+        HeaderIndex::Stock => "streamreel node, tansu without the header index",
+    };
+    report(what, total as u64, ingest, 38_000.0);
     cpu.report(total as u64, node_cpu)?;
-    println!(
-        "node / bare consumer = {:.2}   node / pass-through = {:.2}   (goal >= 0.9 against the consumer)",
-        read.as_secs_f64() / ingest.as_secs_f64(),
-        pass.as_secs_f64() / ingest.as_secs_f64()
-    );
-    Ok(())
+    Ok(ingest)
 }
 
 /// A fresh broker holding `messages` in the input topic, with its high
 /// watermarks: every reader starts from the same broker state.
 async fn broker_with_input(
     messages: &[streamreel_node::simulate::SimulatedMessage],
+    header_index: HeaderIndex,
 ) -> anyhow::Result<(Broker, HashMap<i32, i64>)> {
-    let broker = Broker::start()?;
+    let broker = match header_index {
+        HeaderIndex::Added => Broker::start()?,
+        HeaderIndex::Stock => Broker::start_stock()?,
+    };
     broker.create_topic(INPUT, 4).await?;
     let producer = kafka::producer(&broker.brokers(), kafka::DEFAULT_RECORD_LIMIT)?;
     let mut in_flight = InFlight::new();

@@ -12,7 +12,7 @@ use streamreel_cluster::live::LiveBatch;
 use streamreel_cluster::state::{ClusterState, StateSettings};
 use streamreel_cluster::{CheckpointIncrement, Command as RaftCommand};
 use streamreel_protocol::codec::{encode, encoded_len};
-use streamreel_tests::broker::Broker;
+use streamreel_tests::broker::{Broker, HeaderIndex};
 use streamreel_tests::bronze_reader::caught_up;
 use streamreel_tests::cluster::Cluster;
 use streamreel_tests::node_process::streamreel_binary;
@@ -35,7 +35,7 @@ async fn throughput(events: u64) -> anyhow::Result<()> {
     let messages = simulated::messages(events, 3)?;
     let mut elapsed = BTreeMap::new();
     for size in [1u64, 3] {
-        let (broker, high) = broker_with_input(&messages).await?;
+        let (broker, high) = broker_with_input(&messages, HeaderIndex::Added).await?;
         let base = tempfile::tempdir()?;
         let started = Instant::now();
         let mut cluster = Cluster::start(&broker.brokers(), base.path(), size, BATCHING)?;
