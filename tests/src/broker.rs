@@ -100,7 +100,7 @@ impl Broker {
     /// Runs [`HEADER_INDEX_SQL`] with the `sqlite3` shell beside the running
     /// broker (SQLite lets both at the database; the broker re-plans its
     /// statements).
-    fn add_header_index(&mut self) -> anyhow::Result<()> {
+    fn add_header_index(&self) -> anyhow::Result<()> {
         let database = self.dir.path().join("data/tansu.db");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
