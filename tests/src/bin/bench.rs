@@ -8,7 +8,9 @@
 //!    (consume + produce the same messages), with the ratios and the CPU each
 //!    run cost the broker and the reader. Each reader gets a fresh broker,
 //!    with the header index `scripts/tansu-header-index.sql` adds; with
-//!    `--stock-tansu` the node runs once more on a broker without it.
+//!    `--stock-tansu` the node runs once more on a broker without it. The node
+//!    runs twice: with its lakehouse jobs on the shipped schedule, and with
+//!    them after the run (ingest alone).
 //!
 //! 3. With `--lakehouse N[,M...]`: `models run` over N bronze events against
 //!    the same silver and gold in DuckDB, then 1% more events incrementally
@@ -256,14 +258,19 @@ async fn end_to_end(events: u64, stock_tansu: bool) -> anyhow::Result<()> {
 
     drop(broker);
 
-    let ingest = node_ingest(&messages, HeaderIndex::Added).await?;
+    let ingest = node_ingest(&messages, HeaderIndex::Added, NodeJobs::Shipped).await?;
     println!(
         "node / bare consumer = {:.2}   node / pass-through = {:.2}   (goal: node / pass-through >= 0.95)",
         read.as_secs_f64() / ingest.as_secs_f64(),
         pass.as_secs_f64() / ingest.as_secs_f64()
     );
+    let alone = node_ingest(&messages, HeaderIndex::Added, NodeJobs::Deferred).await?;
+    println!(
+        "ingest alone: node / pass-through = {:.2}",
+        pass.as_secs_f64() / alone.as_secs_f64()
+    );
     if stock_tansu {
-        let stock = node_ingest(&messages, HeaderIndex::Stock).await?;
+        let stock = node_ingest(&messages, HeaderIndex::Stock, NodeJobs::Shipped).await?;
         println!(
             "on tansu without the header index: node / pass-through = {:.2}",
             pass.as_secs_f64() / stock.as_secs_f64()
@@ -272,17 +279,30 @@ async fn end_to_end(events: u64, stock_tansu: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the node runs its lakehouse jobs on the shipped schedule while it
+/// ingests, or only after the run (to see what ingest alone costs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeJobs {
+    Shipped,
+    Deferred,
+}
+
 /// Times a node from process start until bronze holds every input message.
 async fn node_ingest(
     messages: &[streamreel_node::simulate::SimulatedMessage],
     header_index: HeaderIndex,
+    jobs: NodeJobs,
 ) -> anyhow::Result<Duration> {
     let (broker, high) = broker_with_input(messages, header_index).await?;
     let total: i64 = high.values().sum();
     let brokers = broker.brokers();
     let data = tempfile::tempdir()?;
+    let mut config = node_config(20_000, 1_000);
+    if jobs == NodeJobs::Deferred {
+        config.push_str("[jobs]\nenrich-interval-s = 86400\ngold-interval-s = 86400\n");
+    }
     let started = Instant::now();
-    let mut node = NodeProcess::start(&brokers, data.path(), &node_config(20_000, 1_000), &[])?;
+    let mut node = NodeProcess::start(&brokers, data.path(), &config, &[])?;
     let cpu = CpuMeter::start(broker.pid(), node.pid())?;
     loop {
         if caught_up(data.path(), &high).await? {
@@ -298,9 +318,10 @@ async fn node_ingest(
     let ingest = started.elapsed();
     let node_cpu = cpu.client_seconds()?;
     node.kill9()?;
-    let what = match header_index {
-        HeaderIndex::Added => "streamreel node (process start to bronze)",
-        HeaderIndex::Stock => "streamreel node, tansu without the header index",
+    let what = match (header_index, jobs) {
+        (HeaderIndex::Added, NodeJobs::Shipped) => "streamreel node (process start to bronze)",
+        (HeaderIndex::Added, NodeJobs::Deferred) => "streamreel node, jobs after the run",
+        (HeaderIndex::Stock, _) => "streamreel node, tansu without the header index",
     };
     report(what, total as u64, ingest, 38_000.0);
     cpu.report(total as u64, node_cpu)?;
