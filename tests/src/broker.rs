@@ -54,15 +54,15 @@ impl Broker {
     /// Starts a broker on `port` (for a node told of the address before the
     /// broker is up).
     pub fn start_on(port: u16) -> anyhow::Result<Broker> {
-        Broker::start_with(port, HeaderIndex::Added)
+        Broker::start_on_with(port, HeaderIndex::Added)
     }
 
-    /// A broker exactly as installed, without the header index.
-    pub fn start_stock() -> anyhow::Result<Broker> {
-        Broker::start_with(free_port()?, HeaderIndex::Stock)
+    /// A broker on a free port, with or without the header index.
+    pub fn start_with(header_index: HeaderIndex) -> anyhow::Result<Broker> {
+        Broker::start_on_with(free_port()?, header_index)
     }
 
-    fn start_with(port: u16, header_index: HeaderIndex) -> anyhow::Result<Broker> {
+    fn start_on_with(port: u16, header_index: HeaderIndex) -> anyhow::Result<Broker> {
         let dir = tempfile::Builder::new().prefix("tansu-").tempdir()?;
         std::fs::create_dir_all(dir.path().join("data"))?;
         let child = spawn_tansu(dir.path(), port)?;

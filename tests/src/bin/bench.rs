@@ -334,10 +334,7 @@ async fn broker_with_input(
     messages: &[streamreel_node::simulate::SimulatedMessage],
     header_index: HeaderIndex,
 ) -> anyhow::Result<(Broker, HashMap<i32, i64>)> {
-    let broker = match header_index {
-        HeaderIndex::Added => Broker::start()?,
-        HeaderIndex::Stock => Broker::start_stock()?,
-    };
+    let broker = Broker::start_with(header_index)?;
     broker.create_topic(INPUT, 4).await?;
     let producer = kafka::producer(&broker.brokers(), kafka::DEFAULT_RECORD_LIMIT)?;
     let mut in_flight = InFlight::new();
