@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::SystemTime;
 
 use deltalake::datafusion::prelude::SessionContext;
 use streamreel_lake::BronzeTable;
@@ -75,4 +76,28 @@ pub async fn caught_up(data_dir: &Path, high: &HashMap<i32, i64>) -> anyhow::Res
     Ok(high
         .iter()
         .all(|(p, high)| *high == 0 || committed.get(p).is_some_and(|c| c + 1 >= *high)))
+}
+
+/// When the newest bronze commit was written (its log file's modification
+/// time). A benchmark that polls bronze only now and then takes its end time
+/// from here: polling often enough for a precise time cost the machine a
+/// fifth of a core, which the node then lacked.
+pub fn last_commit_at(data_dir: &Path) -> anyhow::Result<SystemTime> {
+    let log = BronzeTable::path_in(&data_dir.join("lake")).join("_delta_log");
+    let mut newest: Option<(String, SystemTime)> = None;
+    for entry in std::fs::read_dir(&log)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Commits are `<version, 20 digits>.json`: the largest name is the newest.
+        if name.len() == 25
+            && name.ends_with(".json")
+            && newest.as_ref().is_none_or(|(n, _)| name > *n)
+        {
+            let modified = entry.metadata()?.modified()?;
+            newest = Some((name, modified));
+        }
+    }
+    newest
+        .map(|(_, modified)| modified)
+        .ok_or_else(|| anyhow::anyhow!("no commit in {}", log.display()))
 }

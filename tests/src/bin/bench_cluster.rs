@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use streamreel_cluster::dedup::{DedupSettings, DedupWindow};
 use streamreel_cluster::live::LiveBatch;
@@ -13,7 +13,7 @@ use streamreel_cluster::state::{ClusterState, StateSettings};
 use streamreel_cluster::{CheckpointIncrement, Command as RaftCommand};
 use streamreel_protocol::codec::{encode, encoded_len};
 use streamreel_tests::broker::{Broker, HeaderIndex};
-use streamreel_tests::bronze_reader::caught_up;
+use streamreel_tests::bronze_reader::{caught_up, last_commit_at};
 use streamreel_tests::cluster::Cluster;
 use streamreel_tests::node_process::streamreel_binary;
 use streamreel_tests::simulated;
@@ -38,6 +38,7 @@ async fn throughput(events: u64) -> anyhow::Result<()> {
         let (broker, high) = broker_with_input(&messages, HeaderIndex::Added).await?;
         let base = tempfile::tempdir()?;
         let started = Instant::now();
+        let started_at = SystemTime::now();
         let mut cluster = Cluster::start(&broker.brokers(), base.path(), size, BATCHING)?;
         loop {
             if caught_up(base.path(), &high).await? {
@@ -51,9 +52,9 @@ async fn throughput(events: u64) -> anyhow::Result<()> {
                 );
             }
             anyhow::ensure!(started.elapsed() < Duration::from_secs(900), "too slow");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(super::CATCH_UP_POLL).await;
         }
-        let took = started.elapsed();
+        let took = last_commit_at(base.path())?.duration_since(started_at)?;
         let leader = cluster.wait_for_leader(Duration::from_secs(10)).await?;
         let mut checkpoints = 0.0;
         let mut ms = 0.0;
