@@ -29,6 +29,7 @@ use crate::broker_health::{BrokerHealth, watch_brokers};
 use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::http::{AppState, serve};
+use crate::job_runtime::JobRuntime;
 
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 const BROKER_CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -300,63 +301,6 @@ struct CoordinatorTemplate {
     lake_dir: std::path::PathBuf,
     config: NodeConfig,
     jobs_runtime: tokio::runtime::Handle,
-}
-
-/// The lakehouse jobs' own runtime: their CPU-heavy queries run on its
-/// threads, so they never hold the threads partition actors run on; and at a
-/// lower priority, so that when the cores are busy the scheduler gives them
-/// to ingest (and to a broker on the same machine) first.
-struct JobRuntime(Option<tokio::runtime::Runtime>);
-
-/// The job threads' nice value. At 10 a busy thread gets about a tenth of the
-/// CPU a default one gets when both want the same core: a silver run slows
-/// down instead of ingest.
-#[cfg(target_os = "linux")]
-const JOB_THREAD_NICENESS: libc::c_int = 10;
-
-impl JobRuntime {
-    fn start(threads: usize) -> Result<JobRuntime, NodeError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("streamreel-jobs")
-            .on_thread_start(lower_this_threads_priority)
-            .enable_all()
-            .build()
-            .map_err(|source| NodeError::Io {
-                path: "the lakehouse job runtime".into(),
-                source,
-            })?;
-        Ok(JobRuntime(Some(runtime)))
-    }
-
-    fn handle(&self) -> tokio::runtime::Handle {
-        self.0
-            .as_ref()
-            .expect("running until dropped")
-            .handle()
-            .clone()
-    }
-}
-
-/// Linux keeps a nice value per thread, and `who = 0` is the calling thread;
-/// elsewhere it would be the whole process, so nothing is changed there.
-fn lower_this_threads_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain system call on the calling thread; raising one's own
-        // nice value is always permitted. A failure only leaves the default.
-        let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, JOB_THREAD_NICENESS) };
-    }
-}
-
-impl Drop for JobRuntime {
-    // Dropping a runtime blocks, which an async context forbids; jobs still
-    // running were already aborted with the coordinator.
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
 }
 
 /// Runs the coordinator while this member is the leader, and stops it (which
