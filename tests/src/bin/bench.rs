@@ -17,7 +17,7 @@
 //!    (see `bench_lakehouse.rs`).
 //!
 //! 4. With `--cluster`: three nodes against one, failover time over
-//!    `--kills K` SIGKILLs (default 10), the Raft cost per checkpoint, the
+//!    `--kills K` SIGKILLs (default 10; 0 skips failover), the Raft cost per checkpoint, the
 //!    snapshot size at 1M events per partition, peak RSS per node.
 //!
 //! Usage: streamreel-bench [--events N] [--e2e-events M] [--skip-e2e]
