@@ -1,9 +1,9 @@
 use std::path::PathBuf;
 
-use rdkafka::producer::FutureProducer;
 use streamreel_cluster::ClusterMember;
 use streamreel_protocol::UserKeyer;
 
+use crate::acks::OutputProducer;
 use crate::settings::{IngestSettings, KafkaSettings, RestartPolicy};
 use crate::stats::IngestStats;
 
@@ -15,7 +15,7 @@ pub struct IngestContext {
     pub restart: RestartPolicy,
     pub lake_dir: PathBuf,
     pub keyer: UserKeyer,
-    pub producer: FutureProducer,
+    pub producer: OutputProducer,
     /// The largest record the output topics take (bytes).
     pub record_limit: usize,
     pub stats: IngestStats,

@@ -24,18 +24,25 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// Kafka's default `max.message.bytes`, used when a broker does not say.
 pub const DEFAULT_RECORD_LIMIT: usize = 1_048_588;
 
-/// A producer for `clean-events` and the dead-letter topic, refusing locally
-/// any record above `record_limit` bytes (the topics' own limit).
-pub fn producer(brokers: &str, record_limit: usize) -> Result<FutureProducer, ActorError> {
-    Ok(ClientConfig::new()
+/// A producer's settings, refusing locally any record above `record_limit`
+/// bytes (the topics' own limit).
+pub fn producer_config(brokers: &str, record_limit: usize) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("message.max.bytes", record_limit.to_string())
         .set("enable.idempotence", "false")
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()?)
+        .set("queue.buffering.max.messages", "1000000");
+    config
+}
+
+/// A producer with a future per record, for the simulator and the
+/// benchmark's baselines; the node's actors use [`crate::acks`].
+pub fn producer(brokers: &str, record_limit: usize) -> Result<FutureProducer, ActorError> {
+    Ok(producer_config(brokers, record_limit).create()?)
 }
 
 /// A consumer reading exactly one partition from `start`. It never joins a

@@ -6,12 +6,14 @@
 //! - [`partition_core`]: validate, de-duplicate, pseudonymise one record (pure).
 //! - [`restart`]: the supervisor's backoff decisions (pure).
 //! - [`kafka`]: client configuration and topic administration.
+//! - [`acks`]: the output producer, acknowledgements counted per batch.
 //! - [`partition_actor`]: consumes a partition, writes outputs, commits bronze.
 //! - [`supervisor`]: starts partition actors and restarts the ones that fail.
 //! - [`coordinator`]: schedules the lakehouse jobs and keeps their history.
 //! - [`stats`]: counters the node reports.
 //! - [`fault`]: opt-in fault injection for chaos tests.
 
+pub mod acks;
 pub mod context;
 pub use streamreel_cluster::dedup;
 pub mod coordinator;

@@ -26,7 +26,7 @@ use rdkafka::Message;
 use rdkafka::Offset;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::BaseRecord;
 use tracing::{debug, info, warn};
 
 use streamreel_cluster::live::LiveBatch;
@@ -37,12 +37,13 @@ use streamreel_lake::{
 use streamreel_protocol::time::now_micros;
 use streamreel_protocol::{PartitionCheckpoint, event_id_hash};
 
+use crate::acks::BatchAcks;
 use crate::context::IngestContext;
 use crate::dead_letter::{Source, dead_letter};
 use crate::dedup::DedupWindow;
 use crate::error::ActorError;
 use crate::fault;
-use crate::kafka::{self, InFlight};
+use crate::kafka;
 use crate::partition_core::{Outcome, PartitionCore};
 use crate::start_position::start_position;
 use crate::stats::PartitionStats;
@@ -110,7 +111,8 @@ struct PendingBatch {
     rows: BronzeBatchBuilder,
     last_offset: Option<i64>,
     started: Option<Instant>,
-    deliveries: InFlight,
+    /// Outputs of this batch not yet acknowledged by the broker.
+    acks: Arc<BatchAcks>,
     /// Input bytes consumed into this batch.
     bytes: usize,
     duplicates: u64,
@@ -296,11 +298,13 @@ impl PartitionState {
                         .add(row.video_id, row.event_time_us, row.event_type);
                     self.json.clear();
                     row.write_json(&mut self.json);
-                    let record = FutureRecord::to(&self.context.kafka.clean_topic)
-                        .key(row.user_key)
-                        .payload(&self.json);
-                    kafka::send_record(&self.context.producer, &mut self.batch.deliveries, record)
-                        .await?;
+                    let record = BaseRecord::with_opaque_to(
+                        &self.context.kafka.clean_topic,
+                        self.batch.acks.clone(),
+                    )
+                    .key(row.user_key)
+                    .payload(&self.json);
+                    self.batch.acks.send(&self.context.producer, record).await?;
                     self.batch.rows.append(&row);
                 }
                 Outcome::Duplicate => self.batch.duplicates += 1,
@@ -328,14 +332,16 @@ impl PartitionState {
                                     value: Some(value.as_str()),
                                 })
                             });
-                    let mut record = FutureRecord::to(&self.context.kafka.dlq_topic)
-                        .payload(letter.payload)
-                        .headers(headers);
+                    let mut record = BaseRecord::with_opaque_to(
+                        &self.context.kafka.dlq_topic,
+                        self.batch.acks.clone(),
+                    )
+                    .payload(letter.payload)
+                    .headers(headers);
                     if let Some(key) = &letter.key {
                         record = record.key(key.as_str());
                     }
-                    kafka::send_record(&self.context.producer, &mut self.batch.deliveries, record)
-                        .await?;
+                    self.batch.acks.send(&self.context.producer, record).await?;
                     self.batch.rejected += 1;
                     *self
                         .batch
@@ -368,7 +374,7 @@ impl PartitionState {
             return Ok(());
         };
         let partition = self.core.partition();
-        kafka::await_all(&mut self.batch.deliveries).await?;
+        self.batch.acks.settled().await?;
         fault::maybe_panic_before_commit(partition);
         let rows = self.batch.rows.finish()?;
         let rows_len = rows.num_rows();

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use streamreel_actors::acks::{OutputProducer, output_producer};
 use streamreel_actors::coordinator::scheduler::HISTORY;
 use streamreel_actors::coordinator::{Coordinator, CoordinatorArgs, CoordinatorMsg};
 use streamreel_actors::{
@@ -224,7 +225,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
 /// Creates the missing topics and learns the topics' record limit, trying
 /// again with backoff while the brokers are unreachable, so that a node
 /// started before its brokers waits for them instead of exiting.
-async fn connect_to_brokers(config: &NodeConfig) -> (usize, rdkafka::producer::FutureProducer) {
+async fn connect_to_brokers(config: &NodeConfig) -> (usize, OutputProducer) {
     let settings = &config.kafka;
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -252,7 +253,7 @@ async fn connect_to_brokers(config: &NodeConfig) -> (usize, rdkafka::producer::F
             .await?;
             Ok::<_, streamreel_actors::ActorError>((
                 limit,
-                kafka::producer(&settings.brokers, limit)?,
+                output_producer(&settings.brokers, limit)?,
             ))
         };
         match attempt.await {
