@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use deltalake::datafusion::prelude::SessionContext;
 use streamreel_lake::BronzeTable;
@@ -78,11 +78,36 @@ pub async fn caught_up(data_dir: &Path, high: &HashMap<i32, i64>) -> anyhow::Res
         .all(|(p, high)| *high == 0 || committed.get(p).is_some_and(|c| c + 1 >= *high)))
 }
 
-/// When the newest bronze commit was written (its log file's modification
-/// time). A benchmark that polls bronze only now and then takes its end time
-/// from here: polling often enough for a precise time cost the machine a
-/// fifth of a core, which the node then lacked.
-pub fn last_commit_at(data_dir: &Path) -> anyhow::Result<SystemTime> {
+/// How often [`time_to_catch_up`] looks at bronze: rarely, as reading the
+/// Delta log costs CPU; looking every 50 ms took a fifth of a core from the
+/// node being timed.
+const CATCH_UP_POLL: Duration = Duration::from_millis(500);
+
+/// Waits until bronze under `data_dir` holds every offset below `high`, and
+/// returns the time from `started_at` to the commit that completed it (so the
+/// rare polling costs no precision). `still_running` is asked between looks and
+/// ends the wait with its error; so does passing `limit`.
+pub async fn time_to_catch_up(
+    data_dir: &Path,
+    high: &HashMap<i32, i64>,
+    started_at: SystemTime,
+    limit: Duration,
+    mut still_running: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Duration> {
+    let deadline = Instant::now() + limit;
+    while !caught_up(data_dir, high).await? {
+        still_running()?;
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "bronze did not catch up within {limit:?}"
+        );
+        tokio::time::sleep(CATCH_UP_POLL).await;
+    }
+    Ok(last_commit_at(data_dir)?.duration_since(started_at)?)
+}
+
+/// When the newest bronze commit was written (its log file's modification time).
+fn last_commit_at(data_dir: &Path) -> anyhow::Result<SystemTime> {
     let log = BronzeTable::path_in(&data_dir.join("lake")).join("_delta_log");
     let mut newest: Option<(String, SystemTime)> = None;
     for entry in std::fs::read_dir(&log)? {

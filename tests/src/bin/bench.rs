@@ -40,7 +40,7 @@ use streamreel_actors::partition_core::{Outcome, PartitionCore};
 use streamreel_lake::BronzeBatchBuilder;
 use streamreel_protocol::UserKeyer;
 use streamreel_tests::broker::{Broker, HeaderIndex};
-use streamreel_tests::bronze_reader::{caught_up, last_commit_at};
+use streamreel_tests::bronze_reader::time_to_catch_up;
 use streamreel_tests::cpu::cpu_seconds;
 use streamreel_tests::node_process::{NodeProcess, node_config};
 use streamreel_tests::simulated;
@@ -287,11 +287,6 @@ enum NodeJobs {
     Deferred,
 }
 
-/// How often a benchmark looks whether bronze holds everything: rarely, as
-/// reading the Delta log costs CPU the node would lack; the end time comes
-/// from the last commit itself.
-const CATCH_UP_POLL: Duration = Duration::from_millis(500);
-
 /// Times a node from process start until bronze holds every input message.
 async fn node_ingest(
     messages: &[streamreel_node::simulate::SimulatedMessage],
@@ -306,23 +301,21 @@ async fn node_ingest(
     if jobs == NodeJobs::Deferred {
         config.push_str("[jobs]\nenrich-interval-s = 86400\ngold-interval-s = 86400\n");
     }
-    let started = Instant::now();
     let started_at = SystemTime::now();
     let mut node = NodeProcess::start(&brokers, data.path(), &config, &[])?;
     let cpu = CpuMeter::start(broker.pid(), node.pid())?;
-    loop {
-        if caught_up(data.path(), &high).await? {
-            break;
-        }
-        anyhow::ensure!(node.is_running(), "node exited: {}", node.log());
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "node too slow"
-        );
-        tokio::time::sleep(CATCH_UP_POLL).await;
-    }
+    let ingest = time_to_catch_up(
+        data.path(),
+        &high,
+        started_at,
+        Duration::from_secs(600),
+        || {
+            anyhow::ensure!(node.is_running(), "node exited: {}", node.log());
+            Ok(())
+        },
+    )
+    .await?;
     let node_cpu = cpu.client_seconds()?;
-    let ingest = last_commit_at(data.path())?.duration_since(started_at)?;
     node.kill9()?;
     let what = match (header_index, jobs) {
         (HeaderIndex::Added, NodeJobs::Shipped) => "streamreel node (process start to bronze)",

@@ -13,7 +13,7 @@ use streamreel_cluster::state::{ClusterState, StateSettings};
 use streamreel_cluster::{CheckpointIncrement, Command as RaftCommand};
 use streamreel_protocol::codec::{encode, encoded_len};
 use streamreel_tests::broker::{Broker, HeaderIndex};
-use streamreel_tests::bronze_reader::{caught_up, last_commit_at};
+use streamreel_tests::bronze_reader::time_to_catch_up;
 use streamreel_tests::cluster::Cluster;
 use streamreel_tests::node_process::streamreel_binary;
 use streamreel_tests::simulated;
@@ -40,24 +40,25 @@ async fn throughput(events: u64) -> anyhow::Result<()> {
     for size in [1u64, 3] {
         let (broker, high) = broker_with_input(&messages, HeaderIndex::Added).await?;
         let base = tempfile::tempdir()?;
-        let started = Instant::now();
         let started_at = SystemTime::now();
         let mut cluster = Cluster::start(&broker.brokers(), base.path(), size, BATCHING)?;
-        loop {
-            if caught_up(base.path(), &high).await? {
-                break;
-            }
-            for id in cluster.ids() {
-                anyhow::ensure!(
-                    cluster.is_running(id),
-                    "node {id} exited: {}",
-                    cluster.logs()
-                );
-            }
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(900), "too slow");
-            tokio::time::sleep(super::CATCH_UP_POLL).await;
-        }
-        let took = last_commit_at(base.path())?.duration_since(started_at)?;
+        let took = time_to_catch_up(
+            base.path(),
+            &high,
+            started_at,
+            Duration::from_secs(900),
+            || {
+                for id in cluster.ids() {
+                    anyhow::ensure!(
+                        cluster.is_running(id),
+                        "node {id} exited: {}",
+                        cluster.logs()
+                    );
+                }
+                Ok(())
+            },
+        )
+        .await?;
         let leader = cluster.wait_for_leader(Duration::from_secs(10)).await?;
         let mut checkpoints = 0.0;
         let mut ms = 0.0;
