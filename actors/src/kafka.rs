@@ -4,6 +4,7 @@
 //! (non-idempotent, non-transactional) producers, manual partition assignment.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -200,25 +201,64 @@ pub fn watermarks(brokers: &str, topic: &str, partition: i32) -> Result<(i64, i6
     Ok(client.fetch_watermarks(topic, partition, METADATA_TIMEOUT)?)
 }
 
-/// The high watermark of each of `partitions`, over one client. Blocking; a
-/// partition the broker does not answer for is left out.
-pub fn high_watermarks(
-    brokers: &str,
-    topic: &str,
-    partitions: &[i32],
-) -> Result<Vec<(i32, i64)>, ActorError> {
-    let client: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    Ok(partitions
-        .iter()
-        .filter_map(|p| {
-            client
-                .fetch_watermarks(topic, *p, Duration::from_secs(2))
-                .ok()
-                .map(|(_, high)| (*p, high))
-        })
-        .collect())
+/// The high watermarks of a topic's partitions, for lag, asked over one
+/// client kept for the life of the reader and in one `ListOffsets` request
+/// per leader (the "latest" timestamp, -1, of Kafka's protocol). A client
+/// per question paid a connection and a metadata round trip, and a question
+/// per partition a round trip each: on a loaded broker a status answer took
+/// seconds.
+pub struct HighWatermarks {
+    brokers: String,
+    topic: String,
+    client: Mutex<Option<Arc<BaseConsumer>>>,
+}
+
+impl HighWatermarks {
+    /// Connects on first use.
+    pub fn new(brokers: &str, topic: &str) -> HighWatermarks {
+        HighWatermarks {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            client: Mutex::new(None),
+        }
+    }
+
+    /// The high watermark of each of `partitions`, waiting at most `timeout`.
+    /// Blocking; a partition the broker does not answer for is left out.
+    pub fn fetch(
+        &self,
+        partitions: &[i32],
+        timeout: Duration,
+    ) -> Result<Vec<(i32, i64)>, ActorError> {
+        let mut latest = TopicPartitionList::new();
+        for partition in partitions {
+            latest.add_partition_offset(&self.topic, *partition, Offset::End)?;
+        }
+        let found = self.client()?.offsets_for_times(latest, timeout)?;
+        Ok(found
+            .elements()
+            .iter()
+            .filter(|e| e.error().is_ok())
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(high) => Some((e.partition(), high)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn client(&self) -> Result<Arc<BaseConsumer>, ActorError> {
+        let mut client = self.client.lock().expect("watermark client lock");
+        if let Some(client) = client.as_ref() {
+            return Ok(client.clone());
+        }
+        let created: Arc<BaseConsumer> = Arc::new(
+            ClientConfig::new()
+                .set("bootstrap.servers", &self.brokers)
+                .create()?,
+        );
+        *client = Some(created.clone());
+        Ok(created)
+    }
 }
 
 /// Deliveries not yet acknowledged by the broker, oldest first.

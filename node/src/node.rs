@@ -95,8 +95,10 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         coordinator: coordinator_slot.clone(),
         admin_token: config.admin_token.as_deref().map(Into::into),
         cluster_token: config.cluster.token.as_deref().map(Into::into),
-        brokers: settings.brokers.clone(),
-        input_topic: settings.input_topic.clone(),
+        input_watermarks: Arc::new(kafka::HighWatermarks::new(
+            &settings.brokers,
+            &settings.input_topic,
+        )),
         lake_dir: lake_dir.clone(),
         broker_health: broker_health.clone(),
     };

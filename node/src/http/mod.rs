@@ -27,9 +27,13 @@ use tokio_util::sync::CancellationToken;
 
 use streamreel_actors::IngestStats;
 use streamreel_actors::coordinator::CoordinatorMsg;
+use streamreel_actors::kafka::HighWatermarks;
 use streamreel_cluster::ClusterMember;
 
 use crate::error::NodeError;
+
+/// How long a status or metrics answer waits for the broker's watermarks.
+const WATERMARK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -40,8 +44,8 @@ pub struct AppState {
     pub coordinator: Arc<Mutex<Option<ActorRef<CoordinatorMsg>>>>,
     pub admin_token: Option<Arc<str>>,
     pub cluster_token: Option<Arc<str>>,
-    pub brokers: String,
-    pub input_topic: String,
+    /// The input topic's high watermarks, for lag.
+    pub input_watermarks: Arc<HighWatermarks>,
     /// The lake, for the dashboard's gold tables.
     pub lake_dir: std::path::PathBuf,
     pub broker_health: crate::broker_health::BrokerHealth,
@@ -58,14 +62,12 @@ impl AppState {
         if self.broker_health.get().reachable == Some(false) {
             return Vec::new();
         }
-        let (brokers, topic) = (self.brokers.clone(), self.input_topic.clone());
-        tokio::task::spawn_blocking(move || {
-            streamreel_actors::kafka::high_watermarks(&brokers, &topic, &partitions)
-        })
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default()
+        let watermarks = self.input_watermarks.clone();
+        tokio::task::spawn_blocking(move || watermarks.fetch(&partitions, WATERMARK_TIMEOUT))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
     }
 }
 

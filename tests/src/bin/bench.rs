@@ -20,14 +20,12 @@
 //!    `--kills K` SIGKILLs (default 10; 0 skips failover), the Raft cost per checkpoint, the
 //!    snapshot size at 1M events per partition, peak RSS per node.
 //!
-//! Usage: streamreel-bench [--events N] [--e2e-events M] [--skip-e2e]
-//!                         [--stock-tansu]
-//!                         [--lakehouse N,...] [--skip-clean-path]
-//!                         [--cluster] [--cluster-events N] [--kills K]
+//! Usage: `streamreel-bench --help`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
+use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
@@ -53,41 +51,58 @@ mod bench_lakehouse;
 
 const INPUT: &str = "video-events";
 
+/// Prints the numbers the README quotes; what each part measures is in the
+/// README's Benchmarks section.
+#[derive(Parser)]
+#[command(name = "streamreel-bench")]
+struct Args {
+    /// Simulated messages for the in-process clean path.
+    #[arg(long, default_value_t = 1_000_000, value_parser = at_least_one())]
+    events: u64,
+    /// Messages each end-to-end reader reads on tansu.
+    #[arg(long, default_value_t = 300_000, value_parser = at_least_one())]
+    e2e_events: u64,
+    /// Leaves out the in-process clean path.
+    #[arg(long)]
+    skip_clean_path: bool,
+    /// Leaves out the end-to-end runs.
+    #[arg(long)]
+    skip_e2e: bool,
+    /// Runs the node once more on a broker without the header index.
+    #[arg(long)]
+    stock_tansu: bool,
+    /// Bronze sizes (events, comma separated) for silver + gold against DuckDB.
+    #[arg(long, value_delimiter = ',', value_parser = at_least_one())]
+    lakehouse: Vec<u64>,
+    /// Three members against one, failover, Raft cost, snapshot size.
+    #[arg(long)]
+    cluster: bool,
+    /// Messages for the cluster's throughput runs.
+    #[arg(long, default_value_t = 200_000, value_parser = at_least_one(), requires = "cluster")]
+    cluster_events: u64,
+    /// Members SIGKILLed one after another to time failover (0 skips it).
+    #[arg(long, default_value_t = 10, requires = "cluster")]
+    kills: u32,
+}
+
+fn at_least_one() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..)
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str, default: u64| -> anyhow::Result<u64> {
-        match args.iter().position(|a| a == name) {
-            Some(i) => Ok(args
-                .get(i + 1)
-                .ok_or_else(|| anyhow::anyhow!("{name} needs a value"))?
-                .parse()?),
-            None => Ok(default),
-        }
-    };
+    let args = Args::parse();
     let runtime = tokio::runtime::Runtime::new()?;
-    let events = flag("--events", 1_000_000)?;
-    let e2e_events = flag("--e2e-events", 300_000)?;
-    if !args.iter().any(|a| a == "--skip-clean-path") {
-        clean_path(events)?;
+    if !args.skip_clean_path {
+        clean_path(args.events)?;
     }
-    if !args.iter().any(|a| a == "--skip-e2e") {
-        runtime.block_on(end_to_end(
-            e2e_events,
-            args.iter().any(|a| a == "--stock-tansu"),
-        ))?;
+    if !args.skip_e2e {
+        runtime.block_on(end_to_end(args.e2e_events, args.stock_tansu))?;
     }
-    if args.iter().any(|a| a == "--cluster") {
-        let events = flag("--cluster-events", 200_000)?;
-        let kills = flag("--kills", 10)? as u32;
-        runtime.block_on(bench_cluster::cluster(events, kills))?;
+    if args.cluster {
+        runtime.block_on(bench_cluster::cluster(args.cluster_events, args.kills))?;
     }
-    if let Some(i) = args.iter().position(|a| a == "--lakehouse") {
-        let sizes = args
-            .get(i + 1)
-            .ok_or_else(|| anyhow::anyhow!("--lakehouse needs sizes"))?;
-        for size in sizes.split(',') {
-            runtime.block_on(bench_lakehouse::lakehouse(size.parse()?))?;
-        }
+    for size in args.lakehouse {
+        runtime.block_on(bench_lakehouse::lakehouse(size))?;
     }
     Ok(())
 }
