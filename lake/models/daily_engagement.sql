@@ -1,4 +1,6 @@
 -- Engagement per day (UTC date of the session start).
+-- A per-day model (see gold::per_day): a day's rows must depend on that day's
+-- sessions only, as runs rebuild just the days whose sessions changed.
 SELECT
   day,
   COUNT(*) AS sessions,

@@ -1,4 +1,6 @@
 -- Viewing per day (UTC date of the session start) and region.
+-- A per-day model (see gold::per_day): a day's rows must depend on that day's
+-- sessions only, as runs rebuild just the days whose sessions changed.
 SELECT
   day,
   region,

@@ -4,7 +4,8 @@
 //! - [`bronze`]: the bronze table: schema, exactly-once appends carrying one Delta
 //!   app transaction per partition, and reading progress back.
 //! - [`silver`]: incremental enrichment and sessions (`lake/silver/...`).
-//! - [`gold`]: SQL models (`models/*.sql`) into `lake/gold/<name>`.
+//! - [`gold`]: SQL models (`models/*.sql`) into `lake/gold/<name>`; per-day
+//!   models rebuilt only for the days whose sessions changed.
 //! - [`data_tests`]: the rules guarding every model (`models/tests.toml`).
 //! - [`maintenance`]: compaction and vacuum.
 //! - [`tables`]: the [`tables::Lake`] (where each table lives under the lake root) and opening tables.

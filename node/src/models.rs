@@ -54,8 +54,13 @@ pub async fn models_run(
         started.elapsed().as_secs_f64()
     ));
     for run in gold.models {
+        let rebuilt = match run.days_rebuilt {
+            Some(1) => ", rebuilt for the 1 day whose sessions changed".to_string(),
+            Some(days) => format!(", rebuilt for the {days} days whose sessions changed"),
+            None => String::new(),
+        };
         out.push_str(&format!(
-            "gold {}: {} rows (version {}) at {}\n",
+            "gold {}: {} rows (version {}{rebuilt}) at {}\n",
             run.model,
             run.rows,
             run.version,

@@ -74,6 +74,11 @@ struct Args {
     /// Bronze sizes (events, comma separated) for silver + gold against DuckDB.
     #[arg(long, value_delimiter = ',', value_parser = at_least_one())]
     lakehouse: Vec<u64>,
+    /// Leaves the lakehouse bench's lakes in this (empty or new) directory
+    /// instead of a temporary one: `lake`, `lake-new-day-only`, and
+    /// `lake-full` as it was after the full build.
+    #[arg(long, requires = "lakehouse")]
+    keep_lake: Option<std::path::PathBuf>,
     /// Three members against one, failover, Raft cost, snapshot size.
     #[arg(long)]
     cluster: bool,
@@ -102,7 +107,7 @@ fn main() -> anyhow::Result<()> {
         runtime.block_on(bench_cluster::cluster(args.cluster_events, args.kills))?;
     }
     for size in args.lakehouse {
-        runtime.block_on(bench_lakehouse::lakehouse(size))?;
+        runtime.block_on(bench_lakehouse::lakehouse(size, args.keep_lake.as_deref()))?;
     }
     Ok(())
 }

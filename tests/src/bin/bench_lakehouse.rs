@@ -7,7 +7,9 @@
 //! writing the same silver and gold as Parquet. The gold tables are compared
 //! row by row. Then 1% more events are appended (sessions of a new day, 5% of
 //! them late events of old sessions), and `models run` is timed again as a
-//! share of the full run, and compared with DuckDB again.
+//! share of the full run, and compared with DuckDB again. Beside it, a copy of
+//! the lake gets the new day's sessions alone, what a steady stream brings a
+//! scheduled run, timed the same way.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +31,10 @@ struct Measured {
     stdout: String,
 }
 
-pub async fn lakehouse(events: u64) -> anyhow::Result<()> {
+/// `keep`: a directory to leave the lakes in (`lake`, `lake-new-day-only`,
+/// and `lake-full` as it was after the full build) instead of a temporary
+/// one, to look at them or time runs by hand afterwards.
+pub async fn lakehouse(events: u64, keep: Option<&Path>) -> anyhow::Result<()> {
     println!("== silver + gold over {events} simulated messages, against DuckDB ==");
     let python = dirs_home().join(".cache/streamreel/bench-venv/bin/python");
     anyhow::ensure!(
@@ -38,10 +43,22 @@ pub async fn lakehouse(events: u64) -> anyhow::Result<()> {
          ~/.cache/streamreel/bench-venv/bin/pip install duckdb",
         python.display()
     );
-    let dir = tempfile::Builder::new()
+    let temporary = tempfile::Builder::new()
         .prefix("lakehouse-bench-")
         .tempdir()?;
-    let lake = dir.path().join("lake");
+    let dir = match keep {
+        Some(keep) => {
+            std::fs::create_dir_all(keep)?;
+            anyhow::ensure!(
+                std::fs::read_dir(keep)?.next().is_none(),
+                "{} is not empty",
+                keep.display()
+            );
+            keep
+        }
+        None => temporary.path(),
+    };
+    let lake = dir.join("lake");
     let catalogue = simulated::catalogue()?;
 
     // Bronze, written in chunks; a sample of rows is kept for late events.
@@ -77,7 +94,7 @@ pub async fn lakehouse(events: u64) -> anyhow::Result<()> {
 
     let full = models_run(&lake)?;
     print!("{}", indent(&full.stdout));
-    let duck = duckdb_round(&python, &lake, dir.path(), "full")?;
+    let duck = duckdb_round(&python, &lake, dir, "full")?;
     println!(
         "   full build: streamreel {:.1} s, peak RSS {:.0} MiB | duckdb {:.1} s, peak RSS {:.0} MiB | ratio streamreel/duckdb {:.2}",
         full.seconds,
@@ -87,6 +104,14 @@ pub async fn lakehouse(events: u64) -> anyhow::Result<()> {
         full.seconds / duck.seconds
     );
 
+    // The same lake twice: one gets the issue's increment, the other the new
+    // day's sessions alone (what a steady stream brings a scheduled run).
+    let new_day_only = dir.join("lake-new-day-only");
+    copy_dir(&lake, &new_day_only)?;
+    if keep.is_some() {
+        copy_dir(&lake, &dir.join("lake-full"))?;
+    }
+
     // +1%: sessions of the next day, and late events of old sessions.
     let new_day_start = (last_event_us / DAY_US + 1) * DAY_US;
     let new_events = events / 100 - late_events;
@@ -95,6 +120,19 @@ pub async fn lakehouse(events: u64) -> anyhow::Result<()> {
     let messages: Vec<_> =
         streamreel_node::simulate::Simulator::new(settings, &catalogue).collect();
     let mut rows = accepted_rows_from(&messages, 4, &mut next_offsets);
+    write_bronze(&new_day_only, &rows, 1).await?;
+    let steady = models_run(&new_day_only)?;
+    print!("{}", indent(&steady.stdout));
+    println!(
+        "   +{} events of a new day alone (no late events): incremental run {:.2} s = {:.1}% of the full run, peak RSS {:.0} MiB",
+        rows.values().map(Vec::len).sum::<usize>(),
+        steady.seconds,
+        100.0 * steady.seconds / full.seconds,
+        steady.peak_rss_mib
+    );
+    if keep.is_none() {
+        std::fs::remove_dir_all(&new_day_only)?;
+    }
     for (n, old) in sample.iter().enumerate() {
         let mut late = old.clone();
         late.event_id = format!("late-{n}");
@@ -117,8 +155,20 @@ pub async fn lakehouse(events: u64) -> anyhow::Result<()> {
         100.0 * incremental.seconds / full.seconds,
         incremental.peak_rss_mib
     );
-    let duck = duckdb_round(&python, &lake, dir.path(), "incremental")?;
+    let duck = duckdb_round(&python, &lake, dir, "incremental")?;
     println!("   (duckdb over the grown bronze: {:.1} s)", duck.seconds);
+    Ok(())
+}
+
+/// `cp -a from to`: a lake copied with its files' times.
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let copied = Command::new("cp").arg("-a").arg(from).arg(to).status()?;
+    anyhow::ensure!(
+        copied.success(),
+        "cp -a {} {} failed",
+        from.display(),
+        to.display()
+    );
     Ok(())
 }
 

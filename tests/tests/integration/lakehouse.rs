@@ -8,7 +8,8 @@ use std::process::Command;
 use deltalake::datafusion::prelude::SessionContext;
 use streamreel_lake::LakeSettings;
 use streamreel_lake::data_tests::{DATA_TESTS, run_data_tests};
-use streamreel_lake::gold::{FROM_SESSIONS_APP_ID, run_models, run_models_audited_by};
+use streamreel_lake::gold::per_day::PER_DAY_MODELS;
+use streamreel_lake::gold::{FROM_SESSIONS_APP_ID, GoldRun, run_models, run_models_audited_by};
 use streamreel_lake::maintenance::{compact, file_count, vacuum, vacuum_as_of};
 use streamreel_lake::query::{
     column_as_f64, column_as_i64, column_as_strings, register_path, run_sql,
@@ -38,6 +39,15 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 /// Every row of `rows` split into `parts` consecutive slices per partition.
+/// How many days each per-day model rebuilt (`None`: in full).
+fn days_rebuilt(run: &GoldRun) -> Vec<Option<usize>> {
+    run.models
+        .iter()
+        .filter(|m| PER_DAY_MODELS.contains(&m.model.as_str()))
+        .map(|m| m.days_rebuilt)
+        .collect()
+}
+
 fn split(
     rows: &BTreeMap<i32, Vec<BronzeRow>>,
     parts: usize,
@@ -89,6 +99,7 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
         ..LakeSettings::default()
     };
     let mut recomputed = 0;
+    let mut per_day_runs = Vec::new();
     for part in 0..3 {
         write_bronze(lake.path(), &split(&rows, 3, part), 4).await?;
         let report = refresh_silver_with(lake.path(), &videos, &small_chunks).await?;
@@ -97,6 +108,7 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
             "run {part} read only new bronze rows, in chunks: {report:?}"
         );
         recomputed += report.sessions_recomputed;
+        per_day_runs.push(days_rebuilt(&run_models(lake.path(), &videos, None).await?));
     }
     assert!(
         recomputed > 0,
@@ -104,7 +116,18 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     );
     let again = refresh_silver(lake.path(), &videos).await?;
     assert_eq!(again.new_events, 0, "nothing new, nothing read");
-    run_models(lake.path(), &videos, None).await?;
+    let last = days_rebuilt(&run_models(lake.path(), &videos, None).await?);
+    // The first gold run builds every model in full; later ones rebuild the
+    // per-day models for the days whose sessions changed only, none when
+    // nothing changed. The tables compared below come from those runs.
+    assert_eq!(per_day_runs[0], vec![None; PER_DAY_MODELS.len()]);
+    for later in &per_day_runs[1..] {
+        assert!(
+            later.iter().all(|days| days.is_some_and(|n| n >= 1)),
+            "{later:?}"
+        );
+    }
+    assert_eq!(last, vec![Some(0); PER_DAY_MODELS.len()]);
 
     let expected = reference::sessions(&all, &videos);
     let enriched = query(

@@ -5,9 +5,13 @@
 //! one Delta commit, so a reader sees the old or the new version, never a half
 //! and never an untested one.
 
+pub mod changed_days;
+pub mod per_day;
+
 use std::path::Path;
 use std::sync::Arc;
 
+use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::json::ArrayWriter;
 use deltalake::datafusion::prelude::{SessionContext, col, lit};
@@ -30,21 +34,24 @@ use crate::tables::{
 pub const MODELS: [(&str, &str); 6] = [
     (
         "viewer_retention",
-        include_str!("../models/viewer_retention.sql"),
+        include_str!("../../models/viewer_retention.sql"),
     ),
     (
         "dropoff_by_genre",
-        include_str!("../models/dropoff_by_genre.sql"),
+        include_str!("../../models/dropoff_by_genre.sql"),
     ),
     (
         "regional_viewership",
-        include_str!("../models/regional_viewership.sql"),
+        include_str!("../../models/regional_viewership.sql"),
     ),
-    ("top_videos", include_str!("../models/top_videos.sql")),
-    ("top_creators", include_str!("../models/top_creators.sql")),
+    ("top_videos", include_str!("../../models/top_videos.sql")),
+    (
+        "top_creators",
+        include_str!("../../models/top_creators.sql"),
+    ),
     (
         "daily_engagement",
-        include_str!("../models/daily_engagement.sql"),
+        include_str!("../../models/daily_engagement.sql"),
     ),
 ];
 
@@ -53,47 +60,74 @@ pub struct ModelRun {
     pub model: String,
     pub rows: u64,
     pub version: u64,
+    /// For a per-day model rebuilt only where sessions changed, how many days
+    /// it rebuilt; `None` when the model was built in full.
+    pub days_rebuilt: Option<usize>,
 }
 
 pub fn model_names() -> Vec<&'static str> {
     MODELS.iter().map(|(name, _)| *name).collect()
 }
 
-/// A session with the silver tables (latest versions) and the catalogue
-/// registered, and the `view_sessions` version registered.
-pub async fn silver_session(
-    lake_dir: &Path,
-    videos: &[VideoMetadata],
-    settings: &LakeSettings,
-) -> Result<(SessionContext, u64), LakeError> {
-    let ctx = settings.context()?;
-    register_metadata(&ctx, videos)?;
-    let mut sessions_version = 0;
-    for (name, relative) in [
-        ("view_sessions", SESSIONS_TABLE),
-        ("enriched_events", ENRICHED_TABLE),
-    ] {
-        match open_if_exists(&Lake::new(lake_dir).table(name)).await? {
-            Some(table) => {
-                if relative == SESSIONS_TABLE {
-                    sessions_version = table.version().unwrap_or_default();
-                }
-                register_table(&ctx, name, &table).await?
-            }
-            None => {
+/// The silver tables (latest versions) and the catalogue, registered in the
+/// run's context.
+struct SilverSession {
+    ctx: SessionContext,
+    sessions: DeltaTable,
+}
+
+impl SilverSession {
+    async fn open(
+        lake_dir: &Path,
+        videos: &[VideoMetadata],
+        settings: &LakeSettings,
+    ) -> Result<SilverSession, LakeError> {
+        let ctx = settings.context()?;
+        register_metadata(&ctx, videos)?;
+        let mut sessions = None;
+        for (name, relative) in [
+            ("view_sessions", SESSIONS_TABLE),
+            ("enriched_events", ENRICHED_TABLE),
+        ] {
+            let Some(table) = open_if_exists(&Lake::new(lake_dir).table(name)).await? else {
                 return Err(LakeError::MissingTable {
                     table: relative.to_string(),
                 });
+            };
+            register_table(&ctx, name, &table).await?;
+            if relative == SESSIONS_TABLE {
+                sessions = Some(table);
             }
         }
+        let sessions = sessions.ok_or_else(|| LakeError::MissingTable {
+            table: SESSIONS_TABLE.to_string(),
+        })?;
+        Ok(SilverSession { ctx, sessions })
     }
-    Ok((ctx, sessions_version))
+
+    fn sessions_version(&self) -> u64 {
+        self.sessions.version().unwrap_or_default()
+    }
 }
 
 /// The app id of the `txn` action in every gold commit: its version is the
 /// `view_sessions` version the model was built from, so a reader can tell
 /// that the six gold tables agree.
 pub const FROM_SESSIONS_APP_ID: &str = "streamreel-gold-from-view-sessions";
+
+/// The app id of a second `txn` action in every gold commit: its version is a
+/// fingerprint of the model's SQL, so that rows a per-day model keeps were
+/// computed by the same definition.
+pub const MODEL_SQL_APP_ID: &str = "streamreel-gold-model-sql";
+
+/// FNV-1a of `sql`, as a non-negative `txn` version. Stable across builds
+/// and releases (a different value only costs a full rebuild).
+pub fn sql_fingerprint(sql: &str) -> i64 {
+    let hash = sql.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash & i64::MAX as u64) as i64
+}
 
 /// Builds the selected models (all without `select`) with the shipped data
 /// tests; see [`run_models_audited_by`].
@@ -160,7 +194,8 @@ async fn audited_run(
             known: model_names().join(", "),
         });
     }
-    let (ctx, sessions_version) = silver_session(lake_dir, videos, settings).await?;
+    let silver = SilverSession::open(lake_dir, videos, settings).await?;
+    let sessions_version = silver.sessions_version();
     let mut built = Vec::new();
     let mut tests = Vec::new();
     for (name, sql) in MODELS {
@@ -171,14 +206,27 @@ async fn audited_run(
             model: name.to_string(),
             source,
         };
-        let frame = ctx.sql(sql).await.map_err(model_error)?;
-        let schema = Arc::new(frame.schema().as_arrow().clone());
-        let mut batches = frame.collect().await.map_err(model_error)?;
+        let per_day = if per_day::PER_DAY_MODELS.contains(&name) {
+            let ctx = settings.context()?;
+            register_metadata(&ctx, videos)?;
+            let previous = open_if_exists(&Lake::new(lake_dir).gold(name)).await?;
+            per_day::rebuild_changed_days(ctx, name, sql, &silver.sessions, previous).await?
+        } else {
+            None
+        };
+        let (schema, mut batches, days_rebuilt) = match per_day {
+            Some(rows) => (rows.schema, rows.batches, Some(rows.days_rebuilt)),
+            None => {
+                let frame = silver.ctx.sql(sql).await.map_err(model_error)?;
+                let schema = Arc::new(frame.schema().as_arrow().clone());
+                (schema, frame.collect().await.map_err(model_error)?, None)
+            }
+        };
         if batches.is_empty() {
             batches.push(RecordBatch::new_empty(schema.clone()));
         }
         tests.extend(audit_batches(name, schema, batches.clone(), videos, declarations).await?);
-        built.push((name, batches));
+        built.push((name, sql, batches, days_rebuilt));
     }
     if tests.iter().any(|t| !t.passed()) {
         return Err(LakeError::AuditFailed {
@@ -186,8 +234,10 @@ async fn audited_run(
         });
     }
     let mut models = Vec::new();
-    for (name, batches) in built {
-        models.push(publish(lake_dir, name, batches, sessions_version).await?);
+    for (name, sql, batches, days_rebuilt) in built {
+        let mut run = publish(lake_dir, name, sql, batches, sessions_version).await?;
+        run.days_rebuilt = days_rebuilt;
+        models.push(run);
     }
     Ok(GoldRun {
         models,
@@ -200,6 +250,7 @@ async fn audited_run(
 async fn publish(
     lake_dir: &Path,
     name: &str,
+    sql: &str,
     batches: Vec<RecordBatch>,
     sessions_version: u64,
 ) -> Result<ModelRun, LakeError> {
@@ -214,10 +265,10 @@ async fn publish(
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(SchemaMode::Overwrite)
         .with_commit_properties(
-            CommitProperties::default().with_application_transactions(vec![Transaction::new(
-                FROM_SESSIONS_APP_ID,
-                sessions_version as i64,
-            )]),
+            CommitProperties::default().with_application_transactions(vec![
+                Transaction::new(FROM_SESSIONS_APP_ID, sessions_version as i64),
+                Transaction::new(MODEL_SQL_APP_ID, sql_fingerprint(sql)),
+            ]),
         )
         .await
         .map_err(|e| LakeError::delta(name, e))?;
@@ -230,6 +281,7 @@ async fn publish(
         model: name.to_string(),
         rows: rows as u64,
         version,
+        days_rebuilt: None,
     })
 }
 

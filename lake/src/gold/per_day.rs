@@ -1,0 +1,132 @@
+//! Per-day models rebuilt for the days whose sessions changed.
+//!
+//! A per-day model groups by `day` and reads nothing but that day's sessions,
+//! so its rows for a day whose `view_sessions` partition did not change since
+//! its table was built are still exact. A run computes the model over the
+//! changed days' partitions only and keeps the table's other rows; it rebuilds
+//! in full when it cannot tell which days changed, or when the table was built
+//! by another definition of the model.
+
+use std::sync::Arc;
+
+use deltalake::DeltaTable;
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::datafusion::logical_expr::Expr;
+use deltalake::datafusion::prelude::{SessionContext, col, lit};
+use deltalake::datafusion::scalar::ScalarValue;
+use tracing::info;
+
+use super::changed_days::{ChangedDays, changed_days_since};
+use super::{FROM_SESSIONS_APP_ID, MODEL_SQL_APP_ID, sql_fingerprint};
+use crate::error::LakeError;
+use crate::silver::SESSIONS_PARTITION;
+
+/// The models whose rows for a day depend only on the sessions of that day.
+pub const PER_DAY_MODELS: [&str; 2] = ["regional_viewership", "daily_engagement"];
+
+/// A per-day model's rows after rebuilding its changed days.
+pub struct PerDayRows {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub days_rebuilt: usize,
+}
+
+/// The rows of per-day model `name` (`sql`) for `sessions` (the loaded
+/// `view_sessions` version), from its `previous` table; `None` when the
+/// model must be rebuilt in full. `ctx` has the run's settings and the
+/// catalogue registered; `view_sessions` is registered in it here, filtered.
+pub async fn rebuild_changed_days(
+    ctx: SessionContext,
+    name: &str,
+    sql: &str,
+    sessions: &DeltaTable,
+    previous: Option<DeltaTable>,
+) -> Result<Option<PerDayRows>, LakeError> {
+    let Some(previous) = previous else {
+        return Ok(None);
+    };
+    let (Some(built_from), Some(definition)) = (
+        app_version(&previous, name, FROM_SESSIONS_APP_ID).await?,
+        app_version(&previous, name, MODEL_SQL_APP_ID).await?,
+    ) else {
+        return Ok(None);
+    };
+    if definition != sql_fingerprint(sql) || built_from < 0 {
+        return Ok(None);
+    }
+    let ChangedDays::Days(days) = changed_days_since(sessions, built_from as u64).await? else {
+        return Ok(None);
+    };
+    let changed = day_in(&days);
+    let changed_sessions = ctx
+        .read_table(sessions.table_provider().await.map_err(LakeError::Query)?)?
+        .filter(changed.clone())?;
+    ctx.register_table("view_sessions", changed_sessions.into_view())?;
+    let rebuilt = ctx.sql(sql).await?;
+    let kept = ctx
+        .read_table(previous.table_provider().await.map_err(LakeError::Query)?)?
+        .filter(changed.is_not_true())?;
+    if !same_columns(rebuilt.schema().as_arrow(), kept.schema().as_arrow()) {
+        return Ok(None);
+    }
+    let rows = rebuilt.union(kept)?;
+    // One schema for both halves (a column nullable in either is nullable).
+    let schema: SchemaRef = Arc::new(rows.schema().as_arrow().clone());
+    let batches = rows
+        .collect()
+        .await?
+        .into_iter()
+        .map(|batch| RecordBatch::try_new(schema.clone(), batch.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()?;
+    info!(
+        model = name,
+        days = days.len(),
+        "per-day model rebuilt for the days whose sessions changed"
+    );
+    Ok(Some(PerDayRows {
+        schema,
+        batches,
+        days_rebuilt: days.len(),
+    }))
+}
+
+/// The version of `table`'s `txn` action `app_id`, if it has one.
+async fn app_version(
+    table: &DeltaTable,
+    name: &str,
+    app_id: &str,
+) -> Result<Option<i64>, LakeError> {
+    table
+        .snapshot()
+        .map_err(|e| LakeError::delta(name, e))?
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| LakeError::delta(name, e))
+}
+
+/// `day IN (days)`; false for no days.
+fn day_in(days: &std::collections::BTreeSet<chrono::NaiveDate>) -> Expr {
+    if days.is_empty() {
+        return lit(false);
+    }
+    let epoch = chrono::NaiveDate::default();
+    let list = days
+        .iter()
+        .map(|d| {
+            let since_epoch = d.signed_duration_since(epoch).num_days() as i32;
+            lit(ScalarValue::Date32(Some(since_epoch)))
+        })
+        .collect();
+    col(SESSIONS_PARTITION).in_list(list, false)
+}
+
+/// Same column names and types, in the same order (nullability aside: Delta
+/// reads every column back as nullable).
+fn same_columns(a: &Schema, b: &Schema) -> bool {
+    a.fields().len() == b.fields().len()
+        && a.fields()
+            .iter()
+            .zip(b.fields())
+            .all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type())
+}
