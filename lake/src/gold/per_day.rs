@@ -63,7 +63,11 @@ pub async fn rebuild_changed_days(
         .read_table(sessions.table_provider().await.map_err(LakeError::Query)?)?
         .filter(changed.clone())?;
     ctx.register_table("view_sessions", changed_sessions.into_view())?;
-    let rebuilt = ctx.sql(sql).await?;
+    let model_error = |source| LakeError::Model {
+        model: name.to_string(),
+        source,
+    };
+    let rebuilt = ctx.sql(sql).await.map_err(model_error)?;
     let kept = ctx
         .read_table(previous.table_provider().await.map_err(LakeError::Query)?)?
         .filter(changed.is_not_true())?;
@@ -75,7 +79,8 @@ pub async fn rebuild_changed_days(
     let schema: SchemaRef = Arc::new(rows.schema().as_arrow().clone());
     let batches = rows
         .collect()
-        .await?
+        .await
+        .map_err(model_error)?
         .into_iter()
         .map(|batch| RecordBatch::try_new(schema.clone(), batch.columns().to_vec()))
         .collect::<Result<Vec<_>, _>>()?;
