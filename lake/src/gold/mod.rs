@@ -120,6 +120,20 @@ pub const FROM_SESSIONS_APP_ID: &str = "streamreel-gold-from-view-sessions";
 /// computed by the same definition.
 pub const MODEL_SQL_APP_ID: &str = "streamreel-gold-model-sql";
 
+/// The app id of a third `txn` action in every gold commit: its version is
+/// the creation time (ms) of the `view_sessions` table it was built from, so
+/// that a `view_sessions` deleted and rebuilt is never taken for the old one.
+pub const VIEW_SESSIONS_CREATED_APP_ID: &str = "streamreel-gold-view-sessions-created";
+
+/// When `sessions` (the `view_sessions` table) was created, per its metadata.
+pub fn created_time(sessions: &DeltaTable) -> Result<Option<i64>, LakeError> {
+    Ok(sessions
+        .snapshot()
+        .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?
+        .metadata()
+        .created_time())
+}
+
 /// FNV-1a of `sql`, as a non-negative `txn` version. Stable across builds
 /// and releases (a different value only costs a full rebuild).
 pub fn sql_fingerprint(sql: &str) -> i64 {
@@ -196,6 +210,7 @@ async fn audited_run(
     }
     let silver = SilverSession::open(lake_dir, videos, settings).await?;
     let sessions_version = silver.sessions_version();
+    let sessions_created = created_time(&silver.sessions)?;
     let mut built = Vec::new();
     let mut tests = Vec::new();
     for (name, sql) in MODELS {
@@ -235,7 +250,12 @@ async fn audited_run(
     }
     let mut models = Vec::new();
     for (name, sql, batches, days_rebuilt) in built {
-        let mut run = publish(lake_dir, name, sql, batches, sessions_version).await?;
+        let built_from = BuiltFrom {
+            sessions_version,
+            sessions_created,
+            sql,
+        };
+        let mut run = publish(lake_dir, name, batches, &built_from).await?;
         run.days_rebuilt = days_rebuilt;
         models.push(run);
     }
@@ -246,14 +266,34 @@ async fn audited_run(
     })
 }
 
+/// What a gold table was built from, recorded in its commit.
+struct BuiltFrom<'a> {
+    sessions_version: u64,
+    sessions_created: Option<i64>,
+    sql: &'a str,
+}
+
+impl BuiltFrom<'_> {
+    fn transactions(&self) -> Vec<Transaction> {
+        let mut transactions = vec![
+            Transaction::new(FROM_SESSIONS_APP_ID, self.sessions_version as i64),
+            Transaction::new(MODEL_SQL_APP_ID, sql_fingerprint(self.sql)),
+        ];
+        if let Some(created) = self.sessions_created {
+            transactions.push(Transaction::new(VIEW_SESSIONS_CREATED_APP_ID, created));
+        }
+        transactions
+    }
+}
+
 /// Replaces gold table `name` with `batches` in one commit.
 async fn publish(
     lake_dir: &Path,
     name: &str,
-    sql: &str,
     batches: Vec<RecordBatch>,
-    sessions_version: u64,
+    built_from: &BuiltFrom<'_>,
 ) -> Result<ModelRun, LakeError> {
+    let sessions_version = built_from.sessions_version;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let path = Lake::new(lake_dir).gold(name);
     let table = match open_if_exists(&path).await? {
@@ -265,10 +305,7 @@ async fn publish(
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(SchemaMode::Overwrite)
         .with_commit_properties(
-            CommitProperties::default().with_application_transactions(vec![
-                Transaction::new(FROM_SESSIONS_APP_ID, sessions_version as i64),
-                Transaction::new(MODEL_SQL_APP_ID, sql_fingerprint(sql)),
-            ]),
+            CommitProperties::default().with_application_transactions(built_from.transactions()),
         )
         .await
         .map_err(|e| LakeError::delta(name, e))?;

@@ -4,8 +4,9 @@
 //! so its rows for a day whose `view_sessions` partition did not change since
 //! its table was built are still exact. A run computes the model over the
 //! changed days' partitions only and keeps the table's other rows; it rebuilds
-//! in full when it cannot tell which days changed, or when the table was built
-//! by another definition of the model.
+//! in full when it cannot tell which days changed, when the table was built by
+//! another definition of the model, or from a `view_sessions` since deleted
+//! and created again.
 
 use std::sync::Arc;
 
@@ -18,7 +19,10 @@ use deltalake::datafusion::scalar::ScalarValue;
 use tracing::info;
 
 use super::changed_days::{ChangedDays, changed_days_since};
-use super::{FROM_SESSIONS_APP_ID, MODEL_SQL_APP_ID, sql_fingerprint};
+use super::{
+    FROM_SESSIONS_APP_ID, MODEL_SQL_APP_ID, VIEW_SESSIONS_CREATED_APP_ID, created_time,
+    sql_fingerprint,
+};
 use crate::error::LakeError;
 use crate::silver::SESSIONS_PARTITION;
 
@@ -46,13 +50,17 @@ pub async fn rebuild_changed_days(
     let Some(previous) = previous else {
         return Ok(None);
     };
-    let (Some(built_from), Some(definition)) = (
+    let (Some(built_from), Some(definition), Some(sessions_created)) = (
         app_version(&previous, name, FROM_SESSIONS_APP_ID).await?,
         app_version(&previous, name, MODEL_SQL_APP_ID).await?,
+        app_version(&previous, name, VIEW_SESSIONS_CREATED_APP_ID).await?,
     ) else {
         return Ok(None);
     };
-    if definition != sql_fingerprint(sql) || built_from < 0 {
+    if definition != sql_fingerprint(sql)
+        || created_time(sessions)? != Some(sessions_created)
+        || built_from < 0
+    {
         return Ok(None);
     }
     let ChangedDays::Days(days) = changed_days_since(sessions, built_from as u64).await? else {
