@@ -89,9 +89,20 @@ pub const INPUT_COLUMNS: [&str; 13] = [
     "duration_s",
 ];
 
+/// Positions in [`TEXT_INPUTS`] (read per event: no lookup by name).
+const SESSION_ID: usize = 0;
+const USER_KEY: usize = 1;
+const VIDEO_ID: usize = 2;
+const GENRE: usize = 3;
+const CREATOR: usize = 4;
+const REGION: usize = 5;
+const DEVICE: usize = 6;
+const EVENT_TYPE: usize = 7;
+
 /// The columns of one input batch, cast once to plain types.
 struct EventColumns {
-    strings: HashMap<&'static str, StringArray>,
+    /// In the order of [`TEXT_INPUTS`].
+    strings: Vec<StringArray>,
     event_time_us: ArrayRef,
     kafka_offset: ArrayRef,
     position_s: ArrayRef,
@@ -110,13 +121,10 @@ impl EventColumns {
                 })?;
             Ok(cast(array, to)?)
         };
-        let mut strings = HashMap::new();
-        for name in TEXT_INPUTS {
-            strings.insert(
-                name,
-                column(name, &DataType::Utf8)?.as_string::<i32>().clone(),
-            );
-        }
+        let strings = TEXT_INPUTS
+            .iter()
+            .map(|name| Ok(column(name, &DataType::Utf8)?.as_string::<i32>().clone()))
+            .collect::<Result<_, LakeError>>()?;
         Ok(EventColumns {
             strings,
             event_time_us: column("event_time", &DataType::Int64)?,
@@ -127,8 +135,8 @@ impl EventColumns {
         })
     }
 
-    fn text(&self, name: &str, row: usize) -> Option<&str> {
-        let array = &self.strings[name];
+    fn text(&self, column: usize, row: usize) -> Option<&str> {
+        let array = &self.strings[column];
         (!array.is_null(row)).then(|| array.value(row))
     }
 
@@ -161,7 +169,7 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
     let mut sessions: Vec<(&str, SessionEvents)> = Vec::new();
     for (b, (batch, cols)) in events.iter().zip(&columns).enumerate() {
         for row in 0..batch.num_rows() {
-            let Some(kind) = cols.text("event_type", row).and_then(EventKind::parse) else {
+            let Some(kind) = cols.text(EVENT_TYPE, row).and_then(EventKind::parse) else {
                 continue;
             };
             let event = PlaybackEvent {
@@ -172,7 +180,7 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
                 kafka_offset: EventColumns::i64(&cols.kafka_offset, row),
             };
             let key = (event.event_time_us, event.kafka_offset);
-            let session_id = cols.text("session_id", row).unwrap_or_default();
+            let session_id = cols.text(SESSION_ID, row).unwrap_or_default();
             match index.get(session_id) {
                 Some(&i) => {
                     let session = &mut sessions[i].1;
@@ -225,12 +233,12 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
         let duration = EventColumns::f64(&cols.duration_s, row).filter(|d| *d > 0.0);
         let summary = summarize(&mut session.events, duration);
         session_id.append_value(id);
-        user_key.append_option(cols.text("user_key", row));
-        video_id.append_option(cols.text("video_id", row));
-        genre.append_option(cols.text("genre", row));
-        creator.append_option(cols.text("creator", row));
-        region.append_option(cols.text("region", row));
-        device.append_option(cols.text("device", row));
+        user_key.append_option(cols.text(USER_KEY, row));
+        video_id.append_option(cols.text(VIDEO_ID, row));
+        genre.append_option(cols.text(GENRE, row));
+        creator.append_option(cols.text(CREATOR, row));
+        region.append_option(cols.text(REGION, row));
+        device.append_option(cols.text(DEVICE, row));
         started_at.append_value(session.first_key.0);
         last_event_at.append_value(session.last_event_time_us);
         day.append_value(session.first_key.0.div_euclid(86_400_000_000) as i32);
@@ -262,4 +270,27 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
         Arc::new(completed.finish()),
     ];
     Ok(RecordBatch::try_new(sessions_schema(), arrays)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_positions_name_the_text_inputs() {
+        let named = [
+            (SESSION_ID, "session_id"),
+            (USER_KEY, "user_key"),
+            (VIDEO_ID, "video_id"),
+            (GENRE, "genre"),
+            (CREATOR, "creator"),
+            (REGION, "region"),
+            (DEVICE, "device"),
+            (EVENT_TYPE, "event_type"),
+        ];
+        for (position, name) in named {
+            assert_eq!(TEXT_INPUTS[position], name);
+        }
+        assert_eq!(named.len(), TEXT_INPUTS.len());
+    }
 }
