@@ -6,7 +6,9 @@ use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Int64Type};
-use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::logical_expr::Expr;
+use deltalake::datafusion::prelude::{SessionContext, col, lit};
+use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::{ensure_table_uri, open_table};
 
 use crate::error::LakeError;
@@ -29,6 +31,19 @@ pub async fn register_path(ctx: &SessionContext, name: &str, path: &Path) -> Res
         .await
         .map_err(|e| LakeError::delta(name, e))?;
     register_table(ctx, name, &table).await
+}
+
+/// `column IN (days)` for a date column (`days` since 1970-01-01); false for
+/// no days. On a partition column it prunes to those partitions.
+pub fn date_in(column: &str, days: impl IntoIterator<Item = i32>) -> Expr {
+    let list: Vec<Expr> = days
+        .into_iter()
+        .map(|d| lit(ScalarValue::Date32(Some(d))))
+        .collect();
+    if list.is_empty() {
+        return lit(false);
+    }
+    col(column).in_list(list, false)
 }
 
 /// Runs one SQL query over the tables registered in `ctx`.

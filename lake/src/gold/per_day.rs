@@ -13,9 +13,7 @@ use std::sync::Arc;
 use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::{Schema, SchemaRef};
-use deltalake::datafusion::logical_expr::Expr;
-use deltalake::datafusion::prelude::{SessionContext, col, lit};
-use deltalake::datafusion::scalar::ScalarValue;
+use deltalake::datafusion::prelude::SessionContext;
 use tracing::info;
 
 use super::changed_days::{ChangedDays, changed_days_since};
@@ -24,6 +22,7 @@ use super::{
     sql_fingerprint,
 };
 use crate::error::LakeError;
+use crate::query::date_in;
 use crate::silver::SESSIONS_PARTITION;
 
 /// The models whose rows for a day depend only on the sessions of that day.
@@ -66,7 +65,12 @@ pub async fn rebuild_changed_days(
     let ChangedDays::Days(days) = changed_days_since(sessions, built_from as u64).await? else {
         return Ok(None);
     };
-    let changed = day_in(&days);
+    let epoch = chrono::NaiveDate::default();
+    let changed = date_in(
+        SESSIONS_PARTITION,
+        days.iter()
+            .map(|d| d.signed_duration_since(epoch).num_days() as i32),
+    );
     let changed_sessions = ctx
         .read_table(sessions.table_provider().await.map_err(LakeError::Query)?)?
         .filter(changed.clone())?;
@@ -116,22 +120,6 @@ async fn app_version(
         .transaction_version(table.log_store().as_ref(), app_id)
         .await
         .map_err(|e| LakeError::delta(name, e))
-}
-
-/// `day IN (days)`; false for no days.
-fn day_in(days: &std::collections::BTreeSet<chrono::NaiveDate>) -> Expr {
-    if days.is_empty() {
-        return lit(false);
-    }
-    let epoch = chrono::NaiveDate::default();
-    let list = days
-        .iter()
-        .map(|d| {
-            let since_epoch = d.signed_duration_since(epoch).num_days() as i32;
-            lit(ScalarValue::Date32(Some(since_epoch)))
-        })
-        .collect();
-    col(SESSIONS_PARTITION).in_list(list, false)
 }
 
 /// Same column names and types, in the same order (nullability aside: Delta

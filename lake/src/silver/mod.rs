@@ -32,8 +32,7 @@ use deltalake::datafusion::datasource::provider_as_source;
 use deltalake::datafusion::logical_expr::{
     Expr, LogicalPlan, LogicalPlanBuilder, cast as cast_expr, not_in_subquery,
 };
-use deltalake::datafusion::prelude::{SessionContext, col, in_subquery, lit};
-use deltalake::datafusion::scalar::ScalarValue;
+use deltalake::datafusion::prelude::{SessionContext, col, in_subquery};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
@@ -43,7 +42,7 @@ use crate::BronzeTable;
 use crate::engine::LakeSettings;
 use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
-use crate::query::{column_as_i64, register_table, run_sql};
+use crate::query::{column_as_i64, date_in, register_table, run_sql};
 use crate::tables::{
     ENRICHED_TABLE, Lake, SESSIONS_TABLE, handle_for_write, open_if_exists, parallel_input,
     register_metadata, write_parallelism,
@@ -383,14 +382,9 @@ impl Silver<'_> {
         // Rows of the chunk's own ranges are the chunk's events (after a
         // recovery they are already in `enriched_events`).
         let own = frame.parse_sql_expr(&chunk_sql(chunk))?;
-        let days = event_days
-            .iter()
-            .map(|d| lit(ScalarValue::Date32(Some(*d))))
-            .collect();
         let earlier = frame
             .filter(
-                col(ENRICHED_PARTITION)
-                    .in_list(days, false)
+                date_in(ENRICHED_PARTITION, event_days.iter().copied())
                     .and(session_filter(&ids)?)
                     .and(!own),
             )?
@@ -461,18 +455,12 @@ impl Silver<'_> {
             // files whatever the operation; this costs less than a MERGE.
             let mut days = sessions.replaced_days.clone();
             days.extend(date_column(&sessions.rows, SESSIONS_PARTITION)?);
-            let day_list = || -> Vec<Expr> {
-                days.iter()
-                    .map(|d| lit(ScalarValue::Date32(Some(*d))))
-                    .collect()
-            };
             let written = distinct_strings(std::slice::from_ref(&sessions.rows), "session_id")?;
             let ctx = self.fresh_context();
             let kept = ctx
                 .read_table(table.table_provider().await.map_err(LakeError::Query)?)?
                 .filter(
-                    col(SESSIONS_PARTITION)
-                        .in_list(day_list(), false)
+                    date_in(SESSIONS_PARTITION, days.iter().copied())
                         .and(not_in_subquery(col("session_id"), ids_plan(&written)?)),
                 )?
                 .select_columns(&sessions_table::COLUMNS)?;
