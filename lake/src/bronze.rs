@@ -32,6 +32,7 @@ use deltalake::{DeltaTable, ensure_table_uri};
 use streamreel_protocol::{BronzeRow, BronzeRowView, PartitionCheckpoint};
 
 use crate::error::LakeError;
+use crate::parquet_layout::writer_properties;
 use crate::query::{column_as_i64, column_as_strings, register_table};
 
 const TABLE: &str = "bronze";
@@ -453,6 +454,7 @@ impl BronzeTable {
             .table
             .clone()
             .write(vec![batch])
+            .with_writer_properties(writer_properties())
             .with_save_mode(SaveMode::Append)
             .with_commit_properties(properties)
             .await

@@ -10,6 +10,7 @@
 //! - [`maintenance`]: compaction and vacuum.
 //! - [`tables`]: the [`tables::Lake`] (where each table lives under the lake root) and opening tables.
 //! - [`metadata`]: the video catalogue CSV.
+//! - [`parquet_layout`]: compression and encodings of every Parquet file written.
 //! - [`query`]: DataFusion over the tables.
 //! - [`engine`]: the limits of a run (memory pool, chunk size).
 //! - [`error`]: the crate's error type.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod gold;
 pub mod maintenance;
 pub mod metadata;
+pub mod parquet_layout;
 pub mod query;
 pub mod silver;
 pub mod tables;

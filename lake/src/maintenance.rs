@@ -8,6 +8,7 @@ use deltalake::operations::vacuum::{Clock, VacuumMode};
 use deltalake::table::config::TablePropertiesExt;
 
 use crate::error::LakeError;
+use crate::parquet_layout::writer_properties;
 use crate::tables::open_if_exists;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,6 +26,7 @@ pub async fn compact(path: &Path) -> Result<CompactionReport, LakeError> {
     let name = path.display().to_string();
     let (_, metrics) = table
         .optimize()
+        .with_writer_properties(writer_properties())
         .await
         .map_err(|e| LakeError::delta(&name, e))?;
     Ok(CompactionReport {

@@ -25,6 +25,7 @@ use crate::data_tests::{DATA_TESTS, DataTestResult, audit_batches, report};
 use crate::engine::LakeSettings;
 use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
+use crate::parquet_layout::writer_properties;
 use crate::query::register_table;
 use crate::tables::{
     ENRICHED_TABLE, Lake, SESSIONS_TABLE, handle_for_write, open_if_exists, register_metadata,
@@ -302,6 +303,7 @@ async fn publish(
     };
     let table = table
         .write(batches)
+        .with_writer_properties(writer_properties())
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(SchemaMode::Overwrite)
         .with_commit_properties(

@@ -42,6 +42,7 @@ use crate::BronzeTable;
 use crate::engine::LakeSettings;
 use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
+use crate::parquet_layout::writer_properties;
 use crate::query::{column_as_i64, date_in, register_table, run_sql};
 use crate::tables::{
     ENRICHED_TABLE, Lake, SESSIONS_TABLE, handle_for_write, open_if_exists, parallel_input,
@@ -411,6 +412,7 @@ impl Silver<'_> {
             .write(Vec::new())
             .with_input_plan(parallel_input(schema, events, write_parallelism())?)
             .with_write_batch_size(WRITE_BATCH_ROWS)
+            .with_writer_properties(writer_properties())
             .with_save_mode(SaveMode::Append)
             .with_partition_columns([ENRICHED_PARTITION])
             .with_commit_properties(
@@ -443,6 +445,7 @@ impl Silver<'_> {
                 .write(Vec::new())
                 .with_input_plan(parallel_input(schema, rows, write_parallelism())?)
                 .with_write_batch_size(WRITE_BATCH_ROWS)
+                .with_writer_properties(writer_properties())
                 .with_save_mode(SaveMode::Append)
                 .with_partition_columns([SESSIONS_PARTITION])
                 .with_commit_properties(properties)
@@ -471,6 +474,7 @@ impl Silver<'_> {
                 .write(Vec::new())
                 .with_input_plan(input)
                 .with_write_batch_size(WRITE_BATCH_ROWS)
+                .with_writer_properties(writer_properties())
                 .with_save_mode(SaveMode::Overwrite)
                 .with_replace_where(format!("{SESSIONS_PARTITION} IN ({})", replaced.join(", ")))
                 .with_partition_columns([SESSIONS_PARTITION])
