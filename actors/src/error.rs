@@ -8,6 +8,8 @@ pub enum ActorError {
     Topic { topic: String, reason: String },
     #[error("delivery to {topic} failed: {reason}")]
     Delivery { topic: String, reason: String },
+    #[error("cannot start the producer's delivery-report thread: {0}")]
+    DeliveryThread(std::io::Error),
     #[error("partition {partition}: epoch {epoch} is fenced by epoch {found} in bronze")]
     Fenced {
         partition: i32,
