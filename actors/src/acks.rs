@@ -37,6 +37,9 @@ const DELIVERY_POLL_WINDOW: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct OutputProducer(Arc<PolledProducer>);
 
+/// A record for the output producer, carrying its batch's acknowledgements.
+pub type OutputRecord<'a, K, P> = BaseRecord<'a, K, P, Arc<BatchAcks>>;
+
 struct PolledProducer {
     producer: Arc<BaseProducer<AckCounter>>,
     stop: Arc<AtomicBool>,
@@ -53,8 +56,8 @@ impl OutputProducer {
     #[allow(clippy::result_large_err)]
     pub fn send<'a, K, P>(
         &self,
-        record: BaseRecord<'a, K, P, Arc<BatchAcks>>,
-    ) -> Result<(), (KafkaError, BaseRecord<'a, K, P, Arc<BatchAcks>>)>
+        record: OutputRecord<'a, K, P>,
+    ) -> Result<(), (KafkaError, OutputRecord<'a, K, P>)>
     where
         K: ToBytes + ?Sized,
         P: ToBytes + ?Sized,
@@ -103,7 +106,7 @@ impl BatchAcks {
     pub async fn send<K, P>(
         self: &Arc<Self>,
         producer: &OutputProducer,
-        mut record: BaseRecord<'_, K, P, Arc<BatchAcks>>,
+        mut record: OutputRecord<'_, K, P>,
     ) -> Result<(), ActorError>
     where
         K: ToBytes + ?Sized,
