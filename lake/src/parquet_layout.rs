@@ -14,8 +14,8 @@
 //!
 //! Every other column keeps Parquet's default, a dictionary (falling back to
 //! plain when it grows large). Byte-stream split for the measurements was as
-//! fast, but Spark's vectorized reader cannot read it; delta encoding it reads
-//! from Spark 3.3.
+//! fast, but Spark's vectorized reader cannot read it; it reads delta encoding
+//! from Spark 3.3 on.
 
 use deltalake::parquet::basic::{Compression, Encoding, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
@@ -43,8 +43,8 @@ pub const MEASUREMENT_COLUMNS: [&str; 6] = [
 /// Ids unique to an event or a session: no dictionary.
 pub const UNIQUE_ID_COLUMNS: [&str; 2] = ["event_id", "session_id"];
 
-/// zstd's fastest level: most of its gain over Snappy at a fraction of the
-/// CPU of delta-rs's compaction default (level 4).
+/// zstd's fastest level (delta-rs's compaction would write level 4): builds
+/// are timed by the writes.
 const ZSTD_LEVEL: i32 = 1;
 
 /// The Parquet writer settings of every table write.
