@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rdkafka::Message;
 use rdkafka::Offset;
@@ -272,13 +273,16 @@ impl PartitionState {
         // deciding the message.
         let round_end = tokio::time::sleep_until(deadline.into());
         tokio::pin!(round_end);
+        // One stream for the round: `recv` registers and drops a waker slot
+        // (two lock round trips) for every message.
+        let mut messages = self.consumer.stream();
         while self.batch.rows.len() < settings.commit_max_events
             && self.batch.bytes < settings.commit_max_bytes
         {
             let message = tokio::select! {
                 biased;
                 _ = &mut round_end => break,
-                message = self.consumer.recv() => message?,
+                message = messages.next() => message.expect("kafka streams never end")?,
             };
             if self.batch.started.is_none() {
                 self.batch.started = Some(Instant::now());
