@@ -1,5 +1,6 @@
 -- Retention curve per video: of the sessions of a video, the share that reached
--- each 5% step of its duration. Sessions of unknown videos are left out.
+-- each 5% step of its duration. Sessions of unknown videos are left out, and
+-- so is a video the metadata file no longer lists (as in top_videos).
 -- Each session counts once, in the highest step it reached (the FLOOR is
 -- corrected where rounding put it one step too high); a step's viewers are
 -- then the sessions of that step and every step above it, so the work grows
@@ -32,6 +33,7 @@ SELECT
   COALESCE(SUM(p.n), 0) AS viewers_reached,
   CAST(COALESCE(SUM(p.n), 0) AS DOUBLE) / v.sessions AS retention
 FROM per_video v
+JOIN video_metadata m ON m.video_id = v.video_id
 CROSS JOIN generate_series(0, 100, 5) b
 LEFT JOIN per_step p ON p.video_id = v.video_id AND p.top_step >= b.value
 GROUP BY v.video_id, b.value, v.sessions

@@ -32,8 +32,6 @@ struct TableTests {
     range: BTreeMap<String, [f64; 2]>,
     #[serde(default)]
     in_metadata: Vec<String>,
-    #[serde(default)]
-    in_metadata_where: Option<String>,
 }
 
 /// One declared test: the table it guards and the query for failing rows.
@@ -103,15 +101,11 @@ pub fn declared_tests(text: &str) -> Result<Vec<DataTest>, LakeError> {
                 ),
             );
         }
-        let filter = declared
-            .in_metadata_where
-            .as_deref()
-            .map_or(String::new(), |w| format!("({w}) AND "));
         for column in &declared.in_metadata {
             add(
                 format!("in_metadata({column})"),
                 format!(
-                    "SELECT * FROM t WHERE {filter}{column} NOT IN (SELECT video_id FROM video_metadata)"
+                    "SELECT * FROM t WHERE {column} NOT IN (SELECT video_id FROM video_metadata)"
                 ),
             );
         }

@@ -90,7 +90,7 @@ pub fn read_metadata(input: impl Read) -> Result<Vec<VideoMetadata>, LakeError> 
                     format!("duration_s must be a positive number, got {:?}", field(4)),
                 )
             })?;
-        let release_date = NaiveDate::parse_from_str(&field(5), "%Y-%m-%d").map_err(|_| {
+        let release_date = iso_date(&field(5)).ok_or_else(|| {
             bad(
                 line,
                 format!("release_date must be YYYY-MM-DD, got {:?}", field(5)),
@@ -109,6 +109,22 @@ pub fn read_metadata(input: impl Read) -> Result<Vec<VideoMetadata>, LakeError> 
         return Err(bad(1, "no videos listed".into()));
     }
     Ok(videos)
+}
+
+/// A date written exactly `YYYY-MM-DD`: chrono's `%Y-%m-%d` alone also takes
+/// `2024-1-5` or `+2024-01-05`.
+fn iso_date(text: &str) -> Option<NaiveDate> {
+    let shape = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    shape
+        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -133,9 +149,17 @@ mod tests {
             error.contains("line 3") && error.contains("duration_s"),
             "{error}"
         );
-        let csv = format!("{HEADER}v1,a,music,c,10,31/01/2024\n");
-        let error = read_metadata(csv.as_bytes()).unwrap_err().to_string();
-        assert!(error.contains("release_date"), "{error}");
+        for date in [
+            "31/01/2024",
+            "2024-1-5",
+            "24-01-05",
+            "+2024-01-05",
+            "2024-02-30",
+        ] {
+            let csv = format!("{HEADER}v1,a,music,c,10,{date}\n");
+            let error = read_metadata(csv.as_bytes()).unwrap_err().to_string();
+            assert!(error.contains("release_date"), "{date}: {error}");
+        }
         let csv = format!("{HEADER}v1,a,music,c,10,2024-01-31\nv1,a,music,c,10,2024-01-31\n");
         let error = read_metadata(csv.as_bytes()).unwrap_err().to_string();
         assert!(error.contains("duplicate video_id"), "{error}");

@@ -247,7 +247,7 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
         max_position_s.append_value(summary.max_position_s);
         exit_position_s.append_value(summary.exit_position_s);
         duration_s.append_option(duration);
-        pct_watched.append_option(duration.map(|d| 100.0 * summary.max_position_s / d));
+        pct_watched.append_option(duration.map(|d| pct_watched_of(summary.max_position_s, d)));
         completed.append_option(duration.map(|d| summary.max_position_s >= 0.95 * d));
     }
     let arrays: Vec<ArrayRef> = vec![
@@ -272,9 +272,33 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
     Ok(RecordBatch::try_new(sessions_schema(), arrays)?)
 }
 
+/// `100 * max_position_s / duration_s`, exactly 100 for a session watched to
+/// the end: the position is capped at the duration, but the two roundings of
+/// the formula can land one unit in the last place either side of 100, which
+/// would fail the 0-100 range test or leave the view out of the 100% step.
+fn pct_watched_of(max_position_s: f64, duration_s: f64) -> f64 {
+    if max_position_s >= duration_s {
+        100.0
+    } else {
+        (100.0 * max_position_s / duration_s).min(100.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_watched_to_the_end_is_exactly_100_percent() {
+        // Durations where 100 * d / d rounds to 100 +- 1 ulp.
+        for d in [2707.5209514946896, 108.42703662427847, 1664.1432316152855] {
+            assert_ne!(100.0 * d / d, 100.0, "{d} shows the rounding");
+            assert_eq!(pct_watched_of(d, d), 100.0);
+            assert!(pct_watched_of(d * 0.999_999, d) < 100.0);
+        }
+        assert_eq!(pct_watched_of(30.0, 120.0), 25.0);
+        assert_eq!(pct_watched_of(0.0, 120.0), 0.0);
+    }
 
     #[test]
     fn column_positions_name_the_text_inputs() {

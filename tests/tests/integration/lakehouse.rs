@@ -610,6 +610,33 @@ async fn gold_is_published_only_when_its_data_tests_pass() -> anyhow::Result<()>
         before,
         "the previous gold stays visible"
     );
+
+    // A video removed from the metadata file: its sessions stay in silver, the
+    // gold tables keyed by video drop it, and every data test still passes.
+    let gold = |name: &str| Lake::new(lake.path()).gold(name);
+    let top = query(&gold("top_videos"), "SELECT video_id FROM t WHERE rank = 1").await?;
+    let removed = column_as_strings(&top[0], "video_id")?[0].clone();
+    let fewer: Vec<_> = videos
+        .iter()
+        .filter(|v| v.video_id != removed)
+        .cloned()
+        .collect();
+    let rerun = run_models(lake.path(), &fewer, None).await?;
+    assert!(rerun.tests.iter().all(|t| t.passed()), "{:?}", rerun.tests);
+    for model in ["viewer_retention", "top_videos"] {
+        let sql = format!("SELECT COUNT(*) AS n FROM t WHERE video_id = '{removed}'");
+        let left = column_as_i64(&query(&gold(model), &sql).await?[0], "n")?[0];
+        assert_eq!(left, 0, "{model} dropped {removed}");
+    }
+    let sql = format!("SELECT COUNT(*) AS n FROM t WHERE video_id = '{removed}'");
+    let kept = column_as_i64(
+        &query(&Lake::new(lake.path()).view_sessions(), &sql).await?[0],
+        "n",
+    )?[0];
+    assert!(kept > 0, "silver keeps the sessions of {removed}");
+    let tests = run_data_tests(lake.path(), &fewer, DATA_TESTS).await?;
+    let failed: Vec<_> = tests.iter().filter(|t| !t.passed()).collect();
+    assert!(failed.is_empty(), "{failed:?}");
     Ok(())
 }
 
