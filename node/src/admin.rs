@@ -42,7 +42,8 @@ pub async fn admin(
             .body(serde_json::json!({ "id": id, "addr": addr }).to_string()),
         AdminCommand::RemoveNode(id) => client.delete(format!("{base}/admin/nodes/{id}")),
     };
-    let request = match token {
+    // Trimmed and blank-as-unset, as the node reads its own token.
+    let request = match token.map(str::trim).filter(|t| !t.is_empty()) {
         Some(token) => request.bearer_auth(token),
         None => request,
     };

@@ -71,11 +71,21 @@ pub enum ModelsCommand {
         select: Option<String>,
         #[command(flatten)]
         lake: LakeArgs,
-        /// Memory DataFusion may hold before it spills or fails a query (MiB).
-        #[arg(long, default_value_t = (streamreel_lake::LakeSettings::DEFAULT_MEMORY_LIMIT_BYTES >> 20) as u64)]
+        /// Memory DataFusion may hold before it spills or fails a query (MiB),
+        /// as `jobs.memory-limit-mb`.
+        #[arg(
+            long,
+            default_value_t = (streamreel_lake::LakeSettings::DEFAULT_MEMORY_LIMIT_BYTES >> 20) as u64,
+            value_parser = clap::value_parser!(u64).range(64..=1 << 20),
+        )]
         memory_limit_mb: u64,
-        /// Bronze events silver processes at once (a larger backlog runs in chunks).
-        #[arg(long, default_value_t = streamreel_lake::LakeSettings::DEFAULT_CHUNK_EVENTS)]
+        /// Bronze events silver processes at once (a larger backlog runs in
+        /// chunks), as `jobs.chunk-events`.
+        #[arg(
+            long,
+            default_value_t = streamreel_lake::LakeSettings::DEFAULT_CHUNK_EVENTS,
+            value_parser = clap::value_parser!(u64).range(1_000..=1_000_000_000),
+        )]
         chunk_events: u64,
         #[arg(long, default_value = "metadata/video_metadata.csv")]
         metadata: PathBuf,
@@ -120,7 +130,7 @@ pub enum AdminSubcommand {
     /// Add a member (it must run with the same cluster token).
     AddNode {
         id: u64,
-        /// Its HTTP address, HOST:PORT.
+        /// Its HTTP address, IP:PORT.
         #[arg(long)]
         addr: String,
     },

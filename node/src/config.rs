@@ -36,6 +36,13 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
+    /// A file the config names (a token or secret file).
+    #[error("cannot read {what} {path}: {source}")]
+    ReadNamedFile {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("invalid config value `{key}`: {reason}")]
@@ -441,8 +448,11 @@ fn validate(
         return Err(invalid("node.id", "must be at least 1"));
     }
     let brokers = overrides.brokers.clone().unwrap_or(raw.kafka.brokers);
-    if brokers.trim().is_empty() || brokers.split(',').any(|b| !b.contains(':')) {
-        return Err(invalid("kafka.brokers", "must be HOST:PORT[,HOST:PORT...]"));
+    if !brokers_are_valid(&brokers) {
+        return Err(ConfigError::Invalid {
+            key: "kafka.brokers",
+            reason: format!("must be HOST:PORT[,HOST:PORT...], got {brokers:?}"),
+        });
     }
     for (key, topic) in [
         ("kafka.input-topic", &raw.kafka.input_topic),
@@ -483,12 +493,15 @@ fn validate(
             })
         }
     };
-    within(
-        "kafka.default-partitions",
-        raw.kafka.default_partitions.max(0) as u64,
-        1,
-        10_000,
-    )?;
+    if !(1..=10_000).contains(&raw.kafka.default_partitions) {
+        return Err(ConfigError::Invalid {
+            key: "kafka.default-partitions",
+            reason: format!(
+                "must be within 1..=10000, got {}",
+                raw.kafka.default_partitions
+            ),
+        });
+    }
     within(
         "kafka.dlq-retention-hours",
         raw.kafka.dlq_retention_hours,
@@ -513,18 +526,30 @@ fn validate(
         1,
         600_000,
     )?;
+    // The lower bounds are the contract's de-duplication window.
     within(
         "dedup.window-events",
         raw.dedup.window_events as u64,
-        0,
+        1_000_000,
         100_000_000,
     )?;
-    within("dedup.window-hours", raw.dedup.window_hours, 0, 24 * 366)?;
-    within("dedup.max-ids", raw.dedup.max_ids as u64, 0, 400_000_000)?;
+    within("dedup.window-hours", raw.dedup.window_hours, 24, 24 * 366)?;
+    within(
+        "dedup.max-ids",
+        raw.dedup.max_ids as u64,
+        raw.dedup.window_events as u64,
+        400_000_000,
+    )?;
+    within(
+        "node.restart-backoff-min-ms",
+        raw.node.restart_backoff_min_ms,
+        1,
+        3_600_000,
+    )?;
     within(
         "node.restart-backoff-max-ms",
         raw.node.restart_backoff_max_ms,
-        1,
+        raw.node.restart_backoff_min_ms,
         3_600_000,
     )?;
     within(
@@ -553,37 +578,17 @@ fn validate(
         1_000,
         1_000_000_000,
     )?;
-    if raw.dedup.window_events < 1_000_000 {
-        return Err(invalid(
-            "dedup.window-events",
-            "must be at least 1000000 (the contract's de-duplication window)",
-        ));
-    }
-    if raw.dedup.window_hours < 24 {
-        return Err(invalid(
-            "dedup.window-hours",
-            "must be at least 24 (the contract's de-duplication window)",
-        ));
-    }
-    if raw.dedup.max_ids < raw.dedup.window_events {
-        return Err(invalid(
-            "dedup.max-ids",
-            "must be at least dedup.window-events",
-        ));
-    }
-    if raw.node.restart_backoff_min_ms == 0
-        || raw.node.restart_backoff_max_ms < raw.node.restart_backoff_min_ms
-    {
-        return Err(invalid(
-            "node.restart-backoff-max-ms",
-            "backoff bounds must satisfy 0 < min <= max",
-        ));
-    }
-    let http_listen: SocketAddr = raw
-        .node
-        .http_listen
-        .parse()
-        .map_err(|_| invalid("node.http-listen", "must be IP:PORT, e.g. 127.0.0.1:8080"))?;
+    let http_listen: SocketAddr =
+        raw.node
+            .http_listen
+            .parse()
+            .map_err(|_| ConfigError::Invalid {
+                key: "node.http-listen",
+                reason: format!(
+                    "must be IP:PORT, e.g. 127.0.0.1:8080, got {:?}",
+                    raw.node.http_listen
+                ),
+            })?;
     let jobs = &raw.jobs;
     for (key, value) in [
         ("jobs.enrich-interval-s", jobs.enrich_interval_s),
@@ -594,9 +599,12 @@ fn validate(
         within(key, value, 1, 366 * 86_400)?;
     }
     let demo = overrides.demo;
-    if raw.live.retention_hours == 0 || raw.live.retention_hours > 24 * 366 {
-        return Err(invalid("live.retention-hours", "must be within 1..=8784"));
-    }
+    within(
+        "live.retention-hours",
+        raw.live.retention_hours,
+        1,
+        24 * 366,
+    )?;
     let admin_token = read_token(admin_token_from_env, raw.node.admin_token_file.as_deref())?;
     // A config without [cluster] is a one-member cluster on node.http-listen.
     let (members, member_data_dir, timings, cluster_token_file) = match &raw.cluster {
@@ -765,6 +773,15 @@ fn validate(
     })
 }
 
+/// `HOST:PORT[,HOST:PORT...]` with a host and a port (1-65535) in every part.
+fn brokers_are_valid(brokers: &str) -> bool {
+    brokers.split(',').all(|broker| {
+        broker.trim().rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port > 0)
+        })
+    })
+}
+
 /// A token from the environment, else from a file (trimmed); an empty file is refused.
 fn read_token(
     from_env: Option<String>,
@@ -776,7 +793,8 @@ fn read_token(
     let Some(file) = file else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::ReadNamedFile {
+        what: "token file",
         path: file.display().to_string(),
         source,
     })?;
@@ -795,22 +813,39 @@ fn resolve_secret(
     file: Option<&Path>,
     demo: bool,
 ) -> Result<Vec<u8>, ConfigError> {
-    let secret = match (from_env.filter(|s| !s.is_empty()), file) {
+    // A blank variable counts as unset, as for the tokens.
+    let secret = match (from_env.filter(|s| !s.trim().is_empty()), file) {
         (Some(secret), _) => secret.into_bytes(),
         (None, Some(file)) => {
-            let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-                path: file.display().to_string(),
-                source,
-            })?;
-            text.trim_end_matches(['\n', '\r']).as_bytes().to_vec()
+            let text =
+                std::fs::read_to_string(file).map_err(|source| ConfigError::ReadNamedFile {
+                    what: "user-key secret file",
+                    path: file.display().to_string(),
+                    source,
+                })?;
+            let secret = text.trim_end_matches(['\n', '\r']).as_bytes().to_vec();
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(ConfigError::Invalid {
+                    key: "node.user-key-secret-file",
+                    reason: format!(
+                        "{} holds {} bytes; the secret must be at least {MIN_SECRET_BYTES}",
+                        file.display(),
+                        secret.len()
+                    ),
+                });
+            }
+            secret
         }
         (None, None) if demo => DEMO_SECRET.as_bytes().to_vec(),
         (None, None) => return Err(ConfigError::MissingSecret),
     };
     if secret.len() < MIN_SECRET_BYTES {
         return Err(ConfigError::Invalid {
-            key: "user-key secret",
-            reason: format!("must be at least {MIN_SECRET_BYTES} bytes"),
+            key: SECRET_ENV,
+            reason: format!(
+                "holds {} bytes; the secret must be at least {MIN_SECRET_BYTES}",
+                secret.len()
+            ),
         });
     }
     Ok(secret)
@@ -882,6 +917,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("dedup.window-events"), "{error}");
+        // The message gives the bad value and the range it must be in.
+        for (text, key, says) in [
+            ("[kafka]\nbrokers = \"x:\"\n", "kafka.brokers", "got \"x:\""),
+            ("[kafka]\nbrokers = \"a:1,:2\"\n", "kafka.brokers", "got"),
+            (
+                "[kafka]\ndefault-partitions = -3\n",
+                "kafka.default-partitions",
+                "got -3",
+            ),
+            (
+                "[dedup]\nwindow-events = 200000000\n",
+                "dedup.window-events",
+                "1000000..=100000000",
+            ),
+            (
+                "[node]\nrestart-backoff-min-ms = 0\n",
+                "node.restart-backoff-min-ms",
+                "got 0",
+            ),
+            (
+                "[node]\nrestart-backoff-min-ms = 900\nrestart-backoff-max-ms = 800\n",
+                "node.restart-backoff-max-ms",
+                "900..=",
+            ),
+            (
+                "[node]\nhttp-listen = \"localhost:80\"\n",
+                "node.http-listen",
+                "got \"localhost:80\"",
+            ),
+            (
+                "[live]\nretention-hours = 0\n",
+                "live.retention-hours",
+                "got 0",
+            ),
+        ] {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(
+                error.contains(key) && error.contains(says),
+                "{text}: {error}"
+            );
+        }
     }
 
     #[test]
@@ -919,7 +995,14 @@ mod tests {
                 .demo
         );
         let short = load_config(&path, &Overrides::default(), env("short"));
-        assert!(short.unwrap_err().to_string().contains("at least 16 bytes"));
+        let error = short.unwrap_err().to_string();
+        assert!(
+            error.contains(SECRET_ENV) && error.contains("holds 5 bytes"),
+            "{error}"
+        );
+        // A blank variable is unset, as for the tokens.
+        let blank = load_config(&path, &Overrides::default(), env("   "));
+        assert!(matches!(blank.unwrap_err(), ConfigError::MissingSecret));
     }
 
     const THREE: &str = r#"

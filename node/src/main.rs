@@ -64,10 +64,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 memory_limit_mb,
                 chunk_events,
             } => {
-                anyhow::ensure!(
-                    memory_limit_mb >= 64 && chunk_events >= 1,
-                    "--memory-limit-mb must be at least 64 and --chunk-events at least 1"
-                );
                 let settings = streamreel_lake::LakeSettings {
                     memory_limit_bytes: (memory_limit_mb as usize) << 20,
                     chunk_events,

@@ -276,7 +276,7 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
 }
 
 /// Job runs grouped by job and outcome, from `(job, status, duration)` of each
-/// run in the history, oldest first.
+/// run in the history, newest first (the replicated state's order).
 pub fn job_figures<'a>(
     runs: impl IntoIterator<Item = (&'a str, &'a str, Option<f64>)>,
 ) -> Vec<JobFigures> {
@@ -291,7 +291,7 @@ pub fn job_figures<'a>(
                 last_duration_s: None,
             });
         figures.runs += 1;
-        if duration.is_some() {
+        if figures.last_duration_s.is_none() {
             figures.last_duration_s = duration;
         }
     }
@@ -333,11 +333,12 @@ mod tests {
             },
             broker_reachable: Some(true),
             partitions: vec![partition(0), partition(3)],
+            // Newest first: the gold run of 3 s is the latest.
             jobs: job_figures([
-                ("gold", "succeeded", Some(2.0)),
-                ("gold", "failed", Some(0.5)),
-                ("gold", "succeeded", Some(3.0)),
                 ("enrich", "running", None),
+                ("gold", "succeeded", Some(3.0)),
+                ("gold", "failed", Some(0.5)),
+                ("gold", "succeeded", Some(2.0)),
             ]),
         };
         let text = render(&snapshot);

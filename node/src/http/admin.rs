@@ -286,7 +286,7 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Err(e) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
-                format!("body must be {{\"id\": N, \"addr\": \"HOST:PORT\"}}: {e}"),
+                format!("body must be {{\"id\": N, \"addr\": \"IP:PORT\"}}: {e}"),
             );
         }
     };

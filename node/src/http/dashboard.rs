@@ -121,12 +121,53 @@ async fn live(State(state): State<AppState>) -> Response {
         }
         (total, per_minute)
     };
-    let minutes: Vec<_> = per_minute
-        .iter()
-        .rev()
-        .take(LIVE_MINUTES)
-        .rev()
-        .map(|(minute, events)| json!({ "minute": format_rfc3339_micros(*minute), "events": events }))
+    let minutes: Vec<_> = newest_minutes(&per_minute, LIVE_MINUTES)
+        .into_iter()
+        .map(
+            |(minute, events)| json!({ "minute": format_rfc3339_micros(minute), "events": events }),
+        )
         .collect();
     Json(json!({ "accepted_total": accepted_total, "minutes": minutes })).into_response()
+}
+
+const MINUTE_US: i64 = 60_000_000;
+
+/// The `count` minutes ending with the newest one that has events, oldest
+/// first, a minute without events as 0: quiet minutes show as a dip in the
+/// chart, not as a gap that stretches the window back in time.
+fn newest_minutes(
+    per_minute: &std::collections::BTreeMap<i64, u64>,
+    count: usize,
+) -> Vec<(i64, u64)> {
+    let Some(&newest) = per_minute.keys().next_back() else {
+        return Vec::new();
+    };
+    (0..count as i64)
+        .rev()
+        .map(|back| {
+            let minute = newest - back * MINUTE_US;
+            (minute, per_minute.get(&minute).copied().unwrap_or(0))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_live_window_ends_at_the_newest_minute_and_fills_quiet_ones() {
+        let per_minute = [(0, 5), (10 * MINUTE_US, 7), (12 * MINUTE_US, 2)].into();
+        let window = newest_minutes(&per_minute, 4);
+        assert_eq!(
+            window,
+            vec![
+                (9 * MINUTE_US, 0),
+                (10 * MINUTE_US, 7),
+                (11 * MINUTE_US, 0),
+                (12 * MINUTE_US, 2)
+            ]
+        );
+        assert!(newest_minutes(&Default::default(), 30).is_empty());
+    }
 }

@@ -1,6 +1,7 @@
 //! `/live/*`: live aggregates from this node's replica of the Raft state.
 
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -10,7 +11,7 @@ use serde_json::json;
 use streamreel_cluster::live::EVENT_TYPES;
 use streamreel_protocol::time::format_rfc3339_micros;
 
-use super::AppState;
+use super::{AppState, error_response};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -40,9 +41,26 @@ struct TopQuery {
     limit: Option<usize>,
 }
 
+/// The widest window `/live/top-videos` reads: the live state's longest
+/// retention (`live.retention-hours` at most 8784 hours).
+const MAX_MINUTES: i64 = 60 * 24 * 366;
+const MAX_LIMIT: usize = 1_000;
+
 async fn top_videos(State(state): State<AppState>, Query(query): Query<TopQuery>) -> Response {
-    let minutes = query.minutes.unwrap_or(10).clamp(1, 60 * 24 * 366);
-    let limit = query.limit.unwrap_or(10).clamp(1, 1_000);
+    let minutes = query.minutes.unwrap_or(10);
+    let limit = query.limit.unwrap_or(10);
+    if !(1..=MAX_MINUTES).contains(&minutes) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            format!("minutes must be within 1..={MAX_MINUTES}, got {minutes}"),
+        );
+    }
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be within 1..={MAX_LIMIT}, got {limit}"),
+        );
+    }
     let applied = state.member.view.read();
     let live = applied.state.live();
     let videos: Vec<_> = live

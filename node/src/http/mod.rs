@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use ractor::ActorRef;
 use serde_json::json;
@@ -78,7 +78,40 @@ pub fn router(state: AppState) -> Router {
         .merge(live::routes())
         .merge(metrics::routes())
         .merge(dashboard::routes())
+        .fallback(no_route)
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+async fn no_route(method: Method, uri: Uri) -> Response {
+    error_response(StatusCode::NOT_FOUND, format!("no route {method} {uri}"))
+}
+
+/// The longest plain-text error body kept when it is rewritten as JSON.
+const MAX_ERROR_TEXT: usize = 64 * 1024;
+
+/// Every error answer is `{"error": ...}`: axum's own rejections (a path
+/// segment or query parameter that does not parse, a wrong method) come as
+/// plain text, and are rewritten here with their status and text.
+async fn json_errors(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), MAX_ERROR_TEXT)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    error_response(status, message)
 }
 
 /// Serves every route on `listen` until `shutdown`. Returns the bound address.

@@ -171,6 +171,43 @@ async fn bronze_counts(lake: &Path) -> anyhow::Result<BTreeMap<(String, i64, Str
     Ok(counts)
 }
 
+/// Bad input gets a JSON error with the right status, whichever layer refuses
+/// it: a handler, a path or query that does not parse, or no route at all.
+async fn assert_errors_are_json(cluster: &Cluster, via: u64) -> anyhow::Result<()> {
+    use reqwest::Method;
+    for (method, path, status, says) in [
+        (
+            Method::GET,
+            "/live/top-videos?minutes=0",
+            400,
+            "minutes must be within",
+        ),
+        (
+            Method::GET,
+            "/live/top-videos?limit=5000",
+            400,
+            "limit must be within",
+        ),
+        (Method::GET, "/live/top-videos?limit=-1", 400, "limit"),
+        (Method::DELETE, "/admin/nodes/abc", 400, "abc"),
+        (
+            Method::GET,
+            "/no/such/route",
+            404,
+            "no route GET /no/such/route",
+        ),
+        (Method::POST, "/admin/status", 405, "Method Not Allowed"),
+    ] {
+        let (code, answer) = cluster.call(via, method, path, None).await?;
+        let error = answer["error"].as_str().unwrap_or_default();
+        anyhow::ensure!(
+            code == status && error.contains(says),
+            "{path}: {code} {answer}"
+        );
+    }
+    Ok(())
+}
+
 /// The live aggregates of member `via` equal the same group-by over bronze.
 async fn assert_live_equals_bronze(cluster: &Cluster, via: u64, lake: &Path) -> anyhow::Result<()> {
     let expected = bronze_counts(lake).await?;
@@ -299,6 +336,7 @@ async fn members_killed_and_frozen_while_events_stream_lose_and_double_nothing()
         for id in cluster.ids() {
             assert_live_equals_bronze(&cluster, id, &lake).await?;
         }
+        assert_errors_are_json(&cluster, cluster.ids()[0]).await?;
         Ok(())
     }
     .await;
