@@ -6,7 +6,7 @@ use streamreel_lake::gold::{model_names, run_models_with};
 use streamreel_lake::maintenance::{compact, vacuum};
 use streamreel_lake::read_metadata_file;
 use streamreel_lake::silver::refresh_silver_with;
-use streamreel_lake::tables::Lake;
+use streamreel_lake::tables::{Lake, open_if_exists};
 
 use super::job::{JobKind, JobOutcome, JobSchedule};
 
@@ -37,6 +37,15 @@ pub async fn run_job(
             })
         }
         JobKind::Gold => {
+            // Before the first events reach silver there is nothing to build:
+            // not a failure to alarm anyone with.
+            let sessions = Lake::new(lake_dir).view_sessions();
+            if open_if_exists(&sessions).await.map_err(text)?.is_none() {
+                return Ok(JobOutcome {
+                    rows: 0,
+                    detail: "no view_sessions yet (no events enriched): nothing to build".into(),
+                });
+            }
             let videos = read_metadata_file(metadata).map_err(text)?;
             // Write-audit-publish: a failing data test publishes nothing and
             // fails the run with the report.
@@ -83,5 +92,33 @@ pub async fn run_job(
                 detail: format!("deleted {deleted} unreferenced files"),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn gold_before_any_silver_succeeds_with_nothing_to_build() {
+        let lake = std::env::temp_dir().join(format!("streamreel-no-lake-{}", std::process::id()));
+        let schedule = JobSchedule {
+            enrich_every: Duration::from_secs(30),
+            gold_every: Duration::from_secs(120),
+            compact_every: Duration::from_secs(3600),
+            vacuum_every: Duration::from_secs(86_400),
+            vacuum_retention: Duration::from_secs(7 * 86_400),
+            max_retries: 3,
+            retry_backoff: Duration::from_secs(2),
+            lake: streamreel_lake::LakeSettings::default(),
+        };
+        let outcome = run_job(JobKind::Gold, &lake, Path::new("unused.csv"), &schedule)
+            .await
+            .expect("no silver yet is not a failure");
+        assert_eq!(outcome.rows, 0);
+        assert!(outcome.detail.contains("nothing to build"), "{outcome:?}");
+        assert!(!lake.exists(), "nothing was created");
     }
 }
