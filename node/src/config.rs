@@ -814,8 +814,8 @@ fn resolve_secret(
     demo: bool,
 ) -> Result<Vec<u8>, ConfigError> {
     // A blank variable counts as unset, as for the tokens.
-    let secret = match (from_env.filter(|s| !s.trim().is_empty()), file) {
-        (Some(secret), _) => secret.into_bytes(),
+    match (from_env.filter(|s| !s.trim().is_empty()), file) {
+        (Some(secret), _) => long_enough(secret.into_bytes(), SECRET_ENV, "it"),
         (None, Some(file)) => {
             let text =
                 std::fs::read_to_string(file).map_err(|source| ConfigError::ReadNamedFile {
@@ -824,26 +824,24 @@ fn resolve_secret(
                     source,
                 })?;
             let secret = text.trim_end_matches(['\n', '\r']).as_bytes().to_vec();
-            if secret.len() < MIN_SECRET_BYTES {
-                return Err(ConfigError::Invalid {
-                    key: "node.user-key-secret-file",
-                    reason: format!(
-                        "{} holds {} bytes; the secret must be at least {MIN_SECRET_BYTES}",
-                        file.display(),
-                        secret.len()
-                    ),
-                });
-            }
-            secret
+            long_enough(
+                secret,
+                "node.user-key-secret-file",
+                &file.display().to_string(),
+            )
         }
-        (None, None) if demo => DEMO_SECRET.as_bytes().to_vec(),
-        (None, None) => return Err(ConfigError::MissingSecret),
-    };
+        (None, None) if demo => Ok(DEMO_SECRET.as_bytes().to_vec()),
+        (None, None) => Err(ConfigError::MissingSecret),
+    }
+}
+
+/// The secret from `source` (named by `key`), unless it is too short to be one.
+fn long_enough(secret: Vec<u8>, key: &'static str, source: &str) -> Result<Vec<u8>, ConfigError> {
     if secret.len() < MIN_SECRET_BYTES {
         return Err(ConfigError::Invalid {
-            key: SECRET_ENV,
+            key,
             reason: format!(
-                "holds {} bytes; the secret must be at least {MIN_SECRET_BYTES}",
+                "{source} holds {} bytes; the secret must be at least {MIN_SECRET_BYTES}",
                 secret.len()
             ),
         });
@@ -1003,6 +1001,18 @@ mod tests {
         // A blank variable is unset, as for the tokens.
         let blank = load_config(&path, &Overrides::default(), env("   "));
         assert!(matches!(blank.unwrap_err(), ConfigError::MissingSecret));
+        // A short secret file is named with its size.
+        let secret_file = dir.path().join("secret");
+        std::fs::write(&secret_file, "short\n").unwrap();
+        let config = format!("[node]\nuser-key-secret-file = {:?}\n", secret_file);
+        std::fs::write(&path, config).unwrap();
+        let error = load_config(&path, &Overrides::default(), EnvSecrets::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("node.user-key-secret-file") && error.contains("holds 5 bytes"),
+            "{error}"
+        );
     }
 
     const THREE: &str = r#"
