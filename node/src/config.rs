@@ -481,27 +481,12 @@ fn validate(
             "demo mode is chosen only with the --demo flag, never by a config file",
         ));
     }
-    // Upper bounds keep every duration and size far from overflow, and refuse
-    // values that can only be typing mistakes.
-    let within = |key: &'static str, value: u64, min: u64, max: u64| {
-        if (min..=max).contains(&value) {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid {
-                key,
-                reason: format!("must be within {min}..={max}, got {value}"),
-            })
-        }
-    };
-    if !(1..=10_000).contains(&raw.kafka.default_partitions) {
-        return Err(ConfigError::Invalid {
-            key: "kafka.default-partitions",
-            reason: format!(
-                "must be within 1..=10000, got {}",
-                raw.kafka.default_partitions
-            ),
-        });
-    }
+    within(
+        "kafka.default-partitions",
+        raw.kafka.default_partitions,
+        1,
+        10_000,
+    )?;
     within(
         "kafka.dlq-retention-hours",
         raw.kafka.dlq_retention_hours,
@@ -510,13 +495,13 @@ fn validate(
     )?;
     within(
         "lake.commit-max-events",
-        raw.lake.commit_max_events as u64,
+        raw.lake.commit_max_events,
         1,
         10_000_000,
     )?;
     within(
         "lake.commit-max-bytes",
-        raw.lake.commit_max_bytes as u64,
+        raw.lake.commit_max_bytes,
         1 << 20,
         1 << 30,
     )?;
@@ -529,15 +514,15 @@ fn validate(
     // The lower bounds are the contract's de-duplication window.
     within(
         "dedup.window-events",
-        raw.dedup.window_events as u64,
+        raw.dedup.window_events,
         1_000_000,
         100_000_000,
     )?;
     within("dedup.window-hours", raw.dedup.window_hours, 24, 24 * 366)?;
     within(
         "dedup.max-ids",
-        raw.dedup.max_ids as u64,
-        raw.dedup.window_events as u64,
+        raw.dedup.max_ids,
+        raw.dedup.window_events,
         400_000_000,
     )?;
     within(
@@ -558,14 +543,14 @@ fn validate(
         MIN_VACUUM_RETENTION_HOURS as u64,
         MAX_HOURS,
     )?;
-    within("jobs.max-retries", u64::from(raw.jobs.max_retries), 0, 100)?;
+    within("jobs.max-retries", raw.jobs.max_retries, 0, 100)?;
     within(
         "jobs.retry-backoff-ms",
         raw.jobs.retry_backoff_ms,
         1,
         3_600_000,
     )?;
-    within("jobs.threads", raw.jobs.threads as u64, 1, 64)?;
+    within("jobs.threads", raw.jobs.threads, 1, 64)?;
     within(
         "jobs.memory-limit-mb",
         raw.jobs.memory_limit_mb,
@@ -771,6 +756,25 @@ fn validate(
         },
         job_threads: jobs.threads,
     })
+}
+
+/// `value` within `min..=max`, else an error naming `key`, the range and the
+/// value. Upper bounds keep every duration and size far from overflow, and
+/// refuse values that can only be typing mistakes.
+fn within<T: PartialOrd + std::fmt::Display>(
+    key: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), ConfigError> {
+    if min <= value && value <= max {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            key,
+            reason: format!("must be within {min}..={max}, got {value}"),
+        })
+    }
 }
 
 /// `HOST:PORT[,HOST:PORT...]` with a host and a port (1-65535) in every part.

@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
+use streamreel_lake::LakeError;
 use streamreel_lake::gold::{model_names, run_models_with};
 use streamreel_lake::maintenance::{compact, vacuum};
 use streamreel_lake::read_metadata_file;
 use streamreel_lake::silver::refresh_silver_with;
-use streamreel_lake::tables::{Lake, open_if_exists};
+use streamreel_lake::tables::Lake;
 
 use super::job::{JobKind, JobOutcome, JobSchedule};
 
@@ -16,7 +17,7 @@ pub async fn run_job(
     metadata: &Path,
     schedule: &JobSchedule,
 ) -> Result<JobOutcome, String> {
-    let text = |e: streamreel_lake::LakeError| e.to_string();
+    let text = |e: LakeError| e.to_string();
     match job {
         JobKind::Enrich => {
             let videos = read_metadata_file(metadata).map_err(text)?;
@@ -37,21 +38,21 @@ pub async fn run_job(
             })
         }
         JobKind::Gold => {
-            // Before the first events reach silver there is nothing to build:
-            // not a failure to alarm anyone with.
-            let sessions = Lake::new(lake_dir).view_sessions();
-            if open_if_exists(&sessions).await.map_err(text)?.is_none() {
-                return Ok(JobOutcome {
-                    rows: 0,
-                    detail: "no view_sessions yet (no events enriched): nothing to build".into(),
-                });
-            }
             let videos = read_metadata_file(metadata).map_err(text)?;
             // Write-audit-publish: a failing data test publishes nothing and
             // fails the run with the report.
-            let gold = run_models_with(lake_dir, &videos, None, &schedule.lake)
-                .await
-                .map_err(text)?;
+            let gold = match run_models_with(lake_dir, &videos, None, &schedule.lake).await {
+                Ok(gold) => gold,
+                // Before the first events reach silver there is nothing to
+                // build: not a failure to alarm anyone with.
+                Err(LakeError::MissingTable { table }) => {
+                    return Ok(JobOutcome {
+                        rows: 0,
+                        detail: format!("no {table} yet (no events enriched): nothing to build"),
+                    });
+                }
+                Err(error) => return Err(text(error)),
+            };
             let rows = gold.models.iter().map(|r| r.rows).sum();
             Ok(JobOutcome {
                 rows,
@@ -114,7 +115,8 @@ mod tests {
             retry_backoff: Duration::from_secs(2),
             lake: streamreel_lake::LakeSettings::default(),
         };
-        let outcome = run_job(JobKind::Gold, &lake, Path::new("unused.csv"), &schedule)
+        let metadata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../metadata/video_metadata.csv");
+        let outcome = run_job(JobKind::Gold, &lake, &metadata, &schedule)
             .await
             .expect("no silver yet is not a failure");
         assert_eq!(outcome.rows, 0);
