@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent,
+};
 use tracing::{error, info, warn};
 
 use streamreel_cluster::{Epoch, Ownership};
@@ -142,6 +144,11 @@ impl Actor for IngestSupervisor {
             SupervisorMsg::Shutdown(reply) => {
                 state.shutting_down = true;
                 let all_stats = state.context.stats.clone();
+                // The flag reports this shutdown's stops; a partition released
+                // earlier (its batch left to the new owner) is not one of them.
+                for (_, stats) in all_stats.snapshot() {
+                    stats.uncommitted_at_stop.store(false, Ordering::SeqCst);
+                }
                 let stops = state
                     .slots
                     .drain()
@@ -171,14 +178,19 @@ impl Actor for IngestSupervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         // Overridden so that a child's end never stops the supervisor itself.
-        let (cell, reason) = match event {
-            SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string()),
+        let (cell, reason, failed) = match event {
+            SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string(), true),
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell, reason.unwrap_or_else(|| "stopped".into()))
+                (cell, reason.unwrap_or_else(|| "stopped".into()), false)
             }
             _ => return Ok(()),
         };
         let Some(partition) = state.by_actor.remove(&cell.get_id()) else {
+            // Released already, or not yet recorded as running (`on_started`
+            // restarts it then); the reason is only seen here.
+            if failed {
+                warn!(actor = %cell.get_id(), %reason, "a partition actor not recorded as running failed");
+            }
             return Ok(());
         };
         let Some(Slot::Running { epoch, started, .. }) = state.slots.remove(&partition) else {
@@ -263,6 +275,16 @@ impl SupervisorState {
     ) {
         let expected =
             matches!(self.slots.get(&partition), Some(Slot::Starting { epoch: e }) if *e == epoch);
+        // Supervision events overtake ordinary messages, so an actor that
+        // failed straight after starting reported its end before this message
+        // and was ignored then: it must be restarted here.
+        let result = result.and_then(|actor| {
+            if actor.get_status() >= ActorStatus::Stopping {
+                Err("it ended straight after it started".to_string())
+            } else {
+                Ok(actor)
+            }
+        });
         match result {
             Ok(actor) if expected && !self.shutting_down && self.owns(partition) == Some(epoch) => {
                 info!(partition, epoch, actor = %actor.get_id(), "partition actor running");

@@ -142,8 +142,18 @@ impl ClusterMember {
         loop {
             let leader = metrics.borrow_and_update().current_leader;
             let answer = match leader {
+                // openraft's leader waits for a quorum without limit (it does
+                // not step down when it loses one), so the deadline applies here too.
                 Some(leader) if leader == self.id => {
-                    Some(self.write_as_leader(command.clone()).await)
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(left, self.write_as_leader(command.clone())).await {
+                        Ok(answer) => Some(answer),
+                        Err(_) => {
+                            return Err(ClusterError::Timeout {
+                                what: "proposing a command: no quorum answered the leader".into(),
+                            });
+                        }
+                    }
                 }
                 Some(leader) => self.forward(leader, &command).await,
                 None => None,

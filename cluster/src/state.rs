@@ -136,6 +136,16 @@ impl ClusterState {
                 given: increment.epoch,
             });
         }
+        // A forwarded proposal whose answer timed out is proposed again; its
+        // second copy finds itself applied and is a success, not a refusal
+        // (a delta version names one bronze commit).
+        if state.checkpoint.is_some_and(|c| {
+            c.epoch == increment.epoch
+                && c.last_offset == increment.last_offset
+                && c.delta_version == increment.delta_version
+        }) {
+            return CommandResult::Done;
+        }
         let current = state.checkpoint.map_or(-1, |c| c.last_offset);
         if increment.after_offset != current {
             return CommandResult::Refused(Refusal::CheckpointMoved {
@@ -385,16 +395,24 @@ mod tests {
         state.apply(&assign(0, 1, 0), &members());
         let first = Command::Checkpoint(increment_after(0, 1, -1, 10));
         assert_eq!(state.apply(&first, &members()), CommandResult::Done);
-        // The same increment again (a retry whose answer was lost) folds nothing twice.
+        // The same increment again (a retry whose answer was lost) succeeds
+        // and folds nothing twice.
+        assert_eq!(state.apply(&first, &members()), CommandResult::Done);
+        assert_eq!(state.live().video("v"), vec![(0, [1, 0, 0, 0])]);
+        assert_eq!(state.partition(0).unwrap().dedup.len(), 1);
+        // Another increment from the old place (another bronze commit) is refused.
+        let other = CheckpointIncrement {
+            delta_version: 11,
+            ..increment_after(0, 1, -1, 10)
+        };
         assert!(matches!(
-            state.apply(&first, &members()),
+            state.apply(&Command::Checkpoint(other), &members()),
             CommandResult::Refused(Refusal::CheckpointMoved {
                 current: 10,
                 expected: -1,
                 ..
             })
         ));
-        assert_eq!(state.live().video("v"), vec![(0, [1, 0, 0, 0])]);
         assert!(matches!(
             state.apply(
                 &Command::Checkpoint(increment_after(0, 1, 10, 9)),

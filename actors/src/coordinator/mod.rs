@@ -279,10 +279,12 @@ impl Actor for Coordinator {
                         "placing partitions"
                     );
                 }
-                if let Err(e) = state.execute(moves).await {
-                    warn!(error = %e, "placement failed; retrying at the next tick");
+                match state.execute(moves).await {
+                    Ok(_) => state.live = live,
+                    // Members seen as returned stay new until a round succeeds,
+                    // so the rebalance they call for is not dropped.
+                    Err(e) => warn!(error = %e, "placement failed; retrying at the next tick"),
                 }
-                state.live = live;
             }
             CoordinatorMsg::Discover => {
                 let (brokers, topic) = (state.args.brokers.clone(), state.args.input_topic.clone());
