@@ -126,19 +126,11 @@ pub async fn ensure_topics(
 /// The smallest `max.message.bytes` of `topics` as the broker reports it, or
 /// Kafka's default for a topic whose limit the broker does not report.
 pub async fn record_limit(brokers: &str, topics: &[&str]) -> Result<usize, ActorError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let resources: Vec<ResourceSpecifier<'_>> =
-        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
-    let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
-    let limits = match admin.describe_configs(&resources, &options).await {
-        Ok(results) => results
+    let limits = match topic_config(brokers, topics, "max.message.bytes").await {
+        Ok(values) => values
             .into_iter()
-            .map(|result| {
-                result
-                    .ok()
-                    .and_then(|resource| resource.get("max.message.bytes")?.value.clone())
+            .map(|value| {
+                value
                     .and_then(|value| value.parse::<usize>().ok())
                     .unwrap_or(DEFAULT_RECORD_LIMIT)
             })
@@ -150,6 +142,30 @@ pub async fn record_limit(brokers: &str, topics: &[&str]) -> Result<usize, Actor
         }
     };
     Ok(limits.into_iter().min().unwrap_or(DEFAULT_RECORD_LIMIT))
+}
+
+/// `key` of each of `topics` as the broker describes it (`None`: not reported).
+pub async fn topic_config(
+    brokers: &str,
+    topics: &[&str],
+    key: &str,
+) -> Result<Vec<Option<String>>, ActorError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let resources: Vec<ResourceSpecifier<'_>> =
+        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
+    Ok(admin
+        .describe_configs(&resources, &options)
+        .await?
+        .into_iter()
+        .map(|result| {
+            result
+                .ok()
+                .and_then(|resource| resource.get(key)?.value.clone())
+        })
+        .collect())
 }
 
 /// The partition ids of `topic`, as the broker reports them. Blocking: call it

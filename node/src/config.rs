@@ -56,6 +56,10 @@ pub enum ConfigError {
     )]
     MissingClusterToken,
     #[error(
+        "no shared lake: the {members} members of a cluster must write one lake; set lake.uri (or --lake), or each would write its own <data-dir>/lake"
+    )]
+    UnsharedLake { members: usize },
+    #[error(
         "no admin token: a node listening on {addr} (not loopback) needs {ADMIN_TOKEN_ENV} or node.admin-token-file (or --demo)"
     )]
     MissingAdminToken { addr: SocketAddr },
@@ -686,6 +690,11 @@ fn validate(
         .clone()
         .or(member_data_dir)
         .unwrap_or(raw.node.data_dir);
+    if members.len() > 1 && overrides.lake.is_none() && raw.lake.uri.is_none() {
+        return Err(ConfigError::UnsharedLake {
+            members: members.len(),
+        });
+    }
     let lake_dir = overrides
         .lake
         .clone()
@@ -1070,6 +1079,29 @@ uri = "/srv/lake"
         };
         let error = load(THREE, nine, env).unwrap_err().to_string();
         assert!(error.contains("node 9 is not listed"), "{error}");
+    }
+
+    #[test]
+    fn a_cluster_without_a_shared_lake_is_refused() {
+        let unshared = THREE.replace("[lake]\nuri = \"/srv/lake\"\n", "");
+        assert_ne!(unshared, THREE);
+        let demo = || Overrides {
+            node_id: Some(2),
+            demo: true,
+            ..Overrides::default()
+        };
+        let error = load(&unshared, demo(), env(SECRET)).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::UnsharedLake { members: 2 }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("lake.uri"), "{error}");
+        let with_flag = Overrides {
+            lake: Some("/srv/lake".into()),
+            ..demo()
+        };
+        let config = load(&unshared, with_flag, env(SECRET)).unwrap();
+        assert_eq!(config.lake_dir(), PathBuf::from("/srv/lake"));
     }
 
     #[test]

@@ -18,7 +18,8 @@ use streamreel_actors::acks::{OutputProducer, output_producer};
 use streamreel_actors::coordinator::scheduler::HISTORY;
 use streamreel_actors::coordinator::{Coordinator, CoordinatorArgs, CoordinatorMsg};
 use streamreel_actors::{
-    IngestContext, IngestStats, IngestSupervisor, SupervisorArgs, SupervisorMsg, kafka,
+    IngestContext, IngestStats, IngestSupervisor, KafkaSettings, SupervisorArgs, SupervisorMsg,
+    kafka,
 };
 use streamreel_cluster::network::PeerClient;
 use streamreel_cluster::{ClusterMember, Member, NodeId, RaftTimings, StateSettings};
@@ -260,6 +261,7 @@ async fn connect_to_brokers(config: &NodeConfig) -> (usize, OutputProducer) {
         match attempt.await {
             Ok((limit, producer)) => {
                 info!(record_limit = limit, "kafka brokers ready");
+                warn_on_long_dlq_retention(settings).await;
                 return (limit, producer);
             }
             Err(error) => {
@@ -273,6 +275,28 @@ async fn connect_to_brokers(config: &NodeConfig) -> (usize, OutputProducer) {
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
+    }
+}
+
+/// A dead-letter topic created before the node (by hand or by a script) keeps
+/// the broker's retention, which the node does not change; dead letters hold
+/// what users sent, so keeping them longer than configured is worth a warning.
+async fn warn_on_long_dlq_retention(settings: &KafkaSettings) {
+    let wanted_ms = settings.dlq_retention.as_millis() as i64;
+    let reported = kafka::topic_config(&settings.brokers, &[&settings.dlq_topic], "retention.ms")
+        .await
+        .ok()
+        .and_then(|values| values.into_iter().next().flatten())
+        .and_then(|value| value.parse::<i64>().ok());
+    if let Some(retention_ms) = reported
+        && (retention_ms < 0 || retention_ms > wanted_ms)
+    {
+        warn!(
+            topic = %settings.dlq_topic,
+            retention_ms,
+            wanted_ms,
+            "the dead-letter topic keeps records longer than kafka.dlq-retention-hours; set its retention.ms"
+        );
     }
 }
 

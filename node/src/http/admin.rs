@@ -299,6 +299,29 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     if !state.member.is_leader() {
         return forward(&state, Method::POST, "/admin/nodes", Some(body), &headers).await;
     }
+    // Adding a learner waits until it has caught up: a member that is not
+    // running would hold the request (and the membership change) forever.
+    match state.member.ping(&node.addr).await {
+        Ok(answer) if answer.node == node.id => {}
+        Ok(answer) => {
+            return error_response(
+                StatusCode::CONFLICT,
+                format!(
+                    "{} answers as node {}, not node {}",
+                    node.addr, answer.node, node.id
+                ),
+            );
+        }
+        Err(e) => {
+            return error_response(
+                StatusCode::CONFLICT,
+                format!(
+                    "node {} does not answer at {} ({e}): start it first, with the cluster's token",
+                    node.id, node.addr
+                ),
+            );
+        }
+    }
     let raft = &state.member.raft;
     let member = Member {
         addr: node.addr.clone(),

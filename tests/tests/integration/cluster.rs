@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use streamreel_lake::BronzeTable;
 use streamreel_lake::query::{column_as_i64, column_as_strings, register_path, run_sql};
-use streamreel_tests::broker::Broker;
+use streamreel_tests::broker::{Broker, free_port};
 use streamreel_tests::cluster::Cluster;
 use streamreel_tests::node_process::streamreel_binary;
 use streamreel_tests::simulated;
@@ -486,9 +486,25 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
             .wait_settled(leader, PARTITIONS, Duration::from_secs(60))
             .await?;
         let mut simulator = stream(&broker, EVENTS, SEED, 1_500)?;
-        let addr = cluster.start_new_member(3)?;
         let node_url = cluster.url(1);
         let admin = |args: &[&str]| admin_cli(&node_url, args);
+        // A member that is not running is refused at once, not waited for.
+        let nobody = format!("127.0.0.1:{}", free_port()?);
+        let (ok, out) = admin(&["add-node", "5", "--addr", &nobody])?;
+        anyhow::ensure!(
+            !ok && out.contains("node 5 does not answer") && out.contains("start it first"),
+            "{out}"
+        );
+        let addr = cluster.start_new_member(3)?;
+        wait_for("node 3 to answer", Duration::from_secs(60), || async {
+            Ok(cluster.status(3).await.is_ok().then_some(()))
+        })
+        .await?;
+        let (ok, out) = admin(&["add-node", "1", "--addr", &addr])?;
+        anyhow::ensure!(
+            !ok && out.contains("answers as node 3, not node 1"),
+            "{out}"
+        );
         let (ok, out) = admin(&["add-node", "3", "--addr", &addr])?;
         anyhow::ensure!(ok, "add-node: {out}");
         // A member that joins gets its share of the partitions.
