@@ -107,12 +107,16 @@ pub fn parse_event(bytes: &[u8]) -> Result<EngagementEvent<'_>, Rejection> {
     // else and words every error.
     let wire: WireEvent<'_> = match std::str::from_utf8(bytes) {
         Ok(text) => match crate::plain_json::read_plain_event(text) {
-            Some(wire) => Ok(wire),
-            None => serde_json::from_str(text),
+            Some(wire) => wire,
+            None => read_with_serde(text)?,
         },
-        Err(_) => serde_json::from_slice(bytes),
-    }
-    .map_err(classify_json_error)?;
+        // serde_json would let invalid UTF-8 pass inside members it skips.
+        Err(error) => {
+            return Err(Rejection::NotJson {
+                detail: format!("invalid UTF-8 at byte {}", error.valid_up_to()),
+            });
+        }
+    };
 
     for (field, value) in [
         ("event_id", &wire.event_id),
@@ -128,9 +132,12 @@ pub fn parse_event(bytes: &[u8]) -> Result<EngagementEvent<'_>, Rejection> {
 
     let event_type = EventType::parse(&wire.event_type).ok_or(Rejection::UnknownEventType)?;
     check_position("position_s", wire.position_s)?;
+    if let Some(target) = wire.seek_to_s {
+        check_position("seek_to_s", target)?;
+    }
     match (event_type, wire.seek_to_s) {
         (EventType::Seek, None) => return Err(Rejection::MissingSeekTarget),
-        (EventType::Seek, Some(target)) => check_position("seek_to_s", target)?,
+        (EventType::Seek, Some(_)) => {}
         (_, Some(_)) => {
             return Err(Rejection::UnexpectedSeekTarget {
                 event_type: event_type.as_str(),
@@ -188,6 +195,40 @@ fn not_an_object(bytes: &[u8]) -> Rejection {
         }
         Err(error) => classify_json_error(error),
     }
+}
+
+/// The members the contract lists, which an error may name.
+const MEMBERS: [&str; 10] = [
+    "event_id",
+    "session_id",
+    "user_id",
+    "video_id",
+    "event_type",
+    "position_s",
+    "seek_to_s",
+    "event_time",
+    "region",
+    "device",
+];
+
+/// serde_json's reading, which decides every case the fast reader leaves; a
+/// wrong type is reported with the member it is in.
+fn read_with_serde(text: &str) -> Result<WireEvent<'_>, Rejection> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let wire = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let member = error.path().to_string();
+        match classify_json_error(error.into_inner()) {
+            // Only a listed name: an unknown member's name is input.
+            Rejection::Schema { detail } if MEMBERS.contains(&member.as_str()) => {
+                Rejection::Schema {
+                    detail: format!("member `{member}`: {detail}"),
+                }
+            }
+            other => other,
+        }
+    })?;
+    deserializer.end().map_err(classify_json_error)?;
+    Ok(wire)
 }
 
 fn classify_json_error(error: serde_json::Error) -> Rejection {
@@ -290,6 +331,39 @@ mod tests {
         assert_eq!(mistyped.kind(), "schema");
         assert!(mistyped.to_string().contains("invalid type"), "{mistyped}");
         assert_eq!(reject(&with("device", "7")).kind(), "schema");
+        // The member is named and the value never quoted.
+        let phone = reject(&with("user_id", "4155550123")).to_string();
+        assert!(
+            phone.contains("member `user_id`") && !phone.contains("4155550123"),
+            "{phone}"
+        );
+        let null = reject(&with("video_id", "null")).to_string();
+        assert!(null.contains("member `video_id`"), "{null}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_not_json_even_in_an_unknown_member() {
+        let head = &VALID[..VALID.rfind("\"extra\"").unwrap()];
+        let mut bytes = head.as_bytes().to_vec();
+        bytes.extend_from_slice(b"\"note\":\"\xff\"}");
+        assert_eq!(
+            parse_event(&bytes).unwrap_err(),
+            Rejection::NotJson {
+                detail: format!("invalid UTF-8 at byte {}", bytes.len() - 3)
+            }
+        );
+    }
+
+    #[test]
+    fn a_negative_seek_target_is_a_bad_number_before_it_is_unexpected() {
+        let play = with_fields(&[("event_type", "\"play\""), ("seek_to_s", "-1")]);
+        assert_eq!(
+            reject(&play),
+            Rejection::BadNumber {
+                field: "seek_to_s",
+                value: -1.0
+            }
+        );
     }
 
     #[test]

@@ -49,12 +49,22 @@ impl Rejection {
 const MAX_DETAIL_CHARS: usize = 160;
 
 /// A parser's message without the input it quotes: every `"..."` becomes `"…"`
-/// (serde_json quotes offending strings whole), and the rest is capped.
+/// (serde_json quotes offending strings whole), and the rest is capped. serde
+/// puts other values (numbers, booleans) and field names between backticks:
+/// a name (lowercase letters and `_`) stays, anything else becomes `…`.
 pub fn redact_input(detail: &str) -> String {
     let mut out = String::with_capacity(detail.len().min(MAX_DETAIL_CHARS + 8));
     let mut chars = detail.chars();
     while let Some(c) = chars.next() {
         out.push(c);
+        if c == '`' {
+            let quoted: String = chars.by_ref().take_while(|&inner| inner != '`').collect();
+            let is_name = !quoted.is_empty()
+                && quoted.len() <= 32
+                && quoted.chars().all(|q| q.is_ascii_lowercase() || q == '_');
+            out.push_str(if is_name { &quoted } else { "…" });
+            out.push('`');
+        }
         if c == '"' {
             out.push('…');
             // Skip to the closing quote; a backslash escapes the next char.
@@ -88,6 +98,14 @@ mod tests {
                 r#"invalid type: string "secret \"x\" value", expected f64 at line 1 column 9"#
             ),
             r#"invalid type: string "…", expected f64 at line 1 column 9"#
+        );
+        assert_eq!(
+            redact_input("invalid type: integer `4155550123`, expected a string"),
+            "invalid type: integer `…`, expected a string"
+        );
+        assert_eq!(
+            redact_input("missing field `video_id`; invalid type: boolean `true`"),
+            "missing field `video_id`; invalid type: boolean `true`"
         );
         let unterminated = redact_input(&format!("a \"{}", "x".repeat(1_000_000)));
         assert_eq!(unterminated, "a \"…\"");

@@ -10,12 +10,25 @@ const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// Parses an RFC 3339 time (any offset) into UTC microseconds.
 pub fn parse_rfc3339_micros(text: &str) -> Result<i64, String> {
-    if let Some(micros) = parse_fast(text.as_bytes()) {
-        return Ok(micros);
+    let micros = match parse_fast(text.as_bytes()) {
+        Some(micros) => micros,
+        None => DateTime::parse_from_rfc3339(text)
+            .map_err(|e| e.to_string())?
+            .with_timezone(&Utc)
+            .timestamp_micros(),
+    };
+    // An offset can carry 9999-12-31 or 0000-01-01 past what UTC can write
+    // in RFC 3339, which every output promises.
+    if (FIRST_UTC_US..=LAST_UTC_US).contains(&micros) {
+        Ok(micros)
+    } else {
+        Err("outside the years 0000 to 9999 in UTC".into())
     }
-    let parsed = DateTime::parse_from_rfc3339(text).map_err(|e| e.to_string())?;
-    Ok(parsed.with_timezone(&Utc).timestamp_micros())
 }
+
+/// 0000-01-01T00:00:00Z and the last microsecond of 9999 in UTC microseconds.
+const FIRST_UTC_US: i64 = -62_167_219_200_000_000;
+const LAST_UTC_US: i64 = 253_402_300_799_999_999;
 
 /// Formats UTC microseconds as RFC 3339 with microseconds and a `Z` suffix.
 pub fn format_rfc3339_micros(micros: i64) -> String {
@@ -179,6 +192,18 @@ mod tests {
     }
 
     #[test]
+    fn times_that_utc_cannot_write_in_rfc3339_are_refused() {
+        let last = parse_rfc3339_micros("9999-12-31T23:59:59.999999Z").unwrap();
+        assert_eq!(format_rfc3339_micros(last), "9999-12-31T23:59:59.999999Z");
+        let first = parse_rfc3339_micros("0000-01-01T00:00:00Z").unwrap();
+        assert_eq!(format_rfc3339_micros(first), "0000-01-01T00:00:00.000000Z");
+        for beyond in ["9999-12-31T23:59:59-01:00", "0000-01-01T00:00:00+00:01"] {
+            let error = parse_rfc3339_micros(beyond).unwrap_err();
+            assert!(error.contains("0000 to 9999"), "{beyond}: {error}");
+        }
+    }
+
+    #[test]
     fn rejects_dates_without_time_and_impossible_dates() {
         assert!(parse_rfc3339_micros("2026-11-24").is_err());
         assert!(parse_rfc3339_micros("2026-02-30T00:00:00Z").is_err());
@@ -206,7 +231,8 @@ mod tests {
 
         #[test]
         fn any_text_parses_like_chrono(text in "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,10})?(Z|[+-][0-9]{2}:[0-9]{2}|z|)") {
-            prop_assert_eq!(parse_rfc3339_micros(&text).ok(), chrono_parse(&text), "{}", text);
+            let writable = chrono_parse(&text).filter(|m| (FIRST_UTC_US..=LAST_UTC_US).contains(m));
+            prop_assert_eq!(parse_rfc3339_micros(&text).ok(), writable, "{}", text);
         }
 
         #[test]
