@@ -84,11 +84,20 @@ pub struct LiveAggregates {
     newest_minute_us: Option<i64>,
 }
 
+/// How far ahead of its proposal's clock an event's minute may be and still
+/// count live: one event from a device whose clock reads the year 9999 would
+/// otherwise become the newest minute and push every real minute out for good.
+/// Generous, so that a simulated stream running ahead of the clock still shows.
+pub const LIVE_FUTURE_LIMIT_US: i64 = 30 * 24 * 60 * MINUTE_US;
+
 impl LiveAggregates {
     /// Folds counts in, then forgets minutes older than `retention_us` behind
-    /// the newest minute seen.
-    pub fn fold(&mut self, counts: &[LiveCount], retention_us: i64) {
-        for count in counts {
+    /// the newest minute seen. Minutes beyond [`LIVE_FUTURE_LIMIT_US`] after
+    /// `proposed_at_us` (the increment's own time, so replicas agree) are left
+    /// out; their events are in bronze like any other.
+    pub fn fold(&mut self, counts: &[LiveCount], retention_us: i64, proposed_at_us: i64) {
+        let latest_allowed = proposed_at_us.saturating_add(LIVE_FUTURE_LIMIT_US);
+        for count in counts.iter().filter(|c| c.minute_us <= latest_allowed) {
             let entry = self
                 .counts
                 .entry((count.minute_us, count.video_id.clone()))
@@ -164,7 +173,7 @@ mod tests {
         batch.add("v2", 30, "seek");
         batch.add("v2", 30, "dance");
         let mut live = LiveAggregates::default();
-        live.fold(&batch.take(), HOUR_US);
+        live.fold(&batch.take(), HOUR_US, 0);
         assert_eq!(
             live.video("v1"),
             vec![(0, [1, 0, 0, 1]), (MINUTE_US, [1, 0, 0, 0])]
@@ -181,11 +190,38 @@ mod tests {
             minute_us,
             counts: [1, 0, 0, 0],
         };
-        live.fold(&[count(0), count(HOUR_US)], HOUR_US);
+        live.fold(&[count(0), count(HOUR_US)], HOUR_US, 0);
         assert_eq!(live.video("v").len(), 2, "exactly one hour behind is kept");
-        live.fold(&[count(HOUR_US + MINUTE_US)], HOUR_US);
+        live.fold(&[count(HOUR_US + MINUTE_US)], HOUR_US, 0);
         assert_eq!(live.video("v").len(), 2);
         assert_eq!(live.video("v")[0].0, HOUR_US);
+    }
+
+    #[test]
+    fn a_minute_far_ahead_of_the_proposal_neither_counts_nor_moves_the_clock() {
+        let mut live = LiveAggregates::default();
+        let count = |minute_us| LiveCount {
+            video_id: "v".into(),
+            minute_us,
+            counts: [1, 0, 0, 0],
+        };
+        let now = 1_000 * HOUR_US;
+        let year_9999 = 253_402_300_740_000_000;
+        live.fold(&[count(now), count(year_9999)], HOUR_US, now);
+        live.fold(&[count(now + MINUTE_US)], HOUR_US, now);
+        assert_eq!(
+            live.video("v"),
+            vec![(now, [1, 0, 0, 0]), (now + MINUTE_US, [1, 0, 0, 0])]
+        );
+        assert_eq!(live.top_videos(1, 1), vec![("v".into(), 1)]);
+        let ahead = now + LIVE_FUTURE_LIMIT_US;
+        live.fold(&[count(ahead)], HOUR_US, now);
+        assert_eq!(
+            live.top_videos(1, 1),
+            vec![("v".into(), 1)],
+            "the limit itself counts"
+        );
+        assert_eq!(live.video("v").last(), Some(&(ahead, [1, 0, 0, 0])));
     }
 
     #[test]
@@ -204,6 +240,7 @@ mod tests {
                 count("a", 8 * MINUTE_US, 4),
             ],
             HOUR_US,
+            0,
         );
         assert_eq!(
             live.top_videos(1, 10),
@@ -223,7 +260,7 @@ mod tests {
                 for (video, time, kind) in chunk {
                     batch.add(&format!("v{video}"), *time, EVENT_TYPES[*kind]);
                 }
-                live.fold(&batch.take(), HOUR_US);
+                live.fold(&batch.take(), HOUR_US, 0);
             }
             let mut expected: BTreeMap<(i64, String), [u64; 4]> = BTreeMap::new();
             for (video, time, kind) in &events {

@@ -170,8 +170,11 @@ impl ClusterState {
             delta_version: increment.delta_version,
             at_ms: increment.at_ms,
         });
-        self.live
-            .fold(&increment.live, self.settings.live_retention_us);
+        self.live.fold(
+            &increment.live,
+            self.settings.live_retention_us,
+            increment.at_ms.saturating_mul(1_000),
+        );
         CommandResult::Done
     }
 
