@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
@@ -96,16 +97,25 @@ impl CoordinatorState {
 
     fn start(&mut self, myself: &ActorRef<CoordinatorMsg>, run: StartRun) {
         info!(job = %run.job, run_id = run.id, "job started");
-        self.record(run.id);
+        // A job runs only once its start is committed through Raft: a leader
+        // cut off from the others (openraft does not depose it until it hears
+        // from them) cannot, so it never runs jobs beside the new leader's;
+        // two compactions at once would keep both copies of the rows.
+        let recorded = self.record(run.id);
         let (lake_dir, metadata, schedule) = (
             self.args.lake_dir.clone(),
             self.args.metadata.clone(),
             self.args.schedule,
         );
-        let task = self
-            .args
-            .jobs_runtime
-            .spawn(async move { jobs::run_job(run.job, &lake_dir, &metadata, &schedule).await });
+        let task = self.args.jobs_runtime.spawn(async move {
+            match recorded.await {
+                Ok(Ok(())) => jobs::run_job(run.job, &lake_dir, &metadata, &schedule).await,
+                Ok(Err(e)) => Err(format!(
+                    "not started: its start could not be committed through Raft ({e})"
+                )),
+                Err(_) => Err("not started: the coordinator stopped".to_string()),
+            }
+        });
         self.running.insert(run.id, task.abort_handle());
         let me = myself.clone();
         tokio::spawn(async move {
@@ -119,21 +129,27 @@ impl CoordinatorState {
         });
     }
 
-    /// Writes the run as the scheduler has it into the replicated history.
-    fn record(&self, id: u64) {
+    /// Writes the run as the scheduler has it into the replicated history;
+    /// the receiver says whether Raft committed it.
+    fn record(&self, id: u64) -> oneshot::Receiver<Result<(), ClusterError>> {
+        let (done, recorded) = oneshot::channel();
         let Some(run) = self.scheduler.run(id) else {
-            return;
+            let _ = done.send(Ok(()));
+            return recorded;
         };
         let record = record_of(run);
         let cluster = self.args.cluster.clone();
         tokio::spawn(async move {
-            if let Err(e) = cluster
+            let result = cluster
                 .propose(Command::RecordJobRun(record), PROPOSE_TIMEOUT)
                 .await
-            {
+                .map(|_| ());
+            if let Err(e) = &result {
                 warn!(run_id = id, error = %e, "could not record the job run");
             }
+            let _ = done.send(result);
         });
+        recorded
     }
 
     /// Proposes `moves` one by one; each is compare-and-set on its epoch.
@@ -342,7 +358,8 @@ impl Actor for Coordinator {
                 }
                 state.running.remove(&id);
                 state.scheduler.finished(id, outcome, now, now_micros());
-                state.record(id);
+                // The outcome is history; nothing waits for it to be committed.
+                drop(state.record(id));
             }
             CoordinatorMsg::Rebalance(reply) => {
                 let live = state.live_voters();
