@@ -93,6 +93,7 @@ pub fn declared_tests(text: &str) -> Result<Vec<DataTest>, LakeError> {
             );
         }
         for (column, [low, high]) in &declared.range {
+            let (low, high) = (sql_number(*low), sql_number(*high));
             add(
                 format!("range({column}, {low}, {high})"),
                 format!(
@@ -111,6 +112,16 @@ pub fn declared_tests(text: &str) -> Result<Vec<DataTest>, LakeError> {
         }
     }
     Ok(tests)
+}
+
+/// A bound as SQL reads it: Rust prints a large `f64` with every digit, which
+/// SQL would take for an out-of-range integer.
+fn sql_number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value}")
+    } else {
+        format!("{value:e}")
+    }
 }
 
 fn table_location(lake_dir: &Path, table: &str) -> std::path::PathBuf {

@@ -24,12 +24,17 @@ pub enum LakeError {
         line: u64,
         reason: String,
     },
-    #[error("table {table} does not exist yet (run `streamreel models run` after ingest)")]
+    #[error(
+        "table {table} does not exist yet (bronze appears with a node's first commit, \
+         silver and gold with `streamreel models run` once bronze holds events)"
+    )]
     MissingTable { table: String },
     #[error("unknown table {name:?} (tables: bronze, {known})")]
     UnknownTable { name: String, known: String },
     #[error("unknown model {name:?} (models: {known})")]
     UnknownModel { name: String, known: String },
+    #[error("gold model {model} has no video_id column to filter by")]
+    NotPerVideo { model: String },
     #[error("model {model} failed: {source}")]
     Model {
         model: String,

@@ -22,6 +22,12 @@ pub async fn admin(
     command: AdminCommand,
 ) -> Result<String, NodeError> {
     let base = base.trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(NodeError::Argument {
+            name: "--node",
+            reason: format!("{base:?} must be a URL such as http://127.0.0.1:8081"),
+        });
+    }
     let client = reqwest::Client::builder()
         // `move` answers once the new owner resumed, which may take a while.
         .timeout(Duration::from_secs(90))

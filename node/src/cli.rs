@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::error::NodeError;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -209,11 +210,25 @@ pub struct LakeArgs {
 }
 
 impl LakeArgs {
-    pub fn lake_dir(&self) -> PathBuf {
-        match (&self.lake, &self.data_dir) {
-            (Some(lake), _) => lake.clone(),
-            (None, Some(data_dir)) => data_dir.join("lake"),
+    /// The lake's directory, which must exist: every command reading a lake
+    /// says so once, instead of failing table by table.
+    pub fn lake_dir(&self) -> Result<PathBuf, NodeError> {
+        let (dir, flag) = match (&self.lake, &self.data_dir) {
+            (Some(lake), _) => (lake.clone(), "--lake"),
+            (None, Some(data_dir)) => (data_dir.join("lake"), "--data-dir"),
             (None, None) => unreachable!("clap requires one of --lake and --data-dir"),
+        };
+        if dir.is_dir() {
+            Ok(dir)
+        } else {
+            Err(NodeError::Argument {
+                name: flag,
+                reason: format!(
+                    "no lake at {}: the directory does not exist (--lake takes the lake itself, \
+                     --data-dir a node's data directory holding lake/)",
+                    dir.display()
+                ),
+            })
         }
     }
 }

@@ -479,6 +479,13 @@ fn validate(
             "must differ from the clean and dead-letter topics",
         ));
     }
+    // Dead letters carry raw user ids, which `clean-events` promises never to hold.
+    if raw.kafka.clean_topic == raw.kafka.dlq_topic {
+        return Err(invalid(
+            "kafka.dlq-topic",
+            "must differ from kafka.clean-topic",
+        ));
+    }
     if raw.node.demo.is_some() {
         return Err(invalid(
             "node.demo",
@@ -1183,6 +1190,10 @@ uri = "/srv/lake"
             (
                 "[node]\nrestart-backoff-max-ms = 9223372036854775807\n",
                 "node.restart-backoff-max-ms",
+            ),
+            (
+                "[kafka]\nclean-topic = \"x\"\ndlq-topic = \"x\"\n",
+                "kafka.dlq-topic",
             ),
         ] {
             let error = parse(text).unwrap_err().to_string();

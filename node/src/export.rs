@@ -29,6 +29,12 @@ pub async fn export(
     format: ExportFormat,
     out: &Path,
 ) -> Result<u64, NodeError> {
+    if out.is_dir() {
+        return Err(NodeError::Argument {
+            name: "--out",
+            reason: format!("{} is a directory; give the file to write", out.display()),
+        });
+    }
     let path = Lake::new(lake_dir).table_by_name(name)?;
     let table =
         open_if_exists(&path)
@@ -50,6 +56,24 @@ pub async fn export(
     };
     let partial = partial_path(out);
     let file = File::create(&partial).map_err(io_error(&partial))?;
+    let written = write_table(&ctx, file, format, out, total).await;
+    if written.is_err() {
+        // Best effort: the error to report is the one that stopped the export.
+        let _ = std::fs::remove_file(&partial);
+    }
+    let rows = written?;
+    std::fs::rename(&partial, out).map_err(io_error(out))?;
+    Ok(rows)
+}
+
+/// Writes every row of table `t` into `file`; returns the rows written.
+async fn write_table(
+    ctx: &SessionContext,
+    file: File,
+    format: ExportFormat,
+    out: &Path,
+    total: u64,
+) -> Result<u64, NodeError> {
     let frame = ctx
         .table("t")
         .await
@@ -80,7 +104,6 @@ pub async fn export(
         parquet.close().map_err(export_error(out))?;
     }
     progress.finish();
-    std::fs::rename(&partial, out).map_err(io_error(out))?;
     Ok(rows)
 }
 

@@ -15,6 +15,7 @@ use streamreel_node::cli::{
     AdminSubcommand, Cli, Command, LogFormat, ModelsCommand, NodeArgs, SimulateArgs,
 };
 use streamreel_node::config::{EnvSecrets, Overrides, load_config};
+use streamreel_node::error::error_chain_text;
 use streamreel_node::simulate::SimulationSettings;
 use streamreel_node::simulate::run::{SimulateOptions, run_simulation};
 use streamreel_node::{export, inspect, models, node};
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain_text(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -70,13 +71,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 print!(
                     "{}",
-                    models::models_run(&lake.lake_dir(), &metadata, select.as_deref(), &settings)
+                    models::models_run(&lake.lake_dir()?, &metadata, select.as_deref(), &settings)
                         .await?
                 );
                 Ok(())
             }
             ModelsCommand::Test { lake, metadata } => {
-                let (report, passed) = models::models_test(&lake.lake_dir(), &metadata).await?;
+                let (report, passed) = models::models_test(&lake.lake_dir()?, &metadata).await?;
                 print!("{report}");
                 anyhow::ensure!(passed, "data tests failed");
                 Ok(())
@@ -99,12 +100,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inspect(args) => {
-            print!("{}", inspect::inspect(&args.lake.lake_dir()).await?);
+            print!("{}", inspect::inspect(&args.lake.lake_dir()?).await?);
             Ok(())
         }
         Command::Export(args) => {
             let rows =
-                export::export(&args.lake.lake_dir(), &args.table, args.format, &args.out).await?;
+                export::export(&args.lake.lake_dir()?, &args.table, args.format, &args.out).await?;
             println!(
                 "{rows} rows of {} written to {}",
                 args.table,
@@ -143,7 +144,10 @@ async fn simulate(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Re
         "--malformed-share plus --duplicate-share must be below 1"
     );
     if let Some(rate) = args.rate {
-        anyhow::ensure!(rate > 0.0, "--rate must be positive, got {rate}");
+        anyhow::ensure!(
+            (0.001..=1e9).contains(&rate),
+            "--rate must be between 0.001 and 1000000000 messages per second, got {rate}"
+        );
     }
     anyhow::ensure!(args.partitions >= 1, "--partitions must be at least 1");
     let start: DateTime<Utc> = match &args.start {

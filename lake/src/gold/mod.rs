@@ -359,6 +359,11 @@ pub async fn gold_rows(
     register_table(&ctx, "t", &table).await?;
     let mut frame = ctx.table("t").await?;
     if let Some(video_id) = video_id {
+        if !frame.schema().has_column_with_unqualified_name("video_id") {
+            return Err(LakeError::NotPerVideo {
+                model: model.to_string(),
+            });
+        }
         frame = frame.filter(col("video_id").eq(lit(video_id)))?;
     }
     let batches = frame.collect().await?;

@@ -105,6 +105,7 @@ async fn gold(
         // Before the first gold run: an empty state, not an error.
         Ok(None) => Json(json!({ "model": model, "exists": false, "rows": [] })).into_response(),
         Err(e @ LakeError::UnknownModel { .. }) => error_response(StatusCode::NOT_FOUND, e),
+        Err(e @ LakeError::NotPerVideo { .. }) => error_response(StatusCode::BAD_REQUEST, e),
         Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

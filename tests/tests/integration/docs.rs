@@ -82,9 +82,13 @@ fn python_with_deltalake() -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// The code of every `python3 -c "..."` line in `text`.
+/// Lines running `python3 -c "..."`, by name or by a path such as the venv's.
 fn python_examples(text: &str) -> Vec<String> {
     text.lines()
-        .filter_map(|line| line.trim().strip_prefix("python3 -c \""))
+        .filter_map(|line| {
+            let (program, rest) = line.trim().split_once(" -c \"")?;
+            (program == "python3" || program.ends_with("/bin/python3")).then_some(rest)
+        })
         .map(|rest| rest.strip_suffix('"').unwrap_or(rest).to_string())
         .collect()
 }

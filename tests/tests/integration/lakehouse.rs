@@ -710,6 +710,29 @@ async fn export_writes_any_table_to_csv_and_parquet_and_logs_can_be_json() -> an
         "rank 1 is {first_video}"
     );
 
+    // The dashboard's rows of one video; a model without videos refuses the filter.
+    let one = streamreel_lake::gold::gold_rows(&lake, "top_videos", Some(first_video))
+        .await?
+        .expect("top_videos is built");
+    let one: Vec<serde_json::Value> = serde_json::from_slice(&one.json)?;
+    assert!(
+        one.len() == 1 && one[0]["video_id"] == first_video.as_str(),
+        "{one:?}"
+    );
+    let refused = streamreel_lake::gold::gold_rows(&lake, "top_creators", Some(first_video)).await;
+    assert!(
+        matches!(refused, Err(streamreel_lake::LakeError::NotPerVideo { .. })),
+        "{refused:?}"
+    );
+
+    // A directory as the target is refused before anything is written.
+    let out = export("gold/top_videos", "csv", data.path())?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("is a directory"),
+        "{stderr}"
+    );
+
     // Parquet: bronze, every row; read back with the Parquet reader.
     let parquet_path = data.path().join("bronze.parquet");
     let out = export("bronze", "parquet", &parquet_path)?;
