@@ -42,8 +42,8 @@ pub const MIN_VACUUM_RETENTION_HOURS: i64 = 1;
 /// Deletes files no table version within `retention` refers to, and orphaned
 /// files older than `retention`. Returns how many. Refuses a retention below
 /// [`MIN_VACUUM_RETENTION_HOURS`]; the library's own retention check stays on,
-/// with the table's `delta.deletedFileRetentionDuration` lowered to
-/// `retention` first when it is longer.
+/// with the table's `delta.deletedFileRetentionDuration` set to `retention`
+/// first when it differs.
 pub async fn vacuum(path: &Path, retention: chrono::Duration) -> Result<u64, LakeError> {
     vacuum_as_of(path, retention, chrono::Utc::now().timestamp_millis()).await
 }
@@ -69,9 +69,11 @@ pub async fn vacuum_as_of(
         .map_err(|e| LakeError::delta(&name, e))?
         .table_config()
         .deleted_file_retention_duration();
+    // Set both ways: a retention raised again must protect removed files
+    // that long once more (checkpoints keep their tombstones only that long).
     if retention
         .to_std()
-        .is_ok_and(|wanted| wanted < table_retention)
+        .is_ok_and(|wanted| wanted != table_retention)
     {
         let property = HashMap::from([(
             "delta.deletedFileRetentionDuration".to_string(),

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use deltalake::datafusion::prelude::SessionContext;
+use deltalake::table::config::TablePropertiesExt;
 use streamreel_lake::LakeSettings;
 use streamreel_lake::data_tests::{DATA_TESTS, run_data_tests};
 use streamreel_lake::gold::per_day::PER_DAY_MODELS;
@@ -496,6 +497,18 @@ async fn compaction_keeps_rows_and_vacuum_waits_for_the_retention_period() -> an
     assert_eq!(
         column_as_i64(&after_vacuum[0], "n")?,
         column_as_i64(&before[0], "n")?
+    );
+    // A retention raised again is the table's again.
+    vacuum(&path, chrono::Duration::hours(168)).await?;
+    let table = streamreel_lake::tables::open_if_exists(&path)
+        .await?
+        .expect("bronze exists");
+    assert_eq!(
+        table
+            .snapshot()?
+            .table_config()
+            .deleted_file_retention_duration(),
+        std::time::Duration::from_secs(168 * 3600)
     );
     // More appends still work on the compacted table.
     let mut bronze = BronzeTable::open_or_create(lake.path()).await?;
