@@ -220,8 +220,9 @@ fn read_with_serde(text: &str) -> Result<WireEvent<'_>, Rejection> {
         match classify_json_error(error.into_inner()) {
             // Only a listed name: an unknown member's name is input.
             Rejection::Schema { detail } if MEMBERS.contains(&member.as_str()) => {
+                // Redacting again is harmless and keeps the contract's cap.
                 Rejection::Schema {
-                    detail: format!("member `{member}`: {detail}"),
+                    detail: redact_input(&format!("member `{member}`: {detail}")),
                 }
             }
             other => other,

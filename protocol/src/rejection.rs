@@ -107,6 +107,10 @@ mod tests {
             redact_input("missing field `video_id`; invalid type: boolean `true`"),
             "missing field `video_id`; invalid type: boolean `true`"
         );
+        // Redacting twice changes nothing more.
+        let once = redact_input(r#"member `user_id`: integer `41`, string "x""#);
+        assert_eq!(once, r#"member `user_id`: integer `…`, string "…""#);
+        assert_eq!(redact_input(&once), once);
         let unterminated = redact_input(&format!("a \"{}", "x".repeat(1_000_000)));
         assert_eq!(unterminated, "a \"…\"");
         let long = redact_input(&"y".repeat(10_000));
