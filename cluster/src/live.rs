@@ -164,6 +164,15 @@ mod tests {
 
     const HOUR_US: i64 = 60 * MINUTE_US;
 
+    /// One play of video "v" in the minute starting at `minute_us`.
+    fn count(minute_us: i64) -> LiveCount {
+        LiveCount {
+            video_id: "v".into(),
+            minute_us,
+            counts: [1, 0, 0, 0],
+        }
+    }
+
     #[test]
     fn counts_fold_per_minute_video_and_type() {
         let mut batch = LiveBatch::default();
@@ -185,11 +194,6 @@ mod tests {
     #[test]
     fn minutes_beyond_the_retention_behind_the_newest_event_are_forgotten() {
         let mut live = LiveAggregates::default();
-        let count = |minute_us| LiveCount {
-            video_id: "v".into(),
-            minute_us,
-            counts: [1, 0, 0, 0],
-        };
         live.fold(&[count(0), count(HOUR_US)], HOUR_US, 0);
         assert_eq!(live.video("v").len(), 2, "exactly one hour behind is kept");
         live.fold(&[count(HOUR_US + MINUTE_US)], HOUR_US, 0);
@@ -200,11 +204,6 @@ mod tests {
     #[test]
     fn a_minute_far_ahead_of_the_proposal_neither_counts_nor_moves_the_clock() {
         let mut live = LiveAggregates::default();
-        let count = |minute_us| LiveCount {
-            video_id: "v".into(),
-            minute_us,
-            counts: [1, 0, 0, 0],
-        };
         let now = 1_000 * HOUR_US;
         let year_9999 = 253_402_300_740_000_000;
         live.fold(&[count(now), count(year_9999)], HOUR_US, now);

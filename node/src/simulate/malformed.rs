@@ -4,6 +4,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value};
+use streamreel_protocol::REQUIRED_MEMBERS;
 
 pub const VARIANTS: usize = 10;
 
@@ -13,16 +14,6 @@ pub fn corrupt(rng: &mut ChaCha8Rng, mut event: Map<String, Value>) -> Vec<u8> {
 }
 
 pub fn corrupt_as(variant: usize, rng: &mut ChaCha8Rng, event: &mut Map<String, Value>) -> Vec<u8> {
-    const REQUIRED: [&str; 8] = [
-        "event_id",
-        "session_id",
-        "user_id",
-        "video_id",
-        "event_type",
-        "position_s",
-        "event_time",
-        "region",
-    ];
     match variant {
         0 => {
             // Truncated in flight.
@@ -32,7 +23,7 @@ pub fn corrupt_as(variant: usize, rng: &mut ChaCha8Rng, event: &mut Map<String, 
         }
         1 => b"PLAY \xff\xfe legacy-client-frame \x00".to_vec(),
         2 => {
-            event.remove(REQUIRED[rng.random_range(0..REQUIRED.len())]);
+            event.remove(REQUIRED_MEMBERS[rng.random_range(0..REQUIRED_MEMBERS.len())]);
             serde_json::to_vec(event).expect("json")
         }
         3 => {
