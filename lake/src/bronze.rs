@@ -236,6 +236,9 @@ impl BronzeTable {
             .with_save_mode(SaveMode::Ignore)
             .with_table_name("engagement_events")
             .with_comment("StreamReel bronze: accepted, de-duplicated engagement events")
+            // Not retried: delta-rs would settle a lost race for version 0 by
+            // committing this creation again on top of the winner's.
+            .with_commit_properties(CommitProperties::default().with_max_retries(0))
             .await;
         let table = match created {
             Ok(table) => table,

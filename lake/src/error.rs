@@ -76,6 +76,11 @@ pub enum LakeError {
         expected: String,
         found: String,
     },
+    #[error(
+        "table {table} was created by another run while this one prepared its first write; \
+         nothing was written: run again (it continues from the other run's table)"
+    )]
+    CreatedMeanwhile { table: String },
     #[error("a lakehouse task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error("table {table}: unexpected column type for `{column}`")]

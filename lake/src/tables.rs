@@ -8,7 +8,8 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::datafusion::datasource::{MemTable, provider_as_source};
 use deltalake::datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::{DeltaTable, ensure_table_uri};
+use deltalake::kernel::transaction::{CommitProperties, TransactionError};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ensure_table_uri};
 
 use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
@@ -106,13 +107,62 @@ pub async fn open_if_exists(path: &Path) -> Result<Option<DeltaTable>, LakeError
     Ok(table.version().is_some().then_some(table))
 }
 
-/// A handle on `path` for a first write (the write creates the table).
-pub async fn handle_for_write(path: &Path) -> Result<DeltaTable, LakeError> {
+/// Whether a write goes to a table the run loaded, or creates the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    Existing,
+    Creating,
+}
+
+/// The table a write goes to: `loaded`, as the run found it when it read what
+/// it would write, or else the location at `path`, which the write creates.
+/// The location is never loaded here, even if another writer has created the
+/// table since the run looked: the write must then fail rather than land on
+/// top of theirs.
+pub fn write_target(
+    loaded: Option<DeltaTable>,
+    path: &Path,
+) -> Result<(DeltaTable, WriteKind), LakeError> {
+    if let Some(table) = loaded {
+        return Ok((table, WriteKind::Existing));
+    }
     let name = path.display().to_string();
     let url = ensure_table_uri(path.to_string_lossy()).map_err(|e| LakeError::delta(&name, e))?;
-    DeltaTable::try_from_url(url)
-        .await
-        .map_err(|e| LakeError::delta(&name, e))
+    let table = DeltaTableBuilder::from_url(url)
+        .and_then(|builder| builder.build())
+        .map_err(|e| LakeError::delta(&name, e))?;
+    Ok((table, WriteKind::Creating))
+}
+
+impl WriteKind {
+    /// `properties` for the write. delta-rs settles a lost race for a table's
+    /// first version by committing the loser's write on top of the winner's:
+    /// rows planned for an empty table are appended a second time, and an
+    /// overwrite removes none of the winner's files. A creating write is
+    /// therefore not retried.
+    pub fn commit_properties(self, properties: CommitProperties) -> CommitProperties {
+        match self {
+            WriteKind::Existing => properties,
+            WriteKind::Creating => properties.with_max_retries(0),
+        }
+    }
+
+    /// The error of a failed write to `table`, naming a lost creation race.
+    pub fn failed(self, table: &str, source: DeltaTableError) -> LakeError {
+        let lost_race = matches!(
+            &source,
+            DeltaTableError::Transaction {
+                source: TransactionError::MaxCommitAttempts(_)
+            }
+        );
+        if self == WriteKind::Creating && lost_race {
+            LakeError::CreatedMeanwhile {
+                table: table.to_string(),
+            }
+        } else {
+            LakeError::delta(table, source)
+        }
+    }
 }
 
 /// `batches` as a scan in `ways` partitions (batches dealt round-robin), so
@@ -197,5 +247,69 @@ mod tests {
             Path::new("/lake/silver/view_sessions")
         );
         assert_eq!(lake.table("top_videos"), Path::new("/lake/gold/top_videos"));
+    }
+
+    fn rows(values: &[&str]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(values.to_vec()))]).unwrap()
+    }
+
+    async fn append(target: (DeltaTable, WriteKind), batch: RecordBatch) -> Result<(), LakeError> {
+        let (table, kind) = target;
+        table
+            .write(vec![batch])
+            .with_commit_properties(kind.commit_properties(CommitProperties::default()))
+            .await
+            .map(|_| ())
+            .map_err(|e| kind.failed("t", e))
+    }
+
+    async fn ids(path: &Path) -> Vec<String> {
+        let table = open_if_exists(path).await.unwrap().unwrap();
+        let ctx = SessionContext::new();
+        let batches = ctx
+            .read_table(table.table_provider().await.unwrap())
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut ids: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                let column = deltalake::arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
+                let column = column.as_any().downcast_ref::<StringArray>().unwrap();
+                column
+                    .iter()
+                    .flatten()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn a_write_planned_for_a_missing_table_fails_if_another_creates_it_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let ours = write_target(None, &path).unwrap();
+        append(write_target(None, &path).unwrap(), rows(&["theirs"]))
+            .await
+            .unwrap();
+
+        let lost = append(ours, rows(&["ours"])).await.unwrap_err();
+        assert!(
+            matches!(lost, LakeError::CreatedMeanwhile { .. }),
+            "{lost:?}"
+        );
+        assert_eq!(ids(&path).await, ["theirs"]);
+
+        // Planned from the table as it now is, the write lands.
+        let loaded = open_if_exists(&path).await.unwrap();
+        append(write_target(loaded, &path).unwrap(), rows(&["ours"]))
+            .await
+            .unwrap();
+        assert_eq!(ids(&path).await, ["ours", "theirs"]);
     }
 }

@@ -28,7 +28,7 @@ use crate::metadata::VideoMetadata;
 use crate::parquet_layout::writer_properties;
 use crate::query::register_table;
 use crate::tables::{
-    ENRICHED_TABLE, Lake, SESSIONS_TABLE, handle_for_write, open_if_exists, register_metadata,
+    ENRICHED_TABLE, Lake, SESSIONS_TABLE, open_if_exists, register_metadata, write_target,
 };
 
 /// The gold models, in the order they run.
@@ -297,20 +297,17 @@ async fn publish(
     let sessions_version = built_from.sessions_version;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let path = Lake::new(lake_dir).gold(name);
-    let table = match open_if_exists(&path).await? {
-        Some(table) => table,
-        None => handle_for_write(&path).await?,
-    };
+    let (table, kind) = write_target(open_if_exists(&path).await?, &path)?;
     let table = table
         .write(batches)
         .with_writer_properties(writer_properties())
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(SchemaMode::Overwrite)
-        .with_commit_properties(
+        .with_commit_properties(kind.commit_properties(
             CommitProperties::default().with_application_transactions(built_from.transactions()),
-        )
+        ))
         .await
-        .map_err(|e| LakeError::delta(name, e))?;
+        .map_err(|e| kind.failed(name, e))?;
     let version = table.version().unwrap_or_default();
     info!(
         model = name,

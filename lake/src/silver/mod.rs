@@ -45,8 +45,8 @@ use crate::metadata::VideoMetadata;
 use crate::parquet_layout::writer_properties;
 use crate::query::{column_as_i64, date_in, register_table, run_sql};
 use crate::tables::{
-    ENRICHED_TABLE, Lake, SESSIONS_TABLE, handle_for_write, open_if_exists, parallel_input,
-    register_metadata, write_parallelism,
+    ENRICHED_TABLE, Lake, SESSIONS_TABLE, open_if_exists, parallel_input, register_metadata,
+    write_parallelism, write_target,
 };
 use chunks::{Chunk, OffsetRange, chunk_sql, plan_chunks};
 use watermarks::Watermarks;
@@ -404,10 +404,10 @@ impl Silver<'_> {
     ) -> Result<(), LakeError> {
         let mut transactions = chunk_marks(chunk).transactions(ENRICHED_PREFIX);
         transactions.push(Transaction::new(FROM_BRONZE_APP_ID, bronze_version as i64));
-        let table = match self.enriched.take() {
-            Some(table) => table,
-            None => handle_for_write(&self.lake.enriched_events()).await?,
-        };
+        let (table, kind) = write_target(self.enriched.take(), &self.lake.enriched_events())?;
+        let properties = kind.commit_properties(
+            CommitProperties::default().with_application_transactions(transactions),
+        );
         let table = table
             .write(Vec::new())
             .with_input_plan(parallel_input(schema, events, write_parallelism())?)
@@ -415,11 +415,9 @@ impl Silver<'_> {
             .with_writer_properties(writer_properties())
             .with_save_mode(SaveMode::Append)
             .with_partition_columns([ENRICHED_PARTITION])
-            .with_commit_properties(
-                CommitProperties::default().with_application_transactions(transactions),
-            )
+            .with_commit_properties(properties)
             .await
-            .map_err(|e| LakeError::delta(ENRICHED_TABLE, e))?;
+            .map_err(|e| kind.failed(ENRICHED_TABLE, e))?;
         self.enriched = Some(table);
         Ok(())
     }
@@ -432,12 +430,11 @@ impl Silver<'_> {
         chunk: &Chunk,
     ) -> Result<(), LakeError> {
         self.report.sessions_written += sessions.rows.num_rows() as u64;
-        let properties = CommitProperties::default()
-            .with_application_transactions(chunk_marks(chunk).transactions(SESSIONS_PREFIX));
-        let table = match self.sessions.take() {
-            Some(table) => table,
-            None => handle_for_write(&self.lake.view_sessions()).await?,
-        };
+        let (table, kind) = write_target(self.sessions.take(), &self.lake.view_sessions())?;
+        let properties = kind.commit_properties(
+            CommitProperties::default()
+                .with_application_transactions(chunk_marks(chunk).transactions(SESSIONS_PREFIX)),
+        );
         let table = if sessions.replaced_days.is_empty() {
             let schema = sessions.rows.schema();
             let rows = split_rows(&sessions.rows, write_parallelism());
@@ -450,7 +447,7 @@ impl Silver<'_> {
                 .with_partition_columns([SESSIONS_PARTITION])
                 .with_commit_properties(properties)
                 .await
-                .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?
+                .map_err(|e| kind.failed(SESSIONS_TABLE, e))?
         } else {
             // Rewrite the `day` partitions the recomputed sessions were in
             // (and those of every row written): their untouched sessions and
@@ -480,7 +477,7 @@ impl Silver<'_> {
                 .with_partition_columns([SESSIONS_PARTITION])
                 .with_commit_properties(properties)
                 .await
-                .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?
+                .map_err(|e| kind.failed(SESSIONS_TABLE, e))?
         };
         self.sessions = Some(table);
         Ok(())
