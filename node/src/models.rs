@@ -54,6 +54,13 @@ pub async fn models_run(
         started.elapsed().as_secs_f64()
     ));
     for run in gold.models {
+        if let Some(newer) = run.superseded_by {
+            out.push_str(&format!(
+                "gold {}: not published, another run already published it from view_sessions version {newer}\n",
+                run.model
+            ));
+            continue;
+        }
         let rebuilt = match run.days_rebuilt {
             Some(1) => ", rebuilt for the 1 day whose sessions changed".to_string(),
             Some(days) => format!(", rebuilt for the {days} days whose sessions changed"),

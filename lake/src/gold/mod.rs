@@ -64,6 +64,10 @@ pub struct ModelRun {
     /// For a per-day model rebuilt only where sessions changed, how many days
     /// it rebuilt; `None` when the model was built in full.
     pub days_rebuilt: Option<usize>,
+    /// Set when the run did not publish the model because the table already
+    /// held a build from this later `view_sessions` version (another run
+    /// finished first).
+    pub superseded_by: Option<u64>,
 }
 
 pub fn model_names() -> Vec<&'static str> {
@@ -222,11 +226,14 @@ async fn audited_run(
             model: name.to_string(),
             source,
         };
+        // Published on the version read here, so that a run publishing in
+        // between makes this one's commit conflict instead of replacing it.
+        let previous = open_if_exists(&Lake::new(lake_dir).gold(name)).await?;
         let per_day = if per_day::PER_DAY_MODELS.contains(&name) {
             let ctx = settings.context()?;
             register_metadata(&ctx, videos)?;
-            let previous = open_if_exists(&Lake::new(lake_dir).gold(name)).await?;
-            per_day::rebuild_changed_days(ctx, name, sql, &silver.sessions, previous).await?
+            per_day::rebuild_changed_days(ctx, name, sql, &silver.sessions, previous.clone())
+                .await?
         } else {
             None
         };
@@ -242,7 +249,7 @@ async fn audited_run(
             batches.push(RecordBatch::new_empty(schema.clone()));
         }
         tests.extend(audit_batches(name, schema, batches.clone(), videos, declarations).await?);
-        built.push((name, sql, batches, days_rebuilt));
+        built.push((name, sql, previous, batches, days_rebuilt));
     }
     if tests.iter().any(|t| !t.passed()) {
         return Err(LakeError::AuditFailed {
@@ -250,14 +257,16 @@ async fn audited_run(
         });
     }
     let mut models = Vec::new();
-    for (name, sql, batches, days_rebuilt) in built {
+    for (name, sql, previous, batches, days_rebuilt) in built {
         let built_from = BuiltFrom {
             sessions_version,
             sessions_created,
             sql,
         };
-        let mut run = publish(lake_dir, name, batches, &built_from).await?;
-        run.days_rebuilt = days_rebuilt;
+        let mut run = publish(lake_dir, name, previous, batches, &built_from).await?;
+        if run.superseded_by.is_none() {
+            run.days_rebuilt = days_rebuilt;
+        }
         models.push(run);
     }
     Ok(GoldRun {
@@ -287,17 +296,38 @@ impl BuiltFrom<'_> {
     }
 }
 
-/// Replaces gold table `name` with `batches` in one commit.
+/// Replaces gold table `name` (`previous`, as read when the model was built)
+/// with `batches` in one commit, unless it already holds a build from a later
+/// version of the same `view_sessions`: two runs at once (a `models run`
+/// beside the node's job) must not leave the older result published.
 async fn publish(
     lake_dir: &Path,
     name: &str,
+    previous: Option<DeltaTable>,
     batches: Vec<RecordBatch>,
     built_from: &BuiltFrom<'_>,
 ) -> Result<ModelRun, LakeError> {
     let sessions_version = built_from.sessions_version;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if let Some(table) = &previous
+        && let Some(newer) = newer_build(table, name, built_from).await?
+    {
+        info!(
+            model = name,
+            sessions_version,
+            published_from = newer,
+            "gold model not published: the table holds a build from a later view_sessions version"
+        );
+        return Ok(ModelRun {
+            model: name.to_string(),
+            rows: rows as u64,
+            version: table.version().unwrap_or_default(),
+            days_rebuilt: None,
+            superseded_by: Some(newer),
+        });
+    }
     let path = Lake::new(lake_dir).gold(name);
-    let (table, kind) = write_target(open_if_exists(&path).await?, &path)?;
+    let (table, kind) = write_target(previous, &path)?;
     let table = table
         .write(batches)
         .with_writer_properties(writer_properties())
@@ -318,6 +348,26 @@ async fn publish(
         rows: rows as u64,
         version,
         days_rebuilt: None,
+        superseded_by: None,
+    })
+}
+
+/// The `view_sessions` version `table` was built from, when it is later than
+/// `ours` on the same `view_sessions` table.
+async fn newer_build(
+    table: &DeltaTable,
+    name: &str,
+    ours: &BuiltFrom<'_>,
+) -> Result<Option<u64>, LakeError> {
+    let built_from = per_day::app_version(table, name, FROM_SESSIONS_APP_ID).await?;
+    let created = per_day::app_version(table, name, VIEW_SESSIONS_CREATED_APP_ID).await?;
+    Ok(match (built_from, created) {
+        (Some(theirs), Some(created))
+            if Some(created) == ours.sessions_created && theirs > ours.sessions_version as i64 =>
+        {
+            Some(theirs as u64)
+        }
+        _ => None,
     })
 }
 
@@ -377,4 +427,66 @@ pub async fn gold_rows(
         json,
         sessions_version,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use deltalake::arrow::array::Int64Array;
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn rows(views: i64) -> Vec<RecordBatch> {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "views",
+            DataType::Int64,
+            false,
+        )]));
+        vec![RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![views]))]).unwrap()]
+    }
+
+    fn from(sessions_version: u64, sessions_created: i64) -> BuiltFrom<'static> {
+        BuiltFrom {
+            sessions_version,
+            sessions_created: Some(sessions_created),
+            sql: "SELECT 1",
+        }
+    }
+
+    async fn publish_views(lake: &Path, views: i64, built_from: BuiltFrom<'_>) -> ModelRun {
+        let previous = open_if_exists(&Lake::new(lake).gold("top_videos"))
+            .await
+            .unwrap();
+        publish(lake, "top_videos", previous, rows(views), &built_from)
+            .await
+            .unwrap()
+    }
+
+    async fn published_views(lake: &Path) -> i64 {
+        let json = gold_rows(lake, "top_videos", None)
+            .await
+            .unwrap()
+            .unwrap()
+            .json;
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&json).unwrap();
+        rows[0]["views"].as_i64().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_run_never_replaces_gold_built_from_a_later_view_sessions_version() {
+        let lake = tempfile::tempdir().unwrap();
+        let lake = lake.path();
+        assert_eq!(publish_views(lake, 5, from(5, 1)).await.superseded_by, None);
+
+        // A run that read view_sessions version 4 finishes after the one that read 5.
+        let late = publish_views(lake, 4, from(4, 1)).await;
+        assert_eq!(late.superseded_by, Some(5));
+        assert_eq!(published_views(lake).await, 5);
+
+        assert_eq!(publish_views(lake, 6, from(6, 1)).await.superseded_by, None);
+        assert_eq!(published_views(lake).await, 6);
+        // A view_sessions built again starts its versions over.
+        assert_eq!(publish_views(lake, 1, from(1, 2)).await.superseded_by, None);
+        assert_eq!(published_views(lake).await, 1);
+    }
 }

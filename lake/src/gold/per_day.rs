@@ -109,7 +109,7 @@ pub async fn rebuild_changed_days(
 }
 
 /// The version of `table`'s `txn` action `app_id`, if it has one.
-async fn app_version(
+pub(super) async fn app_version(
     table: &DeltaTable,
     name: &str,
     app_id: &str,
