@@ -1,31 +1,56 @@
-//! Which members are silent: a pure failure detector fed with the times each
-//! member last answered. Times are milliseconds on any monotonic clock.
+//! Which members are silent, and which cannot ingest: a pure failure detector
+//! fed with the times each member last answered, and whether it then reached
+//! the Kafka brokers. Times are milliseconds on any monotonic clock.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::types::NodeId;
 
+/// How long a member may answer pings while failing to reach the brokers
+/// before its partitions are moved: five failover times, and at least 10 s, so
+/// that a broker check that fails once (a check takes up to 2 s, every 2 s)
+/// moves nothing.
+pub fn cut_off_after_ms(failover_after_ms: u64) -> u64 {
+    failover_after_ms.saturating_mul(5).max(10_000)
+}
+
 #[derive(Debug, Clone)]
 pub struct FailureDetector {
     failover_after_ms: u64,
+    cut_off_after_ms: u64,
     /// When the detector started: a member not heard from yet counts as alive
     /// for `failover_after_ms` after that, so a new leader gives everyone a chance.
     started_ms: u64,
     last_heard_ms: BTreeMap<NodeId, u64>,
+    /// When each member last answered that it reached the brokers.
+    last_reached_ms: BTreeMap<NodeId, u64>,
+    /// What each member's latest answer said about the brokers.
+    reaches_brokers: BTreeMap<NodeId, bool>,
 }
 
 impl FailureDetector {
     pub fn new(failover_after_ms: u64, now_ms: u64) -> FailureDetector {
         FailureDetector {
             failover_after_ms,
+            cut_off_after_ms: cut_off_after_ms(failover_after_ms),
             started_ms: now_ms,
             last_heard_ms: BTreeMap::new(),
+            last_reached_ms: BTreeMap::new(),
+            reaches_brokers: BTreeMap::new(),
         }
     }
 
-    pub fn heard_from(&mut self, node: NodeId, now_ms: u64) {
+    /// `node` answered at `now_ms`, saying whether it reaches the brokers.
+    pub fn heard_from(&mut self, node: NodeId, now_ms: u64, reaches_brokers: bool) {
         let last = self.last_heard_ms.entry(node).or_insert(now_ms);
-        *last = (*last).max(now_ms);
+        if now_ms < *last {
+            return; // a late answer says nothing newer
+        }
+        *last = now_ms;
+        self.reaches_brokers.insert(node, reaches_brokers);
+        if reaches_brokers {
+            self.last_reached_ms.insert(node, now_ms);
+        }
     }
 
     /// Members heard from within `failover_after_ms` (or not yet due).
@@ -42,6 +67,32 @@ impl FailureDetector {
                 now_ms.saturating_sub(last) < self.failover_after_ms
             })
             .collect()
+    }
+
+    /// The alive members that can own partitions: those not cut off from the
+    /// brokers for `cut_off_after_ms`. When every alive member is cut off (the
+    /// brokers are down, not the members' links), all of them: moving
+    /// partitions would then only stop the ones that still run.
+    pub fn can_ingest(&self, members: &BTreeSet<NodeId>, now_ms: u64) -> BTreeSet<NodeId> {
+        let alive = self.alive(members, now_ms);
+        let reaching: BTreeSet<NodeId> = alive
+            .iter()
+            .copied()
+            .filter(|node| {
+                let last = self
+                    .last_reached_ms
+                    .get(node)
+                    .copied()
+                    .unwrap_or(self.started_ms);
+                now_ms.saturating_sub(last) < self.cut_off_after_ms
+            })
+            .collect();
+        if reaching.is_empty() { alive } else { reaching }
+    }
+
+    /// What `node`'s latest answer said about the brokers, if it answered.
+    pub fn reaches_brokers(&self, node: NodeId) -> Option<bool> {
+        self.reaches_brokers.get(&node).copied()
     }
 
     /// How long ago `node` answered, if ever.
@@ -61,11 +112,11 @@ mod tests {
         let members: BTreeSet<NodeId> = [1, 2, 3].into();
         let mut detector = FailureDetector::new(2_000, 10_000);
         assert_eq!(detector.alive(&members, 11_999), members, "grace at start");
-        detector.heard_from(1, 11_000);
-        detector.heard_from(2, 12_500);
+        detector.heard_from(1, 11_000, true);
+        detector.heard_from(2, 12_500, true);
         assert_eq!(detector.alive(&members, 12_999), [1, 2].into());
         assert_eq!(detector.alive(&members, 13_000), [2].into());
-        detector.heard_from(1, 13_100);
+        detector.heard_from(1, 13_100, true);
         assert_eq!(detector.alive(&members, 13_200), [1, 2].into());
         assert_eq!(detector.silent_for_ms(2, 13_200), Some(700));
         assert_eq!(detector.silent_for_ms(3, 13_200), None);
@@ -74,8 +125,44 @@ mod tests {
     #[test]
     fn late_answers_never_move_time_back() {
         let mut detector = FailureDetector::new(1_000, 0);
-        detector.heard_from(1, 5_000);
-        detector.heard_from(1, 4_000);
+        detector.heard_from(1, 5_000, true);
+        detector.heard_from(1, 4_000, false);
         assert_eq!(detector.silent_for_ms(1, 5_500), Some(500));
+        assert_eq!(detector.reaches_brokers(1), Some(true));
+    }
+
+    #[test]
+    fn a_member_cut_off_from_the_brokers_stops_counting_while_others_reach_them() {
+        let members: BTreeSet<NodeId> = [1, 2, 3].into();
+        let mut detector = FailureDetector::new(2_000, 0);
+        let cut_off = cut_off_after_ms(2_000);
+        assert_eq!(cut_off, 10_000);
+        // Member 3 answers every second but last reached the brokers at 1 s.
+        for now in (1_000..=12_000).step_by(1_000) {
+            detector.heard_from(1, now, true);
+            detector.heard_from(2, now, true);
+            detector.heard_from(3, now, now <= 1_000);
+        }
+        assert_eq!(detector.alive(&members, 10_900), members);
+        assert_eq!(detector.can_ingest(&members, 10_900), members, "not yet");
+        assert_eq!(detector.can_ingest(&members, 11_000), [1, 2].into());
+        assert_eq!(detector.reaches_brokers(3), Some(false));
+        // Once it reaches them again it counts at once.
+        detector.heard_from(3, 12_500, true);
+        assert_eq!(detector.can_ingest(&members, 12_600), members);
+    }
+
+    #[test]
+    fn when_no_member_reaches_the_brokers_none_is_cut_off() {
+        let members: BTreeSet<NodeId> = [1, 2].into();
+        let mut detector = FailureDetector::new(2_000, 0);
+        for now in (1_000..=20_000).step_by(1_000) {
+            detector.heard_from(1, now, false);
+            detector.heard_from(2, now, false);
+        }
+        assert_eq!(detector.can_ingest(&members, 20_500), members);
+        // A member that is silent as well is still down.
+        detector.heard_from(1, 21_000, false);
+        assert_eq!(detector.can_ingest(&members, 22_500), [1].into());
     }
 }

@@ -1,8 +1,9 @@
 //! One member of the cluster: its Raft, its replica of the state, and how it
 //! proposes commands (locally when leader, forwarded to the leader otherwise).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,9 @@ pub struct RaftTimings {
 pub struct PingAnswer {
     pub node: NodeId,
     pub initialized: bool,
+    /// Whether the member's latest check reached the Kafka brokers (true
+    /// before its first check).
+    pub reaches_brokers: bool,
 }
 
 /// The answer of `/raft/write` on the leader.
@@ -43,6 +47,7 @@ pub struct ClusterMember {
     pub view: ClusterView,
     pub peers: PeerClient,
     liveness: Arc<Mutex<FailureDetector>>,
+    reaches_brokers: Arc<AtomicBool>,
     clock: Instant,
 }
 
@@ -99,6 +104,7 @@ impl ClusterMember {
             view,
             peers,
             liveness: Arc::new(Mutex::new(FailureDetector::new(failover_after_ms, 0))),
+            reaches_brokers: Arc::new(AtomicBool::new(true)),
             clock,
         })
     }
@@ -254,38 +260,68 @@ impl ClusterMember {
         PingAnswer {
             node: self.id,
             initialized: self.raft.is_initialized().await.unwrap_or(false),
+            reaches_brokers: self.reaches_brokers.load(Ordering::Relaxed),
         }
+    }
+
+    /// Records this member's latest broker check, for its ping answers.
+    pub fn set_reaches_brokers(&self, reaches: bool) {
+        self.reaches_brokers.store(reaches, Ordering::Relaxed);
     }
 
     /// Pings every member once and records who answered.
     pub async fn probe_members(&self) {
         let members = self.view.read().members();
         let pings = members.into_iter().map(|(id, member)| async move {
-            let ok = id == self.id || self.ping(&member.addr).await.is_ok();
-            (id, ok)
+            if id == self.id {
+                return (id, Some(self.reaches_brokers.load(Ordering::Relaxed)));
+            }
+            let answer = self.ping(&member.addr).await.ok();
+            (id, answer.map(|a| a.reaches_brokers))
         });
         let answers = futures::future::join_all(pings).await;
         let now = self.now_ms();
         let mut detector = self.liveness.lock().expect("liveness lock");
-        for (id, ok) in answers {
-            if ok {
-                detector.heard_from(id, now);
+        for (id, reaches_brokers) in answers {
+            if let Some(reaches_brokers) = reaches_brokers {
+                detector.heard_from(id, now, reaches_brokers);
             }
         }
     }
 
     /// Members heard from within the failover time, as this member sees it.
-    pub fn alive(&self) -> std::collections::BTreeSet<NodeId> {
-        let members = self
-            .view
-            .read()
-            .members()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+    pub fn alive(&self) -> BTreeSet<NodeId> {
+        let members = self.member_ids();
         self.liveness
             .lock()
             .expect("liveness lock")
             .alive(&members, self.now_ms())
+    }
+
+    /// The alive members that can own partitions (see
+    /// [`FailureDetector::can_ingest`]), as this member sees it.
+    pub fn can_ingest(&self) -> BTreeSet<NodeId> {
+        let members = self.member_ids();
+        self.liveness
+            .lock()
+            .expect("liveness lock")
+            .can_ingest(&members, self.now_ms())
+    }
+
+    /// What `node` last answered about the brokers, if it answered.
+    pub fn reaches_brokers(&self, node: NodeId) -> Option<bool> {
+        self.liveness
+            .lock()
+            .expect("liveness lock")
+            .reaches_brokers(node)
+    }
+
+    fn member_ids(&self) -> BTreeSet<NodeId> {
+        self.view
+            .read()
+            .members()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
     }
 }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use streamreel_actors::kafka;
+use streamreel_cluster::ClusterMember;
 use streamreel_protocol::time::now_micros;
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -42,10 +43,13 @@ impl BrokerHealth {
     }
 }
 
-/// Checks the brokers every `every` until cancelled.
+/// Checks the brokers every `every` until cancelled; tells `member` each
+/// result, which its ping answers pass on to the leader (a member cut off from
+/// the brokers while others reach them loses its partitions).
 pub async fn watch_brokers(
     brokers: String,
     health: BrokerHealth,
+    member: ClusterMember,
     every: Duration,
     shutdown: CancellationToken,
 ) {
@@ -55,6 +59,7 @@ pub async fn watch_brokers(
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()));
+        member.set_reaches_brokers(result.is_ok());
         health.record(result);
         tokio::select! {
             _ = shutdown.cancelled() => return,

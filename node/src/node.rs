@@ -85,6 +85,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
     let mut tasks: Vec<JoinHandle<()>> = vec![tokio::spawn(watch_brokers(
         settings.brokers.clone(),
         broker_health.clone(),
+        member.clone(),
         BROKER_CHECK_EVERY,
         shutdown.clone(),
     ))];

@@ -181,11 +181,12 @@ impl CoordinatorState {
         Ok(assigned)
     }
 
+    /// Voters that answer pings and, unless none does, reach the brokers.
     fn live_voters(&self) -> BTreeSet<NodeId> {
         let voters = self.args.cluster.view.read().voters();
         self.args
             .cluster
-            .alive()
+            .can_ingest()
             .intersection(&voters)
             .copied()
             .collect()

@@ -44,12 +44,21 @@ pub fn routes(state: AppState) -> Router<AppState> {
 async fn status(State(state): State<AppState>) -> Response {
     let member = &state.member;
     let alive = member.alive();
+    let can_ingest = member.can_ingest();
     let (nodes, partitions) = {
         let applied = member.view.read();
         let nodes: Vec<_> = applied
             .members()
             .into_iter()
-            .map(|(id, m)| json!({ "id": id, "addr": m.addr, "alive": alive.contains(&id) }))
+            .map(|(id, m)| {
+                json!({
+                    "id": id,
+                    "addr": m.addr,
+                    "alive": alive.contains(&id),
+                    "reaches_brokers": member.reaches_brokers(id),
+                    "can_ingest": can_ingest.contains(&id),
+                })
+            })
             .collect();
         let partitions: Vec<_> = applied
             .state
