@@ -78,7 +78,14 @@ impl ClusterMember {
             // to a batch of ids each (hundreds of KiB): snapshot often enough
             // that the log held in memory, and a restart's replay, stay short.
             snapshot_policy: SnapshotPolicy::LogsSinceLast(100),
-            max_in_snapshot_log_to_keep: 20,
+            // A follower that installs a snapshot continues from the entries
+            // after it: keep one more snapshot interval of them, so that one
+            // taken by the leader during a long transfer does not purge them
+            // (the follower would be sent a snapshot again, and again).
+            max_in_snapshot_log_to_keep: 100,
+            // AppendEntries must arrive within a heartbeat (openraft's
+            // timeout); 300 checkpoints of a few hundred KiB each could not.
+            max_payload_entries: 16,
             // A snapshot holds every partition's de-duplication window: tens of
             // MiB on a busy cluster, more than the default 200 ms allows.
             install_snapshot_timeout: 10_000,

@@ -214,6 +214,25 @@ impl Cluster {
         ))
     }
 
+    /// POSTs `body` to member `id`'s Raft route `path` as another member
+    /// would (with the cluster token); its status and answer text.
+    pub async fn post_as_member(
+        &self,
+        id: u64,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, String)> {
+        let answer = self
+            .http
+            .post(format!("{}{path}", self.url(id)))
+            .bearer_auth(CLUSTER_TOKEN)
+            .body(body)
+            .send()
+            .await?;
+        let status = answer.status().as_u16();
+        Ok((status, answer.text().await?))
+    }
+
     /// The process id of each running member.
     pub fn pids(&self) -> Vec<(u64, u32)> {
         self.nodes.iter().map(|(id, n)| (*id, n.pid())).collect()

@@ -2,7 +2,7 @@
 //! and pings. Bodies are bincode; every route needs the cluster token.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -17,6 +17,12 @@ use streamreel_protocol::codec::{decode, encode};
 use super::auth::require_cluster;
 use super::{AppState, error_response};
 
+/// The largest body a member accepts from another. axum's default (2 MiB) is
+/// below openraft's snapshot chunk (3 MiB) and a checkpoint of a large batch
+/// (about 20 bytes per event id): a member behind by a snapshot could never
+/// catch up. Only holders of the cluster token get this far.
+pub const MAX_RAFT_BODY: usize = 256 * 1024 * 1024;
+
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route(paths::APPEND, post(append))
@@ -24,6 +30,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route(paths::SNAPSHOT, post(snapshot))
         .route(paths::WRITE, post(write))
         .route(paths::PING, post(ping))
+        .route_layer(DefaultBodyLimit::max(MAX_RAFT_BODY))
         .route_layer(middleware::from_fn_with_state(state, require_cluster))
 }
 

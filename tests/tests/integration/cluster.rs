@@ -208,6 +208,20 @@ async fn assert_errors_are_json(cluster: &Cluster, via: u64) -> anyhow::Result<(
     Ok(())
 }
 
+/// Raft routes read bodies larger than axum's 2 MiB default: openraft sends
+/// snapshots in 3 MiB chunks. Garbage of 4 MiB is read, then refused as bincode.
+async fn assert_raft_takes_large_bodies(cluster: &Cluster, via: u64) -> anyhow::Result<()> {
+    let garbage = vec![0xff; 4 * 1024 * 1024];
+    let (code, answer) = cluster
+        .post_as_member(via, "/raft/snapshot", garbage)
+        .await?;
+    anyhow::ensure!(
+        code == 400 && !answer.contains("length limit"),
+        "a 4 MiB snapshot chunk: {code} {answer}"
+    );
+    Ok(())
+}
+
 /// The live aggregates of member `via` equal the same group-by over bronze.
 async fn assert_live_equals_bronze(cluster: &Cluster, via: u64, lake: &Path) -> anyhow::Result<()> {
     let expected = bronze_counts(lake).await?;
@@ -337,6 +351,7 @@ async fn members_killed_and_frozen_while_events_stream_lose_and_double_nothing()
             assert_live_equals_bronze(&cluster, id, &lake).await?;
         }
         assert_errors_are_json(&cluster, cluster.ids()[0]).await?;
+        assert_raft_takes_large_bodies(&cluster, cluster.ids()[0]).await?;
         Ok(())
     }
     .await;
