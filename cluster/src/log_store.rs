@@ -20,6 +20,7 @@ use std::io::{self, Write};
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -28,7 +29,7 @@ use openraft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 use streamreel_protocol::CodecError;
 use streamreel_protocol::codec::{decode, encode};
@@ -48,7 +49,12 @@ const TMP_SUFFIX: &str = ".tmp";
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
+    /// The last log index the state machine's snapshot on disk covers.
+    durable_snapshot: Option<watch::Receiver<Option<u64>>>,
 }
+
+/// How long a purge waits for the snapshot covering it to reach the disk.
+const PURGE_WAIT: Duration = Duration::from_secs(60);
 
 struct Inner {
     dir: PathBuf,
@@ -69,7 +75,15 @@ impl LogStore {
         let inner = load(dir).map_err(FileError::into_cluster)?;
         Ok(LogStore {
             inner: Arc::new(Mutex::new(inner)),
+            durable_snapshot: None,
         })
+    }
+
+    /// Makes purges wait for the state machine's snapshot on disk to cover
+    /// the entries they remove (see `purge`).
+    pub fn purging_behind(mut self, durable_snapshot: watch::Receiver<Option<u64>>) -> LogStore {
+        self.durable_snapshot = Some(durable_snapshot);
+        self
     }
 }
 
@@ -293,6 +307,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        // openraft 0.9 purges the entries a snapshot received from the leader
+        // covers as soon as it hands the snapshot to the state machine, before
+        // that is written: a crash in between would leave neither the entries
+        // nor the snapshot. Wait until the snapshot is on disk.
+        if let Some(durable) = &self.durable_snapshot {
+            let mut durable = durable.clone();
+            let covered = durable.wait_for(|on_disk| on_disk.is_some_and(|i| i >= log_id.index));
+            if tokio::time::timeout(PURGE_WAIT, covered).await.is_err() {
+                tracing::warn!(
+                    index = log_id.index,
+                    "purging before a snapshot covers the entries"
+                );
+            }
+        }
         let mut inner = self.inner.lock().await;
         // Moving the purge point back would make `open` take the entries after
         // it for a log with a hole, and drop them.
@@ -436,8 +464,8 @@ mod tests {
 
     use super::*;
     use crate::dedup::DedupSettings;
-    use crate::sm_store::StateMachineStore;
-    use crate::state::StateSettings;
+    use crate::sm_store::{SnapshotFile, StateMachineStore};
+    use crate::state::{ClusterState, StateSettings};
     use crate::types::Command;
 
     fn settings() -> StateSettings {
@@ -573,6 +601,54 @@ mod tests {
             indexes(&store.try_get_log_entries(1..).await.unwrap()),
             vec![1, 2]
         );
+    }
+
+    #[tokio::test]
+    async fn a_purge_waits_until_a_snapshot_on_disk_covers_it() {
+        let dir = TempDir::new().unwrap();
+        let (durable, on_disk) = watch::channel(Some(1));
+        let mut store = LogStore::open(dir.path()).unwrap().purging_behind(on_disk);
+        store
+            .blocking_append((0..5).map(|index| command(index, index)))
+            .await
+            .unwrap();
+        let mut purging = store.clone();
+        let mut purge = std::pin::pin!(purging.purge(id(2, 3)));
+        assert!(futures::poll!(purge.as_mut()).is_pending(), "snapshot at 1");
+        assert_eq!(
+            indexes(&store.try_get_log_entries(..).await.unwrap()),
+            [0, 1, 2, 3, 4]
+        );
+        durable.send_replace(Some(3));
+        purge.await.unwrap();
+        assert_eq!(indexes(&store.try_get_log_entries(..).await.unwrap()), [4]);
+    }
+
+    fn snapshot_file(index: u64) -> SnapshotFile {
+        SnapshotFile {
+            meta: openraft::SnapshotMeta {
+                last_log_id: Some(id(1, index)),
+                last_membership: Default::default(),
+                snapshot_id: index.to_string(),
+            },
+            data: encode(&ClusterState::new(settings()).image()).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_older_snapshot_never_replaces_a_newer_one_on_disk() {
+        use openraft::storage::RaftStateMachine;
+        let dir = TempDir::new().unwrap();
+        let mut sm = StateMachineStore::open(dir.path(), settings()).unwrap();
+        assert_eq!(*sm.durable_snapshot().borrow(), None);
+        // Built from the state before an install, written after it.
+        sm.save_snapshot(&snapshot_file(10)).unwrap();
+        sm.save_snapshot(&snapshot_file(5)).unwrap();
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.last_log_id, Some(id(1, 10)));
+        assert_eq!(*sm.durable_snapshot().borrow(), Some(10));
+        let reopened = StateMachineStore::open(dir.path(), settings()).unwrap();
+        assert_eq!(*reopened.durable_snapshot().borrow(), Some(10));
     }
 
     #[tokio::test]

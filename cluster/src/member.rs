@@ -92,8 +92,8 @@ impl ClusterMember {
             ..Config::default()
         };
         let config = Arc::new(config.validate().map_err(ClusterError::raft)?);
-        let log_store = LogStore::open(dir)?;
         let sm_store = StateMachineStore::open(&dir.join("state"), settings)?;
+        let log_store = LogStore::open(dir)?.purging_behind(sm_store.durable_snapshot());
         let view = sm_store.view();
         let raft = Raft::new(
             id,

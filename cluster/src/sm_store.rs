@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -78,9 +78,9 @@ impl ClusterView {
 
 /// What `snapshot.bin` holds.
 #[derive(Serialize, Deserialize)]
-struct SnapshotFile {
-    meta: SnapshotMeta<NodeId, Member>,
-    data: Vec<u8>,
+pub(crate) struct SnapshotFile {
+    pub(crate) meta: SnapshotMeta<NodeId, Member>,
+    pub(crate) data: Vec<u8>,
 }
 
 #[derive(Clone)]
@@ -90,6 +90,11 @@ pub struct StateMachineStore {
     applied: Arc<RwLock<Applied>>,
     ownership: watch::Sender<Ownership>,
     applies: watch::Sender<u64>,
+    /// The last log index the snapshot on disk covers. Its lock serialises
+    /// snapshot writes: openraft builds snapshots in a task of their own,
+    /// beside the installing of one received from the leader.
+    snapshot_on_disk: Arc<Mutex<Option<u64>>>,
+    durable_snapshot: watch::Sender<Option<u64>>,
 }
 
 impl StateMachineStore {
@@ -111,13 +116,38 @@ impl StateMachineStore {
         }
         let (ownership, _) = watch::channel(applied.state.ownership());
         let (applies, _) = watch::channel(applied.last_applied.map_or(0, |l| l.index));
+        let on_disk = applied.last_applied.map(|l| l.index);
+        let (durable_snapshot, _) = watch::channel(on_disk);
         Ok(StateMachineStore {
             dir: dir.to_path_buf(),
             settings,
             applied: Arc::new(RwLock::new(applied)),
             ownership,
             applies,
+            snapshot_on_disk: Arc::new(Mutex::new(on_disk)),
+            durable_snapshot,
         })
+    }
+
+    /// The last log index covered by the snapshot on disk, as it changes.
+    pub fn durable_snapshot(&self) -> watch::Receiver<Option<u64>> {
+        self.durable_snapshot.subscribe()
+    }
+
+    /// Writes `file` as the snapshot on disk unless the one there covers as
+    /// much of the log or more (a build that read the state before an
+    /// install replaced it must not put the older state back).
+    pub(crate) fn save_snapshot(&self, file: &SnapshotFile) -> Result<(), StorageError<NodeId>> {
+        let mut on_disk = self.snapshot_on_disk.lock().expect("snapshot lock");
+        let index = file.meta.last_log_id.map(|l| l.index);
+        if on_disk.is_some() && *on_disk >= index {
+            return Ok(());
+        }
+        let bytes = encode(file).map_err(|e| snapshot_error(&e))?;
+        write_atomically(&self.snapshot_path(), &bytes).map_err(|e| snapshot_error(&e))?;
+        *on_disk = index;
+        self.durable_snapshot.send_replace(index);
+        Ok(())
     }
 
     pub fn view(&self) -> ClusterView {
@@ -198,8 +228,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             data,
         };
-        let bytes = encode(&file).map_err(|e| snapshot_error(&e))?;
-        write_atomically(&self.snapshot_path(), &bytes).map_err(|e| snapshot_error(&e))?;
+        self.save_snapshot(&file)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(file.data)),
@@ -272,8 +301,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             data,
         };
-        let bytes = encode(&file).map_err(|e| snapshot_error(&e))?;
-        write_atomically(&self.snapshot_path(), &bytes).map_err(|e| snapshot_error(&e))?;
+        self.save_snapshot(&file)?;
         {
             let mut applied = self.applied.write().expect("state lock");
             *applied = Applied {
