@@ -37,6 +37,7 @@ use scheduler::{Scheduler, StartRun, TriggerRefused};
 const JOB_TICK: Duration = Duration::from_millis(500);
 const DISCOVER_EVERY: Duration = Duration::from_secs(10);
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(3);
+const LEADERSHIP_CHECK: Duration = Duration::from_secs(5);
 
 pub enum CoordinatorMsg {
     JobTick,
@@ -218,6 +219,15 @@ impl Actor for Coordinator {
         myself: ActorRef<CoordinatorMsg>,
         args: CoordinatorArgs,
     ) -> Result<CoordinatorState, ActorProcessingErr> {
+        // A new leader's replica may not have applied all that the previous
+        // one committed yet: the last job run id and the runs left running
+        // are read once it has (else new runs could reuse committed ids).
+        match tokio::time::timeout(LEADERSHIP_CHECK, args.cluster.raft.ensure_linearizable()).await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("leadership not confirmed: {e}").into()),
+            Err(_) => return Err("leadership not confirmed in time".into()),
+        }
         // Every member probes every other all the time, so a new leader already
         // knows who is silent and can fail over without a grace period.
         let mut scheduler = Scheduler::new(args.schedule, 0);

@@ -70,6 +70,9 @@ pub struct ModelRun {
     pub superseded_by: Option<u64>,
 }
 
+/// The models with a `video_id` column (their rows can be asked per video).
+pub const PER_VIDEO_MODELS: [&str; 2] = ["viewer_retention", "top_videos"];
+
 pub fn model_names() -> Vec<&'static str> {
     MODELS.iter().map(|(name, _)| *name).collect()
 }
@@ -393,6 +396,11 @@ pub async fn gold_rows(
             known: model_names().join(", "),
         });
     }
+    if video_id.is_some() && !PER_VIDEO_MODELS.contains(&model) {
+        return Err(LakeError::NotPerVideo {
+            model: model.to_string(),
+        });
+    }
     let Some(table) = open_if_exists(&Lake::new(lake_dir).gold(model)).await? else {
         return Ok(None);
     };
@@ -470,6 +478,18 @@ mod tests {
             .json;
         let rows: Vec<serde_json::Value> = serde_json::from_slice(&json).unwrap();
         rows[0]["views"].as_i64().unwrap()
+    }
+
+    #[tokio::test]
+    async fn asking_per_video_rows_of_a_model_without_videos_is_refused_before_any_run() {
+        let lake = tempfile::tempdir().unwrap();
+        let refused = gold_rows(lake.path(), "daily_engagement", Some("v1")).await;
+        assert!(
+            matches!(refused, Err(LakeError::NotPerVideo { .. })),
+            "{refused:?}"
+        );
+        let not_yet = gold_rows(lake.path(), "top_videos", Some("v1")).await;
+        assert!(matches!(not_yet, Ok(None)), "{not_yet:?}");
     }
 
     #[tokio::test]

@@ -376,7 +376,14 @@ async fn remove_node(
         )
         .await;
     }
-    let change = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+    // A learner (a member whose add-node never finished) is not a voter:
+    // removing it as one would change nothing.
+    let is_voter = state.member.view.read().voters().contains(&id);
+    let change = if is_voter {
+        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+    } else {
+        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+    };
     if let Err(e) = state.member.raft.change_membership(change, false).await {
         return error_response(
             StatusCode::CONFLICT,
