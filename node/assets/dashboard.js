@@ -14,10 +14,15 @@ const REGION_PLACES = {
 const LIVE_EVERY_MS = 2000;
 const EMPTY_GOLD = "No gold data yet. Gold is built by the cluster's gold job (every 2 minutes by " +
   "default) or by `streamreel models run`; this view fills in after the first run.";
+const EMPTY_TABLES = "The gold tables of this view exist but hold no rows: the last gold run " +
+  "found no sessions for them.";
 
 const charts = {};
 let liveTimer = null;
 let previousLive = null;
+// Bumped at each change of view, so that a view's pending refresh never
+// schedules another once the user has moved on.
+let shown = 0;
 
 // ---- helpers -------------------------------------------------------------
 
@@ -35,6 +40,15 @@ async function getJson(path) {
 function gold(model, videoId) {
   const query = videoId ? "?video_id=" + encodeURIComponent(videoId) : "";
   return getJson(`/dashboard/api/gold/${model}${query}`);
+}
+
+// Why a view has nothing to draw: its tables were never built, or are empty.
+function emptyGold(...answers) {
+  return answers.some((a) => a.exists) ? EMPTY_TABLES : EMPTY_GOLD;
+}
+
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 function setState(view, message, isError) {
@@ -102,7 +116,7 @@ function table(testId) { return document.querySelector(`table[data-testid="${tes
 const views = {
   async retention() {
     const [top, daily] = await Promise.all([gold("top_videos"), gold("daily_engagement")]);
-    if (!top.rows.length && !daily.rows.length) return setState("retention", EMPTY_GOLD);
+    if (!top.rows.length && !daily.rows.length) return setState("retention", emptyGold(top, daily));
     setState("retention", "");
     const videos = [...top.rows].sort((a, b) => a.rank - b.rank);
     const list = document.getElementById("video-list");
@@ -118,7 +132,7 @@ const views = {
       const text = search.value.trim().toLowerCase();
       const found = videos.find((v) => v.video_id.toLowerCase() === text) ||
         videos.find((v) => v.title.toLowerCase().includes(text) || v.video_id.toLowerCase().includes(text));
-      if (found) showRetention(found);
+      if (found) showRetention(found).catch((error) => setState("retention", String(error.message || error), true));
     };
     if (videos.length) await showRetention(videos[0]);
 
@@ -145,13 +159,14 @@ const views = {
 
   async dropoff() {
     const answer = await gold("dropoff_by_genre");
-    if (!answer.rows.length) return setState("dropoff", EMPTY_GOLD);
+    if (!answer.rows.length) return setState("dropoff", emptyGold(answer));
     setState("dropoff", "");
     const rows = [...answer.rows].sort((a, b) => (a.genre < b.genre ? -1 : a.genre > b.genre ? 1 : a.bucket_pct - b.bucket_pct));
     const genres = [...new Set(rows.map((r) => r.genre))];
     const buckets = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90];
     chart("chart-dropoff").setOption({
-      tooltip: { formatter: (p) => `${genres[p.value[1]]}, exit at ${buckets[p.value[0]]}–${buckets[p.value[0]] + 10} %: ${(100 * p.value[2]).toFixed(1)} % of sessions` },
+      // Genres come from the metadata file: escaped, as this tooltip is HTML.
+      tooltip: { formatter: (p) => `${escapeHtml(genres[p.value[1]])}, exit at ${buckets[p.value[0]]}–${buckets[p.value[0]] + 10} %: ${(100 * p.value[2]).toFixed(1)} % of sessions` },
       xAxis: { type: "category", data: buckets.map((b) => `${b}–${b + 10} %`), name: "exit position" },
       yAxis: { type: "category", data: genres },
       visualMap: { min: 0, max: Math.max(...rows.map((r) => r.share)), calculable: true, orient: "horizontal", left: "center", bottom: 0 },
@@ -172,7 +187,7 @@ const views = {
 
   async regions() {
     const answer = await gold("regional_viewership");
-    if (!answer.rows.length) return setState("regions", EMPTY_GOLD);
+    if (!answer.rows.length) return setState("regions", emptyGold(answer));
     const days = [...new Set(answer.rows.map((r) => r.day))].sort();
     const select = document.getElementById("region-day");
     const chosen = days.includes(select.value) ? select.value : days[days.length - 1];
@@ -186,7 +201,7 @@ const views = {
 
   async top() {
     const [videos, creators] = await Promise.all([gold("top_videos"), gold("top_creators")]);
-    if (!videos.rows.length && !creators.rows.length) return setState("top", EMPTY_GOLD);
+    if (!videos.rows.length && !creators.rows.length) return setState("top", emptyGold(videos, creators));
     setState("top", "");
     const v = [...videos.rows].sort((a, b) => a.rank - b.rank).slice(0, 20);
     const c = [...creators.rows].sort((a, b) => a.rank - b.rank).slice(0, 20);
@@ -224,12 +239,21 @@ const views = {
     ]);
     setState("live", live.minutes.length ? "" : "No accepted events yet: start the simulator or point producers at the input topic.");
     const now = performance.now();
-    const received = status.partitions.reduce((sum, p) => sum + p.committed_offset + 1 + (p.lag || 0), 0);
+    // Without every partition's lag (the broker did not answer) the records
+    // received are unknown: that tick shows no rate rather than a wrong one.
+    const lagKnown = status.partitions.every((p) => p.lag != null);
+    const received = lagKnown
+      ? status.partitions.reduce((sum, p) => sum + p.committed_offset + 1 + p.lag, 0)
+      : null;
     if (previousLive) {
       const seconds = (now - previousLive.at) / 1000;
-      const rate = (a, b) => Math.max(0, (a - b) / seconds).toFixed(0);
-      document.getElementById("rate-in").textContent = rate(received, previousLive.received);
-      document.getElementById("rate-accepted").textContent = rate(live.accepted_total, previousLive.accepted);
+      const show = (id, a, b) => {
+        // The live window forgets its oldest minutes: a total that went
+        // down says nothing about the rate, so the last one stays.
+        if (a != null && b != null && a >= b) document.getElementById(id).textContent = ((a - b) / seconds).toFixed(0);
+      };
+      show("rate-in", received, previousLive.received);
+      show("rate-accepted", live.accepted_total, previousLive.accepted);
     }
     previousLive = { at: now, received, accepted: live.accepted_total };
     const total = document.getElementById("accepted-total");
@@ -268,6 +292,7 @@ const views = {
       { key: "id", label: "id", num: true },
       { key: "addr", label: "address" },
       { key: "alive", label: "alive", format: (a) => (a ? "yes" : "NO") },
+      { key: "reaches_brokers", label: "reaches broker", format: (r) => (r == null ? "–" : r ? "yes" : "NO") },
       { key: "role", label: "role" },
     ], status.nodes.map((n) => ({ ...n, role: n.id === status.leader ? "leader" : "follower" })));
     fillTable(table("partitions-table"), [
@@ -298,6 +323,7 @@ async function showRetention(video) {
   document.getElementById("video-search").value = video.video_id;
   document.getElementById("video-picked").textContent = `${video.title} · ${video.creator} · ${video.genre}`;
   const answer = await gold("viewer_retention", video.video_id);
+  if (!answer.exists) setState("retention", "viewer_retention has not been built yet: " + EMPTY_GOLD);
   const rows = [...answer.rows].sort((a, b) => a.bucket_pct - b.bucket_pct);
   chart("chart-retention").setOption({
     tooltip: { trigger: "axis" },
@@ -363,20 +389,30 @@ function resizeVisibleCharts() {
 async function show(name) {
   document.querySelectorAll("#tabs button").forEach((b) => b.classList.toggle("active", b.dataset.view === name));
   document.querySelectorAll(".view").forEach((v) => v.classList.toggle("active", v.id === "view-" + name));
-  clearInterval(liveTimer);
+  clearTimeout(liveTimer);
   previousLive = null;
+  const mine = ++shown;
   const run = async () => {
     try {
       await views[name]();
     } catch (error) {
       setState(name, String(error.message || error), true);
     }
+    if (mine !== shown) return;
     document.body.dataset.loaded = name;
     resizeVisibleCharts();
   };
   document.body.dataset.loaded = "";
   await run();
-  if (name === "live" || name === "cluster") liveTimer = setInterval(run, LIVE_EVERY_MS);
+  if (name !== "live" && name !== "cluster") return;
+  // The next refresh is scheduled once this one ended (a slow answer never
+  // overlaps the next), and only while this view is still the one shown.
+  const refresh = async () => {
+    if (mine !== shown) return;
+    await run();
+    if (mine === shown) liveTimer = setTimeout(refresh, LIVE_EVERY_MS);
+  };
+  if (mine === shown) liveTimer = setTimeout(refresh, LIVE_EVERY_MS);
 }
 
 document.querySelectorAll("#tabs button").forEach((b) => { b.onclick = () => show(b.dataset.view); });
