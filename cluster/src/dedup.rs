@@ -181,21 +181,36 @@ mod tests {
     }
 
     proptest! {
-        /// Against a reference model: an id is a duplicate exactly when it was
-        /// accepted before and is still among the last `window_events` accepted
-        /// (all ids here share one timestamp, so age never keeps extra ids).
+        /// Against a reference model over rising acceptance times: after each
+        /// accepted id the window holds the newest `max(window_events, ids
+        /// younger than the window)` ids, at most `max_ids`; an id is a
+        /// duplicate exactly when it is among them.
         #[test]
-        fn matches_a_reference_model(ids in proptest::collection::vec(0u128..40, 0..300), window_events in 1usize..20) {
-            let mut window = DedupWindow::new(settings(window_events, 0, window_events));
-            let mut accepted: Vec<u128> = Vec::new();
-            for id in ids {
-                let start = accepted.len().saturating_sub(window_events);
-                let expected_new = !accepted[start..].contains(&id);
-                prop_assert_eq!(window.insert(id, 0), expected_new);
+        fn matches_a_reference_model(
+            steps in proptest::collection::vec((0u128..40, 0i64..3), 0..300),
+            window_events in 1usize..10,
+            window_s in 0u64..5,
+            extra_ids in 0usize..10,
+        ) {
+            let max_ids = window_events + extra_ids;
+            let mut window = DedupWindow::new(settings(window_events, window_s, max_ids));
+            let mut accepted: Vec<(u128, i64)> = Vec::new();
+            let mut kept_from = 0;
+            let mut now = 0;
+            for (id, seconds_later) in steps {
+                now += seconds_later * S;
+                let expected_new = !accepted[kept_from..].iter().any(|(a, _)| *a == id);
+                prop_assert_eq!(window.insert(id, now), expected_new);
                 if expected_new {
-                    accepted.push(id);
+                    accepted.push((id, now));
+                    let young = accepted[kept_from..]
+                        .iter()
+                        .filter(|(_, at)| now - at <= window_s as i64 * S)
+                        .count();
+                    let keep = window_events.max(young).min(max_ids);
+                    kept_from = kept_from.max(accepted.len().saturating_sub(keep));
                 }
-                prop_assert!(window.len() <= window_events);
+                prop_assert_eq!(window.len(), accepted.len() - kept_from);
             }
         }
     }

@@ -263,6 +263,13 @@ mod tests {
             ingested_at_us: 1_795_503_601_000_000,
         };
         let row = BronzeRow::from(clean.view());
+        // The contract's members, in its order, with nulls for absent ones.
+        assert_eq!(
+            String::from_utf8(row.to_json()).unwrap(),
+            format!(
+                r#"{{"event_id":"e1","session_id":"s1","user_key":"{key}","video_id":"v1","event_type":"play","position_s":0.0,"seek_to_s":null,"event_time":"2026-11-24T07:00:00.000000Z","region":"eu-west","device":null,"kafka_partition":3,"kafka_offset":42,"ingested_at":"2026-11-24T07:00:01.000000Z"}}"#
+            )
+        );
         let json: serde_json::Value = serde_json::from_slice(&row.to_json()).unwrap();
         assert_eq!(json["user_key"], key);
         assert_eq!(json["event_time"], "2026-11-24T07:00:00.000000Z");
