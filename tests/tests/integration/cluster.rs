@@ -208,9 +208,22 @@ async fn assert_errors_are_json(cluster: &Cluster, via: u64) -> anyhow::Result<(
     Ok(())
 }
 
-/// Raft routes read bodies larger than axum's 2 MiB default: openraft sends
-/// snapshots in 3 MiB chunks. Garbage of 4 MiB is read, then refused as bincode.
-async fn assert_raft_takes_large_bodies(cluster: &Cluster, via: u64) -> anyhow::Result<()> {
+/// Raft routes need the cluster token, and read bodies larger than axum's
+/// 2 MiB default: openraft sends snapshots in 3 MiB chunks. Garbage of 4 MiB
+/// is read, then refused as bincode.
+async fn assert_raft_is_guarded_and_takes_large_bodies(
+    cluster: &Cluster,
+    via: u64,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    for token in [None, Some("wrong-token")] {
+        let mut request = http.post(format!("{}/raft/ping", cluster.url(via)));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let code = request.send().await?.status().as_u16();
+        anyhow::ensure!(code == 401, "/raft/ping with token {token:?}: {code}");
+    }
     let garbage = vec![0xff; 4 * 1024 * 1024];
     let (code, answer) = cluster
         .post_as_member(via, "/raft/snapshot", garbage)
@@ -351,7 +364,7 @@ async fn members_killed_and_frozen_while_events_stream_lose_and_double_nothing()
             assert_live_equals_bronze(&cluster, id, &lake).await?;
         }
         assert_errors_are_json(&cluster, cluster.ids()[0]).await?;
-        assert_raft_takes_large_bodies(&cluster, cluster.ids()[0]).await?;
+        assert_raft_is_guarded_and_takes_large_bodies(&cluster, cluster.ids()[0]).await?;
         Ok(())
     }
     .await;

@@ -116,7 +116,7 @@ async fn bronze_clean_events_and_dlq_hold_exactly_what_was_sent() -> anyhow::Res
 async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result<()> {
     use streamreel_tests::wait::wait_for;
 
-    use crate::support::{broker_with_events, run_job_to_success};
+    use crate::support::{ADMIN_TOKEN, broker_with_events, run_job_to_success};
 
     let (broker, _) = broker_with_events(2, 5_000, 3).await?;
     let data = tempfile::tempdir()?;
@@ -124,13 +124,23 @@ async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result
         &broker.brokers(),
         data.path(),
         &node_config(5_000, 300),
-        &[],
+        &[("STREAMREEL_ADMIN_TOKEN", ADMIN_TOKEN)],
     )?;
     wait_until_ingested(&broker, data.path(), Duration::from_secs(120)).await?;
     let url = wait_for("the admin api", Duration::from_secs(30), || async {
         Ok(node.admin_url())
     })
     .await?;
+    // Admin routes refuse a request without the token or with another one.
+    let http = reqwest::Client::new();
+    for token in [None, Some("not-the-token")] {
+        let mut request = http.get(format!("{url}/admin/status"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let code = request.send().await?.status().as_u16();
+        assert_eq!(code, 401, "/admin/status with token {token:?}");
+    }
     let admin = |args: &[&str]| crate::support::admin_cli(&url, args);
     for job in ["enrich", "gold", "compact"] {
         run_job_to_success(&url, job)
@@ -139,9 +149,17 @@ async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result
     }
     let (ok, out) = admin(&["run", "reindex"])?;
     assert!(!ok && out.contains("unknown job"), "{out}");
-    let (_, status) = admin(&["status"])?;
-    assert!(status.contains("committed_offset"), "{status}");
-    let gold = data.path().join("lake/gold/top_videos/_delta_log");
-    assert!(gold.exists(), "the gold job built the models");
+    let (ok, status) = admin(&["status"])?;
+    assert!(ok, "{status}");
+    let status: serde_json::Value = serde_json::from_str(&status)?;
+    let partitions = status["partitions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(partitions.len(), 2, "{status}");
+    for partition in &partitions {
+        assert_eq!(partition["lag"], 0, "everything ingested: {partition}");
+    }
+    for model in streamreel_lake::gold::model_names() {
+        let log = data.path().join(format!("lake/gold/{model}/_delta_log"));
+        assert!(log.exists(), "the gold job built {model}");
+    }
     Ok(())
 }

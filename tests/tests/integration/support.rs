@@ -29,8 +29,13 @@ pub fn simulate_cli(broker: &Broker, events: u64, seed: u64) -> anyhow::Result<S
 }
 
 /// Runs `streamreel admin --node URL ARGS...`: whether it succeeded, and what it printed.
+/// The admin token of the nodes that tests start with one. `admin_cli` always
+/// sends it; a node without a token ignores it.
+pub const ADMIN_TOKEN: &str = "admin-test-token-0123456789";
+
 pub fn admin_cli(node_url: &str, args: &[&str]) -> anyhow::Result<(bool, String)> {
     let output = Command::new(streamreel_binary()?)
+        .env("STREAMREEL_ADMIN_TOKEN", ADMIN_TOKEN)
         .args(["admin", "--node", node_url])
         .args(args)
         .output()?;
