@@ -34,6 +34,8 @@ use crate::job_runtime::JobRuntime;
 
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 const BROKER_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How long a leader waits for a quorum to confirm it, once a second.
+const LEADERSHIP_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
     let lake_dir = config.lake_dir();
@@ -338,6 +340,7 @@ async fn follow_leadership(
     template: CoordinatorTemplate,
 ) {
     let mut metrics = member.raft.metrics();
+    let mut unconfirmed = 0;
     loop {
         let leading = metrics.borrow_and_update().current_leader == Some(member.id);
         let running = slot.lock().expect("coordinator lock").clone();
@@ -379,6 +382,32 @@ async fn follow_leadership(
                 );
                 coordinator.stop(None);
                 *slot.lock().expect("coordinator lock") = None;
+            }
+            (true, Some(coordinator)) => {
+                // openraft 0.9 keeps a leader cut off from the others leading
+                // in its own eyes: without a quorum it stops its coordinator
+                // (cancelling its jobs), as the new leader runs its own.
+                let confirmed = tokio::time::timeout(
+                    LEADERSHIP_CHECK_TIMEOUT,
+                    member.raft.ensure_linearizable(),
+                )
+                .await;
+                unconfirmed = if matches!(confirmed, Ok(Ok(_))) {
+                    0
+                } else {
+                    unconfirmed + 1
+                };
+                // Twice in a row: one slow answer on a loaded machine is not
+                // a lost quorum.
+                if unconfirmed >= 2 {
+                    unconfirmed = 0;
+                    warn!(
+                        node = member.id,
+                        "no quorum confirms this leader: stopping the coordinator"
+                    );
+                    coordinator.stop(None);
+                    *slot.lock().expect("coordinator lock") = None;
+                }
             }
             _ => {}
         }
