@@ -104,6 +104,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         )),
         lake_dir: lake_dir.clone(),
         broker_health: broker_health.clone(),
+        jobs_runtime: jobs_runtime.handle(),
     };
     let http_addr = serve(config.http_listen, app, shutdown.clone()).await?;
     info!(%http_addr, "admin api listening");

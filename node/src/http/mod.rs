@@ -49,6 +49,9 @@ pub struct AppState {
     /// The lake, for the dashboard's gold tables.
     pub lake_dir: std::path::PathBuf,
     pub broker_health: crate::broker_health::BrokerHealth,
+    /// The lakehouse jobs' runtime: dashboard queries over gold run there,
+    /// not on the threads partition actors run on.
+    pub jobs_runtime: tokio::runtime::Handle,
 }
 
 impl AppState {
