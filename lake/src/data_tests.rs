@@ -262,6 +262,92 @@ mod tests {
         }
     }
 
+    const RULES: &str = r#"
+[t]
+unique = [["id"]]
+not_null = ["name"]
+range = { share = [0.0, 1.0] }
+in_metadata = ["video_id"]
+"#;
+
+    fn failing(results: &[DataTestResult]) -> Vec<(&str, u64)> {
+        results
+            .iter()
+            .filter(|r| !r.passed())
+            .map(|r| (r.test.name.as_str(), r.failing_rows))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_rule_fails_on_a_row_that_breaks_it() {
+        use deltalake::arrow::array::{Float64Array, StringArray};
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("share", DataType::Float64, true),
+            Field::new("video_id", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b", "c", "c"])),
+                Arc::new(StringArray::from(vec![
+                    None,
+                    Some("x"),
+                    Some("y"),
+                    Some("z"),
+                ])),
+                Arc::new(Float64Array::from(vec![f64::NAN, 0.5, 1.5, 1.0])),
+                Arc::new(StringArray::from(vec!["v1", "v1", "unlisted", "v1"])),
+            ],
+        )
+        .unwrap();
+        let videos = [VideoMetadata {
+            video_id: "v1".into(),
+            title: "T".into(),
+            genre: "G".into(),
+            creator: "C".into(),
+            duration_s: 60.0,
+            release_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        }];
+        let results = audit_batches("t", schema, vec![batch], &videos, RULES)
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 4);
+        assert_eq!(
+            failing(&results),
+            [
+                ("unique(id)", 1),
+                ("not_null(name)", 1),
+                ("range(share, 0, 1)", 2),
+                ("in_metadata(video_id)", 1),
+            ]
+        );
+        assert!(
+            results[2].examples.contains("1.5"),
+            "{}",
+            results[2].examples
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_table_fails_its_tests() {
+        let lake = tempfile::tempdir().unwrap();
+        let results = run_data_tests(lake.path(), &[], RULES).await.unwrap();
+        assert_eq!(results.len(), 4);
+        assert!(results.iter().all(|r| !r.passed()));
+        assert!(
+            results[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("does not exist"),
+            "{:?}",
+            results[0].error
+        );
+    }
+
     #[test]
     fn an_unknown_rule_is_refused() {
         let error = declared_tests("[x]\nuniq = [[\"a\"]]\n")
