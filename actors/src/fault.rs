@@ -3,6 +3,9 @@
 //! `STREAMREEL_FAULT_PANIC_BEFORE_COMMIT=<partition>` makes that partition's actor
 //! panic once, just before its first bronze commit in this process, so tests can
 //! watch the supervisor restart it.
+//! `STREAMREEL_FAULT_PANIC_AFTER_COMMIT=<partition>` makes it panic once just
+//! after its first bronze commit, before the Raft checkpoint: the restarted
+//! actor must take that batch's ids from bronze into its window.
 //! `STREAMREEL_FAULT_FAIL_BRONZE_COMMITS=<n>` makes the first `n` bronze commit
 //! attempts of the process fail, as a lake outage would.
 //! Unset in production: then nothing happens.
@@ -12,9 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub const PANIC_BEFORE_COMMIT_ENV: &str = "STREAMREEL_FAULT_PANIC_BEFORE_COMMIT";
 
+pub const PANIC_AFTER_COMMIT_ENV: &str = "STREAMREEL_FAULT_PANIC_AFTER_COMMIT";
+
 pub const FAIL_BRONZE_COMMITS_ENV: &str = "STREAMREEL_FAULT_FAIL_BRONZE_COMMITS";
 
 static FIRED: AtomicBool = AtomicBool::new(false);
+static FIRED_AFTER: AtomicBool = AtomicBool::new(false);
 
 /// True for the first `n` calls when [`FAIL_BRONZE_COMMITS_ENV`] is `n`.
 pub fn bronze_commit_should_fail() -> bool {
@@ -31,18 +37,28 @@ pub fn bronze_commit_should_fail() -> bool {
         .is_ok()
 }
 
-fn target_partition() -> Option<i32> {
-    static TARGET: OnceLock<Option<i32>> = OnceLock::new();
-    *TARGET.get_or_init(|| {
-        std::env::var(PANIC_BEFORE_COMMIT_ENV)
-            .ok()
-            .and_then(|v| v.parse().ok())
-    })
+fn partition_in(env: &'static str, cell: &OnceLock<Option<i32>>) -> Option<i32> {
+    *cell.get_or_init(|| std::env::var(env).ok().and_then(|v| v.parse().ok()))
 }
 
 /// Panics the first time it is called for the configured partition.
 pub fn maybe_panic_before_commit(partition: i32) {
-    if target_partition() == Some(partition) && !FIRED.swap(true, Ordering::SeqCst) {
+    static TARGET: OnceLock<Option<i32>> = OnceLock::new();
+    if partition_in(PANIC_BEFORE_COMMIT_ENV, &TARGET) == Some(partition)
+        && !FIRED.swap(true, Ordering::SeqCst)
+    {
         panic!("injected fault: panic before the bronze commit of partition {partition}");
+    }
+}
+
+/// Panics the first time it is called for the configured partition.
+pub fn maybe_panic_after_commit(partition: i32) {
+    static TARGET: OnceLock<Option<i32>> = OnceLock::new();
+    if partition_in(PANIC_AFTER_COMMIT_ENV, &TARGET) == Some(partition)
+        && !FIRED_AFTER.swap(true, Ordering::SeqCst)
+    {
+        panic!(
+            "injected fault: panic between the bronze commit and the checkpoint of partition {partition}"
+        );
     }
 }

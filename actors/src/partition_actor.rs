@@ -393,6 +393,7 @@ impl PartitionState {
         );
         let started = Instant::now();
         let checkpoint = self.append_with_retries(rows, last_offset).await?;
+        fault::maybe_panic_after_commit(partition);
         let commit_time = started.elapsed();
         propose_checkpoint(
             &self.context,

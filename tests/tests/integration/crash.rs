@@ -1,11 +1,12 @@
-//! Chaos: the node is SIGKILLed in the middle of ingest (twice), and one of its
-//! partition actors panics; after restarts bronze is still exact, by event id,
-//! and clean-events holds every bronze event.
+//! Chaos: the node is SIGKILLed in the middle of ingest (twice), and two of its
+//! partition actors panic (one before a bronze commit, one between a bronze
+//! commit and its checkpoint); after restarts bronze is still exact, by event
+//! id, and clean-events holds every bronze event.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use streamreel_actors::fault::PANIC_BEFORE_COMMIT_ENV;
+use streamreel_actors::fault::{PANIC_AFTER_COMMIT_ENV, PANIC_BEFORE_COMMIT_ENV};
 use streamreel_node::simulate::MessageKind;
 use streamreel_tests::bronze_reader::bronze_rows;
 use streamreel_tests::node_process::{NodeProcess, node_config};
@@ -34,8 +35,13 @@ async fn sigkill_mid_ingest_loses_nothing_and_doubles_nothing() -> anyhow::Resul
         .len();
 
     for (round, kill_at) in [(1, 8_000i64), (2, 25_000)] {
+        // Round 1 also panics partition 2 between a bronze commit and its
+        // checkpoint: duplicates of that batch sent later must still be caught.
         let env: &[(&str, &str)] = if round == 1 {
-            &[(PANIC_BEFORE_COMMIT_ENV, "1")]
+            &[
+                (PANIC_BEFORE_COMMIT_ENV, "1"),
+                (PANIC_AFTER_COMMIT_ENV, "2"),
+            ]
         } else {
             &[]
         };
@@ -59,8 +65,8 @@ async fn sigkill_mid_ingest_loses_nothing_and_doubles_nothing() -> anyhow::Resul
         if round == 1 {
             let restarts = ingest_total(&status(&url)?, "restarts");
             assert!(
-                restarts >= 1,
-                "the supervisor restarted the panicked actor ({restarts} restarts)"
+                restarts >= 2,
+                "the supervisor restarted both panicked actors ({restarts} restarts)"
             );
         }
         node.kill9()?;
