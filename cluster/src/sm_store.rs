@@ -137,14 +137,14 @@ impl StateMachineStore {
     /// Writes `file` as the snapshot on disk unless the one there covers as
     /// much of the log or more (a build that read the state before an
     /// install replaced it must not put the older state back).
-    pub(crate) fn save_snapshot(&self, file: &SnapshotFile) -> Result<(), StorageError<NodeId>> {
+    pub(crate) fn save_snapshot(&self, file: &SnapshotFile) -> Result<(), AnyError> {
         let mut on_disk = self.snapshot_on_disk.lock().expect("snapshot lock");
         let index = file.meta.last_log_id.map(|l| l.index);
         if on_disk.is_some() && *on_disk >= index {
             return Ok(());
         }
-        let bytes = encode(file).map_err(|e| snapshot_error(&e))?;
-        write_atomically(&self.snapshot_path(), &bytes).map_err(|e| snapshot_error(&e))?;
+        let bytes = encode(file).map_err(|e| AnyError::new(&e))?;
+        write_atomically(&self.snapshot_path(), &bytes).map_err(|e| AnyError::new(&e))?;
         *on_disk = index;
         self.durable_snapshot.send_replace(index);
         Ok(())
@@ -228,7 +228,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             data,
         };
-        self.save_snapshot(&file)?;
+        self.save_snapshot(&file)
+            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, e)))?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(file.data)),
@@ -301,7 +302,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             data,
         };
-        self.save_snapshot(&file)?;
+        self.save_snapshot(&file)
+            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, e)))?;
         {
             let mut applied = self.applied.write().expect("state lock");
             *applied = Applied {

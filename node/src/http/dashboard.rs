@@ -93,11 +93,14 @@ async fn gold(
 ) -> Response {
     let lake_dir = state.lake_dir.clone();
     let asked = model.clone();
-    let read = state
+    let read = match state
         .jobs_runtime
         .spawn(async move { gold_rows(&lake_dir, &asked, query.video_id.as_deref()).await })
         .await
-        .unwrap_or_else(|e| Err(LakeError::Task(e)));
+    {
+        Ok(read) => read,
+        Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, LakeError::Task(e)),
+    };
     match read {
         // The rows are JSON already: framed as they are, not parsed again.
         Ok(Some(gold)) => {
