@@ -52,6 +52,20 @@ impl Cluster {
         size: u64,
         extra_toml: &str,
     ) -> anyhow::Result<Cluster> {
+        let mut cluster = Cluster::configure(brokers, base, size, extra_toml)?;
+        for id in 1..=size {
+            cluster.start_node(id)?;
+        }
+        Ok(cluster)
+    }
+
+    /// As [`Cluster::start`], but starts no member: the test starts them.
+    pub fn configure(
+        brokers: &str,
+        base: &Path,
+        size: u64,
+        extra_toml: &str,
+    ) -> anyhow::Result<Cluster> {
         let mut addrs = BTreeMap::new();
         for id in 1..=size {
             addrs.insert(id, format!("127.0.0.1:{}", free_port()?));
@@ -59,7 +73,7 @@ impl Cluster {
         std::fs::create_dir_all(base)?;
         let config = base.join("cluster.toml");
         std::fs::write(&config, config_toml(&addrs, base, extra_toml))?;
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             brokers: brokers.to_string(),
             base: base.to_path_buf(),
             config,
@@ -71,9 +85,6 @@ impl Cluster {
                 .timeout(Duration::from_secs(90))
                 .build()?,
         };
-        for id in 1..=size {
-            cluster.start_node(id)?;
-        }
         Ok(cluster)
     }
 
@@ -107,10 +118,16 @@ impl Cluster {
 
     /// Starts (or restarts) member `id` from its own data dir.
     pub fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
+        let brokers = self.brokers.clone();
+        self.start_node_with_brokers(id, &brokers)
+    }
+
+    /// Starts member `id` with its own broker list (one it cannot reach, say).
+    pub fn start_node_with_brokers(&mut self, id: u64, brokers: &str) -> anyhow::Result<()> {
         let data_dir = self.base.join(format!("node-{id}"));
         let config = self.configs.get(&id).unwrap_or(&self.config);
         let node = NodeProcess::spawn(
-            &self.brokers,
+            brokers,
             &data_dir,
             config,
             &["--node-id", &id.to_string()],

@@ -371,6 +371,83 @@ async fn members_killed_and_frozen_while_events_stream_lose_and_double_nothing()
     result.map_err(|e: anyhow::Error| e.context(cluster.logs()))
 }
 
+/// The owner of each partition, as `status` lists them.
+fn owners(status: &Value) -> Vec<Option<u64>> {
+    status["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p["owner"].as_u64())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cut_off_from_the_broker_gives_its_partitions_to_the_others() -> anyhow::Result<()>
+{
+    const EVENTS: u64 = 6_000;
+    const SEED: u64 = 13;
+    const PARTITIONS: usize = 4;
+    let broker = Broker::start()?;
+    broker.create_topic(INPUT, PARTITIONS as i32).await?;
+    let base = tempfile::tempdir()?;
+    let mut cluster = Cluster::configure(&broker.brokers(), base.path(), 3, BATCHING)?;
+    let result = async {
+        // Members 1 and 2 (a majority) start the cluster and lead it.
+        cluster.start_node(1)?;
+        cluster.start_node(2)?;
+        let leader = cluster.wait_for_leader(Duration::from_secs(60)).await?;
+        cluster
+            .wait_settled(leader, PARTITIONS, Duration::from_secs(60))
+            .await?;
+        // Member 3 joins with a broker address nothing listens on. Until its
+        // first check fails it counts as healthy and is given partitions.
+        let nowhere = format!("127.0.0.1:{}", free_port()?);
+        cluster.start_node_with_brokers(3, &nowhere)?;
+        wait_for(
+            "member 3 to be given partitions",
+            Duration::from_secs(30),
+            || async {
+                let status = cluster.status(leader).await?;
+                Ok(owners(&status).contains(&Some(3)).then_some(()))
+            },
+        )
+        .await?;
+        let mut simulator = stream(&broker, EVENTS, SEED, 2_000)?;
+        // It answers pings but cannot ingest: after the cut-off time its
+        // partitions go to the members that reach the broker.
+        let status = wait_for(
+            "member 3's partitions to move to members reaching the broker",
+            Duration::from_secs(60),
+            || async {
+                let status = cluster.status(leader).await?;
+                let owners = owners(&status);
+                let moved = owners.len() == PARTITIONS
+                    && owners.iter().all(|o| matches!(o, Some(1) | Some(2)));
+                Ok(moved.then_some(status))
+            },
+        )
+        .await?;
+        let member_3 = status["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["id"] == 3)
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(member_3["alive"], json!(true), "{member_3}");
+        assert_eq!(member_3["reaches_brokers"], json!(false), "{member_3}");
+        assert_eq!(member_3["can_ingest"], json!(false), "{member_3}");
+        wait_simulator(&mut simulator, Duration::from_secs(60)).await?;
+        cluster
+            .wait_settled(leader, PARTITIONS, Duration::from_secs(120))
+            .await?;
+        assert_bronze_exact(cluster.lake_parent(), &simulated::messages(EVENTS, SEED)?).await?;
+        Ok(())
+    }
+    .await;
+    result.map_err(|e: anyhow::Error| e.context(cluster.logs()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn move_and_rebalance_under_load_lose_and_double_nothing() -> anyhow::Result<()> {
     const EVENTS: u64 = 16_000;
