@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorRef, ActorStatus};
 use tokio::task::JoinHandle;
@@ -36,6 +36,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 const BROKER_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// How long a leader waits for a quorum to confirm it, once a second.
 const LEADERSHIP_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+const LEADERSHIP_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
     let lake_dir = config.lake_dir();
@@ -342,6 +343,7 @@ async fn follow_leadership(
 ) {
     let mut metrics = member.raft.metrics();
     let mut unconfirmed = 0;
+    let mut last_check = Instant::now();
     loop {
         let leading = metrics.borrow_and_update().current_leader == Some(member.id);
         let running = slot.lock().expect("coordinator lock").clone();
@@ -384,7 +386,11 @@ async fn follow_leadership(
                 coordinator.stop(None);
                 *slot.lock().expect("coordinator lock") = None;
             }
-            (true, Some(coordinator)) => {
+            // Raft metrics change with every applied entry: the loop wakes
+            // many times a second under load, but asks a quorum once a second
+            // (each check changes the metrics again).
+            (true, Some(coordinator)) if last_check.elapsed() >= LEADERSHIP_CHECK_EVERY => {
+                last_check = Instant::now();
                 // openraft 0.9 keeps a leader cut off from the others leading
                 // in its own eyes: without a quorum it stops its coordinator
                 // (cancelling its jobs), as the new leader runs its own.
