@@ -35,6 +35,8 @@ pub struct PingAnswer {
     /// Whether the member's latest check reached the Kafka brokers (true
     /// before its first check).
     pub reaches_brokers: bool,
+    /// The settings its replica applies commands with.
+    pub settings: StateSettings,
 }
 
 /// The answer of `/raft/write` on the leader.
@@ -48,6 +50,9 @@ pub struct ClusterMember {
     pub peers: PeerClient,
     liveness: Arc<Mutex<FailureDetector>>,
     reaches_brokers: Arc<AtomicBool>,
+    settings: StateSettings,
+    /// Members whose last answer showed other replica settings than ours.
+    other_settings: Arc<Mutex<BTreeSet<NodeId>>>,
     clock: Instant,
 }
 
@@ -112,6 +117,8 @@ impl ClusterMember {
             peers,
             liveness: Arc::new(Mutex::new(FailureDetector::new(failover_after_ms, 0))),
             reaches_brokers: Arc::new(AtomicBool::new(true)),
+            settings,
+            other_settings: Arc::default(),
             clock,
         })
     }
@@ -268,6 +275,7 @@ impl ClusterMember {
             node: self.id,
             initialized: self.raft.is_initialized().await.unwrap_or(false),
             reaches_brokers: self.reaches_brokers.load(Ordering::Relaxed),
+            settings: self.settings,
         }
     }
 
@@ -284,6 +292,9 @@ impl ClusterMember {
                 return (id, Some(self.reaches_brokers.load(Ordering::Relaxed)));
             }
             let answer = self.ping(&member.addr).await.ok();
+            if let Some(answer) = &answer {
+                self.compare_settings(id, &answer.settings);
+            }
             (id, answer.map(|a| a.reaches_brokers))
         });
         let answers = futures::future::join_all(pings).await;
@@ -321,6 +332,31 @@ impl ClusterMember {
             .lock()
             .expect("liveness lock")
             .reaches_brokers(node)
+    }
+
+    /// Whether `node`'s last answer showed other replica settings than ours.
+    pub fn settings_differ(&self, node: NodeId) -> bool {
+        self.other_settings
+            .lock()
+            .expect("settings lock")
+            .contains(&node)
+    }
+
+    /// Replicas apply commands with their own `[dedup]` and `[live]`
+    /// settings: members that differ hold different windows and live counts
+    /// (logged once per change, and shown in `status`).
+    fn compare_settings(&self, node: NodeId, theirs: &StateSettings) {
+        let mut differing = self.other_settings.lock().expect("settings lock");
+        if *theirs == self.settings {
+            differing.remove(&node);
+        } else if differing.insert(node) {
+            warn!(
+                member = node,
+                ours = ?self.settings,
+                theirs = ?theirs,
+                "a member runs with other [dedup] / [live] settings: its replica will differ; use one cluster config"
+            );
+        }
     }
 
     fn member_ids(&self) -> BTreeSet<NodeId> {

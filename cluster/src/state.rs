@@ -13,8 +13,9 @@ use crate::types::{
     CheckpointIncrement, Command, CommandResult, Epoch, JobRunRecord, NodeId, PartitionId, Refusal,
 };
 
-/// Settings every replica must share (they come from the one cluster config).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Settings every replica must share (they come from the one cluster config;
+/// members compare them in their pings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateSettings {
     pub dedup: DedupSettings,
     /// Live aggregates are kept this far (event time) behind the newest event.

@@ -57,6 +57,7 @@ async fn status(State(state): State<AppState>) -> Response {
                     "alive": alive.contains(&id),
                     "reaches_brokers": member.reaches_brokers(id),
                     "can_ingest": can_ingest.contains(&id),
+                    "same_settings": !member.settings_differ(id),
                 })
             })
             .collect();

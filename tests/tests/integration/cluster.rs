@@ -437,6 +437,7 @@ async fn a_member_cut_off_from_the_broker_gives_its_partitions_to_the_others() -
         assert_eq!(member_3["alive"], json!(true), "{member_3}");
         assert_eq!(member_3["reaches_brokers"], json!(false), "{member_3}");
         assert_eq!(member_3["can_ingest"], json!(false), "{member_3}");
+        assert_eq!(member_3["same_settings"], json!(true), "{member_3}");
         wait_simulator(&mut simulator, Duration::from_secs(60)).await?;
         cluster
             .wait_settled(leader, PARTITIONS, Duration::from_secs(120))
