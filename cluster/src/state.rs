@@ -472,24 +472,124 @@ mod tests {
         assert_eq!(jobs, [(3, "succeeded"), (2, "running")]);
     }
 
-    proptest! {
-        /// A state rebuilt from its image applies the next commands exactly as the original.
-        #[test]
-        fn an_image_round_trips(ops in proptest::collection::vec((0i32..3, 1u64..4, 0u64..4, 0i64..50), 0..60)) {
-            let mut state = with_partitions(3);
-            let mut commands = Vec::new();
-            for (partition, node, epoch, offset) in ops {
-                commands.push(assign(partition, node, epoch));
-                commands.push(Command::Checkpoint(increment(partition, epoch, offset)));
+    /// What a generated step does; the command is built against the state at
+    /// that point, so that checkpoints continue from the current one.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Assign {
+            partition: i32,
+            to: NodeId,
+            stale: bool,
+        },
+        Continue {
+            partition: i32,
+            ids: u8,
+            offsets: i64,
+        },
+        Forget {
+            node: NodeId,
+        },
+        Job {
+            id: u64,
+            running: bool,
+        },
+        AddPartition {
+            partition: i32,
+        },
+    }
+
+    fn any_step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0i32..4, 1u64..4, any::<bool>()).prop_map(|(partition, to, stale)| Step::Assign {
+                partition,
+                to,
+                stale
+            }),
+            (0i32..4, 0u8..5, 1i64..10).prop_map(|(partition, ids, offsets)| Step::Continue {
+                partition,
+                ids,
+                offsets
+            }),
+            (1u64..4).prop_map(|node| Step::Forget { node }),
+            (1u64..5, any::<bool>()).prop_map(|(id, running)| Step::Job { id, running }),
+            (0i32..5).prop_map(|partition| Step::AddPartition { partition }),
+        ]
+    }
+
+    fn command_for(state: &ClusterState, step: &Step, n: usize) -> Command {
+        let current = |partition: i32| {
+            state
+                .partitions()
+                .find(|(p, _)| *p == partition)
+                .map(|(_, s)| (s.epoch, s.checkpoint.map_or(-1, |c| c.last_offset)))
+                .unwrap_or((0, -1))
+        };
+        match step {
+            Step::Assign {
+                partition,
+                to,
+                stale,
+            } => {
+                let (epoch, _) = current(*partition);
+                assign(
+                    *partition,
+                    *to,
+                    if *stale {
+                        epoch.saturating_sub(1)
+                    } else {
+                        epoch
+                    },
+                )
             }
-            let (first, second) = commands.split_at(commands.len() / 2);
-            for command in first {
-                state.apply(command, &members());
+            Step::Continue {
+                partition,
+                ids,
+                offsets,
+            } => {
+                let (epoch, after) = current(*partition);
+                let last = after + offsets;
+                let mut increment = increment_after(*partition, epoch, after, last);
+                increment.new_ids = (0..*ids).map(|i| (n as u128) << 8 | i as u128).collect();
+                increment.accepted_at_us = n as i64 * 1_000_000;
+                increment.live[0].minute_us = n as i64 / 3 * 60_000_000;
+                Command::Checkpoint(increment)
+            }
+            Step::Forget { node } => Command::ForgetMember { node: *node },
+            Step::Job { id, running } => Command::RecordJobRun(JobRunRecord {
+                id: *id,
+                job: "enrich".into(),
+                trigger: "schedule".into(),
+                attempt: 1,
+                started_at_us: n as i64,
+                ended_at_us: (!running).then_some(n as i64 + 1),
+                status: if *running { "running" } else { "succeeded" }.into(),
+                rows: n as u64,
+                detail: String::new(),
+                error: None,
+            }),
+            Step::AddPartition { partition } => Command::AddPartitions {
+                partitions: vec![*partition],
+            },
+        }
+    }
+
+    proptest! {
+        /// A state rebuilt from its image applies the next commands exactly as
+        /// the original: ownership, chained checkpoints with windows that
+        /// evict, members leaving, job history and new partitions.
+        #[test]
+        fn an_image_round_trips(steps in proptest::collection::vec(any_step(), 0..80), split in 0usize..80) {
+            let mut state = with_partitions(3);
+            let split = split.min(steps.len());
+            for (n, step) in steps[..split].iter().enumerate() {
+                let command = command_for(&state, step, n);
+                state.apply(&command, &members());
             }
             let mut copy = ClusterState::from_image(settings(), state.image());
             prop_assert_eq!(copy.image(), state.image());
-            for command in second {
-                prop_assert_eq!(state.apply(command, &members()), copy.apply(command, &members()));
+            for (n, step) in steps[split..].iter().enumerate() {
+                let command = command_for(&state, step, split + n);
+                prop_assert_eq!(state.apply(&command, &members()), copy.apply(&command, &members()));
             }
             prop_assert_eq!(copy.image(), state.image());
         }
