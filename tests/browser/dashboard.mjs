@@ -42,8 +42,9 @@ try {
     trs.map((tr) => Object.fromEntries([...tr.cells].map((td) => [td.dataset.key, td.dataset.value]))));
   const shot = (view) => page.screenshot({ path: `${screenshots}/${view}.png`, fullPage: true });
 
-  // Compares shown rows with expected ones, matched by `key` columns.
-  const compare = (what, shown, wanted, keys) => {
+  // Compares shown rows with expected ones, matched by `key` columns; each
+  // of `columns` must be shown (the others of an expected row only when shown).
+  const compare = (what, shown, wanted, keys, columns) => {
     if (shown.length !== wanted.length) {
       problems.push(`${what}: ${shown.length} rows shown, ${wanted.length} expected`);
     }
@@ -51,6 +52,9 @@ try {
       const id = keys.map((k) => String(want[k])).join("/");
       const row = shown.find((r) => keys.every((k) => r[k] === String(want[k])));
       if (!row) { problems.push(`${what}: no row ${id}`); continue; }
+      for (const column of columns) {
+        if (!(column in row)) problems.push(`${what} ${id}: column ${column} not shown`);
+      }
       for (const [column, value] of Object.entries(want)) {
         if (!(column in row)) continue;
         if (!same(row[column], value)) problems.push(`${what} ${id}.${column}: shown ${row[column]}, expected ${value}`);
@@ -73,24 +77,30 @@ try {
   if (retention !== expected.retention.video_id) {
     problems.push(`retention: shows ${retention}, expected the top video ${expected.retention.video_id}`);
   }
-  compare("retention", await rows("retention-table"), expected.retention.rows, ["bucket_pct"]);
-  compare("daily", await rows("daily-table"), expected.daily, ["day"]);
+  compare("retention", await rows("retention-table"), expected.retention.rows, ["bucket_pct"],
+    ["bucket_pct", "sessions", "viewers_reached", "retention"]);
+  compare("daily", await rows("daily-table"), expected.daily, ["day"],
+    ["day", "sessions", "unique_viewers", "watch_hours", "avg_pct_watched", "completion_rate"]);
   await shot("retention");
 
   await open("dropoff");
-  compare("dropoff", await rows("dropoff-table"), expected.dropoff, ["genre", "bucket_pct"]);
+  compare("dropoff", await rows("dropoff-table"), expected.dropoff, ["genre", "bucket_pct"],
+    ["genre", "bucket_pct", "sessions", "share"]);
   await shot("dropoff");
 
   await open("regions");
   const day = await page.$eval('table[data-testid="regions-table"]', (t) => t.dataset.day);
   if (day !== expected.regions.day) problems.push(`regions: shows day ${day}, expected ${expected.regions.day}`);
-  compare("regions", await rows("regions-table"), expected.regions.rows, ["region"]);
+  compare("regions", await rows("regions-table"), expected.regions.rows, ["region"],
+    ["region", "sessions", "unique_viewers", "watch_hours"]);
   await page.waitForTimeout(500); // let the map finish its animation for the screenshot
   await shot("regions");
 
   await open("top");
-  compare("top videos", await rows("top-videos-table"), expected.top_videos, ["rank"]);
-  compare("top creators", await rows("top-creators-table"), expected.top_creators, ["rank"]);
+  compare("top videos", await rows("top-videos-table"), expected.top_videos, ["rank"],
+    ["rank", "title", "creator", "genre", "sessions", "unique_viewers", "watch_hours", "completion_rate"]);
+  compare("top creators", await rows("top-creators-table"), expected.top_creators, ["rank"],
+    ["rank", "creator", "videos", "sessions", "watch_hours"]);
   await shot("top");
 
   await open("live");
@@ -98,14 +108,15 @@ try {
   if (!same(accepted, expected.accepted_total)) {
     problems.push(`live: accepted total ${accepted}, bronze holds ${expected.accepted_total}`);
   }
-  compare("live top videos", await rows("live-top-table"), expected.live_top, ["video_id"]);
+  compare("live top videos", await rows("live-top-table"), expected.live_top, ["video_id"], ["video_id", "events"]);
   await shot("live");
 
   await open("cluster");
   const leader = await page.$eval('[data-testid="leader"]', (el) => el.dataset.value);
   if (!same(leader, expected.leader)) problems.push(`cluster: leader ${leader}, expected ${expected.leader}`);
-  compare("members", await rows("members-table"), expected.members, ["id"]);
-  compare("partitions", await rows("partitions-table"), expected.partitions, ["partition"]);
+  compare("members", await rows("members-table"), expected.members, ["id"], ["id", "addr", "alive", "reaches_brokers"]);
+  compare("partitions", await rows("partitions-table"), expected.partitions, ["partition"],
+    ["partition", "owner", "epoch", "committed_offset"]);
   const jobs = await rows("jobs-table");
   for (const id of expected.job_run_ids) {
     if (!jobs.some((j) => j.id === String(id) && j.status === "succeeded")) {
