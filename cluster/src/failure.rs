@@ -24,6 +24,9 @@ pub struct FailureDetector {
     last_heard_ms: BTreeMap<NodeId, u64>,
     /// When each member last answered that it reached the brokers.
     last_reached_ms: BTreeMap<NodeId, u64>,
+    /// Since when each member has answered, without a break, that it reaches
+    /// the brokers.
+    reaching_since_ms: BTreeMap<NodeId, u64>,
     /// What each member's latest answer said about the brokers.
     reaches_brokers: BTreeMap<NodeId, bool>,
 }
@@ -36,6 +39,7 @@ impl FailureDetector {
             started_ms: now_ms,
             last_heard_ms: BTreeMap::new(),
             last_reached_ms: BTreeMap::new(),
+            reaching_since_ms: BTreeMap::new(),
             reaches_brokers: BTreeMap::new(),
         }
     }
@@ -50,6 +54,9 @@ impl FailureDetector {
         self.reaches_brokers.insert(node, reaches_brokers);
         if reaches_brokers {
             self.last_reached_ms.insert(node, now_ms);
+            self.reaching_since_ms.entry(node).or_insert(now_ms);
+        } else {
+            self.reaching_since_ms.remove(&node);
         }
     }
 
@@ -69,25 +76,32 @@ impl FailureDetector {
             .collect()
     }
 
-    /// The alive members that can own partitions: those not cut off from the
-    /// brokers for `cut_off_after_ms`. When every alive member is cut off (the
-    /// brokers are down, not the members' links), all of them: moving
-    /// partitions would then only stop the ones that still run.
+    /// The alive members that can own partitions: all but those that have
+    /// not reached the brokers for `cut_off_after_ms` while another alive
+    /// member has reached them without a break for as long. So a broker
+    /// outage for everyone moves nothing, nor does its end (members reach the
+    /// brokers again a few seconds apart).
     pub fn can_ingest(&self, members: &BTreeSet<NodeId>, now_ms: u64) -> BTreeSet<NodeId> {
         let alive = self.alive(members, now_ms);
-        let reaching: BTreeSet<NodeId> = alive
+        let steady = |node: &NodeId| {
+            self.reaching_since_ms
+                .get(node)
+                .is_some_and(|since| now_ms.saturating_sub(*since) >= self.cut_off_after_ms)
+        };
+        let cut_off = |node: &NodeId| {
+            let last = self
+                .last_reached_ms
+                .get(node)
+                .copied()
+                .unwrap_or(self.started_ms);
+            now_ms.saturating_sub(last) >= self.cut_off_after_ms
+                && alive.iter().any(|other| other != node && steady(other))
+        };
+        alive
             .iter()
             .copied()
-            .filter(|node| {
-                let last = self
-                    .last_reached_ms
-                    .get(node)
-                    .copied()
-                    .unwrap_or(self.started_ms);
-                now_ms.saturating_sub(last) < self.cut_off_after_ms
-            })
-            .collect();
-        if reaching.is_empty() { alive } else { reaching }
+            .filter(|node| !cut_off(node))
+            .collect()
     }
 
     /// What `node`'s latest answer said about the brokers, if it answered.
@@ -164,5 +178,18 @@ mod tests {
         // A member that is silent as well is still down.
         detector.heard_from(1, 21_000, false);
         assert_eq!(detector.can_ingest(&members, 22_500), [1].into());
+    }
+
+    #[test]
+    fn the_end_of_a_broker_outage_moves_nothing() {
+        let members: BTreeSet<NodeId> = [1, 2].into();
+        let mut detector = FailureDetector::new(2_000, 0);
+        // Down for everyone until 20 s; member 1 reaches the brokers again at
+        // 21 s, member 2 only at 24 s.
+        for now in (1_000..=40_000).step_by(1_000) {
+            detector.heard_from(1, now, now > 20_000);
+            detector.heard_from(2, now, now > 23_000);
+            assert_eq!(detector.can_ingest(&members, now), members, "at {now}");
+        }
     }
 }

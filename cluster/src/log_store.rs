@@ -310,15 +310,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // openraft 0.9 purges the entries a snapshot received from the leader
         // covers as soon as it hands the snapshot to the state machine, before
         // that is written: a crash in between would leave neither the entries
-        // nor the snapshot. Wait until the snapshot is on disk.
+        // nor the snapshot. Wait until the snapshot is on disk; entries no
+        // snapshot covers are never deleted (an install that failed stops
+        // Raft anyway).
         if let Some(durable) = &self.durable_snapshot {
             let mut durable = durable.clone();
             let covered = durable.wait_for(|on_disk| on_disk.is_some_and(|i| i >= log_id.index));
-            if tokio::time::timeout(PURGE_WAIT, covered).await.is_err() {
-                tracing::warn!(
-                    index = log_id.index,
-                    "purging before a snapshot covers the entries"
-                );
+            if !matches!(tokio::time::timeout(PURGE_WAIT, covered).await, Ok(Ok(_))) {
+                let error = io::Error::other(format!(
+                    "no snapshot on disk covers log index {} after {} s: not purging",
+                    log_id.index,
+                    PURGE_WAIT.as_secs()
+                ));
+                return Err(StorageError::from(StorageIOError::write_logs(
+                    AnyError::new(&error),
+                )));
             }
         }
         let mut inner = self.inner.lock().await;

@@ -273,7 +273,12 @@ impl ClusterMember {
     pub async fn ping_answer(&self) -> PingAnswer {
         PingAnswer {
             node: self.id,
-            initialized: self.raft.is_initialized().await.unwrap_or(false),
+            // From the metrics, not through Raft's core: a core busy with a
+            // snapshot install must not make this member look dead.
+            initialized: {
+                let metrics = self.raft.metrics().borrow().clone();
+                metrics.current_term > 0 || metrics.last_log_index.is_some()
+            },
             reaches_brokers: self.reaches_brokers.load(Ordering::Relaxed),
             settings: self.settings,
         }

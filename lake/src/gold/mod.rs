@@ -11,14 +11,15 @@ pub mod per_day;
 use std::path::Path;
 use std::sync::Arc;
 
-use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::json::ArrayWriter;
 use deltalake::datafusion::prelude::{SessionContext, col, lit};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::transaction::TransactionError;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
 use tracing::info;
 
 use crate::data_tests::{DATA_TESTS, DataTestResult, audit_batches, report};
@@ -302,57 +303,77 @@ impl BuiltFrom<'_> {
 /// Replaces gold table `name` (`previous`, as read when the model was built)
 /// with `batches` in one commit, unless it already holds a build from a later
 /// version of the same `view_sessions`: two runs at once (a `models run`
-/// beside the node's job) must not leave the older result published.
+/// beside the node's job) must not leave the older result published. A run
+/// that published in between makes the commit conflict: the table is read
+/// again and the question asked again.
 async fn publish(
     lake_dir: &Path,
     name: &str,
-    previous: Option<DeltaTable>,
+    mut previous: Option<DeltaTable>,
     batches: Vec<RecordBatch>,
     built_from: &BuiltFrom<'_>,
 ) -> Result<ModelRun, LakeError> {
+    const ATTEMPTS: usize = 3;
     let sessions_version = built_from.sessions_version;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    if let Some(table) = &previous
-        && let Some(newer) = newer_build(table, name, built_from).await?
-    {
+    let path = Lake::new(lake_dir).gold(name);
+    let mut attempt = 1;
+    loop {
+        if let Some(table) = &previous
+            && let Some(newer) = newer_build(table, name, built_from).await?
+        {
+            info!(
+                model = name,
+                sessions_version,
+                published_from = newer,
+                "gold model not published: the table holds a build from a later view_sessions version"
+            );
+            return Ok(ModelRun {
+                model: name.to_string(),
+                rows: rows as u64,
+                version: table.version().unwrap_or_default(),
+                days_rebuilt: None,
+                superseded_by: Some(newer),
+            });
+        }
+        let (table, kind) = write_target(previous.take(), &path)?;
+        let written = table
+            .write(batches.clone())
+            .with_writer_properties(writer_properties())
+            .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(SchemaMode::Overwrite)
+            .with_commit_properties(
+                kind.commit_properties(
+                    CommitProperties::default()
+                        .with_application_transactions(built_from.transactions()),
+                ),
+            )
+            .await;
+        let table = match written {
+            Ok(table) => table,
+            Err(DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(conflict),
+            }) if attempt < ATTEMPTS => {
+                info!(model = name, %conflict, "gold commit conflicted; reading the table again");
+                previous = open_if_exists(&path).await?;
+                attempt += 1;
+                continue;
+            }
+            Err(e) => return Err(kind.failed(name, e)),
+        };
+        let version = table.version().unwrap_or_default();
         info!(
             model = name,
-            sessions_version,
-            published_from = newer,
-            "gold model not published: the table holds a build from a later view_sessions version"
+            rows, version, sessions_version, "gold model published"
         );
         return Ok(ModelRun {
             model: name.to_string(),
             rows: rows as u64,
-            version: table.version().unwrap_or_default(),
+            version,
             days_rebuilt: None,
-            superseded_by: Some(newer),
+            superseded_by: None,
         });
     }
-    let path = Lake::new(lake_dir).gold(name);
-    let (table, kind) = write_target(previous, &path)?;
-    let table = table
-        .write(batches)
-        .with_writer_properties(writer_properties())
-        .with_save_mode(SaveMode::Overwrite)
-        .with_schema_mode(SchemaMode::Overwrite)
-        .with_commit_properties(kind.commit_properties(
-            CommitProperties::default().with_application_transactions(built_from.transactions()),
-        ))
-        .await
-        .map_err(|e| kind.failed(name, e))?;
-    let version = table.version().unwrap_or_default();
-    info!(
-        model = name,
-        rows, version, sessions_version, "gold model published"
-    );
-    Ok(ModelRun {
-        model: name.to_string(),
-        rows: rows as u64,
-        version,
-        days_rebuilt: None,
-        superseded_by: None,
-    })
 }
 
 /// The `view_sessions` version `table` was built from, when it is later than
@@ -478,6 +499,33 @@ mod tests {
             .json;
         let rows: Vec<serde_json::Value> = serde_json::from_slice(&json).unwrap();
         rows[0]["views"].as_i64().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_table_changed_while_it_built_reads_it_again() {
+        let lake = tempfile::tempdir().unwrap();
+        let lake = lake.path();
+        let path = Lake::new(lake).gold("top_videos");
+        let gold = || open_if_exists(&path);
+        publish_views(lake, 3, from(3, 1)).await;
+
+        // Run A read the table for view_sessions 4; run B published 5 meanwhile.
+        let read_by_a = gold().await.unwrap();
+        publish_views(lake, 5, from(5, 1)).await;
+        let a = publish(lake, "top_videos", read_by_a, rows(4), &from(4, 1))
+            .await
+            .unwrap();
+        assert_eq!(a.superseded_by, Some(5));
+        assert_eq!(published_views(lake).await, 5);
+
+        // Run C read it for 7; run D published 6 meanwhile: C still publishes.
+        let read_by_c = gold().await.unwrap();
+        publish_views(lake, 6, from(6, 1)).await;
+        let c = publish(lake, "top_videos", read_by_c, rows(7), &from(7, 1))
+            .await
+            .unwrap();
+        assert_eq!(c.superseded_by, None);
+        assert_eq!(published_views(lake).await, 7);
     }
 
     #[tokio::test]
