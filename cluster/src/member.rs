@@ -314,21 +314,13 @@ impl ClusterMember {
 
     /// Members heard from within the failover time, as this member sees it.
     pub fn alive(&self) -> BTreeSet<NodeId> {
-        let members = self.member_ids();
-        self.liveness
-            .lock()
-            .expect("liveness lock")
-            .alive(&members, self.now_ms())
+        self.ask_detector(FailureDetector::alive)
     }
 
     /// The alive members that can own partitions (see
     /// [`FailureDetector::can_ingest`]), as this member sees it.
     pub fn can_ingest(&self) -> BTreeSet<NodeId> {
-        let members = self.member_ids();
-        self.liveness
-            .lock()
-            .expect("liveness lock")
-            .can_ingest(&members, self.now_ms())
+        self.ask_detector(FailureDetector::can_ingest)
     }
 
     /// What `node` last answered about the brokers, if it answered.
@@ -337,6 +329,16 @@ impl ClusterMember {
             .lock()
             .expect("liveness lock")
             .reaches_brokers(node)
+    }
+
+    /// `question` put to the failure detector about the current members, now.
+    fn ask_detector<T>(
+        &self,
+        question: impl FnOnce(&FailureDetector, &BTreeSet<NodeId>, u64) -> T,
+    ) -> T {
+        let members = self.member_ids();
+        let detector = self.liveness.lock().expect("liveness lock");
+        question(&detector, &members, self.now_ms())
     }
 
     /// Whether `node`'s last answer showed other replica settings than ours.
