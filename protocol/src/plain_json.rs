@@ -216,6 +216,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{OPTIONAL_MEMBERS, REQUIRED_MEMBERS};
     use proptest::prelude::*;
     use proptest::strategy::ValueTree;
 
@@ -248,20 +249,18 @@ mod tests {
         }
     }
 
-    const KEYS: [&str; 12] = [
-        "event_id",
-        "session_id",
-        "user_id",
-        "video_id",
-        "event_type",
-        "position_s",
-        "seek_to_s",
-        "event_time",
-        "region",
-        "device",
-        "extra",
-        "event\\u005fid",
-    ];
+    /// Members of a complete event (`KNOWN` of them), then an unknown member
+    /// and an escaped spelling of `event_id`.
+    const KNOWN: usize = REQUIRED_MEMBERS.len() + OPTIONAL_MEMBERS.len();
+    const UNKNOWN: usize = KNOWN;
+
+    fn keys() -> Vec<&'static str> {
+        REQUIRED_MEMBERS
+            .into_iter()
+            .chain(OPTIONAL_MEMBERS)
+            .chain(["extra", "event\\u005fid"])
+            .collect()
+    }
 
     fn odd_value() -> impl Strategy<Value = String> {
         prop_oneof![
@@ -300,9 +299,10 @@ mod tests {
     /// Objects that are mostly complete events, with odd values, repeated and
     /// unknown fields, whitespace and trailing text mixed in.
     fn any_object() -> impl Strategy<Value = String> {
-        let known: Vec<BoxedStrategy<Option<(usize, String)>>> = (0..10)
+        let keys = keys();
+        let known: Vec<BoxedStrategy<Option<(usize, String)>>> = (0..KNOWN)
             .map(|i| {
-                let value = if matches!(i, 5 | 6) {
+                let value = if matches!(keys[i], "position_s" | "seek_to_s") {
                     number_value().boxed()
                 } else {
                     text_value().boxed()
@@ -311,7 +311,7 @@ mod tests {
             })
             .collect();
         // Mostly unknown keys (ignored); sometimes a repeated or escaped one.
-        let extra_key = prop_oneof![9 => Just(10usize), 1 => 0..KEYS.len()];
+        let extra_key = prop_oneof![9 => Just(UNKNOWN), 1 => 0..keys.len()];
         let extra = proptest::collection::vec((extra_key, text_value()), 0..3);
         (
             known,
@@ -319,14 +319,15 @@ mod tests {
             proptest::sample::select(vec!["", " ", "\n", "\t "]),
             proptest::sample::select(vec!["", "", "", " ", ",", "}", "x"]),
         )
-            .prop_flat_map(|(known, extra, space, tail)| {
+            .prop_flat_map(move |(known, extra, space, tail)| {
                 let entries: Vec<(usize, String)> =
                     known.into_iter().flatten().chain(extra).collect();
+                let keys = keys.clone();
                 Just(entries).prop_shuffle().prop_map(move |entries| {
                     let body: Vec<String> = entries
                         .iter()
                         .map(|(key, value)| {
-                            format!("{space}\"{}\"{space}:{space}{value}", KEYS[*key])
+                            format!("{space}\"{}\"{space}:{space}{value}", keys[*key])
                         })
                         .collect();
                     format!("{{{}}}{tail}", body.join(","))
@@ -362,20 +363,22 @@ mod tests {
         /// Complete events with every field in any order are read by the fast path.
         #[test]
         fn reads_complete_plain_events(
-            order in Just((0..10).collect::<Vec<usize>>()).prop_shuffle(),
+            order in Just((0..KNOWN).collect::<Vec<usize>>()).prop_shuffle(),
             position in 0u32..100_000,
             hundredths in 0u32..100,
         ) {
+            // In the order of `keys()`; `position_s` varies.
             let values = [
-                "\"e1\"", "\"s1\"", "\"u1\"", "\"v1\"", "\"seek\"", "", "7.25",
-                "\"2026-11-24T07:00:00.5+01:00\"", "\"eu-west\"", "\"tv\"",
+                "\"e1\"", "\"s1\"", "\"u1\"", "\"v1\"", "\"seek\"", "",
+                "\"2026-11-24T07:00:00.5+01:00\"", "\"eu-west\"", "7.25", "\"tv\"",
             ];
+            let keys = keys();
             let position = format!("{position}.{hundredths:02}");
             let body: Vec<String> = order
                 .iter()
                 .map(|&i| {
-                    let value = if i == 5 { position.as_str() } else { values[i] };
-                    format!("\"{}\":{value}", KEYS[i])
+                    let value = if keys[i] == "position_s" { position.as_str() } else { values[i] };
+                    format!("\"{}\":{value}", keys[i])
                 })
                 .collect();
             let text = format!("{{{}}}", body.join(","));
