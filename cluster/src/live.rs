@@ -3,7 +3,7 @@
 //! behind the newest event time seen (not behind the wall clock), so replicas
 //! that apply the same commands hold the same numbers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -77,11 +77,55 @@ impl LiveBatch {
 }
 
 /// The merged live aggregates of the cluster.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "LiveImage")]
 pub struct LiveAggregates {
     /// (minute, video) -> counts.
     counts: BTreeMap<(i64, String), [u64; 4]>,
+    /// The minutes each video has in `counts`, so that one video's minutes
+    /// are found without scanning every video's: readers hold the state lock
+    /// that applying commands waits for.
+    minutes_of: HashMap<String, BTreeSet<i64>>,
     newest_minute_us: Option<i64>,
+}
+
+/// What a snapshot holds of [`LiveAggregates`] (the index is rebuilt when
+/// loaded); the same encoding as before the index existed.
+#[derive(Deserialize)]
+struct LiveImage {
+    counts: BTreeMap<(i64, String), [u64; 4]>,
+    newest_minute_us: Option<i64>,
+}
+
+/// [`LiveImage`] borrowed, so that writing a snapshot copies nothing.
+#[derive(Serialize)]
+struct LiveImageRef<'a> {
+    counts: &'a BTreeMap<(i64, String), [u64; 4]>,
+    newest_minute_us: Option<i64>,
+}
+
+impl Serialize for LiveAggregates {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        LiveImageRef {
+            counts: &self.counts,
+            newest_minute_us: self.newest_minute_us,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl From<LiveImage> for LiveAggregates {
+    fn from(image: LiveImage) -> LiveAggregates {
+        let mut minutes_of: HashMap<String, BTreeSet<i64>> = HashMap::new();
+        for (minute, video) in image.counts.keys() {
+            minutes_of.entry(video.clone()).or_default().insert(*minute);
+        }
+        LiveAggregates {
+            counts: image.counts,
+            minutes_of,
+            newest_minute_us: image.newest_minute_us,
+        }
+    }
 }
 
 /// How far ahead of its proposal's clock an event's minute may be and still
@@ -101,7 +145,13 @@ impl LiveAggregates {
             let entry = self
                 .counts
                 .entry((count.minute_us, count.video_id.clone()))
-                .or_default();
+                .or_insert_with(|| {
+                    self.minutes_of
+                        .entry(count.video_id.clone())
+                        .or_default()
+                        .insert(count.minute_us);
+                    [0; 4]
+                });
             for (total, add) in entry.iter_mut().zip(count.counts) {
                 *total += add;
             }
@@ -112,16 +162,31 @@ impl LiveAggregates {
         }
         if let Some(newest) = self.newest_minute_us {
             let oldest_kept = newest.saturating_sub(retention_us);
-            self.counts = self.counts.split_off(&(oldest_kept, String::new()));
+            let kept = self.counts.split_off(&(oldest_kept, String::new()));
+            let forgotten = std::mem::replace(&mut self.counts, kept);
+            for (minute, video) in forgotten.into_keys() {
+                if let Some(minutes) = self.minutes_of.get_mut(&video) {
+                    minutes.remove(&minute);
+                    if minutes.is_empty() {
+                        self.minutes_of.remove(&video);
+                    }
+                }
+            }
         }
     }
 
     /// The minutes of one video, oldest first.
     pub fn video(&self, video_id: &str) -> Vec<(i64, [u64; 4])> {
-        self.counts
+        let Some(minutes) = self.minutes_of.get(video_id) else {
+            return Vec::new();
+        };
+        let mut key = (0, video_id.to_string());
+        minutes
             .iter()
-            .filter(|((_, v), _)| v == video_id)
-            .map(|((minute, _), counts)| (*minute, *counts))
+            .filter_map(|minute| {
+                key.0 = *minute;
+                self.counts.get(&key).map(|counts| (*minute, *counts))
+            })
             .collect()
     }
 
@@ -267,6 +332,34 @@ mod tests {
             }
             let got: BTreeMap<(i64, String), [u64; 4]> = live.all().map(|(m, v, c)| ((m, v.to_string()), c)).collect();
             prop_assert_eq!(got, expected);
+        }
+
+        /// One video's minutes, read through the index, are those a scan
+        /// finds, while minutes are forgotten and after a snapshot round trip.
+        #[test]
+        fn a_videos_minutes_are_those_a_scan_finds(events in proptest::collection::vec((0u8..5, 0i64..240, 0usize..4), 0..300), split in 1usize..20) {
+            let mut live = LiveAggregates::default();
+            for chunk in events.chunks(split) {
+                let mut batch = LiveBatch::default();
+                for (video, minute, kind) in chunk {
+                    batch.add(&format!("v{video}"), minute * MINUTE_US, EVENT_TYPES[*kind]);
+                }
+                live.fold(&batch.take(), 30 * MINUTE_US, 0);
+                let loaded: LiveAggregates = streamreel_protocol::codec::decode(
+                    &streamreel_protocol::codec::encode(&live).unwrap(),
+                )
+                .unwrap();
+                prop_assert_eq!(&loaded, &live);
+                for video in (0..6).map(|v| format!("v{v}")) {
+                    let scanned: Vec<(i64, [u64; 4])> = live
+                        .all()
+                        .filter(|(_, v, _)| *v == video)
+                        .map(|(minute, _, counts)| (minute, counts))
+                        .collect();
+                    prop_assert_eq!(live.video(&video), scanned);
+                }
+            }
+            prop_assert!(live.minutes_of.values().all(|minutes| !minutes.is_empty()));
         }
     }
 }
