@@ -29,6 +29,7 @@ pub mod job_runtime;
 pub mod metrics;
 pub mod models;
 pub mod node;
+pub mod partition_discovery;
 pub mod progress;
 pub mod simulate;
 

@@ -31,9 +31,12 @@ use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::http::{AppState, serve};
 use crate::job_runtime::JobRuntime;
+use crate::partition_discovery::watch_partitions;
 
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 const BROKER_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How often every member lists the input topic's partitions.
+const DISCOVER_EVERY: Duration = Duration::from_secs(10);
 /// How long a leader waits for a quorum to confirm it, once a second.
 const LEADERSHIP_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 const LEADERSHIP_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -85,13 +88,22 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
 
     let stats = IngestStats::default();
     let broker_health = BrokerHealth::default();
-    let mut tasks: Vec<JoinHandle<()>> = vec![tokio::spawn(watch_brokers(
-        settings.brokers.clone(),
-        broker_health.clone(),
-        member.clone(),
-        BROKER_CHECK_EVERY,
-        shutdown.clone(),
-    ))];
+    let mut tasks: Vec<JoinHandle<()>> = vec![
+        tokio::spawn(watch_brokers(
+            settings.brokers.clone(),
+            broker_health.clone(),
+            member.clone(),
+            BROKER_CHECK_EVERY,
+            shutdown.clone(),
+        )),
+        tokio::spawn(watch_partitions(
+            settings.brokers.clone(),
+            settings.input_topic.clone(),
+            member.clone(),
+            DISCOVER_EVERY,
+            shutdown.clone(),
+        )),
+    ];
     let coordinator_slot: Arc<Mutex<Option<ActorRef<CoordinatorMsg>>>> = Arc::default();
     let app = AppState {
         member: member.clone(),
@@ -355,8 +367,6 @@ async fn follow_leadership(
                     metadata: config.metadata.clone(),
                     schedule: config.jobs,
                     cluster: member.clone(),
-                    brokers: config.kafka.brokers.clone(),
-                    input_topic: config.kafka.input_topic.clone(),
                     heartbeat: Duration::from_millis(config.cluster.heartbeat_ms),
                     jobs_runtime: template.jobs_runtime.clone(),
                 };

@@ -1,8 +1,8 @@
 //! The coordinator actor. It runs on the Raft leader only (the node starts it
 //! when this member becomes leader and stops it, cancelling running jobs, when
 //! leadership is lost). It
-//! - registers the input topic's partitions in the replicated state, new ones too;
-//! - gives partitions without a live owner to live members, and spreads them
+//! - gives partitions without a live owner (every member registers the input
+//!   topic's partitions, see the node's `partition_discovery`) to live members, and spreads them
 //!   evenly again when a member returns or joins (decisions in
 //!   `streamreel_cluster::placement`, executed here as compare-and-set `Assign`s);
 //! - moves and rebalances partitions on an operator's request;
@@ -30,12 +30,10 @@ use streamreel_cluster::types::JobRunRecord;
 use streamreel_cluster::{ClusterError, ClusterMember, Command, CommandResult, NodeId};
 use streamreel_protocol::time::now_micros;
 
-use crate::kafka;
 use job::{JobKind, JobOutcome, JobRun, JobSchedule};
 use scheduler::{Scheduler, StartRun, TriggerRefused};
 
 const JOB_TICK: Duration = Duration::from_millis(500);
-const DISCOVER_EVERY: Duration = Duration::from_secs(10);
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(3);
 const LEADERSHIP_CHECK: Duration = Duration::from_secs(5);
 
@@ -43,9 +41,6 @@ pub enum CoordinatorMsg {
     JobTick,
     /// Give orphaned partitions a live owner (and rebalance when a member returned).
     Place,
-    /// Look for new partitions of the input topic.
-    Discover,
-    Discovered(Vec<i32>),
     /// Start a job now; replies with the run id, or why not.
     Trigger(JobKind, RpcReplyPort<Result<u64, String>>),
     Finished(u64, Result<JobOutcome, String>),
@@ -72,8 +67,6 @@ pub struct CoordinatorArgs {
     pub metadata: PathBuf,
     pub schedule: JobSchedule,
     pub cluster: ClusterMember,
-    pub brokers: String,
-    pub input_topic: String,
     pub heartbeat: Duration,
     /// The runtime jobs run on: their own threads, never ingest's.
     pub jobs_runtime: tokio::runtime::Handle,
@@ -255,8 +248,6 @@ impl Actor for Coordinator {
         }
         myself.send_interval(JOB_TICK, || CoordinatorMsg::JobTick);
         myself.send_interval(args.heartbeat, || CoordinatorMsg::Place);
-        myself.send_interval(DISCOVER_EVERY, || CoordinatorMsg::Discover);
-        myself.cast(CoordinatorMsg::Discover)?;
         info!(node = args.cluster.id, "coordinator running on the leader");
         Ok(CoordinatorState {
             args,
@@ -311,41 +302,6 @@ impl Actor for Coordinator {
                     // Members seen as returned stay new until a round succeeds,
                     // so the rebalance they call for is not dropped.
                     Err(e) => warn!(error = %e, "placement failed; retrying at the next tick"),
-                }
-            }
-            CoordinatorMsg::Discover => {
-                let (brokers, topic) = (state.args.brokers.clone(), state.args.input_topic.clone());
-                let me = myself.clone();
-                tokio::spawn(async move {
-                    match tokio::task::spawn_blocking(move || {
-                        kafka::partition_ids(&brokers, &topic)
-                    })
-                    .await
-                    {
-                        Ok(Ok(partitions)) => {
-                            let _ = me.cast(CoordinatorMsg::Discovered(partitions));
-                        }
-                        Ok(Err(e)) => warn!(error = %e, "cannot list the input topic's partitions"),
-                        Err(e) => warn!(error = %e, "partition discovery panicked"),
-                    }
-                });
-            }
-            CoordinatorMsg::Discovered(partitions) => {
-                let known = state.args.cluster.view.read().state.ownership();
-                let new: Vec<i32> = partitions
-                    .into_iter()
-                    .filter(|p| !known.contains_key(p))
-                    .collect();
-                if !new.is_empty() {
-                    info!(partitions = ?new, "new input partitions");
-                    if let Err(e) = state
-                        .args
-                        .cluster
-                        .propose(Command::AddPartitions { partitions: new }, PROPOSE_TIMEOUT)
-                        .await
-                    {
-                        warn!(error = %e, "could not register new partitions");
-                    }
                 }
             }
             CoordinatorMsg::Trigger(job, reply) => {
