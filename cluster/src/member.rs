@@ -233,7 +233,12 @@ impl ClusterMember {
                 return Ok(());
             }
             if lowest != Some(self.id) {
-                // Wait for the lowest member to initialise and replicate to us.
+                // The lowest member initialises and replicates to us.
+                info!(
+                    node = self.id,
+                    bootstrapper = ?lowest,
+                    "waiting for the lowest member to initialise the cluster"
+                );
                 return Ok(());
             }
             let mut not_initialized = 1;
@@ -296,7 +301,13 @@ impl ClusterMember {
             if id == self.id {
                 return (id, Some(self.reaches_brokers.load(Ordering::Relaxed)));
             }
-            let answer = self.ping(&member.addr).await.ok();
+            // Another member answering at this address (a misconfigured
+            // cluster) must not keep this one alive.
+            let answer = self
+                .ping(&member.addr)
+                .await
+                .ok()
+                .filter(|answer| answer.node == id);
             if let Some(answer) = &answer {
                 self.compare_settings(id, &answer.settings);
             }

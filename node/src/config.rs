@@ -134,7 +134,8 @@ struct RawMember {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 struct RawNode {
-    id: u64,
+    /// 1 when absent; a cluster of several members needs it (or `--node-id`).
+    id: Option<u64>,
     data_dir: PathBuf,
     /// Refused when present: demo mode comes only from `--demo`.
     demo: Option<bool>,
@@ -149,7 +150,7 @@ struct RawNode {
 impl Default for RawNode {
     fn default() -> Self {
         RawNode {
-            id: 1,
+            id: None,
             data_dir: PathBuf::from("data/node-1"),
             demo: None,
             user_key_secret_file: None,
@@ -447,7 +448,7 @@ fn validate(
         key,
         reason: reason.to_string(),
     };
-    let node_id = overrides.node_id.unwrap_or(raw.node.id);
+    let node_id = overrides.node_id.or(raw.node.id).unwrap_or(1);
     if node_id == 0 {
         return Err(invalid("node.id", "must be at least 1"));
     }
@@ -615,16 +616,50 @@ fn validate(
             None,
         ),
         Some(cluster) => {
+            // Started without saying which member it is, a process would run
+            // as node 1 beside the real one.
+            if cluster.node.len() > 1 && overrides.node_id.is_none() && raw.node.id.is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "node.id",
+                    reason: format!(
+                        "the cluster lists {} members: say which one this process is with \
+                         --node-id N",
+                        cluster.node.len()
+                    ),
+                });
+            }
             let mut members = BTreeMap::new();
+            let mut addrs: BTreeMap<SocketAddr, u64> = BTreeMap::new();
             let mut own_data_dir = None;
             for member in &cluster.node {
                 if member.id == 0 {
                     return Err(invalid("cluster.node.id", "must be at least 1"));
                 }
-                if member.addr.parse::<SocketAddr>().is_err() {
+                let Ok(addr) = member.addr.parse::<SocketAddr>() else {
                     return Err(ConfigError::Invalid {
                         key: "cluster.node.addr",
                         reason: format!("{:?} of node {} must be IP:PORT", member.addr, member.id),
+                    });
+                };
+                if cluster.node.len() > 1 && (addr.ip().is_unspecified() || addr.port() == 0) {
+                    return Err(ConfigError::Invalid {
+                        key: "cluster.node.addr",
+                        reason: format!(
+                            "{:?} of node {}: the other members dial this address, so it needs \
+                             a real IP and port (not {}, not port 0)",
+                            member.addr,
+                            member.id,
+                            if addr.is_ipv4() { "0.0.0.0" } else { "::" }
+                        ),
+                    });
+                }
+                if let Some(other) = addrs.insert(addr, member.id) {
+                    return Err(ConfigError::Invalid {
+                        key: "cluster.node.addr",
+                        reason: format!(
+                            "nodes {other} and {} share the address {}",
+                            member.id, member.addr
+                        ),
                     });
                 }
                 if members.insert(member.id, member.addr.clone()).is_some() {
@@ -646,7 +681,8 @@ fn validate(
                 return Err(ConfigError::Invalid {
                     key: "cluster.node",
                     reason: format!(
-                        "node {node_id} is not listed (members: {:?})",
+                        "node {node_id} is not listed (members: {:?}); start it with \
+                         --node-id and one of those ids",
                         members.keys().collect::<Vec<_>>()
                     ),
                 });
@@ -902,7 +938,12 @@ mod tests {
                     cluster_token: Some("token".into()),
                     ..env(SECRET)
                 };
-                load_config(&path, &Overrides::default(), env)
+                // As the scripts start them: every member told its id.
+                let first = Overrides {
+                    node_id: Some(1),
+                    ..Overrides::default()
+                };
+                load_config(&path, &first, env)
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             }
         }
@@ -1086,6 +1127,48 @@ uri = "/srv/lake"
         };
         let error = load(THREE, nine, env).unwrap_err().to_string();
         assert!(error.contains("node 9 is not listed"), "{error}");
+    }
+
+    #[test]
+    fn a_member_must_be_told_its_id_and_have_an_address_of_its_own() {
+        let env = EnvSecrets {
+            cluster_token: Some("t0ken".into()),
+            ..env(SECRET)
+        };
+        let error = load(THREE, Overrides::default(), env.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("lists 2 members") && error.contains("--node-id"),
+            "{error}"
+        );
+        let in_file = format!("[node]\nid = 2\n{THREE}");
+        assert_eq!(
+            load(&in_file, Overrides::default(), env.clone())
+                .unwrap()
+                .node_id,
+            2
+        );
+        let one = || Overrides {
+            node_id: Some(1),
+            ..Overrides::default()
+        };
+        let shared = THREE.replace("127.0.0.1:9102", "127.0.0.1:9101");
+        let error = load(&shared, one(), env.clone()).unwrap_err().to_string();
+        assert!(
+            error.contains("nodes 1 and 2 share the address 127.0.0.1:9101"),
+            "{error}"
+        );
+        for addr in ["0.0.0.0:9102", "127.0.0.1:0", "[::]:9102"] {
+            let unreachable = THREE.replace("127.0.0.1:9102", addr);
+            let error = load(&unreachable, one(), env.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("needs a real IP and port"),
+                "{addr}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use streamreel_lake::LakeSettings;
 use streamreel_lake::data_tests::{DATA_TESTS, report, run_data_tests};
-use streamreel_lake::gold::run_models_with;
+use streamreel_lake::gold::{check_selection, run_models_with};
 use streamreel_lake::read_metadata_file;
 use streamreel_lake::silver::refresh_silver_with;
 use streamreel_lake::tables::Lake;
@@ -19,6 +19,8 @@ pub async fn models_run(
     select: Option<&str>,
     settings: &LakeSettings,
 ) -> Result<String, NodeError> {
+    // A misspelt model is refused before silver, which may take minutes.
+    check_selection(select)?;
     let videos = read_metadata_file(metadata)?;
     let mut progress = Progress::new("steps (silver, gold)", Some(2));
     let started = std::time::Instant::now();
@@ -83,4 +85,27 @@ pub async fn models_test(lake_dir: &Path, metadata: &Path) -> Result<(String, bo
     let results = run_data_tests(lake_dir, &videos, DATA_TESTS).await?;
     let passed = results.iter().all(|r| r.passed());
     Ok((report(&results), passed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_misspelt_model_is_refused_before_anything_is_read() {
+        let lake = tempfile::tempdir().unwrap();
+        let refused = models_run(
+            lake.path(),
+            Path::new("no-such-metadata.csv"),
+            Some("top_video"),
+            &LakeSettings::default(),
+        )
+        .await
+        .unwrap_err();
+        let message = refused.to_string();
+        assert!(
+            message.contains("top_video") && message.contains("top_videos"),
+            "{message}"
+        );
+    }
 }

@@ -84,8 +84,15 @@ GROUP BY s.video_id, b.value
 SELECT genre, bucket_pct, COUNT(*) AS sessions,
   COUNT(*) / SUM(COUNT(*)) OVER (PARTITION BY genre) AS share
 FROM (
-  SELECT genre, LEAST(CAST(FLOOR(100 * exit_position_s / duration_s / 10) AS INT) * 10, 90) AS bucket_pct
-  FROM view_sessions WHERE duration_s IS NOT NULL
+  SELECT genre, CAST(LEAST(CASE
+      WHEN 10 * e >= (b + 1) * d THEN b + 1
+      WHEN 10 * e < b * d THEN b - 1
+      ELSE b END, 9) * 10 AS INT) AS bucket_pct
+  FROM (
+    SELECT genre, exit_position_s AS e, duration_s AS d,
+      CAST(FLOOR(10 * exit_position_s / duration_s) AS INT) AS b
+    FROM view_sessions WHERE duration_s IS NOT NULL
+  )
 )
 GROUP BY genre, bucket_pct
 """,

@@ -78,6 +78,17 @@ pub fn model_names() -> Vec<&'static str> {
     MODELS.iter().map(|(name, _)| *name).collect()
 }
 
+/// Refuses a selection that names no model, before any work is done.
+pub fn check_selection(select: Option<&str>) -> Result<(), LakeError> {
+    match select {
+        Some(name) if !model_names().contains(&name) => Err(LakeError::UnknownModel {
+            name: name.to_string(),
+            known: model_names().join(", "),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The silver tables (latest versions) and the catalogue, registered in the
 /// run's context.
 struct SilverSession {
@@ -209,14 +220,7 @@ async fn audited_run(
     declarations: &str,
     settings: &LakeSettings,
 ) -> Result<GoldRun, LakeError> {
-    if let Some(name) = select
-        && !model_names().contains(&name)
-    {
-        return Err(LakeError::UnknownModel {
-            name: name.to_string(),
-            known: model_names().join(", "),
-        });
-    }
+    check_selection(select)?;
     let silver = SilverSession::open(lake_dir, videos, settings).await?;
     let sessions_version = silver.sessions_version();
     let sessions_created = created_time(&silver.sessions)?;
@@ -526,6 +530,56 @@ mod tests {
             .unwrap();
         assert_eq!(c.superseded_by, None);
         assert_eq!(published_views(lake).await, 7);
+    }
+
+    #[tokio::test]
+    async fn an_exit_exactly_on_a_tenth_falls_in_that_tenths_bucket() {
+        use deltalake::arrow::array::{AsArray, Float64Array, StringArray};
+        use deltalake::arrow::datatypes::Int32Type;
+        use deltalake::datafusion::datasource::MemTable;
+
+        // 11392.834478239933 / 37976.11492746644 is exactly 3/10, but
+        // 100 * e / d in floating point is 29.999999999999996.
+        let exits = [
+            (11_392.834_478_239_933, 37_976.114_927_466_44, 30),
+            (10.0, 100.0, 10),
+            (9.999, 100.0, 0),
+            (0.0, 100.0, 0),
+            (100.0, 100.0, 90),
+        ];
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("genre", DataType::Utf8, false),
+            Field::new("exit_position_s", DataType::Float64, false),
+            Field::new("duration_s", DataType::Float64, true),
+        ]));
+        let ctx = SessionContext::new();
+        for (i, (exit, duration, _)) in exits.iter().enumerate() {
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(vec![format!("g{i}")])),
+                    Arc::new(Float64Array::from(vec![*exit])),
+                    Arc::new(Float64Array::from(vec![*duration])),
+                ],
+            )
+            .unwrap();
+            let table = MemTable::try_new(schema.clone(), vec![vec![batch]]).unwrap();
+            ctx.deregister_table("view_sessions").unwrap();
+            ctx.register_table("view_sessions", Arc::new(table))
+                .unwrap();
+            let sql = MODELS
+                .iter()
+                .find(|(n, _)| *n == "dropoff_by_genre")
+                .unwrap()
+                .1;
+            let rows = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+            let buckets = rows[0]
+                .column_by_name("bucket_pct")
+                .unwrap()
+                .as_primitive_opt::<Int32Type>()
+                .expect("bucket_pct is an INT, as in viewer_retention");
+            assert_eq!(buckets.value(0), exits[i].2, "exit {exit} of {duration}");
+        }
     }
 
     #[tokio::test]

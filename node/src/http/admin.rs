@@ -309,6 +309,19 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     if !state.member.is_leader() {
         return forward(&state, Method::POST, "/admin/nodes", Some(body), &headers).await;
     }
+    // Raft keeps a member's first address: adding it again elsewhere would
+    // answer success and change nothing.
+    if let Some(known) = state.member.addr_of(node.id)
+        && known != node.addr
+    {
+        return error_response(
+            StatusCode::CONFLICT,
+            format!(
+                "node {} is already a member at {known}: remove-node {} first, then add it at {}",
+                node.id, node.id, node.addr
+            ),
+        );
+    }
     // Adding a learner waits until it has caught up: a member that is not
     // running would hold the request (and the membership change) forever.
     match state.member.ping(&node.addr).await {

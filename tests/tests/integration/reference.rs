@@ -118,14 +118,26 @@ pub fn viewer_retention(sessions: &[Session]) -> BTreeMap<(String, i64), (i64, i
     out
 }
 
+/// The tenth of `duration` that `exit` falls in, exact at the boundaries
+/// (`10 * exit / duration` in floating point can land just below one).
+pub fn exit_decile(exit: f64, duration: f64) -> i64 {
+    let guess = (10.0 * exit / duration).floor() as i64;
+    if 10.0 * exit >= (guess + 1) as f64 * duration {
+        guess + 1
+    } else if 10.0 * exit < guess as f64 * duration {
+        guess - 1
+    } else {
+        guess
+    }
+}
+
 /// (genre, bucket) -> (sessions, share)
 pub fn dropoff_by_genre(sessions: &[Session]) -> BTreeMap<(String, i64), (i64, f64)> {
     let mut counts: BTreeMap<(String, i64), i64> = BTreeMap::new();
     let mut totals: BTreeMap<String, i64> = BTreeMap::new();
     for s in known(sessions) {
         let video = s.video.as_ref().unwrap();
-        let bucket =
-            (((100.0 * s.exit_position_s / video.duration_s / 10.0).floor() as i64) * 10).min(90);
+        let bucket = exit_decile(s.exit_position_s, video.duration_s).min(9) * 10;
         *counts.entry((video.genre.clone(), bucket)).or_default() += 1;
         *totals.entry(video.genre.clone()).or_default() += 1;
     }
