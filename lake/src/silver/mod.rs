@@ -368,15 +368,14 @@ impl Silver<'_> {
         self.report.sessions_recomputed += ids.len() as u64;
         let first = date_column(existing, "first_day")?;
         let last = date_column(existing, "last_day")?;
-        let mut replaced_days = BTreeSet::new();
-        let mut event_days = BTreeSet::new();
-        for (first, last) in first.iter().zip(&last) {
-            replaced_days.insert(*first);
-            event_days.extend(*first..=*last);
-        }
+        let replaced_days: BTreeSet<i32> = first.iter().copied().collect();
         let Some(enriched) = &self.enriched else {
             return Ok((Vec::new(), replaced_days));
         };
+        // Only the `event_date` partitions that exist: a session stamped by a
+        // clock in the year 9999 spans millions of days, not of partitions.
+        let spans: Vec<(i32, i32)> = first.into_iter().zip(last).collect();
+        let event_days = days_within(&spans, &partition_days(enriched, ENRICHED_PARTITION)?);
         let ctx = self.fresh_context();
         register_table(&ctx, "enriched", enriched).await?;
         let frame = ctx.table("enriched").await?;
@@ -482,6 +481,46 @@ impl Silver<'_> {
         self.sessions = Some(table);
         Ok(())
     }
+}
+
+/// The days of `partitions` that fall within any of `spans` (first..=last).
+fn days_within(spans: &[(i32, i32)], partitions: &BTreeSet<i32>) -> BTreeSet<i32> {
+    let mut merged: Vec<(i32, i32)> = spans.to_vec();
+    merged.sort_unstable();
+    let mut days = BTreeSet::new();
+    let mut covered_to = None;
+    for (first, last) in merged {
+        // Spans sorted by start: skip what an earlier span already covered.
+        let from = covered_to.map_or(first, |c: i32| first.max(c.saturating_add(1)));
+        if from <= last {
+            days.extend(partitions.range(from..=last));
+        }
+        covered_to = Some(covered_to.map_or(last, |c: i32| c.max(last)));
+    }
+    days
+}
+
+/// The values of the date partition column `column` that `table` holds files for.
+fn partition_days(table: &DeltaTable, column: &str) -> Result<BTreeSet<i32>, LakeError> {
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| LakeError::delta(ENRICHED_TABLE, e))?;
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
+    let mut days = BTreeSet::new();
+    for file in snapshot.log_data().iter() {
+        let values = file.partition_values_map();
+        let Some(Some(value)) = values.get(column) else {
+            continue;
+        };
+        let date = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
+            LakeError::ColumnType {
+                table: ENRICHED_TABLE.into(),
+                column: column.into(),
+            }
+        })?;
+        days.insert((date - epoch).num_days() as i32);
+    }
+    Ok(days)
 }
 
 /// `batch` cut into `parts` slices (zero-copy).
@@ -686,6 +725,24 @@ mod tests {
             }
         }
         rows
+    }
+
+    #[test]
+    fn earlier_events_are_read_from_the_partitions_a_session_spans() {
+        let partitions: BTreeSet<i32> = [3, 5, 9, 20, 2_932_896].into();
+        // A session from day 4 to the year 9999 spans a few partitions.
+        assert_eq!(
+            days_within(&[(4, 2_932_896)], &partitions),
+            [5, 9, 20, 2_932_896].into()
+        );
+        let spans = [(9, 9), (0, 5), (4, 10), (30, 40)];
+        let expected: BTreeSet<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|d| spans.iter().any(|(f, l)| f <= d && d <= l))
+            .collect();
+        assert_eq!(days_within(&spans, &partitions), expected);
+        assert!(days_within(&[], &partitions).is_empty());
     }
 
     #[tokio::test]

@@ -53,6 +53,11 @@ pub async fn run_simulation(
     let mut simulator = Simulator::new(options.settings.clone(), &catalogue);
     let mut in_flight = InFlight::with_capacity(IN_FLIGHT);
     let mut sent: u64 = 0;
+    // Paced in steps of a hundredth of a second's messages (1 to 1000): a
+    // slow rate sends one message at a time, not a burst of a thousand.
+    let pace_every = options
+        .rate
+        .map_or(1000, |rate| ((rate / 100.0) as u64).clamp(1, 1000));
     for message in simulator.by_ref() {
         if shutdown.is_cancelled() {
             break;
@@ -68,10 +73,15 @@ pub async fn run_simulation(
         sent += 1;
         if sent.is_multiple_of(1000) {
             progress.advance(1000);
-            if let Some(rate) = options.rate {
-                let due = Duration::from_secs_f64(sent as f64 / rate);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(wait).await;
+        }
+        if let Some(rate) = options.rate
+            && sent.is_multiple_of(pace_every)
+        {
+            let due = Duration::from_secs_f64(sent as f64 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
         }
