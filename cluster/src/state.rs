@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::dedup::{DedupSettings, DedupWindow};
-use crate::live::LiveAggregates;
+use crate::live::{LiveAggregates, LiveImage};
 use crate::types::{
     CheckpointIncrement, Command, CommandResult, Epoch, JobRunRecord, NodeId, PartitionId, Refusal,
 };
@@ -221,7 +221,7 @@ impl ClusterState {
                     dedup: s.dedup.entries().collect(),
                 })
                 .collect(),
-            live: self.live.clone(),
+            live: self.live.image(),
             jobs: self.jobs.iter().cloned().collect(),
         }
     }
@@ -244,7 +244,7 @@ impl ClusterState {
                     )
                 })
                 .collect(),
-            live: image.live,
+            live: image.live.into(),
             jobs: image.jobs.into_iter().collect(),
         }
     }
@@ -258,7 +258,7 @@ fn refused_unknown(partition: PartitionId) -> CommandResult {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StateImage {
     pub partitions: Vec<PartitionImage>,
-    pub live: LiveAggregates,
+    pub live: LiveImage,
     pub jobs: Vec<JobRunRecord>,
 }
 

@@ -531,22 +531,31 @@ fn validate(
         100_000_000,
     )?;
     within("dedup.window-hours", raw.dedup.window_hours, 24, 24 * 366)?;
-    within(
-        "dedup.max-ids",
-        raw.dedup.max_ids,
-        raw.dedup.window_events,
-        400_000_000,
+    not_below(
+        ("dedup.max-ids", raw.dedup.max_ids as u64),
+        ("dedup.window-events", raw.dedup.window_events as u64),
     )?;
+    within("dedup.max-ids", raw.dedup.max_ids, 1_000_000, 400_000_000)?;
     within(
         "node.restart-backoff-min-ms",
         raw.node.restart_backoff_min_ms,
         1,
         3_600_000,
     )?;
+    not_below(
+        (
+            "node.restart-backoff-max-ms",
+            raw.node.restart_backoff_max_ms,
+        ),
+        (
+            "node.restart-backoff-min-ms",
+            raw.node.restart_backoff_min_ms,
+        ),
+    )?;
     within(
         "node.restart-backoff-max-ms",
         raw.node.restart_backoff_max_ms,
-        raw.node.restart_backoff_min_ms,
+        1,
         3_600_000,
     )?;
     within(
@@ -813,6 +822,20 @@ fn validate(
 /// `value` within `min..=max`, else an error naming `key`, the range and the
 /// value. Upper bounds keep every duration and size far from overflow, and
 /// refuse values that can only be typing mistakes.
+/// `value` of `key` is at least that of `other`, a setting it depends on.
+fn not_below(
+    (key, value): (&'static str, u64),
+    (other, bound): (&'static str, u64),
+) -> Result<(), ConfigError> {
+    if value >= bound {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        key,
+        reason: format!("must be at least {other} ({bound}), got {value}"),
+    })
+}
+
 fn within<T: PartialOrd + std::fmt::Display>(
     key: &'static str,
     value: T,
@@ -998,7 +1021,7 @@ mod tests {
             (
                 "[node]\nrestart-backoff-min-ms = 900\nrestart-backoff-max-ms = 800\n",
                 "node.restart-backoff-max-ms",
-                "900..=",
+                "at least node.restart-backoff-min-ms (900), got 800",
             ),
             (
                 "[node]\nhttp-listen = \"localhost:80\"\n",
@@ -1282,6 +1305,25 @@ uri = "/srv/lake"
             let error = parse(text).unwrap_err().to_string();
             assert!(error.contains(key), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn a_bound_set_by_another_key_names_it() {
+        let error = parse("[dedup]\nwindow-events = 2000000\nmax-ids = 1500000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("dedup.max-ids")
+                && error.contains("at least dedup.window-events (2000000)"),
+            "{error}"
+        );
+        let error = parse("[node]\nrestart-backoff-min-ms = 5000\nrestart-backoff-max-ms = 1000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("at least node.restart-backoff-min-ms (5000), got 1000"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -8,17 +8,28 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use streamreel_actors::kafka;
 use streamreel_cluster::{ClusterMember, Command};
 
 /// How long a member waits for its proposal to be committed.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(3);
-/// The next look after one that could not finish (no leader yet, brokers
-/// unreachable, proposal refused): soon, so that a new cluster registers its
-/// partitions as soon as it has a leader.
+/// The next look after one that found no leader or whose proposal failed:
+/// soon, so that a new cluster registers its partitions once it has a leader.
+/// (A failed listing waits the full period: the broker check reports outages.)
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How one look ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Look {
+    /// The state holds every partition listed.
+    Done,
+    /// No leader yet, or the proposal failed: look again soon.
+    Retry,
+    /// The brokers did not list the topic's partitions.
+    ListingFailed(String),
+}
 
 /// The listed partitions the state does not hold yet.
 pub fn unregistered<V>(listed: &[i32], registered: &BTreeMap<i32, V>) -> Vec<i32> {
@@ -38,12 +49,26 @@ pub async fn watch_partitions(
     every: Duration,
     shutdown: CancellationToken,
 ) {
+    let mut listing_error: Option<String> = None;
     loop {
-        let wait = if look_once(&brokers, &topic, &member).await {
-            every
-        } else {
+        let look = look_once(&brokers, &topic, &member).await;
+        let wait = if look == Look::Retry {
             RETRY_AFTER
+        } else {
+            every
         };
+        match look {
+            Look::ListingFailed(error) => {
+                if listing_error.as_ref() != Some(&error) {
+                    warn!(%error, %topic, "cannot list the input topic's partitions");
+                }
+                listing_error = Some(error);
+            }
+            Look::Done if listing_error.take().is_some() => {
+                info!(%topic, "the input topic's partitions are listed again");
+            }
+            _ => {}
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
@@ -51,38 +76,30 @@ pub async fn watch_partitions(
     }
 }
 
-/// One look; true when the state holds every partition listed.
-async fn look_once(brokers: &str, topic: &str, member: &ClusterMember) -> bool {
+async fn look_once(brokers: &str, topic: &str, member: &ClusterMember) -> Look {
     if member.leader().is_none() {
-        return false;
+        return Look::Retry;
     }
     let (brokers, topic) = (brokers.to_string(), topic.to_string());
     let listed =
         match tokio::task::spawn_blocking(move || kafka::partition_ids(&brokers, &topic)).await {
             Ok(Ok(listed)) => listed,
-            // Unreachable brokers are reported by the broker check already.
-            Ok(Err(e)) => {
-                debug!(error = %e, "cannot list the input topic's partitions");
-                return false;
-            }
-            Err(e) => {
-                warn!(error = %e, "partition discovery panicked");
-                return false;
-            }
+            Ok(Err(e)) => return Look::ListingFailed(e.to_string()),
+            Err(e) => return Look::ListingFailed(format!("the listing task failed: {e}")),
         };
     let new = unregistered(&listed, &member.view.read().state.ownership());
     if new.is_empty() {
-        return true;
+        return Look::Done;
     }
     info!(partitions = ?new, node = member.id, "new input partitions");
     match member
         .propose(Command::AddPartitions { partitions: new }, PROPOSE_TIMEOUT)
         .await
     {
-        Ok(_) => true,
+        Ok(_) => Look::Done,
         Err(e) => {
             warn!(error = %e, "could not register new partitions; trying again");
-            false
+            Look::Retry
         }
     }
 }

@@ -300,10 +300,23 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             );
         }
     };
-    if node.id == 0 || node.addr.parse::<std::net::SocketAddr>().is_err() {
+    let addr = match node.addr.parse::<std::net::SocketAddr>() {
+        Ok(addr) if node.id > 0 => addr,
+        _ => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "id must be at least 1 and addr an IP:PORT",
+            );
+        }
+    };
+    // Every member dials this address, as in the config file.
+    if addr.ip().is_unspecified() || addr.port() == 0 {
         return error_response(
             StatusCode::BAD_REQUEST,
-            "id must be at least 1 and addr an IP:PORT",
+            format!(
+                "{}: the other members dial this address, so it needs a real IP and port",
+                node.addr
+            ),
         );
     }
     if !state.member.is_leader() {
@@ -312,7 +325,7 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     // Raft keeps a member's first address: adding it again elsewhere would
     // answer success and change nothing.
     if let Some(known) = state.member.addr_of(node.id)
-        && known != node.addr
+        && known.parse::<std::net::SocketAddr>().ok() != Some(addr)
     {
         return error_response(
             StatusCode::CONFLICT,

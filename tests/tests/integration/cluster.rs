@@ -205,6 +205,17 @@ async fn assert_errors_are_json(cluster: &Cluster, via: u64) -> anyhow::Result<(
             "{path}: {code} {answer}"
         );
     }
+    for addr in ["0.0.0.0:9000", "127.0.0.1:0"] {
+        let body = json!({"id": 7, "addr": addr});
+        let (code, answer) = cluster
+            .call(via, Method::POST, "/admin/nodes", Some(body))
+            .await?;
+        let error = answer["error"].as_str().unwrap_or_default();
+        anyhow::ensure!(
+            code == 400 && error.contains("needs a real IP and port"),
+            "add-node {addr}: {code} {answer}"
+        );
+    }
     Ok(())
 }
 
