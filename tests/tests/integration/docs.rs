@@ -155,7 +155,35 @@ async fn the_contract_documents_every_column_of_every_table() -> anyhow::Result<
             );
             checked += 1;
         }
+        if table.starts_with("gold/") {
+            assert_gold_types(&table, &delta).await?;
+        }
     }
     assert!(checked > 50, "only {checked} columns checked");
+    Ok(())
+}
+
+/// "Counts are bigint, `bucket_pct` and `rank` integers, rates, shares and
+/// hours double, `day` a date."
+async fn assert_gold_types(table: &str, delta: &deltalake::DeltaTable) -> anyhow::Result<()> {
+    use deltalake::arrow::datatypes::DataType;
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    streamreel_lake::query::register_table(&ctx, "t", delta).await?;
+    let frame = ctx.table("t").await?;
+    let mut typed = 0;
+    for field in frame.schema().fields() {
+        let expected = match field.name().as_str() {
+            "sessions" | "unique_viewers" | "viewers_reached" | "videos" => DataType::Int64,
+            "bucket_pct" | "rank" => DataType::Int32,
+            "retention" | "share" | "watch_hours" | "completion_rate" | "avg_pct_watched" => {
+                DataType::Float64
+            }
+            "day" => DataType::Date32,
+            _ => continue,
+        };
+        assert_eq!(field.data_type(), &expected, "{table}.{}", field.name());
+        typed += 1;
+    }
+    anyhow::ensure!(typed >= 2, "{table}: only {typed} typed columns checked");
     Ok(())
 }
