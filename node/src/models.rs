@@ -68,11 +68,15 @@ pub async fn models_run(
             Some(days) => format!(", rebuilt for the {days} days whose sessions changed"),
             None => String::new(),
         };
+        let timings = run.timings;
         out.push_str(&format!(
-            "gold {}: {} rows (version {}{rebuilt}) at {}\n",
+            "gold {}: {} rows (version {}{rebuilt}; built {:.2} s, tested {:.2} s, published {:.2} s) at {}\n",
             run.model,
             run.rows,
             run.version,
+            timings.building.as_secs_f64(),
+            timings.testing.as_secs_f64(),
+            timings.publishing.as_secs_f64(),
             Lake::new(lake_dir).gold(&run.model).display()
         ));
     }

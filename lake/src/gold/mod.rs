@@ -69,6 +69,16 @@ pub struct ModelRun {
     /// held a build from this later `view_sessions` version (another run
     /// finished first).
     pub superseded_by: Option<u64>,
+    /// Where the model's time went: building its rows, its data tests, and
+    /// the Delta commit.
+    pub timings: ModelTimings,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelTimings {
+    pub building: std::time::Duration,
+    pub testing: std::time::Duration,
+    pub publishing: std::time::Duration,
 }
 
 /// The models with a `video_id` column (their rows can be asked per video).
@@ -236,6 +246,7 @@ async fn audited_run(
         };
         // Published on the version read here, so that a run publishing in
         // between makes this one's commit conflict instead of replacing it.
+        let started = std::time::Instant::now();
         let previous = open_if_exists(&Lake::new(lake_dir).gold(name)).await?;
         let per_day = if per_day::PER_DAY_MODELS.contains(&name) {
             let ctx = settings.context()?;
@@ -256,8 +267,14 @@ async fn audited_run(
         if batches.is_empty() {
             batches.push(RecordBatch::new_empty(schema.clone()));
         }
+        let mut timings = ModelTimings {
+            building: started.elapsed(),
+            ..ModelTimings::default()
+        };
+        let started = std::time::Instant::now();
         tests.extend(audit_batches(name, schema, batches.clone(), videos, declarations).await?);
-        built.push((name, sql, previous, batches, days_rebuilt));
+        timings.testing = started.elapsed();
+        built.push((name, sql, previous, batches, days_rebuilt, timings));
     }
     if tests.iter().any(|t| !t.passed()) {
         return Err(LakeError::AuditFailed {
@@ -265,13 +282,16 @@ async fn audited_run(
         });
     }
     let mut models = Vec::new();
-    for (name, sql, previous, batches, days_rebuilt) in built {
+    for (name, sql, previous, batches, days_rebuilt, mut timings) in built {
         let built_from = BuiltFrom {
             sessions_version,
             sessions_created,
             sql,
         };
+        let started = std::time::Instant::now();
         let mut run = publish(lake_dir, name, previous, batches, &built_from).await?;
+        timings.publishing = started.elapsed();
+        run.timings = timings;
         if run.superseded_by.is_none() {
             run.days_rebuilt = days_rebuilt;
         }
@@ -338,6 +358,7 @@ async fn publish(
                 version: table.version().unwrap_or_default(),
                 days_rebuilt: None,
                 superseded_by: Some(newer),
+                timings: ModelTimings::default(),
             });
         }
         let (table, kind) = write_target(previous.take(), &path)?;
@@ -376,6 +397,7 @@ async fn publish(
             version,
             days_rebuilt: None,
             superseded_by: None,
+            timings: ModelTimings::default(),
         });
     }
 }
