@@ -304,17 +304,22 @@ mod tests {
         assert_eq!(live.top_videos(60, 1), vec![("old".into(), 100)]);
     }
 
+    /// The counts of (video number, event time, event type index) events.
+    fn counts_of(events: impl Iterator<Item = (u8, i64, usize)>) -> Vec<LiveCount> {
+        let mut batch = LiveBatch::default();
+        for (video, time, kind) in events {
+            batch.add(&format!("v{video}"), time, EVENT_TYPES[kind]);
+        }
+        batch.take()
+    }
+
     proptest! {
         /// Folding batch by batch equals counting everything at once.
         #[test]
         fn folding_batches_equals_one_count(events in proptest::collection::vec((0u8..4, 0i64..600_000_000, 0usize..4), 0..200), split in 1usize..20) {
             let mut live = LiveAggregates::default();
             for chunk in events.chunks(split) {
-                let mut batch = LiveBatch::default();
-                for (video, time, kind) in chunk {
-                    batch.add(&format!("v{video}"), *time, EVENT_TYPES[*kind]);
-                }
-                live.fold(&batch.take(), HOUR_US, 0);
+                live.fold(&counts_of(chunk.iter().copied()), HOUR_US, 0);
             }
             let mut expected: BTreeMap<(i64, String), [u64; 4]> = BTreeMap::new();
             for (video, time, kind) in &events {
@@ -330,11 +335,8 @@ mod tests {
         fn a_videos_minutes_are_those_a_scan_finds(events in proptest::collection::vec((0u8..5, 0i64..240, 0usize..4), 0..300), split in 1usize..20) {
             let mut live = LiveAggregates::default();
             for chunk in events.chunks(split) {
-                let mut batch = LiveBatch::default();
-                for (video, minute, kind) in chunk {
-                    batch.add(&format!("v{video}"), minute * MINUTE_US, EVENT_TYPES[*kind]);
-                }
-                live.fold(&batch.take(), 30 * MINUTE_US, 0);
+                let counts = counts_of(chunk.iter().map(|(v, minute, k)| (*v, minute * MINUTE_US, *k)));
+                live.fold(&counts, 30 * MINUTE_US, 0);
                 let image: LiveImage = streamreel_protocol::codec::decode(
                     &streamreel_protocol::codec::encode(&live.image()).unwrap(),
                 )
