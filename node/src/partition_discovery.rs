@@ -17,11 +17,10 @@ use streamreel_cluster::{ClusterMember, Command};
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The next look after one that found no leader or whose proposal failed:
 /// soon, so that a new cluster registers its partitions once it has a leader.
-/// (A failed listing waits the full period: the broker check reports outages.)
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// How one look ended.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Look {
     /// The state holds every partition listed.
     Done,
@@ -29,6 +28,15 @@ enum Look {
     Retry,
     /// The brokers did not list the topic's partitions.
     ListingFailed(String),
+}
+
+/// The wait after `failures` listings in a row failed: from 1 s, doubling up
+/// to `every` (a topic the node is still creating is listed soon; a long
+/// outage is not polled each second by every member).
+fn listing_backoff(failures: u32, every: Duration) -> Duration {
+    RETRY_AFTER
+        .saturating_mul(1 << failures.saturating_sub(1).min(10))
+        .min(every)
 }
 
 /// The listed partitions the state does not hold yet.
@@ -50,25 +58,26 @@ pub async fn watch_partitions(
     shutdown: CancellationToken,
 ) {
     let mut listing_error: Option<String> = None;
+    let mut failed_listings: u32 = 0;
     loop {
-        let look = look_once(&brokers, &topic, &member).await;
-        let wait = if look == Look::Retry {
-            RETRY_AFTER
-        } else {
-            every
-        };
-        match look {
+        let wait = match look_once(&brokers, &topic, &member).await {
+            Look::Done => {
+                if listing_error.take().is_some() {
+                    info!(%topic, "the input topic's partitions are listed again");
+                }
+                failed_listings = 0;
+                every
+            }
+            Look::Retry => RETRY_AFTER,
             Look::ListingFailed(error) => {
                 if listing_error.as_ref() != Some(&error) {
                     warn!(%error, %topic, "cannot list the input topic's partitions");
                 }
                 listing_error = Some(error);
+                failed_listings += 1;
+                listing_backoff(failed_listings, every)
             }
-            Look::Done if listing_error.take().is_some() => {
-                info!(%topic, "the input topic's partitions are listed again");
-            }
-            _ => {}
-        }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
@@ -107,6 +116,16 @@ async fn look_once(brokers: &str, topic: &str, member: &ClusterMember) -> Look {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_listings_back_off_from_a_second_to_the_period() {
+        let every = Duration::from_secs(10);
+        let waits: Vec<u64> = (1..=6)
+            .map(|n| listing_backoff(n, every).as_secs())
+            .collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 10, 10]);
+        assert_eq!(listing_backoff(u32::MAX, every), every);
+    }
 
     #[test]
     fn only_partitions_the_state_lacks_are_proposed() {
