@@ -11,7 +11,8 @@ use streamreel_tests::broker::Broker;
 use streamreel_tests::bronze_reader::bronze_rows;
 use streamreel_tests::node_process::{NodeProcess, node_config};
 use streamreel_tests::simulated;
-use streamreel_tests::topic_reader::read_topic;
+use streamreel_tests::topic_reader::{high_watermarks, read_topic};
+use streamreel_tests::wait::wait_for;
 
 use crate::support::{INPUT, assert_bronze_exact, simulate_cli, wait_until_ingested};
 
@@ -161,5 +162,51 @@ async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result
         let log = data.path().join(format!("lake/gold/{model}/_delta_log"));
         assert!(log.exists(), "the gold job built {model}");
     }
+    Ok(())
+}
+
+/// A node started on a broker without its topics creates them with
+/// `kafka.default-partitions`, registers every partition and ingests them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_creates_missing_topics_and_ingests_every_partition() -> anyhow::Result<()> {
+    const EVENTS: u64 = 3_000;
+    const SEED: u64 = 11;
+    const PARTITIONS: usize = 3;
+    let broker = Broker::start()?;
+    let data = tempfile::tempdir()?;
+    let config = format!(
+        "{}[kafka]\ndefault-partitions = {PARTITIONS}\n",
+        node_config(1_000, 300)
+    );
+    let node = NodeProcess::start(&broker.brokers(), data.path(), &config, &[])?;
+    for topic in [INPUT, "clean-events", "video-events-dlq"] {
+        let brokers = broker.brokers();
+        wait_for(
+            &format!("the node to create {topic}"),
+            Duration::from_secs(60),
+            || {
+                let brokers = brokers.clone();
+                async move {
+                    let found =
+                        tokio::task::spawn_blocking(move || high_watermarks(&brokers, topic))
+                            .await?;
+                    Ok(found.ok().filter(|p| p.len() == PARTITIONS))
+                }
+            },
+        )
+        .await
+        .map_err(|e| e.context(node.log()))?;
+    }
+    simulate_cli(&broker, EVENTS, SEED)?;
+    wait_until_ingested(&broker, data.path(), Duration::from_secs(120))
+        .await
+        .map_err(|e| e.context(node.log()))?;
+    assert_bronze_exact(data.path(), &simulated::messages(EVENTS, SEED)?).await?;
+    let partitions: std::collections::BTreeSet<i32> = bronze_rows(data.path())
+        .await?
+        .iter()
+        .map(|row| row.partition)
+        .collect();
+    assert_eq!(partitions, (0..PARTITIONS as i32).collect());
     Ok(())
 }
