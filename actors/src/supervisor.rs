@@ -52,6 +52,12 @@ enum Slot {
     Starting {
         epoch: Epoch,
     },
+    /// Failed; waits out its backoff before the `Retry`. Holding the slot
+    /// keeps `reconcile` (every ownership update, at least once a second)
+    /// from starting it again at once.
+    BackingOff {
+        epoch: Epoch,
+    },
     Running {
         epoch: Epoch,
         actor: ActorRef<PartitionMsg>,
@@ -62,7 +68,9 @@ enum Slot {
 impl Slot {
     fn epoch(&self) -> Epoch {
         match self {
-            Slot::Starting { epoch } | Slot::Running { epoch, .. } => *epoch,
+            Slot::Starting { epoch } | Slot::BackingOff { epoch } | Slot::Running { epoch, .. } => {
+                *epoch
+            }
         }
     }
 }
@@ -117,7 +125,11 @@ impl Actor for IngestSupervisor {
                 result,
             } => state.on_started(&myself, partition, epoch, result),
             SupervisorMsg::Retry { partition, epoch } => {
-                if state.owns(partition) == Some(epoch) && !state.slots.contains_key(&partition) {
+                let waited = matches!(
+                    state.slots.get(&partition),
+                    Some(Slot::BackingOff { epoch: e }) if *e == epoch
+                );
+                if waited && state.owns(partition) == Some(epoch) {
                     state.start(&myself, partition, epoch);
                 }
             }
@@ -127,7 +139,7 @@ impl Actor for IngestSupervisor {
                     .values()
                     .filter_map(|slot| match slot {
                         Slot::Running { actor, .. } => Some(actor.clone()),
-                        Slot::Starting { .. } => None,
+                        Slot::Starting { .. } | Slot::BackingOff { .. } => None,
                     })
                     .collect();
                 tokio::spawn(async move {
@@ -162,7 +174,7 @@ impl Actor for IngestSupervisor {
                                 }
                             })
                         }
-                        Slot::Starting { .. } => None,
+                        Slot::Starting { .. } | Slot::BackingOff { .. } => None,
                     });
                 futures::future::join_all(stops).await;
                 let _ = reply.send(());
@@ -230,7 +242,11 @@ impl SupervisorState {
                 self.by_actor.remove(&actor.get_id());
                 tokio::spawn(stop(partition, actor));
             }
-            // A starting actor is stopped when its set-up reports back.
+            // A starting actor is stopped when its set-up reports back; a
+            // backing-off one has nothing to stop.
+            if matches!(self.slots.get(&partition), Some(Slot::BackingOff { .. })) {
+                self.slots.remove(&partition);
+            }
         }
         let owned: Vec<(i32, Epoch)> = self
             .owned
@@ -338,6 +354,7 @@ impl SupervisorState {
         stats.restarts.fetch_add(1, Ordering::Relaxed);
         *stats.last_error.lock().expect("stats lock") = Some(reason.to_string());
         error!(partition, epoch, %reason, delay_ms = delay.as_millis() as u64, "partition actor ended; restarting");
+        self.slots.insert(partition, Slot::BackingOff { epoch });
         myself.send_after(delay, move || SupervisorMsg::Retry { partition, epoch });
     }
 }

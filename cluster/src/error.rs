@@ -15,6 +15,11 @@ pub enum ClusterError {
     NoLeader,
     #[error("node {node} is not a member of the cluster")]
     UnknownNode { node: NodeId },
+    #[error(
+        "node {node} is not alive or cannot reach the brokers: a partition moved there would be \
+         moved away again"
+    )]
+    NotLive { node: NodeId },
     #[error("refused: {0}")]
     Refused(#[from] Refusal),
     #[error("raft: {0}")]

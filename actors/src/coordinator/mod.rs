@@ -339,7 +339,10 @@ impl Actor for Coordinator {
                 to,
                 reply,
             } => {
-                let ownership = state.args.cluster.view.read().state.ownership();
+                let (ownership, voters) = {
+                    let view = state.args.cluster.view.read();
+                    (view.state.ownership(), view.voters())
+                };
                 let result = match ownership.get(&partition) {
                     None => Err(ClusterError::Refused(
                         streamreel_cluster::Refusal::UnknownPartition { partition },
@@ -349,6 +352,10 @@ impl Actor for Coordinator {
                         owner: to,
                         epoch: *epoch,
                     }),
+                    // The next placement would give it straight back to a live member.
+                    Some(_) if voters.contains(&to) && !state.live_voters().contains(&to) => {
+                        Err(ClusterError::NotLive { node: to })
+                    }
                     Some(_) => match placement::move_to(&ownership, partition, to) {
                         Some(m) => state
                             .execute(vec![m])

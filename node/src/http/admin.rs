@@ -520,7 +520,7 @@ fn cluster_error(error: ClusterError) -> Response {
         ClusterError::Refused(Refusal::UnknownPartition { .. })
         | ClusterError::Refused(Refusal::NotAMember { .. })
         | ClusterError::UnknownNode { .. } => StatusCode::NOT_FOUND,
-        ClusterError::Refused(_) => StatusCode::CONFLICT,
+        ClusterError::Refused(_) | ClusterError::NotLive { .. } => StatusCode::CONFLICT,
         ClusterError::NoLeader | ClusterError::Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };

@@ -344,6 +344,19 @@ async fn members_killed_and_frozen_while_events_stream_lose_and_double_nothing()
         wait_committed(&cluster, leader, 20_000).await?;
         cluster.freeze(frozen)?;
         wait_moved_away(&cluster, leader, frozen).await?;
+        // Moving a partition to the frozen member would be undone at once.
+        let (code, answer) = cluster
+            .call(
+                leader,
+                reqwest::Method::POST,
+                "/admin/partitions/0/move",
+                Some(json!({ "to": frozen })),
+            )
+            .await?;
+        anyhow::ensure!(
+            code == 409 && answer["error"].as_str().unwrap_or_default().contains("not alive"),
+            "move to a frozen member: {code} {answer}"
+        );
         cluster.thaw(frozen)?;
         println!("froze node {frozen} until its partitions moved, then thawed it");
 
