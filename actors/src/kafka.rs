@@ -73,6 +73,32 @@ pub fn partition_consumer(
     Ok(consumer)
 }
 
+/// Whether a consumer error is one librdkafka recovers from by itself: a lost
+/// connection, every broker down, a name that did not resolve, a leader
+/// moving. The consumer keeps its position and fetches again once it can, so
+/// the actor keeps its batch and polls on; ending it would send the batch's
+/// outputs again for nothing. Any other error (offsets the broker no longer
+/// has under `auto.offset.reset = error`, a topic or partition gone, a fatal
+/// client error) ends the actor, whose successor decides afresh from bronze
+/// and the broker's offsets.
+pub fn consumer_error_is_transient(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        error,
+        KafkaError::MessageConsumption(
+            BrokerTransportFailure
+                | AllBrokersDown
+                | Resolve
+                | OperationTimedOut
+                | RequestTimedOut
+                | NetworkException
+                | BrokerNotAvailable
+                | LeaderNotAvailable
+                | NotLeaderForPartition
+        )
+    )
+}
+
 /// A topic the node creates when it is missing, with its topic configs.
 #[derive(Debug, Clone)]
 pub struct TopicSpec<'a> {
@@ -330,4 +356,30 @@ pub async fn await_all(in_flight: &mut InFlight) -> Result<(), ActorError> {
         await_delivery(delivery).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_errors_librdkafka_recovers_from_keep_the_actor_polling() {
+        let consumption = KafkaError::MessageConsumption;
+        for transient in [
+            consumption(RDKafkaErrorCode::BrokerTransportFailure),
+            consumption(RDKafkaErrorCode::AllBrokersDown),
+            consumption(RDKafkaErrorCode::NotLeaderForPartition),
+        ] {
+            assert!(consumer_error_is_transient(&transient), "{transient}");
+        }
+        for fatal in [
+            consumption(RDKafkaErrorCode::AutoOffsetReset),
+            consumption(RDKafkaErrorCode::OffsetOutOfRange),
+            consumption(RDKafkaErrorCode::UnknownTopicOrPartition),
+            consumption(RDKafkaErrorCode::TopicAuthorizationFailed),
+            KafkaError::MessageConsumptionFatal(RDKafkaErrorCode::BrokerTransportFailure),
+        ] {
+            assert!(!consumer_error_is_transient(&fatal), "{fatal}");
+        }
+    }
 }

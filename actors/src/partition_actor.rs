@@ -11,10 +11,11 @@
 //! rejects to the dead-letter topic, wait for the broker's acknowledgements,
 //! commit the batch to bronze with the partition's offset and epoch
 //! (compare-and-set), and checkpoint the increment through Raft. A failure
-//! anywhere ends the actor; the supervisor starts a fresh one while this node
-//! still owns the partition, which resumes from bronze and the checkpoint, so
-//! nothing is lost or doubled in bronze (Kafka outputs of an uncommitted batch
-//! may be sent again). A fenced writer adds nothing.
+//! anywhere, but for a consumer error librdkafka recovers from, ends the
+//! actor; the supervisor starts a fresh one while this node still owns the
+//! partition, which resumes from bronze and the checkpoint, so nothing is
+//! lost or doubled in bronze (Kafka outputs of an uncommitted batch may be
+//! sent again). A fenced writer adds nothing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,7 +47,7 @@ use crate::error::ActorError;
 use crate::fault;
 use crate::kafka;
 use crate::partition_core::{Outcome, PartitionCore};
-use crate::start_position::start_position;
+use crate::start_position::{Start, start_position};
 use crate::stats::PartitionStats;
 
 pub enum PartitionMsg {
@@ -143,21 +144,7 @@ impl Actor for PartitionActor {
         } = args;
         let resumed = resume(partition, epoch, &context).await?;
         let stats = context.stats.partition(partition);
-        let range = {
-            let (brokers, topic) = (
-                context.kafka.brokers.clone(),
-                context.kafka.input_topic.clone(),
-            );
-            tokio::task::spawn_blocking(move || kafka::watermarks(&brokers, &topic, partition))
-                .await
-                .expect("watermark lookup does not panic")?
-        };
-        let start = start_position(
-            partition,
-            resumed.marks_offset,
-            range,
-            context.kafka.on_missing_offsets,
-        )?;
+        let (start, range) = (resumed.start, resumed.range);
         if start.skipped > 0 {
             warn!(
                 partition,
@@ -282,7 +269,20 @@ impl PartitionState {
             let message = tokio::select! {
                 biased;
                 _ = &mut round_end => break,
-                message = messages.next() => message.expect("kafka streams never end")?,
+                message = messages.next() => message.expect("kafka streams never end"),
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(error) if kafka::consumer_error_is_transient(&error) => {
+                    warn!(partition = self.core.partition(), %error, "consumer error; librdkafka retries, the batch is kept");
+                    self.stats.consumer_errors.fetch_add(1, Ordering::Relaxed);
+                    // Shown until the next commit, so a stall that never
+                    // clears (a leader this node cannot reach) is visible.
+                    *self.stats.last_error.lock().expect("stats lock") =
+                        Some(format!("consumer (retrying): {error}"));
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
             };
             if self.batch.started.is_none() {
                 self.batch.started = Some(Instant::now());
@@ -543,14 +543,18 @@ fn retry_decision(
 /// What resuming a partition found and built.
 struct Resumed {
     bronze: BronzeTable,
+    start: Start,
+    /// The partition's (low, high) watermarks when it resumed.
+    range: (i64, i64),
     marks_offset: Option<i64>,
     delta_version: i64,
     dedup: DedupWindow,
     replayed: usize,
 }
 
-/// Resumes `partition` at `epoch`: checkpoint and dedup window from the
-/// replica, the bronze gap past the checkpoint replayed, a fence commit, and a
+/// Resumes `partition` at `epoch`: its start offset from bronze's marks and
+/// the broker's watermarks, checkpoint and dedup window from the replica, the
+/// bronze gap past the checkpoint replayed, a fence commit, and a
 /// first checkpoint at this epoch (which tells `move` the partition resumed).
 async fn resume(
     partition: i32,
@@ -568,6 +572,24 @@ async fn resume(
             found,
         });
     }
+    // Where to start is decided before the fence: a partition that cannot
+    // resume (offsets gone under `on-missing-offsets = "fail"`) then adds no
+    // bronze version and no Raft entry at each of its restarts.
+    let range = {
+        let (brokers, topic) = (
+            context.kafka.brokers.clone(),
+            context.kafka.input_topic.clone(),
+        );
+        tokio::task::spawn_blocking(move || kafka::watermarks(&brokers, &topic, partition))
+            .await
+            .expect("watermark lookup does not panic")?
+    };
+    let start = start_position(
+        partition,
+        marks.last_offset,
+        range,
+        context.kafka.on_missing_offsets,
+    )?;
     let (checkpoint_offset, mut dedup) = {
         let applied = context.cluster.view.read();
         let Some(state) = applied.state.partition(partition) else {
@@ -617,6 +639,8 @@ async fn resume(
     .await?;
     Ok(Resumed {
         bronze,
+        start,
+        range,
         marks_offset: marks.last_offset,
         delta_version: fence.delta_version,
         dedup,

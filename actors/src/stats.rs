@@ -35,7 +35,11 @@ pub struct PartitionStats {
     pub skipped_offsets: AtomicU64,
     /// Bronze commits that failed and were tried again.
     pub commit_retries: AtomicU64,
-    /// Why the partition's last actor ended, until it commits again.
+    /// Consumer errors librdkafka recovers from (lost connections, brokers
+    /// down), which the actor outlives.
+    pub consumer_errors: AtomicU64,
+    /// Why the partition's last actor ended, or the consumer error it is
+    /// waiting out, until it commits again.
     pub last_error: Mutex<Option<String>>,
     /// Set when a stop could not commit the batch in hand.
     pub uncommitted_at_stop: std::sync::atomic::AtomicBool,
@@ -60,6 +64,7 @@ impl Default for PartitionStats {
             checkpoint_bytes: AtomicU64::default(),
             skipped_offsets: AtomicU64::default(),
             commit_retries: AtomicU64::default(),
+            consumer_errors: AtomicU64::default(),
             last_error: Mutex::default(),
             uncommitted_at_stop: Default::default(),
             rejected_by_kind: Mutex::default(),

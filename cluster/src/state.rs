@@ -117,10 +117,28 @@ impl ClusterState {
                     Some(existing) => *existing = run.clone(),
                     None => {
                         self.jobs.push_front(run.clone());
-                        self.jobs.truncate(self.settings.job_history);
+                        self.bound_job_history();
                     }
                 }
                 CommandResult::Done
+            }
+        }
+    }
+
+    /// Drops the oldest runs beyond the bound, but never a job's newest run:
+    /// a new leader takes each job's next run from it, and a job that runs
+    /// hourly would otherwise fall out behind the runs of one every 10 s.
+    fn bound_job_history(&mut self) {
+        while self.jobs.len() > self.settings.job_history {
+            let superseded = (1..self.jobs.len()).rev().find(|&i| {
+                let job = &self.jobs[i].job;
+                self.jobs.iter().take(i).any(|newer| &newer.job == job)
+            });
+            match superseded {
+                Some(i) => {
+                    self.jobs.remove(i);
+                }
+                None => break,
             }
         }
     }
@@ -454,7 +472,7 @@ mod tests {
         let mut state = with_partitions(0);
         let run = |id, status: &str| JobRunRecord {
             id,
-            job: "gold".into(),
+            job: if id == 0 { "vacuum" } else { "gold" }.into(),
             trigger: "schedule".into(),
             attempt: 1,
             started_at_us: 0,
@@ -464,12 +482,14 @@ mod tests {
             detail: String::new(),
             error: None,
         };
-        for id in 1..=3 {
+        for id in 0..=3 {
             state.apply(&Command::RecordJobRun(run(id, "running")), &members());
         }
         state.apply(&Command::RecordJobRun(run(3, "succeeded")), &members());
         let jobs: Vec<_> = state.jobs().map(|r| (r.id, r.status.as_str())).collect();
-        assert_eq!(jobs, [(3, "succeeded"), (2, "running")]);
+        // Run 0, the only vacuum run, is older than gold's runs 1 and 2 but
+        // outlives them: it is the job's newest.
+        assert_eq!(jobs, [(3, "succeeded"), (0, "running")]);
     }
 
     /// What a generated step does; the command is built against the state at

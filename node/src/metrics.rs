@@ -49,6 +49,7 @@ pub struct PartitionFigures {
     pub checkpoint_age_s: Option<f64>,
     pub restarts: u64,
     pub commit_retries: u64,
+    pub consumer_errors: u64,
     pub skipped_offsets: u64,
     pub commit_seconds: Histogram,
 }
@@ -183,6 +184,11 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         counter(|p| p.commit_retries),
     );
     registry.register(
+        "consumer_errors",
+        "Consumer errors the partition actor outlived (lost connections, brokers down)",
+        counter(|p| p.consumer_errors),
+    );
+    registry.register(
         "skipped_offsets",
         "Offsets skipped because the broker no longer had them",
         counter(|p| p.skipped_offsets),
@@ -248,7 +254,7 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
     };
     registry.register(
         "job_runs",
-        "Lakehouse job runs in the replicated history (the newest 200), by job and outcome",
+        "Lakehouse job runs in the replicated history (the newest 200 and each job's newest), by job and outcome",
         Labelled(
             snapshot
                 .jobs
@@ -316,6 +322,7 @@ mod tests {
             checkpoint_age_s: Some(1.5),
             restarts: 0,
             commit_retries: 0,
+            consumer_errors: 2,
             skipped_offsets: 0,
             commit_seconds,
         }
@@ -348,6 +355,7 @@ mod tests {
             "streamreel_events_in_total{partition=\"0\"} 120",
             "streamreel_events_rejected_total{partition=\"0\",reason=\"not_json\"} 15",
             "streamreel_partition_lag{partition=\"3\"} 7",
+            "streamreel_consumer_errors_total{partition=\"3\"} 2",
             "streamreel_bronze_commit_seconds_count{partition=\"0\"} 1",
             "streamreel_raft_term 7",
             "streamreel_raft_leader 2",

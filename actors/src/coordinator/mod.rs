@@ -16,7 +16,7 @@ pub mod job;
 pub mod jobs;
 pub mod scheduler;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ use streamreel_cluster::{ClusterError, ClusterMember, Command, CommandResult, No
 use streamreel_protocol::time::now_micros;
 
 use job::{JobKind, JobOutcome, JobRun, JobSchedule};
-use scheduler::{Scheduler, StartRun, TriggerRefused};
+use scheduler::{LastRun, Scheduler, StartRun, TriggerRefused};
 
 const JOB_TICK: Duration = Duration::from_millis(500);
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -202,6 +202,28 @@ fn record_of(run: &JobRun) -> JobRunRecord {
     }
 }
 
+/// Each job's newest run in the replicated history; runs of jobs this
+/// version does not know are left out.
+fn last_runs<'a>(history: impl Iterator<Item = &'a JobRunRecord>) -> Vec<LastRun> {
+    let mut newest: BTreeMap<JobKind, &JobRunRecord> = BTreeMap::new();
+    for run in history {
+        let Ok(job) = run.job.parse::<JobKind>() else {
+            continue;
+        };
+        let entry = newest.entry(job).or_insert(run);
+        if run.id > entry.id {
+            *entry = run;
+        }
+    }
+    newest
+        .into_iter()
+        .map(|(job, run)| LastRun {
+            job,
+            started_at_us: run.started_at_us,
+        })
+        .collect()
+}
+
 impl Actor for Coordinator {
     type Msg = CoordinatorMsg;
     type State = CoordinatorState;
@@ -223,8 +245,7 @@ impl Actor for Coordinator {
         }
         // Every member probes every other all the time, so a new leader already
         // knows who is silent and can fail over without a grace period.
-        let mut scheduler = Scheduler::new(args.schedule, 0);
-        let (last_id, abandoned): (u64, Vec<JobRunRecord>) = {
+        let (last_id, last_runs, abandoned): (u64, Vec<LastRun>, Vec<JobRunRecord>) = {
             let applied = args.cluster.view.read();
             let last = applied.state.jobs().map(|r| r.id).max().unwrap_or(0);
             let abandoned = applied
@@ -233,8 +254,9 @@ impl Actor for Coordinator {
                 .filter(|r| r.status == "running")
                 .cloned()
                 .collect();
-            (last, abandoned)
+            (last, last_runs(applied.state.jobs()), abandoned)
         };
+        let mut scheduler = Scheduler::resume(args.schedule, 0, now_micros(), last_runs);
         scheduler.continue_after(last_id);
         // Runs the previous leader left running were cancelled with it.
         for mut run in abandoned {
@@ -368,5 +390,48 @@ impl Actor for Coordinator {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: u64, job: &str, started_at_us: i64, status: &str) -> JobRunRecord {
+        JobRunRecord {
+            id,
+            job: job.into(),
+            trigger: "schedule".into(),
+            attempt: 1,
+            started_at_us,
+            ended_at_us: None,
+            status: status.into(),
+            rows: 0,
+            detail: String::new(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_new_leader_takes_each_jobs_newest_run_by_id() {
+        let history = [
+            record(7, "gold", 70, "failed"),
+            record(9, "gold", 90, "succeeded"),
+            record(8, "compact", 80, "running"),
+            record(10, "reindex", 100, "succeeded"),
+        ];
+        assert_eq!(
+            last_runs(history.iter()),
+            [
+                LastRun {
+                    job: JobKind::Gold,
+                    started_at_us: 90,
+                },
+                LastRun {
+                    job: JobKind::Compact,
+                    started_at_us: 80,
+                },
+            ]
+        );
     }
 }

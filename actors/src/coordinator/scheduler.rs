@@ -32,6 +32,14 @@ pub struct Scheduler {
     next_id: u64,
 }
 
+/// A job's newest run in the replicated history, as a new leader finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastRun {
+    pub job: JobKind,
+    /// Wall clock (µs since the epoch).
+    pub started_at_us: i64,
+}
+
 /// A run the caller must start now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StartRun {
@@ -66,6 +74,34 @@ impl Scheduler {
             history: VecDeque::new(),
             next_id: 1,
         }
+    }
+
+    /// The scheduler of a new leader, continuing the previous leaders'
+    /// schedule: a job's next run is one interval after the start of its
+    /// newest run (at once if that is past), whatever became of that run. A
+    /// leader change thus does not put a job off by a whole interval (an
+    /// hourly job would never run under a leader that changes more often).
+    /// A run the old leader left running is not started again at once either:
+    /// an old leader that is only frozen or cut off may still be running it,
+    /// and two compactions at once would keep both copies of the rows. Jobs
+    /// without a run start as in [`Scheduler::new`].
+    pub fn resume(
+        schedule: JobSchedule,
+        now_us: i64,
+        wall_us: i64,
+        last_runs: impl IntoIterator<Item = LastRun>,
+    ) -> Scheduler {
+        let mut scheduler = Scheduler::new(schedule, now_us);
+        for last in last_runs {
+            let state = scheduler
+                .jobs
+                .get_mut(&last.job)
+                .expect("every job has a state");
+            let interval = micros(schedule.interval(last.job));
+            let due_in = last.started_at_us.saturating_add(interval) - wall_us;
+            state.next_due_us = now_us + due_in.clamp(0, interval);
+        }
+        scheduler
     }
 
     /// Jobs due at `now_us` that are not running; each is recorded as started.
@@ -264,6 +300,47 @@ mod tests {
             gold.iter().map(|s| s.job).collect::<Vec<_>>(),
             [JobKind::Gold]
         );
+    }
+
+    #[test]
+    fn a_new_leader_continues_each_jobs_schedule_from_its_newest_run() {
+        let wall = 10_000 * S;
+        let last = |job, ago: i64| LastRun {
+            job,
+            started_at_us: wall - ago * S,
+        };
+        let mut scheduler = Scheduler::resume(
+            schedule(),
+            0,
+            wall,
+            [
+                // Gold started 50 s ago (every 60 s), compact 700 s ago
+                // (every 600 s), vacuum 3,590 s ago (every 3,600 s), whether
+                // they ended or the old leader left them running.
+                last(JobKind::Gold, 50),
+                last(JobKind::Compact, 700),
+                last(JobKind::Vacuum, 3_590),
+            ],
+        );
+        let due = |scheduler: &mut Scheduler, at: i64| -> Vec<JobKind> {
+            scheduler
+                .due(at * S, wall + at * S)
+                .iter()
+                .map(|s| s.job)
+                .collect()
+        };
+        assert_eq!(
+            due(&mut scheduler, 0),
+            [JobKind::Enrich, JobKind::Compact],
+            "never run, overdue"
+        );
+        assert!(due(&mut scheduler, 9).is_empty());
+        assert_eq!(due(&mut scheduler, 10), [JobKind::Gold, JobKind::Vacuum]);
+
+        // A clock ahead of the new leader's cannot postpone a job past its interval.
+        let mut scheduler = Scheduler::resume(schedule(), 0, wall, [last(JobKind::Gold, -500)]);
+        assert!(!due(&mut scheduler, 59).contains(&JobKind::Gold));
+        assert!(due(&mut scheduler, 60).contains(&JobKind::Gold));
     }
 
     #[test]

@@ -128,6 +128,7 @@ fn local_ingest(state: &AppState) -> Vec<serde_json::Value> {
                 "checkpoint_ms_avg": per_checkpoint(stats.checkpoint_micros.load(Relaxed)).map(|us| us / 1_000.0),
                 "checkpoint_bytes_avg": per_checkpoint(stats.checkpoint_bytes.load(Relaxed)),
                 "commit_retries": stats.commit_retries.load(Relaxed),
+                "consumer_errors": stats.consumer_errors.load(Relaxed),
                 "skipped_offsets": stats.skipped_offsets.load(Relaxed),
                 "last_error": stats.last_error.lock().expect("stats lock").clone(),
             })

@@ -71,6 +71,7 @@ async fn snapshot(state: &AppState) -> MetricsSnapshot {
                 checkpoint_age_s: checkpoint_at_ms.map(|at| (now_ms - at).max(0) as f64 / 1e3),
                 restarts: stats.restarts.load(Relaxed),
                 commit_retries: stats.commit_retries.load(Relaxed),
+                consumer_errors: stats.consumer_errors.load(Relaxed),
                 skipped_offsets: stats.skipped_offsets.load(Relaxed),
                 commit_seconds: stats.commit_seconds.clone(),
             }

@@ -232,6 +232,7 @@ async fn a_broker_down_at_start_and_mid_ingest_loses_and_doubles_nothing() -> an
     .await
     .map_err(|e| e.context(node.log()))?;
 
+    let restarts_before = ingest_total(&status(&url)?, "restarts");
     broker.kill()?;
     let during = broker_reachable(false).await?;
     let committed = committed_records(&during);
@@ -244,6 +245,11 @@ async fn a_broker_down_at_start_and_mid_ingest_loses_and_doubles_nothing() -> an
         .await
         .map_err(|e| e.context(node.log()))?;
     assert_bronze_exact(data.path(), &sent).await?;
+    // The actors outlived the outage: their consumers reconnected by
+    // themselves, and no batch in hand was given up and sent again.
+    let after = status(&url)?;
+    assert!(ingest_total(&after, "consumer_errors") > 0, "{after}");
+    assert_eq!(ingest_total(&after, "restarts"), restarts_before, "{after}");
     assert!(node.is_running());
     assert!(node.stop(Duration::from_secs(60))?.success());
     Ok(())
