@@ -95,8 +95,8 @@ fn python_examples(text: &str) -> Vec<String> {
 
 /// Runs one example, again when the Python process aborted at exit with the
 /// destructor race of deltalake and pyarrow's threads (delta-io/delta-rs#2184:
-/// "terminate called without an active exception", seen under load after the
-/// example had printed its answer). Any other failure is returned at once.
+/// "terminate called without an active exception", seen once under CI's
+/// load). Any other failure is returned at once.
 fn run_python_example(
     python: &std::path::Path,
     code: &str,
