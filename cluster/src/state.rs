@@ -125,12 +125,15 @@ impl ClusterState {
         }
     }
 
-    /// Drops the oldest runs beyond the bound, but never a job's newest run:
-    /// a new leader takes each job's next run from it, and a job that runs
-    /// hourly would otherwise fall out behind the runs of one every 10 s.
+    /// Drops the oldest runs beyond the bound, but never a job's newest run
+    /// nor the cluster's first run: a new leader takes each job's next run
+    /// from the job's newest (a job that runs hourly would otherwise fall out
+    /// behind the runs of one every 10 s), and a job that has never run from
+    /// the first.
     fn bound_job_history(&mut self) {
         while self.jobs.len() > self.settings.job_history {
-            let superseded = (1..self.jobs.len()).rev().find(|&i| {
+            let oldest = self.jobs.len() - 1;
+            let superseded = (1..oldest).rev().find(|&i| {
                 let job = &self.jobs[i].job;
                 self.jobs.iter().take(i).any(|newer| &newer.job == job)
             });
@@ -472,7 +475,7 @@ mod tests {
         let mut state = with_partitions(0);
         let run = |id, status: &str| JobRunRecord {
             id,
-            job: if id == 0 { "vacuum" } else { "gold" }.into(),
+            job: if id == 1 { "vacuum" } else { "gold" }.into(),
             trigger: "schedule".into(),
             attempt: 1,
             started_at_us: 0,
@@ -482,14 +485,14 @@ mod tests {
             detail: String::new(),
             error: None,
         };
-        for id in 0..=3 {
+        for id in 0..=4 {
             state.apply(&Command::RecordJobRun(run(id, "running")), &members());
         }
-        state.apply(&Command::RecordJobRun(run(3, "succeeded")), &members());
+        state.apply(&Command::RecordJobRun(run(4, "succeeded")), &members());
         let jobs: Vec<_> = state.jobs().map(|r| (r.id, r.status.as_str())).collect();
-        // Run 0, the only vacuum run, is older than gold's runs 1 and 2 but
-        // outlives them: it is the job's newest.
-        assert_eq!(jobs, [(3, "succeeded"), (0, "running")]);
+        // Run 1, the only vacuum run, outlives gold's runs 2 and 3: it is its
+        // job's newest. Run 0 outlives them too: it is the cluster's first.
+        assert_eq!(jobs, [(4, "succeeded"), (1, "running"), (0, "running")]);
     }
 
     /// What a generated step does; the command is built against the state at

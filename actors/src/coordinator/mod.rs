@@ -245,18 +245,29 @@ impl Actor for Coordinator {
         }
         // Every member probes every other all the time, so a new leader already
         // knows who is silent and can fail over without a grace period.
-        let (last_id, last_runs, abandoned): (u64, Vec<LastRun>, Vec<JobRunRecord>) = {
+        let (last_id, last_runs, first_run_us, abandoned) = {
             let applied = args.cluster.view.read();
             let last = applied.state.jobs().map(|r| r.id).max().unwrap_or(0);
-            let abandoned = applied
+            let first_run_us = applied
+                .state
+                .jobs()
+                .min_by_key(|r| r.id)
+                .map(|r| r.started_at_us);
+            let abandoned: Vec<JobRunRecord> = applied
                 .state
                 .jobs()
                 .filter(|r| r.status == "running")
                 .cloned()
                 .collect();
-            (last, last_runs(applied.state.jobs()), abandoned)
+            (
+                last,
+                last_runs(applied.state.jobs()),
+                first_run_us,
+                abandoned,
+            )
         };
-        let mut scheduler = Scheduler::resume(args.schedule, 0, now_micros(), last_runs);
+        let mut scheduler =
+            Scheduler::resume(args.schedule, 0, now_micros(), last_runs, first_run_us);
         scheduler.continue_after(last_id);
         // Runs the previous leader left running were cancelled with it.
         for mut run in abandoned {

@@ -83,23 +83,35 @@ impl Scheduler {
     /// hourly job would never run under a leader that changes more often).
     /// A run the old leader left running is not started again at once either:
     /// an old leader that is only frozen or cut off may still be running it,
-    /// and two compactions at once would keep both copies of the rows. Jobs
-    /// without a run start as in [`Scheduler::new`].
+    /// and two compactions at once would keep both copies of the rows.
+    ///
+    /// A job that has never run is due one interval after `first_run_us`, the
+    /// start of the cluster's first run (the history keeps it), for the same
+    /// reason; with no history at all, jobs start as in [`Scheduler::new`].
     pub fn resume(
         schedule: JobSchedule,
         now_us: i64,
         wall_us: i64,
         last_runs: impl IntoIterator<Item = LastRun>,
+        first_run_us: Option<i64>,
     ) -> Scheduler {
         let mut scheduler = Scheduler::new(schedule, now_us);
-        for last in last_runs {
-            let state = scheduler
-                .jobs
-                .get_mut(&last.job)
-                .expect("every job has a state");
-            let interval = micros(schedule.interval(last.job));
-            let due_in = last.started_at_us.saturating_add(interval) - wall_us;
-            state.next_due_us = now_us + due_in.clamp(0, interval);
+        let last_runs: BTreeMap<JobKind, i64> = last_runs
+            .into_iter()
+            .map(|last| (last.job, last.started_at_us))
+            .collect();
+        for (job, state) in &mut scheduler.jobs {
+            let Some(anchor_us) = last_runs.get(job).copied().or(first_run_us) else {
+                continue;
+            };
+            let interval = micros(schedule.interval(*job));
+            let due_in = anchor_us.saturating_add(interval) - wall_us;
+            let anchored = now_us + due_in.clamp(0, interval);
+            state.next_due_us = if last_runs.contains_key(job) {
+                anchored
+            } else {
+                anchored.min(state.next_due_us)
+            };
         }
         scheduler
     }
@@ -321,6 +333,7 @@ mod tests {
                 last(JobKind::Compact, 700),
                 last(JobKind::Vacuum, 3_590),
             ],
+            None,
         );
         let due = |scheduler: &mut Scheduler, at: i64| -> Vec<JobKind> {
             scheduler
@@ -338,9 +351,44 @@ mod tests {
         assert_eq!(due(&mut scheduler, 10), [JobKind::Gold, JobKind::Vacuum]);
 
         // A clock ahead of the new leader's cannot postpone a job past its interval.
-        let mut scheduler = Scheduler::resume(schedule(), 0, wall, [last(JobKind::Gold, -500)]);
+        let mut scheduler =
+            Scheduler::resume(schedule(), 0, wall, [last(JobKind::Gold, -500)], None);
         assert!(!due(&mut scheduler, 59).contains(&JobKind::Gold));
         assert!(due(&mut scheduler, 60).contains(&JobKind::Gold));
+    }
+
+    #[test]
+    fn a_job_that_never_ran_is_due_one_interval_after_the_clusters_first_run() {
+        let wall = 10_000 * S;
+        let due = |scheduler: &mut Scheduler, at: i64| -> Vec<JobKind> {
+            scheduler
+                .due(at * S, wall + at * S)
+                .iter()
+                .map(|s| s.job)
+                .collect()
+        };
+        // Leaders changed every few minutes since the first run, 3,000 s ago,
+        // and only enrichment and gold ran: compaction (every 600 s) is
+        // overdue, vacuum (every 3,600 s) due in 600 s, not in an hour.
+        let gold = LastRun {
+            job: JobKind::Gold,
+            started_at_us: wall - 30 * S,
+        };
+        let enrich = LastRun {
+            job: JobKind::Enrich,
+            started_at_us: wall - 5 * S,
+        };
+        let mut scheduler =
+            Scheduler::resume(schedule(), 0, wall, [gold, enrich], Some(wall - 3_000 * S));
+        assert_eq!(due(&mut scheduler, 0), [JobKind::Compact]);
+        assert_eq!(due(&mut scheduler, 5), [JobKind::Enrich]);
+        assert_eq!(due(&mut scheduler, 30), [JobKind::Gold]);
+        assert!(!due(&mut scheduler, 599).contains(&JobKind::Vacuum));
+        assert!(due(&mut scheduler, 600).contains(&JobKind::Vacuum));
+
+        // A first run moments ago does not put enrichment off.
+        let mut scheduler = Scheduler::resume(schedule(), 0, wall, [], Some(wall - S));
+        assert_eq!(due(&mut scheduler, 0), [JobKind::Enrich]);
     }
 
     #[test]
