@@ -2,8 +2,9 @@
 //!
 //! Bronze is written first (not timed). Then, each in a fresh process timed by
 //! `/usr/bin/time` (wall time and peak RSS): `streamreel models run`, and the
-//! contract as SQL in DuckDB (`scripts/bench/duckdb_lakehouse.py`, pip
-//! `duckdb` in `~/.cache/streamreel/bench-venv`) over the same bronze files,
+//! contract as SQL in DuckDB (`scripts/bench/duckdb_lakehouse.py`, with the
+//! DuckDB of `scripts/bench/requirements.txt`, which the bench installs into
+//! `~/.cache/streamreel/bench-venv`) over the same bronze files,
 //! writing the same silver and gold as Parquet. The gold tables are compared
 //! row by row. Then 1% more events are appended (sessions of a new day, 5% of
 //! them late events of old sessions), and `models run` is timed again as a
@@ -11,6 +12,7 @@
 //! the lake gets the new day's sessions alone, what a steady stream brings a
 //! scheduled run, timed the same way.
 
+use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,13 +38,7 @@ struct Measured {
 /// one, to look at them or time runs by hand afterwards.
 pub async fn lakehouse(events: u64, keep: Option<&Path>) -> anyhow::Result<()> {
     println!("== silver + gold over {events} simulated messages, against DuckDB ==");
-    let python = dirs_home().join(".cache/streamreel/bench-venv/bin/python");
-    anyhow::ensure!(
-        python.exists(),
-        "the DuckDB baseline needs {}: python3 -m venv ~/.cache/streamreel/bench-venv && \
-         ~/.cache/streamreel/bench-venv/bin/pip install duckdb",
-        python.display()
-    );
+    let python = duckdb_python()?;
     let temporary = tempfile::Builder::new()
         .prefix("lakehouse-bench-")
         .tempdir()?;
@@ -261,6 +257,40 @@ fn timed(command: &mut Command) -> anyhow::Result<Measured> {
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("   | {l}\n")).collect()
+}
+
+/// The Python of `~/.cache/streamreel/bench-venv`, with the pinned DuckDB of
+/// `scripts/bench/requirements.txt` installed (again when the pins change).
+fn duckdb_python() -> anyhow::Result<PathBuf> {
+    let venv = dirs_home().join(".cache/streamreel/bench-venv");
+    let python = venv.join("bin/python");
+    let requirements = repo_root().join("scripts/bench/requirements.txt");
+    let installed = venv.join("requirements.txt");
+    let wanted = std::fs::read(&requirements)
+        .with_context(|| format!("cannot read {}", requirements.display()))?;
+    if python.exists() && std::fs::read(&installed).ok().as_ref() == Some(&wanted) {
+        return Ok(python);
+    }
+    println!(
+        "installing the DuckDB baseline's Python packages into {}",
+        venv.display()
+    );
+    run_checked(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    run_checked(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements),
+    )?;
+    std::fs::write(&installed, wanted)?;
+    Ok(python)
+}
+
+fn run_checked(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    anyhow::ensure!(status.success(), "{command:?} failed: {status}");
+    Ok(())
 }
 
 fn dirs_home() -> PathBuf {
