@@ -33,6 +33,6 @@ pub use member::{ClusterMember, PingAnswer, RaftTimings, WriteAnswer};
 pub use sm_store::ClusterView;
 pub use state::{Checkpoint, ClusterState, Ownership, StateSettings};
 pub use types::{
-    CheckpointIncrement, Command, CommandResult, Epoch, Member, NodeId, PartitionId, Raft, Refusal,
-    TypeConfig,
+    CheckpointIncrement, Command, CommandResult, Epoch, FIRST_JOB_RUN_ID, Member, NodeId,
+    PartitionId, Raft, Refusal, TypeConfig,
 };

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::dedup::{DedupSettings, DedupWindow};
 use crate::live::{LiveAggregates, LiveImage};
 use crate::types::{
-    CheckpointIncrement, Command, CommandResult, Epoch, JobRunRecord, NodeId, PartitionId, Refusal,
+    CheckpointIncrement, Command, CommandResult, Epoch, FIRST_JOB_RUN_ID, JobRunRecord, NodeId,
+    PartitionId, Refusal,
 };
 
 /// Settings every replica must share (they come from the one cluster config;
@@ -129,13 +130,15 @@ impl ClusterState {
     /// nor the cluster's first run: a new leader takes each job's next run
     /// from the job's newest (a job that runs hourly would otherwise fall out
     /// behind the runs of one every 10 s), and a job that has never run from
-    /// the first.
+    /// the first. The first run is known by its id, not by being the oldest
+    /// kept, so that replicas replaying from different snapshots keep the same
+    /// runs.
     fn bound_job_history(&mut self) {
         while self.jobs.len() > self.settings.job_history {
-            let oldest = self.jobs.len() - 1;
-            let superseded = (1..oldest).rev().find(|&i| {
+            let superseded = (1..self.jobs.len()).rev().find(|&i| {
                 let job = &self.jobs[i].job;
-                self.jobs.iter().take(i).any(|newer| &newer.job == job)
+                self.jobs[i].id != FIRST_JOB_RUN_ID
+                    && self.jobs.iter().take(i).any(|newer| &newer.job == job)
             });
             match superseded {
                 Some(i) => {
@@ -475,7 +478,7 @@ mod tests {
         let mut state = with_partitions(0);
         let run = |id, status: &str| JobRunRecord {
             id,
-            job: if id == 1 { "vacuum" } else { "gold" }.into(),
+            job: if id == 2 { "vacuum" } else { "gold" }.into(),
             trigger: "schedule".into(),
             attempt: 1,
             started_at_us: 0,
@@ -485,14 +488,14 @@ mod tests {
             detail: String::new(),
             error: None,
         };
-        for id in 0..=4 {
+        for id in 1..=5 {
             state.apply(&Command::RecordJobRun(run(id, "running")), &members());
         }
-        state.apply(&Command::RecordJobRun(run(4, "succeeded")), &members());
+        state.apply(&Command::RecordJobRun(run(5, "succeeded")), &members());
         let jobs: Vec<_> = state.jobs().map(|r| (r.id, r.status.as_str())).collect();
-        // Run 1, the only vacuum run, outlives gold's runs 2 and 3: it is its
-        // job's newest. Run 0 outlives them too: it is the cluster's first.
-        assert_eq!(jobs, [(4, "succeeded"), (1, "running"), (0, "running")]);
+        // Run 2, the only vacuum run, outlives gold's runs 3 and 4: it is its
+        // job's newest. Run 1 outlives them too: it is the cluster's first.
+        assert_eq!(jobs, [(5, "succeeded"), (2, "running"), (1, "running")]);
     }
 
     /// What a generated step does; the command is built against the state at

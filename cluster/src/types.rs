@@ -85,6 +85,9 @@ pub struct CheckpointIncrement {
     pub at_ms: i64,
 }
 
+/// The id of a cluster's first job run: run ids count up from it across leaders.
+pub const FIRST_JOB_RUN_ID: u64 = 1;
+
 /// One lakehouse job run as the replicated history keeps it (and `/admin/jobs`
 /// shows it). Times are UTC microseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

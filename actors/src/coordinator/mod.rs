@@ -26,7 +26,7 @@ use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 use streamreel_cluster::placement::{self, Move};
-use streamreel_cluster::types::JobRunRecord;
+use streamreel_cluster::types::{FIRST_JOB_RUN_ID, JobRunRecord};
 use streamreel_cluster::{ClusterError, ClusterMember, Command, CommandResult, NodeId};
 use streamreel_protocol::time::now_micros;
 
@@ -204,6 +204,14 @@ fn record_of(run: &JobRun) -> JobRunRecord {
 
 /// Each job's newest run in the replicated history; runs of jobs this
 /// version does not know are left out.
+/// The start of the cluster's first job run, which the history keeps (a
+/// cluster whose history dropped it before it was kept has none).
+fn first_run_us<'a>(mut history: impl Iterator<Item = &'a JobRunRecord>) -> Option<i64> {
+    history
+        .find(|run| run.id == FIRST_JOB_RUN_ID)
+        .map(|run| run.started_at_us)
+}
+
 fn last_runs<'a>(history: impl Iterator<Item = &'a JobRunRecord>) -> Vec<LastRun> {
     let mut newest: BTreeMap<JobKind, &JobRunRecord> = BTreeMap::new();
     for run in history {
@@ -248,11 +256,7 @@ impl Actor for Coordinator {
         let (last_id, last_runs, first_run_us, abandoned) = {
             let applied = args.cluster.view.read();
             let last = applied.state.jobs().map(|r| r.id).max().unwrap_or(0);
-            let first_run_us = applied
-                .state
-                .jobs()
-                .min_by_key(|r| r.id)
-                .map(|r| r.started_at_us);
+            let first_run_us = first_run_us(applied.state.jobs());
             let abandoned: Vec<JobRunRecord> = applied
                 .state
                 .jobs()
@@ -421,6 +425,19 @@ mod tests {
             detail: String::new(),
             error: None,
         }
+    }
+
+    #[test]
+    fn a_new_leader_finds_the_clusters_first_run_by_its_id() {
+        let history = [
+            record(3, "gold", 30, "succeeded"),
+            record(2, "enrich", 20, "succeeded"),
+            record(FIRST_JOB_RUN_ID, "enrich", 10, "succeeded"),
+        ];
+        assert_eq!(first_run_us(history.iter()), Some(10));
+        // Dropped before the history kept it: no first run, although run 2
+        // is now the oldest.
+        assert_eq!(first_run_us(history[..2].iter()), None);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use streamreel_cluster::FIRST_JOB_RUN_ID;
+
 use super::job::{JobKind, JobOutcome, JobRun, JobSchedule, RunStatus, Trigger};
 
 /// Runs kept for `/admin/jobs`.
@@ -72,7 +74,7 @@ impl Scheduler {
             schedule,
             jobs,
             history: VecDeque::new(),
-            next_id: 1,
+            next_id: FIRST_JOB_RUN_ID,
         }
     }
 
@@ -87,7 +89,8 @@ impl Scheduler {
     ///
     /// A job that has never run is due one interval after `first_run_us`, the
     /// start of the cluster's first run (the history keeps it), for the same
-    /// reason; with no history at all, jobs start as in [`Scheduler::new`].
+    /// reason, and enrichment at once as in [`Scheduler::new`]; without a
+    /// first run, such jobs start as in [`Scheduler::new`].
     pub fn resume(
         schedule: JobSchedule,
         now_us: i64,
@@ -389,6 +392,13 @@ mod tests {
         // A first run moments ago does not put enrichment off.
         let mut scheduler = Scheduler::resume(schedule(), 0, wall, [], Some(wall - S));
         assert_eq!(due(&mut scheduler, 0), [JobKind::Enrich]);
+
+        // A first run dated ahead by a clock ahead of this one's postpones
+        // no job past its interval.
+        let mut scheduler = Scheduler::resume(schedule(), 0, wall, [], Some(wall + 86_400 * S));
+        assert_eq!(due(&mut scheduler, 0), [JobKind::Enrich]);
+        assert!(!due(&mut scheduler, 599).contains(&JobKind::Compact));
+        assert_eq!(due(&mut scheduler, 600), [JobKind::Compact]);
     }
 
     #[test]
