@@ -317,9 +317,21 @@ mod tests {
         );
     }
 
+    /// The wall clock when a new leader's scheduler starts in these tests.
+    const WALL: i64 = 10_000 * S;
+
+    /// Jobs due `at` seconds after a new leader's scheduler started at [`WALL`].
+    fn due(scheduler: &mut Scheduler, at: i64) -> Vec<JobKind> {
+        scheduler
+            .due(at * S, WALL + at * S)
+            .iter()
+            .map(|s| s.job)
+            .collect()
+    }
+
     #[test]
     fn a_new_leader_continues_each_jobs_schedule_from_its_newest_run() {
-        let wall = 10_000 * S;
+        let wall = WALL;
         let last = |job, ago: i64| LastRun {
             job,
             started_at_us: wall - ago * S,
@@ -338,13 +350,6 @@ mod tests {
             ],
             None,
         );
-        let due = |scheduler: &mut Scheduler, at: i64| -> Vec<JobKind> {
-            scheduler
-                .due(at * S, wall + at * S)
-                .iter()
-                .map(|s| s.job)
-                .collect()
-        };
         assert_eq!(
             due(&mut scheduler, 0),
             [JobKind::Enrich, JobKind::Compact],
@@ -362,14 +367,7 @@ mod tests {
 
     #[test]
     fn a_job_that_never_ran_is_due_one_interval_after_the_clusters_first_run() {
-        let wall = 10_000 * S;
-        let due = |scheduler: &mut Scheduler, at: i64| -> Vec<JobKind> {
-            scheduler
-                .due(at * S, wall + at * S)
-                .iter()
-                .map(|s| s.job)
-                .collect()
-        };
+        let wall = WALL;
         // Leaders changed every few minutes since the first run, 3,000 s ago,
         // and only enrichment and gold ran: compaction (every 600 s) is
         // overdue, vacuum (every 3,600 s) due in 600 s, not in an hour.
