@@ -202,8 +202,6 @@ fn record_of(run: &JobRun) -> JobRunRecord {
     }
 }
 
-/// Each job's newest run in the replicated history; runs of jobs this
-/// version does not know are left out.
 /// The start of the cluster's first job run, which the history keeps (a
 /// cluster whose history dropped it before it was kept has none).
 fn first_run_us<'a>(mut history: impl Iterator<Item = &'a JobRunRecord>) -> Option<i64> {
@@ -212,6 +210,8 @@ fn first_run_us<'a>(mut history: impl Iterator<Item = &'a JobRunRecord>) -> Opti
         .map(|run| run.started_at_us)
 }
 
+/// Each job's newest run in the replicated history; runs of jobs this
+/// version does not know are left out.
 fn last_runs<'a>(history: impl Iterator<Item = &'a JobRunRecord>) -> Vec<LastRun> {
     let mut newest: BTreeMap<JobKind, &JobRunRecord> = BTreeMap::new();
     for run in history {

@@ -331,15 +331,14 @@ mod tests {
 
     #[test]
     fn a_new_leader_continues_each_jobs_schedule_from_its_newest_run() {
-        let wall = WALL;
         let last = |job, ago: i64| LastRun {
             job,
-            started_at_us: wall - ago * S,
+            started_at_us: WALL - ago * S,
         };
         let mut scheduler = Scheduler::resume(
             schedule(),
             0,
-            wall,
+            WALL,
             [
                 // Gold started 50 s ago (every 60 s), compact 700 s ago
                 // (every 600 s), vacuum 3,590 s ago (every 3,600 s), whether
@@ -360,27 +359,26 @@ mod tests {
 
         // A clock ahead of the new leader's cannot postpone a job past its interval.
         let mut scheduler =
-            Scheduler::resume(schedule(), 0, wall, [last(JobKind::Gold, -500)], None);
+            Scheduler::resume(schedule(), 0, WALL, [last(JobKind::Gold, -500)], None);
         assert!(!due(&mut scheduler, 59).contains(&JobKind::Gold));
         assert!(due(&mut scheduler, 60).contains(&JobKind::Gold));
     }
 
     #[test]
     fn a_job_that_never_ran_is_due_one_interval_after_the_clusters_first_run() {
-        let wall = WALL;
         // Leaders changed every few minutes since the first run, 3,000 s ago,
         // and only enrichment and gold ran: compaction (every 600 s) is
         // overdue, vacuum (every 3,600 s) due in 600 s, not in an hour.
         let gold = LastRun {
             job: JobKind::Gold,
-            started_at_us: wall - 30 * S,
+            started_at_us: WALL - 30 * S,
         };
         let enrich = LastRun {
             job: JobKind::Enrich,
-            started_at_us: wall - 5 * S,
+            started_at_us: WALL - 5 * S,
         };
         let mut scheduler =
-            Scheduler::resume(schedule(), 0, wall, [gold, enrich], Some(wall - 3_000 * S));
+            Scheduler::resume(schedule(), 0, WALL, [gold, enrich], Some(WALL - 3_000 * S));
         assert_eq!(due(&mut scheduler, 0), [JobKind::Compact]);
         assert_eq!(due(&mut scheduler, 5), [JobKind::Enrich]);
         assert_eq!(due(&mut scheduler, 30), [JobKind::Gold]);
@@ -388,12 +386,12 @@ mod tests {
         assert!(due(&mut scheduler, 600).contains(&JobKind::Vacuum));
 
         // A first run moments ago does not put enrichment off.
-        let mut scheduler = Scheduler::resume(schedule(), 0, wall, [], Some(wall - S));
+        let mut scheduler = Scheduler::resume(schedule(), 0, WALL, [], Some(WALL - S));
         assert_eq!(due(&mut scheduler, 0), [JobKind::Enrich]);
 
         // A first run dated ahead by a clock ahead of this one's postpones
         // no job past its interval.
-        let mut scheduler = Scheduler::resume(schedule(), 0, wall, [], Some(wall + 86_400 * S));
+        let mut scheduler = Scheduler::resume(schedule(), 0, WALL, [], Some(WALL + 86_400 * S));
         assert_eq!(due(&mut scheduler, 0), [JobKind::Enrich]);
         assert!(!due(&mut scheduler, 599).contains(&JobKind::Compact));
         assert_eq!(due(&mut scheduler, 600), [JobKind::Compact]);
