@@ -40,6 +40,9 @@ const TABLE: &str = "bronze";
 /// The table property holding the pseudonymisation secret's fingerprint.
 pub const SECRET_FINGERPRINT_PROPERTY: &str = "streamreel.userKeyFingerprint";
 
+/// The table property holding the Kafka topic bronze is ingested from.
+pub const INPUT_TOPIC_PROPERTY: &str = "streamreel.inputTopic";
+
 fn utc_micros() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
@@ -265,6 +268,41 @@ impl BronzeTable {
     /// were made with; the first writer records its fingerprint in the table's
     /// properties.
     pub async fn ensure_secret_fingerprint(&mut self, ours: &str) -> Result<(), LakeError> {
+        match self
+            .record_or_compare(SECRET_FINGERPRINT_PROPERTY, ours)
+            .await?
+        {
+            None => Ok(()),
+            Some(found) => Err(LakeError::SecretMismatch {
+                table: self.path.display().to_string(),
+                found,
+                ours: ours.to_string(),
+            }),
+        }
+    }
+
+    /// Refuses to go on reading another topic than the one bronze was
+    /// ingested from: the offsets its `txn` actions hold are that topic's, so
+    /// another topic would resume at the wrong place and skip or repeat events.
+    /// The first writer records the topic in the table's properties.
+    pub async fn ensure_input_topic(&mut self, ours: &str) -> Result<(), LakeError> {
+        match self.record_or_compare(INPUT_TOPIC_PROPERTY, ours).await? {
+            None => Ok(()),
+            Some(found) => Err(LakeError::InputTopicMismatch {
+                table: self.path.display().to_string(),
+                found,
+                ours: ours.to_string(),
+            }),
+        }
+    }
+
+    /// Records `ours` under the table property `key` if it has none, and
+    /// returns the value found when it differs from `ours`.
+    async fn record_or_compare(
+        &mut self,
+        key: &str,
+        ours: &str,
+    ) -> Result<Option<String>, LakeError> {
         let mut last_error = None;
         for _attempt in 0..3 {
             self.table
@@ -277,22 +315,13 @@ impl BronzeTable {
                 .map_err(|e| LakeError::delta(TABLE, e))?
                 .metadata()
                 .configuration()
-                .get(SECRET_FINGERPRINT_PROPERTY)
+                .get(key)
                 .cloned();
             match found {
-                Some(found) if found == ours => return Ok(()),
-                Some(found) => {
-                    return Err(LakeError::SecretMismatch {
-                        table: self.path.display().to_string(),
-                        found,
-                        ours: ours.to_string(),
-                    });
-                }
+                Some(found) if found == ours => return Ok(None),
+                Some(found) => return Ok(Some(found)),
                 None => {
-                    let properties = HashMap::from([(
-                        SECRET_FINGERPRINT_PROPERTY.to_string(),
-                        ours.to_string(),
-                    )]);
+                    let properties = HashMap::from([(key.to_string(), ours.to_string())]);
                     // Another member may record its own at the same moment:
                     // then look again and compare.
                     match self
@@ -312,9 +341,7 @@ impl BronzeTable {
         Err(LakeError::delta(
             TABLE,
             last_error.unwrap_or_else(|| {
-                deltalake::DeltaTableError::Generic(
-                    "could not record the secret fingerprint".into(),
-                )
+                deltalake::DeltaTableError::Generic(format!("could not record the property {key}"))
             }),
         ))
     }
@@ -625,5 +652,23 @@ mod tests {
                 .to_string()
                 .contains("different pseudonymisation secret")
         );
+    }
+
+    #[tokio::test]
+    async fn a_writer_reading_another_topic_is_refused() {
+        let lake = tempfile::tempdir().unwrap();
+        let mut first = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        first.ensure_secret_fingerprint("aaaa").await.unwrap();
+        first.ensure_input_topic("video-events").await.unwrap();
+        let mut again = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        again.ensure_input_topic("video-events").await.unwrap();
+        let mut other = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        let error = other.ensure_input_topic("other-events").await.unwrap_err();
+        assert!(
+            matches!(&error, LakeError::InputTopicMismatch { found, ours, .. } if found == "video-events" && ours == "other-events"),
+            "{error}"
+        );
+        // Both properties stay recorded side by side.
+        other.ensure_secret_fingerprint("aaaa").await.unwrap();
     }
 }

@@ -63,6 +63,16 @@ pub enum LakeError {
         ours: String,
     },
     #[error(
+        "the lake at {table} holds bronze ingested from topic {found:?}, and this node reads \
+         {ours:?}: bronze's offsets are {found:?}'s, so another topic would resume at the wrong \
+         offsets and skip or repeat events; set kafka.input-topic to {found:?}, or use a new lake"
+    )]
+    InputTopicMismatch {
+        table: String,
+        found: String,
+        ours: String,
+    },
+    #[error(
         "vacuum retention of {hours} h is below the 1 h floor: files still being written could be deleted"
     )]
     RetentionTooShort { hours: i64 },

@@ -24,6 +24,15 @@ pub enum NodeError {
     )]
     DataDirInUse { data_dir: String, holder: String },
     #[error(
+        "data dir {data_dir} belongs to node {owner} (its Raft log and vote), and this is node \
+         {ours}: start node {owner} on it, or give node {ours} its own --data-dir"
+    )]
+    DataDirOfOtherMember {
+        data_dir: String,
+        owner: u64,
+        ours: u64,
+    },
+    #[error(
         "partitions {partitions:?} stopped with a batch they could not commit; it is read again on restart"
     )]
     Uncommitted { partitions: Vec<i32> },

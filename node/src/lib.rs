@@ -20,6 +20,7 @@ pub mod admin;
 pub mod broker_health;
 pub mod cli;
 pub mod config;
+pub mod data_dir_identity;
 pub mod data_dir_lock;
 pub mod error;
 pub mod export;

@@ -23,7 +23,7 @@ use streamreel_actors::{
 };
 use streamreel_cluster::network::PeerClient;
 use streamreel_cluster::{ClusterMember, Member, NodeId, RaftTimings, StateSettings};
-use streamreel_lake::BronzeTable;
+use streamreel_lake::{BronzeTable, read_metadata_file};
 use streamreel_protocol::UserKeyer;
 
 use crate::broker_health::{BrokerHealth, watch_brokers};
@@ -50,10 +50,14 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         })?;
     }
     let _lock = crate::data_dir_lock::lock_data_dir(&config.data_dir)?;
+    crate::data_dir_identity::claim_data_dir(&config.data_dir, config.node_id)?;
     if config.demo {
         warn!("demo mode: user ids are pseudonymised with a public demo secret");
     }
     let settings = &config.kafka;
+    // The lakehouse jobs read it at every run; a wrong path should stop the
+    // node now, not fail the leader's first enrichment minutes later.
+    read_metadata_file(&config.metadata)?;
     let jobs_runtime = JobRuntime::start(config.job_threads)?;
     let keyer = UserKeyer::new(&config.user_key_secret);
     // Created here, before any partition actor, so that writers never race to create it.
@@ -61,6 +65,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
     bronze
         .ensure_secret_fingerprint(&keyer.fingerprint())
         .await?;
+    bronze.ensure_input_topic(&settings.input_topic).await?;
 
     let member = ClusterMember::start(
         config.node_id,
@@ -286,7 +291,7 @@ async fn connect_to_brokers(config: &NodeConfig) -> (usize, OutputProducer) {
                     brokers = %settings.brokers,
                     %error,
                     retry_in_s = backoff.as_secs(),
-                    "kafka brokers unreachable; ingest waits for them"
+                    "kafka not ready (brokers unreachable, or topics that cannot be created: see error); ingest waits and retries"
                 );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
