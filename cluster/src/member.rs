@@ -230,6 +230,7 @@ impl ClusterMember {
                 .await
                 .map_err(ClusterError::raft)?
             {
+                self.warn_if_config_differs(&members);
                 return Ok(());
             }
             if lowest != Some(self.id) {
@@ -237,7 +238,8 @@ impl ClusterMember {
                 info!(
                     node = self.id,
                     bootstrapper = ?lowest,
-                    "waiting for the lowest member to initialise the cluster"
+                    "waiting for the lowest member to initialise the cluster; a member new to a \
+                     running cluster waits until it is added (`streamreel admin add-node`)"
                 );
                 return Ok(());
             }
@@ -254,7 +256,10 @@ impl ClusterMember {
                 }
             }
             if someone_initialized {
-                info!("another member is initialised; waiting to be contacted");
+                info!(
+                    "another member is initialised; waiting to be contacted (a member new to a \
+                     running cluster is added with `streamreel admin add-node`)"
+                );
                 return Ok(());
             }
             if not_initialized * 2 > members.len() {
@@ -266,6 +271,32 @@ impl ClusterMember {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// The cluster keeps the membership it has agreed on, whatever a config
+    /// file says later: a member moved to another address in the file alone
+    /// would listen where no other member dials.
+    fn warn_if_config_differs(&self, configured: &BTreeMap<NodeId, Member>) {
+        let agreed: BTreeMap<NodeId, String> = self
+            .view
+            .read()
+            .members()
+            .into_iter()
+            .map(|(id, member)| (id, member.addr))
+            .collect();
+        let configured: BTreeMap<NodeId, String> = configured
+            .iter()
+            .map(|(id, member)| (*id, member.addr.clone()))
+            .collect();
+        if !agreed.is_empty() && agreed != configured {
+            warn!(
+                config = ?configured,
+                cluster = ?agreed,
+                "the config file lists other members or addresses than the cluster agreed on, \
+                 and the cluster keeps its own: change members with `streamreel admin add-node` \
+                 and `remove-node`"
+            );
         }
     }
 

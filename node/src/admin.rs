@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
+use streamreel_actors::coordinator::job::JobKind;
+
 use crate::error::NodeError;
 
 pub enum AdminCommand {
     Status,
     Jobs,
-    Run(String),
+    Run(JobKind),
     Rebalance,
     Move { partition: i32, to: u64 },
     AddNode { id: u64, addr: String },

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::error::NodeError;
 use clap::{Args, Parser, Subcommand};
+use streamreel_actors::coordinator::job::JobKind;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -119,7 +120,7 @@ pub enum AdminSubcommand {
     /// Lakehouse job runs, newest first.
     Jobs,
     /// Start a job now: enrich, gold, compact or vacuum.
-    Run { job: String },
+    Run { job: JobKind },
     /// Spread partitions evenly over the live members.
     Rebalance,
     /// Move one partition to a member; returns once the new owner has resumed it.

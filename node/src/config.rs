@@ -136,13 +136,15 @@ struct RawMember {
 struct RawNode {
     /// 1 when absent; a cluster of several members needs it (or `--node-id`).
     id: Option<u64>,
-    data_dir: PathBuf,
+    /// `data/node-1` when absent; refused beside `[cluster]`, whose members name their own.
+    data_dir: Option<PathBuf>,
     /// Refused when present: demo mode comes only from `--demo`.
     demo: Option<bool>,
     user_key_secret_file: Option<PathBuf>,
     restart_backoff_min_ms: u64,
     restart_backoff_max_ms: u64,
-    http_listen: String,
+    /// `127.0.0.1:8080` when absent; refused beside `[cluster]`, whose members listen on their `addr`.
+    http_listen: Option<String>,
     admin_token_file: Option<PathBuf>,
     metadata: PathBuf,
 }
@@ -151,12 +153,12 @@ impl Default for RawNode {
     fn default() -> Self {
         RawNode {
             id: None,
-            data_dir: PathBuf::from("data/node-1"),
+            data_dir: None,
             demo: None,
             user_key_secret_file: None,
             restart_backoff_min_ms: 200,
             restart_backoff_max_ms: 30_000,
-            http_listen: "127.0.0.1:8080".into(),
+            http_listen: None,
             admin_token_file: None,
             metadata: PathBuf::from("metadata/video_metadata.csv"),
         }
@@ -448,14 +450,24 @@ fn validate(
         key,
         reason: reason.to_string(),
     };
+    // Errors name the flag when the value came from one, else the file's key.
     let node_id = overrides.node_id.or(raw.node.id).unwrap_or(1);
     if node_id == 0 {
-        return Err(invalid("node.id", "must be at least 1"));
+        let key = if overrides.node_id.is_some() {
+            "--node-id"
+        } else {
+            "node.id"
+        };
+        return Err(invalid(key, "must be at least 1"));
     }
     let brokers = overrides.brokers.clone().unwrap_or(raw.kafka.brokers);
     if !brokers_are_valid(&brokers) {
         return Err(ConfigError::Invalid {
-            key: "kafka.brokers",
+            key: if overrides.brokers.is_some() {
+                "--brokers"
+            } else {
+                "kafka.brokers"
+            },
             reason: format!("must be HOST:PORT[,HOST:PORT...], got {brokers:?}"),
         });
     }
@@ -464,12 +476,14 @@ fn validate(
         ("kafka.clean-topic", &raw.kafka.clean_topic),
         ("kafka.dlq-topic", &raw.kafka.dlq_topic),
     ] {
-        if topic.is_empty()
-            || !topic
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            return Err(invalid(key, "must be a Kafka topic name ([a-zA-Z0-9._-]+)"));
+        if !is_kafka_topic_name(topic) {
+            return Err(ConfigError::Invalid {
+                key,
+                reason: format!(
+                    "must be a Kafka topic name (1 to 249 of [a-zA-Z0-9._-], not \".\" or \"..\"), \
+                     got {topic:?}"
+                ),
+            });
         }
     }
     if raw.kafka.input_topic == raw.kafka.clean_topic
@@ -584,17 +598,37 @@ fn validate(
         1_000,
         1_000_000_000,
     )?;
-    let http_listen: SocketAddr =
-        raw.node
-            .http_listen
-            .parse()
-            .map_err(|_| ConfigError::Invalid {
-                key: "node.http-listen",
-                reason: format!(
-                    "must be IP:PORT, e.g. 127.0.0.1:8080, got {:?}",
-                    raw.node.http_listen
-                ),
-            })?;
+    if raw.cluster.is_some() {
+        // Silently ignored, they would leave a member listening or keeping
+        // its Raft state somewhere other than the file says.
+        for (key, present, instead) in [
+            (
+                "node.http-listen",
+                raw.node.http_listen.is_some(),
+                "cluster.node.addr",
+            ),
+            (
+                "node.data-dir",
+                raw.node.data_dir.is_some(),
+                "cluster.node.data-dir (or --data-dir)",
+            ),
+        ] {
+            if present {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!(
+                        "has no effect beside [cluster]: each member's comes from {instead}; \
+                         remove it"
+                    ),
+                });
+            }
+        }
+    }
+    let http_listen_text = raw.node.http_listen.as_deref().unwrap_or("127.0.0.1:8080");
+    let http_listen: SocketAddr = http_listen_text.parse().map_err(|_| ConfigError::Invalid {
+        key: "node.http-listen",
+        reason: format!("must be IP:PORT, e.g. 127.0.0.1:8080, got {http_listen_text:?}"),
+    })?;
     let jobs = &raw.jobs;
     for (key, value) in [
         ("jobs.enrich-interval-s", jobs.enrich_interval_s),
@@ -696,8 +730,10 @@ fn validate(
                     ),
                 });
             }
-            if cluster.heartbeat_ms == 0 || cluster.heartbeat_ms > 60_000 {
-                return Err(invalid("cluster.heartbeat-ms", "must be within 1..=60000"));
+            // Below 10 ms the Raft timeouts derived from these two settings
+            // can coincide, which Raft refuses at startup.
+            if cluster.heartbeat_ms < 10 || cluster.heartbeat_ms > 60_000 {
+                return Err(invalid("cluster.heartbeat-ms", "must be within 10..=60000"));
             }
             // Followers must hear several heartbeats within an election timeout.
             if cluster.election_timeout_ms < 3 * cluster.heartbeat_ms
@@ -741,7 +777,8 @@ fn validate(
         .data_dir
         .clone()
         .or(member_data_dir)
-        .unwrap_or(raw.node.data_dir);
+        .or(raw.node.data_dir)
+        .unwrap_or_else(|| PathBuf::from("data/node-1"));
     if members.len() > 1 && overrides.lake.is_none() && raw.lake.uri.is_none() {
         return Err(ConfigError::UnsharedLake {
             members: members.len(),
@@ -852,8 +889,19 @@ fn within<T: PartialOrd + std::fmt::Display>(
     }
 }
 
+/// Kafka's rule for topic names: brokers refuse anything else when the node
+/// creates the topic, which would read as an unreachable broker.
+pub fn is_kafka_topic_name(topic: &str) -> bool {
+    (1..=249).contains(&topic.len())
+        && topic != "."
+        && topic != ".."
+        && topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
 /// `HOST:PORT[,HOST:PORT...]` with a host and a port (1-65535) in every part.
-fn brokers_are_valid(brokers: &str) -> bool {
+pub fn brokers_are_valid(brokers: &str) -> bool {
     brokers.split(',').all(|broker| {
         broker.trim().rsplit_once(':').is_some_and(|(host, port)| {
             !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port > 0)
@@ -1038,6 +1086,16 @@ mod tests {
                 "live.retention-hours",
                 "got 0",
             ),
+            (
+                "[kafka]\ninput-topic = \".\"\n",
+                "kafka.input-topic",
+                "got \".\"",
+            ),
+            (
+                "[kafka]\ndlq-topic = \"a b\"\n",
+                "kafka.dlq-topic",
+                "got \"a b\"",
+            ),
         ] {
             let error = parse(text).unwrap_err().to_string();
             assert!(
@@ -1147,8 +1205,40 @@ uri = "/srv/lake"
             data_dir: Some("/x".into()),
             ..Overrides::default()
         };
-        let config = load(THREE, one, env.clone()).unwrap();
+        let config = load(THREE, one.clone(), env.clone()).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/x"), "--data-dir wins");
+        // Timings Raft itself would refuse at startup are refused here, by key.
+        for (timings, key) in [
+            (
+                "heartbeat-ms = 1\nelection-timeout-ms = 3",
+                "cluster.heartbeat-ms",
+            ),
+            (
+                "heartbeat-ms = 100\nelection-timeout-ms = 250",
+                "cluster.election-timeout-ms",
+            ),
+        ] {
+            let text = THREE.replace("[cluster]\n", &format!("[cluster]\n{timings}\n"));
+            let error = load(&text, one.clone(), env.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{error}");
+        }
+        // Keys a member takes from its [[cluster.node]] are refused under
+        // [node], rather than ignored.
+        for (key, line) in [
+            ("node.http-listen", "http-listen = \"127.0.0.1:9\""),
+            ("node.data-dir", "data-dir = \"/y\""),
+        ] {
+            let text = format!("{THREE}[node]\n{line}\n");
+            let error = load(&text, one.clone(), env.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(key) && error.contains("no effect beside [cluster]"),
+                "{error}"
+            );
+        }
         let nine = Overrides {
             node_id: Some(9),
             ..Overrides::default()

@@ -18,7 +18,7 @@ use streamreel_node::config::{EnvSecrets, Overrides, load_config};
 use streamreel_node::error::error_chain_text;
 use streamreel_node::simulate::SimulationSettings;
 use streamreel_node::simulate::run::{SimulateOptions, run_simulation};
-use streamreel_node::{export, inspect, models, node};
+use streamreel_node::{config, export, inspect, models, node};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -149,7 +149,21 @@ async fn simulate(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Re
             "--rate must be between 0.001 and 1000000000 messages per second, got {rate}"
         );
     }
-    anyhow::ensure!(args.partitions >= 1, "--partitions must be at least 1");
+    anyhow::ensure!(
+        (1..=10_000).contains(&args.partitions),
+        "--partitions must be within 1..=10000, got {}",
+        args.partitions
+    );
+    anyhow::ensure!(
+        config::brokers_are_valid(&args.brokers),
+        "--brokers must be HOST:PORT[,HOST:PORT...], got {:?}",
+        args.brokers
+    );
+    anyhow::ensure!(
+        config::is_kafka_topic_name(&args.topic),
+        "--topic must be a Kafka topic name (1 to 249 of [a-zA-Z0-9._-], not \".\" or \"..\"), got {:?}",
+        args.topic
+    );
     let start: DateTime<Utc> = match &args.start {
         Some(text) => DateTime::parse_from_rfc3339(text)
             .with_context(|| format!("--start {text:?} is not an RFC 3339 time"))?

@@ -200,7 +200,9 @@ async fn rebalance(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
 }
 
+/// Unknown members are refused: a misspelt one would be ignored silently.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MoveBody {
     to: NodeId,
 }
@@ -286,6 +288,7 @@ async fn move_partition(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AddNodeBody {
     id: NodeId,
     addr: String,
@@ -301,14 +304,14 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             );
         }
     };
-    let addr = match node.addr.parse::<std::net::SocketAddr>() {
-        Ok(addr) if node.id > 0 => addr,
-        _ => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "id must be at least 1 and addr an IP:PORT",
-            );
-        }
+    if node.id == 0 {
+        return error_response(StatusCode::BAD_REQUEST, "id must be at least 1, got 0");
+    }
+    let Ok(addr) = node.addr.parse::<std::net::SocketAddr>() else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            format!("addr must be IP:PORT, got {:?}", node.addr),
+        );
     };
     // Every member dials this address, as in the config file.
     if addr.ip().is_unspecified() || addr.port() == 0 {

@@ -148,8 +148,16 @@ async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result
             .await
             .map_err(|e| e.context(node.log()))?;
     }
+    // The CLI knows the jobs; the route refuses others for any other client.
     let (ok, out) = admin(&["run", "reindex"])?;
     assert!(!ok && out.contains("unknown job"), "{out}");
+    let answer = http
+        .post(format!("{url}/admin/jobs/reindex/run"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?;
+    assert_eq!(answer.status().as_u16(), 404);
+    assert!(answer.text().await?.contains("unknown job"));
     let (ok, status) = admin(&["status"])?;
     assert!(ok, "{status}");
     let status: serde_json::Value = serde_json::from_str(&status)?;
