@@ -40,7 +40,7 @@ pub async fn export(
         open_if_exists(&path)
             .await?
             .ok_or_else(|| streamreel_lake::LakeError::MissingTable {
-                table: name.to_string(),
+                table: path.display().to_string(),
             })?;
     let ctx = SessionContext::new();
     register_table(&ctx, "t", &table).await?;

@@ -254,7 +254,7 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
     };
     registry.register(
         "job_runs",
-        "Lakehouse job runs in the replicated history (the newest 200, each job's newest and the cluster's first), by job and outcome",
+        "Lakehouse job runs in the replicated history (up to 200: the newest, always including each job's newest and the cluster's first), by job and outcome",
         Labelled(
             snapshot
                 .jobs

@@ -119,9 +119,11 @@ impl SilverSession {
             ("view_sessions", SESSIONS_TABLE),
             ("enriched_events", ENRICHED_TABLE),
         ] {
-            let Some(table) = open_if_exists(&Lake::new(lake_dir).table(name)).await? else {
+            let path = Lake::new(lake_dir).table(name);
+            let Some(table) = open_if_exists(&path).await? else {
+                // The whole path: a mistyped lake shows here.
                 return Err(LakeError::MissingTable {
-                    table: relative.to_string(),
+                    table: path.display().to_string(),
                 });
             };
             register_table(&ctx, name, &table).await?;
