@@ -278,16 +278,18 @@ impl ClusterMember {
     /// file says later: a member moved to another address in the file alone
     /// would listen where no other member dials.
     fn warn_if_config_differs(&self, configured: &BTreeMap<NodeId, Member>) {
-        let agreed: BTreeMap<NodeId, String> = self
+        // Compared as addresses, so that spellings of one address agree.
+        let parsed = |addr: &str| addr.parse::<std::net::SocketAddr>().ok();
+        let agreed: BTreeMap<NodeId, Option<std::net::SocketAddr>> = self
             .view
             .read()
             .members()
             .into_iter()
-            .map(|(id, member)| (id, member.addr))
+            .map(|(id, member)| (id, parsed(&member.addr)))
             .collect();
-        let configured: BTreeMap<NodeId, String> = configured
+        let configured: BTreeMap<NodeId, Option<std::net::SocketAddr>> = configured
             .iter()
-            .map(|(id, member)| (*id, member.addr.clone()))
+            .map(|(id, member)| (*id, parsed(&member.addr)))
             .collect();
         if !agreed.is_empty() && agreed != configured {
             warn!(

@@ -668,7 +668,11 @@ mod tests {
             matches!(&error, LakeError::InputTopicMismatch { found, ours, .. } if found == "video-events" && ours == "other-events"),
             "{error}"
         );
-        // Both properties stay recorded side by side.
-        other.ensure_secret_fingerprint("aaaa").await.unwrap();
+        // Recording the topic kept the fingerprint beside it.
+        let error = other.ensure_secret_fingerprint("bbbb").await.unwrap_err();
+        assert!(
+            matches!(&error, LakeError::SecretMismatch { found, .. } if found == "aaaa"),
+            "{error}"
+        );
     }
 }

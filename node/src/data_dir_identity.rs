@@ -3,6 +3,7 @@
 //! started on them would either sit outside the cluster it finds there, never
 //! ingesting and never saying why, or vote and append as a member it is not.
 
+use std::io::Write;
 use std::path::Path;
 
 use crate::error::NodeError;
@@ -35,8 +36,17 @@ pub fn claim_data_dir(data_dir: &Path, node_id: u64) -> Result<(), NodeError> {
         },
         // A new data dir, or one from a version that did not record its
         // owner: this member takes it.
+        // Written whole or not at all (a crash mid-write must not leave a
+        // file that refuses every later start).
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::write(&path, format!("{node_id}\n")).map_err(io)
+            let partial = data_dir.join(format!("{FILE}.partial"));
+            let write = || -> std::io::Result<()> {
+                let mut file = std::fs::File::create(&partial)?;
+                file.write_all(format!("{node_id}\n").as_bytes())?;
+                file.sync_all()?;
+                std::fs::rename(&partial, &path)
+            };
+            write().map_err(io)
         }
         Err(e) => Err(io(e)),
     }
