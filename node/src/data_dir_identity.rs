@@ -35,9 +35,8 @@ pub fn claim_data_dir(data_dir: &Path, node_id: u64) -> Result<(), NodeError> {
             }),
         },
         // A new data dir, or one from a version that did not record its
-        // owner: this member takes it.
-        // Written whole or not at all (a crash mid-write must not leave a
-        // file that refuses every later start).
+        // owner: this member takes it, writing the file whole or not at all
+        // (a crash mid-write must not leave a file that refuses every start).
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let partial = data_dir.join(format!("{FILE}.partial"));
             let write = || -> std::io::Result<()> {
