@@ -57,7 +57,10 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
     let settings = &config.kafka;
     // The lakehouse jobs read it at every run; a wrong path should stop the
     // node now, not fail the leader's first enrichment minutes later.
-    read_metadata_file(&config.metadata)?;
+    read_metadata_file(&config.metadata).map_err(|e| NodeError::Argument {
+        name: "node.metadata",
+        reason: e.to_string(),
+    })?;
     let jobs_runtime = JobRuntime::start(config.job_threads)?;
     let keyer = UserKeyer::new(&config.user_key_secret);
     // Created here, before any partition actor, so that writers never race to create it.
