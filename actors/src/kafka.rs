@@ -121,6 +121,7 @@ pub async fn ensure_topics(
     brokers: &str,
     topics: &[TopicSpec<'_>],
     partitions: i32,
+    replication_factor: i32,
 ) -> Result<(), ActorError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -129,7 +130,11 @@ pub async fn ensure_topics(
         .iter()
         .map(|topic| {
             topic.configs.iter().fold(
-                NewTopic::new(topic.name, partitions, TopicReplication::Fixed(1)),
+                NewTopic::new(
+                    topic.name,
+                    partitions,
+                    TopicReplication::Fixed(replication_factor),
+                ),
                 |new, (key, value)| new.set(key, value),
             )
         })

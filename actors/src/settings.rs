@@ -11,6 +11,8 @@ pub struct KafkaSettings {
     pub consumer_group: String,
     /// Partition count for topics the node creates because they are missing.
     pub default_partitions: i32,
+    /// Replication factor of the topics the node creates.
+    pub replication_factor: i32,
     pub on_missing_offsets: crate::start_position::OnMissingOffsets,
     /// Retention of the dead-letter topic when the node creates it.
     pub dlq_retention: Duration,

@@ -181,6 +181,9 @@ pub struct SimulateArgs {
     /// Partitions if the topic has to be created.
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
+    /// Replication factor if the topic has to be created.
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: i32,
     /// Share of malformed messages, 0..1.
     #[arg(long, default_value_t = 0.005)]
     pub malformed_share: f64,

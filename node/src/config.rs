@@ -175,6 +175,8 @@ struct RawKafka {
     consumer_group: String,
     /// Partition count for topics the node has to create itself.
     default_partitions: i32,
+    /// Their replication factor: 1 suits one broker, a production Kafka wants 3.
+    replication_factor: i32,
     on_missing_offsets: RawOnMissingOffsets,
     dlq_retention_hours: u64,
 }
@@ -195,6 +197,7 @@ impl Default for RawKafka {
             dlq_topic: "video-events-dlq".into(),
             consumer_group: "streamreel".into(),
             default_partitions: 4,
+            replication_factor: 1,
             on_missing_offsets: RawOnMissingOffsets::Fail,
             dlq_retention_hours: 168,
         }
@@ -514,6 +517,12 @@ fn validate(
         10_000,
     )?;
     within(
+        "kafka.replication-factor",
+        raw.kafka.replication_factor,
+        1,
+        i16::MAX as i32,
+    )?;
+    within(
         "kafka.dlq-retention-hours",
         raw.kafka.dlq_retention_hours,
         1,
@@ -816,6 +825,7 @@ fn validate(
             dlq_topic: raw.kafka.dlq_topic,
             consumer_group: raw.kafka.consumer_group,
             default_partitions: raw.kafka.default_partitions,
+            replication_factor: raw.kafka.replication_factor,
             on_missing_offsets: match raw.kafka.on_missing_offsets {
                 RawOnMissingOffsets::Fail => OnMissingOffsets::Fail,
                 RawOnMissingOffsets::ResumeAtEarliest => OnMissingOffsets::ResumeAtEarliest,
@@ -1084,6 +1094,11 @@ mod tests {
             (
                 "[live]\nretention-hours = 0\n",
                 "live.retention-hours",
+                "got 0",
+            ),
+            (
+                "[kafka]\nreplication-factor = 0\n",
+                "kafka.replication-factor",
                 "got 0",
             ),
             (

@@ -155,6 +155,12 @@ async fn simulate(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Re
         args.partitions
     );
     anyhow::ensure!(
+        (1..=i16::MAX as i32).contains(&args.replication_factor),
+        "--replication-factor must be within 1..={}, got {}",
+        i16::MAX,
+        args.replication_factor
+    );
+    anyhow::ensure!(
         config::brokers_are_valid(&args.brokers),
         "--brokers must be HOST:PORT[,HOST:PORT...], got {:?}",
         args.brokers
@@ -179,6 +185,7 @@ async fn simulate(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Re
         brokers: args.brokers,
         topic: args.topic,
         partitions: args.partitions,
+        replication_factor: args.replication_factor,
         metadata: args.metadata,
         rate: args.rate,
         settings: SimulationSettings {

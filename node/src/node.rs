@@ -271,6 +271,7 @@ async fn connect_to_brokers(config: &NodeConfig) -> (usize, OutputProducer) {
                     },
                 ],
                 settings.default_partitions,
+                settings.replication_factor,
             )
             .await?;
             let limit = kafka::record_limit(

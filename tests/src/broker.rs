@@ -165,6 +165,7 @@ impl Broker {
             &self.brokers(),
             &[streamreel_actors::kafka::TopicSpec::plain(topic)],
             partitions,
+            1,
         )
         .await?;
         Ok(())

@@ -20,6 +20,8 @@ pub struct SimulateOptions {
     pub topic: String,
     /// Partition count if the topic has to be created.
     pub partitions: i32,
+    /// Replication factor if the topic has to be created.
+    pub replication_factor: i32,
     pub metadata: PathBuf,
     /// Messages per second; `None` sends as fast as the broker takes them.
     pub rate: Option<f64>,
@@ -38,6 +40,7 @@ pub async fn run_simulation(
         &options.brokers,
         &[kafka::TopicSpec::plain(&options.topic)],
         options.partitions,
+        options.replication_factor,
     )
     .await?;
     let producer = kafka::producer(&options.brokers, kafka::DEFAULT_RECORD_LIMIT)?;
