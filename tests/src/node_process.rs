@@ -130,6 +130,22 @@ impl NodeProcess {
     }
 
     /// SIGTERM, then waits for a graceful exit.
+    /// Waits for a node that stops by itself (a refused start).
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "node still running after {timeout:?}: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn stop(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])

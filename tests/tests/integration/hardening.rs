@@ -1,7 +1,7 @@
 //! Inputs and outages that must never stall a partition, lose an event or
 //! double one: oversized and broken records, a broker that is down when the
-//! node starts and goes down in the middle of ingest, and a stop with a batch
-//! in hand.
+//! node starts and goes down in the middle of ingest, a stop with a batch
+//! in hand, and a start on a lake or data dir that belongs to something else.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -252,6 +252,44 @@ async fn a_broker_down_at_start_and_mid_ingest_loses_and_doubles_nothing() -> an
     assert_eq!(ingest_total(&after, "restarts"), restarts_before, "{after}");
     assert!(node.is_running());
     assert!(node.stop(Duration::from_secs(60))?.success());
+    Ok(())
+}
+
+/// What is on disk decides what a node may do with it: a lake keeps the topic
+/// it was ingested from, a data dir the member that first used it. Both are
+/// refused at start, before any broker is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_another_topics_lake_and_another_members_data_dir() -> anyhow::Result<()> {
+    let no_broker = "127.0.0.1:1";
+    let data = tempfile::tempdir()?;
+    let mut bronze =
+        streamreel_lake::BronzeTable::open_or_create(&data.path().join("lake")).await?;
+    bronze.ensure_input_topic(INPUT).await?;
+    let other_topic = format!(
+        "{}[kafka]\ninput-topic = \"other-events\"\n",
+        node_config(1_000, 1_000)
+    );
+    let mut node = NodeProcess::start(no_broker, data.path(), &other_topic, &[])?;
+    let exit = node.wait_for_exit(Duration::from_secs(30))?;
+    assert_eq!(exit.code(), Some(1), "{}", node.log());
+    assert!(
+        node.log().contains(&format!(
+            "ingested from topic \"{INPUT}\", and this node reads \"other-events\""
+        )),
+        "{}",
+        node.log()
+    );
+
+    let data = tempfile::tempdir()?;
+    std::fs::write(data.path().join("node-id"), "2\n")?;
+    let mut node = NodeProcess::start(no_broker, data.path(), &node_config(1_000, 1_000), &[])?;
+    let exit = node.wait_for_exit(Duration::from_secs(30))?;
+    assert_eq!(exit.code(), Some(1), "{}", node.log());
+    assert!(
+        node.log().contains("belongs to node 2") && node.log().contains("this is node 1"),
+        "{}",
+        node.log()
+    );
     Ok(())
 }
 
