@@ -342,6 +342,24 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     // Adding a learner waits until it has caught up: a member that is not
     // running would hold the request (and the membership change) forever.
     match state.member.ping(&node.addr).await {
+        // A process with Raft state of its own (it started a cluster alone,
+        // or was a member before) would not take this cluster's log, and
+        // adding it would wait for it for ever.
+        Ok(answer)
+            if answer.node == node.id
+                && answer.initialized
+                && state.member.addr_of(node.id).is_none() =>
+        {
+            return error_response(
+                StatusCode::CONFLICT,
+                format!(
+                    "node {} at {} already holds Raft state (it started a cluster of its own, \
+                     or was a member before): stop it, empty its data dir, start it with this \
+                     cluster's config, then add it",
+                    node.id, node.addr
+                ),
+            );
+        }
         Ok(answer) if answer.node == node.id => {}
         Ok(answer) => {
             return error_response(

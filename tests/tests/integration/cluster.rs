@@ -13,12 +13,12 @@ use serde_json::{Value, json};
 use streamreel_lake::BronzeTable;
 use streamreel_lake::query::{column_as_i64, column_as_strings, register_path, run_sql};
 use streamreel_tests::broker::{Broker, free_port};
-use streamreel_tests::cluster::Cluster;
-use streamreel_tests::node_process::streamreel_binary;
+use streamreel_tests::cluster::{CLUSTER_TOKEN, Cluster};
+use streamreel_tests::node_process::{NodeProcess, node_config, streamreel_binary};
 use streamreel_tests::simulated;
 use streamreel_tests::wait::wait_for;
 
-use crate::support::{INPUT, admin_cli, assert_bronze_exact};
+use crate::support::{INPUT, admin_cli, admin_url, assert_bronze_exact, status};
 
 /// Small batches, so that kills land between and inside commits.
 const BATCHING: &str = "commit-max-events = 500\ncommit-interval-ms = 200\n\
@@ -626,6 +626,30 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
             !ok && out.contains("node 5 does not answer") && out.contains("start it first"),
             "{out}"
         );
+        // A process that started a cluster of its own is refused: it would
+        // not take this cluster's log.
+        let loner_dir = tempfile::tempdir()?;
+        let loner_config = node_config(1_000, 1_000).replace("id = 1", "id = 6");
+        let loner = NodeProcess::start(
+            &broker.brokers(),
+            loner_dir.path(),
+            &loner_config,
+            &[("STREAMREEL_CLUSTER_TOKEN", CLUSTER_TOKEN)],
+        )?;
+        let loner_url = admin_url(&loner).await?;
+        wait_for("node 6 to lead itself", Duration::from_secs(60), || async {
+            Ok(status(&loner_url)
+                .is_ok_and(|s| s["leader"] == json!(6))
+                .then_some(()))
+        })
+        .await?;
+        let loner_addr = loner_url.trim_start_matches("http://").to_string();
+        let (ok, out) = admin(&["add-node", "6", "--addr", &loner_addr])?;
+        anyhow::ensure!(
+            !ok && out.contains("node 6 at") && out.contains("already holds Raft state"),
+            "{out}"
+        );
+        drop(loner);
         let addr = cluster.start_new_member(3)?;
         wait_for("node 3 to answer", Duration::from_secs(60), || async {
             Ok(cluster.status(3).await.is_ok().then_some(()))
