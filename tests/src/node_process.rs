@@ -129,8 +129,7 @@ impl NodeProcess {
         Ok(())
     }
 
-    /// SIGTERM, then waits for a graceful exit.
-    /// Waits for a node that stops by itself (a refused start).
+    /// Waits for the node to exit by itself (a refused start, or after a signal).
     pub fn wait_for_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -146,22 +145,13 @@ impl NodeProcess {
         }
     }
 
+    /// SIGTERM, then waits for a graceful exit.
     pub fn stop(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()?;
         anyhow::ensure!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "node did not stop within {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_for_exit(timeout)
     }
 }
 
