@@ -4,7 +4,7 @@
 //! Chosen from a profile of the 10M-event full build, where encoding Parquet
 //! was most of the run: a tenth of the CPU in Snappy and a third in the
 //! dictionary encoder hashing and comparing every value, although half the
-//! columns hardly repeat a value (README, Benchmarks).
+//! columns hardly repeat a value (docs/performance.md, Parquet layout).
 //! - zstd level 1 for every column: about half the bytes of Snappy here, for
 //!   less CPU once the encodings below have shrunk what it compresses.
 //! - Values that rise with the stream (offsets, timestamps): delta encoding,

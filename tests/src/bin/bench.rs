@@ -1,4 +1,4 @@
-//! `streamreel-bench`: prints the numbers the README quotes.
+//! `streamreel-bench`: prints the numbers of docs/performance.md.
 //!
 //! 1. In-process, one core, median of 5 rounds: the clean path's decisions
 //!    (validate, de-duplicate, pseudonymise), alone and with its outputs
@@ -51,8 +51,8 @@ mod bench_lakehouse;
 
 const INPUT: &str = "video-events";
 
-/// Prints the numbers the README quotes; what each part measures is in the
-/// README's Benchmarks section.
+/// Prints the numbers docs/performance.md logs; what each part measures is in
+/// that document.
 #[derive(Parser)]
 #[command(name = "streamreel-bench")]
 struct Args {
