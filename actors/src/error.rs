@@ -9,7 +9,7 @@ pub enum ActorError {
     #[error("delivery to {topic} failed: {reason}")]
     Delivery { topic: String, reason: String },
     #[error("cannot start the producer's delivery-report thread: {0}")]
-    DeliveryThread(std::io::Error),
+    DeliveryThread(#[source] std::io::Error),
     #[error("partition {partition}: epoch {epoch} is fenced by epoch {found} in bronze")]
     Fenced {
         partition: i32,
@@ -29,6 +29,16 @@ pub enum ActorError {
     MissingOffsets(#[from] crate::start_position::MissingOffsets),
     #[error(transparent)]
     Cluster(#[from] streamreel_cluster::ClusterError),
+    #[error("not started: its start could not be committed through Raft: {0}")]
+    JobNotRecorded(#[source] streamreel_cluster::ClusterError),
+    #[error("not started: the coordinator stopped")]
+    CoordinatorStopped,
+    #[error("a blocking task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("job panicked: {0}")]
+    JobPanicked(#[source] tokio::task::JoinError),
+    #[error("vacuum retention out of range: {0}")]
+    VacuumRetention(#[source] chrono::OutOfRangeError),
     /// Boxed: lake errors carry DataFusion and Delta errors, which are large.
     #[error(transparent)]
     Lake(Box<streamreel_lake::LakeError>),

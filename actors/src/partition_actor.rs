@@ -483,8 +483,12 @@ impl PartitionState {
             attempt += 1;
             // Reading the marks moves the handle to the newest version, so
             // the retry is compare-and-set against what was just checked.
-            let Ok(marks) = self.bronze.marks(partition).await else {
-                continue;
+            let marks = match self.bronze.marks(partition).await {
+                Ok(marks) => marks,
+                Err(error) => {
+                    warn!(partition, %error, "cannot read the partition's bronze marks; trying the commit again");
+                    continue;
+                }
             };
             match retry_decision(marks, before, last_offset, self.epoch) {
                 RetryDecision::Retry => {}
@@ -582,7 +586,7 @@ async fn resume(
         );
         tokio::task::spawn_blocking(move || kafka::watermarks(&brokers, &topic, partition))
             .await
-            .expect("watermark lookup does not panic")?
+            .map_err(ActorError::Task)??
     };
     let start = start_position(
         partition,

@@ -24,8 +24,22 @@ pub enum ClusterError {
     Refused(#[from] Refusal),
     #[error("raft: {0}")]
     Raft(#[source] Box<dyn std::error::Error + Send + Sync>),
-    #[error("request to {addr} failed: {reason}")]
-    Rpc { addr: String, reason: String },
+    /// No answer: the connection failed or timed out (the member is down or
+    /// unreachable).
+    #[error("request to {addr} failed: {source}")]
+    Transport {
+        addr: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The member answered with an error status (401: it refused the cluster
+    /// token).
+    #[error("{addr} answered HTTP {status}: {body}")]
+    HttpStatus {
+        addr: String,
+        status: reqwest::StatusCode,
+        body: String,
+    },
     #[error("timed out: {what}")]
     Timeout { what: String },
 }

@@ -17,6 +17,7 @@
 //! - [`error`]: the crate's error type.
 
 pub mod dedup;
+pub mod durable_file;
 pub mod error;
 pub mod failure;
 pub mod live;

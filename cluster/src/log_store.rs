@@ -34,6 +34,7 @@ use tokio::sync::{Mutex, watch};
 use streamreel_protocol::CodecError;
 use streamreel_protocol::codec::{decode, encode};
 
+use crate::durable_file::{self, TMP_SUFFIX};
 use crate::error::ClusterError;
 use crate::types::{NodeId, TypeConfig};
 
@@ -42,7 +43,6 @@ const PURGED_FILE: &str = "purged.bin";
 const COMMITTED_FILE: &str = "committed.bin";
 const LOG_DIR: &str = "log";
 const ENTRY_SUFFIX: &str = ".bin";
-const TMP_SUFFIX: &str = ".tmp";
 
 /// The Raft log store. Clones share the same log; the clone openraft gets as
 /// its log reader reads what the store has appended.
@@ -431,16 +431,8 @@ fn read_value<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, FileError> 
     }
 }
 
-/// Replaces `path` with `bytes`: a crash leaves the old content or the new,
-/// never a mix. The rename is durable once the caller fsyncs the directory.
 fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
-    let mut tmp = path.as_os_str().to_os_string();
-    tmp.push(TMP_SUFFIX);
-    let tmp = PathBuf::from(tmp);
-    let mut file = File::create(&tmp).map_err(|e| io_at(&tmp, e))?;
-    file.write_all(bytes).map_err(|e| io_at(&tmp, e))?;
-    file.sync_all().map_err(|e| io_at(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| io_at(path, e))
+    durable_file::replace(path, bytes).map_err(|e| io_at(path, e))
 }
 
 /// A file that is already gone is fine: removals are repeated after a crash.
@@ -451,11 +443,8 @@ fn remove_file(path: &Path) -> Result<(), FileError> {
     }
 }
 
-/// Makes the creations, renames and removals of files in `dir` durable.
 fn sync_dir(dir: &Path) -> Result<(), FileError> {
-    File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| io_at(dir, e))
+    durable_file::sync_dir(dir).map_err(|e| io_at(dir, e))
 }
 
 #[cfg(test)]

@@ -53,6 +53,8 @@ pub struct ClusterMember {
     settings: StateSettings,
     /// Members whose last answer showed other replica settings than ours.
     other_settings: Arc<Mutex<BTreeSet<NodeId>>>,
+    /// Members whose last answer refused this member's cluster token.
+    refusing_token: Arc<Mutex<BTreeSet<NodeId>>>,
     clock: Instant,
 }
 
@@ -119,6 +121,7 @@ impl ClusterMember {
             reaches_brokers: Arc::new(AtomicBool::new(true)),
             settings,
             other_settings: Arc::default(),
+            refusing_token: Arc::default(),
             clock,
         })
     }
@@ -336,11 +339,9 @@ impl ClusterMember {
             }
             // Another member answering at this address (a misconfigured
             // cluster) must not keep this one alive.
-            let answer = self
-                .ping(&member.addr)
-                .await
-                .ok()
-                .filter(|answer| answer.node == id);
+            let answer = self.ping(&member.addr).await;
+            self.note_token_refusal(id, &member.addr, &answer);
+            let answer = answer.ok().filter(|answer| answer.node == id);
             if let Some(answer) = &answer {
                 self.compare_settings(id, &answer.settings);
             }
@@ -406,6 +407,33 @@ impl ClusterMember {
                 ours = ?self.settings,
                 theirs = ?theirs,
                 "a member runs with other [dedup] / [live] settings: its replica will differ; use one cluster config"
+            );
+        }
+    }
+
+    /// A member that refuses this member's token looks dead to it, like a
+    /// member that is down; the log says which it is (once per change).
+    fn note_token_refusal(
+        &self,
+        node: NodeId,
+        addr: &str,
+        answer: &Result<PingAnswer, ClusterError>,
+    ) {
+        let refused = matches!(
+            answer,
+            Err(ClusterError::HttpStatus { status, .. })
+                if *status == reqwest::StatusCode::UNAUTHORIZED
+        );
+        let mut refusing = self.refusing_token.lock().expect("token lock");
+        if !refused {
+            refusing.remove(&node);
+        } else if refusing.insert(node) {
+            warn!(
+                member = node,
+                addr,
+                "a member refuses this member's cluster token, so it counts as down: \
+                 give every member the same cluster token (cluster.token-file or \
+                 STREAMREEL_CLUSTER_TOKEN)"
             );
         }
     }

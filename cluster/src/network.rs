@@ -68,9 +68,9 @@ impl PeerClient {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, ClusterError> {
-        let rpc_error = |reason: String| ClusterError::Rpc {
+        let transport_error = |source: reqwest::Error| ClusterError::Transport {
             addr: addr.to_string(),
-            reason,
+            source,
         };
         let mut request = self
             .http
@@ -81,17 +81,15 @@ impl PeerClient {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.map_err(|e| rpc_error(e.to_string()))?;
+        let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| rpc_error(e.to_string()))?;
+        let bytes = response.bytes().await.map_err(transport_error)?;
         if !status.is_success() {
-            return Err(rpc_error(format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-            )));
+            return Err(ClusterError::HttpStatus {
+                addr: addr.to_string(),
+                status,
+                body: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+            });
         }
         Ok(bytes.to_vec())
     }
@@ -145,8 +143,9 @@ impl PeerConnection {
             .await
         {
             Ok(answer) => answer,
-            // Connection refused or timed out: the member is down, back off.
-            Err(e @ ClusterError::Rpc { .. }) => {
+            // No answer, or an error status (a member that refuses our
+            // token cannot take entries either): back off.
+            Err(e @ (ClusterError::Transport { .. } | ClusterError::HttpStatus { .. })) => {
                 return Err(RPCError::Unreachable(Unreachable::new(&e)));
             }
             Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use streamreel_protocol::codec::{decode, encode};
 
+use crate::durable_file;
 use crate::error::ClusterError;
 use crate::state::{ClusterState, Ownership, StateImage, StateSettings};
 use crate::types::{CommandResult, Member, NodeId, TypeConfig};
@@ -144,7 +145,8 @@ impl StateMachineStore {
             return Ok(());
         }
         let bytes = encode(file).map_err(|e| AnyError::new(&e))?;
-        write_atomically(&self.snapshot_path(), &bytes).map_err(|e| AnyError::new(&e))?;
+        durable_file::write_durably(&self.snapshot_path(), &bytes)
+            .map_err(|e| AnyError::new(&e))?;
         *on_disk = index;
         self.durable_snapshot.send_replace(index);
         Ok(())
@@ -186,22 +188,6 @@ fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, ClusterError> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ClusterError::io(path.display(), e)),
     }
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old or the new file.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(parent) = path.parent() {
-        std::fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
 }
 
 fn snapshot_error(e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {

@@ -52,7 +52,7 @@ pub enum ConfigError {
     )]
     MissingSecret,
     #[error(
-        "no cluster token: a node with peers needs {CLUSTER_TOKEN_ENV} or cluster.token-file (or --demo)"
+        "no cluster token: a node with peers, or listening on a non-loopback address (its /raft/* routes take commands), needs {CLUSTER_TOKEN_ENV} or cluster.token-file (or --demo)"
     )]
     MissingClusterToken,
     #[error(
@@ -776,11 +776,15 @@ fn validate(
     let listen_addr = members[&node_id].clone();
     let http_listen: SocketAddr = listen_addr.parse().expect("checked above");
     let cluster_token = read_token(cluster_token_from_env, cluster_token_file.as_deref())?;
-    if !demo && members.len() > 1 && cluster_token.is_none() {
-        return Err(ConfigError::MissingClusterToken);
-    }
-    if !demo && !http_listen.ip().is_loopback() && admin_token.is_none() {
+    let exposed = !http_listen.ip().is_loopback();
+    if !demo && exposed && admin_token.is_none() {
         return Err(ConfigError::MissingAdminToken { addr: http_listen });
+    }
+    // Without a cluster token `/raft/*` takes commands (checkpoints, owners,
+    // Raft entries) from anyone who reaches the address: an admin token alone
+    // would guard nothing.
+    if !demo && (members.len() > 1 || exposed) && cluster_token.is_none() {
+        return Err(ConfigError::MissingClusterToken);
     }
     let data_dir = overrides
         .data_dir
@@ -1347,11 +1351,17 @@ uri = "/srv/lake"
             matches!(error, ConfigError::MissingAdminToken { .. }),
             "{error}"
         );
-        let with_token = EnvSecrets {
+        let admin_only = EnvSecrets {
             admin_token: Some("admin".into()),
             ..env(SECRET)
         };
-        assert!(load(exposed, Overrides::default(), with_token).is_ok());
+        let error = load(exposed, Overrides::default(), admin_only.clone()).unwrap_err();
+        assert!(matches!(error, ConfigError::MissingClusterToken), "{error}");
+        let with_tokens = EnvSecrets {
+            cluster_token: Some("cluster".into()),
+            ..admin_only
+        };
+        assert!(load(exposed, Overrides::default(), with_tokens).is_ok());
 
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty-token");

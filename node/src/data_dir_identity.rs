@@ -3,8 +3,9 @@
 //! started on them would either sit outside the cluster it finds there, never
 //! ingesting and never saying why, or vote and append as a member it is not.
 
-use std::io::Write;
 use std::path::Path;
+
+use streamreel_cluster::durable_file;
 
 use crate::error::NodeError;
 
@@ -38,14 +39,7 @@ pub fn claim_data_dir(data_dir: &Path, node_id: u64) -> Result<(), NodeError> {
         // owner: this member takes it, writing the file whole or not at all
         // (a crash mid-write must not leave a file that refuses every start).
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let partial = data_dir.join(format!("{FILE}.partial"));
-            let write = || -> std::io::Result<()> {
-                let mut file = std::fs::File::create(&partial)?;
-                file.write_all(format!("{node_id}\n").as_bytes())?;
-                file.sync_all()?;
-                std::fs::rename(&partial, &path)
-            };
-            write().map_err(io)
+            durable_file::write_durably(&path, format!("{node_id}\n").as_bytes()).map_err(io)
         }
         Err(e) => Err(io(e)),
     }

@@ -43,14 +43,19 @@ impl fmt::Display for JobKind {
     }
 }
 
-impl FromStr for JobKind {
-    type Err = String;
+/// A job name that names no job.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown job {0:?} (jobs: enrich, gold, compact, vacuum)")]
+pub struct UnknownJob(pub String);
 
-    fn from_str(text: &str) -> Result<JobKind, String> {
+impl FromStr for JobKind {
+    type Err = UnknownJob;
+
+    fn from_str(text: &str) -> Result<JobKind, UnknownJob> {
         JobKind::ALL
             .into_iter()
             .find(|kind| kind.as_str() == text)
-            .ok_or_else(|| format!("unknown job {text:?} (jobs: enrich, gold, compact, vacuum)"))
+            .ok_or_else(|| UnknownJob(text.to_string()))
     }
 }
 

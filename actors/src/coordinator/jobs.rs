@@ -10,20 +10,18 @@ use streamreel_lake::silver::refresh_silver_with;
 use streamreel_lake::tables::Lake;
 
 use super::job::{JobKind, JobOutcome, JobSchedule};
+use crate::error::ActorError;
 
 pub async fn run_job(
     job: JobKind,
     lake_dir: &Path,
     metadata: &Path,
     schedule: &JobSchedule,
-) -> Result<JobOutcome, String> {
-    let text = |e: LakeError| e.to_string();
+) -> Result<JobOutcome, ActorError> {
     match job {
         JobKind::Enrich => {
-            let videos = read_metadata_file(metadata).map_err(text)?;
-            let silver = refresh_silver_with(lake_dir, &videos, &schedule.lake)
-                .await
-                .map_err(text)?;
+            let videos = read_metadata_file(metadata)?;
+            let silver = refresh_silver_with(lake_dir, &videos, &schedule.lake).await?;
             Ok(JobOutcome {
                 rows: silver.new_events,
                 detail: format!(
@@ -38,7 +36,7 @@ pub async fn run_job(
             })
         }
         JobKind::Gold => {
-            let videos = read_metadata_file(metadata).map_err(text)?;
+            let videos = read_metadata_file(metadata)?;
             // Write-audit-publish: a failing data test publishes nothing and
             // fails the run with the report.
             let gold = match run_models_with(lake_dir, &videos, None, &schedule.lake).await {
@@ -51,7 +49,7 @@ pub async fn run_job(
                         detail: format!("no {table} yet (no events enriched): nothing to build"),
                     });
                 }
-                Err(error) => return Err(text(error)),
+                Err(error) => return Err(error.into()),
             };
             let rows = gold.models.iter().map(|r| r.rows).sum();
             Ok(JobOutcome {
@@ -69,7 +67,7 @@ pub async fn run_job(
             let mut added = 0;
             let lake = Lake::new(lake_dir);
             for path in [lake.bronze(), lake.enriched_events(), lake.view_sessions()] {
-                let report = compact(&path).await.map_err(text)?;
+                let report = compact(&path).await?;
                 removed += report.files_removed;
                 added += report.files_added;
             }
@@ -79,14 +77,14 @@ pub async fn run_job(
             })
         }
         JobKind::Vacuum => {
-            let retention =
-                chrono::Duration::from_std(schedule.vacuum_retention).map_err(|e| e.to_string())?;
+            let retention = chrono::Duration::from_std(schedule.vacuum_retention)
+                .map_err(ActorError::VacuumRetention)?;
             let lake = Lake::new(lake_dir);
             let mut paths = vec![lake.bronze(), lake.enriched_events(), lake.view_sessions()];
             paths.extend(model_names().into_iter().map(|m| lake.gold(m)));
             let mut deleted = 0;
             for path in paths {
-                deleted += vacuum(&path, retention).await.map_err(text)?;
+                deleted += vacuum(&path, retention).await?;
             }
             Ok(JobOutcome {
                 rows: deleted,

@@ -30,6 +30,7 @@ use streamreel_cluster::types::{FIRST_JOB_RUN_ID, JobRunRecord};
 use streamreel_cluster::{ClusterError, ClusterMember, Command, CommandResult, NodeId};
 use streamreel_protocol::time::now_micros;
 
+use crate::error::ActorError;
 use job::{JobKind, JobOutcome, JobRun, JobSchedule};
 use scheduler::{LastRun, Scheduler, StartRun, TriggerRefused};
 
@@ -42,8 +43,8 @@ pub enum CoordinatorMsg {
     /// Give orphaned partitions a live owner (and rebalance when a member returned).
     Place,
     /// Start a job now; replies with the run id, or why not.
-    Trigger(JobKind, RpcReplyPort<Result<u64, String>>),
-    Finished(u64, Result<JobOutcome, String>),
+    Trigger(JobKind, RpcReplyPort<Result<u64, TriggerRefused>>),
+    Finished(u64, Result<JobOutcome, ActorError>),
     /// Spread partitions evenly over live members; replies with the moves made.
     Rebalance(RpcReplyPort<Result<Vec<Assigned>, ClusterError>>),
     /// Move one partition; replies with its new epoch once Raft committed it.
@@ -104,10 +105,8 @@ impl CoordinatorState {
         let task = self.args.jobs_runtime.spawn(async move {
             match recorded.await {
                 Ok(Ok(())) => jobs::run_job(run.job, &lake_dir, &metadata, &schedule).await,
-                Ok(Err(e)) => Err(format!(
-                    "not started: its start could not be committed through Raft ({e})"
-                )),
-                Err(_) => Err("not started: the coordinator stopped".to_string()),
+                Ok(Err(e)) => Err(ActorError::JobNotRecorded(e)),
+                Err(_) => Err(ActorError::CoordinatorStopped),
             }
         });
         self.running.insert(run.id, task.abort_handle());
@@ -117,7 +116,7 @@ impl CoordinatorState {
             let outcome = match task.await {
                 Ok(outcome) => outcome,
                 Err(e) if e.is_cancelled() => return,
-                Err(e) => Err(format!("job panicked: {e}")),
+                Err(e) => Err(ActorError::JobPanicked(e)),
             };
             let _ = me.cast(CoordinatorMsg::Finished(run.id, outcome));
         });
@@ -342,15 +341,10 @@ impl Actor for Coordinator {
                 }
             }
             CoordinatorMsg::Trigger(job, reply) => {
-                let result = match state.scheduler.trigger(job, now, now_micros()) {
-                    Ok(run) => {
-                        state.start(&myself, run);
-                        Ok(run.id)
-                    }
-                    Err(TriggerRefused::AlreadyRunning { run_id }) => {
-                        Err(format!("{job} is already running (run {run_id})"))
-                    }
-                };
+                let result = state.scheduler.trigger(job, now, now_micros()).map(|run| {
+                    state.start(&myself, run);
+                    run.id
+                });
                 let _ = reply.send(result);
             }
             CoordinatorMsg::Finished(id, outcome) => {
@@ -361,6 +355,8 @@ impl Actor for Coordinator {
                     Err(error) => warn!(run_id = id, %error, "job failed"),
                 }
                 state.running.remove(&id);
+                // The history keeps the error as the text an operator reads.
+                let outcome = outcome.map_err(|error| error.to_string());
                 state.scheduler.finished(id, outcome, now, now_micros());
                 // The outcome is history; nothing waits for it to be committed.
                 drop(state.record(id));

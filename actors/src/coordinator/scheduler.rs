@@ -11,9 +11,10 @@ use super::job::{JobKind, JobOutcome, JobRun, JobSchedule, RunStatus, Trigger};
 /// Runs kept for `/admin/jobs`.
 pub const HISTORY: usize = 200;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TriggerRefused {
-    AlreadyRunning { run_id: u64 },
+    #[error("{job} is already running (run {run_id})")]
+    AlreadyRunning { job: JobKind, run_id: u64 },
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -147,7 +148,7 @@ impl Scheduler {
         wall_us: i64,
     ) -> Result<StartRun, TriggerRefused> {
         if let Some(run_id) = self.jobs[&job].running {
-            return Err(TriggerRefused::AlreadyRunning { run_id });
+            return Err(TriggerRefused::AlreadyRunning { job, run_id });
         }
         Ok(self.start(job, Trigger::Manual, now_us, wall_us))
     }
@@ -422,7 +423,10 @@ mod tests {
         let first = scheduler.due(0, 0)[0];
         assert_eq!(
             scheduler.trigger(JobKind::Enrich, 1, 1),
-            Err(TriggerRefused::AlreadyRunning { run_id: first.id })
+            Err(TriggerRefused::AlreadyRunning {
+                job: JobKind::Enrich,
+                run_id: first.id
+            })
         );
         assert!(
             scheduler

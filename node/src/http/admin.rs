@@ -522,13 +522,21 @@ async fn forward(
         Ok(answer) => {
             let status =
                 StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let bytes = answer.bytes().await.unwrap_or_default();
-            (
-                status,
-                [(header::CONTENT_TYPE, "application/json")],
-                bytes.to_vec(),
-            )
-                .into_response()
+            // A body cut off mid-way must not pass for the leader's answer.
+            match answer.bytes().await {
+                Ok(bytes) => (
+                    status,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    bytes.to_vec(),
+                )
+                    .into_response(),
+                Err(e) => error_response(
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "the leader (node {leader} at {addr}) answered {status}, but its body could not be read: {e}"
+                    ),
+                ),
+            }
         }
         Err(e) => error_response(
             StatusCode::BAD_GATEWAY,
