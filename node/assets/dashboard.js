@@ -354,7 +354,12 @@ function worldMap() {
 function showRegions(all, day) {
   const rows = all.filter((r) => r.day === day).sort((a, b) => b.sessions - a.sessions);
   const maxSessions = Math.max(1, ...rows.map((r) => r.sessions));
-  chart("chart-map").setOption({
+  // Marks the map drawn (its animation ended), for screenshots.
+  const map = chart("chart-map");
+  map.getDom().dataset.rendered = "";
+  map.off("finished");
+  map.on("finished", () => { map.getDom().dataset.rendered = "1"; });
+  map.setOption({
     tooltip: { formatter: (p) => `${p.name}: ${fmt.int(p.value?.[2])} sessions, ${fmt.dec(1)(p.value?.[3])} watch hours` },
     geo: { map: "world", roam: true, itemStyle: { areaColor: "#dde3ec", borderColor: "#fff" } },
     series: [{

@@ -15,6 +15,16 @@ const expected = mode === "empty" ? {} : JSON.parse(readFileSync(expectedPath, "
 mkdirSync(screenshots, { recursive: true });
 const problems = [];
 
+// How a user reads each kind of value, written here apart from the
+// dashboard's formatting: counts with thousands separators, shares as
+// percentages with one decimal, measures with a fixed number of decimals.
+const read = {
+  text: (v) => String(v),
+  count: (v) => withSeparators(String(v)),
+  percent: (v) => `${(100 * v).toFixed(1)} %`,
+  decimals: (digits) => (v) => withSeparators(v.toFixed(digits)),
+};
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: [
@@ -38,13 +48,18 @@ try {
     const state = await page.$eval(`.state[data-for="${view}"]`, (el) => el.classList.contains("error") ? el.textContent : "");
     if (state) problems.push(`${view}: error shown: ${state}`);
   };
+  // Each cell's raw value under its column's key, and the text a user reads
+  // under "text:" + key.
   const rows = (testId) => page.$$eval(`table[data-testid="${testId}"] tbody tr`, (trs) =>
-    trs.map((tr) => Object.fromEntries([...tr.cells].map((td) => [td.dataset.key, td.dataset.value]))));
+    trs.map((tr) => Object.fromEntries([...tr.cells].flatMap((td) =>
+      [[td.dataset.key, td.dataset.value], [`text:${td.dataset.key}`, td.textContent]]))));
   const shot = (view) => page.screenshot({ path: `${screenshots}/${view}.png`, fullPage: true });
 
   // Compares shown rows with expected ones, matched by `key` columns; each
-  // of `columns` must be shown (the others of an expected row only when shown).
-  const compare = (what, shown, wanted, keys, columns) => {
+  // of `columns` must be shown (the others of an expected row only when shown),
+  // and the text of each column named in `readAs` must read as that rule
+  // writes the expected value.
+  const compare = (what, shown, wanted, keys, columns, readAs = {}) => {
     if (shown.length !== wanted.length) {
       problems.push(`${what}: ${shown.length} rows shown, ${wanted.length} expected`);
     }
@@ -58,6 +73,12 @@ try {
       for (const [column, value] of Object.entries(want)) {
         if (!(column in row)) continue;
         if (!same(row[column], value)) problems.push(`${what} ${id}.${column}: shown ${row[column]}, expected ${value}`);
+      }
+      for (const [column, rule] of Object.entries(readAs)) {
+        if (want[column] === undefined) { problems.push(`${what} ${id}: no expected ${column} to read`); continue; }
+        const text = row[`text:${column}`];
+        const wantText = rule(want[column]);
+        if (text !== wantText) problems.push(`${what} ${id}.${column}: reads "${text}", expected "${wantText}"`);
       }
     }
   };
@@ -78,29 +99,37 @@ try {
     problems.push(`retention: shows ${retention}, expected the top video ${expected.retention.video_id}`);
   }
   compare("retention", await rows("retention-table"), expected.retention.rows, ["bucket_pct"],
-    ["bucket_pct", "sessions", "viewers_reached", "retention"]);
+    ["bucket_pct", "sessions", "viewers_reached", "retention"],
+    { sessions: read.count, viewers_reached: read.count, retention: read.percent });
   compare("daily", await rows("daily-table"), expected.daily, ["day"],
-    ["day", "sessions", "unique_viewers", "watch_hours", "avg_pct_watched", "completion_rate"]);
+    ["day", "sessions", "unique_viewers", "watch_hours", "avg_pct_watched", "completion_rate"],
+    { day: read.text, sessions: read.count, unique_viewers: read.count, watch_hours: read.decimals(1),
+      avg_pct_watched: read.decimals(1), completion_rate: read.percent });
   await shot("retention");
 
   await open("dropoff");
   compare("dropoff", await rows("dropoff-table"), expected.dropoff, ["genre", "bucket_pct"],
-    ["genre", "bucket_pct", "sessions", "share"]);
+    ["genre", "bucket_pct", "sessions", "share"],
+    { genre: read.text, bucket_pct: read.text, sessions: read.count, share: read.percent });
   await shot("dropoff");
 
   await open("regions");
   const day = await page.$eval('table[data-testid="regions-table"]', (t) => t.dataset.day);
   if (day !== expected.regions.day) problems.push(`regions: shows day ${day}, expected ${expected.regions.day}`);
   compare("regions", await rows("regions-table"), expected.regions.rows, ["region"],
-    ["region", "sessions", "unique_viewers", "watch_hours"]);
-  await page.waitForTimeout(500); // let the map finish its animation for the screenshot
+    ["region", "sessions", "unique_viewers", "watch_hours"],
+    { region: read.text, sessions: read.count, unique_viewers: read.count, watch_hours: read.decimals(2) });
+  await page.waitForFunction(() => document.getElementById("chart-map").dataset.rendered === "1", null, { timeout: 30000 });
   await shot("regions");
 
   await open("top");
   compare("top videos", await rows("top-videos-table"), expected.top_videos, ["rank"],
-    ["rank", "title", "creator", "genre", "sessions", "unique_viewers", "watch_hours", "completion_rate"]);
+    ["rank", "title", "creator", "genre", "sessions", "unique_viewers", "watch_hours", "completion_rate"],
+    { title: read.text, creator: read.text, genre: read.text, sessions: read.count,
+      unique_viewers: read.count, watch_hours: read.decimals(2), completion_rate: read.percent });
   compare("top creators", await rows("top-creators-table"), expected.top_creators, ["rank"],
-    ["rank", "creator", "videos", "sessions", "watch_hours"]);
+    ["rank", "creator", "videos", "sessions", "watch_hours"],
+    { creator: read.text, videos: read.count, sessions: read.count, watch_hours: read.decimals(2) });
   await shot("top");
 
   await open("live");
@@ -108,7 +137,8 @@ try {
   if (!same(accepted, expected.accepted_total)) {
     problems.push(`live: accepted total ${accepted}, bronze holds ${expected.accepted_total}`);
   }
-  compare("live top videos", await rows("live-top-table"), expected.live_top, ["video_id"], ["video_id", "events"]);
+  compare("live top videos", await rows("live-top-table"), expected.live_top, ["video_id"], ["video_id", "events"],
+    { events: read.count });
   await shot("live");
 
   await open("cluster");
@@ -116,7 +146,8 @@ try {
   if (!same(leader, expected.leader)) problems.push(`cluster: leader ${leader}, expected ${expected.leader}`);
   compare("members", await rows("members-table"), expected.members, ["id"], ["id", "addr", "alive", "reaches_brokers"]);
   compare("partitions", await rows("partitions-table"), expected.partitions, ["partition"],
-    ["partition", "owner", "epoch", "committed_offset"]);
+    ["partition", "owner", "epoch", "committed_offset"],
+    { committed_offset: read.count });
   const jobs = await rows("jobs-table");
   for (const id of expected.job_run_ids) {
     if (!jobs.some((j) => j.id === String(id) && j.status === "succeeded")) {
@@ -138,6 +169,12 @@ try {
   }
 } finally {
   await browser.close();
+}
+
+function withSeparators(number) {
+  const [whole, fraction] = number.split(".");
+  const grouped = whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  return fraction === undefined ? grouped : `${grouped}.${fraction}`;
 }
 
 function same(shown, wanted) {

@@ -1,7 +1,7 @@
 //! A cluster of real `streamreel node` processes sharing one lake: start,
 //! SIGKILL, freeze (SIGSTOP), thaw, restart, and ask any member for status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -268,18 +268,26 @@ impl Cluster {
             .map(|_| ())
     }
 
-    /// The leader, as the running members agree on it.
+    /// The leader, once every running member that answers (a majority at
+    /// least; a frozen one cannot) names the same running member: a member
+    /// still catching up may name a former leader.
     pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<u64> {
         wait_for("a leader", timeout, || async {
-            for id in self.nodes.keys() {
-                if let Ok(status) = self.status(*id).await
-                    && let Some(leader) = status["leader"].as_u64()
-                    && self.nodes.contains_key(&leader)
-                {
-                    return Ok(Some(leader));
-                }
-            }
-            Ok(None)
+            let answers =
+                futures::future::join_all(self.nodes.keys().map(|id| self.status(*id))).await;
+            let named: BTreeSet<Option<u64>> = answers
+                .iter()
+                .flatten()
+                .map(|status| status["leader"].as_u64())
+                .collect();
+            let answered = answers.iter().flatten().count();
+            let agreed = match (named.len(), named.first()) {
+                (1, Some(Some(leader))) => Some(*leader),
+                _ => None,
+            };
+            Ok(agreed.filter(|leader| {
+                self.nodes.contains_key(leader) && answered > self.nodes.len() / 2
+            }))
         })
         .await
     }

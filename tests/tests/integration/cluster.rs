@@ -18,7 +18,9 @@ use streamreel_tests::node_process::{NodeProcess, node_config, streamreel_binary
 use streamreel_tests::simulated;
 use streamreel_tests::wait::wait_for;
 
-use crate::support::{INPUT, admin_cli, admin_url, assert_bronze_exact, status};
+use crate::support::{
+    INPUT, admin_cli, admin_url, assert_bronze_exact, assert_outputs_at_least_once, status,
+};
 
 /// Small batches, so that kills land between and inside commits.
 const BATCHING: &str = "commit-max-events = 500\ncommit-interval-ms = 200\n\
@@ -371,6 +373,7 @@ async fn members_killed_and_frozen_while_events_stream_lose_and_double_nothing()
 
         let sent = simulated::messages(EVENTS, SEED)?;
         assert_bronze_exact(cluster.lake_parent(), &sent).await?;
+        assert_outputs_at_least_once(&broker.brokers(), cluster.lake_parent(), &sent).await?;
         let lake = cluster.lake_parent().join("lake");
         let epochs = assert_epochs_never_went_down(&lake)?;
         anyhow::ensure!(epochs > 0, "bronze commits carry epochs");
@@ -578,9 +581,24 @@ async fn move_and_rebalance_under_load_lose_and_double_nothing() -> anyhow::Resu
         let (ok, out) = admin(&["move", "99", "--to", "1"])?;
         anyhow::ensure!(!ok && out.contains("partition 99 out of range"), "{out}");
 
+        // Every partition onto one member, so that a rebalance has work to do.
+        let before = cluster.status(leader).await?;
+        for entry in before["partitions"].as_array().into_iter().flatten() {
+            let partition = entry["partition"].as_u64().expect("a partition number");
+            if entry["owner"] != json!(target) {
+                let (ok, out) =
+                    admin(&["move", &partition.to_string(), "--to", &target.to_string()])?;
+                anyhow::ensure!(ok, "move {partition}: {out}");
+            }
+        }
         let (ok, out) = admin(&["rebalance"])?;
         anyhow::ensure!(ok, "rebalance: {out}");
         let answer: Value = serde_json::from_str(&out)?;
+        let moves = answer["moves"].as_array().map_or(0, Vec::len);
+        anyhow::ensure!(
+            moves >= 2,
+            "all {PARTITIONS} partitions were on node {target}: two must move: {answer}"
+        );
         let mut load: HashMap<u64, usize> = HashMap::new();
         for p in answer["owners"].as_array().into_iter().flatten() {
             *load.entry(p["owner"].as_u64().unwrap_or(0)).or_default() += 1;

@@ -25,6 +25,12 @@ fn no_tracked_file_refers_outside_the_repository() -> anyhow::Result<()> {
             ":!*.lock",
         ])
         .output()?;
+    // 1: nothing found; anything else but 0 (not a checkout) checked nothing.
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "git grep failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let found = String::from_utf8_lossy(&output.stdout);
     assert!(
         found.trim().is_empty(),

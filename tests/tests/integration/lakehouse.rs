@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use anyhow::Context;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::table::config::TablePropertiesExt;
-use streamreel_lake::LakeSettings;
 use streamreel_lake::data_tests::{DATA_TESTS, run_data_tests};
 use streamreel_lake::gold::per_day::PER_DAY_MODELS;
 use streamreel_lake::gold::{FROM_SESSIONS_APP_ID, GoldRun, run_models, run_models_audited_by};
@@ -18,6 +18,7 @@ use streamreel_lake::query::{
 use streamreel_lake::silver::{refresh_silver, refresh_silver_with};
 use streamreel_lake::tables::Lake;
 use streamreel_lake::{BronzeTable, rows_to_batch};
+use streamreel_lake::{LakeSettings, VideoMetadata};
 use streamreel_protocol::BronzeRow;
 use streamreel_tests::bronze_fixture::{accepted_rows, write_bronze};
 use streamreel_tests::node_process::streamreel_binary;
@@ -120,7 +121,7 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     let last = days_rebuilt(&run_models(lake.path(), &videos, None).await?);
     // The first gold run builds every model in full; later ones rebuild the
     // per-day models for the days whose sessions changed only, none when
-    // nothing changed. The tables compared below come from those runs.
+    // nothing changed.
     assert_eq!(per_day_runs[0], vec![None; PER_DAY_MODELS.len()]);
     for later in &per_day_runs[1..] {
         assert!(
@@ -129,6 +130,10 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
         );
     }
     assert_eq!(last, vec![Some(0); PER_DAY_MODELS.len()]);
+    // The incremental runs' tables, before anything is rebuilt.
+    assert_matches_reference(lake.path(), &all, &videos)
+        .await
+        .context("after three incremental runs")?;
     // A view_sessions deleted and built again (from enriched_events, in more
     // commits than the old one had) is a new table: the per-day models are
     // rebuilt from it in full, not patched with its later commits.
@@ -141,9 +146,23 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     let after_rebuild = days_rebuilt(&run_models(lake.path(), &videos, None).await?);
     assert_eq!(after_rebuild, vec![None; PER_DAY_MODELS.len()]);
 
-    let expected = reference::sessions(&all, &videos);
+    // And the tables of one run over everything, for comparison.
+    assert_matches_reference(lake.path(), &all, &videos)
+        .await
+        .context("after view_sessions was built again")?;
+    Ok(())
+}
+
+/// Every column of every `view_sessions` row and every gold table equal to
+/// the independent reference's, and the data tests passing.
+async fn assert_matches_reference(
+    lake: &Path,
+    all: &[BronzeRow],
+    videos: &[VideoMetadata],
+) -> anyhow::Result<()> {
+    let expected = reference::sessions(all, videos);
     let enriched = query(
-        &Lake::new(lake.path()).enriched_events(),
+        &Lake::new(lake).enriched_events(),
         "SELECT COUNT(*) AS n, COUNT(title) AS known FROM t",
     )
     .await?;
@@ -159,7 +178,7 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
 
     // view_sessions, every column of every session.
     let batches = query(
-        &Lake::new(lake.path()).view_sessions(),
+        &Lake::new(lake).view_sessions(),
         "SELECT session_id, event_count, watch_s, max_position_s, exit_position_s, pct_watched, \
          CAST(completed AS INT) AS completed, CAST(day AS INT) AS day FROM t ORDER BY session_id",
     )
@@ -216,7 +235,7 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     }
 
     // Gold, table by table.
-    let gold = |name: &str| Lake::new(lake.path()).gold(name);
+    let gold = |name: &str| Lake::new(lake).gold(name);
     let retention = reference::viewer_retention(&expected);
     let b = query(&gold("viewer_retention"), "SELECT * FROM t").await?;
     let mut seen = 0;
@@ -348,7 +367,7 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     }
     assert_eq!(seen, daily.len());
 
-    let results = run_data_tests(lake.path(), &videos, DATA_TESTS).await?;
+    let results = run_data_tests(lake, videos, DATA_TESTS).await?;
     let failed: Vec<_> = results.iter().filter(|r| !r.passed()).collect();
     assert!(
         failed.is_empty(),

@@ -4,10 +4,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use streamreel_node::simulate::{MessageKind, SimulatedMessage};
+use streamreel_protocol::BronzeRow;
 use streamreel_tests::broker::Broker;
 use streamreel_tests::bronze_reader::{bronze_rows, caught_up};
 use streamreel_tests::node_process::streamreel_binary;
-use streamreel_tests::topic_reader::high_watermarks;
+use streamreel_tests::topic_reader::{high_watermarks, read_topic};
 use streamreel_tests::wait::{poll_every, wait_for};
 
 pub const INPUT: &str = "video-events";
@@ -62,6 +63,56 @@ pub async fn wait_until_ingested(
         async move { Ok(caught_up(data_dir, &high).await?.then_some(())) }
     })
     .await
+}
+
+/// The Kafka outputs are at-least-once (a batch in flight at a kill may be
+/// sent twice): every bronze event is in `clean-events`, and every malformed
+/// input in the dead-letter topic.
+pub async fn assert_outputs_at_least_once(
+    brokers: &str,
+    data_dir: &Path,
+    sent: &[SimulatedMessage],
+) -> anyhow::Result<()> {
+    let (clean, dead) = tokio::task::spawn_blocking({
+        let brokers = brokers.to_string();
+        move || -> anyhow::Result<_> {
+            Ok((
+                read_topic(&brokers, "clean-events")?,
+                read_topic(&brokers, "video-events-dlq")?,
+            ))
+        }
+    })
+    .await??;
+    let mut published = HashSet::new();
+    for record in &clean {
+        let row: BronzeRow = serde_json::from_slice(&record.payload)?;
+        published.insert(row.event_id);
+    }
+    let missing: Vec<_> = bronze_rows(data_dir)
+        .await?
+        .into_iter()
+        .filter(|r| !published.contains(&r.event_id))
+        .take(5)
+        .map(|r| r.event_id)
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "bronze events missing from clean-events: {missing:?}"
+    );
+    let dead: HashSet<&[u8]> = dead.iter().map(|r| r.payload.as_slice()).collect();
+    let malformed: Vec<&[u8]> = sent
+        .iter()
+        .filter(|m| m.kind == MessageKind::Malformed)
+        .map(|m| m.payload.as_slice())
+        .collect();
+    anyhow::ensure!(!malformed.is_empty(), "the stream has malformed inputs");
+    let lost = malformed.iter().filter(|p| !dead.contains(*p)).count();
+    anyhow::ensure!(
+        lost == 0,
+        "{lost} of {} malformed inputs missing from the dead-letter topic",
+        malformed.len()
+    );
+    Ok(())
 }
 
 /// Bronze holds exactly the valid events sent, each once.
