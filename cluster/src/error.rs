@@ -11,6 +11,17 @@ pub enum ClusterError {
     },
     #[error(transparent)]
     Codec(#[from] streamreel_protocol::CodecError),
+    /// A file of this member's Raft state that does not decode (or a value
+    /// that would not encode into it).
+    #[error(
+        "{path}: cannot decode or encode (a damaged file, or one written by an incompatible \
+         version): {source}"
+    )]
+    Corrupt {
+        path: String,
+        #[source]
+        source: streamreel_protocol::CodecError,
+    },
     #[error("no leader yet")]
     NoLeader,
     #[error("node {node} is not a member of the cluster")]

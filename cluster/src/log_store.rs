@@ -388,7 +388,10 @@ impl FileError {
     fn into_cluster(self) -> ClusterError {
         match self {
             FileError::Io { path, source } => ClusterError::io(path.display(), source),
-            FileError::Codec { source, .. } => ClusterError::Codec(source),
+            FileError::Codec { path, source } => ClusterError::Corrupt {
+                path: path.display().to_string(),
+                source,
+            },
         }
     }
 

@@ -184,7 +184,12 @@ impl StateMachineStore {
 fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, ClusterError> {
     let path = dir.join(SNAPSHOT_FILE);
     match std::fs::read(&path) {
-        Ok(bytes) => Ok(Some(decode(&bytes)?)),
+        Ok(bytes) => decode(&bytes)
+            .map(Some)
+            .map_err(|source| ClusterError::Corrupt {
+                path: path.display().to_string(),
+                source,
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ClusterError::io(path.display(), e)),
     }

@@ -34,7 +34,7 @@ pub async fn admin(
         // `move` answers once the new owner resumed, which may take a while.
         .timeout(Duration::from_secs(90))
         .build()
-        .map_err(|e| NodeError::Admin(e.to_string()))?;
+        .map_err(NodeError::HttpClient)?;
     let request = match &command {
         AdminCommand::Status => client.get(format!("{base}/admin/status")),
         AdminCommand::Jobs => client.get(format!("{base}/admin/jobs")),
@@ -55,21 +55,22 @@ pub async fn admin(
         Some(token) => request.bearer_auth(token),
         None => request,
     };
-    let response = request
-        .send()
-        .await
-        .map_err(|e| NodeError::Admin(format!("cannot reach {base}: {e}")))?;
+    let unreachable = |source| NodeError::AdminUnreachable {
+        base: base.to_string(),
+        source,
+    };
+    let response = request.send().await.map_err(unreachable)?;
     let status = response.status();
-    let body = response
-        .text()
-        .await
-        .map_err(|e| NodeError::Admin(e.to_string()))?;
+    let body = response.text().await.map_err(unreachable)?;
     let pretty = serde_json::from_str::<serde_json::Value>(&body)
         .map(|v| serde_json::to_string_pretty(&v).unwrap_or(body.clone()))
         .unwrap_or(body);
     if status.is_success() {
         Ok(pretty)
     } else {
-        Err(NodeError::Admin(format!("{status}: {pretty}")))
+        Err(NodeError::AdminRefused {
+            status,
+            body: pretty,
+        })
     }
 }

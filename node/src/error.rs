@@ -38,10 +38,29 @@ pub enum NodeError {
     Uncommitted { partitions: Vec<i32> },
     #[error("cannot write {path}: {reason}")]
     Export { path: String, reason: String },
-    #[error("admin: {0}")]
-    Admin(String),
-    #[error("actor system: {0}")]
-    Actors(String),
+    #[error("admin: cannot reach {base}: {source}")]
+    AdminUnreachable {
+        base: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("admin: {status}: {body}")]
+    AdminRefused {
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    #[error("cannot build an HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("cannot start the ingest supervisor: {0}")]
+    Spawn(#[from] ractor::SpawnErr),
+    #[error("a task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("the ingest supervisor died")]
+    SupervisorDied,
+    /// The task that starts and stops the coordinator with leadership
+    /// returned, which it never does while the node runs.
+    #[error("the leadership follower ended")]
+    LeadershipFollowerEnded,
     #[error("invalid argument {name}: {reason}")]
     Argument { name: &'static str, reason: String },
 }

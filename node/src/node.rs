@@ -163,7 +163,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
     let ingest = tokio::select! {
         _ = shutdown.cancelled() => None,
         result = &mut leadership => {
-            return Err(NodeError::Actors(format!("leadership follower ended: {result:?}")));
+            return Err(leadership_ended(result));
         }
         ready = connect_to_brokers(&config) => Some(ready),
     };
@@ -186,8 +186,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
                 IngestSupervisor,
                 SupervisorArgs { context },
             )
-            .await
-            .map_err(|e| NodeError::Actors(e.to_string()))?;
+            .await?;
             tasks.push(tokio::spawn(follow_ownership(
                 member.clone(),
                 supervisor.clone(),
@@ -200,10 +199,10 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
                     _ = shutdown.cancelled() => break Ok(()),
                     _ = report.tick() => log_progress(&stats),
                     _ = &mut supervisor_handle => {
-                        break Err(NodeError::Actors("the ingest supervisor died".into()));
+                        break Err(NodeError::SupervisorDied);
                     }
                     result = &mut leadership => {
-                        break Err(NodeError::Actors(format!("leadership follower ended: {result:?}")));
+                        break Err(leadership_ended(result));
                     }
                 }
             };
@@ -353,6 +352,14 @@ struct CoordinatorTemplate {
     lake_dir: std::path::PathBuf,
     config: NodeConfig,
     jobs_runtime: tokio::runtime::Handle,
+}
+
+/// Why the leadership follower's task ended: a panic, or a return.
+fn leadership_ended(result: Result<(), tokio::task::JoinError>) -> NodeError {
+    match result {
+        Ok(()) => NodeError::LeadershipFollowerEnded,
+        Err(error) => NodeError::Task(error),
+    }
 }
 
 /// Runs the coordinator while this member is the leader, and stops it (which

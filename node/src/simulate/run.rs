@@ -91,9 +91,7 @@ pub async fn run_simulation(
     }
     kafka::await_all(&mut in_flight).await?;
     let flush = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)));
-    flush
-        .await
-        .map_err(|e| NodeError::Actors(e.to_string()))??;
+    flush.await??;
     progress.finish();
     let summary = simulator.summary();
     let seconds = started.elapsed().as_secs_f64();
