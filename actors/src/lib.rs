@@ -8,12 +8,17 @@
 //! - [`kafka`]: client configuration and topic administration.
 //! - [`acks`]: the output producer, acknowledgements counted per batch.
 //! - [`partition_actor`]: consumes a partition, writes outputs, commits bronze.
+//! - [`partition_resume`]: resumes a partition at its epoch (fence, gap replay).
+//! - [`checkpoint`]: a partition's checkpoint through Raft.
+//! - [`commit_retry`]: what to do after a failed bronze commit (pure).
 //! - [`supervisor`]: starts partition actors and restarts the ones that fail.
 //! - [`coordinator`]: schedules the lakehouse jobs and keeps their history.
 //! - [`stats`]: counters the node reports.
 //! - [`fault`]: opt-in fault injection for chaos tests.
 
 pub mod acks;
+pub mod checkpoint;
+pub mod commit_retry;
 pub mod context;
 pub use streamreel_cluster::dedup;
 pub mod coordinator;
@@ -23,6 +28,7 @@ pub mod fault;
 pub mod kafka;
 pub mod partition_actor;
 pub mod partition_core;
+pub mod partition_resume;
 pub mod restart;
 pub mod settings;
 pub mod start_position;

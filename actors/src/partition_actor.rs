@@ -32,22 +32,21 @@ use rdkafka::producer::BaseRecord;
 use tracing::{debug, info, warn};
 
 use streamreel_cluster::live::LiveBatch;
-use streamreel_cluster::{CheckpointIncrement, Command, CommandResult, Epoch};
-use streamreel_lake::{
-    BronzeBatchBuilder, BronzeTable, LakeError, PartitionMarks, RecordBatch, rows_to_batch,
-};
+use streamreel_cluster::{CheckpointIncrement, Epoch};
+use streamreel_lake::{BronzeBatchBuilder, BronzeTable, LakeError, RecordBatch};
 use streamreel_protocol::time::now_micros;
 use streamreel_protocol::{PartitionCheckpoint, event_id_hash};
 
 use crate::acks::BatchAcks;
+use crate::checkpoint::propose_checkpoint;
+use crate::commit_retry::{RetryDecision, retry_decision};
 use crate::context::IngestContext;
 use crate::dead_letter::{Source, dead_letter};
-use crate::dedup::DedupWindow;
 use crate::error::ActorError;
 use crate::fault;
 use crate::kafka;
 use crate::partition_core::{Outcome, PartitionCore};
-use crate::start_position::{Start, start_position};
+use crate::partition_resume::resume;
 use crate::stats::PartitionStats;
 
 pub enum PartitionMsg {
@@ -70,10 +69,6 @@ pub struct PartitionArgs {
     pub epoch: Epoch,
     pub context: Arc<IngestContext>,
 }
-
-/// How long a checkpoint may wait for Raft before the actor gives up (and a
-/// fresh one resumes from bronze).
-const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bronze commit attempts before a batch is given up (and the actor restarts),
 /// with exponential backoff between them: about 6 s in all.
@@ -511,204 +506,5 @@ impl PartitionState {
                 }
             }
         }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RetryDecision {
-    /// The marks are as this writer left them: commit again.
-    Retry,
-    /// The failed attempt landed after all (the error came after the commit).
-    Landed,
-    /// Another writer moved the partition's marks.
-    Fenced,
-}
-
-/// What a failed bronze commit of offsets up to `last_offset` leaves to do,
-/// given the partition's marks read afresh and the offset this writer had
-/// committed before (`before`).
-fn retry_decision(
-    marks: PartitionMarks,
-    before: Option<i64>,
-    last_offset: i64,
-    epoch: Epoch,
-) -> RetryDecision {
-    if marks.epoch.is_some_and(|e| e != epoch) {
-        RetryDecision::Fenced
-    } else if marks.last_offset == Some(last_offset) {
-        RetryDecision::Landed
-    } else if marks.last_offset == before {
-        RetryDecision::Retry
-    } else {
-        RetryDecision::Fenced
-    }
-}
-
-/// What resuming a partition found and built.
-struct Resumed {
-    bronze: BronzeTable,
-    start: Start,
-    /// The partition's (low, high) watermarks when it resumed.
-    range: (i64, i64),
-    marks_offset: Option<i64>,
-    delta_version: i64,
-    dedup: DedupWindow,
-    replayed: usize,
-}
-
-/// Resumes `partition` at `epoch`: its start offset from bronze's marks and
-/// the broker's watermarks, checkpoint and dedup window from the replica, the
-/// bronze gap past the checkpoint replayed, a fence commit, and a
-/// first checkpoint at this epoch (which tells `move` the partition resumed).
-async fn resume(
-    partition: i32,
-    epoch: Epoch,
-    context: &IngestContext,
-) -> Result<Resumed, ActorError> {
-    let mut bronze = BronzeTable::open_or_create(&context.lake_dir).await?;
-    let marks = bronze.marks(partition).await?;
-    if let Some(found) = marks.epoch
-        && found > epoch
-    {
-        return Err(ActorError::Fenced {
-            partition,
-            epoch,
-            found,
-        });
-    }
-    // Where to start is decided before the fence: a partition that cannot
-    // resume (offsets gone under `on-missing-offsets = "fail"`) then adds no
-    // bronze version and no Raft entry at each of its restarts.
-    let range = {
-        let (brokers, topic) = (
-            context.kafka.brokers.clone(),
-            context.kafka.input_topic.clone(),
-        );
-        tokio::task::spawn_blocking(move || kafka::watermarks(&brokers, &topic, partition))
-            .await
-            .map_err(ActorError::Task)??
-    };
-    let start = start_position(
-        partition,
-        marks.last_offset,
-        range,
-        context.kafka.on_missing_offsets,
-    )?;
-    let (checkpoint_offset, mut dedup) = {
-        let applied = context.cluster.view.read();
-        let Some(state) = applied.state.partition(partition) else {
-            return Err(ActorError::NotOwner { partition, epoch });
-        };
-        if state.epoch != epoch || state.owner != Some(context.cluster.id) {
-            return Err(ActorError::NotOwner { partition, epoch });
-        }
-        (
-            state.checkpoint.map(|c| c.last_offset),
-            DedupWindow::from_entries(state.dedup.settings(), state.dedup.entries()),
-        )
-    };
-    // Bronze may be ahead: the previous owner died between its bronze commit
-    // and its checkpoint. Replay exactly that gap.
-    let mut new_ids = Vec::new();
-    let mut accepted_at_us = 0;
-    let mut live = LiveBatch::default();
-    let gap_from = checkpoint_offset.unwrap_or(-1);
-    if marks.last_offset.unwrap_or(-1) > gap_from {
-        for event in bronze.events_after(partition, gap_from).await? {
-            let id = event_id_hash(&event.event_id);
-            dedup.insert(id, event.ingested_at_us);
-            new_ids.push(id);
-            accepted_at_us = accepted_at_us.max(event.ingested_at_us);
-            live.add(&event.video_id, event.event_time_us, &event.event_type);
-        }
-    }
-    let replayed = new_ids.len();
-    let fence = bronze
-        .append_fenced(rows_to_batch(&[])?, partition, marks.last_offset, epoch)
-        .await?;
-    propose_checkpoint(
-        context,
-        CheckpointIncrement {
-            partition,
-            epoch,
-            after_offset: gap_from,
-            last_offset: marks.last_offset.unwrap_or(-1),
-            delta_version: fence.delta_version,
-            new_ids,
-            accepted_at_us,
-            live: live.take(),
-            at_ms: now_micros() / 1_000,
-        },
-    )
-    .await?;
-    Ok(Resumed {
-        bronze,
-        start,
-        range,
-        marks_offset: marks.last_offset,
-        delta_version: fence.delta_version,
-        dedup,
-        replayed,
-    })
-}
-
-async fn propose_checkpoint(
-    context: &IngestContext,
-    increment: CheckpointIncrement,
-) -> Result<(), ActorError> {
-    let partition = increment.partition;
-    let command = Command::Checkpoint(increment);
-    let bytes = streamreel_protocol::codec::encoded_len(&command);
-    let started = Instant::now();
-    match context.cluster.propose(command, CHECKPOINT_TIMEOUT).await? {
-        CommandResult::Refused(refusal) => {
-            Err(ActorError::CheckpointRefused { partition, refusal })
-        }
-        _ => {
-            let stats = context.stats.partition(partition);
-            stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-            stats
-                .checkpoint_micros
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            stats
-                .checkpoint_bytes
-                .fetch_add(bytes as u64, Ordering::Relaxed);
-            Ok(())
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn marks(last_offset: Option<i64>, epoch: u64) -> PartitionMarks {
-        PartitionMarks {
-            last_offset,
-            epoch: Some(epoch),
-        }
-    }
-
-    #[test]
-    fn a_failed_commit_is_retried_only_while_the_marks_are_this_writers() {
-        use RetryDecision::*;
-        // Nothing moved: try again (also for a first commit).
-        assert_eq!(retry_decision(marks(Some(99), 3), Some(99), 150, 3), Retry);
-        assert_eq!(retry_decision(marks(None, 3), None, 150, 3), Retry);
-        // The commit landed although the call failed.
-        assert_eq!(
-            retry_decision(marks(Some(150), 3), Some(99), 150, 3),
-            Landed
-        );
-        // A newer owner, or other offsets under our epoch: never write again.
-        assert_eq!(retry_decision(marks(Some(99), 4), Some(99), 150, 3), Fenced);
-        assert_eq!(
-            retry_decision(marks(Some(150), 4), Some(99), 150, 3),
-            Fenced
-        );
-        assert_eq!(
-            retry_decision(marks(Some(120), 3), Some(99), 150, 3),
-            Fenced
-        );
     }
 }

@@ -1,0 +1,123 @@
+//! How a partition actor resumes a partition at its ownership epoch; see
+//! [`crate::partition_actor`] for the whole protocol.
+
+use streamreel_cluster::live::LiveBatch;
+use streamreel_cluster::{CheckpointIncrement, Epoch};
+use streamreel_lake::{BronzeTable, rows_to_batch};
+use streamreel_protocol::event_id_hash;
+use streamreel_protocol::time::now_micros;
+
+use crate::checkpoint::propose_checkpoint;
+use crate::context::IngestContext;
+use crate::dedup::DedupWindow;
+use crate::error::ActorError;
+use crate::kafka;
+use crate::start_position::{Start, start_position};
+
+/// What resuming a partition found and built.
+pub struct Resumed {
+    pub bronze: BronzeTable,
+    pub start: Start,
+    /// The partition's (low, high) watermarks when it resumed.
+    pub range: (i64, i64),
+    pub marks_offset: Option<i64>,
+    pub delta_version: i64,
+    pub dedup: DedupWindow,
+    pub replayed: usize,
+}
+
+/// Resumes `partition` at `epoch`: its start offset from bronze's marks and
+/// the broker's watermarks, checkpoint and dedup window from the replica, the
+/// bronze gap past the checkpoint replayed, a fence commit, and a
+/// first checkpoint at this epoch (which tells `move` the partition resumed).
+pub async fn resume(
+    partition: i32,
+    epoch: Epoch,
+    context: &IngestContext,
+) -> Result<Resumed, ActorError> {
+    let mut bronze = BronzeTable::open_or_create(&context.lake_dir).await?;
+    let marks = bronze.marks(partition).await?;
+    if let Some(found) = marks.epoch
+        && found > epoch
+    {
+        return Err(ActorError::Fenced {
+            partition,
+            epoch,
+            found,
+        });
+    }
+    // Where to start is decided before the fence: a partition that cannot
+    // resume (offsets gone under `on-missing-offsets = "fail"`) then adds no
+    // bronze version and no Raft entry at each of its restarts.
+    let range = {
+        let (brokers, topic) = (
+            context.kafka.brokers.clone(),
+            context.kafka.input_topic.clone(),
+        );
+        tokio::task::spawn_blocking(move || kafka::watermarks(&brokers, &topic, partition))
+            .await
+            .map_err(ActorError::Task)??
+    };
+    let start = start_position(
+        partition,
+        marks.last_offset,
+        range,
+        context.kafka.on_missing_offsets,
+    )?;
+    let (checkpoint_offset, mut dedup) = {
+        let applied = context.cluster.view.read();
+        let Some(state) = applied.state.partition(partition) else {
+            return Err(ActorError::NotOwner { partition, epoch });
+        };
+        if state.epoch != epoch || state.owner != Some(context.cluster.id) {
+            return Err(ActorError::NotOwner { partition, epoch });
+        }
+        (
+            state.checkpoint.map(|c| c.last_offset),
+            DedupWindow::from_entries(state.dedup.settings(), state.dedup.entries()),
+        )
+    };
+    // Bronze may be ahead: the previous owner died between its bronze commit
+    // and its checkpoint. Replay exactly that gap.
+    let mut new_ids = Vec::new();
+    let mut accepted_at_us = 0;
+    let mut live = LiveBatch::default();
+    let gap_from = checkpoint_offset.unwrap_or(-1);
+    if marks.last_offset.unwrap_or(-1) > gap_from {
+        for event in bronze.events_after(partition, gap_from).await? {
+            let id = event_id_hash(&event.event_id);
+            dedup.insert(id, event.ingested_at_us);
+            new_ids.push(id);
+            accepted_at_us = accepted_at_us.max(event.ingested_at_us);
+            live.add(&event.video_id, event.event_time_us, &event.event_type);
+        }
+    }
+    let replayed = new_ids.len();
+    let fence = bronze
+        .append_fenced(rows_to_batch(&[])?, partition, marks.last_offset, epoch)
+        .await?;
+    propose_checkpoint(
+        context,
+        CheckpointIncrement {
+            partition,
+            epoch,
+            after_offset: gap_from,
+            last_offset: marks.last_offset.unwrap_or(-1),
+            delta_version: fence.delta_version,
+            new_ids,
+            accepted_at_us,
+            live: live.take(),
+            at_ms: now_micros() / 1_000,
+        },
+    )
+    .await?;
+    Ok(Resumed {
+        bronze,
+        start,
+        range,
+        marks_offset: marks.last_offset,
+        delta_version: fence.delta_version,
+        dedup,
+        replayed,
+    })
+}
