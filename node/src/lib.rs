@@ -5,6 +5,7 @@
 //! - [`config`]: the node's TOML config, validated.
 //! - [`data_dir_lock`]: one node process per data dir.
 //! - [`node`]: runs a cluster member: Raft, HTTP, ingest supervisor, coordinator while leader, shutdown.
+//! - [`leadership`]: the coordinator runs on the leader only (pure decisions, and the follower).
 //! - [`job_runtime`]: the threads lakehouse jobs run on, apart from ingest and at a lower priority.
 //! - [`http`]: the node's HTTP address: Raft RPCs, admin API, live aggregates, metrics; [`admin`]: the admin client.
 //! - [`metrics`]: what `/metrics` exposes, rendered from a snapshot (pure).
@@ -27,6 +28,7 @@ pub mod export;
 pub mod http;
 pub mod inspect;
 pub mod job_runtime;
+pub mod leadership;
 pub mod metrics;
 pub mod models;
 pub mod node;

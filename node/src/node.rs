@@ -31,15 +31,13 @@ use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::http::{AppState, serve};
 use crate::job_runtime::JobRuntime;
+use crate::leadership::{CoordinatorTemplate, follow_leadership};
 use crate::partition_discovery::watch_partitions;
 
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 const BROKER_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// How often every member lists the input topic's partitions.
 const DISCOVER_EVERY: Duration = Duration::from_secs(10);
-/// How long a leader waits for a quorum to confirm it, once a second.
-const LEADERSHIP_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-const LEADERSHIP_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
     let lake_dir = config.lake_dir();
@@ -348,108 +346,11 @@ async fn follow_ownership(member: ClusterMember, supervisor: ActorRef<Supervisor
     }
 }
 
-struct CoordinatorTemplate {
-    lake_dir: std::path::PathBuf,
-    config: NodeConfig,
-    jobs_runtime: tokio::runtime::Handle,
-}
-
 /// Why the leadership follower's task ended: a panic, or a return.
 fn leadership_ended(result: Result<(), tokio::task::JoinError>) -> NodeError {
     match result {
         Ok(()) => NodeError::LeadershipFollowerEnded,
         Err(error) => NodeError::Task(error),
-    }
-}
-
-/// Runs the coordinator while this member is the leader, and stops it (which
-/// cancels its running jobs) as soon as it is not.
-async fn follow_leadership(
-    member: ClusterMember,
-    slot: Arc<Mutex<Option<ActorRef<CoordinatorMsg>>>>,
-    template: CoordinatorTemplate,
-) {
-    let mut metrics = member.raft.metrics();
-    let mut unconfirmed = 0;
-    let mut last_check = Instant::now();
-    loop {
-        let leading = metrics.borrow_and_update().current_leader == Some(member.id);
-        let running = slot.lock().expect("coordinator lock").clone();
-        match (leading, running) {
-            (true, None) => {
-                let config = &template.config;
-                let args = CoordinatorArgs {
-                    lake_dir: template.lake_dir.clone(),
-                    metadata: config.metadata.clone(),
-                    schedule: config.jobs,
-                    cluster: member.clone(),
-                    heartbeat: Duration::from_millis(config.cluster.heartbeat_ms),
-                    jobs_runtime: template.jobs_runtime.clone(),
-                };
-                match Actor::spawn(None, Coordinator, args).await {
-                    Ok((coordinator, _)) => {
-                        info!(node = member.id, "leader: coordinator started");
-                        *slot.lock().expect("coordinator lock") = Some(coordinator);
-                    }
-                    Err(e) => warn!(error = %e, "coordinator failed to start; retrying"),
-                }
-            }
-            (true, Some(coordinator))
-                if matches!(
-                    coordinator.get_status(),
-                    ActorStatus::Stopped | ActorStatus::Stopping
-                ) =>
-            {
-                warn!(node = member.id, "the coordinator died; starting it again");
-                *slot.lock().expect("coordinator lock") = None;
-                continue;
-            }
-            (false, Some(coordinator)) => {
-                info!(
-                    node = member.id,
-                    "no longer the leader: stopping the coordinator"
-                );
-                coordinator.stop(None);
-                *slot.lock().expect("coordinator lock") = None;
-            }
-            // Raft metrics change with every applied entry: the loop wakes
-            // many times a second under load, but asks a quorum once a second
-            // (each check changes the metrics again).
-            (true, Some(coordinator)) if last_check.elapsed() >= LEADERSHIP_CHECK_EVERY => {
-                last_check = Instant::now();
-                // openraft 0.9 keeps a leader cut off from the others leading
-                // in its own eyes: without a quorum it stops its coordinator
-                // (cancelling its jobs), as the new leader runs its own.
-                // Heartbeats to a quorum only: not waiting for this member to
-                // apply what it has committed.
-                let confirmed =
-                    tokio::time::timeout(LEADERSHIP_CHECK_TIMEOUT, member.raft.get_read_log_id())
-                        .await;
-                unconfirmed = if matches!(confirmed, Ok(Ok(_))) {
-                    0
-                } else {
-                    unconfirmed + 1
-                };
-                // Twice in a row: one slow answer on a loaded machine is not
-                // a lost quorum.
-                if unconfirmed >= 2 {
-                    unconfirmed = 0;
-                    warn!(
-                        node = member.id,
-                        "no quorum confirms this leader: stopping the coordinator"
-                    );
-                    coordinator.stop(None);
-                    *slot.lock().expect("coordinator lock") = None;
-                }
-            }
-            _ => {}
-        }
-        if tokio::time::timeout(Duration::from_secs(1), metrics.changed())
-            .await
-            .is_ok_and(|changed| changed.is_err())
-        {
-            return;
-        }
     }
 }
 
