@@ -7,16 +7,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ractor::{Actor, ActorRef, ActorStatus};
+use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use streamreel_actors::acks::{OutputProducer, output_producer};
+use streamreel_actors::coordinator::CoordinatorMsg;
 use streamreel_actors::coordinator::scheduler::HISTORY;
-use streamreel_actors::coordinator::{Coordinator, CoordinatorArgs, CoordinatorMsg};
 use streamreel_actors::{
     IngestContext, IngestStats, IngestSupervisor, KafkaSettings, SupervisorArgs, SupervisorMsg,
     kafka,
