@@ -124,6 +124,11 @@ impl Cluster {
 
     /// Starts member `id` with its own broker list (one it cannot reach, say).
     pub fn start_node_with_brokers(&mut self, id: u64, brokers: &str) -> anyhow::Result<()> {
+        self.start_node_with(id, brokers, CLUSTER_TOKEN)
+    }
+
+    /// Starts member `id` with its own broker list and cluster token.
+    pub fn start_node_with(&mut self, id: u64, brokers: &str, token: &str) -> anyhow::Result<()> {
         let data_dir = self.base.join(format!("node-{id}"));
         let config = self.configs.get(&id).unwrap_or(&self.config);
         let node = NodeProcess::spawn(
@@ -131,10 +136,18 @@ impl Cluster {
             &data_dir,
             config,
             &["--node-id", &id.to_string()],
-            &[("STREAMREEL_CLUSTER_TOKEN", CLUSTER_TOKEN)],
+            &[("STREAMREEL_CLUSTER_TOKEN", token)],
         )?;
         self.nodes.insert(id, node);
         Ok(())
+    }
+
+    /// Member `id`'s log of its current run.
+    pub fn log(&self, id: u64) -> String {
+        self.nodes
+            .get(&id)
+            .map(NodeProcess::log)
+            .unwrap_or_default()
     }
 
     pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {

@@ -426,6 +426,22 @@ async fn a_member_cut_off_from_the_broker_gives_its_partitions_to_the_others() -
         cluster
             .wait_settled(leader, PARTITIONS, Duration::from_secs(60))
             .await?;
+        // Member 3 with another cluster token: refused by the others, and
+        // refusing them, it says so instead of only seeing them as down.
+        let brokers = broker.brokers();
+        cluster.start_node_with(3, &brokers, "not-the-cluster-token-0123")?;
+        wait_for(
+            "member 3 to log that the others refuse its token",
+            Duration::from_secs(30),
+            || async {
+                let refused = cluster
+                    .log(3)
+                    .contains("a member refuses this member's cluster token");
+                Ok(refused.then_some(()))
+            },
+        )
+        .await?;
+        cluster.kill(3)?;
         // Member 3 joins with a broker address nothing listens on. Until its
         // first check fails it counts as healthy and is given partitions.
         let nowhere = format!("127.0.0.1:{}", free_port()?);

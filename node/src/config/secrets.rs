@@ -1,0 +1,71 @@
+//! Tokens and the pseudonymisation secret: from the environment, else from a
+//! file kept out of version control.
+
+use super::*;
+
+/// A token from the environment, else from a file (trimmed); an empty file is refused.
+pub(super) fn read_token(
+    from_env: Option<String>,
+    file: Option<&Path>,
+) -> Result<Option<String>, ConfigError> {
+    if let Some(token) = from_env.filter(|t| !t.trim().is_empty()) {
+        return Ok(Some(token.trim().to_string()));
+    }
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::ReadNamedFile {
+        what: "token file",
+        path: file.display().to_string(),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ConfigError::EmptyToken {
+            path: file.display().to_string(),
+        });
+    }
+    Ok(Some(token.to_string()))
+}
+
+/// The environment wins over the file; demo mode falls back to a fixed secret.
+pub(super) fn resolve_secret(
+    from_env: Option<String>,
+    file: Option<&Path>,
+    demo: bool,
+) -> Result<Vec<u8>, ConfigError> {
+    // A blank variable counts as unset, as for the tokens.
+    match (from_env.filter(|s| !s.trim().is_empty()), file) {
+        (Some(secret), _) => long_enough(secret.into_bytes(), SECRET_ENV, "it"),
+        (None, Some(file)) => {
+            let text =
+                std::fs::read_to_string(file).map_err(|source| ConfigError::ReadNamedFile {
+                    what: "user-key secret file",
+                    path: file.display().to_string(),
+                    source,
+                })?;
+            let secret = text.trim_end_matches(['\n', '\r']).as_bytes().to_vec();
+            long_enough(
+                secret,
+                "node.user-key-secret-file",
+                &file.display().to_string(),
+            )
+        }
+        (None, None) if demo => Ok(DEMO_SECRET.as_bytes().to_vec()),
+        (None, None) => Err(ConfigError::MissingSecret),
+    }
+}
+
+/// The secret from `source` (named by `key`), unless it is too short to be one.
+fn long_enough(secret: Vec<u8>, key: &'static str, source: &str) -> Result<Vec<u8>, ConfigError> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: format!(
+                "{source} holds {} bytes; the secret must be at least {MIN_SECRET_BYTES}",
+                secret.len()
+            ),
+        });
+    }
+    Ok(secret)
+}
