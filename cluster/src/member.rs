@@ -55,6 +55,10 @@ pub struct ClusterMember {
     other_settings: Arc<Mutex<BTreeSet<NodeId>>>,
     /// Members whose last answer refused this member's cluster token.
     refusing_token: Arc<Mutex<BTreeSet<NodeId>>>,
+    /// The members the config file lists, pinged until the replicated
+    /// membership reaches this member: a member that cannot join (another
+    /// token, say) learns why instead of waiting silently.
+    configured: Arc<Mutex<Vec<(NodeId, Member)>>>,
     clock: Instant,
 }
 
@@ -122,6 +126,7 @@ impl ClusterMember {
             settings,
             other_settings: Arc::default(),
             refusing_token: Arc::default(),
+            configured: Arc::default(),
             clock,
         })
     }
@@ -225,6 +230,10 @@ impl ClusterMember {
     /// members answered that they are not initialised either and none that it is.
     /// A restarted member never initialises again: it rejoins from its disk.
     pub async fn bootstrap(&self, members: BTreeMap<NodeId, Member>) -> Result<(), ClusterError> {
+        *self.configured.lock().expect("configured lock") = members
+            .iter()
+            .map(|(id, member)| (*id, member.clone()))
+            .collect();
         let lowest = members.keys().next().copied();
         loop {
             if self
@@ -330,9 +339,13 @@ impl ClusterMember {
         self.reaches_brokers.store(reaches, Ordering::Relaxed);
     }
 
-    /// Pings every member once and records who answered.
+    /// Pings every member once and records who answered; the configured
+    /// members while this one has no replicated membership yet.
     pub async fn probe_members(&self) {
-        let members = self.view.read().members();
+        let mut members = self.view.read().members();
+        if members.is_empty() {
+            members = self.configured.lock().expect("configured lock").clone();
+        }
         let pings = members.into_iter().map(|(id, member)| async move {
             if id == self.id {
                 return (id, Some(self.reaches_brokers.load(Ordering::Relaxed)));
