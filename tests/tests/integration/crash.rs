@@ -68,6 +68,13 @@ async fn sigkill_mid_ingest_loses_nothing_and_doubles_nothing() -> anyhow::Resul
                 restarts >= 2,
                 "the supervisor restarted both panicked actors ({restarts} restarts)"
             );
+            // Partition 2 died between its bronze commit and its checkpoint:
+            // its new actor took that batch's ids from bronze, not Raft.
+            let replayed = replayed_on_resume(&node.log(), 2);
+            assert!(
+                replayed.iter().any(|n| *n > 0),
+                "partition 2 resumed replaying its uncheckpointed batch: {replayed:?}"
+            );
         }
         node.kill9()?;
         let rows = bronze_rows(data.path()).await?.len();
@@ -86,4 +93,17 @@ async fn sigkill_mid_ingest_loses_nothing_and_doubles_nothing() -> anyhow::Resul
 
     assert_outputs_at_least_once(&broker.brokers(), data.path(), &sent).await?;
     Ok(())
+}
+
+/// What each resume of `partition` in a node's log replayed from bronze.
+fn replayed_on_resume(log: &str, partition: i32) -> Vec<u64> {
+    let field = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!(" {name}="))? + name.len() + 2;
+        line[start..].split_whitespace().next().map(str::to_string)
+    };
+    log.lines()
+        .filter(|line| line.contains("partition actor resumed"))
+        .filter(|line| field(line, "partition") == Some(partition.to_string()))
+        .filter_map(|line| field(line, "replayed")?.parse().ok())
+        .collect()
 }
