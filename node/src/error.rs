@@ -38,7 +38,7 @@ pub enum NodeError {
     Uncommitted { partitions: Vec<i32> },
     #[error("cannot write {path}: {reason}")]
     Export { path: String, reason: String },
-    #[error("admin: cannot reach {base}: {source}")]
+    #[error("admin: cannot reach {base} or read its answer: {source}")]
     AdminUnreachable {
         base: String,
         #[source]
@@ -61,6 +61,8 @@ pub enum NodeError {
     /// returned, which it never does while the node runs.
     #[error("the leadership follower ended")]
     LeadershipFollowerEnded,
+    #[error("the leadership follower panicked: {0}")]
+    LeadershipFollowerPanicked(#[source] tokio::task::JoinError),
     #[error("invalid argument {name}: {reason}")]
     Argument { name: &'static str, reason: String },
 }

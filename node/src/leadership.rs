@@ -56,7 +56,11 @@ pub struct LeadershipCore {
 impl LeadershipCore {
     pub fn observe(&mut self, leading: bool, coordinator: CoordinatorSeen, now: Instant) -> Step {
         match (leading, coordinator) {
-            (true, CoordinatorSeen::None) => Step::Start,
+            (true, CoordinatorSeen::None) => {
+                // The first quorum check comes a period after the start.
+                self.last_check = Some(now);
+                Step::Start
+            }
             (_, CoordinatorSeen::Dead) => Step::Forget,
             (false, CoordinatorSeen::Running) => Step::StepDown,
             (true, CoordinatorSeen::Running)
@@ -142,7 +146,10 @@ pub async fn follow_leadership(
                 }
             }
             Step::Forget => {
-                warn!(node = member.id, "the coordinator died; starting it again");
+                warn!(
+                    node = member.id,
+                    leading, "the coordinator stopped on its own; a leader starts another"
+                );
                 *slot.lock().expect("coordinator lock") = None;
                 continue;
             }
@@ -201,23 +208,20 @@ mod tests {
     }
 
     #[test]
-    fn a_running_leader_asks_the_quorum_once_a_second() {
+    fn a_running_leader_asks_the_quorum_once_a_second_from_its_start() {
         let mut core = LeadershipCore::default();
         let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
         assert_eq!(
-            core.observe(true, CoordinatorSeen::Running, start),
-            Step::CheckQuorum
+            core.observe(true, CoordinatorSeen::None, start),
+            Step::Start
         );
-        let soon = start + Duration::from_millis(300);
-        assert_eq!(
-            core.observe(true, CoordinatorSeen::Running, soon),
-            Step::Wait
-        );
-        let later = start + CHECK_EVERY;
-        assert_eq!(
-            core.observe(true, CoordinatorSeen::Running, later),
-            Step::CheckQuorum
-        );
+        let running =
+            |core: &mut LeadershipCore, ms| core.observe(true, CoordinatorSeen::Running, at(ms));
+        assert_eq!(running(&mut core, 300), Step::Wait);
+        assert_eq!(running(&mut core, 1_000), Step::CheckQuorum);
+        assert_eq!(running(&mut core, 1_500), Step::Wait);
+        assert_eq!(running(&mut core, 2_000), Step::CheckQuorum);
     }
 
     #[test]

@@ -350,7 +350,7 @@ async fn follow_ownership(member: ClusterMember, supervisor: ActorRef<Supervisor
 fn leadership_ended(result: Result<(), tokio::task::JoinError>) -> NodeError {
     match result {
         Ok(()) => NodeError::LeadershipFollowerEnded,
-        Err(error) => NodeError::Task(error),
+        Err(error) => NodeError::LeadershipFollowerPanicked(error),
     }
 }
 

@@ -281,26 +281,42 @@ impl Cluster {
             .map(|_| ())
     }
 
-    /// The leader, once every running member that answers (a majority at
-    /// least; a frozen one cannot) names the same running member: a member
-    /// still catching up may name a former leader.
+    /// The leader, once a member that names itself leader is named by every
+    /// running member of its membership that answers, a majority at least
+    /// (a frozen member cannot answer; a member still catching up may name
+    /// a former leader; a removed one, still running, names none).
     pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<u64> {
         wait_for("a leader", timeout, || async {
-            let answers =
-                futures::future::join_all(self.nodes.keys().map(|id| self.status(*id))).await;
-            let named: BTreeSet<Option<u64>> = answers
-                .iter()
-                .flatten()
-                .map(|status| status["leader"].as_u64())
+            let answers = futures::future::join_all(
+                self.nodes
+                    .keys()
+                    .map(|id| async move { (*id, self.status(*id).await) }),
+            )
+            .await;
+            let answers: Vec<(u64, Value)> = answers
+                .into_iter()
+                .filter_map(|(id, status)| Some((id, status.ok()?)))
                 .collect();
-            let answered = answers.iter().flatten().count();
-            let agreed = match (named.len(), named.first()) {
-                (1, Some(Some(leader))) => Some(*leader),
-                _ => None,
-            };
-            Ok(agreed.filter(|leader| {
-                self.nodes.contains_key(leader) && answered > self.nodes.len() / 2
-            }))
+            let named = |status: &Value| status["leader"].as_u64();
+            let agreed = answers
+                .iter()
+                .filter(|(id, status)| named(status) == Some(*id))
+                .find_map(|(leader, its_status)| {
+                    let members: BTreeSet<u64> = its_status["nodes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|n| n["id"].as_u64())
+                        .collect();
+                    let voters: Vec<&Value> = answers
+                        .iter()
+                        .filter(|(id, _)| members.contains(id))
+                        .map(|(_, status)| status)
+                        .collect();
+                    let all_agree = voters.iter().all(|s| named(s) == Some(*leader));
+                    (all_agree && voters.len() * 2 > members.len()).then_some(*leader)
+                });
+            Ok(agreed)
         })
         .await
     }

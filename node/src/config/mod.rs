@@ -93,7 +93,8 @@ pub struct ClusterConfig {
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
     pub failover_after_ms: u64,
-    /// The node-to-node token; `None` only in demo mode or for a lone node.
+    /// The node-to-node token; `None` only in demo mode or for a lone node
+    /// on a loopback address.
     pub token: Option<String>,
 }
 
