@@ -21,7 +21,7 @@ mod secrets;
 mod validate;
 
 use raw::*;
-use secrets::{read_token, resolve_secret};
+use secrets::{ReadFile, read_token, resolve_secret};
 use validate::validate;
 pub use validate::{brokers_are_valid, is_kafka_topic_name};
 
@@ -234,7 +234,7 @@ pub fn load_config(
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
-    validate(raw, overrides, env)
+    validate(raw, overrides, env, &|file| std::fs::read_to_string(file))
 }
 
 #[cfg(test)]
@@ -576,6 +576,42 @@ uri = "/srv/lake"
         };
         let config = load(&unshared, with_flag, env(SECRET)).unwrap();
         assert_eq!(config.lake_dir(), PathBuf::from("/srv/lake"));
+    }
+
+    #[test]
+    fn secret_files_are_read_only_for_what_the_environment_does_not_give() {
+        let text = "[node]\nhttp-listen = \"0.0.0.0:8080\"\nuser-key-secret-file = \"/secrets/key\"\n\
+                    admin-token-file = \"/secrets/admin\"\n";
+        let raw = || toml::from_str::<RawConfig>(text).unwrap();
+        let read = std::cell::RefCell::new(Vec::new());
+        let files = |path: &Path| -> std::io::Result<String> {
+            read.borrow_mut().push(path.to_path_buf());
+            match path.to_str() {
+                Some("/secrets/key") => Ok("a-file-secret-of-enough-bytes\n".into()),
+                Some("/secrets/admin") => Ok("  admin-from-file \n".into()),
+                _ => Err(std::io::ErrorKind::NotFound.into()),
+            }
+        };
+        // The environment gives the cluster token; the files give the rest.
+        let env = EnvSecrets {
+            cluster_token: Some("cluster".into()),
+            ..EnvSecrets::default()
+        };
+        let config = validate(raw(), &Overrides::default(), env, &files).unwrap();
+        assert_eq!(config.user_key_secret, b"a-file-secret-of-enough-bytes");
+        assert_eq!(config.admin_token.as_deref(), Some("admin-from-file"));
+        assert_eq!(config.cluster.token.as_deref(), Some("cluster"));
+        assert_eq!(read.borrow().len(), 2, "{:?}", read.borrow());
+        // With everything in the environment, no file is read.
+        read.borrow_mut().clear();
+        let env = EnvSecrets {
+            user_key_secret: Some(SECRET.into()),
+            cluster_token: Some("cluster".into()),
+            admin_token: Some("admin".into()),
+        };
+        let config = validate(raw(), &Overrides::default(), env, &files).unwrap();
+        assert_eq!(config.admin_token.as_deref(), Some("admin"));
+        assert!(read.borrow().is_empty(), "{:?}", read.borrow());
     }
 
     #[test]

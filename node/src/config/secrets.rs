@@ -3,10 +3,14 @@
 
 use super::*;
 
+/// Reads a secret file; injected, so that validation stays apart from the disk.
+pub(super) type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
+
 /// A token from the environment, else from a file (trimmed); an empty file is refused.
 pub(super) fn read_token(
     from_env: Option<String>,
     file: Option<&Path>,
+    read_file: ReadFile,
 ) -> Result<Option<String>, ConfigError> {
     if let Some(token) = from_env.filter(|t| !t.trim().is_empty()) {
         return Ok(Some(token.trim().to_string()));
@@ -14,7 +18,7 @@ pub(super) fn read_token(
     let Some(file) = file else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::ReadNamedFile {
+    let text = read_file(file).map_err(|source| ConfigError::ReadNamedFile {
         what: "token file",
         path: file.display().to_string(),
         source,
@@ -33,17 +37,17 @@ pub(super) fn resolve_secret(
     from_env: Option<String>,
     file: Option<&Path>,
     demo: bool,
+    read_file: ReadFile,
 ) -> Result<Vec<u8>, ConfigError> {
     // A blank variable counts as unset, as for the tokens.
     match (from_env.filter(|s| !s.trim().is_empty()), file) {
         (Some(secret), _) => long_enough(secret.into_bytes(), SECRET_ENV, "it"),
         (None, Some(file)) => {
-            let text =
-                std::fs::read_to_string(file).map_err(|source| ConfigError::ReadNamedFile {
-                    what: "user-key secret file",
-                    path: file.display().to_string(),
-                    source,
-                })?;
+            let text = read_file(file).map_err(|source| ConfigError::ReadNamedFile {
+                what: "user-key secret file",
+                path: file.display().to_string(),
+                source,
+            })?;
             let secret = text.trim_end_matches(['\n', '\r']).as_bytes().to_vec();
             long_enough(
                 secret,

@@ -3,10 +3,13 @@
 
 use super::*;
 
+/// Decides the whole config; the only reads are of secret files, through
+/// `read_file`, and only for secrets the environment does not give.
 pub(super) fn validate(
     raw: RawConfig,
     overrides: &Overrides,
     env: EnvSecrets,
+    read_file: ReadFile,
 ) -> Result<NodeConfig, ConfigError> {
     let EnvSecrets {
         user_key_secret: secret_from_env,
@@ -218,7 +221,11 @@ pub(super) fn validate(
         1,
         24 * 366,
     )?;
-    let admin_token = read_token(admin_token_from_env, raw.node.admin_token_file.as_deref())?;
+    let admin_token = read_token(
+        admin_token_from_env,
+        raw.node.admin_token_file.as_deref(),
+        read_file,
+    )?;
     // A config without [cluster] is a one-member cluster on node.http-listen.
     let (members, member_data_dir, timings, cluster_token_file) = match &raw.cluster {
         None => (
@@ -339,7 +346,11 @@ pub(super) fn validate(
     };
     let listen_addr = members[&node_id].clone();
     let http_listen: SocketAddr = listen_addr.parse().expect("checked above");
-    let cluster_token = read_token(cluster_token_from_env, cluster_token_file.as_deref())?;
+    let cluster_token = read_token(
+        cluster_token_from_env,
+        cluster_token_file.as_deref(),
+        read_file,
+    )?;
     let exposed = !http_listen.ip().is_loopback();
     if !demo && exposed && admin_token.is_none() {
         return Err(ConfigError::MissingAdminToken { addr: http_listen });
@@ -370,6 +381,7 @@ pub(super) fn validate(
         secret_from_env,
         raw.node.user_key_secret_file.as_deref(),
         demo,
+        read_file,
     )?;
 
     Ok(NodeConfig {
