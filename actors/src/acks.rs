@@ -176,7 +176,7 @@ impl ProducerContext for AckCounter {
             Ok(_) => Ok(()),
             Err((error, message)) => Err(ActorError::Delivery {
                 topic: message.topic().to_string(),
-                reason: error.to_string(),
+                source: error.clone(),
             }),
         });
     }
@@ -205,16 +205,23 @@ mod tests {
     async fn the_first_failure_is_reported_once_the_batch_settles() {
         let acks = Arc::new(BatchAcks::default());
         acks.pending.store(2, Ordering::Release);
-        acks.delivered(Err(ActorError::Delivery {
+        let failure = |code| ActorError::Delivery {
             topic: "clean-events".into(),
-            reason: "first".into(),
-        }));
-        acks.delivered(Err(ActorError::Delivery {
-            topic: "clean-events".into(),
-            reason: "second".into(),
-        }));
+            source: KafkaError::MessageProduction(code),
+        };
+        acks.delivered(Err(failure(RDKafkaErrorCode::MessageTimedOut)));
+        acks.delivered(Err(failure(RDKafkaErrorCode::MessageSizeTooLarge)));
         let error = acks.settled().await.expect_err("a record failed");
-        assert!(error.to_string().contains("first"), "{error}");
+        assert!(
+            matches!(
+                error,
+                ActorError::Delivery {
+                    source: KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+                    ..
+                }
+            ),
+            "the first failure: {error}"
+        );
         // An empty batch settles at once.
         BatchAcks::default()
             .settled()

@@ -6,8 +6,14 @@ pub enum ActorError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("kafka topic {topic}: {reason}")]
     Topic { topic: String, reason: String },
-    #[error("delivery to {topic} failed: {reason}")]
-    Delivery { topic: String, reason: String },
+    #[error("delivery to {topic} failed: {source}")]
+    Delivery {
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("the producer shut down before the broker acknowledged a record")]
+    ProducerGone,
     #[error("cannot start the producer's delivery-report thread: {0}")]
     DeliveryThread(#[source] std::io::Error),
     #[error("partition {partition}: epoch {epoch} is fenced by epoch {found} in bronze")]

@@ -346,12 +346,9 @@ pub async fn await_delivery(delivery: DeliveryFuture) -> Result<(), ActorError> 
         Ok(Ok(_)) => Ok(()),
         Ok(Err((error, message))) => Err(ActorError::Delivery {
             topic: message.topic().to_string(),
-            reason: error.to_string(),
+            source: error,
         }),
-        Err(_) => Err(ActorError::Delivery {
-            topic: "?".into(),
-            reason: "producer shut down before delivery".into(),
-        }),
+        Err(_) => Err(ActorError::ProducerGone),
     }
 }
 
