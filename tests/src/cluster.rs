@@ -41,6 +41,16 @@ fn config_toml(addrs: &BTreeMap<u64, String>, base: &Path, extra_toml: &str) -> 
     toml
 }
 
+/// The member ids an `/admin/status` answer lists, in its order.
+pub fn member_ids(status: &Value) -> Vec<u64> {
+    status["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["id"].as_u64())
+        .collect()
+}
+
 impl Cluster {
     /// Writes a config for `size` members on free loopback ports, with the
     /// lake at `<base>/lake`, and starts every member. `extra_toml` follows
@@ -302,12 +312,7 @@ impl Cluster {
                 .iter()
                 .filter(|(id, status)| named(status) == Some(*id))
                 .find_map(|(leader, its_status)| {
-                    let members: BTreeSet<u64> = its_status["nodes"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|n| n["id"].as_u64())
-                        .collect();
+                    let members: BTreeSet<u64> = member_ids(its_status).into_iter().collect();
                     let voters: Vec<&Value> = answers
                         .iter()
                         .filter(|(id, _)| members.contains(id))

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use streamreel_lake::BronzeTable;
 use streamreel_lake::query::{column_as_i64, column_as_strings, register_path, run_sql};
 use streamreel_tests::broker::{Broker, free_port};
-use streamreel_tests::cluster::{CLUSTER_TOKEN, Cluster};
+use streamreel_tests::cluster::{CLUSTER_TOKEN, Cluster, member_ids};
 use streamreel_tests::node_process::{NodeProcess, node_config, streamreel_binary};
 use streamreel_tests::simulated;
 use streamreel_tests::wait::wait_for;
@@ -732,13 +732,7 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
         let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
         wait_moved_away(&cluster, leader, 3).await?;
         let status = cluster.status(leader).await?;
-        let members: Vec<u64> = status["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n["id"].as_u64())
-            .collect();
-        assert_eq!(members, [1, 2], "{status}");
+        assert_eq!(member_ids(&status), [1, 2], "{status}");
         cluster.kill(3)?;
 
         wait_simulator(&mut simulator, Duration::from_secs(120)).await?;
