@@ -93,11 +93,37 @@ pub enum LakeError {
     CreatedMeanwhile { table: String },
     #[error("a lakehouse task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("{path}: {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: deltalake::parquet::errors::ParquetError,
+    },
+    #[error(
+        "silver/view_sessions: {expected} recomputed sessions should replace as many rows, \
+         but {found} were found in the partitions of their first day; nothing was written"
+    )]
+    ReplacedRowsMismatch { expected: usize, found: usize },
+    #[error(
+        "table {table}: the deletion vector of {path} could not be read; nothing was written \
+         (its deleted rows would have come back)"
+    )]
+    DeletionVectorNotFound { table: String, path: String },
     #[error("table {table}: unexpected column type for `{column}`")]
     ColumnType { table: String, column: String },
 }
 
 impl LakeError {
+    pub fn parquet(
+        path: &impl std::fmt::Display,
+        source: deltalake::parquet::errors::ParquetError,
+    ) -> LakeError {
+        LakeError::Parquet {
+            path: path.to_string(),
+            source,
+        }
+    }
+
     pub fn delta(table: &str, source: deltalake::DeltaTableError) -> LakeError {
         LakeError::Delta {
             table: table.to_string(),

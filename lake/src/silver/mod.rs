@@ -14,6 +14,8 @@
 //! computed in one go.
 
 pub mod chunks;
+mod deletion_vector;
+mod replace;
 pub mod session;
 pub mod sessions_table;
 pub mod watermarks;
@@ -30,7 +32,7 @@ use deltalake::arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::datasource::provider_as_source;
 use deltalake::datafusion::logical_expr::{
-    Expr, LogicalPlan, LogicalPlanBuilder, cast as cast_expr, not_in_subquery,
+    Expr, LogicalPlan, LogicalPlanBuilder, cast as cast_expr,
 };
 use deltalake::datafusion::prelude::{SessionContext, col, in_subquery};
 use deltalake::kernel::Transaction;
@@ -206,6 +208,8 @@ fn pending(consumed: &Watermarks, available: &Watermarks) -> BTreeMap<i32, Offse
 /// Sessions computed for one chunk, with what they replace.
 struct ChunkSessions {
     rows: RecordBatch,
+    /// How many of the rows replace an existing session.
+    replaced: usize,
     /// The `day` partitions holding the existing sessions the rows replace;
     /// empty when every session is new.
     replaced_days: BTreeSet<i32>,
@@ -214,6 +218,7 @@ struct ChunkSessions {
 /// Sessions of a chunk being computed on a blocking thread.
 struct PendingSessions {
     build: tokio::task::JoinHandle<Result<RecordBatch, LakeError>>,
+    replaced: usize,
     replaced_days: BTreeSet<i32>,
 }
 
@@ -221,6 +226,7 @@ impl PendingSessions {
     async fn finish(self) -> Result<ChunkSessions, LakeError> {
         Ok(ChunkSessions {
             rows: self.build.await??,
+            replaced: self.replaced,
             replaced_days: self.replaced_days,
         })
     }
@@ -306,14 +312,17 @@ impl Silver<'_> {
         let touched = distinct_strings(events, "session_id")?;
         let existing = self.existing_sessions(&touched).await?;
         let mut input: Vec<RecordBatch> = events.to_vec();
+        let mut replaced = 0;
         let mut replaced_days = BTreeSet::new();
         if let Some(existing) = existing {
             let (earlier, days) = self.earlier_events(&existing, chunk).await?;
             input.extend(earlier);
+            replaced = existing.num_rows();
             replaced_days = days;
         }
         Ok(PendingSessions {
             build: tokio::task::spawn_blocking(move || sessions_table::build_sessions(&input)),
+            replaced,
             replaced_days,
         })
     }
@@ -421,8 +430,7 @@ impl Silver<'_> {
         Ok(())
     }
 
-    /// Appends new sessions; replaces recomputed ones by rewriting the `day`
-    /// partitions they are in.
+    /// Appends new sessions; replaces recomputed ones (see [`replace`]).
     async fn write_sessions(
         &mut self,
         sessions: ChunkSessions,
@@ -448,35 +456,13 @@ impl Silver<'_> {
                 .await
                 .map_err(|e| kind.failed(SESSIONS_TABLE, e))?
         } else {
-            // Rewrite the `day` partitions the recomputed sessions were in
-            // (and those of every row written): their untouched sessions and
-            // this chunk's rows, in one commit. Copy-on-write rewrites those
-            // files whatever the operation; this costs less than a MERGE.
-            let mut days = sessions.replaced_days.clone();
-            days.extend(date_column(&sessions.rows, SESSIONS_PARTITION)?);
-            let written = distinct_strings(std::slice::from_ref(&sessions.rows), "session_id")?;
             let ctx = self.fresh_context();
-            let kept = ctx
-                .read_table(table.table_provider().await.map_err(LakeError::Query)?)?
-                .filter(
-                    date_in(SESSIONS_PARTITION, days.iter().copied())
-                        .and(not_in_subquery(col("session_id"), ids_plan(&written)?)),
-                )?
-                .select_columns(&sessions_table::COLUMNS)?;
-            let rows = ctx.read_batches(split_rows(&sessions.rows, write_parallelism()))?;
-            let input = kept.union(rows)?.into_unoptimized_plan();
-            let replaced: Vec<String> = days.iter().map(|d| date_literal(*d)).collect();
-            table
-                .write(Vec::new())
-                .with_input_plan(input)
-                .with_write_batch_size(WRITE_BATCH_ROWS)
-                .with_writer_properties(writer_properties())
-                .with_save_mode(SaveMode::Overwrite)
-                .with_replace_where(format!("{SESSIONS_PARTITION} IN ({})", replaced.join(", ")))
-                .with_partition_columns([SESSIONS_PARTITION])
-                .with_commit_properties(properties)
-                .await
-                .map_err(|e| kind.failed(SESSIONS_TABLE, e))?
+            let replacement = replace::Replacement {
+                rows: sessions.rows,
+                replaced: sessions.replaced,
+                days: &sessions.replaced_days,
+            };
+            replace::replace_sessions(table, &ctx, replacement, properties).await?
         };
         self.sessions = Some(table);
         Ok(())
@@ -581,10 +567,16 @@ fn distinct_strings(batches: &[RecordBatch], name: &str) -> Result<Vec<String>, 
 
 /// A SQL date literal for `days` since 1970-01-01.
 fn date_literal(days: i32) -> String {
-    let date = chrono::DateTime::from_timestamp(i64::from(days) * 86_400, 0)
+    format!("DATE '{}'", day_value(days))
+}
+
+/// The date `days` after 1970-01-01 as `YYYY-MM-DD` (a date partition's value).
+fn day_value(days: i32) -> String {
+    chrono::DateTime::from_timestamp(i64::from(days) * 86_400, 0)
         .map(|t| t.date_naive())
-        .unwrap_or_default();
-    format!("DATE '{}'", date.format("%Y-%m-%d"))
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 /// A date column as days since the epoch.
@@ -725,6 +717,77 @@ mod tests {
             }
         }
         rows
+    }
+
+    /// Data files of `view_sessions` and whether each has a deletion vector.
+    async fn session_files(lake: &Path) -> BTreeMap<String, bool> {
+        let table = open_if_exists(&Lake::new(lake).view_sessions())
+            .await
+            .unwrap()
+            .unwrap();
+        let snapshot = table.snapshot().unwrap();
+        snapshot
+            .log_data()
+            .iter()
+            .map(|f| {
+                (
+                    f.path().to_string(),
+                    f.deletion_vector_descriptor().is_some(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn recomputed_sessions_replace_their_rows_by_deletion_vectors() {
+        let lake = tempfile::tempdir().unwrap();
+        append(
+            lake.path(),
+            &[
+                event(0, 0, "a", "play", 0.0),
+                event(0, 1, "a", "pause", 40.0),
+                event(0, 2, "b", "play", 0.0),
+                event(0, 3, "b", "pause", 10.0),
+            ],
+        )
+        .await;
+        refresh_silver(lake.path(), &videos()).await.unwrap();
+        let first_files = session_files(lake.path()).await;
+
+        // `a` gets a late seek (10 -> 30): 10 + 10 watched instead of 40.
+        let mut late = event(0, 4, "a", "seek", 10.0);
+        late.seek_to_s = Some(30.0);
+        append(lake.path(), &[late]).await;
+        let report = refresh_silver(lake.path(), &videos()).await.unwrap();
+        assert_eq!(report.sessions_recomputed, 1);
+        let files = session_files(lake.path()).await;
+        for path in first_files.keys() {
+            assert!(files.contains_key(path), "{path} was rewritten");
+        }
+        assert_eq!(
+            files.values().filter(|has_vector| **has_vector).count(),
+            1,
+            "the file that held `a` has a deletion vector: {files:?}"
+        );
+
+        // Then `b` (possibly in the same file: its vector must keep `a` deleted).
+        append(lake.path(), &[event(0, 5, "b", "stop", 20.0)]).await;
+        refresh_silver(lake.path(), &videos()).await.unwrap();
+        let expected = vec![("a".to_string(), 3.0, 20.0), ("b".to_string(), 3.0, 10.0)];
+        assert_eq!(sessions(lake.path()).await, expected);
+
+        // Compaction applies the vectors: deleted rows stay deleted.
+        let compacted = crate::maintenance::compact(&Lake::new(lake.path()).view_sessions())
+            .await
+            .unwrap();
+        assert!(compacted.files_removed > 0);
+        assert_eq!(sessions(lake.path()).await, expected);
+        append(lake.path(), &[event(0, 6, "a", "stop", 60.0)]).await;
+        refresh_silver(lake.path(), &videos()).await.unwrap();
+        assert_eq!(
+            sessions(lake.path()).await,
+            vec![("a".to_string(), 4.0, 20.0), ("b".to_string(), 3.0, 10.0)]
+        );
     }
 
     #[test]
