@@ -775,6 +775,14 @@ mod tests {
         refresh_silver(lake.path(), &videos()).await.unwrap();
         let expected = vec![("a".to_string(), 3.0, 20.0), ("b".to_string(), 3.0, 10.0)];
         assert_eq!(sessions(lake.path()).await, expected);
+        // Counted as readers count (export, data tests): not from the files'
+        // row counts, which still include the deleted rows.
+        let ctx = SessionContext::new();
+        register_path(&ctx, "s", &Lake::new(lake.path()).view_sessions())
+            .await
+            .unwrap();
+        let count = run_sql(&ctx, "SELECT COUNT(*) AS n FROM s").await.unwrap();
+        assert_eq!(column_as_f64(&count[0], "n").unwrap(), vec![2.0]);
 
         // Compaction applies the vectors: deleted rows stay deleted.
         let compacted = crate::maintenance::compact(&Lake::new(lake.path()).view_sessions())
