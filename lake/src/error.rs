@@ -109,6 +109,16 @@ pub enum LakeError {
          (its deleted rows would have come back)"
     )]
     DeletionVectorNotFound { table: String, path: String },
+    #[error(
+        "table {table}: {path} holds {read} rows but its statistics record {recorded:?}; \
+         a deletion vector needs the exact count, so nothing was written"
+    )]
+    RowCountMismatch {
+        table: String,
+        path: String,
+        read: u64,
+        recorded: Option<usize>,
+    },
     #[error("table {table}: unexpected column type for `{column}`")]
     ColumnType { table: String, column: String },
 }

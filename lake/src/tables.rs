@@ -174,6 +174,20 @@ pub fn parallel_input(
     batches: Vec<RecordBatch>,
     ways: usize,
 ) -> Result<LogicalPlan, LakeError> {
+    let table = dealt_table(schema, batches, ways)?;
+    Ok(
+        LogicalPlanBuilder::scan("write_input", provider_as_source(Arc::new(table)), None)?
+            .build()?,
+    )
+}
+
+/// `batches` as an in-memory table of `ways` partitions (batches dealt
+/// round-robin), so that a scan of it runs on that many cores.
+pub fn dealt_table(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    ways: usize,
+) -> Result<MemTable, LakeError> {
     let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); ways.max(1)];
     let count = partitions.len();
     for (i, batch) in batches.into_iter().enumerate() {
@@ -184,11 +198,7 @@ pub fn parallel_input(
         // An empty write still commits (it carries the run's progress).
         partitions.push(vec![RecordBatch::new_empty(schema.clone())]);
     }
-    let table = MemTable::try_new(schema, partitions)?;
-    Ok(
-        LogicalPlanBuilder::scan("write_input", provider_as_source(Arc::new(table)), None)?
-            .build()?,
-    )
+    Ok(MemTable::try_new(schema, partitions)?)
 }
 
 /// The cores a run may encode Parquet on.

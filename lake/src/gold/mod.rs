@@ -7,12 +7,14 @@
 
 pub mod changed_days;
 pub mod per_day;
+mod sessions_in_memory;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::json::ArrayWriter;
+use deltalake::datafusion::datasource::TableProvider;
 use deltalake::datafusion::prelude::{SessionContext, col, lit};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
@@ -234,6 +236,20 @@ async fn audited_run(
 ) -> Result<GoldRun, LakeError> {
     check_selection(select)?;
     let silver = SilverSession::open(lake_dir, videos, settings).await?;
+    // Worth holding only when several models read it.
+    let in_memory = match select {
+        None => {
+            sessions_in_memory::sessions_in_memory(&silver.ctx, settings.memory_limit_bytes).await?
+        }
+        Some(_) => None,
+    };
+    let held_rows = in_memory
+        .as_ref()
+        .map(|held| held.table.clone() as Arc<dyn TableProvider>);
+    if let Some(rows) = &held_rows {
+        silver.ctx.deregister_table("view_sessions")?;
+        silver.ctx.register_table("view_sessions", rows.clone())?;
+    }
     let sessions_version = silver.sessions_version();
     let sessions_created = created_time(&silver.sessions)?;
     let mut built = Vec::new();
@@ -253,8 +269,11 @@ async fn audited_run(
         let per_day = if per_day::PER_DAY_MODELS.contains(&name) {
             let ctx = settings.context()?;
             register_metadata(&ctx, videos)?;
-            per_day::rebuild_changed_days(ctx, name, sql, &silver.sessions, previous.clone())
-                .await?
+            let sessions = per_day::Sessions {
+                table: &silver.sessions,
+                held_rows: held_rows.clone(),
+            };
+            per_day::rebuild_changed_days(ctx, name, sql, sessions, previous.clone()).await?
         } else {
             None
         };

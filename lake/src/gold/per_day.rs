@@ -13,6 +13,7 @@ use std::sync::Arc;
 use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::datafusion::datasource::TableProvider;
 use deltalake::datafusion::prelude::SessionContext;
 use tracing::info;
 
@@ -35,17 +36,28 @@ pub struct PerDayRows {
     pub days_rebuilt: usize,
 }
 
-/// The rows of per-day model `name` (`sql`) for `sessions` (the loaded
-/// `view_sessions` version), from its `previous` table; `None` when the
-/// model must be rebuilt in full. `ctx` has the run's settings and the
-/// catalogue registered; `view_sessions` is registered in it here, filtered.
+/// The `view_sessions` version a gold run reads.
+pub struct Sessions<'a> {
+    pub table: &'a DeltaTable,
+    /// Its rows, when the run holds them in memory.
+    pub held_rows: Option<Arc<dyn TableProvider>>,
+}
+
+/// The rows of per-day model `name` (`sql`) for `sessions`, from its
+/// `previous` table; `None` when the model must be rebuilt in full. `ctx`
+/// has the run's settings and the catalogue registered; `view_sessions` is
+/// registered in it here, filtered.
 pub async fn rebuild_changed_days(
     ctx: SessionContext,
     name: &str,
     sql: &str,
-    sessions: &DeltaTable,
+    sessions: Sessions<'_>,
     previous: Option<DeltaTable>,
 ) -> Result<Option<PerDayRows>, LakeError> {
+    let Sessions {
+        table: sessions,
+        held_rows,
+    } = sessions;
     let Some(previous) = previous else {
         return Ok(None);
     };
@@ -71,9 +83,11 @@ pub async fn rebuild_changed_days(
         days.iter()
             .map(|d| d.signed_duration_since(epoch).num_days() as i32),
     );
-    let changed_sessions = ctx
-        .read_table(sessions.table_provider().await.map_err(LakeError::Query)?)?
-        .filter(changed.clone())?;
+    let rows = match held_rows {
+        Some(rows) => rows,
+        None => sessions.table_provider().await.map_err(LakeError::Query)?,
+    };
+    let changed_sessions = ctx.read_table(rows)?.filter(changed.clone())?;
     ctx.register_table("view_sessions", changed_sessions.into_view())?;
     let model_error = |source| LakeError::Model {
         model: name.to_string(),

@@ -24,6 +24,8 @@ pub fn inline_descriptor(deleted: &RoaringTreemap) -> DeletionVectorDescriptor {
         .serialize_into(&mut bytes)
         .expect("writing into a Vec cannot fail");
     let size_in_bytes = i32::try_from(bytes.len()).expect("a file's bitmap fits in 2 GiB");
+    // Whole four-byte groups: the z85 crate would otherwise end with its own
+    // `#` tail, which is not Z85 and which other readers reject.
     bytes.resize(bytes.len().next_multiple_of(4), 0);
     DeletionVectorDescriptor {
         storage_type: StorageType::Inline,
@@ -110,6 +112,21 @@ mod tests {
             prop_assert_eq!(descriptor.cardinality, rows.len() as i64);
             prop_assert_eq!(decode(&descriptor), deleted);
         }
+    }
+
+    /// The inline vector of delta-kernel's test fixture (written by Spark):
+    /// rows 3, 4, 7, 11, 18 and 29 deleted.
+    #[test]
+    fn the_encoding_is_the_one_spark_writes() {
+        let deleted: RoaringTreemap = [3, 4, 7, 11, 18, 29].into_iter().collect();
+        let descriptor = inline_descriptor(&deleted);
+        assert_eq!(
+            descriptor.path_or_inline_dv,
+            "^Bg9^0rr910000000000iXQKl0rr91000f55c8Xg0@@D72lkbi5=-{L"
+        );
+        assert_eq!(descriptor.size_in_bytes, 44);
+        assert_eq!(descriptor.cardinality, 6);
+        assert_eq!(descriptor.offset, None);
     }
 
     #[test]

@@ -116,7 +116,12 @@ pub async fn refresh_silver_with(
         ctx: &ctx,
         lake: &lake,
         enriched: open_if_exists(&lake.enriched_events()).await?,
-        sessions: open_if_exists(&lake.view_sessions()).await?,
+        sessions: match open_if_exists(&lake.view_sessions()).await? {
+            // Before the run reads it: the replacements' conflict checks then
+            // start from the version it read.
+            Some(table) => Some(replace::allow_deletion_vectors(table).await?),
+            None => None,
+        },
         partitions: &partitions,
         report: &mut report,
     };
@@ -452,6 +457,8 @@ impl Silver<'_> {
                 .with_writer_properties(writer_properties())
                 .with_save_mode(SaveMode::Append)
                 .with_partition_columns([SESSIONS_PARTITION])
+                // Used when the write creates the table (see [`replace`]).
+                .with_configuration([(replace::ENABLE_DELETION_VECTORS, Some("true"))])
                 .with_commit_properties(properties)
                 .await
                 .map_err(|e| kind.failed(SESSIONS_TABLE, e))?
@@ -796,6 +803,59 @@ mod tests {
             sessions(lake.path()).await,
             vec![("a".to_string(), 4.0, 20.0), ("b".to_string(), 3.0, 10.0)]
         );
+    }
+
+    #[tokio::test]
+    async fn a_replacement_read_before_a_compaction_is_refused() {
+        let lake = tempfile::tempdir().unwrap();
+        append(lake.path(), &[event(0, 0, "a", "play", 0.0)]).await;
+        refresh_silver(lake.path(), &videos()).await.unwrap();
+        let path = Lake::new(lake.path()).view_sessions();
+        let created = open_if_exists(&path).await.unwrap().unwrap();
+        let protocol = created.snapshot().unwrap().protocol().clone();
+        assert_eq!(
+            (protocol.min_reader_version(), protocol.min_writer_version()),
+            (3, 7),
+            "created with deletion vectors enabled"
+        );
+        append(lake.path(), &[event(1, 0, "b", "play", 0.0)]).await;
+        refresh_silver(lake.path(), &videos()).await.unwrap();
+
+        // A writer reads the table and `a`'s row; compaction then merges the
+        // day's two files (removing them without a data change).
+        let stale = open_if_exists(&path).await.unwrap().unwrap();
+        let ctx = SessionContext::new();
+        let found = ctx
+            .read_table(stale.table_provider().await.unwrap())
+            .unwrap()
+            .filter(col("session_id").eq(deltalake::datafusion::prelude::lit("a")))
+            .unwrap()
+            .select_columns(&sessions_table::COLUMNS)
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let rows = deltalake::arrow::compute::concat_batches(&found[0].schema(), &found).unwrap();
+        let days: BTreeSet<i32> = date_column(&rows, SESSIONS_PARTITION)
+            .unwrap()
+            .into_iter()
+            .collect();
+        let compacted = crate::maintenance::compact(&path).await.unwrap();
+        assert_eq!(compacted.files_removed, 2);
+
+        let replacement = replace::Replacement {
+            rows,
+            replaced: 1,
+            days: &days,
+        };
+        let refused =
+            replace::replace_sessions(stale, &ctx, replacement, CommitProperties::default()).await;
+        assert!(
+            matches!(refused, Err(LakeError::Delta { .. })),
+            "the compacted file would have kept `a` beside its new row: {:?}",
+            refused.map(|t| t.version())
+        );
+        assert_eq!(sessions(lake.path()).await.len(), 2);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, ObjectStore};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use roaring::RoaringTreemap;
 use tracing::info;
 
@@ -27,11 +27,11 @@ use super::day_value;
 use super::deletion_vector::{deleted_positions, inline_descriptor, rows_with_ids};
 use crate::error::LakeError;
 use crate::parquet_layout::writer_properties;
-use crate::tables::SESSIONS_TABLE;
+use crate::tables::{SESSIONS_TABLE, write_parallelism};
 
 /// The table property that lets writers add deletion vectors; setting it
 /// also adds the `deletionVectors` feature to the protocol (reader 3, writer 7).
-const ENABLE_DELETION_VECTORS: &str = "delta.enableDeletionVectors";
+pub const ENABLE_DELETION_VECTORS: &str = "delta.enableDeletionVectors";
 
 fn delta_error(source: deltalake::DeltaTableError) -> LakeError {
     LakeError::delta(SESSIONS_TABLE, source)
@@ -55,6 +55,8 @@ pub async fn replace_sessions(
     replacement: Replacement<'_>,
     properties: CommitProperties,
 ) -> Result<DeltaTable, LakeError> {
+    // Enabled when the run began or the table was created; this upgrade is for
+    // a table created without the property by another writer meanwhile.
     let table = allow_deletion_vectors(table).await?;
     let ids = Arc::new(session_ids(&replacement.rows)?);
     let days: HashSet<String> = replacement.days.iter().map(|d| day_value(*d)).collect();
@@ -71,18 +73,21 @@ pub async fn replace_sessions(
     let mut deleted = existing_deletions(&table, ctx, &files).await?;
 
     let store = table.object_store();
-    let reads: Vec<_> = files
+    // A few files read at once, each on its own task (decoding is CPU work).
+    let to_read: Vec<_> = files
         .iter()
-        .map(|file| {
-            let (store, ids) = (store.clone(), ids.clone());
-            let (path, size) = (file.object_store_path(), file.size());
-            tokio::spawn(async move { rows_of_sessions(store, path, size, &ids).await })
-        })
+        .map(|file| (file.object_store_path(), file.size(), file.num_records()))
         .collect();
+    let mut reads =
+        futures::stream::iter(to_read.into_iter().map(move |(path, size, recorded)| {
+            let (store, ids) = (store.clone(), ids.clone());
+            tokio::spawn(async move { rows_of_sessions(store, path, size, recorded, &ids).await })
+        }))
+        .buffered(2 * write_parallelism());
     let mut actions = Vec::new();
     let mut found = 0usize;
-    for (file, read) in files.iter().zip(reads) {
-        let rows = read.await??;
+    for file in &files {
+        let rows = reads.next().await.expect("one read per file")??;
         let path = file.path().to_string();
         let file_deleted = deleted.remove(&path).unwrap_or_default();
         let newly: RoaringTreemap = rows.into_iter().collect::<RoaringTreemap>() - &file_deleted;
@@ -120,6 +125,11 @@ pub async fn replace_sessions(
         .iter()
         .map(|d| super::date_literal(*d))
         .collect();
+    // The read predicate must name every partition whose files are removed:
+    // a compaction committed meanwhile removed them without a data change,
+    // which no remove check catches, and only its new file in one of these
+    // partitions makes this commit conflict (instead of bringing the old
+    // rows back beside the compacted copy).
     let operation = DeltaOperation::Update {
         predicate: Some(format!(
             "{} IN ({})",
@@ -142,7 +152,7 @@ pub async fn replace_sessions(
 
 /// `table` with deletion vectors allowed; a table created before they were
 /// used is upgraded once (readers then need Delta reader version 3).
-async fn allow_deletion_vectors(table: DeltaTable) -> Result<DeltaTable, LakeError> {
+pub async fn allow_deletion_vectors(table: DeltaTable) -> Result<DeltaTable, LakeError> {
     let snapshot = table.snapshot().map_err(delta_error)?;
     let (_, feature) = TableFeatures::DeletionVectors.to_reader_writer_features();
     let supported = snapshot
@@ -204,11 +214,14 @@ async fn existing_deletions(
     Ok(deleted)
 }
 
-/// Positions in the data file at `path` of the rows whose `session_id` is in `ids`.
+/// Positions in the data file at `path` of the rows whose `session_id` is in
+/// `ids`. The file must hold the `recorded` rows its statistics say: readers
+/// apply a deletion vector by those positions and that count.
 async fn rows_of_sessions(
     store: Arc<dyn ObjectStore>,
     path: deltalake::Path,
     size: i64,
+    recorded: Option<usize>,
     ids: &HashSet<String>,
 ) -> Result<Vec<u64>, LakeError> {
     let reader = ParquetObjectReader::new(store, path.clone()).with_file_size(size as u64);
@@ -236,6 +249,14 @@ async fn rows_of_sessions(
             }
         })?);
         first_row += batch.num_rows() as u64;
+    }
+    if recorded != Some(first_row as usize) {
+        return Err(LakeError::RowCountMismatch {
+            table: SESSIONS_TABLE.to_string(),
+            path: path.to_string(),
+            read: first_row,
+            recorded,
+        });
     }
     Ok(rows)
 }
