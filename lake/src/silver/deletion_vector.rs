@@ -54,29 +54,20 @@ pub fn rows_with_ids(
     wanted: &HashSet<String>,
     first_row: u64,
 ) -> Option<Vec<u64>> {
-    let matching = |position: usize, id: Option<&str>| {
-        id.is_some_and(|id| wanted.contains(id))
-            .then_some(first_row + position as u64)
-    };
+    fn matching<'a>(
+        ids: impl Iterator<Item = Option<&'a str>>,
+        wanted: &HashSet<String>,
+        first_row: u64,
+    ) -> Vec<u64> {
+        ids.enumerate()
+            .filter(|(_, id)| id.is_some_and(|id| wanted.contains(id)))
+            .map(|(position, _)| first_row + position as u64)
+            .collect()
+    }
     Some(match ids.data_type() {
-        DataType::Utf8 => ids
-            .as_string::<i32>()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, id)| matching(i, id))
-            .collect(),
-        DataType::LargeUtf8 => ids
-            .as_string::<i64>()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, id)| matching(i, id))
-            .collect(),
-        DataType::Utf8View => ids
-            .as_string_view()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, id)| matching(i, id))
-            .collect(),
+        DataType::Utf8 => matching(ids.as_string::<i32>().iter(), wanted, first_row),
+        DataType::LargeUtf8 => matching(ids.as_string::<i64>().iter(), wanted, first_row),
+        DataType::Utf8View => matching(ids.as_string_view().iter(), wanted, first_row),
         _ => return None,
     })
 }
