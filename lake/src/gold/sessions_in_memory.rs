@@ -84,3 +84,56 @@ pub async fn sessions_in_memory(
         _reservation: reservation,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::engine::LakeSettings;
+
+    async fn context_with_sessions(memory_limit_bytes: usize, rows: usize) -> SessionContext {
+        let ctx = LakeSettings {
+            memory_limit_bytes,
+            ..LakeSettings::default()
+        }
+        .context()
+        .unwrap();
+        let fields: Vec<Field> = MODEL_COLUMNS
+            .iter()
+            .map(|name| Field::new(*name, DataType::Utf8, false))
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let column: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..rows).map(|i| format!("value-{i:08}")),
+        ));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![column; MODEL_COLUMNS.len()]).unwrap();
+        let table = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
+        ctx.register_table("view_sessions", Arc::new(table))
+            .unwrap();
+        ctx
+    }
+
+    #[tokio::test]
+    async fn rows_are_held_within_a_third_of_the_pool_and_counted_in_it() {
+        let ctx = context_with_sessions(64 << 20, 10_000).await;
+        let held = sessions_in_memory(&ctx, 64 << 20)
+            .await
+            .unwrap()
+            .expect("held");
+        let reserved = ctx.runtime_env().memory_pool.reserved();
+        assert!(reserved > 0 && reserved <= (64 << 20) / 3, "{reserved}");
+        drop(held);
+        assert_eq!(ctx.runtime_env().memory_pool.reserved(), 0);
+    }
+
+    #[tokio::test]
+    async fn rows_beyond_a_third_of_the_pool_are_not_held() {
+        // About 2.5 MB of rows against a third of 3 MiB.
+        let ctx = context_with_sessions(3 << 20, 10_000).await;
+        assert!(sessions_in_memory(&ctx, 3 << 20).await.unwrap().is_none());
+        assert_eq!(ctx.runtime_env().memory_pool.reserved(), 0);
+    }
+}
