@@ -15,12 +15,13 @@
 
 pub mod chunks;
 mod deletion_vector;
+mod earlier_events;
 mod replace;
 pub mod session;
 pub mod sessions_table;
 pub mod watermarks;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -390,6 +391,12 @@ impl Silver<'_> {
         // clock in the year 9999 spans millions of days, not of partitions.
         let spans: Vec<(i32, i32)> = first.into_iter().zip(last).collect();
         let event_days = days_within(&spans, &partition_days(enriched, ENRICHED_PARTITION)?);
+        let wanted: HashSet<String> = ids.iter().cloned().collect();
+        if let Some(earlier) =
+            earlier_events::earlier_events(enriched, &event_days, wanted, chunk).await?
+        {
+            return Ok((earlier, replaced_days));
+        }
         let ctx = self.fresh_context();
         register_table(&ctx, "enriched", enriched).await?;
         let frame = ctx.table("enriched").await?;
@@ -498,22 +505,25 @@ fn partition_days(table: &DeltaTable, column: &str) -> Result<BTreeSet<i32>, Lak
     let snapshot = table
         .snapshot()
         .map_err(|e| LakeError::delta(ENRICHED_TABLE, e))?;
-    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
     let mut days = BTreeSet::new();
     for file in snapshot.log_data().iter() {
         let values = file.partition_values_map();
         let Some(Some(value)) = values.get(column) else {
             continue;
         };
-        let date = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
-            LakeError::ColumnType {
-                table: ENRICHED_TABLE.into(),
-                column: column.into(),
-            }
-        })?;
-        days.insert((date - epoch).num_days() as i32);
+        days.insert(partition_day(value).ok_or_else(|| LakeError::ColumnType {
+            table: ENRICHED_TABLE.into(),
+            column: column.into(),
+        })?);
     }
     Ok(days)
+}
+
+/// A date partition value (`YYYY-MM-DD`) as days since the epoch.
+fn partition_day(value: &str) -> Option<i32> {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
+    let date = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?;
+    i32::try_from((date - epoch).num_days()).ok()
 }
 
 /// `batch` cut into `parts` slices (zero-copy).
@@ -877,6 +887,94 @@ mod tests {
             .collect();
         assert_eq!(days_within(&spans, &partitions), expected);
         assert!(days_within(&[], &partitions).is_empty());
+    }
+
+    /// Session and offset of every row of `batches`, sorted.
+    fn rows_of(batches: &[RecordBatch]) -> Vec<(String, i64)> {
+        let mut rows = Vec::new();
+        for batch in batches {
+            let sessions = column_as_strings(batch, "session_id").unwrap();
+            let offsets = crate::query::column_as_i64(batch, "kafka_offset").unwrap();
+            rows.extend(sessions.into_iter().zip(offsets));
+        }
+        rows.sort();
+        rows
+    }
+
+    #[tokio::test]
+    async fn earlier_events_are_read_from_parquet_unless_a_file_has_a_deletion_vector() {
+        let lake = tempfile::tempdir().unwrap();
+        let rows = vec![
+            event(0, 0, "a", "play", 0.0),
+            event(0, 1, "b", "play", 0.0),
+            event(0, 2, "a", "pause", 40.0),
+            event(1, 0, "c", "play", 0.0),
+            event(1, 1, "a", "stop", 50.0),
+        ];
+        append(lake.path(), &rows).await;
+        refresh_silver(lake.path(), &videos()).await.unwrap();
+        let enriched = open_if_exists(&Lake::new(lake.path()).enriched_events())
+            .await
+            .unwrap()
+            .unwrap();
+        let days = partition_days(&enriched, ENRICHED_PARTITION).unwrap();
+        let wanted = || ["a".to_string(), "c".to_string()].into_iter().collect();
+        // Partition 0 from offset 2 on is the chunk's own.
+        let chunk = Chunk::from([(
+            0,
+            chunks::OffsetRange {
+                after: Some(1),
+                up_to: 9,
+            },
+        )]);
+        let read = earlier_events::earlier_events(&enriched, &days, wanted(), &chunk)
+            .await
+            .unwrap()
+            .expect("plain files are read directly");
+        let expected = vec![
+            ("a".to_string(), 0),
+            ("a".to_string(), 1),
+            ("c".to_string(), 0),
+        ];
+        assert_eq!(rows_of(&read), expected);
+        let mut columns: Vec<String> = read[0]
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        columns.sort();
+        let mut inputs = sessions_table::INPUT_COLUMNS.map(String::from).to_vec();
+        inputs.sort();
+        assert_eq!(columns, inputs);
+
+        // Another writer deletes the first row of a file.
+        let enriched = replace::allow_deletion_vectors(enriched).await.unwrap();
+        let snapshot = enriched.snapshot().unwrap();
+        let file = snapshot.log_data().iter().next().unwrap();
+        let deleted = roaring::RoaringTreemap::from_iter([0u64]);
+        let actions = vec![
+            deltalake::kernel::Action::Remove(file.remove_action(true)),
+            deltalake::kernel::Action::Add(replace::with_deletion_vector(&file, &deleted)),
+        ];
+        let committed = deltalake::kernel::transaction::CommitBuilder::default()
+            .with_actions(actions)
+            .build(
+                Some(snapshot as _),
+                enriched.log_store(),
+                deltalake::protocol::DeltaOperation::Delete { predicate: None },
+            )
+            .await
+            .unwrap();
+        let mut enriched = enriched;
+        enriched.load_version(committed.version()).await.unwrap();
+        let read = earlier_events::earlier_events(&enriched, &days, wanted(), &chunk)
+            .await
+            .unwrap();
+        assert!(
+            read.is_none(),
+            "left to DataFusion, which applies the vector"
+        );
     }
 
     #[tokio::test]

@@ -264,7 +264,7 @@ async fn rows_of_sessions(
 /// `file`'s add action with `deleted` as its deletion vector. Its statistics
 /// still count the deleted rows, so they are marked as bounds rather than
 /// exact (`tightBounds`), as the protocol asks.
-fn with_deletion_vector(file: &LogicalFileView, deleted: &RoaringTreemap) -> Add {
+pub(super) fn with_deletion_vector(file: &LogicalFileView, deleted: &RoaringTreemap) -> Add {
     let stats = file.stats().map(
         |stats| match serde_json::from_str::<serde_json::Value>(&stats) {
             Ok(serde_json::Value::Object(mut fields)) => {
