@@ -4,8 +4,9 @@
 //! Parquet columns again (a `top_creators` over 1.6M sessions took 0.2 s, most
 //! of it reading). Held once, the models read memory. The rows are counted
 //! against the run's memory pool, and held only while they take at most a
-//! third of it; a larger table is read by each model as before. Why a third:
-//! the rows take about 160 bytes per session, and `top_videos`' final
+//! third of it (measured as read, before the viewers are coded below); a
+//! larger table is read by each model as before. Why a third: the rows take
+//! about 160 bytes per session as read, and `top_videos`' final
 //! aggregation (distinct viewers per video, which cannot spill) needs about
 //! 250 bytes per session of the pool, so at a third the models keep room for
 //! it; at half, a 1.6M-session lake failed `top_videos` with a 600 MiB pool
@@ -14,8 +15,9 @@
 //! `user_key` is held as a number per viewer (codes given in order of first
 //! appearance), not as its 32 characters: the models only count distinct
 //! viewers, which a one-to-one code leaves unchanged, and grouping and
-//! hashing numbers costs a fraction of strings (`top_videos`' distinct viewers
-//! per video was the slowest model).
+//! hashing numbers costs a fraction of strings: on a 1.6M-session lake,
+//! `top_videos` (distinct viewers per video) built in 0.17-0.22 s instead of
+//! 0.48-0.65 s, and the held rows took 173 MB instead of 260 MB.
 
 use std::sync::Arc;
 
