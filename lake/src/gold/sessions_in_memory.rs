@@ -102,7 +102,7 @@ pub async fn sessions_in_memory(
 
 /// `batches` with their `user_key` strings replaced by `UInt32` codes, one per
 /// distinct key across all batches (nulls stay null); unchanged when there is
-/// no `Utf8` `user_key` or more keys than codes.
+/// no string `user_key` or more keys than codes.
 fn coded_viewers(
     schema: SchemaRef,
     batches: Vec<RecordBatch>,

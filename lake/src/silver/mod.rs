@@ -21,7 +21,7 @@ pub mod session;
 pub mod sessions_table;
 pub mod watermarks;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -391,9 +391,8 @@ impl Silver<'_> {
         // clock in the year 9999 spans millions of days, not of partitions.
         let spans: Vec<(i32, i32)> = first.into_iter().zip(last).collect();
         let event_days = days_within(&spans, &partition_days(enriched, ENRICHED_PARTITION)?);
-        let wanted: HashSet<String> = ids.iter().cloned().collect();
         if let Some(earlier) =
-            earlier_events::earlier_events(enriched, &event_days, wanted, chunk).await?
+            earlier_events::earlier_events(enriched, &event_days, &ids, chunk).await?
         {
             return Ok((earlier, replaced_days));
         }
@@ -918,7 +917,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let days = partition_days(&enriched, ENRICHED_PARTITION).unwrap();
-        let wanted = || ["a".to_string(), "c".to_string()].into_iter().collect();
+        let wanted = ["a".to_string(), "c".to_string()];
         // Partition 0 from offset 2 on is the chunk's own.
         let chunk = Chunk::from([(
             0,
@@ -927,7 +926,7 @@ mod tests {
                 up_to: 9,
             },
         )]);
-        let read = earlier_events::earlier_events(&enriched, &days, wanted(), &chunk)
+        let read = earlier_events::earlier_events(&enriched, &days, &wanted, &chunk)
             .await
             .unwrap()
             .expect("plain files are read directly");
@@ -968,7 +967,7 @@ mod tests {
             .unwrap();
         let mut enriched = enriched;
         enriched.load_version(committed.version()).await.unwrap();
-        let read = earlier_events::earlier_events(&enriched, &days, wanted(), &chunk)
+        let read = earlier_events::earlier_events(&enriched, &days, &wanted, &chunk)
             .await
             .unwrap();
         assert!(
