@@ -10,9 +10,9 @@
 //! for the rows it keeps (0.74-0.83 s).
 //!
 //! Only plain files are read this way: when a file of the days read has a
-//! deletion vector or lacks a column, or the table maps column names,
-//! [`earlier_events`] answers `None` and the caller reads through DataFusion,
-//! which handles all three.
+//! deletion vector, lacks a column or holds `session_id` as other than plain
+//! strings, or the table maps column names, [`earlier_events`] answers `None`
+//! and the caller reads through DataFusion, which handles them all.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -165,7 +165,8 @@ fn in_chunk(chunk: &Chunk, partition: i32, offset: i64) -> bool {
     })
 }
 
-/// The kept rows of one data file; `None` when it lacks a column.
+/// The kept rows of one data file; `None` when it lacks a column or its
+/// `session_id` is not a plain string column.
 async fn rows_of_file(
     store: Arc<dyn ObjectStore>,
     path: deltalake::Path,
@@ -177,11 +178,20 @@ async fn rows_of_file(
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(failed)?;
+    let schema = builder.schema();
     let has_all = INPUT_COLUMNS
         .iter()
         .chain(&FILTER_COLUMNS)
-        .all(|name| builder.schema().column_with_name(name).is_some());
-    if !has_all {
+        .all(|name| schema.column_with_name(name).is_some());
+    // Another writer's file may say its ids are dictionary-encoded strings,
+    // which the filter does not read.
+    let plain_ids = schema.field_with_name("session_id").is_ok_and(|f| {
+        matches!(
+            f.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        )
+    });
+    if !has_all || !plain_ids {
         return Ok(None);
     }
     let parquet_schema = builder.parquet_schema();
