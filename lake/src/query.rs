@@ -63,6 +63,17 @@ fn named_column<'a>(
         })
 }
 
+/// The values of a string array of any of Arrow's string types (Utf8,
+/// LargeUtf8, Utf8View), read in place; `None` for any other type.
+pub fn string_values(array: &dyn Array) -> Option<Box<dyn Iterator<Item = Option<&str>> + '_>> {
+    Some(match array.data_type() {
+        DataType::Utf8 => Box::new(array.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => Box::new(array.as_string::<i64>().iter()),
+        DataType::Utf8View => Box::new(array.as_string_view().iter()),
+        _ => return None,
+    })
+}
+
 /// A string column whatever its physical encoding (Utf8, LargeUtf8, Utf8View).
 /// Nulls come out as empty strings.
 pub fn column_as_strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>, LakeError> {

@@ -21,7 +21,7 @@
 
 use std::sync::Arc;
 
-use deltalake::arrow::array::{AsArray, RecordBatch, StringDictionaryBuilder, UInt32Array};
+use deltalake::arrow::array::{RecordBatch, StringDictionaryBuilder, UInt32Array};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
@@ -30,6 +30,7 @@ use futures::TryStreamExt;
 use tracing::info;
 
 use crate::error::LakeError;
+use crate::query::string_values;
 use crate::tables::dealt_table;
 
 /// The `view_sessions` columns the models read. A model that reads another
@@ -110,25 +111,17 @@ fn coded_viewers(
     let Ok(index) = schema.index_of(VIEWER_COLUMN) else {
         return Ok((schema, batches));
     };
-    if !matches!(
-        schema.field(index).data_type(),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-    ) {
-        return Ok((schema, batches));
-    }
     let mut codes = StringDictionaryBuilder::<UInt32Type>::new();
-    let mut overflowed = false;
+    let mut uncoded = false;
     'batches: for batch in &batches {
-        let column = batch.column(index);
-        let keys: Box<dyn Iterator<Item = Option<&str>>> = match column.data_type() {
-            DataType::LargeUtf8 => Box::new(column.as_string::<i64>().iter()),
-            DataType::Utf8View => Box::new(column.as_string_view().iter()),
-            _ => Box::new(column.as_string::<i32>().iter()),
+        let Some(keys) = string_values(batch.column(index).as_ref()) else {
+            uncoded = true;
+            break;
         };
         for key in keys {
             match key {
                 Some(key) if codes.append(key).is_err() => {
-                    overflowed = true;
+                    uncoded = true;
                     break 'batches;
                 }
                 Some(_) => {}
@@ -136,7 +129,7 @@ fn coded_viewers(
             }
         }
     }
-    if overflowed {
+    if uncoded {
         return Ok((schema, batches));
     }
     let codes = codes.finish();
@@ -160,7 +153,7 @@ fn coded_viewers(
 
 #[cfg(test)]
 mod tests {
-    use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray};
+    use deltalake::arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
     use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;

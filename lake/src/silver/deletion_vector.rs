@@ -5,10 +5,11 @@
 
 use std::collections::HashSet;
 
-use deltalake::arrow::array::{Array, AsArray};
-use deltalake::arrow::datatypes::DataType;
+use deltalake::arrow::array::Array;
 use deltalake::kernel::{DeletionVectorDescriptor, StorageType};
 use roaring::RoaringTreemap;
+
+use crate::query::string_values;
 
 /// The Delta protocol's magic number of a portable 64-bit roaring bitmap
 /// (`RoaringBitmapArray` format), written little-endian before it.
@@ -54,22 +55,13 @@ pub fn rows_with_ids(
     wanted: &HashSet<String>,
     first_row: u64,
 ) -> Option<Vec<u64>> {
-    fn matching<'a>(
-        ids: impl Iterator<Item = Option<&'a str>>,
-        wanted: &HashSet<String>,
-        first_row: u64,
-    ) -> Vec<u64> {
-        ids.enumerate()
+    Some(
+        string_values(ids)?
+            .enumerate()
             .filter(|(_, id)| id.is_some_and(|id| wanted.contains(id)))
             .map(|(position, _)| first_row + position as u64)
-            .collect()
-    }
-    Some(match ids.data_type() {
-        DataType::Utf8 => matching(ids.as_string::<i32>().iter(), wanted, first_row),
-        DataType::LargeUtf8 => matching(ids.as_string::<i64>().iter(), wanted, first_row),
-        DataType::Utf8View => matching(ids.as_string_view().iter(), wanted, first_row),
-        _ => return None,
-    })
+            .collect(),
+    )
 }
 
 #[cfg(test)]

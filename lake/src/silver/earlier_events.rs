@@ -31,6 +31,7 @@ use super::chunks::Chunk;
 use super::sessions_table::INPUT_COLUMNS;
 use super::{ENRICHED_PARTITION, partition_day};
 use crate::error::LakeError;
+use crate::query::string_values;
 use crate::tables::{ENRICHED_TABLE, write_parallelism};
 
 /// The columns the row filter decodes for every row.
@@ -135,26 +136,10 @@ impl Wanted {
                 offsets.is_valid(row).then(|| offsets.value(row)),
             ))
         };
-        Ok(match ids.data_type() {
-            DataType::Utf8 => ids
-                .as_string::<i32>()
-                .iter()
-                .enumerate()
-                .map(keep)
-                .collect(),
-            DataType::LargeUtf8 => ids
-                .as_string::<i64>()
-                .iter()
-                .enumerate()
-                .map(keep)
-                .collect(),
-            DataType::Utf8View => ids.as_string_view().iter().enumerate().map(keep).collect(),
-            other => {
-                return Err(ArrowError::SchemaError(format!(
-                    "session_id is {other}, not a string"
-                )));
-            }
-        })
+        let ids = string_values(ids.as_ref()).ok_or_else(|| {
+            ArrowError::SchemaError(format!("session_id is {}, not a string", ids.data_type()))
+        })?;
+        Ok(ids.enumerate().map(keep).collect())
     }
 }
 
