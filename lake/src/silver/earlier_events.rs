@@ -29,7 +29,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::chunks::Chunk;
 use super::sessions_table::INPUT_COLUMNS;
-use super::{ENRICHED_PARTITION, partition_day};
+use super::{ENRICHED_PARTITION, files_in_days};
 use crate::error::LakeError;
 use crate::query::string_values;
 use crate::tables::{ENRICHED_TABLE, write_parallelism};
@@ -58,18 +58,7 @@ pub async fn earlier_events(
         return Ok(None);
     }
     let mut files = Vec::new();
-    for file in snapshot.log_data().iter() {
-        // Read as `partition_days` read the days, so both agree on every value.
-        let in_days = match file.partition_values_map().get(ENRICHED_PARTITION) {
-            Some(Some(value)) => match partition_day(value) {
-                Some(day) => days.contains(&day),
-                None => return Ok(None),
-            },
-            _ => false,
-        };
-        if !in_days {
-            continue;
-        }
+    for file in files_in_days(table, ENRICHED_TABLE, ENRICHED_PARTITION, days)? {
         if file.deletion_vector_descriptor().is_some() {
             return Ok(None);
         }

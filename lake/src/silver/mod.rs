@@ -36,8 +36,8 @@ use deltalake::datafusion::logical_expr::{
     Expr, LogicalPlan, LogicalPlanBuilder, cast as cast_expr,
 };
 use deltalake::datafusion::prelude::{SessionContext, col, in_subquery};
-use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{LogicalFileView, Transaction};
 use deltalake::protocol::SaveMode;
 use tracing::info;
 
@@ -506,16 +506,41 @@ fn partition_days(table: &DeltaTable, column: &str) -> Result<BTreeSet<i32>, Lak
         .map_err(|e| LakeError::delta(ENRICHED_TABLE, e))?;
     let mut days = BTreeSet::new();
     for file in snapshot.log_data().iter() {
-        let values = file.partition_values_map();
-        let Some(Some(value)) = values.get(column) else {
-            continue;
-        };
-        days.insert(partition_day(value).ok_or_else(|| LakeError::ColumnType {
-            table: ENRICHED_TABLE.into(),
-            column: column.into(),
-        })?);
+        days.extend(file_day(&file, ENRICHED_TABLE, column)?);
     }
     Ok(days)
+}
+
+/// The files of `table` (named `name`) in the partitions of the date column
+/// `column` that are among `days`.
+fn files_in_days(
+    table: &DeltaTable,
+    name: &str,
+    column: &str,
+    days: &BTreeSet<i32>,
+) -> Result<Vec<LogicalFileView>, LakeError> {
+    let snapshot = table.snapshot().map_err(|e| LakeError::delta(name, e))?;
+    let mut files = Vec::new();
+    for file in snapshot.log_data().iter() {
+        if file_day(&file, name, column)?.is_some_and(|day| days.contains(&day)) {
+            files.push(file);
+        }
+    }
+    Ok(files)
+}
+
+/// The day of `file`'s partition in the date column `column` of table
+/// `name`; `None` when the file has no value there.
+fn file_day(file: &LogicalFileView, name: &str, column: &str) -> Result<Option<i32>, LakeError> {
+    match file.partition_values_map().get(column) {
+        Some(Some(value)) => partition_day(value)
+            .map(Some)
+            .ok_or_else(|| LakeError::ColumnType {
+                table: name.into(),
+                column: column.into(),
+            }),
+        _ => Ok(None),
+    }
 }
 
 /// A date partition value (`YYYY-MM-DD`) as days since the epoch.

@@ -23,7 +23,6 @@ use futures::{StreamExt, TryStreamExt};
 use roaring::RoaringTreemap;
 use tracing::info;
 
-use super::day_value;
 use super::deletion_vector::{deleted_positions, inline_descriptor, rows_with_ids};
 use crate::error::LakeError;
 use crate::parquet_layout::writer_properties;
@@ -59,17 +58,13 @@ pub async fn replace_sessions(
     // a table created without the property by another writer meanwhile.
     let table = allow_deletion_vectors(table).await?;
     let ids = Arc::new(session_ids(&replacement.rows)?);
-    let days: HashSet<String> = replacement.days.iter().map(|d| day_value(*d)).collect();
     let snapshot = table.snapshot().map_err(delta_error)?;
-    let files: Vec<LogicalFileView> = snapshot
-        .log_data()
-        .iter()
-        .filter(|file| {
-            file.partition_values_map()
-                .get(super::SESSIONS_PARTITION)
-                .is_some_and(|day| day.as_ref().is_some_and(|day| days.contains(day)))
-        })
-        .collect();
+    let files = super::files_in_days(
+        &table,
+        SESSIONS_TABLE,
+        super::SESSIONS_PARTITION,
+        replacement.days,
+    )?;
     let mut deleted = existing_deletions(&table, ctx, &files).await?;
 
     let store = table.object_store();
