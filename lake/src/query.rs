@@ -63,6 +63,14 @@ fn named_column<'a>(
         })
 }
 
+/// Whether `data_type` is one of the types [`string_values`] reads.
+pub fn is_plain_string(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
 /// The values of a string array of any of Arrow's string types (Utf8,
 /// LargeUtf8, Utf8View), read in place; `None` for any other type.
 pub fn string_values(array: &dyn Array) -> Option<Box<dyn Iterator<Item = Option<&str>> + '_>> {

@@ -31,7 +31,7 @@ use super::chunks::Chunk;
 use super::sessions_table::INPUT_COLUMNS;
 use super::{ENRICHED_PARTITION, files_in_days};
 use crate::error::LakeError;
-use crate::query::string_values;
+use crate::query::{is_plain_string, string_values};
 use crate::tables::{ENRICHED_TABLE, write_parallelism};
 
 /// The columns the row filter decodes for every row.
@@ -159,12 +159,9 @@ async fn rows_of_file(
         .all(|name| schema.column_with_name(name).is_some());
     // Another writer's file may say its ids are dictionary-encoded strings,
     // which the filter does not read.
-    let plain_ids = schema.field_with_name("session_id").is_ok_and(|f| {
-        matches!(
-            f.data_type(),
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-        )
-    });
+    let plain_ids = schema
+        .field_with_name("session_id")
+        .is_ok_and(|f| is_plain_string(f.data_type()));
     if !has_all || !plain_ids {
         return Ok(None);
     }
