@@ -248,6 +248,41 @@ pub fn watermarks(brokers: &str, topic: &str, partition: i32) -> Result<(i64, i6
     Ok(client.fetch_watermarks(topic, partition, METADATA_TIMEOUT)?)
 }
 
+/// What resuming a partition asks the brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionOnBroker {
+    /// The partition's (low, high) watermarks.
+    pub range: (i64, i64),
+    /// The id of the cluster the brokers belong to; `None` when they name
+    /// none (Kafka before 0.10.1).
+    pub cluster_id: Option<String>,
+}
+
+/// The watermarks of one partition and the brokers' cluster id, over one
+/// client. Blocking.
+pub fn partition_on_broker(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<PartitionOnBroker, ActorError> {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let range = client.fetch_watermarks(topic, partition, METADATA_TIMEOUT)?;
+    // Answered from the metadata the watermarks needed: no second round trip.
+    let cluster_id = client.client().fetch_cluster_id(METADATA_TIMEOUT);
+    Ok(PartitionOnBroker { range, cluster_id })
+}
+
+/// The id of the cluster `brokers` belong to; `None` when they do not answer
+/// within `timeout` or name none. Blocking.
+pub fn cluster_id(brokers: &str, timeout: Duration) -> Result<Option<String>, ActorError> {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    Ok(client.client().fetch_cluster_id(timeout))
+}
+
 /// The high watermarks of a topic's partitions, for lag, asked over one
 /// client kept for the life of the reader and in one `ListOffsets` request
 /// per leader (the "latest" timestamp, -1, of Kafka's protocol). A client

@@ -49,15 +49,20 @@ pub async fn resume(
     // Where to start is decided before the fence: a partition that cannot
     // resume (offsets gone under `on-missing-offsets = "fail"`) then adds no
     // bronze version and no Raft entry at each of its restarts.
-    let range = {
+    let on_broker = {
         let (brokers, topic) = (
             context.kafka.brokers.clone(),
             context.kafka.input_topic.clone(),
         );
-        tokio::task::spawn_blocking(move || kafka::watermarks(&brokers, &topic, partition))
+        tokio::task::spawn_blocking(move || kafka::partition_on_broker(&brokers, &topic, partition))
             .await
             .map_err(ActorError::Task)??
     };
+    // The node checks at its start only if the brokers answered then.
+    if let Some(cluster_id) = &on_broker.cluster_id {
+        bronze.ensure_kafka_cluster(cluster_id).await?;
+    }
+    let range = on_broker.range;
     let start = start_position(
         partition,
         marks.last_offset,

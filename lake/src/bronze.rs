@@ -43,6 +43,9 @@ pub const SECRET_FINGERPRINT_PROPERTY: &str = "streamreel.userKeyFingerprint";
 /// The table property holding the Kafka topic bronze is ingested from.
 pub const INPUT_TOPIC_PROPERTY: &str = "streamreel.inputTopic";
 
+/// The table property holding the id of the Kafka cluster bronze is ingested from.
+pub const KAFKA_CLUSTER_PROPERTY: &str = "streamreel.kafkaClusterId";
+
 fn utc_micros() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
@@ -289,6 +292,22 @@ impl BronzeTable {
         match self.record_or_compare(INPUT_TOPIC_PROPERTY, ours).await? {
             None => Ok(()),
             Some(found) => Err(LakeError::InputTopicMismatch {
+                table: self.path.display().to_string(),
+                found,
+                ours: ours.to_string(),
+            }),
+        }
+    }
+
+    /// Refuses to go on reading a topic of another Kafka cluster than the one
+    /// bronze was ingested from (`ours`: the brokers' cluster id). A topic of
+    /// the same name elsewhere has other records at the same offsets, so
+    /// [`ensure_input_topic`](Self::ensure_input_topic) cannot tell them
+    /// apart. The first writer that reaches a broker records the id.
+    pub async fn ensure_kafka_cluster(&mut self, ours: &str) -> Result<(), LakeError> {
+        match self.record_or_compare(KAFKA_CLUSTER_PROPERTY, ours).await? {
+            None => Ok(()),
+            Some(found) => Err(LakeError::KafkaClusterMismatch {
                 table: self.path.display().to_string(),
                 found,
                 ours: ours.to_string(),
@@ -655,7 +674,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_writer_reading_another_topic_is_refused() {
+    async fn a_writer_reading_another_topic_or_cluster_is_refused() {
         let lake = tempfile::tempdir().unwrap();
         let mut first = BronzeTable::open_or_create(lake.path()).await.unwrap();
         first.ensure_secret_fingerprint("aaaa").await.unwrap();
@@ -674,5 +693,14 @@ mod tests {
             matches!(&error, LakeError::SecretMismatch { found, .. } if found == "aaaa"),
             "{error}"
         );
+
+        first.ensure_kafka_cluster("cluster-a").await.unwrap();
+        other.ensure_kafka_cluster("cluster-a").await.unwrap();
+        let error = again.ensure_kafka_cluster("cluster-b").await.unwrap_err();
+        assert!(
+            matches!(&error, LakeError::KafkaClusterMismatch { found, ours, .. } if found == "cluster-a" && ours == "cluster-b"),
+            "{error}"
+        );
+        again.ensure_input_topic("video-events").await.unwrap();
     }
 }

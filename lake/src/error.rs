@@ -73,6 +73,17 @@ pub enum LakeError {
         ours: String,
     },
     #[error(
+        "the lake at {table} holds bronze ingested from the Kafka cluster {found:?}, and this \
+         node's brokers belong to cluster {ours:?}: offsets of one cluster say nothing about \
+         another's, so resuming there would skip or repeat events; set kafka.brokers to the \
+         cluster {found:?}, or use a new lake"
+    )]
+    KafkaClusterMismatch {
+        table: String,
+        found: String,
+        ours: String,
+    },
+    #[error(
         "vacuum retention of {hours} h is below the 1 h floor: files still being written could be deleted"
     )]
     RetentionTooShort { hours: i64 },

@@ -39,6 +39,29 @@ const BROKER_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// How often every member lists the input topic's partitions.
 const DISCOVER_EVERY: Duration = Duration::from_secs(10);
 
+/// How long the start waits for the brokers to name their cluster.
+const CLUSTER_ID_WAIT: Duration = Duration::from_secs(5);
+
+/// Refuses a lake ingested from another Kafka cluster. Done here, before any
+/// partition actor, so that recording the id on a new lake races no bronze
+/// commit; brokers that do not answer yet are checked as partitions resume.
+async fn check_kafka_cluster(bronze: &mut BronzeTable, brokers: &str) -> Result<(), NodeError> {
+    let asked = brokers.to_string();
+    let found =
+        tokio::task::spawn_blocking(move || kafka::cluster_id(&asked, CLUSTER_ID_WAIT)).await??;
+    match found {
+        Some(cluster_id) => {
+            bronze.ensure_kafka_cluster(&cluster_id).await?;
+            info!(%cluster_id, "kafka cluster matches the lake's");
+        }
+        None => info!(
+            brokers,
+            "the brokers named no cluster id yet; it is checked as partitions resume"
+        ),
+    }
+    Ok(())
+}
+
 pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
     let lake_dir = config.lake_dir();
     for dir in [&lake_dir, &config.data_dir] {
@@ -67,6 +90,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         .ensure_secret_fingerprint(&keyer.fingerprint())
         .await?;
     bronze.ensure_input_topic(&settings.input_topic).await?;
+    check_kafka_cluster(&mut bronze, &settings.brokers).await?;
 
     let member = ClusterMember::start(
         config.node_id,

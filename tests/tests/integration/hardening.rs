@@ -1,7 +1,8 @@
 //! Inputs and outages that must never stall a partition, lose an event or
 //! double one: oversized and broken records, a broker that is down when the
 //! node starts and goes down in the middle of ingest, a stop with a batch
-//! in hand, and a start on a lake or data dir that belongs to something else.
+//! in hand, and a start on a lake (another topic or Kafka cluster) or data
+//! dir that belongs to something else.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -252,14 +253,41 @@ async fn a_broker_down_at_start_and_mid_ingest_loses_and_doubles_nothing() -> an
     assert_eq!(ingest_total(&after, "restarts"), restarts_before, "{after}");
     assert!(node.is_running());
     assert!(node.stop(Duration::from_secs(60))?.success());
-    Ok(())
+    // The broker was down when the node started, so the partitions recorded
+    // its cluster as they resumed: another cluster is refused.
+    let cluster = broker_cluster_id(&broker).await?;
+    assert_lake_cluster(data.path(), &cluster).await
+}
+
+async fn broker_cluster_id(broker: &Broker) -> anyhow::Result<String> {
+    let brokers = broker.brokers();
+    tokio::task::spawn_blocking(move || {
+        streamreel_actors::kafka::cluster_id(&brokers, Duration::from_secs(10))
+    })
+    .await??
+    .ok_or_else(|| anyhow::anyhow!("the broker named no cluster id"))
+}
+
+/// Asserts that the lake in `data` records `cluster` as its Kafka cluster:
+/// another id is refused, naming it.
+async fn assert_lake_cluster(data: &std::path::Path, cluster: &str) -> anyhow::Result<()> {
+    let mut bronze = streamreel_lake::BronzeTable::open_or_create(&data.join("lake")).await?;
+    match bronze.ensure_kafka_cluster("not-this-cluster").await {
+        Err(streamreel_lake::LakeError::KafkaClusterMismatch { found, .. }) => {
+            assert_eq!(found, cluster);
+            Ok(())
+        }
+        other => anyhow::bail!("expected the lake to name cluster {cluster:?}: {other:?}"),
+    }
 }
 
 /// What is on disk decides what a node may do with it: a lake keeps the topic
-/// it was ingested from, a data dir the member that first used it. Both are
-/// refused at start, before any broker is needed.
+/// and the Kafka cluster it was ingested from, a data dir the member that
+/// first used it. All are refused at start, the topic and the member before
+/// any broker is needed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_refuses_another_topics_lake_and_another_members_data_dir() -> anyhow::Result<()> {
+async fn a_node_refuses_another_topics_or_clusters_lake_and_another_members_data_dir()
+-> anyhow::Result<()> {
     let no_broker = "127.0.0.1:1";
     let data = tempfile::tempdir()?;
     let mut bronze =
@@ -287,6 +315,32 @@ async fn a_node_refuses_another_topics_lake_and_another_members_data_dir() -> an
     assert_eq!(exit.code(), Some(1), "{}", node.log());
     assert!(
         node.log().contains("belongs to node 2") && node.log().contains("this is node 1"),
+        "{}",
+        node.log()
+    );
+
+    // A topic of the same name on another cluster: its offsets hold other
+    // records, so resuming there would skip or repeat events.
+    let broker = Broker::start()?;
+    let cluster = broker_cluster_id(&broker).await?;
+    let data = tempfile::tempdir()?;
+    let mut bronze =
+        streamreel_lake::BronzeTable::open_or_create(&data.path().join("lake")).await?;
+    bronze.ensure_input_topic(INPUT).await?;
+    bronze.ensure_kafka_cluster("another-cluster").await?;
+    let mut node = NodeProcess::start(
+        &broker.brokers(),
+        data.path(),
+        &node_config(1_000, 1_000),
+        &[],
+    )?;
+    let exit = node.wait_for_exit(Duration::from_secs(30))?;
+    assert_eq!(exit.code(), Some(1), "{}", node.log());
+    assert!(
+        node.log().contains(&format!(
+            "ingested from the Kafka cluster \"another-cluster\", and this node's brokers belong \
+             to cluster {cluster:?}"
+        )),
         "{}",
         node.log()
     );
@@ -385,7 +439,8 @@ async fn a_failed_lake_commit_is_retried_without_sending_the_batch_again() -> an
     let clean = tokio::task::spawn_blocking(move || read_topic(&brokers, "clean-events")).await??;
     assert_eq!(clean.len(), valid, "each clean event sent once");
     assert!(node.stop(Duration::from_secs(60))?.success());
-    Ok(())
+    // The node recorded its brokers' cluster in the lake as it started.
+    assert_lake_cluster(data.path(), &broker_cluster_id(&broker).await?).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
