@@ -1,12 +1,18 @@
-//! Table maintenance: compaction (Delta optimize) and vacuum.
+//! Table maintenance: compaction (Delta optimize, then rewriting partitions
+//! whose deletion vectors mark many rows) and vacuum.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
+use deltalake::DeltaTable;
+use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::{Clock, VacuumMode};
 use deltalake::table::config::TablePropertiesExt;
+use deltalake::{FilterOp, FilterValue};
+use tracing::info;
 
+use crate::engine::LakeSettings;
 use crate::error::LakeError;
 use crate::parquet_layout::writer_properties;
 use crate::tables::open_if_exists;
@@ -17,22 +23,133 @@ pub struct CompactionReport {
     pub files_added: u64,
 }
 
-/// Rewrites small files into larger ones; rows and their values do not change,
-/// and concurrent appends are not disturbed (compaction removes are not data changes).
-pub async fn compact(path: &Path) -> Result<CompactionReport, LakeError> {
+/// Rewrites small files into larger ones, then rewrites whole the
+/// partitions where deletion vectors still mark at least
+/// [`PURGE_DELETED_SHARE`] of the rows. The rows readers see and their values
+/// do not change, and concurrent appends are not disturbed (compaction
+/// removes are not data changes). `settings` bounds the memory of the
+/// rewrites, which sort a partition.
+pub async fn compact(path: &Path, settings: &LakeSettings) -> Result<CompactionReport, LakeError> {
     let Some(table) = open_if_exists(path).await? else {
         return Ok(CompactionReport::default());
     };
     let name = path.display().to_string();
-    let (_, metrics) = table
+    let (table, metrics) = table
         .optimize()
         .with_writer_properties(writer_properties())
         .await
         .map_err(|e| LakeError::delta(&name, e))?;
+    let purged = purge_deleted_rows(table, &name, settings).await?;
     Ok(CompactionReport {
-        files_removed: metrics.num_files_removed,
-        files_added: metrics.num_files_added,
+        files_removed: metrics.num_files_removed + purged.files_removed,
+        files_added: metrics.num_files_added + purged.files_added,
     })
+}
+
+/// The share of a partition's rows its deletion vectors must mark for
+/// compaction to rewrite it whole. Bin-packing leaves a file above the
+/// target size, or alone in its bin, as it is, with the rows its vector
+/// deletes still on disk and read past by every scan; the share bounds how
+/// often a large partition is rewritten for a few deleted rows.
+pub const PURGE_DELETED_SHARE: f64 = 0.1;
+
+/// A partition's values, by column.
+pub type PartitionValues = BTreeMap<String, Option<String>>;
+
+/// One data file as purging weighs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRows {
+    pub partition: PartitionValues,
+    /// Rows the file holds, deleted ones included (0 when unrecorded).
+    pub records: u64,
+    /// Rows its deletion vector marks deleted.
+    pub deleted: u64,
+}
+
+/// The partitions whose deleted rows reach [`PURGE_DELETED_SHARE`] of their
+/// rows; a file without a row count counts none, so its deletions weigh fully.
+pub fn partitions_to_purge(files: &[FileRows]) -> Vec<PartitionValues> {
+    let mut totals: BTreeMap<&PartitionValues, (u64, u64)> = BTreeMap::new();
+    for file in files {
+        let (records, deleted) = totals.entry(&file.partition).or_default();
+        *records += file.records;
+        *deleted += file.deleted;
+    }
+    totals
+        .into_iter()
+        .filter(|(_, (records, deleted))| {
+            *deleted > 0 && *deleted as f64 >= PURGE_DELETED_SHARE * *records as f64
+        })
+        .map(|(partition, _)| partition.clone())
+        .collect()
+}
+
+/// Rewrites the [`partitions_to_purge`] of `table`, one commit each. Through
+/// Z-order, the one optimize of delta-rs that rewrites every file of a
+/// partition whatever its size; it reads through deletion vectors, so the
+/// deleted rows are left behind.
+async fn purge_deleted_rows(
+    mut table: DeltaTable,
+    name: &str,
+    settings: &LakeSettings,
+) -> Result<CompactionReport, LakeError> {
+    let failed = |e| LakeError::delta(name, e);
+    let snapshot = table.snapshot().map_err(failed)?;
+    let files: Vec<FileRows> = snapshot
+        .log_data()
+        .iter()
+        .map(|file| FileRows {
+            partition: file.partition_values_map().into_iter().collect(),
+            records: file.num_records().unwrap_or(0) as u64,
+            deleted: file
+                .deletion_vector_descriptor()
+                .map_or(0, |vector| vector.cardinality.max(0) as u64),
+        })
+        .collect();
+    let partitions = partitions_to_purge(&files);
+    let partition_columns = snapshot.metadata().partition_columns().to_vec();
+    // Any column will do to order by: the point is the rewrite.
+    let Some(order_by) = snapshot
+        .schema()
+        .fields()
+        .find(|f| {
+            !partition_columns.contains(f.name()) && f.data_type().as_primitive_opt().is_some()
+        })
+        .map(|f| f.name().clone())
+    else {
+        return Ok(CompactionReport::default());
+    };
+    let mut report = CompactionReport::default();
+    for partition in partitions {
+        // Delta's partition filters read an empty value as null.
+        let filters: Vec<_> = partition
+            .iter()
+            .map(|(column, value)| {
+                let value = value.as_deref().unwrap_or("");
+                (column.as_str(), FilterOp::Eq, FilterValue::Scalar(value))
+            })
+            .collect();
+        let session = Arc::new(settings.context()?.state());
+        let (rewritten, metrics) = table
+            .optimize()
+            .with_type(OptimizeType::ZOrder(vec![order_by.clone()]))
+            .with_filters(&filters)
+            .with_writer_properties(writer_properties())
+            .with_session_state(session)
+            .await
+            .map_err(failed)?;
+        table = rewritten;
+        info!(
+            table = name,
+            ?partition,
+            files_removed = metrics.num_files_removed,
+            files_added = metrics.num_files_added,
+            "rewrote a partition without the rows its deletion vectors mark"
+        );
+        report.files_removed += metrics.num_files_removed;
+        report.files_added += metrics.num_files_added;
+    }
+    Ok(report)
 }
 
 /// The shortest vacuum retention: a file a writer is still committing, or
@@ -115,4 +232,47 @@ pub async fn file_count(path: &Path) -> Result<u64, LakeError> {
         .get_file_uris()
         .map_err(|e| LakeError::delta(&name, e))?;
     Ok(uris.count() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(day: Option<&str>, records: u64, deleted: u64) -> FileRows {
+        FileRows {
+            partition: [("day".to_string(), day.map(str::to_string))].into(),
+            records,
+            deleted,
+        }
+    }
+
+    fn days(partitions: &[PartitionValues]) -> Vec<Option<String>> {
+        partitions.iter().map(|p| p["day"].clone()).collect()
+    }
+
+    #[test]
+    fn a_partition_is_rewritten_once_its_deleted_rows_reach_the_share() {
+        let files = [
+            // 10 of 100: at the share.
+            file(Some("2026-11-01"), 100, 10),
+            // 9 of 100 over two files: below it.
+            file(Some("2026-11-02"), 60, 9),
+            file(Some("2026-11-02"), 40, 0),
+            // A large file's few deletions and the small file beside it
+            // (bin-packing rewrites the small one, leaving the large).
+            file(Some("2026-11-03"), 1_000_000, 50_000),
+            file(Some("2026-11-03"), 10, 0),
+            // Nothing deleted.
+            file(Some("2026-11-04"), 100, 0),
+            // No row count: its deletions weigh fully.
+            file(Some("2026-11-05"), 0, 1),
+            // The null partition is one partition.
+            file(None, 5, 1),
+        ];
+        assert_eq!(
+            days(&partitions_to_purge(&files)),
+            [None, Some("2026-11-01".into()), Some("2026-11-05".into())]
+        );
+        assert!(partitions_to_purge(&[]).is_empty());
+    }
 }

@@ -67,7 +67,7 @@ pub async fn run_job(
             let mut added = 0;
             let lake = Lake::new(lake_dir);
             for path in [lake.bronze(), lake.enriched_events(), lake.view_sessions()] {
-                let report = compact(&path).await?;
+                let report = compact(&path, &schedule.lake).await?;
                 removed += report.files_removed;
                 added += report.files_added;
             }

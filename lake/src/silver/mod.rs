@@ -651,6 +651,8 @@ async fn distinct_partitions(ctx: &SessionContext, table: &str) -> Result<Vec<i3
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use streamreel_protocol::BronzeRow;
 
     use super::*;
@@ -829,9 +831,12 @@ mod tests {
         assert_eq!(row_count(&Lake::new(lake.path()).view_sessions()).await, 2);
 
         // Compaction applies the vectors: deleted rows stay deleted.
-        let compacted = crate::maintenance::compact(&Lake::new(lake.path()).view_sessions())
-            .await
-            .unwrap();
+        let compacted = crate::maintenance::compact(
+            &Lake::new(lake.path()).view_sessions(),
+            &LakeSettings::default(),
+        )
+        .await
+        .unwrap();
         assert!(compacted.files_removed > 0);
         assert_eq!(sessions(lake.path()).await, expected);
         append(lake.path(), &[event(0, 6, "a", "stop", 60.0)]).await;
@@ -840,6 +845,64 @@ mod tests {
             sessions(lake.path()).await,
             vec![("a".to_string(), 4.0, 20.0), ("b".to_string(), 3.0, 10.0)]
         );
+    }
+
+    #[tokio::test]
+    async fn compaction_drops_the_deleted_rows_of_files_above_its_target_size() {
+        let lake = tempfile::tempdir().unwrap();
+        append(
+            lake.path(),
+            &[
+                event(0, 0, "a", "play", 0.0),
+                event(0, 1, "a", "pause", 40.0),
+                event(0, 2, "b", "play", 0.0),
+                event(0, 3, "b", "pause", 10.0),
+            ],
+        )
+        .await;
+        refresh_silver(lake.path(), &videos()).await.unwrap();
+        let path = Lake::new(lake.path()).view_sessions();
+        // Every file is above a one-byte target: bin-packing leaves them all.
+        open_if_exists(&path)
+            .await
+            .unwrap()
+            .unwrap()
+            .set_tbl_properties()
+            .with_properties(HashMap::from([(
+                "delta.targetFileSize".to_string(),
+                "1".to_string(),
+            )]))
+            .await
+            .unwrap();
+        let mut late = event(0, 4, "a", "seek", 10.0);
+        late.seek_to_s = Some(30.0);
+        append(lake.path(), &[late]).await;
+        refresh_silver(lake.path(), &videos()).await.unwrap();
+        let expected = sessions(lake.path()).await;
+        assert_eq!(expected.len(), 2);
+        let stored_rows = || async {
+            let table = open_if_exists(&path).await.unwrap().unwrap();
+            let snapshot = table.snapshot().unwrap();
+            snapshot
+                .log_data()
+                .iter()
+                .map(|f| f.num_records().unwrap())
+                .sum::<usize>()
+        };
+        assert_eq!(
+            stored_rows().await,
+            3,
+            "`a`'s old row is only marked deleted"
+        );
+
+        let report = crate::maintenance::compact(&path, &LakeSettings::default())
+            .await
+            .unwrap();
+        assert!(report.files_removed >= 2, "{report:?}");
+        let files = session_files(lake.path()).await;
+        assert!(files.values().all(|vector| !vector), "{files:?}");
+        assert_eq!(stored_rows().await, 2, "the deleted row is gone from disk");
+        assert_eq!(sessions(lake.path()).await, expected);
     }
 
     #[tokio::test]
@@ -877,7 +940,9 @@ mod tests {
             .unwrap()
             .into_iter()
             .collect();
-        let compacted = crate::maintenance::compact(&path).await.unwrap();
+        let compacted = crate::maintenance::compact(&path, &LakeSettings::default())
+            .await
+            .unwrap();
         assert_eq!(compacted.files_removed, 2);
 
         let replacement = replace::Replacement {

@@ -461,7 +461,7 @@ async fn compaction_keeps_rows_and_vacuum_waits_for_the_retention_period() -> an
         "many small commits: {files_before} files"
     );
 
-    let report = compact(&path).await?;
+    let report = compact(&path, &LakeSettings::default()).await?;
     assert_eq!(report.files_removed, files_before);
     let files_after = file_count(&path).await?;
     assert!(
