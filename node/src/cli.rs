@@ -101,16 +101,27 @@ pub enum ModelsCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct AdminArgs {
     /// Any node's HTTP URL, e.g. http://127.0.0.1:8081 (changes reach the leader from there)
     #[arg(long)]
     pub node: String,
     /// The admin token, if the node has one.
-    #[arg(long, env = "STREAMREEL_ADMIN_TOKEN")]
+    // Without `hide_env_values`, `--help` would print the variable's value.
+    #[arg(long, env = "STREAMREEL_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     #[command(subcommand)]
     pub command: AdminSubcommand,
+}
+
+impl std::fmt::Debug for AdminArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminArgs")
+            .field("node", &self.node)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("command", &self.command)
+            .finish()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,5 +245,46 @@ impl LakeArgs {
                 ),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn the_admin_token_is_never_shown() {
+        let cli = Cli::try_parse_from([
+            "streamreel",
+            "admin",
+            "--node",
+            "http://127.0.0.1:8080",
+            "--token",
+            "tok-3141592653",
+            "status",
+        ])
+        .unwrap();
+        let Command::Admin(args) = &cli.command else {
+            panic!("parsed as {cli:?}");
+        };
+        assert_eq!(args.token.as_deref(), Some("tok-3141592653"));
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("tok-3141592653"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+
+        // `--help` names the variable but not its value.
+        let command = Cli::command();
+        let admin = command.find_subcommand("admin").unwrap();
+        let token = admin
+            .get_arguments()
+            .find(|a| a.get_id() == "token")
+            .unwrap();
+        assert_eq!(
+            token.get_env(),
+            Some(std::ffi::OsStr::new("STREAMREEL_ADMIN_TOKEN"))
+        );
+        assert!(token.is_hide_env_values_set());
     }
 }
