@@ -62,7 +62,10 @@ pub async fn export(
         let _ = std::fs::remove_file(&partial);
     }
     let rows = written?;
-    std::fs::rename(&partial, out).map_err(io_error(out))?;
+    if let Err(error) = std::fs::rename(&partial, out) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(io_error(out)(error));
+    }
     Ok(rows)
 }
 
@@ -119,8 +122,9 @@ fn export_error<E: std::fmt::Display>(out: &Path) -> impl FnOnce(E) -> NodeError
     }
 }
 
-/// `out` with `.partial` added to its name, beside it.
-fn partial_path(out: &Path) -> PathBuf {
+/// `out` with `.partial` added to its name, beside it: where the export
+/// writes until it is complete.
+pub fn partial_path(out: &Path) -> PathBuf {
     let mut name = out.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
     out.with_file_name(name)

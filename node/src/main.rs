@@ -44,6 +44,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Interrupted>() => {
+            eprintln!("error: {e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {}", error_chain_text(e.as_ref()));
             ExitCode::FAILURE
@@ -51,12 +55,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// A command without a graceful stop was stopped by a signal: exit 130, as
+/// shells report a command ended by Ctrl-C.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by a signal before it finished")]
+struct Interrupted;
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
     match cli.command {
-        Command::Node(args) => run_node(args, shutdown).await,
-        Command::Simulate(args) => simulate(args, shutdown).await,
+        Command::Node(args) => {
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            run_node(args, shutdown).await
+        }
+        Command::Simulate(args) => {
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            simulate(args, shutdown).await
+        }
+        // The others have nothing to finish: each of their lake commits is
+        // whole, and an export is renamed into place only when complete.
+        command => {
+            let partial = match &command {
+                Command::Export(args) => Some(export::partial_path(&args.out)),
+                _ => None,
+            };
+            tokio::select! {
+                result = run_once(command) => result,
+                () = wait_for_signal() => {
+                    if let Some(partial) = partial {
+                        let _ = std::fs::remove_file(partial);
+                    }
+                    Err(Interrupted.into())
+                }
+            }
+        }
+    }
+}
+
+/// The commands that run to their end, or until the first signal.
+async fn run_once(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Node(_) | Command::Simulate(_) => {
+            unreachable!("node and simulate stop gracefully, in `run`")
+        }
         Command::Models(args) => match args.command {
             ModelsCommand::Run {
                 select,

@@ -15,7 +15,7 @@ use streamreel_protocol::UserKeyer;
 use streamreel_tests::TEST_SECRET;
 use streamreel_tests::broker::{Broker, free_port};
 use streamreel_tests::bronze_reader::bronze_rows;
-use streamreel_tests::node_process::{NodeProcess, node_config};
+use streamreel_tests::node_process::{NodeProcess, node_config, streamreel_binary};
 use streamreel_tests::simulated;
 use streamreel_tests::topic_reader::read_topic;
 use streamreel_tests::wait::{poll_every, wait_for};
@@ -412,6 +412,50 @@ async fn a_stop_commits_the_batch_in_hand_or_exits_non_zero() -> anyhow::Result<
     let exit = node.stop(Duration::from_secs(60))?;
     assert!(exit.success(), "{exit}: {}", node.log());
     assert_bronze_exact(data.path(), &sent).await?;
+    Ok(())
+}
+
+/// `admin`, `models`, `inspect` and `export` have nothing to finish: the first
+/// signal stops them, with the exit status shells give a Ctrl-C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_without_a_graceful_stop_ends_at_the_first_signal() -> anyhow::Result<()> {
+    // A node that takes connections and never answers: `admin` would wait
+    // for its whole timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    silent.set_nonblocking(true)?;
+    let mut admin = std::process::Command::new(streamreel_binary()?)
+        .args([
+            "admin",
+            "--node",
+            &format!("http://{}", silent.local_addr()?),
+        ])
+        .arg("status")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Connected: the command runs, and listens for signals.
+    let _connection = wait_for("admin to connect", Duration::from_secs(30), || {
+        let accepted = match silent.accept() {
+            Ok((connection, _)) => Ok(Some(connection)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e.into()),
+        };
+        async move { accepted }
+    })
+    .await?;
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &admin.id().to_string()])
+        .status()?;
+    assert!(sent.success());
+    let exit = wait_for("admin to exit", Duration::from_secs(10), || {
+        let exited = admin.try_wait();
+        async move { Ok(exited?) }
+    })
+    .await?;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut admin.stderr.take().expect("piped"), &mut stderr)?;
+    assert_eq!(exit.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by a signal"), "{stderr}");
     Ok(())
 }
 
