@@ -52,6 +52,14 @@ pub async fn admin(
     };
     // Trimmed and blank-as-unset, as the node reads its own token.
     let request = match token.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(token) if !crate::config::is_header_safe(token) => {
+            return Err(NodeError::Argument {
+                name: "--token",
+                reason: "holds a character other than printable ASCII (space to '~'), which \
+                         an HTTP header cannot carry"
+                    .into(),
+            });
+        }
         Some(token) => request.bearer_auth(token),
         None => request,
     };

@@ -21,7 +21,8 @@ mod secrets;
 mod validate;
 
 use raw::*;
-use secrets::{ReadFile, read_token, resolve_secret};
+pub use secrets::is_header_safe;
+use secrets::{ReadFile, TokenSource, read_token, resolve_secret};
 use validate::validate;
 pub use validate::{brokers_are_valid, is_kafka_topic_name};
 
@@ -73,6 +74,11 @@ pub enum ConfigError {
     MissingAdminToken { addr: SocketAddr },
     #[error("token file {path} is empty")]
     EmptyToken { path: String },
+    #[error(
+        "the {which} token from {from} holds a character other than printable ASCII (space to \
+         '~'): an HTTP header cannot carry it, so every request with it would be refused"
+    )]
+    TokenNotAscii { which: &'static str, from: String },
 }
 
 /// Flags given on the command line; each one set overrides the file.
@@ -655,6 +661,29 @@ uri = "/srv/lake"
         );
         let error = load(&text, Overrides::default(), env(SECRET)).unwrap_err();
         assert!(matches!(error, ConfigError::EmptyToken { .. }), "{error}");
+
+        // No HTTP header can carry these, so every request would be refused.
+        let accented = dir.path().join("accented-token");
+        std::fs::write(&accented, "jeton-sécurisé\n").unwrap();
+        let text = format!(
+            "[node]\nadmin-token-file = {:?}\n",
+            accented.display().to_string()
+        );
+        let error = load(&text, Overrides::default(), env(SECRET)).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::TokenNotAscii { which: "admin", from } if from.ends_with("accented-token")),
+            "{error}"
+        );
+        let control = EnvSecrets {
+            cluster_token: Some("clus\u{7}ter".into()),
+            admin_token: Some("admin token".into()),
+            ..env(SECRET)
+        };
+        let error = load(exposed, Overrides::default(), control).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::TokenNotAscii { which: "cluster", from } if from == CLUSTER_TOKEN_ENV),
+            "{error}"
+        );
     }
 
     #[test]

@@ -6,14 +6,32 @@ use super::*;
 /// Reads a secret file; injected, so that validation stays apart from the disk.
 pub(super) type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
 
-/// A token from the environment, else from a file (trimmed); an empty file is refused.
+/// Which token, and the variable it comes from first.
+pub(super) struct TokenSource {
+    pub which: &'static str,
+    pub env: &'static str,
+}
+
+/// A token from the environment, else from a file (trimmed); an empty file,
+/// and a token no HTTP header can carry, are refused.
 pub(super) fn read_token(
+    source: TokenSource,
     from_env: Option<String>,
     file: Option<&Path>,
     read_file: ReadFile,
 ) -> Result<Option<String>, ConfigError> {
+    let checked = |token: &str, from: String| {
+        if is_header_safe(token) {
+            Ok(Some(token.to_string()))
+        } else {
+            Err(ConfigError::TokenNotAscii {
+                which: source.which,
+                from,
+            })
+        }
+    };
     if let Some(token) = from_env.filter(|t| !t.trim().is_empty()) {
-        return Ok(Some(token.trim().to_string()));
+        return checked(token.trim(), source.env.to_string());
     }
     let Some(file) = file else {
         return Ok(None);
@@ -29,7 +47,12 @@ pub(super) fn read_token(
             path: file.display().to_string(),
         });
     }
-    Ok(Some(token.to_string()))
+    checked(token, file.display().to_string())
+}
+
+/// Whether an HTTP header value can carry `token`: printable ASCII only.
+pub fn is_header_safe(token: &str) -> bool {
+    token.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
 /// The environment wins over the file; demo mode falls back to a fixed secret.

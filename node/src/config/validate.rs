@@ -222,6 +222,10 @@ pub(super) fn validate(
         24 * 366,
     )?;
     let admin_token = read_token(
+        TokenSource {
+            which: "admin",
+            env: ADMIN_TOKEN_ENV,
+        },
         admin_token_from_env,
         raw.node.admin_token_file.as_deref(),
         read_file,
@@ -347,6 +351,10 @@ pub(super) fn validate(
     let listen_addr = members[&node_id].clone();
     let http_listen: SocketAddr = listen_addr.parse().expect("checked above");
     let cluster_token = read_token(
+        TokenSource {
+            which: "cluster",
+            env: CLUSTER_TOKEN_ENV,
+        },
         cluster_token_from_env,
         cluster_token_file.as_deref(),
         read_file,
