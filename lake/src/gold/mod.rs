@@ -13,7 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::json::ArrayWriter;
+use deltalake::arrow::json::WriterBuilder;
+use deltalake::arrow::json::writer::JsonArray;
 use deltalake::datafusion::datasource::TableProvider;
 use deltalake::datafusion::prelude::{SessionContext, col, lit};
 use deltalake::kernel::Transaction;
@@ -490,7 +491,10 @@ pub async fn gold_rows(
         frame = frame.filter(col("video_id").eq(lit(video_id)))?;
     }
     let batches = frame.collect().await?;
-    let mut writer = ArrayWriter::new(Vec::new());
+    // Nulls written out, so that every row has every column.
+    let mut writer = WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, JsonArray>(Vec::new());
     for batch in &batches {
         writer.write(batch)?;
     }
@@ -507,7 +511,7 @@ pub async fn gold_rows(
 
 #[cfg(test)]
 mod tests {
-    use deltalake::arrow::array::Int64Array;
+    use deltalake::arrow::array::{Int64Array, StringArray};
     use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
@@ -546,6 +550,39 @@ mod tests {
             .json;
         let rows: Vec<serde_json::Value> = serde_json::from_slice(&json).unwrap();
         rows[0]["views"].as_i64().unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_row_read_for_readers_names_every_column_even_when_null() {
+        let lake = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("video_id", DataType::Utf8, false),
+            Field::new("genre", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["v1", "v2"])),
+                Arc::new(StringArray::from(vec![Some("drama"), None])),
+            ],
+        )
+        .unwrap();
+        publish(lake.path(), "top_videos", None, vec![batch], &from(1, 1))
+            .await
+            .unwrap();
+        let json = gold_rows(lake.path(), "top_videos", None)
+            .await
+            .unwrap()
+            .unwrap()
+            .json;
+        let rows: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(
+            rows,
+            serde_json::json!([
+                {"video_id": "v1", "genre": "drama"},
+                {"video_id": "v2", "genre": null},
+            ])
+        );
     }
 
     #[tokio::test]
