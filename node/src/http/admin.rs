@@ -150,7 +150,7 @@ async fn run_job(
         Ok(kind) => kind,
         Err(e) => return error_response(StatusCode::NOT_FOUND, e),
     };
-    let coordinator = match leader_coordinator(&state, &headers).await {
+    let coordinator = match leader_coordinator(&state).await {
         Ok(coordinator) => coordinator,
         Err(answer) => return answer,
     };
@@ -176,7 +176,7 @@ async fn run_job(
 }
 
 async fn rebalance(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let coordinator = match leader_coordinator(&state, &headers).await {
+    let coordinator = match leader_coordinator(&state).await {
         Ok(coordinator) => coordinator,
         Err(answer) => return answer,
     };
@@ -235,7 +235,7 @@ async fn move_partition(
             );
         }
     }
-    let coordinator = match leader_coordinator(&state, &headers).await {
+    let coordinator = match leader_coordinator(&state).await {
         Ok(coordinator) => coordinator,
         Err(answer) => return answer,
     };
@@ -454,7 +454,6 @@ async fn remove_node(
 /// be forwarded, `Err(answer)` when it cannot be served.
 async fn leader_coordinator(
     state: &AppState,
-    headers: &HeaderMap,
 ) -> Result<Option<ractor::ActorRef<CoordinatorMsg>>, Response> {
     if state.member.is_leader() {
         // Just elected: the coordinator starts within a moment.
@@ -472,16 +471,12 @@ async fn leader_coordinator(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    if headers.contains_key(FORWARDED) {
-        return Err(error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not the leader (leadership moved); retry",
-        ));
-    }
     Ok(None)
 }
 
-/// Sends the request to the leader and relays its answer.
+/// Sends the request to the leader and relays its answer. A request that
+/// was forwarded already is not sent on: during a change of leader two
+/// nodes could otherwise pass it back and forth.
 async fn forward(
     state: &AppState,
     method: Method,
@@ -489,6 +484,12 @@ async fn forward(
     body: Option<Bytes>,
     headers: &HeaderMap,
 ) -> Response {
+    if headers.contains_key(FORWARDED) {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not the leader (leadership moved); retry",
+        );
+    }
     let Some(leader) = state.member.leader() else {
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
