@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::error::ClusterError;
 use crate::failure::FailureDetector;
@@ -28,7 +28,7 @@ pub struct RaftTimings {
 }
 
 /// What `/raft/ping` answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PingAnswer {
     pub node: NodeId,
     pub initialized: bool,
@@ -37,6 +37,8 @@ pub struct PingAnswer {
     pub reaches_brokers: bool,
     /// The settings its replica applies commands with.
     pub settings: StateSettings,
+    /// The lake it writes: its bronze table's Delta id.
+    pub lake: String,
 }
 
 /// The answer of `/raft/write` on the leader.
@@ -53,6 +55,10 @@ pub struct ClusterMember {
     settings: StateSettings,
     /// Members whose last answer showed other replica settings than ours.
     other_settings: Arc<Mutex<BTreeSet<NodeId>>>,
+    /// The lake this member writes (see [`PingAnswer::lake`]).
+    lake: String,
+    /// Members whose last answer named another lake than ours.
+    other_lake: Arc<Mutex<BTreeSet<NodeId>>>,
     /// Members whose last answer refused this member's cluster token.
     refusing_token: Arc<Mutex<BTreeSet<NodeId>>>,
     /// The members the config file lists, pinged until the replicated
@@ -65,13 +71,15 @@ pub struct ClusterMember {
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ClusterMember {
-    /// Opens this member's Raft state under `dir` and starts its Raft.
+    /// Opens this member's Raft state under `dir` and starts its Raft;
+    /// `lake` names the lake this member writes (see [`PingAnswer::lake`]).
     pub async fn start(
         id: NodeId,
         dir: &Path,
         timings: RaftTimings,
         failover_after_ms: u64,
         settings: StateSettings,
+        lake: String,
         peers: PeerClient,
     ) -> Result<ClusterMember, ClusterError> {
         let config = Config {
@@ -125,6 +133,8 @@ impl ClusterMember {
             reaches_brokers: Arc::new(AtomicBool::new(true)),
             settings,
             other_settings: Arc::default(),
+            lake,
+            other_lake: Arc::default(),
             refusing_token: Arc::default(),
             configured: Arc::default(),
             clock,
@@ -331,6 +341,7 @@ impl ClusterMember {
             },
             reaches_brokers: self.reaches_brokers.load(Ordering::Relaxed),
             settings: self.settings,
+            lake: self.lake.clone(),
         }
     }
 
@@ -357,6 +368,7 @@ impl ClusterMember {
             let answer = answer.ok().filter(|answer| answer.node == id);
             if let Some(answer) = &answer {
                 self.compare_settings(id, &answer.settings);
+                self.compare_lake(id, &answer.lake);
             }
             (id, answer.map(|a| a.reaches_brokers))
         });
@@ -376,9 +388,13 @@ impl ClusterMember {
     }
 
     /// The alive members that can own partitions (see
-    /// [`FailureDetector::can_ingest`]), as this member sees it.
+    /// [`FailureDetector::can_ingest`]) and write this member's lake, as this
+    /// member sees it.
     pub fn can_ingest(&self) -> BTreeSet<NodeId> {
-        self.ask_detector(FailureDetector::can_ingest)
+        let mut members = self.ask_detector(FailureDetector::can_ingest);
+        let other_lake = self.other_lake.lock().expect("lake lock");
+        members.retain(|node| !other_lake.contains(node));
+        members
     }
 
     /// What `node` last answered about the brokers, if it answered.
@@ -420,6 +436,31 @@ impl ClusterMember {
                 ours = ?self.settings,
                 theirs = ?theirs,
                 "a member runs with other [dedup] / [live] settings: its replica will differ; use one cluster config"
+            );
+        }
+    }
+
+    /// Whether `node`'s last answer named another lake than ours.
+    pub fn lake_differs(&self, node: NodeId) -> bool {
+        self.other_lake.lock().expect("lake lock").contains(&node)
+    }
+
+    /// A member writing another lake (a relative `lake.uri` on another
+    /// machine, say) would put its partitions where the leader's silver and
+    /// gold never look: it is given none while this member leads (logged once
+    /// per change, and shown in `status`).
+    fn compare_lake(&self, node: NodeId, theirs: &str) {
+        let mut differing = self.other_lake.lock().expect("lake lock");
+        if theirs == self.lake {
+            differing.remove(&node);
+        } else if differing.insert(node) {
+            error!(
+                member = node,
+                ours = %self.lake,
+                theirs,
+                "a member writes another lake than this one (its bronze table has another Delta id): \
+                 members must share one lake; point every member's lake.uri at the same storage. \
+                 It is given no partitions while this member leads"
             );
         }
     }

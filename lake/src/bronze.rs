@@ -365,6 +365,16 @@ impl BronzeTable {
         ))
     }
 
+    /// The Delta id bronze got when it was created: the same for every
+    /// member that writes this lake, another for any other lake.
+    pub fn table_id(&self) -> Result<String, LakeError> {
+        let snapshot = self
+            .table
+            .snapshot()
+            .map_err(|e| LakeError::delta(TABLE, e))?;
+        Ok(snapshot.metadata().id().to_string())
+    }
+
     /// The table version this handle last saw.
     pub fn version(&self) -> Option<u64> {
         self.table.version()

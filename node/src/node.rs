@@ -105,6 +105,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
             live_retention_us: config.live_retention.as_micros() as i64,
             job_history: HISTORY,
         },
+        bronze.table_id()?,
         PeerClient::new(config.cluster.token.clone()),
     )
     .await?;

@@ -139,13 +139,27 @@ impl Cluster {
 
     /// Starts member `id` with its own broker list and cluster token.
     pub fn start_node_with(&mut self, id: u64, brokers: &str, token: &str) -> anyhow::Result<()> {
+        self.spawn(id, brokers, token, &[])
+    }
+
+    /// Starts member `id` writing the lake at `lake` instead of the cluster's.
+    pub fn start_node_with_lake(&mut self, id: u64, lake: &Path) -> anyhow::Result<()> {
+        let brokers = self.brokers.clone();
+        let lake = lake.display().to_string();
+        self.spawn(id, &brokers, CLUSTER_TOKEN, &["--lake", &lake])
+    }
+
+    fn spawn(&mut self, id: u64, brokers: &str, token: &str, args: &[&str]) -> anyhow::Result<()> {
         let data_dir = self.base.join(format!("node-{id}"));
         let config = self.configs.get(&id).unwrap_or(&self.config);
+        let id_text = id.to_string();
+        let mut all_args = vec!["--node-id", &id_text];
+        all_args.extend_from_slice(args);
         let node = NodeProcess::spawn(
             brokers,
             &data_dir,
             config,
-            &["--node-id", &id.to_string()],
+            &all_args,
             &[("STREAMREEL_CLUSTER_TOKEN", token)],
         )?;
         self.nodes.insert(id, node);

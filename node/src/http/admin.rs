@@ -58,6 +58,7 @@ async fn status(State(state): State<AppState>) -> Response {
                     "reaches_brokers": member.reaches_brokers(id),
                     "can_ingest": can_ingest.contains(&id),
                     "same_settings": !member.settings_differ(id),
+                    "same_lake": !member.lake_differs(id),
                 })
             })
             .collect();

@@ -470,13 +470,7 @@ async fn a_member_cut_off_from_the_broker_gives_its_partitions_to_the_others() -
             },
         )
         .await?;
-        let member_3 = status["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|n| n["id"] == 3)
-            .cloned()
-            .unwrap_or_default();
+        let member_3 = member(&status, 3);
         assert_eq!(member_3["alive"], json!(true), "{member_3}");
         assert_eq!(member_3["reaches_brokers"], json!(false), "{member_3}");
         assert_eq!(member_3["can_ingest"], json!(false), "{member_3}");
@@ -486,10 +480,57 @@ async fn a_member_cut_off_from_the_broker_gives_its_partitions_to_the_others() -
             .wait_settled(leader, PARTITIONS, Duration::from_secs(120))
             .await?;
         assert_bronze_exact(cluster.lake_parent(), &simulated::messages(EVENTS, SEED)?).await?;
+
+        // Member 3 back with the brokers but another lake (a relative
+        // lake.uri on another machine, say): the leader's silver and gold
+        // would never see its partitions, so it is given none.
+        cluster.kill(3)?;
+        let other_lake = tempfile::tempdir()?;
+        cluster.start_node_with_lake(3, other_lake.path())?;
+        wait_for(
+            "the leader to see that member 3 writes another lake",
+            Duration::from_secs(60),
+            || async {
+                let status = cluster.status(leader).await?;
+                let member_3 = member(&status, 3);
+                let seen = member_3["alive"] == json!(true)
+                    && member_3["reaches_brokers"] == json!(true)
+                    && member_3["same_lake"] == json!(false);
+                Ok(seen.then_some(()))
+            },
+        )
+        .await?;
+        let (ok, answer) = admin_cli(&cluster.url(leader), &["rebalance"])?;
+        anyhow::ensure!(ok, "rebalance: {answer}");
+        let status = cluster.status(leader).await?;
+        assert_eq!(member(&status, 3)["can_ingest"], json!(false), "{status}");
+        let owners = owners(&status);
+        assert!(
+            owners.len() == PARTITIONS && owners.iter().all(|o| matches!(o, Some(1) | Some(2))),
+            "{status}"
+        );
+        assert!(
+            cluster
+                .log(leader)
+                .contains("a member writes another lake than this one"),
+            "{}",
+            cluster.log(leader)
+        );
         Ok(())
     }
     .await;
     result.map_err(|e: anyhow::Error| e.context(cluster.logs()))
+}
+
+/// Member `id` as `status` lists it (`null` when it is not listed).
+fn member(status: &Value, id: u64) -> Value {
+    status["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["id"] == id)
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
