@@ -74,9 +74,7 @@ pub async fn run_simulation(
             kafka::await_delivery(oldest).await?;
         }
         sent += 1;
-        if sent.is_multiple_of(1000) {
-            progress.advance(1000);
-        }
+        progress.advance(1);
         if let Some(rate) = options.rate
             && sent.is_multiple_of(pace_every)
         {
