@@ -327,6 +327,18 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     if !state.member.is_leader() {
         return forward(&state, Method::POST, "/admin/nodes", Some(body), &headers).await;
     }
+    let members = state.member.view.read().members();
+    if let Some((id, at)) = member_not_dialable_from(addr, &members) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "node {id} listens on {at}, which node {} at {} cannot dial (it is this \
+                 machine's own address): give node {id} a [cluster] config that lists the \
+                 address the others reach it at, or add a node on this machine",
+                node.id, node.addr
+            ),
+        );
+    }
     // Raft keeps a member's first address: adding it again elsewhere would
     // answer success and change nothing.
     if let Some(known) = state.member.addr_of(node.id)
@@ -399,6 +411,22 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             format!("cannot add node {}: {e}", node.id),
         ),
     }
+}
+
+/// A member the new member at `new` could not dial: one at a loopback or
+/// unspecified address (a node started alone listens on 127.0.0.1 by
+/// default) while `new` is on another machine's address.
+fn member_not_dialable_from(
+    new: std::net::SocketAddr,
+    members: &[(NodeId, Member)],
+) -> Option<(NodeId, String)> {
+    if new.ip().is_loopback() {
+        return None;
+    }
+    members.iter().find_map(|(id, member)| {
+        let at: std::net::SocketAddr = member.addr.parse().ok()?;
+        (at.ip().is_loopback() || at.ip().is_unspecified()).then(|| (*id, member.addr.clone()))
+    })
 }
 
 async fn remove_node(
@@ -557,4 +585,44 @@ fn cluster_error(error: ClusterError) -> Response {
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error_response(status, error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(addrs: &[&str]) -> Vec<(NodeId, Member)> {
+        addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                let addr = addr.to_string();
+                (i as NodeId + 1, Member { addr })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_member_elsewhere_cannot_dial_a_member_on_loopback() {
+        let elsewhere = "10.0.0.7:8080".parse().unwrap();
+        let local = "127.0.0.1:8082".parse().unwrap();
+        let alone = members(&["127.0.0.1:8080"]);
+        assert_eq!(
+            member_not_dialable_from(elsewhere, &alone),
+            Some((1, "127.0.0.1:8080".to_string()))
+        );
+        assert_eq!(
+            member_not_dialable_from(elsewhere, &members(&["10.0.0.5:8080", "0.0.0.0:8080"])),
+            Some((2, "0.0.0.0:8080".to_string()))
+        );
+        assert_eq!(member_not_dialable_from(local, &alone), None);
+        assert_eq!(
+            member_not_dialable_from(elsewhere, &members(&["10.0.0.5:8080", "[::1]:8080"])),
+            Some((2, "[::1]:8080".to_string()))
+        );
+        assert_eq!(
+            member_not_dialable_from(elsewhere, &members(&["10.0.0.5:8080", "10.0.0.6:8080"])),
+            None
+        );
+    }
 }
