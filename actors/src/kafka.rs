@@ -20,7 +20,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::error::ActorError;
 
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a metadata question waits for the brokers.
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Kafka's default `max.message.bytes`, used when a broker does not say.
 pub const DEFAULT_RECORD_LIMIT: usize = 1_048_588;
@@ -246,32 +247,6 @@ pub fn watermarks(brokers: &str, topic: &str, partition: i32) -> Result<(i64, i6
         .set("bootstrap.servers", brokers)
         .create()?;
     Ok(client.fetch_watermarks(topic, partition, METADATA_TIMEOUT)?)
-}
-
-/// What resuming a partition asks the brokers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionOnBroker {
-    /// The partition's (low, high) watermarks.
-    pub range: (i64, i64),
-    /// The id of the cluster the brokers belong to; `None` when they name
-    /// none (Kafka before 0.10.1).
-    pub cluster_id: Option<String>,
-}
-
-/// The watermarks of one partition and the brokers' cluster id, over one
-/// client. Blocking.
-pub fn partition_on_broker(
-    brokers: &str,
-    topic: &str,
-    partition: i32,
-) -> Result<PartitionOnBroker, ActorError> {
-    let client: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let range = client.fetch_watermarks(topic, partition, METADATA_TIMEOUT)?;
-    // Answered from the metadata the watermarks needed: no second round trip.
-    let cluster_id = client.client().fetch_cluster_id(METADATA_TIMEOUT);
-    Ok(PartitionOnBroker { range, cluster_id })
 }
 
 /// The id of the cluster `brokers` belong to; `None` when they do not answer

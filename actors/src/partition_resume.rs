@@ -36,6 +36,20 @@ pub async fn resume(
     context: &IngestContext,
 ) -> Result<Resumed, ActorError> {
     let mut bronze = BronzeTable::open_or_create(&context.lake_dir).await?;
+    // The node checks at its start only if the brokers answered then. Done
+    // before the marks are read: checking refreshes `bronze`, and the fence
+    // commit below must be built on the version the marks come from, or a
+    // commit the previous owner made in between would not fence this one
+    // (and its batch would be ingested again).
+    let cluster_id = {
+        let brokers = context.kafka.brokers.clone();
+        tokio::task::spawn_blocking(move || kafka::cluster_id(&brokers, kafka::METADATA_TIMEOUT))
+            .await
+            .map_err(ActorError::Task)??
+    };
+    if let Some(cluster_id) = &cluster_id {
+        bronze.ensure_kafka_cluster(cluster_id).await?;
+    }
     let marks = bronze.marks(partition).await?;
     if let Some(found) = marks.epoch
         && found > epoch
@@ -49,20 +63,17 @@ pub async fn resume(
     // Where to start is decided before the fence: a partition that cannot
     // resume (offsets gone under `on-missing-offsets = "fail"`) then adds no
     // bronze version and no Raft entry at each of its restarts.
-    let on_broker = {
+    // After the marks: the broker's log then ends at or past every offset
+    // they can hold.
+    let range = {
         let (brokers, topic) = (
             context.kafka.brokers.clone(),
             context.kafka.input_topic.clone(),
         );
-        tokio::task::spawn_blocking(move || kafka::partition_on_broker(&brokers, &topic, partition))
+        tokio::task::spawn_blocking(move || kafka::watermarks(&brokers, &topic, partition))
             .await
             .map_err(ActorError::Task)??
     };
-    // The node checks at its start only if the brokers answered then.
-    if let Some(cluster_id) = &on_broker.cluster_id {
-        bronze.ensure_kafka_cluster(cluster_id).await?;
-    }
-    let range = on_broker.range;
     let start = start_position(
         partition,
         marks.last_offset,
