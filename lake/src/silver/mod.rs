@@ -789,11 +789,10 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn recomputed_sessions_replace_their_rows_by_deletion_vectors() {
-        let lake = tempfile::tempdir().unwrap();
+    /// Silver of two sessions: `a` watched 40 s, `b` 10 s.
+    async fn sessions_a_and_b(lake: &Path) {
         append(
-            lake.path(),
+            lake,
             &[
                 event(0, 0, "a", "play", 0.0),
                 event(0, 1, "a", "pause", 40.0),
@@ -802,7 +801,13 @@ mod tests {
             ],
         )
         .await;
-        refresh_silver(lake.path(), &videos()).await.unwrap();
+        refresh_silver(lake, &videos()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn recomputed_sessions_replace_their_rows_by_deletion_vectors() {
+        let lake = tempfile::tempdir().unwrap();
+        sessions_a_and_b(lake.path()).await;
         let first_files = session_files(lake.path()).await;
 
         // `a` gets a late seek (10 -> 30): 10 + 10 watched instead of 40.
@@ -850,17 +855,7 @@ mod tests {
     #[tokio::test]
     async fn compaction_drops_the_deleted_rows_of_files_above_its_target_size() {
         let lake = tempfile::tempdir().unwrap();
-        append(
-            lake.path(),
-            &[
-                event(0, 0, "a", "play", 0.0),
-                event(0, 1, "a", "pause", 40.0),
-                event(0, 2, "b", "play", 0.0),
-                event(0, 3, "b", "pause", 10.0),
-            ],
-        )
-        .await;
-        refresh_silver(lake.path(), &videos()).await.unwrap();
+        sessions_a_and_b(lake.path()).await;
         let path = Lake::new(lake.path()).view_sessions();
         // Every file is above a one-byte target: bin-packing leaves them all.
         open_if_exists(&path)
