@@ -270,7 +270,7 @@ impl BronzeTable {
     /// Refuses to go on with a secret other than the one the table's user keys
     /// were made with; the first writer records its fingerprint in the table's
     /// properties.
-    pub async fn ensure_secret_fingerprint(&mut self, ours: &str) -> Result<(), LakeError> {
+    pub async fn ensure_secret_fingerprint(&self, ours: &str) -> Result<(), LakeError> {
         match self
             .record_or_compare(SECRET_FINGERPRINT_PROPERTY, ours)
             .await?
@@ -288,7 +288,7 @@ impl BronzeTable {
     /// ingested from: the offsets its `txn` actions hold are that topic's, so
     /// another topic would resume at the wrong place and skip or repeat events.
     /// The first writer records the topic in the table's properties.
-    pub async fn ensure_input_topic(&mut self, ours: &str) -> Result<(), LakeError> {
+    pub async fn ensure_input_topic(&self, ours: &str) -> Result<(), LakeError> {
         match self.record_or_compare(INPUT_TOPIC_PROPERTY, ours).await? {
             None => Ok(()),
             Some(found) => Err(LakeError::InputTopicMismatch {
@@ -304,7 +304,7 @@ impl BronzeTable {
     /// the same name elsewhere has other records at the same offsets, so
     /// [`ensure_input_topic`](Self::ensure_input_topic) cannot tell them
     /// apart. The first writer that reaches a broker records the id.
-    pub async fn ensure_kafka_cluster(&mut self, ours: &str) -> Result<(), LakeError> {
+    pub async fn ensure_kafka_cluster(&self, ours: &str) -> Result<(), LakeError> {
         match self.record_or_compare(KAFKA_CLUSTER_PROPERTY, ours).await? {
             None => Ok(()),
             Some(found) => Err(LakeError::KafkaClusterMismatch {
@@ -317,19 +317,19 @@ impl BronzeTable {
 
     /// Records `ours` under the table property `key` if it has none, and
     /// returns the value found when it differs from `ours`.
-    async fn record_or_compare(
-        &mut self,
-        key: &str,
-        ours: &str,
-    ) -> Result<Option<String>, LakeError> {
+    ///
+    /// Works on a copy of the handle: a fenced append commits on the version
+    /// the partition's marks were read from, and a check that moved this
+    /// handle on would let a commit made in between go unnoticed.
+    async fn record_or_compare(&self, key: &str, ours: &str) -> Result<Option<String>, LakeError> {
+        let mut table = self.table.clone();
         let mut last_error = None;
         for _attempt in 0..3 {
-            self.table
+            table
                 .update_state()
                 .await
                 .map_err(|e| LakeError::delta(TABLE, e))?;
-            let found = self
-                .table
+            let found = table
                 .snapshot()
                 .map_err(|e| LakeError::delta(TABLE, e))?
                 .metadata()
@@ -343,15 +343,14 @@ impl BronzeTable {
                     let properties = HashMap::from([(key.to_string(), ours.to_string())]);
                     // Another member may record its own at the same moment:
                     // then look again and compare.
-                    match self
-                        .table
+                    match table
                         .clone()
                         .set_tbl_properties()
                         .with_properties(properties)
                         .with_raise_if_not_exists(false)
                         .await
                     {
-                        Ok(table) => self.table = table,
+                        Ok(recorded) => table = recorded,
                         Err(e) => last_error = Some(e),
                     }
                 }
@@ -581,6 +580,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_property_check_leaves_the_fence_on_the_version_the_marks_came_from() {
+        let lake = tempfile::tempdir().unwrap();
+        let first = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        first.ensure_kafka_cluster("cluster-a").await.unwrap();
+        let mut new = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        let marks = new.marks(0).await.unwrap();
+        // The old owner commits after the new one read the marks.
+        let mut old = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        old.marks(0).await.unwrap();
+        old.append_fenced(rows_to_batch(&[row(0, 0)]).unwrap(), 0, Some(0), 1)
+            .await
+            .unwrap();
+        // Checked between the marks and the fence, as a resume may.
+        new.ensure_kafka_cluster("cluster-a").await.unwrap();
+        let fence = new
+            .append_fenced(rows_to_batch(&[]).unwrap(), 0, marks.last_offset, 2)
+            .await;
+        assert!(
+            matches!(fence, Err(LakeError::Fenced { partition: 0, .. })),
+            "the old owner's batch would be ingested again: {:?}",
+            fence.map(|c| c.delta_version)
+        );
+    }
+
+    #[tokio::test]
     async fn a_writer_with_a_stale_epoch_is_refused_by_the_table_itself() {
         let lake = tempfile::tempdir().unwrap();
         let batch = |partition, offsets: std::ops::Range<i64>| {
@@ -665,12 +689,12 @@ mod tests {
     #[tokio::test]
     async fn a_writer_with_another_secret_is_refused() {
         let lake = tempfile::tempdir().unwrap();
-        let mut first = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        let first = BronzeTable::open_or_create(lake.path()).await.unwrap();
         first.ensure_secret_fingerprint("aaaa").await.unwrap();
         // The same secret again (a restart, another member) is fine.
-        let mut again = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        let again = BronzeTable::open_or_create(lake.path()).await.unwrap();
         again.ensure_secret_fingerprint("aaaa").await.unwrap();
-        let mut other = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        let other = BronzeTable::open_or_create(lake.path()).await.unwrap();
         let error = other.ensure_secret_fingerprint("bbbb").await.unwrap_err();
         assert!(
             matches!(&error, LakeError::SecretMismatch { found, ours, .. } if found == "aaaa" && ours == "bbbb"),
@@ -686,12 +710,12 @@ mod tests {
     #[tokio::test]
     async fn a_writer_reading_another_topic_or_cluster_is_refused() {
         let lake = tempfile::tempdir().unwrap();
-        let mut first = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        let first = BronzeTable::open_or_create(lake.path()).await.unwrap();
         first.ensure_secret_fingerprint("aaaa").await.unwrap();
         first.ensure_input_topic("video-events").await.unwrap();
-        let mut again = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        let again = BronzeTable::open_or_create(lake.path()).await.unwrap();
         again.ensure_input_topic("video-events").await.unwrap();
-        let mut other = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        let other = BronzeTable::open_or_create(lake.path()).await.unwrap();
         let error = other.ensure_input_topic("other-events").await.unwrap_err();
         assert!(
             matches!(&error, LakeError::InputTopicMismatch { found, ours, .. } if found == "video-events" && ours == "other-events"),

@@ -45,7 +45,7 @@ const CLUSTER_ID_WAIT: Duration = Duration::from_secs(5);
 /// Refuses a lake ingested from another Kafka cluster. Done here, before any
 /// partition actor, so that recording the id on a new lake races no bronze
 /// commit; brokers that do not answer yet are checked as partitions resume.
-async fn check_kafka_cluster(bronze: &mut BronzeTable, brokers: &str) -> Result<(), NodeError> {
+async fn check_kafka_cluster(bronze: &BronzeTable, brokers: &str) -> Result<(), NodeError> {
     let asked = brokers.to_string();
     let found =
         tokio::task::spawn_blocking(move || kafka::cluster_id(&asked, CLUSTER_ID_WAIT)).await??;
@@ -85,12 +85,12 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
     let jobs_runtime = JobRuntime::start(config.job_threads)?;
     let keyer = UserKeyer::new(&config.user_key_secret);
     // Created here, before any partition actor, so that writers never race to create it.
-    let mut bronze = BronzeTable::open_or_create(&lake_dir).await?;
+    let bronze = BronzeTable::open_or_create(&lake_dir).await?;
     bronze
         .ensure_secret_fingerprint(&keyer.fingerprint())
         .await?;
     bronze.ensure_input_topic(&settings.input_topic).await?;
-    check_kafka_cluster(&mut bronze, &settings.brokers).await?;
+    check_kafka_cluster(&bronze, &settings.brokers).await?;
 
     let member = ClusterMember::start(
         config.node_id,

@@ -271,7 +271,7 @@ async fn broker_cluster_id(broker: &Broker) -> anyhow::Result<String> {
 /// Asserts that the lake in `data` records `cluster` as its Kafka cluster:
 /// another id is refused, naming it.
 async fn assert_lake_cluster(data: &std::path::Path, cluster: &str) -> anyhow::Result<()> {
-    let mut bronze = streamreel_lake::BronzeTable::open_or_create(&data.join("lake")).await?;
+    let bronze = streamreel_lake::BronzeTable::open_or_create(&data.join("lake")).await?;
     match bronze.ensure_kafka_cluster("not-this-cluster").await {
         Err(streamreel_lake::LakeError::KafkaClusterMismatch { found, .. }) => {
             assert_eq!(found, cluster);
@@ -290,8 +290,7 @@ async fn a_node_refuses_another_topics_or_clusters_lake_and_another_members_data
 -> anyhow::Result<()> {
     let no_broker = "127.0.0.1:1";
     let data = tempfile::tempdir()?;
-    let mut bronze =
-        streamreel_lake::BronzeTable::open_or_create(&data.path().join("lake")).await?;
+    let bronze = streamreel_lake::BronzeTable::open_or_create(&data.path().join("lake")).await?;
     bronze.ensure_input_topic(INPUT).await?;
     let other_topic = format!(
         "{}[kafka]\ninput-topic = \"other-events\"\n",
@@ -324,8 +323,7 @@ async fn a_node_refuses_another_topics_or_clusters_lake_and_another_members_data
     let broker = Broker::start()?;
     let cluster = broker_cluster_id(&broker).await?;
     let data = tempfile::tempdir()?;
-    let mut bronze =
-        streamreel_lake::BronzeTable::open_or_create(&data.path().join("lake")).await?;
+    let bronze = streamreel_lake::BronzeTable::open_or_create(&data.path().join("lake")).await?;
     bronze.ensure_input_topic(INPUT).await?;
     bronze.ensure_kafka_cluster("another-cluster").await?;
     let mut node = NodeProcess::start(
