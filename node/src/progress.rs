@@ -80,21 +80,26 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        if let Some((stop, thread)) = self.lines.take() {
-            let _ = stop.send(());
-            let _ = thread.join();
+        if self.stop_lines() {
             self.counts.log();
         }
+    }
+
+    /// Stops the line thread; whether there was one.
+    fn stop_lines(&mut self) -> bool {
+        let Some((stop, thread)) = self.lines.take() else {
+            return false;
+        };
+        let _ = stop.send(());
+        let _ = thread.join();
+        true
     }
 }
 
 impl Drop for Progress {
     /// A command that fails stops its line thread too (without a last line).
     fn drop(&mut self) {
-        if let Some((stop, thread)) = self.lines.take() {
-            let _ = stop.send(());
-            let _ = thread.join();
-        }
+        self.stop_lines();
     }
 }
 
