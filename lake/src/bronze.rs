@@ -8,10 +8,10 @@
 //!
 //! Fencing: in a cluster every commit also carries the writer's ownership
 //! epoch (`streamreel-bronze-epoch-<partition>`). A writer commits only on a
-//! snapshot where the partition's marks are exactly what it expects, and Delta's
-//! conflict check refuses a commit when another one carrying the same app ids
-//! landed since that snapshot. So of two writers of one partition, only the one
-//! whose epoch is in the table can add rows.
+//! version where the partition's marks are exactly what it expects, and the
+//! commit ([`crate::append_log`]) is refused when another one carrying the same
+//! app ids landed since that version. So of two writers of one partition, only
+//! the one whose epoch is in the table can add rows.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,12 +25,17 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::kernel::StructType;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, ensure_table_uri};
+use deltalake::kernel::transaction::{CommitData, CommitProperties};
+use deltalake::kernel::{Action, Add};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::config::TablePropertiesExt;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, checkpoints, ensure_table_uri};
+use tracing::warn;
 
 use streamreel_protocol::{BronzeRow, BronzeRowView, PartitionCheckpoint};
 
+use crate::append_log::{self, AppendError};
 use crate::error::LakeError;
 use crate::parquet_layout::writer_properties;
 use crate::query::{column_as_i64, column_as_strings, register_table};
@@ -196,23 +201,15 @@ pub fn epoch_app_id(partition: i32) -> String {
     format!("streamreel-bronze-epoch-{partition}")
 }
 
-fn fenced_or_delta(partition: i32, error: deltalake::DeltaTableError) -> LakeError {
-    use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
-    match error {
-        deltalake::DeltaTableError::Transaction {
-            source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
-        } => LakeError::Fenced {
-            partition,
-            reason: "another writer committed to the partition since this one read it".into(),
-        },
-        other => LakeError::delta(TABLE, other),
-    }
-}
-
 /// A handle on the bronze table.
 pub struct BronzeTable {
     path: PathBuf,
+    /// Brought up to date only when marks or properties are read: appends
+    /// never need its file list (see [`crate::append_log`]).
     table: DeltaTable,
+    /// The version appends commit on: where the marks were last read, or this
+    /// handle's last commit.
+    version: Option<u64>,
 }
 
 impl BronzeTable {
@@ -230,7 +227,7 @@ impl BronzeTable {
             .await
             .map_err(|e| LakeError::delta(TABLE, e))?;
         if table.version().is_some() {
-            return Ok(BronzeTable { path, table });
+            return Ok(BronzeTable::new(path, table));
         }
         let schema: StructType = bronze_schema()
             .as_ref()
@@ -260,7 +257,16 @@ impl BronzeTable {
                 theirs
             }
         };
-        Ok(BronzeTable { path, table })
+        Ok(BronzeTable::new(path, table))
+    }
+
+    fn new(path: PathBuf, table: DeltaTable) -> BronzeTable {
+        let version = table.version();
+        BronzeTable {
+            path,
+            table,
+            version,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -376,16 +382,23 @@ impl BronzeTable {
 
     /// The table version this handle last saw.
     pub fn version(&self) -> Option<u64> {
-        self.table.version()
+        self.version
+    }
+
+    /// Brings the handle to the newest version.
+    async fn refresh(&mut self) -> Result<(), LakeError> {
+        self.table
+            .update_state()
+            .await
+            .map_err(|e| LakeError::delta(TABLE, e))?;
+        self.version = self.table.version();
+        Ok(())
     }
 
     /// The last Kafka offset of `partition` committed to bronze, from the Delta
     /// app transaction; `None` if the partition never committed.
     pub async fn committed_offset(&mut self, partition: i32) -> Result<Option<i64>, LakeError> {
-        self.table
-            .update_state()
-            .await
-            .map_err(|e| LakeError::delta(TABLE, e))?;
+        self.refresh().await?;
         let snapshot = self
             .table
             .snapshot()
@@ -403,10 +416,7 @@ impl BronzeTable {
     /// that version, so a following [`BronzeTable::append_fenced`] is
     /// compare-and-set against exactly these marks.
     pub async fn marks(&mut self, partition: i32) -> Result<PartitionMarks, LakeError> {
-        self.table
-            .update_state()
-            .await
-            .map_err(|e| LakeError::delta(TABLE, e))?;
+        self.refresh().await?;
         let snapshot = self
             .table
             .snapshot()
@@ -507,22 +517,82 @@ impl BronzeTable {
         last_offset: i64,
         txns: Vec<Transaction>,
     ) -> Result<PartitionCheckpoint, LakeError> {
-        let properties = CommitProperties::default().with_application_transactions(txns);
-        let table = self
-            .table
-            .clone()
-            .write(vec![batch])
-            .with_writer_properties(writer_properties())
-            .with_save_mode(SaveMode::Append)
-            .with_commit_properties(properties)
+        let base = self.version.ok_or_else(|| LakeError::MissingTable {
+            table: self.path.display().to_string(),
+        })?;
+        let adds = if batch.num_rows() == 0 {
+            Vec::new()
+        } else {
+            self.write_file(batch).await?
+        };
+        let app_ids: Vec<String> = txns.iter().map(|txn| txn.app_id.clone()).collect();
+        let entry = CommitData::new(
+            adds.into_iter().map(Action::Add).collect(),
+            DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: None,
+                predicate: None,
+            },
+            HashMap::new(),
+            txns,
+        )
+        .get_bytes()
+        .map_err(|e| LakeError::delta(TABLE, e.into()))?;
+        let version = append_log::append(&self.table.log_store(), base, entry, &app_ids)
             .await
-            .map_err(|e| fenced_or_delta(partition, e))?;
-        self.table = table;
+            .map_err(|error| match error {
+                AppendError::SamePartition { version } => LakeError::Fenced {
+                    partition,
+                    reason: format!(
+                        "another writer committed to the partition (version {version}) since \
+                         this one read it"
+                    ),
+                },
+                other => LakeError::BronzeAppend(other),
+            })?;
+        self.version = Some(version);
+        self.checkpoint_if_due(version);
         Ok(PartitionCheckpoint {
             partition,
             last_offset,
-            delta_version: self.table.version().unwrap_or_default() as i64,
+            delta_version: version as i64,
         })
+    }
+
+    /// Writes `batch` as one Parquet file under the table: its `add` action.
+    async fn write_file(&self, batch: RecordBatch) -> Result<Vec<Add>, LakeError> {
+        let mut writer = RecordBatchWriter::for_table(&self.table)
+            .map_err(|e| LakeError::delta(TABLE, e))?
+            .with_writer_properties(writer_properties());
+        writer
+            .write(batch)
+            .await
+            .map_err(|e| LakeError::delta(TABLE, e))?;
+        writer.flush().await.map_err(|e| LakeError::delta(TABLE, e))
+    }
+
+    /// Writes a Delta checkpoint for `version` when the table's interval says
+    /// so (and drops expired log entries), as delta-rs does after its own
+    /// commits. In the background: it reads the whole file list, which the
+    /// append did not need. A failure only leaves readers more JSON to replay.
+    fn checkpoint_if_due(&self, version: u64) {
+        let interval = self
+            .table
+            .snapshot()
+            .map(|snapshot| snapshot.table_config().checkpoint_interval().get())
+            .unwrap_or(100);
+        if !(version + 1).is_multiple_of(interval) {
+            return;
+        }
+        let url = self.table.table_url().clone();
+        tokio::spawn(async move {
+            if let Err(error) =
+                checkpoints::create_checkpoint_from_table_url_and_cleanup(url, version, None, None)
+                    .await
+            {
+                warn!(table = TABLE, version, %error, "could not write a Delta checkpoint");
+            }
+        });
     }
 }
 
@@ -736,5 +806,60 @@ mod tests {
             "{error}"
         );
         again.ensure_input_topic("video-events").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn writers_of_other_partitions_commit_on_top_of_each_other() {
+        let lake = tempfile::tempdir().unwrap();
+        let mut first = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        let mut second = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        first.marks(0).await.unwrap();
+        second.marks(1).await.unwrap();
+        let base = second.version().unwrap();
+        first
+            .append_fenced(rows_to_batch(&[row(0, 0)]).unwrap(), 0, Some(0), 1)
+            .await
+            .unwrap();
+        // Its version was taken meanwhile: it lands on the next one.
+        let landed = second
+            .append_fenced(rows_to_batch(&[row(1, 5)]).unwrap(), 1, Some(5), 1)
+            .await
+            .unwrap();
+        assert_eq!(landed.delta_version as u64, base + 2);
+        assert_eq!(second.version(), Some(base + 2));
+
+        let mut reopened = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        assert_eq!(reopened.committed_offset(0).await.unwrap(), Some(0));
+        assert_eq!(reopened.committed_offset(1).await.unwrap(), Some(5));
+        let mut rows = reopened.events_after(0, -1).await.unwrap();
+        rows.extend(reopened.events_after(1, -1).await.unwrap());
+        let ids: Vec<_> = rows.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["e-0-0", "e-1-5"]);
+    }
+
+    #[tokio::test]
+    async fn appends_write_a_delta_checkpoint_at_the_tables_interval() {
+        let lake = tempfile::tempdir().unwrap();
+        let mut bronze = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        while bronze.version().unwrap() < 99 {
+            let offset = bronze.version().unwrap() as i64;
+            bronze
+                .append(rows_to_batch(&[]).unwrap(), 0, offset)
+                .await
+                .unwrap();
+        }
+        let checkpoint = bronze
+            .path()
+            .join("_delta_log/00000000000000000099.checkpoint.parquet");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !checkpoint.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint for version 99 after a minute"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let reopened = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        assert_eq!(reopened.version(), Some(99));
     }
 }

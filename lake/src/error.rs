@@ -50,6 +50,8 @@ pub enum LakeError {
     DataTestsFile(String),
     /// Another writer owns the partition now: its epoch in bronze is newer, or
     /// it committed to the partition since this writer last looked.
+    #[error("bronze append: {0}")]
+    BronzeAppend(#[from] crate::append_log::AppendError),
     #[error("bronze partition {partition} is fenced: {reason}")]
     Fenced { partition: i32, reason: String },
     #[error(

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`bronze`]: the bronze table: schema, exactly-once appends carrying one Delta
-//!   app transaction per partition, and reading progress back.
+//!   app transaction per partition, and reading progress back; [`append_log`]
+//!   commits those appends to the Delta log.
 //! - [`silver`]: incremental enrichment and sessions (`lake/silver/...`).
 //! - [`gold`]: SQL models (`models/*.sql`) into `lake/gold/<name>`; per-day
 //!   models rebuilt only for the days whose sessions changed.
@@ -15,6 +16,7 @@
 //! - [`engine`]: the limits of a run (memory pool, chunk size).
 //! - [`error`]: the crate's error type.
 
+pub mod append_log;
 pub mod bronze;
 pub mod data_tests;
 pub mod engine;

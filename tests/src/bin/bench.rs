@@ -44,6 +44,8 @@ use streamreel_tests::node_process::{NodeProcess, node_config};
 use streamreel_tests::simulated;
 use streamreel_tests::topic_reader::high_watermarks;
 
+#[path = "bench_bronze.rs"]
+mod bench_bronze;
 #[path = "bench_cluster.rs"]
 mod bench_cluster;
 #[path = "bench_lakehouse.rs"]
@@ -88,6 +90,12 @@ struct Args {
     /// Members SIGKILLed one after another to time failover (0 skips it).
     #[arg(long, default_value_t = 10, requires = "cluster")]
     kills: u32,
+    /// Bronze commits timed as the table grows, against delta-rs's write path.
+    #[arg(long)]
+    bronze_commits: Option<usize>,
+    /// Commits of delta-rs's write path (its cost grows with the table).
+    #[arg(long, default_value_t = 600, requires = "bronze_commits")]
+    bronze_baseline_commits: usize,
 }
 
 fn at_least_one() -> clap::builder::RangedU64ValueParser<u64> {
@@ -102,6 +110,12 @@ fn main() -> anyhow::Result<()> {
     }
     if !args.skip_e2e {
         runtime.block_on(end_to_end(args.e2e_events, args.stock_tansu))?;
+    }
+    if let Some(commits) = args.bronze_commits {
+        runtime.block_on(bench_bronze::bronze_commits(
+            commits,
+            args.bronze_baseline_commits,
+        ))?;
     }
     if args.cluster {
         runtime.block_on(bench_cluster::cluster(args.cluster_events, args.kills))?;
