@@ -109,7 +109,7 @@ pub async fn refresh_silver_with(
     let ctx = settings.context()?;
     register_table(&ctx, "bronze", &bronze).await?;
     register_metadata(&ctx, videos)?;
-    let partitions = distinct_partitions(&ctx, "bronze").await?;
+    let partitions = bronze_partitions(&ctx, &bronze).await?;
     let bronze_marks = Watermarks::read(Some(&bronze), BRONZE_PREFIX, &partitions).await?;
 
     let lake = Lake::new(lake_dir);
@@ -632,6 +632,43 @@ fn date_column(batch: &RecordBatch, name: &str) -> Result<Vec<i32>, LakeError> {
     Ok(column.as_primitive::<Date32Type>().values().to_vec())
 }
 
+/// The Kafka partitions bronze may hold rows of, from each file's statistics
+/// (the least and greatest `kafka_partition`) instead of a scan of every file:
+/// bronze gains a file per partition and commit until it is compacted. A file
+/// compacted from several partitions adds every partition between its least
+/// and greatest; one without rows has no marks, and the run passes it by.
+/// Files without statistics (another writer's) are scanned.
+async fn bronze_partitions(
+    ctx: &SessionContext,
+    bronze: &DeltaTable,
+) -> Result<Vec<i32>, LakeError> {
+    let snapshot = bronze
+        .snapshot()
+        .map_err(|e| LakeError::delta("bronze", e))?;
+    let mut partitions = BTreeSet::new();
+    for file in snapshot.log_data().iter() {
+        match file.stats().as_deref().and_then(partition_range) {
+            Some((least, greatest)) => partitions.extend(least..=greatest),
+            None => return distinct_partitions(ctx, "bronze").await,
+        }
+    }
+    Ok(partitions.into_iter().collect())
+}
+
+/// The least and greatest `kafka_partition` in a file's Delta statistics.
+fn partition_range(stats: &str) -> Option<(i32, i32)> {
+    let stats: serde_json::Value = serde_json::from_str(stats).ok()?;
+    let bound = |which: &str| {
+        stats
+            .get(which)?
+            .get("kafka_partition")?
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok())
+    };
+    let (least, greatest) = (bound("minValues")?, bound("maxValues")?);
+    (least <= greatest).then_some((least, greatest))
+}
+
 async fn distinct_partitions(ctx: &SessionContext, table: &str) -> Result<Vec<i32>, LakeError> {
     let batches = run_sql(
         ctx,
@@ -716,7 +753,7 @@ mod tests {
         let ctx = LakeSettings::default().context().unwrap();
         register_table(&ctx, "bronze", &bronze).await.unwrap();
         register_metadata(&ctx, videos).unwrap();
-        let partitions = distinct_partitions(&ctx, "bronze").await.unwrap();
+        let partitions = bronze_partitions(&ctx, &bronze).await.unwrap();
         let bronze_marks = Watermarks::read(Some(&bronze), BRONZE_PREFIX, &partitions)
             .await
             .unwrap();
@@ -802,6 +839,22 @@ mod tests {
         )
         .await;
         refresh_silver(lake, &videos()).await.unwrap();
+    }
+
+    #[test]
+    fn partitions_come_from_file_statistics() {
+        let stats = r#"{"numRecords":3,"minValues":{"kafka_partition":1,"kafka_offset":0},
+            "maxValues":{"kafka_partition":3,"kafka_offset":9},"nullCount":{}}"#;
+        assert_eq!(partition_range(stats), Some((1, 3)));
+        // Without the column's bounds the file must be scanned.
+        assert_eq!(partition_range(r#"{"numRecords":3}"#), None);
+        assert_eq!(partition_range("not json"), None);
+        assert_eq!(
+            partition_range(
+                r#"{"minValues":{"kafka_partition":4},"maxValues":{"kafka_partition":2}}"#
+            ),
+            None
+        );
     }
 
     #[tokio::test]
