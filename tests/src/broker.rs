@@ -4,6 +4,7 @@ use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -42,7 +43,25 @@ pub fn tansu_binary() -> PathBuf {
     })
 }
 
+/// A port on loopback that nothing listens on now.
+///
+/// Taken below the kernel's range for the local ends of outgoing connections
+/// (32768 and up on Linux): a cluster member's address is chosen before it
+/// starts, and a port from that range can meanwhile become the local end of
+/// any test's connection, so that the member cannot listen on it.
 pub fn free_port() -> anyhow::Result<u16> {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .subsec_nanos();
+    for _ in 0..200 {
+        let call = CALLS.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(call.wrapping_mul(7_919)) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
