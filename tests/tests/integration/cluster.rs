@@ -40,8 +40,8 @@ async fn start_cluster(
 }
 
 /// The real simulator, paced, in the background.
-fn stream(broker: &Broker, events: u64, seed: u64, rate: u64) -> anyhow::Result<Child> {
-    Ok(Command::new(streamreel_binary()?)
+fn stream(broker: &Broker, events: u64, seed: u64, rate: u64) -> anyhow::Result<Simulator> {
+    let child = Command::new(streamreel_binary()?)
         .current_dir(streamreel_tests::repo_root())
         .args(["simulate", "--brokers", &broker.brokers()])
         .args(["--events", &events.to_string(), "--seed", &seed.to_string()])
@@ -52,14 +52,27 @@ fn stream(broker: &Broker, events: u64, seed: u64, rate: u64) -> anyhow::Result<
             "2026-11-24T00:00:00Z",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?)
+        // Never read: a full pipe would stall the simulator mid-stream.
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok(Simulator(child))
+}
+
+/// A background simulator, killed when dropped: a test that fails before it
+/// finishes must not leave it sending to a broker that is gone.
+struct Simulator(Child);
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Waits for the background simulator to exit, successfully.
-async fn wait_simulator(simulator: &mut Child, timeout: Duration) -> anyhow::Result<()> {
+async fn wait_simulator(simulator: &mut Simulator, timeout: Duration) -> anyhow::Result<()> {
     let succeeded = wait_for("the simulator to finish", timeout, || {
-        let done = simulator.try_wait().map(|s| s.map(|s| s.success()));
+        let done = simulator.0.try_wait().map(|s| s.map(|s| s.success()));
         async move { Ok(done?) }
     })
     .await?;
