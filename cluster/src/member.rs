@@ -150,6 +150,23 @@ impl ClusterMember {
         self.raft.metrics().borrow().current_leader
     }
 
+    /// The leader, waiting up to `timeout` for one while an election runs
+    /// (a request that arrives mid-election then goes to the winner instead
+    /// of failing).
+    pub async fn leader_within(&self, timeout: Duration) -> Option<NodeId> {
+        let deadline = Instant::now() + timeout;
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Some(leader) = metrics.borrow_and_update().current_leader {
+                return Some(leader);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, metrics.changed()).await.is_err() {
+                return None;
+            }
+        }
+    }
+
     pub fn term(&self) -> u64 {
         self.raft.metrics().borrow().current_term
     }

@@ -28,6 +28,9 @@ use super::{AppState, error_response};
 const FORWARDED: &str = "x-streamreel-forwarded";
 /// How long `move` waits for the new owner to resume the partition.
 const RESUME_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a follower waits for an election to end before it refuses to
+/// forward: a few election timeouts.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
 
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
@@ -468,6 +471,13 @@ async fn remove_node(
             format!("cannot remove node {id}: {e}"),
         );
     }
+    // A leader that removed itself leads no more and hears from no one, so
+    // it could not commit the release below. It needs none: the new leader's
+    // coordinator gives the partitions of a non-voter to live voters, which
+    // also fences this node's checkpoints with a new epoch.
+    if id == state.member.id {
+        return Json(json!({ "removed": id })).into_response();
+    }
     // Its partitions lose their owner; the coordinator gives them to live members.
     match state
         .member
@@ -519,10 +529,10 @@ async fn forward(
             "not the leader (leadership moved); retry",
         );
     }
-    let Some(leader) = state.member.leader() else {
+    let Some(leader) = state.member.leader_within(LEADER_WAIT).await else {
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            "no leader yet; retry shortly",
+            format!("no leader elected within {LEADER_WAIT:?}; retry shortly"),
         );
     };
     let Some(addr) = state.member.addr_of(leader) else {

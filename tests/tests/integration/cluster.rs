@@ -796,6 +796,31 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
         assert_bronze_exact(cluster.lake_parent(), &simulated::messages(EVENTS, SEED)?).await?;
         let epochs = assert_epochs_never_went_down(&cluster.lake_parent().join("lake"))?;
         anyhow::ensure!(epochs > 0, "no epoch marker in bronze's log");
+
+        // The leader removed through itself: it answers once the removal is
+        // committed, and the other member, now leading alone, takes every partition.
+        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        let other = if leader == 1 { 2 } else { 1 };
+        let (ok, out) = admin_cli(&cluster.url(leader), &["remove-node", &leader.to_string()])?;
+        anyhow::ensure!(ok, "remove-node of the leader: {out}");
+        wait_for(
+            "the other member to lead alone and own every partition",
+            Duration::from_secs(60),
+            || async {
+                let Ok(status) = cluster.status(other).await else {
+                    return Ok(None);
+                };
+                let parts = status["partitions"].as_array().cloned().unwrap_or_default();
+                let alone = status["leader"] == json!(other)
+                    && member_ids(&status) == [other]
+                    && parts.len() == PARTITIONS
+                    && parts
+                        .iter()
+                        .all(|p| p["owner"] == json!(other) && p["lag"].as_i64() == Some(0));
+                Ok(alone.then_some(()))
+            },
+        )
+        .await?;
         Ok(())
     }
     .await;
