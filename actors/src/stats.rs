@@ -1,7 +1,7 @@
 //! Counters of the ingest path, shared between actors and the node's reporting.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::histogram::Histogram;
@@ -14,6 +14,9 @@ const COMMIT_SECONDS_BUCKETS: [f64; 12] = [
 
 #[derive(Debug)]
 pub struct PartitionStats {
+    /// Whether an actor of this partition runs on this node now (set by the
+    /// supervisor).
+    pub running: AtomicBool,
     /// Records read from the input topic (every record, as it is consumed).
     pub consumed: AtomicU64,
     /// Accepted, duplicate and rejected records, counted when their batch
@@ -42,7 +45,7 @@ pub struct PartitionStats {
     /// waiting out, until it commits again.
     pub last_error: Mutex<Option<String>>,
     /// Set when a stop could not commit the batch in hand.
-    pub uncommitted_at_stop: std::sync::atomic::AtomicBool,
+    pub uncommitted_at_stop: AtomicBool,
     /// Rejected records by [`Rejection::kind`](streamreel_protocol::Rejection::kind).
     pub rejected_by_kind: Mutex<BTreeMap<&'static str, u64>>,
     /// Time of each bronze commit, retries included.
@@ -52,6 +55,7 @@ pub struct PartitionStats {
 impl Default for PartitionStats {
     fn default() -> PartitionStats {
         PartitionStats {
+            running: AtomicBool::default(),
             consumed: AtomicU64::default(),
             accepted: AtomicU64::default(),
             duplicates: AtomicU64::default(),

@@ -180,6 +180,7 @@ impl Actor for IngestSupervisor {
                 let _ = reply.send(());
             }
         }
+        state.publish_running();
         Ok(())
     }
 
@@ -197,30 +198,51 @@ impl Actor for IngestSupervisor {
             }
             _ => return Ok(()),
         };
-        let Some(partition) = state.by_actor.remove(&cell.get_id()) else {
-            // Released already, or not yet recorded as running (`on_started`
-            // restarts it then); the reason is only seen here.
-            if failed {
-                warn!(actor = %cell.get_id(), %reason, "a partition actor not recorded as running failed");
-            }
-            return Ok(());
-        };
-        let Some(Slot::Running { epoch, started, .. }) = state.slots.remove(&partition) else {
-            return Ok(());
-        };
-        if state.shutting_down {
-            return Ok(());
-        }
-        if state.owns(partition) != Some(epoch) {
-            info!(partition, epoch, %reason, "partition actor ended; the partition moved away");
-            return Ok(());
-        }
-        state.schedule_retry(&myself, partition, epoch, started.elapsed(), &reason);
+        state.on_actor_end(&myself, cell, reason, failed);
+        state.publish_running();
         Ok(())
     }
 }
 
 impl SupervisorState {
+    /// Marks in each partition's stats whether its actor runs now.
+    fn publish_running(&self) {
+        for (partition, stats) in self.context.stats.snapshot() {
+            let running = matches!(self.slots.get(&partition), Some(Slot::Running { .. }));
+            stats.running.store(running, Ordering::Relaxed);
+        }
+    }
+
+    /// A partition actor ended: restarted (after its backoff) if this node
+    /// still owns the partition at its epoch.
+    fn on_actor_end(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        cell: ractor::ActorCell,
+        reason: String,
+        failed: bool,
+    ) {
+        let Some(partition) = self.by_actor.remove(&cell.get_id()) else {
+            // Released already, or not yet recorded as running (`on_started`
+            // restarts it then); the reason is only seen here.
+            if failed {
+                warn!(actor = %cell.get_id(), %reason, "a partition actor not recorded as running failed");
+            }
+            return;
+        };
+        let Some(Slot::Running { epoch, started, .. }) = self.slots.remove(&partition) else {
+            return;
+        };
+        if self.shutting_down {
+            return;
+        }
+        if self.owns(partition) != Some(epoch) {
+            info!(partition, epoch, %reason, "partition actor ended; the partition moved away");
+            return;
+        }
+        self.schedule_retry(myself, partition, epoch, started.elapsed(), &reason);
+    }
+
     /// The epoch at which this node owns `partition`, if it does.
     fn owns(&self, partition: i32) -> Option<Epoch> {
         match self.owned.get(&partition) {

@@ -10,6 +10,7 @@
 //! - [`live`]: live aggregates (pure).
 //! - [`placement`]: who should own what (pure).
 //! - [`failure`]: which members are silent (pure).
+//! - [`removal`]: whether this member was removed from the cluster (pure).
 //! - [`log_store`]: the durable Raft log and vote.
 //! - [`sm_store`]: the state machine store and its snapshots.
 //! - [`network`]: Raft RPCs to other members over HTTP.
@@ -25,6 +26,7 @@ pub mod log_store;
 pub mod member;
 pub mod network;
 pub mod placement;
+pub mod removal;
 pub mod sm_store;
 pub mod state;
 pub mod types;

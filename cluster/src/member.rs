@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::error::ClusterError;
 use crate::failure::FailureDetector;
 use crate::log_store::LogStore;
 use crate::network::{HttpNetwork, PeerClient, paths};
+use crate::removal::{MembershipSeen, is_removed};
 use crate::sm_store::{ClusterView, StateMachineStore};
 use crate::state::StateSettings;
 use crate::types::{Command, CommandResult, Member, NodeId, Raft};
@@ -39,6 +41,9 @@ pub struct PingAnswer {
     pub settings: StateSettings,
     /// The lake it writes: its bronze table's Delta id.
     pub lake: String,
+    /// The committed membership it applied: a member left out of a later one
+    /// than its own was removed.
+    pub membership: MembershipSeen,
 }
 
 /// The answer of `/raft/write` on the leader.
@@ -65,6 +70,10 @@ pub struct ClusterMember {
     /// membership reaches this member: a member that cannot join (another
     /// token, say) learns why instead of waiting silently.
     configured: Arc<Mutex<Vec<(NodeId, Member)>>>,
+    /// Whether a membership this member applied listed it.
+    was_member: Arc<AtomicBool>,
+    /// Whether this member learnt it was removed (see [`crate::removal`]).
+    removed: Arc<watch::Sender<bool>>,
     clock: Instant,
 }
 
@@ -137,6 +146,8 @@ impl ClusterMember {
             other_lake: Arc::default(),
             refusing_token: Arc::default(),
             configured: Arc::default(),
+            was_member: Arc::default(),
+            removed: Arc::new(watch::Sender::new(false)),
             clock,
         })
     }
@@ -359,7 +370,27 @@ impl ClusterMember {
             reaches_brokers: self.reaches_brokers.load(Ordering::Relaxed),
             settings: self.settings,
             lake: self.lake.clone(),
+            membership: self.membership_seen(),
         }
+    }
+
+    /// The committed membership this member applied.
+    fn membership_seen(&self) -> MembershipSeen {
+        let applied = self.view.read();
+        MembershipSeen {
+            index: applied.membership.log_id().map(|id| id.index),
+            members: applied.members().into_iter().map(|(id, _)| id).collect(),
+        }
+    }
+
+    /// Whether this member learnt it was removed from the cluster; changes
+    /// are announced on the returned channel.
+    pub fn removed(&self) -> watch::Receiver<bool> {
+        self.removed.subscribe()
+    }
+
+    pub fn is_removed(&self) -> bool {
+        *self.removed.borrow()
     }
 
     /// Records this member's latest broker check, for its ping answers.
@@ -376,7 +407,10 @@ impl ClusterMember {
         }
         let pings = members.into_iter().map(|(id, member)| async move {
             if id == self.id {
-                return (id, Some(self.reaches_brokers.load(Ordering::Relaxed)));
+                return (
+                    id,
+                    Some((self.reaches_brokers.load(Ordering::Relaxed), None)),
+                );
             }
             // Another member answering at this address (a misconfigured
             // cluster) must not keep this one alive.
@@ -387,15 +421,41 @@ impl ClusterMember {
                 self.compare_settings(id, &answer.settings);
                 self.compare_lake(id, &answer.lake);
             }
-            (id, answer.map(|a| a.reaches_brokers))
+            (id, answer.map(|a| (a.reaches_brokers, Some(a.membership))))
         });
         let answers = futures::future::join_all(pings).await;
         let now = self.now_ms();
-        let mut detector = self.liveness.lock().expect("liveness lock");
-        for (id, reaches_brokers) in answers {
-            if let Some(reaches_brokers) = reaches_brokers {
-                detector.heard_from(id, now, reaches_brokers);
+        let mut memberships = Vec::new();
+        {
+            let mut detector = self.liveness.lock().expect("liveness lock");
+            for (id, answer) in answers {
+                if let Some((reaches_brokers, membership)) = answer {
+                    detector.heard_from(id, now, reaches_brokers);
+                    memberships.extend(membership);
+                }
             }
+        }
+        self.note_removal(&memberships);
+    }
+
+    fn note_removal(&self, others: &[MembershipSeen]) {
+        let own = self.membership_seen();
+        if own.members.contains(&self.id) {
+            self.was_member.store(true, Ordering::Relaxed);
+        }
+        let was_member = self.was_member.load(Ordering::Relaxed);
+        let removed = is_removed(self.id, was_member, &own, others);
+        let changed = self.removed.send_if_modified(|known| {
+            let changed = *known != removed;
+            *known = removed;
+            changed
+        });
+        if changed && removed {
+            warn!(
+                node = self.id,
+                "this node was removed from the cluster: it releases its partitions and serves \
+                 its HTTP API only; stop it"
+            );
         }
     }
 

@@ -121,9 +121,15 @@ mod tests {
         let mut bronze = BronzeTable::open_or_create(lake.path()).await.unwrap();
         let rows = rows_to_batch(&[row(0, 0), row(0, 1), row(2, 0)]).unwrap();
         bronze.append(rows.slice(0, 2), 0, 1).await.unwrap();
-        bronze.append(RecordBatch::new_empty(bronze_schema()), 1, 41).await.unwrap();
+        bronze
+            .append(RecordBatch::new_empty(bronze_schema()), 1, 41)
+            .await
+            .unwrap();
         bronze.append(rows.slice(2, 1), 2, 0).await.unwrap();
-        bronze.append(RecordBatch::new_empty(bronze_schema()), 3, 7).await.unwrap();
+        bronze
+            .append(RecordBatch::new_empty(bronze_schema()), 3, 7)
+            .await
+            .unwrap();
 
         let out = inspect(lake.path()).await.unwrap();
         let lines: Vec<Vec<&str>> = out

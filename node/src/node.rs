@@ -359,15 +359,26 @@ async fn probe_members(member: ClusterMember, every: Duration) {
 }
 
 /// Tells the supervisor the replicated ownership at every change, and once a
-/// second anyway so that a failed start is retried.
+/// second anyway so that a failed start is retried. A member removed from
+/// the cluster owns nothing, whatever its replica (no longer replicated to) says.
 async fn follow_ownership(member: ClusterMember, supervisor: ActorRef<SupervisorMsg>) {
     let mut ownership = member.view.ownership();
+    let mut removed = member.removed();
     loop {
-        let current = ownership.borrow_and_update().clone();
+        let mut current = ownership.borrow_and_update().clone();
+        if *removed.borrow_and_update() {
+            current = streamreel_cluster::removal::released(&current, member.id);
+        }
         if supervisor.cast(SupervisorMsg::Reconcile(current)).is_err() {
             return;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), ownership.changed()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            tokio::select! {
+                _ = ownership.changed() => {}
+                _ = removed.changed() => {}
+            }
+        })
+        .await;
     }
 }
 

@@ -99,6 +99,8 @@ async fn status(State(state): State<AppState>) -> Response {
         .collect();
     Json(json!({
         "node": member.id,
+        // Removed from the cluster: it runs no partition and can be stopped.
+        "removed": member.is_removed(),
         "leader": member.leader(),
         "term": member.term(),
         "nodes": nodes,
@@ -122,6 +124,7 @@ fn local_ingest(state: &AppState) -> Vec<serde_json::Value> {
             let per_checkpoint = |total: u64| (checkpoints > 0).then(|| total as f64 / checkpoints as f64);
             json!({
                 "partition": partition,
+                "running": stats.running.load(Relaxed),
                 "consumed": stats.consumed.load(Relaxed),
                 "accepted": counters.accepted,
                 "duplicates": counters.duplicates,

@@ -122,6 +122,26 @@ async fn wait_moved_away(cluster: &Cluster, via: u64, node: u64) -> anyhow::Resu
     .await
 }
 
+/// Waits until removed `node` knows it was removed and runs no partition
+/// actor, while the replica it no longer receives still names it an owner.
+async fn wait_removed_and_idle(cluster: &Cluster, node: u64) -> anyhow::Result<()> {
+    wait_for(
+        &format!("node {node} to know it was removed and stop its partitions"),
+        Duration::from_secs(60),
+        || async {
+            let Ok(status) = cluster.status(node).await else {
+                return Ok(None);
+            };
+            let ingest = status["ingest"].as_array().cloned().unwrap_or_default();
+            let idle = status["removed"] == json!(true)
+                && !ingest.is_empty()
+                && ingest.iter().all(|p| p["running"] == json!(false));
+            Ok(idle.then_some(()))
+        },
+    )
+    .await
+}
+
 /// Every epoch txn in the bronze log, in commit order, never goes down.
 fn assert_epochs_never_went_down(lake: &Path) -> anyhow::Result<usize> {
     let log = BronzeTable::path_in(lake).join("_delta_log");
@@ -787,6 +807,7 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
         wait_moved_away(&cluster, leader, 3).await?;
         let status = cluster.status(leader).await?;
         assert_eq!(member_ids(&status), [1, 2], "{status}");
+        wait_removed_and_idle(&cluster, 3).await?;
         cluster.kill(3)?;
 
         wait_simulator(&mut simulator, Duration::from_secs(120)).await?;
@@ -821,6 +842,7 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
             },
         )
         .await?;
+        wait_removed_and_idle(&cluster, leader).await?;
         Ok(())
     }
     .await;
