@@ -444,7 +444,10 @@ impl ClusterMember {
             self.was_member.store(true, Ordering::Relaxed);
         }
         let was_member = self.was_member.load(Ordering::Relaxed);
-        let removed = is_removed(self.id, was_member, &own, others);
+        // For good: a removed member is added back only with an empty data
+        // dir (add-node refuses one holding Raft state), so the others
+        // falling silent later must not make it take its partitions again.
+        let removed = self.is_removed() || is_removed(self.id, was_member, &own, others);
         let changed = self.removed.send_if_modified(|known| {
             let changed = *known != removed;
             *known = removed;
