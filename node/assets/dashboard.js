@@ -279,7 +279,11 @@ const views = {
 
   async cluster() {
     const [status, jobs] = await Promise.all([getJson("/admin/status"), getJson("/admin/jobs")]);
-    setState("cluster", status.leader == null ? "No leader yet: the members are electing one." : "");
+    if (status.removed) {
+      setState("cluster", "This node was removed from the cluster and runs no partition: stop it, and open another member's dashboard.", true);
+    } else {
+      setState("cluster", status.leader == null ? "No leader yet: the members are electing one." : "");
+    }
     const figure = (id, value) => {
       const el = document.querySelector(`[data-testid="${id}"]`);
       el.textContent = value == null ? "–" : String(value);
