@@ -601,21 +601,7 @@ mod tests {
     use super::*;
 
     fn row(partition: i32, offset: i64) -> BronzeRow {
-        BronzeRow {
-            event_id: format!("e-{partition}-{offset}"),
-            session_id: "s".into(),
-            user_key: "0123456789abcdef0123456789abcdef".into(),
-            video_id: "vid-00001".into(),
-            event_type: "play".into(),
-            position_s: 1.5,
-            seek_to_s: None,
-            event_time_us: 1_795_503_600_000_000,
-            region: "eu-west".into(),
-            device: None,
-            kafka_partition: partition,
-            kafka_offset: offset,
-            ingested_at_us: 1_795_503_600_000_000 + offset,
-        }
+        BronzeRow::example(partition, offset)
     }
 
     #[tokio::test]

@@ -95,31 +95,18 @@ mod tests {
 
     use super::*;
 
-    fn row(partition: i32, offset: i64) -> BronzeRow {
-        BronzeRow {
-            event_id: format!("e-{partition}-{offset}"),
-            session_id: "s".into(),
-            user_key: "0123456789abcdef0123456789abcdef".into(),
-            video_id: "vid-00001".into(),
-            event_type: "play".into(),
-            position_s: 1.5,
-            seek_to_s: None,
-            event_time_us: 1_795_503_600_000_000,
-            region: "eu-west".into(),
-            device: None,
-            kafka_partition: partition,
-            kafka_offset: offset,
-            ingested_at_us: 1_795_503_600_000_000 + offset,
-        }
-    }
-
     /// Partition 1's records were all dead-lettered and partition 3 is past
     /// the highest partition with rows: both show with their offsets and no rows.
     #[tokio::test]
     async fn partitions_with_a_committed_offset_and_no_rows_are_listed() {
         let lake = tempfile::tempdir().unwrap();
         let mut bronze = BronzeTable::open_or_create(lake.path()).await.unwrap();
-        let rows = rows_to_batch(&[row(0, 0), row(0, 1), row(2, 0)]).unwrap();
+        let rows = rows_to_batch(&[
+            BronzeRow::example(0, 0),
+            BronzeRow::example(0, 1),
+            BronzeRow::example(2, 0),
+        ])
+        .unwrap();
         bronze.append(rows.slice(0, 2), 0, 1).await.unwrap();
         bronze
             .append(RecordBatch::new_empty(bronze_schema()), 1, 41)

@@ -91,6 +91,26 @@ impl CleanEvent<'_> {
 }
 
 impl BronzeRow {
+    /// A valid row of one `play` event at `offset` of `partition` (event id
+    /// `e-<partition>-<offset>`), for fixtures and tests.
+    pub fn example(partition: i32, offset: i64) -> BronzeRow {
+        BronzeRow {
+            event_id: format!("e-{partition}-{offset}"),
+            session_id: "s".into(),
+            user_key: "0123456789abcdef0123456789abcdef".into(),
+            video_id: "vid-00001".into(),
+            event_type: "play".into(),
+            position_s: 1.5,
+            seek_to_s: None,
+            event_time_us: 1_795_503_600_000_000,
+            region: "eu-west".into(),
+            device: None,
+            kafka_partition: partition,
+            kafka_offset: offset,
+            ingested_at_us: 1_795_503_600_000_000 + offset,
+        }
+    }
+
     pub fn view(&self) -> BronzeRowView<'_> {
         BronzeRowView {
             event_id: &self.event_id,
