@@ -258,6 +258,50 @@ impl ClusterMember {
         }
     }
 
+    /// Adds `node` as a learner (on the leader) and waits up to `catch_up`
+    /// until it has acknowledged the log entry that added it.
+    ///
+    /// openraft's own blocking wait has no limit, and counts a learner within
+    /// 5,000 entries of the leader's log as caught up even if it never
+    /// answered, so on a short log a member that does not take the log would
+    /// be made a voter at once (a cluster of one would then stall, lacking a
+    /// quorum). On `Timeout` the node stays a learner: it votes on nothing
+    /// and owns nothing.
+    pub async fn add_learner(
+        &self,
+        node: NodeId,
+        member: Member,
+        catch_up: Duration,
+    ) -> Result<(), ClusterError> {
+        let added = self
+            .raft
+            .add_learner(node, member, false)
+            .await
+            .map_err(ClusterError::raft)?;
+        let entry = added.log_id;
+        let acknowledged = |metrics: &openraft::RaftMetrics<NodeId, Member>| {
+            metrics
+                .replication
+                .as_ref()
+                .and_then(|replication| replication.get(&node))
+                .is_some_and(|matched| matched.as_ref() >= Some(&entry))
+        };
+        match self
+            .raft
+            .wait(Some(catch_up))
+            .metrics(acknowledged, "the new learner to acknowledge its addition")
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(openraft::metrics::WaitError::Timeout(..)) => Err(ClusterError::Timeout {
+                what: format!(
+                    "node {node} to acknowledge the log entry that added it, within {catch_up:?}"
+                ),
+            }),
+            Err(e) => Err(ClusterError::raft(e)),
+        }
+    }
+
     /// Runs a write on this member, which must be the leader (the `/raft/write` handler).
     pub async fn write_as_leader(&self, command: Command) -> WriteAnswer {
         self.raft.client_write(command).await.map(|r| r.data)

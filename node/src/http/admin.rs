@@ -31,6 +31,9 @@ const RESUME_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a follower waits for an election to end before it refuses to
 /// forward: a few election timeouts.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How long `add-node` waits for the new member to take the log: a snapshot
+/// and the entries after it, within the admin client's 90 s.
+const LEARNER_CATCH_UP: Duration = Duration::from_secs(30);
 
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
@@ -358,8 +361,8 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             ),
         );
     }
-    // Adding a learner waits until it has caught up: a member that is not
-    // running would hold the request (and the membership change) forever.
+    // A member that is not running is refused at once, rather than after
+    // the wait for it to take the log.
     match state.member.ping(&node.addr).await {
         // A process with Raft state of its own (it started a cluster alone,
         // or was a member before) would not take this cluster's log, and
@@ -399,18 +402,33 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             );
         }
     }
-    let raft = &state.member.raft;
     let member = Member {
         addr: node.addr.clone(),
     };
-    if let Err(e) = raft.add_learner(node.id, member, true).await {
-        return error_response(
-            StatusCode::CONFLICT,
-            format!("cannot add node {}: {e}", node.id),
-        );
+    match state
+        .member
+        .add_learner(node.id, member, LEARNER_CATCH_UP)
+        .await
+    {
+        Ok(()) => {}
+        Err(ClusterError::Timeout { .. }) => {
+            return error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "node {id} was added as a learner but has not taken the cluster's log within                      {LEARNER_CATCH_UP:?}: it does not vote and owns nothing. Check that it runs                      with this cluster's token and can reach and be reached by the members, then                      run add-node again to make it a voter, or remove-node {id}",
+                    id = node.id
+                ),
+            );
+        }
+        Err(e) => {
+            return error_response(
+                StatusCode::CONFLICT,
+                format!("cannot add node {}: {e}", node.id),
+            );
+        }
     }
     let voters = ChangeMembers::AddVoterIds(BTreeSet::from([node.id]));
-    match raft.change_membership(voters, false).await {
+    match state.member.raft.change_membership(voters, false).await {
         Ok(_) => Json(json!({ "added": node.id, "addr": node.addr })).into_response(),
         Err(e) => error_response(
             StatusCode::CONFLICT,

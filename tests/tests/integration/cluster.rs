@@ -10,6 +10,8 @@ use std::time::Duration;
 use deltalake::datafusion::prelude::SessionContext;
 use serde_json::{Value, json};
 
+use streamreel_cluster::PingAnswer;
+use streamreel_cluster::network::{PeerClient, paths};
 use streamreel_lake::BronzeTable;
 use streamreel_lake::query::{column_as_i64, column_as_strings, register_path, run_sql};
 use streamreel_tests::broker::{Broker, free_port};
@@ -117,6 +119,89 @@ async fn wait_moved_away(cluster: &Cluster, via: u64, node: u64) -> anyhow::Resu
                     .iter()
                     .all(|p| p["owner"].as_u64().is_some_and(|o| o != node));
             Ok(moved.then_some(()))
+        },
+    )
+    .await
+}
+
+/// A process at a free port that answers `/raft/ping` as member `id` (a
+/// real member's answer, renumbered) and every Raft RPC with 503: a member
+/// that would be added but never takes the log. Serves until dropped.
+struct SilentMember {
+    addr: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl SilentMember {
+    async fn start(cluster: &Cluster, like: u64, id: u64) -> anyhow::Result<SilentMember> {
+        let peers = PeerClient::new(Some(CLUSTER_TOKEN.to_string()));
+        let real = cluster.url(like);
+        let mut answer: PingAnswer = peers
+            .post(
+                real.trim_start_matches("http://"),
+                paths::PING,
+                &(),
+                Duration::from_secs(5),
+            )
+            .await?;
+        answer.node = id;
+        answer.initialized = false;
+        answer.membership = Default::default();
+        let ping = streamreel_protocol::codec::encode(&answer)?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", free_port()?)).await?;
+        let addr = listener.local_addr()?.to_string();
+        let server = tokio::spawn(async move {
+            while let Ok((connection, _)) = listener.accept().await {
+                tokio::spawn(answer_once(connection, ping.clone()));
+            }
+        });
+        Ok(SilentMember { addr, server })
+    }
+}
+
+impl Drop for SilentMember {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Reads one HTTP request and answers it, then closes the connection.
+async fn answer_once(mut connection: tokio::net::TcpStream, ping: Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = Vec::new();
+    let mut buffer = [0_u8; 8192];
+    // The head is enough to route; the body is not needed.
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match connection.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buffer[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&request);
+    let (status, body) = if head.starts_with(&format!("POST {} ", paths::PING)) {
+        ("200 OK", ping)
+    } else {
+        ("503 Service Unavailable", Vec::new())
+    };
+    let header = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = connection.write_all(header.as_bytes()).await;
+    let _ = connection.write_all(&body).await;
+    let _ = connection.shutdown().await;
+}
+
+/// Waits until member `via` lists exactly `expected` (voters and learners).
+async fn wait_members(cluster: &Cluster, via: u64, expected: &[u64]) -> anyhow::Result<()> {
+    wait_for(
+        &format!("node {via} to list members {expected:?}"),
+        Duration::from_secs(30),
+        || async {
+            let Ok(status) = cluster.status(via).await else {
+                return Ok(None);
+            };
+            Ok((member_ids(&status) == expected).then_some(()))
         },
     )
     .await
@@ -734,6 +819,22 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
             !ok && out.contains("node 5 does not answer") && out.contains("start it first"),
             "{out}"
         );
+        // A member that answers pings but never takes the log stays a
+        // learner, with a clear answer within the admin client's time, and
+        // can be removed.
+        let silent = SilentMember::start(&cluster, 1, 7).await?;
+        let (ok, out) = admin(&["add-node", "7", "--addr", &silent.addr])?;
+        anyhow::ensure!(
+            !ok && out.contains("504")
+                && out
+                    .contains("node 7 was added as a learner but has not taken the cluster's log"),
+            "{out}"
+        );
+        wait_members(&cluster, 1, &[1, 2, 7]).await?;
+        let (ok, out) = admin(&["remove-node", "7"])?;
+        anyhow::ensure!(ok, "remove-node 7: {out}");
+        drop(silent);
+        wait_members(&cluster, 1, &[1, 2]).await?;
         // A process that started a cluster of its own is refused: it would
         // not take this cluster's log.
         let loner_dir = tempfile::tempdir()?;
