@@ -415,7 +415,10 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             return error_response(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
-                    "node {id} was added as a learner but has not taken the cluster's log within                      {LEARNER_CATCH_UP:?}: it does not vote and owns nothing. Check that it runs                      with this cluster's token and can reach and be reached by the members, then                      run add-node again to make it a voter, or remove-node {id}",
+                    "node {id} was added as a learner but has not taken the cluster's log within \
+                     {LEARNER_CATCH_UP:?}: it does not vote and owns nothing. Check that it runs \
+                     with this cluster's token and can reach and be reached by the members, then \
+                     run add-node again to make it a voter, or remove-node {id}",
                     id = node.id
                 ),
             );
