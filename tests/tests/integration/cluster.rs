@@ -209,22 +209,32 @@ async fn wait_members(cluster: &Cluster, via: u64, expected: &[u64]) -> anyhow::
 
 /// Waits until removed `node` knows it was removed and runs no partition
 /// actor, while the replica it no longer receives still names it an owner.
-async fn wait_removed_and_idle(cluster: &Cluster, node: u64) -> anyhow::Result<()> {
-    wait_for(
+/// With `ran`, it must have run some (a member removed straight after it was
+/// given partitions may not have started one yet).
+async fn wait_removed_and_idle(cluster: &Cluster, node: u64, ran: bool) -> anyhow::Result<()> {
+    let last = std::sync::Mutex::new(None);
+    let waited = wait_for(
         &format!("node {node} to know it was removed and stop its partitions"),
         Duration::from_secs(60),
         || async {
-            let Ok(status) = cluster.status(node).await else {
-                return Ok(None);
-            };
-            let ingest = status["ingest"].as_array().cloned().unwrap_or_default();
-            let idle = status["removed"] == json!(true)
-                && !ingest.is_empty()
-                && ingest.iter().all(|p| p["running"] == json!(false));
+            let status = cluster.status(node).await;
+            let idle = status.as_ref().is_ok_and(|status| {
+                let ingest = status["ingest"].as_array().cloned().unwrap_or_default();
+                status["removed"] == json!(true)
+                    && !(ran && ingest.is_empty())
+                    && ingest.iter().all(|p| p["running"] == json!(false))
+            });
+            *last.lock().expect("last status") = Some(status.map_err(|e| e.to_string()));
             Ok(idle.then_some(()))
         },
     )
-    .await
+    .await;
+    waited.map_err(|e| {
+        e.context(format!(
+            "node {node}'s last status: {:?}",
+            last.lock().expect("last status")
+        ))
+    })
 }
 
 /// Every epoch txn in the bronze log, in commit order, never goes down.
@@ -908,7 +918,7 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
         wait_moved_away(&cluster, leader, 3).await?;
         let status = cluster.status(leader).await?;
         assert_eq!(member_ids(&status), [1, 2], "{status}");
-        wait_removed_and_idle(&cluster, 3).await?;
+        wait_removed_and_idle(&cluster, 3, false).await?;
         cluster.kill(3)?;
 
         wait_simulator(&mut simulator, Duration::from_secs(120)).await?;
@@ -943,7 +953,7 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
             },
         )
         .await?;
-        wait_removed_and_idle(&cluster, leader).await?;
+        wait_removed_and_idle(&cluster, leader, true).await?;
         Ok(())
     }
     .await;
