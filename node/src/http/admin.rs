@@ -262,19 +262,35 @@ async fn move_partition(
         Ok(Err(e)) => return cluster_error(e),
         Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, e),
     };
-    // Answer only once the new owner has resumed: its first checkpoint carries the new epoch.
+    // Answer only once the new owner has resumed: its first checkpoint carries
+    // the new epoch. Only that owner writes checkpoints of that epoch; a later
+    // one means the partition was moved on before it resumed.
     let started = Instant::now();
     let mut applies = state.member.view.applies();
     loop {
-        let resumed = state
-            .member
-            .view
-            .read()
-            .state
-            .partition(partition)
-            .and_then(|s| s.checkpoint)
-            .is_some_and(|c| c.epoch >= assigned.epoch);
-        if resumed {
+        let (checkpoint_epoch, owner_now, epoch_now) = {
+            let applied = state.member.view.read();
+            let Some(now) = applied.state.partition(partition) else {
+                return error_response(
+                    StatusCode::NOT_FOUND,
+                    format!("partition {partition} is no longer known"),
+                );
+            };
+            (now.checkpoint.map(|c| c.epoch), now.owner, now.epoch)
+        };
+        if checkpoint_epoch != Some(assigned.epoch) && epoch_now > assigned.epoch {
+            return error_response(
+                StatusCode::CONFLICT,
+                format!(
+                    "partition {partition} was given to node {to} at epoch {}, but was moved on \
+                     (to node {}, epoch {epoch_now}) before node {to} resumed it: node {to} may \
+                     not be alive",
+                    assigned.epoch,
+                    owner_now.map_or("none".to_string(), |o| o.to_string()),
+                ),
+            );
+        }
+        if checkpoint_epoch == Some(assigned.epoch) {
             return Json(json!({
                 "partition": partition,
                 "owner": assigned.owner,

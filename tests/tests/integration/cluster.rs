@@ -466,11 +466,24 @@ async fn members_killed_and_frozen_while_events_stream_lose_and_double_nothing()
         }
         // A follower freezes past the failover time, loses its partitions, wakes up.
         let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
-        let frozen = cluster
-            .ids()
-            .into_iter()
-            .find(|id| *id != leader)
-            .expect("a follower");
+        // A follower that owns partitions, so that their moving away shows
+        // the leader has noticed the freeze (a member restarted by the last
+        // round may own none yet).
+        let frozen = wait_for(
+            "a follower owning a partition",
+            Duration::from_secs(60),
+            || async {
+                let Ok(status) = cluster.status(leader).await else {
+                    return Ok(None);
+                };
+                let parts = status["partitions"].as_array().cloned().unwrap_or_default();
+                Ok(parts
+                    .iter()
+                    .filter_map(|p| p["owner"].as_u64())
+                    .find(|owner| *owner != leader))
+            },
+        )
+        .await?;
         wait_committed(&cluster, leader, 20_000).await?;
         cluster.freeze(frozen)?;
         wait_moved_away(&cluster, leader, frozen).await?;
