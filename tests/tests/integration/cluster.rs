@@ -104,23 +104,41 @@ async fn wait_committed(cluster: &Cluster, via: u64, at_least: u64) -> anyhow::R
     .await
 }
 
+/// Polls member `via`'s status until `check` finds what it waits for (a
+/// member that does not answer is polled again).
+async fn wait_status<T>(
+    cluster: &Cluster,
+    via: u64,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&Value) -> Option<T>,
+) -> anyhow::Result<T> {
+    wait_for(what, timeout, || async {
+        Ok(cluster
+            .status(via)
+            .await
+            .ok()
+            .and_then(|status| check(&status)))
+    })
+    .await
+}
+
+/// The `partitions` of a status answer.
+fn partitions(status: &Value) -> Vec<Value> {
+    status["partitions"].as_array().cloned().unwrap_or_default()
+}
+
 /// Waits until no partition is owned by `node`, as `via` sees it.
 async fn wait_moved_away(cluster: &Cluster, via: u64, node: u64) -> anyhow::Result<()> {
-    wait_for(
-        &format!("node {node}'s partitions to move"),
-        Duration::from_secs(60),
-        || async {
-            let Ok(status) = cluster.status(via).await else {
-                return Ok(None);
-            };
-            let parts = status["partitions"].as_array().cloned().unwrap_or_default();
-            let moved = !parts.is_empty()
-                && parts
-                    .iter()
-                    .all(|p| p["owner"].as_u64().is_some_and(|o| o != node));
-            Ok(moved.then_some(()))
-        },
-    )
+    let what = format!("node {node}'s partitions to move");
+    wait_status(cluster, via, &what, Duration::from_secs(60), |status| {
+        let parts = partitions(status);
+        let moved = !parts.is_empty()
+            && parts
+                .iter()
+                .all(|p| p["owner"].as_u64().is_some_and(|o| o != node));
+        moved.then_some(())
+    })
     .await
 }
 
@@ -194,16 +212,10 @@ async fn answer_once(mut connection: tokio::net::TcpStream, ping: Vec<u8>) {
 
 /// Waits until member `via` lists exactly `expected` (voters and learners).
 async fn wait_members(cluster: &Cluster, via: u64, expected: &[u64]) -> anyhow::Result<()> {
-    wait_for(
-        &format!("node {via} to list members {expected:?}"),
-        Duration::from_secs(30),
-        || async {
-            let Ok(status) = cluster.status(via).await else {
-                return Ok(None);
-            };
-            Ok((member_ids(&status) == expected).then_some(()))
-        },
-    )
+    let what = format!("node {via} to list members {expected:?}");
+    wait_status(cluster, via, &what, Duration::from_secs(30), |status| {
+        (member_ids(status) == expected).then_some(())
+    })
     .await
 }
 
@@ -469,18 +481,16 @@ async fn members_killed_and_frozen_while_events_stream_lose_and_double_nothing()
         // A follower that owns partitions, so that their moving away shows
         // the leader has noticed the freeze (a member restarted by the last
         // round may own none yet).
-        let frozen = wait_for(
+        let frozen = wait_status(
+            &cluster,
+            leader,
             "a follower owning a partition",
             Duration::from_secs(60),
-            || async {
-                let Ok(status) = cluster.status(leader).await else {
-                    return Ok(None);
-                };
-                let parts = status["partitions"].as_array().cloned().unwrap_or_default();
-                Ok(parts
+            |status| {
+                partitions(status)
                     .iter()
                     .filter_map(|p| p["owner"].as_u64())
-                    .find(|owner| *owner != leader))
+                    .find(|owner| *owner != leader)
             },
         )
         .await?;
@@ -901,24 +911,19 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
         let (ok, out) = admin(&["add-node", "3", "--addr", &addr])?;
         anyhow::ensure!(ok, "add-node: {out}");
         // A member that joins gets its share of the partitions.
-        wait_for(
+        wait_status(
+            &cluster,
+            1,
             "node 3 to own partitions",
             Duration::from_secs(60),
-            || async {
-                let Ok(status) = cluster.status(1).await else {
-                    return Ok(None);
-                };
-                let owns = status["partitions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|p| p["owner"] == json!(3));
+            |status| {
+                let owns = partitions(status).iter().any(|p| p["owner"] == json!(3));
                 let member = status["nodes"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .any(|n| n["id"] == json!(3) && n["alive"] == json!(true));
-                Ok((owns && member).then_some(()))
+                (owns && member).then_some(())
             },
         )
         .await?;
@@ -948,21 +953,20 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
         let other = if leader == 1 { 2 } else { 1 };
         let (ok, out) = admin_cli(&cluster.url(leader), &["remove-node", &leader.to_string()])?;
         anyhow::ensure!(ok, "remove-node of the leader: {out}");
-        wait_for(
+        wait_status(
+            &cluster,
+            other,
             "the other member to lead alone and own every partition",
             Duration::from_secs(60),
-            || async {
-                let Ok(status) = cluster.status(other).await else {
-                    return Ok(None);
-                };
-                let parts = status["partitions"].as_array().cloned().unwrap_or_default();
+            |status| {
+                let parts = partitions(status);
                 let alone = status["leader"] == json!(other)
-                    && member_ids(&status) == [other]
+                    && member_ids(status) == [other]
                     && parts.len() == PARTITIONS
                     && parts
                         .iter()
                         .all(|p| p["owner"] == json!(other) && p["lag"].as_i64() == Some(0));
-                Ok(alone.then_some(()))
+                alone.then_some(())
             },
         )
         .await?;
