@@ -45,36 +45,55 @@ impl Hasher for IdHasher {
     }
 }
 
-pub struct DedupWindow {
+/// A window's accepted ids in acceptance order, with the window's eviction
+/// rule but without lookup. What a replica keeps of each partition: only the
+/// partition's owner asks whether an id was seen (its [`DedupWindow`] is built
+/// from this log when it takes the partition), and a checkpoint carries only
+/// ids its owner accepted as new, so a replica need not check them again.
+/// Keeping no hash set saves every replica an insert and a removal per event,
+/// and the set's memory, for every partition.
+pub struct DedupLog {
     settings: DedupSettings,
-    ids: HashSet<u128, BuildHasherDefault<IdHasher>>,
     /// Ids in acceptance order, with when they were accepted (UTC microseconds).
     order: VecDeque<(u128, i64)>,
 }
 
-impl DedupWindow {
-    pub fn new(settings: DedupSettings) -> DedupWindow {
-        // Not sized up front: every member holds a window per partition, and a
-        // table sized for a full window touches its pages as soon as ids arrive
-        // (tens of MiB each), however few they are. Growing costs a rehash now
-        // and then instead.
-        DedupWindow {
+impl DedupLog {
+    pub fn new(settings: DedupSettings) -> DedupLog {
+        DedupLog {
             settings,
-            ids: HashSet::default(),
             order: VecDeque::new(),
         }
     }
 
-    /// A window holding `entries` (oldest first), as [`DedupWindow::entries`] gave them.
+    /// A log holding `entries` (oldest first), as [`DedupLog::entries`] gave them.
     pub fn from_entries(
         settings: DedupSettings,
         entries: impl IntoIterator<Item = (u128, i64)>,
-    ) -> DedupWindow {
-        let mut window = DedupWindow::new(settings);
+    ) -> DedupLog {
+        let mut log = DedupLog::new(settings);
         for (id, at) in entries {
-            window.insert(id, at);
+            log.push(id, at, |_| {});
         }
-        window
+        log
+    }
+
+    /// Appends an accepted id, then drops the ids the window no longer keeps,
+    /// handing each to `evicted`.
+    pub fn push(&mut self, id_hash: u128, accepted_at_us: i64, mut evicted: impl FnMut(u128)) {
+        self.order.push_back((id_hash, accepted_at_us));
+        let window_us = self.settings.window.as_micros() as i64;
+        while let Some(&(oldest, accepted_at)) = self.order.front() {
+            let beyond_count = self.order.len() > self.settings.window_events;
+            let beyond_age = accepted_at_us - accepted_at > window_us;
+            let over_cap = self.order.len() > self.settings.max_ids;
+            if (beyond_count && beyond_age) || over_cap {
+                self.order.pop_front();
+                evicted(oldest);
+            } else {
+                break;
+            }
+        }
     }
 
     /// The remembered ids with when they were accepted, oldest first.
@@ -93,6 +112,53 @@ impl DedupWindow {
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
     }
+}
+
+/// A [`DedupLog`] with a set of its ids: what the partition's owner decides with.
+pub struct DedupWindow {
+    ids: HashSet<u128, BuildHasherDefault<IdHasher>>,
+    log: DedupLog,
+}
+
+impl DedupWindow {
+    pub fn new(settings: DedupSettings) -> DedupWindow {
+        // Not sized up front: a table sized for a full window touches its
+        // pages as soon as ids arrive (tens of MiB), however few they are.
+        // Growing costs a rehash now and then instead.
+        DedupWindow {
+            ids: HashSet::default(),
+            log: DedupLog::new(settings),
+        }
+    }
+
+    /// A window holding `entries` (oldest first), as [`DedupWindow::entries`] gave them.
+    pub fn from_entries(
+        settings: DedupSettings,
+        entries: impl IntoIterator<Item = (u128, i64)>,
+    ) -> DedupWindow {
+        let mut window = DedupWindow::new(settings);
+        for (id, at) in entries {
+            window.insert(id, at);
+        }
+        window
+    }
+
+    /// The remembered ids with when they were accepted, oldest first.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = (u128, i64)> + '_ {
+        self.log.entries()
+    }
+
+    pub fn settings(&self) -> DedupSettings {
+        self.log.settings()
+    }
+
+    pub fn len(&self) -> usize {
+        self.log.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.log.is_empty()
+    }
 
     pub fn contains(&self, id_hash: u128) -> bool {
         self.ids.contains(&id_hash)
@@ -104,24 +170,11 @@ impl DedupWindow {
         if !self.ids.insert(id_hash) {
             return false;
         }
-        self.order.push_back((id_hash, accepted_at_us));
-        self.evict(accepted_at_us);
+        let ids = &mut self.ids;
+        self.log.push(id_hash, accepted_at_us, |oldest| {
+            ids.remove(&oldest);
+        });
         true
-    }
-
-    fn evict(&mut self, now_us: i64) {
-        let window_us = self.settings.window.as_micros() as i64;
-        while let Some(&(oldest, accepted_at)) = self.order.front() {
-            let beyond_count = self.order.len() > self.settings.window_events;
-            let beyond_age = now_us - accepted_at > window_us;
-            let over_cap = self.order.len() > self.settings.max_ids;
-            if (beyond_count && beyond_age) || over_cap {
-                self.order.pop_front();
-                self.ids.remove(&oldest);
-            } else {
-                break;
-            }
-        }
     }
 }
 
@@ -212,6 +265,32 @@ mod tests {
                 }
                 prop_assert_eq!(window.len(), accepted.len() - kept_from);
             }
+        }
+
+        /// A replica's log, given the ids the owner's window accepted (what
+        /// checkpoints carry), holds the window's entries after every step, so
+        /// a window rebuilt from it on a new owner decides as the old one would.
+        #[test]
+        fn a_log_of_accepted_ids_keeps_the_windows_entries(
+            steps in proptest::collection::vec((0u128..40, 0i64..3), 0..300),
+            window_events in 1usize..10,
+            window_s in 0u64..5,
+            extra_ids in 0usize..10,
+        ) {
+            let settings = settings(window_events, window_s, window_events + extra_ids);
+            let mut window = DedupWindow::new(settings);
+            let mut log = DedupLog::new(settings);
+            let mut now = 0;
+            for (id, seconds_later) in steps {
+                now += seconds_later * S;
+                if window.insert(id, now) {
+                    log.push(id, now, |_| {});
+                }
+                prop_assert!(window.entries().eq(log.entries()));
+            }
+            let rebuilt = DedupWindow::from_entries(settings, log.entries());
+            prop_assert!(rebuilt.entries().eq(window.entries()));
+            prop_assert!((0u128..40).all(|id| rebuilt.contains(id) == window.contains(id)));
         }
     }
 }

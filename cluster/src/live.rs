@@ -31,11 +31,14 @@ pub fn minute_of(event_time_us: i64) -> i64 {
     event_time_us.div_euclid(MINUTE_US) * MINUTE_US
 }
 
+/// foldhash, not std's SipHash: every accepted event is counted here.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Counts of one batch, gathered before they become a checkpoint increment.
 #[derive(Debug, Default)]
 pub struct LiveBatch {
     /// minute -> video -> counts; looked up by `&str` so a hit allocates nothing.
-    counts: HashMap<i64, HashMap<String, [u64; 4]>>,
+    counts: FastMap<i64, FastMap<String, [u64; 4]>>,
 }
 
 impl LiveBatch {
@@ -79,8 +82,10 @@ impl LiveBatch {
 /// The merged live aggregates of the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveAggregates {
-    /// (minute, video) -> counts.
-    counts: BTreeMap<(i64, String), [u64; 4]>,
+    /// minute -> video -> counts: a fold finds a (minute, video) it already
+    /// counts by `&str`, without building a key (the counts of a checkpoint
+    /// are applied on every replica).
+    counts: BTreeMap<i64, BTreeMap<String, [u64; 4]>>,
     /// The minutes each video has in `counts`, so that one video's minutes
     /// are found without scanning every video's: readers hold the state lock
     /// that applying commands waits for.
@@ -98,15 +103,18 @@ pub struct LiveImage {
 
 impl From<LiveImage> for LiveAggregates {
     fn from(image: LiveImage) -> LiveAggregates {
-        let mut minutes_of: HashMap<String, BTreeSet<i64>> = HashMap::new();
-        for (minute, video) in image.counts.keys() {
-            minutes_of.entry(video.clone()).or_default().insert(*minute);
-        }
-        LiveAggregates {
-            counts: image.counts,
-            minutes_of,
+        let mut live = LiveAggregates {
             newest_minute_us: image.newest_minute_us,
+            ..LiveAggregates::default()
+        };
+        for ((minute, video), counts) in image.counts {
+            live.minutes_of
+                .entry(video.clone())
+                .or_default()
+                .insert(minute);
+            live.counts.entry(minute).or_default().insert(video, counts);
         }
+        live
     }
 }
 
@@ -124,18 +132,17 @@ impl LiveAggregates {
     pub fn fold(&mut self, counts: &[LiveCount], retention_us: i64, proposed_at_us: i64) {
         let latest_allowed = proposed_at_us.saturating_add(LIVE_FUTURE_LIMIT_US);
         for count in counts.iter().filter(|c| c.minute_us <= latest_allowed) {
-            let entry = self
-                .counts
-                .entry((count.minute_us, count.video_id.clone()))
-                .or_insert_with(|| {
-                    self.minutes_of
-                        .entry(count.video_id.clone())
-                        .or_default()
-                        .insert(count.minute_us);
-                    [0; 4]
-                });
-            for (total, add) in entry.iter_mut().zip(count.counts) {
-                *total += add;
+            let videos = self.counts.entry(count.minute_us).or_default();
+            if let Some(totals) = videos.get_mut(count.video_id.as_str()) {
+                for (total, add) in totals.iter_mut().zip(count.counts) {
+                    *total += add;
+                }
+            } else {
+                videos.insert(count.video_id.clone(), count.counts);
+                self.minutes_of
+                    .entry(count.video_id.clone())
+                    .or_default()
+                    .insert(count.minute_us);
             }
             self.newest_minute_us = Some(
                 self.newest_minute_us
@@ -144,13 +151,15 @@ impl LiveAggregates {
         }
         if let Some(newest) = self.newest_minute_us {
             let oldest_kept = newest.saturating_sub(retention_us);
-            let kept = self.counts.split_off(&(oldest_kept, String::new()));
+            let kept = self.counts.split_off(&oldest_kept);
             let forgotten = std::mem::replace(&mut self.counts, kept);
-            for (minute, video) in forgotten.into_keys() {
-                if let Some(minutes) = self.minutes_of.get_mut(&video) {
-                    minutes.remove(&minute);
-                    if minutes.is_empty() {
-                        self.minutes_of.remove(&video);
+            for (minute, videos) in forgotten {
+                for video in videos.into_keys() {
+                    if let Some(minutes) = self.minutes_of.get_mut(&video) {
+                        minutes.remove(&minute);
+                        if minutes.is_empty() {
+                            self.minutes_of.remove(&video);
+                        }
                     }
                 }
             }
@@ -162,12 +171,11 @@ impl LiveAggregates {
         let Some(minutes) = self.minutes_of.get(video_id) else {
             return Vec::new();
         };
-        let mut key = (0, video_id.to_string());
         minutes
             .iter()
             .filter_map(|minute| {
-                key.0 = *minute;
-                self.counts.get(&key).map(|counts| (*minute, *counts))
+                let counts = self.counts.get(minute)?.get(video_id)?;
+                Some((*minute, *counts))
             })
             .collect()
     }
@@ -180,8 +188,10 @@ impl LiveAggregates {
         };
         let from = newest - (minutes.max(1) - 1) * MINUTE_US;
         let mut totals: HashMap<&str, u64> = HashMap::new();
-        for ((_, video), counts) in self.counts.range((from, String::new())..) {
-            *totals.entry(video).or_default() += counts.iter().sum::<u64>();
+        for videos in self.counts.range(from..).map(|(_, videos)| videos) {
+            for (video, counts) in videos {
+                *totals.entry(video).or_default() += counts.iter().sum::<u64>();
+            }
         }
         let mut top: Vec<(String, u64)> = totals
             .into_iter()
@@ -199,16 +209,21 @@ impl LiveAggregates {
     /// The counts as a snapshot holds them.
     pub fn image(&self) -> LiveImage {
         LiveImage {
-            counts: self.counts.clone(),
+            counts: self
+                .all()
+                .map(|(minute, video, counts)| ((minute, video.to_string()), counts))
+                .collect(),
             newest_minute_us: self.newest_minute_us,
         }
     }
 
-    /// Every (minute, video, counts), for comparing with bronze.
+    /// Every (minute, video, counts), ordered by minute then video.
     pub fn all(&self) -> impl Iterator<Item = (i64, &str, [u64; 4])> {
-        self.counts
-            .iter()
-            .map(|((minute, video), counts)| (*minute, video.as_str(), *counts))
+        self.counts.iter().flat_map(|(minute, videos)| {
+            videos
+                .iter()
+                .map(|(video, counts)| (*minute, video.as_str(), *counts))
+        })
     }
 }
 

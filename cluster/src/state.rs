@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dedup::{DedupSettings, DedupWindow};
+use crate::dedup::{DedupLog, DedupSettings};
 use crate::live::{LiveAggregates, LiveImage};
 use crate::types::{
     CheckpointIncrement, Command, CommandResult, Epoch, FIRST_JOB_RUN_ID, JobRunRecord, NodeId,
@@ -39,7 +39,9 @@ pub struct PartitionState {
     pub owner: Option<NodeId>,
     pub epoch: Epoch,
     pub checkpoint: Option<Checkpoint>,
-    pub dedup: DedupWindow,
+    /// The ids of the partition's window, without lookup: only its owner
+    /// decides, from a [`crate::dedup::DedupWindow`] built from this log.
+    pub dedup: DedupLog,
 }
 
 /// Owner and epoch of every partition: what the supervisors and the coordinator act on.
@@ -73,7 +75,7 @@ impl ClusterState {
                             owner: None,
                             epoch: 0,
                             checkpoint: None,
-                            dedup: DedupWindow::new(self.settings.dedup),
+                            dedup: DedupLog::new(self.settings.dedup),
                         });
                 }
                 CommandResult::Done
@@ -187,7 +189,7 @@ impl ClusterState {
             });
         }
         for id in &increment.new_ids {
-            state.dedup.insert(*id, increment.accepted_at_us);
+            state.dedup.push(*id, increment.accepted_at_us, |_| {});
         }
         state.checkpoint = Some(Checkpoint {
             epoch: increment.epoch,
@@ -263,7 +265,7 @@ impl ClusterState {
                             owner: p.owner,
                             epoch: p.epoch,
                             checkpoint: p.checkpoint,
-                            dedup: DedupWindow::from_entries(settings.dedup, p.dedup),
+                            dedup: DedupLog::from_entries(settings.dedup, p.dedup),
                         },
                     )
                 })
