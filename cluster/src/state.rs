@@ -189,7 +189,7 @@ impl ClusterState {
             });
         }
         for id in &increment.new_ids {
-            state.dedup.push(*id, increment.accepted_at_us, |_| {});
+            state.dedup.push(*id, increment.accepted_at_us);
         }
         state.checkpoint = Some(Checkpoint {
             epoch: increment.epoch,
