@@ -51,8 +51,9 @@ impl Hasher for IdHasher {
 /// from this log when it takes the partition), and a checkpoint carries only
 /// ids the owner found new, so a replica need not check them again. That saves
 /// every member a set insert and removal per event, and the set's memory, for
-/// every partition it replicates. The ids of one checkpoint share one time,
-/// so times are kept as runs: 16 bytes per id instead of 32.
+/// every partition it replicates. The ids of one checkpoint share one time
+/// (and an owner's, one second), so times are kept as runs: 16 bytes per id
+/// instead of 32.
 pub struct DedupLog {
     settings: DedupSettings,
     ids: VecDeque<u128>,
@@ -83,6 +84,11 @@ impl DedupLog {
 
     /// Appends an id its owner accepted, then trims the log as the window is.
     pub fn push(&mut self, id_hash: u128, accepted_at_us: i64) {
+        self.push_evicting(id_hash, accepted_at_us, |_| {});
+    }
+
+    /// [`DedupLog::push`], handing each id trimmed off to `evicted`.
+    fn push_evicting(&mut self, id_hash: u128, accepted_at_us: i64, mut evicted: impl FnMut(u128)) {
         self.ids.push_back(id_hash);
         match self.times.back_mut() {
             Some((at, count)) if *at == accepted_at_us => *count += 1,
@@ -96,7 +102,9 @@ impl DedupLog {
             if !((beyond_count && beyond_age) || over_cap) {
                 break;
             }
-            self.ids.pop_front();
+            if let Some(oldest) = self.ids.pop_front() {
+                evicted(oldest);
+            }
             *count -= 1;
             if *count == 0 {
                 self.times.pop_front();
@@ -126,12 +134,16 @@ impl DedupLog {
     }
 }
 
+/// A [`DedupLog`] with a set of its ids: what the partition's owner decides with.
 pub struct DedupWindow {
-    settings: DedupSettings,
     ids: HashSet<u128, BuildHasherDefault<IdHasher>>,
-    /// Ids in acceptance order, with when they were accepted (UTC microseconds).
-    order: VecDeque<(u128, i64)>,
+    log: DedupLog,
 }
+
+/// The owner's acceptance times are rounded up to whole seconds, so that the
+/// ids of one second share one run of its log (16 bytes per id, not 32). An id
+/// is then kept up to a second longer than its own time says, never shorter.
+const OWNER_TIME_STEP_US: i64 = 1_000_000;
 
 impl DedupWindow {
     pub fn new(settings: DedupSettings) -> DedupWindow {
@@ -139,13 +151,13 @@ impl DedupWindow {
         // pages as soon as ids arrive (tens of MiB), however few they are.
         // Growing costs a rehash now and then instead.
         DedupWindow {
-            settings,
             ids: HashSet::default(),
-            order: VecDeque::new(),
+            log: DedupLog::new(settings),
         }
     }
 
-    /// A window holding `entries` (oldest first), as [`DedupWindow::entries`] gave them.
+    /// A window holding `entries` (oldest first), as [`DedupWindow::entries`]
+    /// or a replica's [`DedupLog::entries`] gave them.
     pub fn from_entries(
         settings: DedupSettings,
         entries: impl IntoIterator<Item = (u128, i64)>,
@@ -157,21 +169,22 @@ impl DedupWindow {
         window
     }
 
-    /// The remembered ids with when they were accepted, oldest first.
-    pub fn entries(&self) -> impl ExactSizeIterator<Item = (u128, i64)> + '_ {
-        self.order.iter().copied()
+    /// The remembered ids with when they were accepted (rounded up to the
+    /// second), oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = (u128, i64)> + '_ {
+        self.log.entries()
     }
 
     pub fn settings(&self) -> DedupSettings {
-        self.settings
+        self.log.settings()
     }
 
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.log.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.log.is_empty()
     }
 
     pub fn contains(&self, id_hash: u128) -> bool {
@@ -184,24 +197,15 @@ impl DedupWindow {
         if !self.ids.insert(id_hash) {
             return false;
         }
-        self.order.push_back((id_hash, accepted_at_us));
-        self.evict(accepted_at_us);
+        let at = accepted_at_us
+            .saturating_add(OWNER_TIME_STEP_US - 1)
+            .div_euclid(OWNER_TIME_STEP_US)
+            * OWNER_TIME_STEP_US;
+        let ids = &mut self.ids;
+        self.log.push_evicting(id_hash, at, |oldest| {
+            ids.remove(&oldest);
+        });
         true
-    }
-
-    fn evict(&mut self, now_us: i64) {
-        let window_us = self.settings.window.as_micros() as i64;
-        while let Some(&(oldest, accepted_at)) = self.order.front() {
-            let beyond_count = self.order.len() > self.settings.window_events;
-            let beyond_age = now_us - accepted_at > window_us;
-            let over_cap = self.order.len() > self.settings.max_ids;
-            if (beyond_count && beyond_age) || over_cap {
-                self.order.pop_front();
-                self.ids.remove(&oldest);
-            } else {
-                break;
-            }
-        }
     }
 }
 
@@ -248,6 +252,29 @@ mod tests {
         }
         assert_eq!(window.len(), 5, "the last 5 stay however old");
         assert!(window.contains(0));
+    }
+
+    #[test]
+    fn an_owner_keeps_an_id_up_to_a_second_longer_never_shorter() {
+        let mut window = DedupWindow::new(settings(1, 1, 100));
+        window.insert(1, S / 2);
+        window.insert(2, 2 * S);
+        assert!(
+            window.contains(1),
+            "1.5 s old by its own time, 1 s by its second"
+        );
+        window.insert(3, 2 * S + S / 2);
+        assert!(!window.contains(1) && window.contains(2));
+    }
+
+    #[test]
+    fn ids_of_one_second_share_one_time() {
+        let mut window = DedupWindow::new(settings(10_000, 60, 10_000));
+        for id in 0..1_000 {
+            window.insert(id, 7 * S + 1 + id as i64);
+        }
+        assert_eq!(window.log.times.len(), 1);
+        assert!(window.entries().all(|(_, at)| at == 8 * S));
     }
 
     #[test]
