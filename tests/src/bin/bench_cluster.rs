@@ -259,7 +259,7 @@ fn snapshot_size() {
     let mut window = DedupWindow::new(settings.dedup);
     let mut first_batch = 0;
     let mut applying = Duration::ZERO;
-    let mut accepted = 0;
+    let mut messages_applied = 0;
     for (batch_no, chunk) in messages.chunks(20_000).enumerate() {
         let mut live = LiveBatch::default();
         let mut new_ids = Vec::new();
@@ -294,16 +294,16 @@ fn snapshot_size() {
         let started = Instant::now();
         state.apply(&command, &members);
         applying += started.elapsed();
-        accepted += chunk.len();
+        messages_applied += chunk.len();
     }
     let image = encode(&state.image()).map(|b| b.len()).unwrap_or(0);
     println!("one checkpoint of a 20,000-event batch: {first_batch} bytes");
     // What every member spends per event on a partition it replicates
     // (folding ids and live counts), apart from Raft's own log and network.
     println!(
-        "applying the checkpoints of {accepted} messages to a replica: {:.0} ms ({:.2} us per message)",
+        "applying the checkpoints of {messages_applied} messages to a replica: {:.0} ms ({:.2} us per message)",
         applying.as_secs_f64() * 1e3,
-        applying.as_secs_f64() * 1e6 / accepted.max(1) as f64
+        applying.as_secs_f64() * 1e6 / messages_applied.max(1) as f64
     );
     println!(
         "snapshot of one partition after 1,000,000 events: {:.1} MiB ({} ids in the window)",
