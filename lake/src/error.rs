@@ -134,6 +134,15 @@ pub enum LakeError {
     },
     #[error("table {table}: unexpected column type for `{column}`")]
     ColumnType { table: String, column: String },
+    #[error(
+        "view_sessions: the packed events of session {session_id:?} cannot be read ({source}); \
+         a new build of silver (delete lake/silver and run `streamreel models run`) writes them again"
+    )]
+    PackedEvents {
+        session_id: String,
+        #[source]
+        source: crate::silver::packed_events::UnpackError,
+    },
 }
 
 impl LakeError {

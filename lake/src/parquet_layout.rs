@@ -12,13 +12,15 @@
 //! - Ids unique to an event or a session, and measurements (positions, watch
 //!   times, shares) that seldom repeat: plain, no dictionary to fill and drop.
 //!
+//! - A session's packed events: opaque bytes, no dictionary, no statistics.
+//!
 //! Every other column keeps Parquet's default, a dictionary (falling back to
 //! plain when it grows large). Byte-stream split for the measurements was as
 //! fast, but Spark's vectorized reader cannot read it; it reads delta encoding
 //! from Spark 3.3 on.
 
 use deltalake::parquet::basic::{Compression, Encoding, ZstdLevel};
-use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 
 /// Columns whose values rise with the stream: delta encoded.
@@ -43,6 +45,10 @@ pub const MEASUREMENT_COLUMNS: [&str; 6] = [
 /// Ids unique to an event or a session: no dictionary.
 pub const UNIQUE_ID_COLUMNS: [&str; 2] = ["event_id", "session_id"];
 
+/// Opaque values (a session's packed events): no dictionary, and no
+/// statistics, which no reader could use to skip a file.
+pub const OPAQUE_COLUMNS: [&str; 1] = [crate::silver::sessions_table::PACKED_EVENTS];
+
 /// zstd's fastest level (delta-rs's compaction would write level 4): builds
 /// are timed by the writes.
 const ZSTD_LEVEL: i32 = 1;
@@ -58,6 +64,11 @@ pub fn writer_properties() -> WriterProperties {
     }
     for column in UNIQUE_ID_COLUMNS.into_iter().chain(MEASUREMENT_COLUMNS) {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    for column in OPAQUE_COLUMNS {
+        builder = builder
+            .set_column_dictionary_enabled(ColumnPath::from(column), false)
+            .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
     }
     builder.build()
 }
@@ -93,6 +104,7 @@ mod tests {
             .iter()
             .chain(&MEASUREMENT_COLUMNS)
             .chain(&UNIQUE_ID_COLUMNS)
+            .chain(&OPAQUE_COLUMNS)
         {
             assert!(known.contains(*column), "{column} is in no table");
         }

@@ -10,6 +10,7 @@ use deltalake::parquet::arrow::ArrowWriter;
 use futures::StreamExt;
 
 use streamreel_lake::query::{column_as_i64, register_table, run_sql};
+use streamreel_lake::silver::sessions_table::PACKED_EVENTS;
 use streamreel_lake::tables::{Lake, open_if_exists};
 
 use crate::error::NodeError;
@@ -77,9 +78,12 @@ async fn write_table(
     out: &Path,
     total: u64,
 ) -> Result<u64, NodeError> {
+    // A session's packed events are silver's own bookkeeping, bytes no BI
+    // tool reads (and CSV cannot hold).
     let frame = ctx
         .table("t")
         .await
+        .and_then(|frame| frame.drop_columns(&[PACKED_EVENTS]))
         .map_err(streamreel_lake::LakeError::from)?;
     let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
     let mut stream = frame

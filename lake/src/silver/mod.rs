@@ -8,20 +8,23 @@
 //! marks, in chunks of bounded size (see [`chunks`]). Each chunk is enriched
 //! and sessionised from the same rows in memory: enrichment is appended, and
 //! only sessions the chunk touches are written. A touched session that already
-//! exists is recomputed from all of its events, read back from the
-//! `event_date` partitions it spans (`started_at` to `last_event_at`), so a
-//! session spanning runs, or a late event of an old session, comes out as if
-//! computed in one go.
+//! exists is recomputed from all of its events, so a session spanning runs,
+//! or a late event of an old session, comes out as if computed in one go: its
+//! earlier events are unpacked from its own row (see [`packed_events`]), or,
+//! in a table written before rows packed them, read back from the
+//! `event_date` partitions it spans (`started_at` to `last_event_at`).
 
 pub mod chunks;
 mod deletion_vector;
 mod earlier_events;
+pub mod packed_events;
 mod replace;
 pub mod session;
+mod sessions_lookup;
 pub mod sessions_table;
 pub mod watermarks;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -101,6 +104,17 @@ pub async fn refresh_silver_with(
     videos: &[VideoMetadata],
     settings: &LakeSettings,
 ) -> Result<SilverReport, LakeError> {
+    refresh(lake_dir, videos, settings, true).await
+}
+
+/// [`refresh_silver_with`]; a `view_sessions` this run creates has packed
+/// events when `create_packed` (tests create one as earlier releases did).
+async fn refresh(
+    lake_dir: &Path,
+    videos: &[VideoMetadata],
+    settings: &LakeSettings,
+    create_packed: bool,
+) -> Result<SilverReport, LakeError> {
     let mut report = SilverReport::default();
     let Some(bronze) = open_if_exists(&BronzeTable::path_in(lake_dir)).await? else {
         return Ok(report);
@@ -125,7 +139,12 @@ pub async fn refresh_silver_with(
         },
         partitions: &partitions,
         report: &mut report,
+        packs_events: true,
     };
+    silver.packs_events = silver
+        .sessions
+        .as_ref()
+        .map_or(create_packed, holds_packed_events);
     silver.check_layout()?;
     let enriched_marks = silver.enriched_marks().await?;
     let sessions_marks = silver.sessions_marks().await?;
@@ -219,6 +238,8 @@ struct ChunkSessions {
     /// The `day` partitions holding the existing sessions the rows replace;
     /// empty when every session is new.
     replaced_days: BTreeSet<i32>,
+    /// Where the replaced rows are, when the lookup found out.
+    replaced_positions: Option<HashMap<String, Vec<u64>>>,
 }
 
 /// Sessions of a chunk being computed on a blocking thread.
@@ -226,6 +247,7 @@ struct PendingSessions {
     build: tokio::task::JoinHandle<Result<RecordBatch, LakeError>>,
     replaced: usize,
     replaced_days: BTreeSet<i32>,
+    replaced_positions: Option<HashMap<String, Vec<u64>>>,
 }
 
 impl PendingSessions {
@@ -234,8 +256,18 @@ impl PendingSessions {
             rows: self.build.await??,
             replaced: self.replaced,
             replaced_days: self.replaced_days,
+            replaced_positions: self.replaced_positions,
         })
     }
+}
+
+/// The touched sessions that `view_sessions` holds already.
+struct ExistingSessions {
+    /// `session_id`, `first_day`, `last_day`, and the rest of
+    /// [`sessions_table::RECOMPUTE_COLUMNS`] when the table packs events.
+    rows: RecordBatch,
+    /// Their rows' places in the data files, when the lookup read them.
+    positions: Option<HashMap<String, Vec<u64>>>,
 }
 
 struct Silver<'a> {
@@ -245,6 +277,11 @@ struct Silver<'a> {
     sessions: Option<DeltaTable>,
     partitions: &'a [i32],
     report: &'a mut SilverReport,
+    /// Whether `view_sessions` keeps each session's events packed (every
+    /// table this version creates); a table created before keeps its columns,
+    /// and its recomputed sessions' earlier events are read from
+    /// `enriched_events`.
+    packs_events: bool,
 }
 
 impl Silver<'_> {
@@ -320,25 +357,36 @@ impl Silver<'_> {
         let mut input: Vec<RecordBatch> = events.to_vec();
         let mut replaced = 0;
         let mut replaced_days = BTreeSet::new();
+        let mut replaced_positions = None;
         if let Some(existing) = existing {
-            let (earlier, days) = self.earlier_events(&existing, chunk).await?;
+            let rows = &existing.rows;
+            let (earlier, days) = if self.packs_events {
+                self.report.sessions_recomputed += rows.num_rows() as u64;
+                let days = date_column(rows, "first_day")?.into_iter().collect();
+                (vec![sessions_table::unpacked_events(rows)?], days)
+            } else {
+                self.earlier_events(rows, chunk).await?
+            };
             input.extend(earlier);
-            replaced = existing.num_rows();
+            replaced = rows.num_rows();
             replaced_days = days;
+            replaced_positions = existing.positions;
         }
         Ok(PendingSessions {
             build: tokio::task::spawn_blocking(move || sessions_table::build_sessions(&input)),
             replaced,
             replaced_days,
+            replaced_positions,
         })
     }
 
     /// `session_id`, first and last event day of the touched sessions already
-    /// in `view_sessions` (`None` when there are none).
+    /// in `view_sessions`, and what they are recomputed from when the table
+    /// packs their events (`None` when there are none).
     async fn existing_sessions(
         &mut self,
         touched: &[String],
-    ) -> Result<Option<RecordBatch>, LakeError> {
+    ) -> Result<Option<ExistingSessions>, LakeError> {
         let Some(sessions) = &self.sessions else {
             return Ok(None);
         };
@@ -346,16 +394,32 @@ impl Silver<'_> {
             return Ok(None);
         }
         let ctx = self.fresh_context();
+        if let Some(found) =
+            sessions_lookup::find_sessions(sessions, &ctx, touched, self.packs_events).await?
+        {
+            return Ok((found.rows.num_rows() > 0).then_some(ExistingSessions {
+                rows: found.rows,
+                positions: Some(found.positions),
+            }));
+        }
         register_table(&ctx, "view_sessions", sessions).await?;
+        let mut columns = vec![
+            col("session_id"),
+            cast_expr(col("started_at"), DataType::Date32).alias("first_day"),
+            cast_expr(col("last_event_at"), DataType::Date32).alias("last_day"),
+        ];
+        if self.packs_events {
+            columns.extend(
+                sessions_table::RECOMPUTE_COLUMNS[1..]
+                    .iter()
+                    .map(|c| col(*c)),
+            );
+        }
         let frame = ctx
             .table("view_sessions")
             .await?
             .filter(session_filter(touched)?)?
-            .select(vec![
-                col("session_id"),
-                cast_expr(col("started_at"), DataType::Date32).alias("first_day"),
-                cast_expr(col("last_event_at"), DataType::Date32).alias("last_day"),
-            ])?;
+            .select(columns)?;
         let found: Vec<RecordBatch> = frame
             .collect()
             .await?
@@ -366,9 +430,10 @@ impl Silver<'_> {
             return Ok(None);
         }
         let schema = found[0].schema();
-        Ok(Some(deltalake::arrow::compute::concat_batches(
-            &schema, &found,
-        )?))
+        Ok(Some(ExistingSessions {
+            rows: deltalake::arrow::compute::concat_batches(&schema, &found)?,
+            positions: None,
+        }))
     }
 
     /// The already enriched events of `existing` sessions, read from the
@@ -448,14 +513,19 @@ impl Silver<'_> {
         chunk: &Chunk,
     ) -> Result<(), LakeError> {
         self.report.sessions_written += sessions.rows.num_rows() as u64;
+        let rows = if self.packs_events {
+            sessions.rows
+        } else {
+            without_column(&sessions.rows, sessions_table::PACKED_EVENTS)?
+        };
         let (table, kind) = write_target(self.sessions.take(), &self.lake.view_sessions())?;
         let properties = kind.commit_properties(
             CommitProperties::default()
                 .with_application_transactions(chunk_marks(chunk).transactions(SESSIONS_PREFIX)),
         );
         let table = if sessions.replaced_days.is_empty() {
-            let schema = sessions.rows.schema();
-            let rows = split_rows(&sessions.rows, write_parallelism());
+            let schema = rows.schema();
+            let rows = split_rows(&rows, write_parallelism());
             table
                 .write(Vec::new())
                 .with_input_plan(parallel_input(schema, rows, write_parallelism())?)
@@ -471,15 +541,30 @@ impl Silver<'_> {
         } else {
             let ctx = self.fresh_context();
             let replacement = replace::Replacement {
-                rows: sessions.rows,
+                rows,
                 replaced: sessions.replaced,
                 days: &sessions.replaced_days,
+                positions: sessions.replaced_positions,
             };
             replace::replace_sessions(table, &ctx, replacement, properties).await?
         };
         self.sessions = Some(table);
         Ok(())
     }
+}
+
+/// Whether `table` (`view_sessions`) has the column of packed events.
+fn holds_packed_events(table: &DeltaTable) -> bool {
+    table
+        .snapshot()
+        .is_ok_and(|snapshot| snapshot.schema().contains(sessions_table::PACKED_EVENTS))
+}
+
+/// `batch` without its column `name`.
+fn without_column(batch: &RecordBatch, name: &str) -> Result<RecordBatch, LakeError> {
+    let skip = batch.schema().index_of(name)?;
+    let keep: Vec<usize> = (0..batch.num_columns()).filter(|i| *i != skip).collect();
+    Ok(batch.project(&keep)?)
 }
 
 /// The days of `partitions` that fall within any of `spans` (first..=last).
@@ -688,8 +773,6 @@ async fn distinct_partitions(ctx: &SessionContext, table: &str) -> Result<Vec<i3
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use streamreel_protocol::BronzeRow;
 
     use super::*;
@@ -766,6 +849,7 @@ mod tests {
             sessions: open_if_exists(&lake.view_sessions()).await.unwrap(),
             partitions: &partitions,
             report: &mut report,
+            packs_events: true,
         };
         let marks = silver.enriched_marks().await.unwrap();
         let chunk = plan_chunks(&pending(&marks, &bronze_marks), 1_000_000).remove(0);
@@ -841,6 +925,42 @@ mod tests {
         refresh_silver(lake, &videos()).await.unwrap();
     }
 
+    #[tokio::test]
+    async fn a_view_sessions_without_packed_events_keeps_its_columns_and_reads_enriched_events() {
+        let earlier_release = tempfile::tempdir().unwrap();
+        let this_release = tempfile::tempdir().unwrap();
+        let mut late = event(0, 4, "a", "seek", 10.0);
+        late.seek_to_s = Some(30.0);
+        for (lake, create_packed) in [(earlier_release.path(), false), (this_release.path(), true)]
+        {
+            append(
+                lake,
+                &[
+                    event(0, 0, "a", "play", 0.0),
+                    event(0, 1, "a", "pause", 40.0),
+                    event(0, 2, "b", "play", 0.0),
+                    event(0, 3, "b", "pause", 10.0),
+                ],
+            )
+            .await;
+            refresh(lake, &videos(), &LakeSettings::default(), create_packed)
+                .await
+                .unwrap();
+            append(lake, &[late.clone(), event(0, 5, "b", "stop", 20.0)]).await;
+            let report = refresh_silver(lake, &videos()).await.unwrap();
+            assert_eq!(report.sessions_recomputed, 2);
+            let table = open_if_exists(&Lake::new(lake).view_sessions())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(holds_packed_events(&table), create_packed);
+        }
+        // `a`: play 0..10, seek to 30, pause at 40: 10 + 10 watched.
+        let expected = vec![("a".to_string(), 3.0, 20.0), ("b".to_string(), 3.0, 10.0)];
+        assert_eq!(sessions(earlier_release.path()).await, expected);
+        assert_eq!(sessions(this_release.path()).await, expected);
+    }
+
     #[test]
     fn partitions_come_from_file_statistics() {
         let stats = r#"{"numRecords":3,"minValues":{"kafka_partition":1,"kafka_offset":0},
@@ -902,6 +1022,25 @@ mod tests {
         assert_eq!(
             sessions(lake.path()).await,
             vec![("a".to_string(), 4.0, 20.0), ("b".to_string(), 3.0, 10.0)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_replaced_twice_is_found_by_its_live_row_only() {
+        let lake = tempfile::tempdir().unwrap();
+        sessions_a_and_b(lake.path()).await;
+        let mut late = event(0, 4, "a", "seek", 10.0);
+        late.seek_to_s = Some(30.0);
+        append(lake.path(), &[late]).await;
+        refresh_silver(lake.path(), &videos()).await.unwrap();
+        // `a`'s first row is now deleted by a vector, beside its live row.
+        append(lake.path(), &[event(0, 5, "a", "stop", 45.0)]).await;
+        let report = refresh_silver(lake.path(), &videos()).await.unwrap();
+        assert_eq!(report.sessions_recomputed, 1);
+        // play 0..10, seek to 30, pause at 40, stop while paused.
+        assert_eq!(
+            sessions(lake.path()).await,
+            vec![("a".to_string(), 4.0, 20.0), ("b".to_string(), 2.0, 10.0)]
         );
     }
 
@@ -997,6 +1136,7 @@ mod tests {
             rows,
             replaced: 1,
             days: &days,
+            positions: None,
         };
         let refused =
             replace::replace_sessions(stale, &ctx, replacement, CommitProperties::default()).await;

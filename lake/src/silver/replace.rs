@@ -42,6 +42,9 @@ pub struct Replacement<'a> {
     pub rows: RecordBatch,
     pub replaced: usize,
     pub days: &'a BTreeSet<i32>,
+    /// Where those rows are, by data file, when the lookup that found them
+    /// read the same version of the table; `None`: found here.
+    pub positions: Option<HashMap<String, Vec<u64>>>,
 }
 
 /// Commits `replacement` to `table` with `properties` (the chunk's marks):
@@ -57,7 +60,6 @@ pub async fn replace_sessions(
     // Enabled when the run began or the table was created; this upgrade is for
     // a table created without the property by another writer meanwhile.
     let table = allow_deletion_vectors(table).await?;
-    let ids = Arc::new(session_ids(&replacement.rows)?);
     let snapshot = table.snapshot().map_err(delta_error)?;
     let files = super::files_in_days(
         &table,
@@ -66,24 +68,15 @@ pub async fn replace_sessions(
         replacement.days,
     )?;
     let mut deleted = existing_deletions(&table, ctx, &files).await?;
-
-    let store = table.object_store();
-    // A few files read at once, each on its own task (decoding is CPU work).
-    let to_read: Vec<_> = files
-        .iter()
-        .map(|file| (file.object_store_path(), file.size(), file.num_records()))
-        .collect();
-    let mut reads =
-        futures::stream::iter(to_read.into_iter().map(move |(path, size, recorded)| {
-            let (store, ids) = (store.clone(), ids.clone());
-            tokio::spawn(async move { rows_of_sessions(store, path, size, recorded, &ids).await })
-        }))
-        .buffered(2 * write_parallelism());
+    let mut positions = match replacement.positions {
+        Some(positions) => positions,
+        None => positions_of_sessions(&table, &files, &replacement.rows).await?,
+    };
     let mut actions = Vec::new();
     let mut found = 0usize;
     for file in &files {
-        let rows = reads.next().await.expect("one read per file")??;
         let path = file.path().to_string();
+        let rows = positions.remove(&path).unwrap_or_default();
         let file_deleted = deleted.remove(&path).unwrap_or_default();
         let newly: RoaringTreemap = rows.into_iter().collect::<RoaringTreemap>() - &file_deleted;
         if newly.is_empty() {
@@ -145,6 +138,47 @@ pub async fn replace_sessions(
     Ok(table)
 }
 
+/// Positions of the rows of `rows`' sessions in each of `files`, by path.
+async fn positions_of_sessions(
+    table: &DeltaTable,
+    files: &[LogicalFileView],
+    rows: &RecordBatch,
+) -> Result<HashMap<String, Vec<u64>>, LakeError> {
+    let ids = Arc::new(session_ids(rows)?);
+    let store = table.object_store();
+    // Owned, so that the stream below borrows nothing.
+    let to_read: Vec<_> = files
+        .iter()
+        .map(|file| {
+            let log_path = file.path().to_string();
+            (
+                log_path,
+                file.object_store_path(),
+                file.size(),
+                file.num_records(),
+            )
+        })
+        .collect();
+    // A few files read at once, each on its own task (decoding is CPU work).
+    let reads = futures::stream::iter(to_read.into_iter().map(
+        move |(log_path, path, size, recorded)| {
+            let (store, ids) = (store.clone(), ids.clone());
+            tokio::spawn(async move {
+                let rows = rows_of_sessions(store, path, size, recorded, &ids).await?;
+                Ok::<_, LakeError>((log_path, rows))
+            })
+        },
+    ))
+    .buffer_unordered(2 * write_parallelism());
+    let read: Vec<_> = reads.collect().await;
+    let mut positions = HashMap::new();
+    for file in read {
+        let (path, rows) = file??;
+        positions.insert(path, rows);
+    }
+    Ok(positions)
+}
+
 /// `table` with deletion vectors allowed; a table created before they were
 /// used is upgraded once (readers then need Delta reader version 3).
 pub async fn allow_deletion_vectors(table: DeltaTable) -> Result<DeltaTable, LakeError> {
@@ -173,7 +207,7 @@ pub async fn allow_deletion_vectors(table: DeltaTable) -> Result<DeltaTable, Lak
 
 /// The rows already deleted in `files`, by path: from the deletion vectors
 /// they have, whatever wrote them (inline or in a file).
-async fn existing_deletions(
+pub(super) async fn existing_deletions(
     table: &DeltaTable,
     ctx: &SessionContext,
     files: &[LogicalFileView],

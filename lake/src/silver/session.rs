@@ -38,6 +38,16 @@ impl EventKind {
             _ => None,
         }
     }
+
+    /// The `event_type` text [`EventKind::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Play => "play",
+            EventKind::Pause => "pause",
+            EventKind::Seek => "seek",
+            EventKind::Stop => "stop",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -4,19 +4,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder,
-    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder,
+    Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{
     DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimeUnit,
 };
 
+use super::packed_events::{pack, unpack};
 use super::session::{EventKind, PlaybackEvent, summarize};
 use crate::error::LakeError;
 
-/// Columns of `view_sessions`, in order.
-pub const COLUMNS: [&str; 17] = [
+/// Columns of `view_sessions`, in order: the contract's, `last_event_at`,
+/// and the session's events packed (see [`super::packed_events`]).
+pub const COLUMNS: [&str; 18] = [
     "session_id",
     "user_key",
     "video_id",
@@ -34,7 +36,11 @@ pub const COLUMNS: [&str; 17] = [
     "duration_s",
     "pct_watched",
     "completed",
+    PACKED_EVENTS,
 ];
+
+/// The `view_sessions` column holding each session's events, packed.
+pub const PACKED_EVENTS: &str = "packed_events";
 
 pub fn sessions_schema() -> SchemaRef {
     let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
@@ -56,6 +62,7 @@ pub fn sessions_schema() -> SchemaRef {
         Field::new("duration_s", DataType::Float64, true),
         Field::new("pct_watched", DataType::Float64, true),
         Field::new("completed", DataType::Boolean, true),
+        Field::new(PACKED_EVENTS, DataType::Binary, false),
     ]))
 }
 
@@ -227,6 +234,7 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
     let mut duration_s = Float64Builder::with_capacity(n);
     let mut pct_watched = Float64Builder::with_capacity(n);
     let mut completed = BooleanBuilder::with_capacity(n);
+    let mut packed_events = BinaryBuilder::with_capacity(n, n * 80);
     for (id, mut session) in sessions {
         let (b, row) = session.first;
         let cols = &columns[b];
@@ -249,6 +257,8 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
         duration_s.append_option(duration);
         pct_watched.append_option(duration.map(|d| pct_watched_of(summary.max_position_s, d)));
         completed.append_option(duration.map(|d| summary.max_position_s >= 0.95 * d));
+        // In session order: `summarize` sorted them.
+        packed_events.append_value(pack(&session.events));
     }
     let arrays: Vec<ArrayRef> = vec![
         Arc::new(session_id.finish()),
@@ -268,8 +278,106 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
         Arc::new(duration_s.finish()),
         Arc::new(pct_watched.finish()),
         Arc::new(completed.finish()),
+        Arc::new(packed_events.finish()),
     ];
     Ok(RecordBatch::try_new(sessions_schema(), arrays)?)
+}
+
+/// The `view_sessions` columns a session is recomputed from when new events
+/// arrive: the first event's attributes and all of its events, packed.
+pub const RECOMPUTE_COLUMNS: [&str; 9] = [
+    "session_id",
+    "user_key",
+    "video_id",
+    "genre",
+    "creator",
+    "region",
+    "device",
+    "duration_s",
+    PACKED_EVENTS,
+];
+
+/// The events packed in `sessions` (rows of `view_sessions` with
+/// [`RECOMPUTE_COLUMNS`]) as rows of [`INPUT_COLUMNS`], what
+/// [`build_sessions`] reads. Each event carries its session's attributes: of
+/// a session's events only the first one's are read, and a recomputed
+/// session's first event is either the one its row was built from or a new
+/// event, which brings its own.
+pub fn unpacked_events(sessions: &RecordBatch) -> Result<RecordBatch, LakeError> {
+    let column = |name: &str, to: &DataType| -> Result<ArrayRef, LakeError> {
+        let array = sessions
+            .column_by_name(name)
+            .ok_or_else(|| LakeError::ColumnType {
+                table: "view_sessions".into(),
+                column: name.into(),
+            })?;
+        Ok(cast(array, to)?)
+    };
+    let attributes: Vec<ArrayRef> = TEXT_INPUTS[..EVENT_TYPE]
+        .iter()
+        .map(|name| column(name, &DataType::Utf8))
+        .collect::<Result<_, _>>()?;
+    let attributes: Vec<&StringArray> = attributes.iter().map(|a| a.as_string::<i32>()).collect();
+    let durations = column("duration_s", &DataType::Float64)?;
+    let durations = durations.as_primitive::<Float64Type>();
+    let packed = column(PACKED_EVENTS, &DataType::Binary)?;
+    let packed = packed.as_binary::<i32>();
+
+    let mut texts: Vec<StringBuilder> = TEXT_INPUTS.iter().map(|_| StringBuilder::new()).collect();
+    let mut position_s = Float64Builder::new();
+    let mut seek_to_s = Float64Builder::new();
+    let mut event_time = Int64Builder::new();
+    let mut kafka_offset = Int64Builder::new();
+    let mut duration_s = Float64Builder::new();
+    for row in 0..sessions.num_rows() {
+        let events = unpack(packed.value(row)).map_err(|source| LakeError::PackedEvents {
+            session_id: attributes[SESSION_ID].value(row).to_string(),
+            source,
+        })?;
+        let duration = (!durations.is_null(row)).then(|| durations.value(row));
+        for event in events {
+            for (builder, values) in texts.iter_mut().zip(&attributes) {
+                builder.append_option((!values.is_null(row)).then(|| values.value(row)));
+            }
+            texts[EVENT_TYPE].append_value(event.event_type.name());
+            position_s.append_value(event.position_s);
+            seek_to_s.append_option(event.seek_to_s);
+            event_time.append_value(event.event_time_us);
+            kafka_offset.append_value(event.kafka_offset);
+            duration_s.append_option(duration);
+        }
+    }
+    let mut fields: Vec<Field> = TEXT_INPUTS
+        .iter()
+        .map(|name| Field::new(*name, DataType::Utf8, true))
+        .collect();
+    let mut arrays: Vec<ArrayRef> = texts
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish()) as ArrayRef)
+        .collect();
+    for (name, kind, array) in [
+        (
+            "position_s",
+            DataType::Float64,
+            Arc::new(position_s.finish()) as ArrayRef,
+        ),
+        ("seek_to_s", DataType::Float64, Arc::new(seek_to_s.finish())),
+        ("event_time", DataType::Int64, Arc::new(event_time.finish())),
+        (
+            "kafka_offset",
+            DataType::Int64,
+            Arc::new(kafka_offset.finish()),
+        ),
+        (
+            "duration_s",
+            DataType::Float64,
+            Arc::new(duration_s.finish()),
+        ),
+    ] {
+        fields.push(Field::new(name, kind, true));
+        arrays.push(array);
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
 }
 
 /// `100 * max_position_s / duration_s`, exactly 100 for a session watched to
@@ -286,6 +394,9 @@ fn pct_watched_of(max_position_s: f64, duration_s: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use deltalake::arrow::array::{BinaryArray, Float64Array, Int64Array};
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -298,6 +409,160 @@ mod tests {
         }
         assert_eq!(pct_watched_of(30.0, 120.0), 25.0);
         assert_eq!(pct_watched_of(0.0, 120.0), 0.0);
+    }
+
+    /// Rows of [`INPUT_COLUMNS`] for events of session `s`, each with
+    /// attributes of its own (its region names its offset): only the first
+    /// event's may reach the session's row.
+    fn input_batch(events: &[PlaybackEvent], duration_s: Option<f64>) -> RecordBatch {
+        let n = events.len();
+        let text = |values: Vec<String>| Arc::new(StringArray::from(values)) as ArrayRef;
+        let same = |value: &str| text(vec![value.to_string(); n]);
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("session_id", same("s")),
+            ("user_key", same("u")),
+            ("video_id", same("v")),
+            ("genre", same("drama")),
+            ("creator", same("c")),
+            (
+                "region",
+                text(
+                    events
+                        .iter()
+                        .map(|e| format!("r{}", e.kafka_offset))
+                        .collect(),
+                ),
+            ),
+            ("device", same("tv")),
+            (
+                "event_type",
+                text(
+                    events
+                        .iter()
+                        .map(|e| e.event_type.name().to_string())
+                        .collect(),
+                ),
+            ),
+            (
+                "position_s",
+                Arc::new(Float64Array::from_iter_values(
+                    events.iter().map(|e| e.position_s),
+                )),
+            ),
+            (
+                "seek_to_s",
+                Arc::new(Float64Array::from_iter(events.iter().map(|e| e.seek_to_s))),
+            ),
+            (
+                "event_time",
+                Arc::new(Int64Array::from_iter_values(
+                    events.iter().map(|e| e.event_time_us),
+                )),
+            ),
+            (
+                "kafka_offset",
+                Arc::new(Int64Array::from_iter_values(
+                    events.iter().map(|e| e.kafka_offset),
+                )),
+            ),
+            (
+                "duration_s",
+                Arc::new(Float64Array::from(vec![duration_s; n])),
+            ),
+        ];
+        RecordBatch::try_from_iter(columns).unwrap()
+    }
+
+    fn kind() -> impl Strategy<Value = EventKind> {
+        prop_oneof![
+            Just(EventKind::Play),
+            Just(EventKind::Pause),
+            Just(EventKind::Seek),
+            Just(EventKind::Stop),
+        ]
+    }
+
+    /// Events of one session with distinct offsets, times that may tie and
+    /// arrive out of order, and the share of them that came first.
+    fn session_split() -> impl Strategy<Value = (Vec<PlaybackEvent>, Vec<bool>)> {
+        proptest::collection::vec(
+            (
+                kind(),
+                0.0..150.0f64,
+                proptest::option::of(0.0..150.0f64),
+                0i64..20,
+                any::<bool>(),
+            ),
+            1..14,
+        )
+        .prop_map(|drawn| {
+            let mut events = Vec::new();
+            let mut earlier = Vec::new();
+            for (offset, (kind, position_s, seek_to_s, t, first)) in drawn.into_iter().enumerate() {
+                events.push(PlaybackEvent {
+                    event_type: kind,
+                    position_s,
+                    seek_to_s: seek_to_s.filter(|_| kind == EventKind::Seek),
+                    event_time_us: 1_795_503_600_000_000 + t * 1_000_000,
+                    kafka_offset: 1_000 + offset as i64,
+                });
+                earlier.push(first);
+            }
+            (events, earlier)
+        })
+    }
+
+    proptest! {
+        /// What silver does with a late event: the session computed from the
+        /// events it had, then again from that row's packed events and the
+        /// new ones, equals the session computed from all at once, in every
+        /// column (the packed events included).
+        #[test]
+        fn a_session_recomputed_from_its_packed_row_equals_one_computed_at_once(
+            (events, earlier) in session_split(),
+            known_video in any::<bool>(),
+        ) {
+            let duration = known_video.then_some(100.0);
+            let (before, after): (Vec<_>, Vec<_>) =
+                events.iter().zip(&earlier).partition(|(_, first)| **first);
+            let before: Vec<PlaybackEvent> = before.into_iter().map(|(e, _)| *e).collect();
+            let after: Vec<PlaybackEvent> = after.into_iter().map(|(e, _)| *e).collect();
+            let at_once = build_sessions(&[input_batch(&events, duration)]).unwrap();
+            let mut input = Vec::new();
+            if !before.is_empty() {
+                let row = build_sessions(&[input_batch(&before, duration)]).unwrap();
+                input.push(unpacked_events(&row).unwrap());
+            }
+            if !after.is_empty() {
+                input.push(input_batch(&after, duration));
+            }
+            let recomputed = build_sessions(&input).unwrap();
+            prop_assert_eq!(recomputed, at_once);
+        }
+    }
+
+    #[test]
+    fn an_unreadable_packed_value_names_its_session() {
+        let row = build_sessions(&[input_batch(
+            &[PlaybackEvent {
+                event_type: EventKind::Play,
+                position_s: 0.0,
+                seek_to_s: None,
+                event_time_us: 0,
+                kafka_offset: 0,
+            }],
+            None,
+        )])
+        .unwrap();
+        let index = row.schema().index_of(PACKED_EVENTS).unwrap();
+        let mut columns = row.columns().to_vec();
+        columns[index] = Arc::new(BinaryArray::from_iter_values([[9u8]]));
+        let broken = RecordBatch::try_new(row.schema(), columns).unwrap();
+        let error = unpacked_events(&broken).unwrap_err();
+        assert!(
+            matches!(&error, LakeError::PackedEvents { session_id, .. } if session_id == "s"),
+            "{error}"
+        );
     }
 
     #[test]
