@@ -29,9 +29,9 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::chunks::Chunk;
 use super::sessions_table::INPUT_COLUMNS;
-use super::{ENRICHED_PARTITION, files_in_days};
+use super::{ENRICHED_PARTITION, files_in_days, filter_reads, maps_column_names};
 use crate::error::LakeError;
-use crate::query::{is_plain_string, string_values};
+use crate::query::string_values;
 use crate::tables::{ENRICHED_TABLE, write_parallelism};
 
 /// The columns the row filter decodes for every row.
@@ -46,15 +46,7 @@ pub async fn earlier_events(
     ids: &[String],
     chunk: &Chunk,
 ) -> Result<Option<Vec<RecordBatch>>, LakeError> {
-    let snapshot = table
-        .snapshot()
-        .map_err(|e| LakeError::delta(ENRICHED_TABLE, e))?;
-    let mapped = snapshot
-        .metadata()
-        .configuration()
-        .get("delta.columnMapping.mode")
-        .is_some_and(|mode| mode != "none");
-    if mapped {
+    if maps_column_names(table, ENRICHED_TABLE)? {
         return Ok(None);
     }
     let mut files = Vec::new();
@@ -152,17 +144,12 @@ async fn rows_of_file(
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(failed)?;
-    let schema = builder.schema();
-    let has_all = INPUT_COLUMNS
+    let columns: Vec<&str> = INPUT_COLUMNS
         .iter()
         .chain(&FILTER_COLUMNS)
-        .all(|name| schema.column_with_name(name).is_some());
-    // Another writer's file may say its ids are dictionary-encoded strings,
-    // which the filter does not read.
-    let plain_ids = schema
-        .field_with_name("session_id")
-        .is_ok_and(|f| is_plain_string(f.data_type()));
-    if !has_all || !plain_ids {
+        .copied()
+        .collect();
+    if !filter_reads(builder.schema(), &columns) {
         return Ok(None);
     }
     let parquet_schema = builder.parquet_schema();

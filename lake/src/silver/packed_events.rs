@@ -183,16 +183,8 @@ fn take_f64(rest: &mut &[u8]) -> Result<f64, UnpackError> {
 mod tests {
     use proptest::prelude::*;
 
+    use super::super::session::strategies::kind;
     use super::*;
-
-    fn kind() -> impl Strategy<Value = EventKind> {
-        prop_oneof![
-            Just(EventKind::Play),
-            Just(EventKind::Pause),
-            Just(EventKind::Seek),
-            Just(EventKind::Stop),
-        ]
-    }
 
     fn event() -> impl Strategy<Value = PlaybackEvent> {
         (

@@ -104,6 +104,23 @@ pub fn summarize(events: &mut [PlaybackEvent], duration_s: Option<f64>) -> Sessi
     }
 }
 
+/// Property-test inputs shared by the modules that pack and rebuild sessions.
+#[cfg(test)]
+pub(crate) mod strategies {
+    use proptest::prelude::*;
+
+    use super::EventKind;
+
+    pub fn kind() -> impl Strategy<Value = EventKind> {
+        prop_oneof![
+            Just(EventKind::Play),
+            Just(EventKind::Pause),
+            Just(EventKind::Seek),
+            Just(EventKind::Stop),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,8 +31,9 @@ use roaring::RoaringTreemap;
 
 use super::replace::existing_deletions;
 use super::sessions_table::RECOMPUTE_COLUMNS;
+use super::{filter_reads, maps_column_names};
 use crate::error::LakeError;
-use crate::query::{is_plain_string, string_values};
+use crate::query::string_values;
 use crate::tables::{SESSIONS_TABLE, write_parallelism};
 
 /// Live rows of the sought sessions, and their places in the files.
@@ -54,17 +55,12 @@ pub async fn find_sessions(
     ids: &[String],
     recompute_columns: bool,
 ) -> Result<Option<FoundSessions>, LakeError> {
+    if maps_column_names(table, SESSIONS_TABLE)? {
+        return Ok(None);
+    }
     let snapshot = table
         .snapshot()
         .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?;
-    let mapped = snapshot
-        .metadata()
-        .configuration()
-        .get("delta.columnMapping.mode")
-        .is_some_and(|mode| mode != "none");
-    if mapped {
-        return Ok(None);
-    }
     let files: Vec<_> = snapshot.log_data().iter().collect();
     let mut deleted = existing_deletions(table, ctx, &files).await?;
     let columns = Arc::new(read_columns(recompute_columns));
@@ -201,15 +197,7 @@ impl FileRead {
         let builder = ParquetRecordBatchStreamBuilder::new(reader)
             .await
             .map_err(failed)?;
-        let schema = builder.schema();
-        let has_all = self
-            .columns
-            .iter()
-            .all(|name| schema.column_with_name(name).is_some());
-        let plain_ids = schema
-            .field_with_name("session_id")
-            .is_ok_and(|f| is_plain_string(f.data_type()));
-        if !has_all || !plain_ids {
+        if !filter_reads(builder.schema(), &self.columns) {
             return Ok(None);
         }
         let parquet_schema = builder.parquet_schema();

@@ -106,6 +106,22 @@ const REGION: usize = 5;
 const DEVICE: usize = 6;
 const EVENT_TYPE: usize = 7;
 
+/// Column `name` of `batch` (a batch of table `table`) cast to `to`.
+fn cast_column(
+    batch: &RecordBatch,
+    table: &str,
+    name: &str,
+    to: &DataType,
+) -> Result<ArrayRef, LakeError> {
+    let array = batch
+        .column_by_name(name)
+        .ok_or_else(|| LakeError::ColumnType {
+            table: table.into(),
+            column: name.into(),
+        })?;
+    Ok(cast(array, to)?)
+}
+
 /// The columns of one input batch, cast once to plain types.
 struct EventColumns {
     /// In the order of [`TEXT_INPUTS`].
@@ -119,15 +135,7 @@ struct EventColumns {
 
 impl EventColumns {
     fn new(batch: &RecordBatch) -> Result<EventColumns, LakeError> {
-        let column = |name: &str, to: &DataType| -> Result<ArrayRef, LakeError> {
-            let array = batch
-                .column_by_name(name)
-                .ok_or_else(|| LakeError::ColumnType {
-                    table: "enriched_events".into(),
-                    column: name.into(),
-                })?;
-            Ok(cast(array, to)?)
-        };
+        let column = |name: &str, to: &DataType| cast_column(batch, "enriched_events", name, to);
         let strings = TEXT_INPUTS
             .iter()
             .map(|name| Ok(column(name, &DataType::Utf8)?.as_string::<i32>().clone()))
@@ -304,15 +312,7 @@ pub const RECOMPUTE_COLUMNS: [&str; 9] = [
 /// session's first event is either the one its row was built from or a new
 /// event, which brings its own.
 pub fn unpacked_events(sessions: &RecordBatch) -> Result<RecordBatch, LakeError> {
-    let column = |name: &str, to: &DataType| -> Result<ArrayRef, LakeError> {
-        let array = sessions
-            .column_by_name(name)
-            .ok_or_else(|| LakeError::ColumnType {
-                table: "view_sessions".into(),
-                column: name.into(),
-            })?;
-        Ok(cast(array, to)?)
-    };
+    let column = |name: &str, to: &DataType| cast_column(sessions, "view_sessions", name, to);
     let attributes: Vec<ArrayRef> = TEXT_INPUTS[..EVENT_TYPE]
         .iter()
         .map(|name| column(name, &DataType::Utf8))
@@ -397,6 +397,7 @@ mod tests {
     use deltalake::arrow::array::{BinaryArray, Float64Array, Int64Array};
     use proptest::prelude::*;
 
+    use super::super::session::strategies::kind;
     use super::*;
 
     #[test]
@@ -471,15 +472,6 @@ mod tests {
             ),
         ];
         RecordBatch::try_from_iter(columns).unwrap()
-    }
-
-    fn kind() -> impl Strategy<Value = EventKind> {
-        prop_oneof![
-            Just(EventKind::Play),
-            Just(EventKind::Pause),
-            Just(EventKind::Seek),
-            Just(EventKind::Stop),
-        ]
     }
 
     /// Events of one session with distinct offsets, times that may tie and
