@@ -1,5 +1,6 @@
 //! The earlier events of recomputed sessions, read straight from the Parquet
-//! files of `enriched_events`.
+//! files of `enriched_events`: for a `view_sessions` written by a release
+//! before its rows packed their events (see [`super::packed_events`]).
 //!
 //! Late events touch sessions of every day, partition and chunk, so no file
 //! statistic can skip a file: in the +1% bench run, the events of 4,919
