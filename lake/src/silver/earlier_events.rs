@@ -23,14 +23,14 @@ use deltalake::arrow::datatypes::{DataType, Int32Type, Int64Type};
 use deltalake::arrow::error::ArrowError;
 use deltalake::logstore::parquet_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::ProjectionMask;
-use deltalake::parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter};
+use deltalake::parquet::arrow::arrow_reader::ArrowPredicateFn;
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use deltalake::{DeltaTable, ObjectStore};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use super::chunks::Chunk;
 use super::sessions_table::INPUT_COLUMNS;
-use super::{ENRICHED_PARTITION, files_in_days, filter_reads, maps_column_names};
+use super::{ENRICHED_PARTITION, files_in_days, filter_reads, maps_column_names, rows_kept_by};
 use crate::error::LakeError;
 use crate::query::string_values;
 use crate::tables::{ENRICHED_TABLE, write_parallelism};
@@ -159,15 +159,7 @@ async fn rows_of_file(
         move |batch| wanted.filter(&batch),
     );
     let projection = ProjectionMask::columns(parquet_schema, INPUT_COLUMNS);
-    let rows = builder
-        .with_projection(projection)
-        .with_row_filter(RowFilter::new(vec![Box::new(filter)]))
-        .with_batch_size(65_536)
-        .build()
-        .map_err(failed)?
-        .try_collect()
-        .await
-        .map_err(failed)?;
+    let rows = rows_kept_by(builder, projection, Box::new(filter), &path).await?;
     Ok(Some(rows))
 }
 

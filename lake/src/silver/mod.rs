@@ -41,7 +41,12 @@ use deltalake::datafusion::logical_expr::{
 use deltalake::datafusion::prelude::{SessionContext, col, in_subquery};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{LogicalFileView, Transaction};
+use deltalake::logstore::parquet_reader::ParquetObjectReader;
+use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::arrow::arrow_reader::{ArrowPredicate, RowFilter};
+use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use deltalake::protocol::SaveMode;
+use futures::TryStreamExt;
 use tracing::info;
 
 use crate::BronzeTable;
@@ -574,6 +579,27 @@ fn filter_reads(schema: &deltalake::arrow::datatypes::Schema, columns: &[&str]) 
         && schema
             .field_with_name("session_id")
             .is_ok_and(|f| crate::query::is_plain_string(f.data_type()))
+}
+
+/// The rows of the Parquet file at `path` (opened by `builder`) that
+/// `filter` keeps, with the columns of `projection`; the other columns are
+/// decoded for the kept rows only.
+async fn rows_kept_by(
+    builder: ParquetRecordBatchStreamBuilder<ParquetObjectReader>,
+    projection: ProjectionMask,
+    filter: Box<dyn ArrowPredicate>,
+    path: &deltalake::Path,
+) -> Result<Vec<RecordBatch>, LakeError> {
+    let failed = |source| LakeError::parquet(path, source);
+    builder
+        .with_projection(projection)
+        .with_row_filter(RowFilter::new(vec![filter]))
+        .with_batch_size(65_536)
+        .build()
+        .map_err(failed)?
+        .try_collect()
+        .await
+        .map_err(failed)
 }
 
 /// Whether `table` (`view_sessions`) has the column of packed events.

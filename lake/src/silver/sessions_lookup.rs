@@ -23,15 +23,15 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::logstore::parquet_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::ProjectionMask;
-use deltalake::parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter};
+use deltalake::parquet::arrow::arrow_reader::ArrowPredicateFn;
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use deltalake::{DeltaTable, ObjectStore};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use roaring::RoaringTreemap;
 
 use super::replace::existing_deletions;
 use super::sessions_table::RECOMPUTE_COLUMNS;
-use super::{filter_reads, maps_column_names};
+use super::{filter_reads, maps_column_names, rows_kept_by};
 use crate::error::LakeError;
 use crate::query::string_values;
 use crate::tables::{SESSIONS_TABLE, write_parallelism};
@@ -213,15 +213,7 @@ impl FileRead {
             )
         };
         let projection = ProjectionMask::columns(parquet_schema, self.columns.iter().copied());
-        let rows: Vec<RecordBatch> = builder
-            .with_projection(projection)
-            .with_row_filter(RowFilter::new(vec![Box::new(filter)]))
-            .with_batch_size(65_536)
-            .build()
-            .map_err(failed)?
-            .try_collect()
-            .await
-            .map_err(failed)?;
+        let rows = rows_kept_by(builder, projection, Box::new(filter), &self.path).await?;
         let kept = std::mem::take(&mut *kept.lock().expect("the read is over"));
         // Positions count from the file's first row: every row must have
         // passed the filter once.

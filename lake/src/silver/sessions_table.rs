@@ -293,14 +293,16 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
 
 /// The `view_sessions` columns a session is recomputed from when new events
 /// arrive: the first event's attributes and all of its events, packed.
+/// The attributes are the [`TEXT_INPUTS`] before `event_type`, in order, as
+/// [`unpacked_events`] reads them.
 pub const RECOMPUTE_COLUMNS: [&str; 9] = [
-    "session_id",
-    "user_key",
-    "video_id",
-    "genre",
-    "creator",
-    "region",
-    "device",
+    TEXT_INPUTS[SESSION_ID],
+    TEXT_INPUTS[USER_KEY],
+    TEXT_INPUTS[VIDEO_ID],
+    TEXT_INPUTS[GENRE],
+    TEXT_INPUTS[CREATOR],
+    TEXT_INPUTS[REGION],
+    TEXT_INPUTS[DEVICE],
     "duration_s",
     PACKED_EVENTS,
 ];
