@@ -16,6 +16,9 @@ use crate::metadata::VideoMetadata;
 
 pub const ENRICHED_TABLE: &str = "silver/enriched_events";
 pub const SESSIONS_TABLE: &str = "silver/view_sessions";
+/// Silver's record of the `view_sessions` rows each commit replaced (see
+/// `silver::replaced_rows`); bookkeeping for gold, not a table for users.
+pub const REPLACED_TABLE: &str = "silver/replaced_sessions";
 
 /// The lake: the one place that knows where each table lives under its root
 /// (`lake.uri`, shared by every member of a cluster).
@@ -46,6 +49,11 @@ impl Lake {
     /// `silver/view_sessions`
     pub fn view_sessions(&self) -> PathBuf {
         self.root.join(SESSIONS_TABLE)
+    }
+
+    /// `silver/replaced_sessions`
+    pub fn replaced_sessions(&self) -> PathBuf {
+        self.root.join(REPLACED_TABLE)
     }
 
     /// `gold/<model>`

@@ -63,10 +63,11 @@ pub async fn models_run(
             ));
             continue;
         }
-        let rebuilt = match run.days_rebuilt {
-            Some(1) => ", rebuilt for the 1 day whose sessions changed".to_string(),
-            Some(days) => format!(", rebuilt for the {days} days whose sessions changed"),
-            None => String::new(),
+        let rebuilt = match (run.days_rebuilt, run.sessions_applied) {
+            (_, Some(rows)) => format!(", updated by difference with {rows} session rows"),
+            (Some(1), None) => ", rebuilt for the 1 day whose sessions changed".to_string(),
+            (Some(days), None) => format!(", rebuilt for the {days} days whose sessions changed"),
+            (None, None) => String::new(),
         };
         let timings = run.timings;
         out.push_str(&format!(

@@ -66,7 +66,12 @@ pub async fn run_job(
             let mut removed = 0;
             let mut added = 0;
             let lake = Lake::new(lake_dir);
-            for path in [lake.bronze(), lake.enriched_events(), lake.view_sessions()] {
+            for path in [
+                lake.bronze(),
+                lake.enriched_events(),
+                lake.view_sessions(),
+                lake.replaced_sessions(),
+            ] {
                 let report = compact(&path, &schedule.lake).await?;
                 removed += report.files_removed;
                 added += report.files_added;
@@ -80,7 +85,12 @@ pub async fn run_job(
             let retention = chrono::Duration::from_std(schedule.vacuum_retention)
                 .map_err(ActorError::VacuumRetention)?;
             let lake = Lake::new(lake_dir);
-            let mut paths = vec![lake.bronze(), lake.enriched_events(), lake.view_sessions()];
+            let mut paths = vec![
+                lake.bronze(),
+                lake.enriched_events(),
+                lake.view_sessions(),
+                lake.replaced_sessions(),
+            ];
             paths.extend(model_names().into_iter().map(|m| lake.gold(m)));
             let mut deleted = 0;
             for path in paths {

@@ -6,8 +6,14 @@
 //! and never an untested one.
 
 pub mod changed_days;
+pub mod difference;
+mod incremental;
+mod live_pairs;
 pub mod per_day;
+mod session_changes;
 mod sessions_in_memory;
+
+pub use incremental::catalogue_fingerprint;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +40,7 @@ use crate::query::register_table;
 use crate::tables::{
     ENRICHED_TABLE, Lake, SESSIONS_TABLE, open_if_exists, register_metadata, write_target,
 };
+use incremental::Incremental;
 
 /// The gold models, in the order they run.
 pub const MODELS: [(&str, &str); 6] = [
@@ -66,8 +73,11 @@ pub struct ModelRun {
     pub rows: u64,
     pub version: u64,
     /// For a per-day model rebuilt only where sessions changed, how many days
-    /// it rebuilt; `None` when the model was built in full.
+    /// it rebuilt; `None` when the model was built otherwise.
     pub days_rebuilt: Option<usize>,
+    /// For a model updated by difference, how many session rows it applied
+    /// (removed plus added); `None` when it was built otherwise.
+    pub sessions_applied: Option<usize>,
     /// Set when the run did not publish the model because the table already
     /// held a build from this later `view_sessions` version (another run
     /// finished first).
@@ -160,6 +170,12 @@ pub const MODEL_SQL_APP_ID: &str = "streamreel-gold-model-sql";
 /// that a `view_sessions` deleted and rebuilt is never taken for the old one.
 pub const VIEW_SESSIONS_CREATED_APP_ID: &str = "streamreel-gold-view-sessions-created";
 
+/// The app id of a fourth `txn` action in every gold commit: its version is
+/// a fingerprint of the video catalogue the model was built with (see
+/// [`catalogue_fingerprint`]), so that a model is updated by difference only
+/// over the catalogue its rows joined.
+pub const CATALOGUE_APP_ID: &str = "streamreel-gold-catalogue";
+
 /// When `sessions` (the `view_sessions` table) was created, per its metadata.
 pub fn created_time(sessions: &DeltaTable) -> Result<Option<i64>, LakeError> {
     Ok(sessions
@@ -237,12 +253,37 @@ async fn audited_run(
 ) -> Result<GoldRun, LakeError> {
     check_selection(select)?;
     let silver = SilverSession::open(lake_dir, videos, settings).await?;
+    let sessions_version = silver.sessions_version();
+    let sessions_created = created_time(&silver.sessions)?;
+    let lake = Lake::new(lake_dir);
+    let selected: Vec<(&str, &str)> = MODELS
+        .into_iter()
+        .filter(|(name, _)| select.is_none_or(|s| s == *name))
+        .collect();
+    // Each model updated by difference where its table allows; the time
+    // spent reading the changes goes to the first model that needs them.
+    let mut incremental = Incremental::new(
+        &lake,
+        &silver.sessions,
+        sessions_created,
+        videos,
+        settings.context()?,
+    );
+    let mut planned = Vec::new();
+    for (name, sql) in &selected {
+        let started = std::time::Instant::now();
+        // Published on the version read here, so that a run publishing in
+        // between makes this one's commit conflict instead of replacing it.
+        let previous = open_if_exists(&lake.gold(name)).await?;
+        let updated = incremental.rows(name, sql, previous.as_ref()).await?;
+        planned.push((*name, *sql, previous, updated, started.elapsed()));
+    }
     // Worth holding only when several models read it.
-    let in_memory = match select {
-        None => {
-            sessions_in_memory::sessions_in_memory(&silver.ctx, settings.memory_limit_bytes).await?
-        }
-        Some(_) => None,
+    let full_builds = planned.iter().filter(|p| p.3.is_none()).count();
+    let in_memory = if full_builds > 1 {
+        sessions_in_memory::sessions_in_memory(&silver.ctx, settings.memory_limit_bytes).await?
+    } else {
+        None
     };
     let held_rows = in_memory
         .as_ref()
@@ -251,52 +292,57 @@ async fn audited_run(
         silver.ctx.deregister_table("view_sessions")?;
         silver.ctx.register_table("view_sessions", rows.clone())?;
     }
-    let sessions_version = silver.sessions_version();
-    let sessions_created = created_time(&silver.sessions)?;
     let mut built = Vec::new();
     let mut tests = Vec::new();
-    for (name, sql) in MODELS {
-        if select.is_some_and(|s| s != name) {
-            continue;
-        }
+    for (name, sql, previous, updated, planning) in planned {
         let model_error = |source| LakeError::Model {
             model: name.to_string(),
             source,
         };
-        // Published on the version read here, so that a run publishing in
-        // between makes this one's commit conflict instead of replacing it.
         let started = std::time::Instant::now();
-        let previous = open_if_exists(&Lake::new(lake_dir).gold(name)).await?;
-        let per_day = if per_day::PER_DAY_MODELS.contains(&name) {
-            let ctx = settings.context()?;
-            register_metadata(&ctx, videos)?;
-            let sessions = per_day::Sessions {
-                table: &silver.sessions,
-                held_rows: held_rows.clone(),
-            };
-            per_day::rebuild_changed_days(ctx, name, sql, sessions, previous.clone()).await?
-        } else {
-            None
-        };
-        let (schema, mut batches, days_rebuilt) = match per_day {
-            Some(rows) => (rows.schema, rows.batches, Some(rows.days_rebuilt)),
+        let mut method = BuildMethod::default();
+        let (schema, mut batches) = match updated {
+            Some(rows) => {
+                method.sessions_applied = Some(rows.sessions_applied);
+                (rows.schema, vec![rows.batch])
+            }
             None => {
-                let frame = silver.ctx.sql(sql).await.map_err(model_error)?;
-                let schema = Arc::new(frame.schema().as_arrow().clone());
-                (schema, frame.collect().await.map_err(model_error)?, None)
+                let per_day = if per_day::PER_DAY_MODELS.contains(&name) {
+                    let ctx = settings.context()?;
+                    register_metadata(&ctx, videos)?;
+                    let sessions = per_day::Sessions {
+                        table: &silver.sessions,
+                        held_rows: held_rows.clone(),
+                    };
+                    per_day::rebuild_changed_days(ctx, name, sql, sessions, previous.clone())
+                        .await?
+                } else {
+                    None
+                };
+                match per_day {
+                    Some(rows) => {
+                        method.days_rebuilt = Some(rows.days_rebuilt);
+                        (rows.schema, rows.batches)
+                    }
+                    None => {
+                        let frame = silver.ctx.sql(sql).await.map_err(model_error)?;
+                        let schema = Arc::new(frame.schema().as_arrow().clone());
+                        (schema, frame.collect().await.map_err(model_error)?)
+                    }
+                }
             }
         };
         if batches.is_empty() {
             batches.push(RecordBatch::new_empty(schema.clone()));
         }
         let mut timings = ModelTimings {
-            building: started.elapsed(),
+            building: planning + started.elapsed(),
             ..ModelTimings::default()
         };
         let started = std::time::Instant::now();
         tests.extend(audit_batches(name, schema, batches.clone(), videos, declarations).await?);
         timings.testing = started.elapsed();
-        built.push((name, sql, previous, batches, days_rebuilt, timings));
+        built.push((name, sql, previous, batches, method, timings));
     }
     if tests.iter().any(|t| !t.passed()) {
         return Err(LakeError::AuditFailed {
@@ -304,18 +350,21 @@ async fn audited_run(
         });
     }
     let mut models = Vec::new();
-    for (name, sql, previous, batches, days_rebuilt, mut timings) in built {
+    let catalogue = catalogue_fingerprint(videos);
+    for (name, sql, previous, batches, method, mut timings) in built {
         let built_from = BuiltFrom {
             sessions_version,
             sessions_created,
             sql,
+            catalogue,
         };
         let started = std::time::Instant::now();
         let mut run = publish(lake_dir, name, previous, batches, &built_from).await?;
         timings.publishing = started.elapsed();
         run.timings = timings;
         if run.superseded_by.is_none() {
-            run.days_rebuilt = days_rebuilt;
+            run.days_rebuilt = method.days_rebuilt;
+            run.sessions_applied = method.sessions_applied;
         }
         models.push(run);
     }
@@ -326,11 +375,19 @@ async fn audited_run(
     })
 }
 
+/// How a model's rows were built, when not in full.
+#[derive(Debug, Clone, Copy, Default)]
+struct BuildMethod {
+    days_rebuilt: Option<usize>,
+    sessions_applied: Option<usize>,
+}
+
 /// What a gold table was built from, recorded in its commit.
 struct BuiltFrom<'a> {
     sessions_version: u64,
     sessions_created: Option<i64>,
     sql: &'a str,
+    catalogue: i64,
 }
 
 impl BuiltFrom<'_> {
@@ -338,6 +395,7 @@ impl BuiltFrom<'_> {
         let mut transactions = vec![
             Transaction::new(FROM_SESSIONS_APP_ID, self.sessions_version as i64),
             Transaction::new(MODEL_SQL_APP_ID, sql_fingerprint(self.sql)),
+            Transaction::new(CATALOGUE_APP_ID, self.catalogue),
         ];
         if let Some(created) = self.sessions_created {
             transactions.push(Transaction::new(VIEW_SESSIONS_CREATED_APP_ID, created));
@@ -379,6 +437,7 @@ async fn publish(
                 rows: rows as u64,
                 version: table.version().unwrap_or_default(),
                 days_rebuilt: None,
+                sessions_applied: None,
                 superseded_by: Some(newer),
                 timings: ModelTimings::default(),
             });
@@ -418,6 +477,7 @@ async fn publish(
             rows: rows as u64,
             version,
             days_rebuilt: None,
+            sessions_applied: None,
             superseded_by: None,
             timings: ModelTimings::default(),
         });
@@ -530,6 +590,7 @@ mod tests {
             sessions_version,
             sessions_created: Some(sessions_created),
             sql: "SELECT 1",
+            catalogue: 0,
         }
     }
 

@@ -37,6 +37,21 @@ pub fn inline_descriptor(deleted: &RoaringTreemap) -> DeletionVectorDescriptor {
     }
 }
 
+/// The rows an inline deletion vector deletes; `None` for a vector stored in
+/// a file, or one that cannot be read.
+pub fn inline_deleted(descriptor: &DeletionVectorDescriptor) -> Option<RoaringTreemap> {
+    if descriptor.storage_type != StorageType::Inline {
+        return None;
+    }
+    let bytes = z85::decode(&descriptor.path_or_inline_dv).ok()?;
+    let bytes = bytes.get(..usize::try_from(descriptor.size_in_bytes).ok()?)?;
+    let magic = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
+    if magic != PORTABLE_MAGIC {
+        return None;
+    }
+    RoaringTreemap::deserialize_from(&bytes[4..]).ok()
+}
+
 /// The positions `keep_mask` marks deleted (`false`).
 pub fn deleted_positions(keep_mask: &[bool]) -> RoaringTreemap {
     keep_mask
@@ -93,6 +108,7 @@ mod tests {
             let deleted: RoaringTreemap = rows.iter().copied().collect();
             let descriptor = inline_descriptor(&deleted);
             prop_assert_eq!(descriptor.cardinality, rows.len() as i64);
+            prop_assert_eq!(inline_deleted(&descriptor), Some(deleted.clone()));
             prop_assert_eq!(decode(&descriptor), deleted);
         }
     }

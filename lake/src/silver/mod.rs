@@ -15,10 +15,11 @@
 //! `event_date` partitions it spans (`started_at` to `last_event_at`).
 
 pub mod chunks;
-mod deletion_vector;
+pub(crate) mod deletion_vector;
 mod earlier_events;
 pub mod packed_events;
 mod replace;
+pub mod replaced_rows;
 pub mod session;
 mod sessions_lookup;
 pub mod sessions_table;
@@ -142,6 +143,7 @@ async fn refresh(
             Some(table) => Some(replace::allow_deletion_vectors(table).await?),
             None => None,
         },
+        replaced: open_if_exists(&lake.replaced_sessions()).await?,
         partitions: &partitions,
         report: &mut report,
         packs_events: true,
@@ -245,6 +247,9 @@ struct ChunkSessions {
     replaced_days: BTreeSet<i32>,
     /// Where the replaced rows are, when the lookup found out.
     replaced_positions: Option<HashMap<String, Vec<u64>>>,
+    /// The replaced rows as they were (see [`replaced_rows`]), when the
+    /// lookup read their columns.
+    replaced_rows: Option<RecordBatch>,
 }
 
 /// Sessions of a chunk being computed on a blocking thread.
@@ -253,6 +258,7 @@ struct PendingSessions {
     replaced: usize,
     replaced_days: BTreeSet<i32>,
     replaced_positions: Option<HashMap<String, Vec<u64>>>,
+    replaced_rows: Option<RecordBatch>,
 }
 
 impl PendingSessions {
@@ -262,6 +268,7 @@ impl PendingSessions {
             replaced: self.replaced,
             replaced_days: self.replaced_days,
             replaced_positions: self.replaced_positions,
+            replaced_rows: self.replaced_rows,
         })
     }
 }
@@ -280,6 +287,8 @@ struct Silver<'a> {
     lake: &'a Lake,
     enriched: Option<DeltaTable>,
     sessions: Option<DeltaTable>,
+    /// `silver/replaced_sessions`, once it exists.
+    replaced: Option<DeltaTable>,
     partitions: &'a [i32],
     report: &'a mut SilverReport,
     /// Whether `view_sessions` keeps each session's events packed (every
@@ -363,6 +372,7 @@ impl Silver<'_> {
         let mut replaced = 0;
         let mut replaced_days = BTreeSet::new();
         let mut replaced_positions = None;
+        let mut old_rows = None;
         if let Some(existing) = existing {
             let rows = &existing.rows;
             let (earlier, days) = if self.packs_events {
@@ -375,6 +385,7 @@ impl Silver<'_> {
             input.extend(earlier);
             replaced = rows.num_rows();
             replaced_days = days;
+            old_rows = replaced_rows::replaced(rows)?;
             replaced_positions = existing.positions;
         }
         Ok(PendingSessions {
@@ -382,6 +393,7 @@ impl Silver<'_> {
             replaced,
             replaced_days,
             replaced_positions,
+            replaced_rows: old_rows,
         })
     }
 
@@ -417,6 +429,7 @@ impl Silver<'_> {
             columns.extend(
                 sessions_table::RECOMPUTE_COLUMNS[1..]
                     .iter()
+                    .chain(&replaced_rows::MEASURES)
                     .map(|c| col(*c)),
             );
         }
@@ -551,7 +564,14 @@ impl Silver<'_> {
                 days: &sessions.replaced_days,
                 positions: sessions.replaced_positions,
             };
-            replace::replace_sessions(table, &ctx, replacement, properties).await?
+            let table = replace::replace_sessions(table, &ctx, replacement, properties).await?;
+            if let Some(rows) = sessions.replaced_rows {
+                let version = table.version().unwrap_or_default();
+                let recorded =
+                    replaced_rows::record(self.lake, self.replaced.take(), version, rows).await?;
+                self.replaced = Some(recorded);
+            }
+            table
         };
         self.sessions = Some(table);
         Ok(())
@@ -678,7 +698,7 @@ fn file_day(file: &LogicalFileView, name: &str, column: &str) -> Result<Option<i
 }
 
 /// A date partition value (`YYYY-MM-DD`) as days since the epoch.
-fn partition_day(value: &str) -> Option<i32> {
+pub(crate) fn partition_day(value: &str) -> Option<i32> {
     let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
     let date = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?;
     i32::try_from((date - epoch).num_days()).ok()
@@ -896,6 +916,7 @@ mod tests {
             lake: &lake,
             enriched: open_if_exists(&lake.enriched_events()).await.unwrap(),
             sessions: open_if_exists(&lake.view_sessions()).await.unwrap(),
+            replaced: None,
             partitions: &partitions,
             report: &mut report,
             packs_events: true,

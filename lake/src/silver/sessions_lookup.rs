@@ -30,6 +30,7 @@ use futures::StreamExt;
 use roaring::RoaringTreemap;
 
 use super::replace::existing_deletions;
+use super::replaced_rows::{MEASURES, change_type};
 use super::sessions_table::RECOMPUTE_COLUMNS;
 use super::{filter_reads, maps_column_names, rows_kept_by};
 use crate::error::LakeError;
@@ -39,8 +40,8 @@ use crate::tables::{SESSIONS_TABLE, write_parallelism};
 /// Live rows of the sought sessions, and their places in the files.
 pub struct FoundSessions {
     /// Columns `session_id`, `first_day`, `last_day` (dates of `started_at`
-    /// and `last_event_at`), then the rest of [`RECOMPUTE_COLUMNS`] when
-    /// asked for.
+    /// and `last_event_at`), then the rest of [`RECOMPUTE_COLUMNS`] and the
+    /// [`MEASURES`] when asked for.
     pub rows: RecordBatch,
     /// Row positions of `rows`, by data file (its path in the Delta log).
     pub positions: HashMap<String, Vec<u64>>,
@@ -118,6 +119,7 @@ fn read_columns(recompute_columns: bool) -> Vec<&'static str> {
     let mut columns = vec!["session_id", "started_at", "last_event_at"];
     if recompute_columns {
         columns.extend(&RECOMPUTE_COLUMNS[1..]);
+        columns.extend(MEASURES);
     }
     columns
 }
@@ -137,6 +139,9 @@ fn found_schema(recompute_columns: bool) -> SchemaRef {
                 _ => DataType::Utf8,
             };
             fields.push(Field::new(*name, kind, true));
+        }
+        for name in MEASURES {
+            fields.push(Field::new(name, change_type(name), true));
         }
     }
     Arc::new(Schema::new(fields))

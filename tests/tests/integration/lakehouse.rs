@@ -41,12 +41,27 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 /// Every row of `rows` split into `parts` consecutive slices per partition.
-/// How many days each per-day model rebuilt (`None`: in full).
-fn days_rebuilt(run: &GoldRun) -> Vec<Option<usize>> {
+/// How each model was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Built {
+    InFull,
+    /// Rebuilt for this many days whose sessions changed.
+    Days(usize),
+    /// Updated by difference with this many session rows.
+    Difference(usize),
+}
+
+fn how_built(run: &GoldRun) -> Vec<(String, Built)> {
     run.models
         .iter()
-        .filter(|m| PER_DAY_MODELS.contains(&m.model.as_str()))
-        .map(|m| m.days_rebuilt)
+        .map(|m| {
+            let built = match (m.days_rebuilt, m.sessions_applied) {
+                (_, Some(rows)) => Built::Difference(rows),
+                (Some(days), None) => Built::Days(days),
+                (None, None) => Built::InFull,
+            };
+            (m.model.clone(), built)
+        })
         .collect()
 }
 
@@ -101,7 +116,7 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
         ..LakeSettings::default()
     };
     let mut recomputed = 0;
-    let mut per_day_runs = Vec::new();
+    let mut runs = Vec::new();
     for part in 0..3 {
         write_bronze(lake.path(), &split(&rows, 3, part), 4).await?;
         let report = refresh_silver_with(lake.path(), &videos, &small_chunks).await?;
@@ -110,7 +125,13 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
             "run {part} read only new bronze rows, in chunks: {report:?}"
         );
         recomputed += report.sessions_recomputed;
-        per_day_runs.push(days_rebuilt(&run_models(lake.path(), &videos, None).await?));
+        if part == 1 {
+            // Silver's record of the rows it replaced lost: gold cannot
+            // update by difference and falls back.
+            assert!(report.sessions_recomputed > 0, "{report:?}");
+            std::fs::remove_dir_all(Lake::new(lake.path()).replaced_sessions())?;
+        }
+        runs.push(how_built(&run_models(lake.path(), &videos, None).await?));
     }
     assert!(
         recomputed > 0,
@@ -118,33 +139,49 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     );
     let again = refresh_silver(lake.path(), &videos).await?;
     assert_eq!(again.new_events, 0, "nothing new, nothing read");
-    let last = days_rebuilt(&run_models(lake.path(), &videos, None).await?);
-    // The first gold run builds every model in full; later ones rebuild the
-    // per-day models for the days whose sessions changed only, none when
-    // nothing changed.
-    assert_eq!(per_day_runs[0], vec![None; PER_DAY_MODELS.len()]);
-    for later in &per_day_runs[1..] {
-        assert!(
-            later.iter().all(|days| days.is_some_and(|n| n >= 1)),
-            "{later:?}"
-        );
+    let last = how_built(&run_models(lake.path(), &videos, None).await?);
+    // The first gold run builds every model in full. Without silver's record
+    // the per-day models are rebuilt for the days whose sessions changed,
+    // the others in full. With it, every model is updated by difference,
+    // with no rows when nothing changed.
+    assert!(runs[0].iter().all(|(_, b)| *b == Built::InFull), "{runs:?}");
+    for (model, built) in &runs[1] {
+        match built {
+            Built::Days(days) => {
+                assert!(PER_DAY_MODELS.contains(&model.as_str()) && *days >= 1)
+            }
+            Built::InFull => assert!(!PER_DAY_MODELS.contains(&model.as_str())),
+            Built::Difference(_) => panic!("{model} updated without the record: {runs:?}"),
+        }
     }
-    assert_eq!(last, vec![Some(0); PER_DAY_MODELS.len()]);
+    assert!(
+        runs[2]
+            .iter()
+            .all(|(_, b)| matches!(b, Built::Difference(n) if *n > 0)),
+        "{runs:?}"
+    );
+    assert!(
+        last.iter().all(|(_, b)| *b == Built::Difference(0)),
+        "{last:?}"
+    );
     // The incremental runs' tables, before anything is rebuilt.
     assert_matches_reference(lake.path(), &all, &videos)
         .await
         .context("after three incremental runs")?;
     // A view_sessions deleted and built again (from enriched_events, in more
-    // commits than the old one had) is a new table: the per-day models are
-    // rebuilt from it in full, not patched with its later commits.
+    // commits than the old one had) is a new table: every model is built
+    // from it in full, not patched with its later commits.
     std::fs::remove_dir_all(Lake::new(lake.path()).view_sessions())?;
     let tiny_chunks = LakeSettings {
         chunk_events: 500,
         ..LakeSettings::default()
     };
     refresh_silver_with(lake.path(), &videos, &tiny_chunks).await?;
-    let after_rebuild = days_rebuilt(&run_models(lake.path(), &videos, None).await?);
-    assert_eq!(after_rebuild, vec![None; PER_DAY_MODELS.len()]);
+    let after_rebuild = how_built(&run_models(lake.path(), &videos, None).await?);
+    assert!(
+        after_rebuild.iter().all(|(_, b)| *b == Built::InFull),
+        "{after_rebuild:?}"
+    );
 
     // And the tables of one run over everything, for comparison.
     assert_matches_reference(lake.path(), &all, &videos)

@@ -1,0 +1,465 @@
+//! Gold models updated by difference: a run that finds a model's table built
+//! from an earlier `view_sessions` version applies the session rows removed
+//! and added since then to the table's rows, instead of reading every
+//! session again.
+//!
+//! Pure: the rows of the changes, the distinct-viewer arithmetic and the six
+//! models' updates ([`models`]). What the changes are (the Delta log and
+//! `silver/replaced_sessions`) and how many live sessions each changed pair
+//! still has (a read of `view_sessions`) are read by `gold::session_changes`
+//! and `gold::live_pairs`.
+//!
+//! Every model reads only sessions of known videos (`duration_s IS NOT
+//! NULL`), so only those rows are kept. Counts are exact; sums are carried
+//! from the previous table's values (a sum of `watch_s` as `watch_hours *
+//! 3600`), so they may differ from a full build's in the last bits, as
+//! summing in another order does.
+
+pub mod models;
+#[cfg(test)]
+mod sql_agreement;
+
+use std::collections::{HashMap, HashSet};
+
+use deltalake::arrow::array::{AsArray, RecordBatch};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, Date32Type, Float64Type};
+
+use crate::error::LakeError;
+use crate::query::string_values;
+
+/// The `view_sessions` columns the models read, and so the columns of the
+/// changes.
+pub const CHANGE_COLUMNS: [&str; 11] = [
+    "user_key",
+    "video_id",
+    "genre",
+    "creator",
+    "region",
+    "day",
+    "watch_s",
+    "exit_position_s",
+    "duration_s",
+    "pct_watched",
+    "completed",
+];
+
+/// One session of a known video, as the models read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub user_key: String,
+    pub video_id: String,
+    pub genre: Option<String>,
+    pub creator: Option<String>,
+    pub region: String,
+    /// Days since 1970-01-01.
+    pub day: i32,
+    pub watch_s: f64,
+    pub exit_position_s: f64,
+    pub duration_s: f64,
+    pub pct_watched: f64,
+    pub completed: bool,
+}
+
+/// The session rows some commits of `view_sessions` removed and added.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionChanges {
+    pub removed: Vec<SessionRow>,
+    pub added: Vec<SessionRow>,
+}
+
+/// The rows of `batch` (with the [`CHANGE_COLUMNS`]) that the models read:
+/// those of known videos. `None` when one of them has a null where the
+/// contract has none, or a measure that is not finite: the models' SQL then
+/// decides what it means, in a full build.
+pub fn session_rows(batch: &RecordBatch) -> Result<Option<Vec<SessionRow>>, LakeError> {
+    let text = |name: &str| -> Result<Vec<Option<String>>, LakeError> {
+        let column = cast(named(batch, name)?, &DataType::Utf8)?;
+        Ok(string_values(&column)
+            .expect("cast to Utf8")
+            .map(|v| v.map(str::to_string))
+            .collect())
+    };
+    let number = |name: &str| -> Result<Vec<Option<f64>>, LakeError> {
+        let column = cast(named(batch, name)?, &DataType::Float64)?;
+        Ok(column.as_primitive::<Float64Type>().iter().collect())
+    };
+    let days = cast(named(batch, "day")?, &DataType::Date32)?;
+    let days: Vec<Option<i32>> = days.as_primitive::<Date32Type>().iter().collect();
+    let completed = cast(named(batch, "completed")?, &DataType::Boolean)?;
+    let completed: Vec<Option<bool>> = completed.as_boolean().iter().collect();
+    let (users, videos, genres, creators, regions) = (
+        text("user_key")?,
+        text("video_id")?,
+        text("genre")?,
+        text("creator")?,
+        text("region")?,
+    );
+    let (watch, exit, duration, pct) = (
+        number("watch_s")?,
+        number("exit_position_s")?,
+        number("duration_s")?,
+        number("pct_watched")?,
+    );
+    let mut rows = Vec::new();
+    for i in 0..batch.num_rows() {
+        let Some(duration_s) = duration[i] else {
+            continue;
+        };
+        let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
+        let row = (|| {
+            Some(SessionRow {
+                user_key: users[i].clone()?,
+                video_id: videos[i].clone()?,
+                genre: genres[i].clone(),
+                creator: creators[i].clone(),
+                region: regions[i].clone()?,
+                day: days[i]?,
+                watch_s: finite(watch[i])?,
+                exit_position_s: finite(exit[i])?,
+                duration_s: finite(Some(duration_s)).filter(|d| *d > 0.0)?,
+                pct_watched: finite(pct[i])?,
+                completed: completed[i]?,
+            })
+        })();
+        match row {
+            Some(row) => rows.push(row),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(rows))
+}
+
+fn named<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a deltalake::arrow::array::ArrayRef, LakeError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| LakeError::ColumnType {
+            table: "view_sessions changes".into(),
+            column: name.into(),
+        })
+}
+
+/// A group whose distinct viewers a model counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ViewerGroup {
+    Day(i32),
+    DayRegion(i32, String),
+    Video(String),
+}
+
+impl ViewerGroup {
+    fn of(row: &SessionRow) -> [ViewerGroup; 3] {
+        [
+            ViewerGroup::Day(row.day),
+            ViewerGroup::DayRegion(row.day, row.region.clone()),
+            ViewerGroup::Video(row.video_id.clone()),
+        ]
+    }
+}
+
+/// A creator (null for videos the catalogue gave none) and one of its videos.
+pub type CreatorVideo = (Option<String>, String);
+
+/// How many rows of a pair the changes removed and added.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct PairChange {
+    removed: i64,
+    added: i64,
+}
+
+impl PairChange {
+    /// Whether the changes alone leave open if the pair's presence changed:
+    /// with as many rows added as removed it did not. (A removed row may
+    /// have been added within the same changes, so rows removed do not
+    /// prove the pair was present before.)
+    fn unsettled(self) -> bool {
+        self.removed != self.added
+    }
+}
+
+impl SessionChanges {
+    pub fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.added.is_empty()
+    }
+
+    fn viewer_pairs(&self) -> HashMap<(ViewerGroup, &str), PairChange> {
+        let mut pairs: HashMap<(ViewerGroup, &str), PairChange> = HashMap::new();
+        for (rows, removed) in [(&self.removed, true), (&self.added, false)] {
+            for row in rows {
+                for group in ViewerGroup::of(row) {
+                    let change = pairs.entry((group, row.user_key.as_str())).or_default();
+                    if removed {
+                        change.removed += 1;
+                    } else {
+                        change.added += 1;
+                    }
+                }
+            }
+        }
+        pairs
+    }
+
+    fn creator_video_pairs(&self) -> HashMap<CreatorVideo, PairChange> {
+        let mut pairs: HashMap<CreatorVideo, PairChange> = HashMap::new();
+        for (rows, removed) in [(&self.removed, true), (&self.added, false)] {
+            for row in rows {
+                let change = pairs
+                    .entry((row.creator.clone(), row.video_id.clone()))
+                    .or_default();
+                if removed {
+                    change.removed += 1;
+                } else {
+                    change.added += 1;
+                }
+            }
+        }
+        pairs
+    }
+
+    /// What must be counted in the new `view_sessions` to tell how the
+    /// distinct counts changed.
+    pub fn pairs_to_count(&self) -> PairsToCount {
+        let users = self
+            .viewer_pairs()
+            .into_iter()
+            .filter(|(_, change)| change.unsettled())
+            .map(|((_, user), _)| user.to_string())
+            .collect();
+        let creator_videos = self
+            .creator_video_pairs()
+            .into_iter()
+            .filter(|(_, change)| change.unsettled())
+            .map(|(pair, _)| pair)
+            .collect();
+        PairsToCount {
+            users,
+            creator_videos,
+        }
+    }
+
+    /// How the distinct counts changed, given the live `counts` of the pairs
+    /// [`Self::pairs_to_count`] named; `None` when the counts contradict the
+    /// changes (fewer rows than the changes added).
+    pub fn distinct_changes(&self, counts: &LiveCounts) -> Option<DistinctChanges> {
+        let mut changes = DistinctChanges::default();
+        for ((group, user), change) in self.viewer_pairs() {
+            if !change.unsettled() {
+                continue;
+            }
+            let after = counts
+                .viewers
+                .get(&(group.clone(), user.to_string()))
+                .copied()
+                .unwrap_or(0);
+            let step = presence_step(after, change)?;
+            if step != 0 {
+                *changes.viewers.entry(group).or_default() += step;
+            }
+        }
+        for (pair, change) in self.creator_video_pairs() {
+            if !change.unsettled() {
+                continue;
+            }
+            let after = counts.creator_videos.get(&pair).copied().unwrap_or(0);
+            let step = presence_step(after, change)?;
+            if step != 0 {
+                *changes.creator_videos.entry(pair.0).or_default() += step;
+            }
+        }
+        Some(changes)
+    }
+}
+
+/// +1 when a pair with `after` live rows was absent before `change`, -1 when
+/// it is absent after it, else 0; `None` when it would have had fewer than
+/// no rows before.
+fn presence_step(after: i64, change: PairChange) -> Option<i64> {
+    let before = after - change.added + change.removed;
+    if before < 0 {
+        return None;
+    }
+    Some(i64::from(after > 0) - i64::from(before > 0))
+}
+
+/// The pairs whose live rows a run counts in the new `view_sessions`: every
+/// pair of these users' sessions (by day, day and region, and video), and
+/// these (creator, video) pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PairsToCount {
+    pub users: HashSet<String>,
+    pub creator_videos: HashSet<CreatorVideo>,
+}
+
+impl PairsToCount {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.creator_videos.is_empty()
+    }
+}
+
+/// Live rows (of known videos) per pair, in the new `view_sessions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveCounts {
+    pub viewers: HashMap<(ViewerGroup, String), i64>,
+    pub creator_videos: HashMap<CreatorVideo, i64>,
+}
+
+impl LiveCounts {
+    /// Counts one live row of a known video, as far as `wanted` asks.
+    pub fn count(&mut self, wanted: &PairsToCount, row: &LiveRow<'_>) {
+        if wanted.users.contains(row.user_key) {
+            let groups = [
+                ViewerGroup::Day(row.day),
+                ViewerGroup::DayRegion(row.day, row.region.to_string()),
+                ViewerGroup::Video(row.video_id.to_string()),
+            ];
+            for group in groups {
+                *self
+                    .viewers
+                    .entry((group, row.user_key.to_string()))
+                    .or_default() += 1;
+            }
+        }
+        let pair = (row.creator.map(str::to_string), row.video_id.to_string());
+        if wanted.creator_videos.contains(&pair) {
+            *self.creator_videos.entry(pair).or_default() += 1;
+        }
+    }
+}
+
+/// The columns of a live row that the pairs are made of.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveRow<'a> {
+    pub user_key: &'a str,
+    pub video_id: &'a str,
+    pub creator: Option<&'a str>,
+    pub region: &'a str,
+    pub day: i32,
+}
+
+/// How many distinct viewers each group, and distinct videos each creator,
+/// gained (or lost, when negative).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DistinctChanges {
+    pub viewers: HashMap<ViewerGroup, i64>,
+    pub creator_videos: HashMap<Option<String>, i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn row(user: &str, video: &str, day: i32) -> SessionRow {
+        SessionRow {
+            user_key: user.into(),
+            video_id: video.into(),
+            genre: Some("g".into()),
+            creator: Some("c".into()),
+            region: "EU".into(),
+            day,
+            watch_s: 10.0,
+            exit_position_s: 10.0,
+            duration_s: 100.0,
+            pct_watched: 10.0,
+            completed: false,
+        }
+    }
+
+    #[test]
+    fn a_replaced_session_of_the_same_viewer_and_video_asks_for_no_count() {
+        let changes = SessionChanges {
+            removed: vec![row("u", "v", 1)],
+            added: vec![row("u", "v", 1)],
+        };
+        assert!(changes.pairs_to_count().is_empty());
+        assert_eq!(
+            changes.distinct_changes(&LiveCounts::default()),
+            Some(DistinctChanges::default())
+        );
+    }
+
+    #[test]
+    fn a_session_added_then_replaced_within_the_changes_counts_as_new() {
+        // Version 1 added it, version 2 replaced it: removed once, added twice.
+        let changes = SessionChanges {
+            removed: vec![row("u", "v", 1)],
+            added: vec![row("u", "v", 1), row("u", "v", 1)],
+        };
+        let wanted = changes.pairs_to_count();
+        let mut counts = LiveCounts::default();
+        counts.count(
+            &wanted,
+            &LiveRow {
+                user_key: "u",
+                video_id: "v",
+                creator: Some("c"),
+                region: "EU",
+                day: 1,
+            },
+        );
+        let changed = changes.distinct_changes(&counts).unwrap();
+        assert_eq!(changed.viewers[&ViewerGroup::Video("v".into())], 1);
+        assert_eq!(changed.creator_videos[&Some("c".to_string())], 1);
+    }
+
+    #[test]
+    fn a_new_session_counts_its_viewer_once_unless_the_viewer_was_there() {
+        let changes = SessionChanges {
+            removed: vec![],
+            added: vec![row("u", "v", 2), row("u", "v", 2)],
+        };
+        let wanted = changes.pairs_to_count();
+        assert_eq!(wanted.users, HashSet::from(["u".to_string()]));
+        // Only the two new rows: the viewer is new to the day and the video.
+        let mut counts = LiveCounts::default();
+        for _ in 0..2 {
+            counts.count(
+                &wanted,
+                &LiveRow {
+                    user_key: "u",
+                    video_id: "v",
+                    creator: Some("c"),
+                    region: "EU",
+                    day: 2,
+                },
+            );
+        }
+        let changed = changes.distinct_changes(&counts).unwrap();
+        assert_eq!(changed.viewers[&ViewerGroup::Day(2)], 1);
+        assert_eq!(changed.viewers[&ViewerGroup::Video("v".into())], 1);
+        assert_eq!(changed.creator_videos[&Some("c".to_string())], 1);
+        // One more live row of the video on day 1: the video had the viewer.
+        counts.count(
+            &wanted,
+            &LiveRow {
+                user_key: "u",
+                video_id: "v",
+                creator: Some("c"),
+                region: "EU",
+                day: 1,
+            },
+        );
+        let changed = changes.distinct_changes(&counts).unwrap();
+        assert_eq!(changed.viewers.get(&ViewerGroup::Video("v".into())), None);
+        assert_eq!(changed.viewers[&ViewerGroup::Day(2)], 1);
+        assert_eq!(changed.creator_videos.get(&Some("c".to_string())), None);
+    }
+
+    #[test]
+    fn a_removed_last_session_loses_its_viewer_and_counts_below_the_changes_are_refused() {
+        let changes = SessionChanges {
+            removed: vec![row("u", "v", 1)],
+            added: vec![],
+        };
+        let changed = changes.distinct_changes(&LiveCounts::default()).unwrap();
+        assert_eq!(changed.viewers[&ViewerGroup::Day(1)], -1);
+        assert_eq!(changed.creator_videos[&Some("c".to_string())], -1);
+        let added = SessionChanges {
+            removed: vec![],
+            added: vec![row("u", "v", 1)],
+        };
+        assert_eq!(added.distinct_changes(&LiveCounts::default()), None);
+    }
+}

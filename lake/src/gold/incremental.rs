@@ -1,0 +1,178 @@
+//! Which models a run updates by difference, and with what: a model's table
+//! qualifies when its commit says it was built from an earlier version of
+//! the same `view_sessions`, by the same SQL, over the same catalogue. The
+//! changes since that version, and the distinct counts they move, are read
+//! once per such version and shared by the models built from it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deltalake::DeltaTable;
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::prelude::SessionContext;
+use tracing::info;
+
+use super::difference::models::{Update, updated_rows};
+use super::difference::{DistinctChanges, SessionChanges};
+use super::per_day::app_version;
+use super::{
+    CATALOGUE_APP_ID, FROM_SESSIONS_APP_ID, MODEL_SQL_APP_ID, VIEW_SESSIONS_CREATED_APP_ID,
+    live_pairs, session_changes, sql_fingerprint,
+};
+use crate::error::LakeError;
+use crate::metadata::VideoMetadata;
+use crate::tables::Lake;
+
+/// A model's rows updated by difference.
+pub struct UpdatedRows {
+    pub schema: SchemaRef,
+    pub batch: RecordBatch,
+    /// Session rows applied: removed plus added.
+    pub sessions_applied: usize,
+}
+
+/// The changes since one version, with the distinct counts they move.
+struct Prepared {
+    changes: SessionChanges,
+    distinct: DistinctChanges,
+}
+
+/// The `view_sessions` version a run reads, and what it needs to update
+/// models from earlier ones.
+pub struct Incremental<'a> {
+    pub lake: &'a Lake,
+    pub sessions: &'a DeltaTable,
+    pub sessions_created: Option<i64>,
+    pub videos: &'a [VideoMetadata],
+    pub ctx: SessionContext,
+    prepared: HashMap<u64, Option<Arc<Prepared>>>,
+}
+
+impl<'a> Incremental<'a> {
+    pub fn new(
+        lake: &'a Lake,
+        sessions: &'a DeltaTable,
+        sessions_created: Option<i64>,
+        videos: &'a [VideoMetadata],
+        ctx: SessionContext,
+    ) -> Incremental<'a> {
+        Incremental {
+            lake,
+            sessions,
+            sessions_created,
+            videos,
+            ctx,
+            prepared: HashMap::new(),
+        }
+    }
+
+    /// Model `name` (`sql`) updated from its `previous` table; `None` when it
+    /// must be built otherwise.
+    pub async fn rows(
+        &mut self,
+        name: &str,
+        sql: &str,
+        previous: Option<&DeltaTable>,
+    ) -> Result<Option<UpdatedRows>, LakeError> {
+        let Some(previous) = previous else {
+            return Ok(None);
+        };
+        let (Some(built_from), Some(definition), Some(created), Some(catalogue)) = (
+            app_version(previous, name, FROM_SESSIONS_APP_ID).await?,
+            app_version(previous, name, MODEL_SQL_APP_ID).await?,
+            app_version(previous, name, VIEW_SESSIONS_CREATED_APP_ID).await?,
+            app_version(previous, name, CATALOGUE_APP_ID).await?,
+        ) else {
+            return Ok(None);
+        };
+        if definition != sql_fingerprint(sql)
+            || Some(created) != self.sessions_created
+            || catalogue != catalogue_fingerprint(self.videos)
+        {
+            return Ok(None);
+        }
+        let Ok(since) = u64::try_from(built_from) else {
+            return Ok(None);
+        };
+        let Some(prepared) = self.prepared(since).await? else {
+            return Ok(None);
+        };
+        let provider = previous.table_provider().await.map_err(LakeError::Query)?;
+        let schema: SchemaRef = Arc::new(provider.schema().as_ref().clone());
+        let rows = self.ctx.read_table(provider)?.collect().await?;
+        let update = Update::new(&prepared.changes, &prepared.distinct, self.videos);
+        let Some(batch) = updated_rows(name, &schema, &rows, &update)? else {
+            info!(
+                model = name,
+                "gold model's previous rows do not add up with the changes; building it in full"
+            );
+            return Ok(None);
+        };
+        Ok(Some(UpdatedRows {
+            schema,
+            batch,
+            sessions_applied: prepared.changes.removed.len() + prepared.changes.added.len(),
+        }))
+    }
+
+    async fn prepared(&mut self, since: u64) -> Result<Option<Arc<Prepared>>, LakeError> {
+        if let Some(prepared) = self.prepared.get(&since) {
+            return Ok(prepared.clone());
+        }
+        let prepared = self.prepare(since).await?.map(Arc::new);
+        self.prepared.insert(since, prepared.clone());
+        Ok(prepared)
+    }
+
+    async fn prepare(&self, since: u64) -> Result<Option<Prepared>, LakeError> {
+        let started = std::time::Instant::now();
+        let Some(changes) =
+            session_changes::changes_since(self.lake, self.sessions, &self.ctx, since).await?
+        else {
+            info!(
+                since,
+                "view_sessions changes since the gold tables' version cannot be followed; models are built in full"
+            );
+            return Ok(None);
+        };
+        let read = started.elapsed();
+        let Some(counts) = live_pairs::live_counts(self.sessions, changes.pairs_to_count()).await?
+        else {
+            return Ok(None);
+        };
+        let Some(distinct) = changes.distinct_changes(&counts) else {
+            info!(
+                since,
+                "live sessions contradict the changes; models are built in full"
+            );
+            return Ok(None);
+        };
+        info!(
+            since,
+            removed = changes.removed.len(),
+            added = changes.added.len(),
+            reading_changes_s = read.as_secs_f64(),
+            counting_pairs_s = (started.elapsed() - read).as_secs_f64(),
+            "gold models updated by difference"
+        );
+        Ok(Some(Prepared { changes, distinct }))
+    }
+}
+
+/// FNV-1a of the catalogue's rows (as a non-negative `txn` version): the
+/// models that join it are exact only over the catalogue they were built with.
+pub fn catalogue_fingerprint(videos: &[VideoMetadata]) -> i64 {
+    let mut text = String::new();
+    for v in videos {
+        text.push_str(&format!(
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1e}",
+            v.video_id,
+            v.title,
+            v.genre,
+            v.creator,
+            v.duration_s.to_bits()
+        ));
+    }
+    sql_fingerprint(&text)
+}
