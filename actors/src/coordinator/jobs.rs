@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use streamreel_lake::LakeError;
-use streamreel_lake::gold::{model_names, run_models_with};
+use streamreel_lake::gold::{model_names, run_models_with, trim_replaced_sessions};
 use streamreel_lake::maintenance::{compact, vacuum};
 use streamreel_lake::read_metadata_file;
 use streamreel_lake::silver::refresh_silver_with;
@@ -66,6 +66,7 @@ pub async fn run_job(
             let mut removed = 0;
             let mut added = 0;
             let lake = Lake::new(lake_dir);
+            trim_replaced_sessions(lake_dir).await?;
             for path in [
                 lake.bronze(),
                 lake.enriched_events(),

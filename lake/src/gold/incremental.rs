@@ -5,12 +5,13 @@
 //! once per such version and shared by the models built from it.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
-use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::prelude::{SessionContext, col, lit};
 use tracing::info;
 
 use super::difference::models::{Update, updated_rows};
@@ -18,11 +19,12 @@ use super::difference::{DistinctChanges, SessionChanges};
 use super::per_day::app_version;
 use super::{
     CATALOGUE_APP_ID, FROM_SESSIONS_APP_ID, MODEL_SQL_APP_ID, VIEW_SESSIONS_CREATED_APP_ID,
-    live_pairs, session_changes, sql_fingerprint,
+    created_time, live_pairs, model_names, session_changes, sql_fingerprint,
 };
 use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
-use crate::tables::Lake;
+use crate::silver::replaced_rows::{SESSIONS_CREATED, SESSIONS_VERSION};
+use crate::tables::{Lake, REPLACED_TABLE, open_if_exists};
 
 /// A model's rows updated by difference.
 pub struct UpdatedRows {
@@ -95,7 +97,7 @@ impl<'a> Incremental<'a> {
         let Ok(since) = u64::try_from(built_from) else {
             return Ok(None);
         };
-        let Some(prepared) = self.prepared(since).await? else {
+        let Some(prepared) = self.prepared(created, since).await? else {
             return Ok(None);
         };
         let provider = previous.table_provider().await.map_err(LakeError::Query)?;
@@ -116,19 +118,24 @@ impl<'a> Incremental<'a> {
         }))
     }
 
-    async fn prepared(&mut self, since: u64) -> Result<Option<Arc<Prepared>>, LakeError> {
+    async fn prepared(
+        &mut self,
+        created: i64,
+        since: u64,
+    ) -> Result<Option<Arc<Prepared>>, LakeError> {
         if let Some(prepared) = self.prepared.get(&since) {
             return Ok(prepared.clone());
         }
-        let prepared = self.prepare(since).await?.map(Arc::new);
+        let prepared = self.prepare(created, since).await?.map(Arc::new);
         self.prepared.insert(since, prepared.clone());
         Ok(prepared)
     }
 
-    async fn prepare(&self, since: u64) -> Result<Option<Prepared>, LakeError> {
+    async fn prepare(&self, created: i64, since: u64) -> Result<Option<Prepared>, LakeError> {
         let started = std::time::Instant::now();
         let Some(changes) =
-            session_changes::changes_since(self.lake, self.sessions, &self.ctx, since).await?
+            session_changes::changes_since(self.lake, self.sessions, created, &self.ctx, since)
+                .await?
         else {
             info!(
                 since,
@@ -175,4 +182,51 @@ pub fn catalogue_fingerprint(videos: &[VideoMetadata]) -> i64 {
         ));
     }
     sql_fingerprint(&text)
+}
+
+/// Deletes the rows of `silver/replaced_sessions` that no gold table can
+/// need: those of another `view_sessions` table, and those of versions that
+/// every gold table of this one was built from or beyond (with no gold table
+/// yet, every model's next build is full and needs none). Returns whether it
+/// deleted any. A gold run that still wanted them builds in full.
+pub async fn trim_replaced_sessions(lake_dir: &Path) -> Result<bool, LakeError> {
+    let lake = Lake::new(lake_dir);
+    let Some(table) = open_if_exists(&lake.replaced_sessions()).await? else {
+        return Ok(false);
+    };
+    let created = match open_if_exists(&lake.view_sessions()).await? {
+        Some(sessions) => created_time(&sessions)?,
+        None => None,
+    };
+    let mut needed_after: Option<i64> = None;
+    for name in model_names() {
+        let Some(gold) = open_if_exists(&lake.gold(name)).await? else {
+            continue;
+        };
+        if created.is_none()
+            || app_version(&gold, name, VIEW_SESSIONS_CREATED_APP_ID).await? != created
+        {
+            continue;
+        }
+        if let Some(from) = app_version(&gold, name, FROM_SESSIONS_APP_ID).await? {
+            needed_after = Some(needed_after.map_or(from, |m| m.min(from)));
+        }
+    }
+    let needed = match (created, needed_after) {
+        (Some(created), Some(after)) => col(SESSIONS_CREATED)
+            .eq(lit(created))
+            .and(col(SESSIONS_VERSION).gt(lit(after))),
+        _ => lit(false),
+    };
+    let (_, metrics) = table
+        .delete()
+        .with_predicate(!needed)
+        .await
+        .map_err(|e| LakeError::delta(REPLACED_TABLE, e))?;
+    info!(
+        files_removed = metrics.num_removed_files,
+        files_added = metrics.num_added_files,
+        "replaced sessions no gold table needs deleted"
+    );
+    Ok(metrics.num_removed_files > 0)
 }

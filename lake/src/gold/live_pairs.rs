@@ -6,7 +6,6 @@
 //! `None` when a file cannot be read this way (a deletion vector stored in a
 //! file, names mapped, a column missing): the models are then built in full.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
@@ -27,9 +26,6 @@ use crate::silver::{SESSIONS_PARTITION, partition_day};
 use crate::tables::{SESSIONS_TABLE, write_parallelism};
 
 const COLUMNS: [&str; 5] = ["user_key", "video_id", "creator", "region", "duration_s"];
-
-/// foldhash, not std's SipHash: every row's viewer is looked up.
-type Users = HashSet<String, foldhash::fast::RandomState>;
 
 /// The live counts `wanted` asks for, in `sessions` as loaded.
 pub async fn live_counts(
@@ -59,18 +55,9 @@ pub async fn live_counts(
     }
     let store = sessions.object_store();
     let wanted = Arc::new(wanted);
-    let users: Arc<Users> = Arc::new(wanted.users.iter().cloned().collect());
-    let videos: Arc<HashSet<String>> = Arc::new(
-        wanted
-            .creator_videos
-            .iter()
-            .map(|(_, video)| video.clone())
-            .collect(),
-    );
     let counted = futures::stream::iter(reads.into_iter().map(|read| {
-        let (store, wanted, users, videos) =
-            (store.clone(), wanted.clone(), users.clone(), videos.clone());
-        tokio::spawn(async move { read.count(store, &wanted, &users, &videos).await })
+        let (store, wanted) = (store.clone(), wanted.clone());
+        tokio::spawn(async move { read.count(store, &wanted).await })
     }))
     .buffer_unordered(2 * write_parallelism());
     let counted: Vec<_> = counted.collect().await;
@@ -79,12 +66,7 @@ pub async fn live_counts(
         let Some(counts) = file?? else {
             return Ok(None);
         };
-        for (pair, n) in counts.viewers {
-            *total.viewers.entry(pair).or_default() += n;
-        }
-        for (pair, n) in counts.creator_videos {
-            *total.creator_videos.entry(pair).or_default() += n;
-        }
+        total.add(counts);
     }
     Ok(Some(total))
 }
@@ -122,8 +104,6 @@ impl FileRead {
         self,
         store: Arc<dyn deltalake::ObjectStore>,
         wanted: &PairsToCount,
-        users: &Users,
-        videos: &HashSet<String>,
     ) -> Result<Option<LiveCounts>, LakeError> {
         let failed = |source| LakeError::parquet(&self.path, source);
         let reader = ParquetObjectReader::new(store, self.path.clone()).with_file_size(self.size);
@@ -179,7 +159,7 @@ impl FileRead {
                     continue;
                 }
                 let (user_key, video_id) = (user_keys.value(row), video_ids.value(row));
-                if (!users.contains(user_key) && !videos.contains(video_id))
+                if (!wanted.wants_user(user_key) && !wanted.wants_video(video_id))
                     || self.deleted.contains(at)
                 {
                     continue;

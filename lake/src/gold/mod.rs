@@ -13,7 +13,7 @@ pub mod per_day;
 mod session_changes;
 mod sessions_in_memory;
 
-pub use incremental::catalogue_fingerprint;
+pub use incremental::{catalogue_fingerprint, trim_replaced_sessions};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -29,7 +29,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::difference::{CHANGE_COLUMNS, SessionChanges, session_rows};
 use crate::error::LakeError;
 use crate::query::column_as_i64;
-use crate::silver::replaced_rows::{SESSIONS_VERSION, change_type};
+use crate::silver::replaced_rows::{SESSIONS_CREATED, SESSIONS_VERSION, change_type};
 use crate::silver::{SESSIONS_PARTITION, partition_day};
 use crate::tables::{Lake, SESSIONS_TABLE, open_if_exists, write_parallelism};
 
@@ -97,6 +97,7 @@ fn log_changes(commits: &[(u64, Vec<Action>)]) -> Option<LogChanges> {
 pub async fn changes_since(
     lake: &Lake,
     sessions: &DeltaTable,
+    created: i64,
     ctx: &SessionContext,
     since: u64,
 ) -> Result<Option<SessionChanges>, LakeError> {
@@ -134,7 +135,12 @@ pub async fn changes_since(
     if added_bytes > table_bytes / MAX_ADDED_SHARE {
         return Ok(None);
     }
-    let Some(removed) = replaced_rows(lake, ctx, since, now, &log.replaced).await? else {
+    let versions = Versions {
+        created,
+        since,
+        now,
+    };
+    let Some(removed) = replaced_rows(lake, ctx, versions, &log.replaced).await? else {
         return Ok(None);
     };
     let Some(added) = added_rows(sessions, log.added).await? else {
@@ -146,13 +152,21 @@ pub async fn changes_since(
     Ok(Some(SessionChanges { removed, added }))
 }
 
-/// The rows silver recorded as replaced by the versions after `since` up to
-/// `now`; `None` unless each version has as many as `expected`.
+/// The `view_sessions` versions after `since` up to `now` of the table
+/// created at `created`.
+#[derive(Debug, Clone, Copy)]
+struct Versions {
+    created: i64,
+    since: u64,
+    now: u64,
+}
+
+/// The rows silver recorded as replaced by `versions`; `None` unless each
+/// version has as many as `expected`.
 async fn replaced_rows(
     lake: &Lake,
     ctx: &SessionContext,
-    since: u64,
-    now: u64,
+    versions: Versions,
     expected: &BTreeMap<u64, i64>,
 ) -> Result<Option<RecordBatch>, LakeError> {
     let schema = change_schema();
@@ -165,10 +179,12 @@ async fn replaced_rows(
     let provider = table.table_provider().await.map_err(LakeError::Query)?;
     let version = col(SESSIONS_VERSION);
     let frame = ctx.read_table(provider)?.filter(
-        version
-            .clone()
-            .gt(lit(since as i64))
-            .and(version.lt_eq(lit(now as i64))),
+        col(SESSIONS_CREATED).eq(lit(versions.created)).and(
+            version
+                .clone()
+                .gt(lit(versions.since as i64))
+                .and(version.lt_eq(lit(versions.now as i64))),
+        ),
     )?;
     let mut columns = vec![SESSIONS_VERSION];
     columns.extend(CHANGE_COLUMNS);

@@ -565,10 +565,14 @@ impl Silver<'_> {
                 positions: sessions.replaced_positions,
             };
             let table = replace::replace_sessions(table, &ctx, replacement, properties).await?;
-            if let Some(rows) = sessions.replaced_rows {
-                let version = table.version().unwrap_or_default();
+            let created = crate::gold::created_time(&table)?;
+            if let (Some(rows), Some(created)) = (sessions.replaced_rows, created) {
+                let by = replaced_rows::ReplacedBy {
+                    created,
+                    version: table.version().unwrap_or_default(),
+                };
                 let recorded =
-                    replaced_rows::record(self.lake, self.replaced.take(), version, rows).await?;
+                    replaced_rows::record(self.lake, self.replaced.take(), by, rows).await?;
                 self.replaced = Some(recorded);
             }
             table

@@ -1,5 +1,6 @@
 //! `silver/replaced_sessions`: the `view_sessions` rows each commit replaced,
-//! as they were, tagged with that commit's version.
+//! as they were, tagged with that commit's version (and the table's creation
+//! time).
 //!
 //! A deletion vector says which rows of a file a commit deleted, not what
 //! they held; to read them back, a reader would decode every page of the
@@ -26,6 +27,10 @@ use crate::tables::{Lake, REPLACED_TABLE, write_target};
 
 /// The column of the `view_sessions` version whose commit replaced the row.
 pub const SESSIONS_VERSION: &str = "sessions_version";
+
+/// The column of that `view_sessions` table's creation time (ms): versions
+/// start again at 0 in a table deleted and created again.
+pub const SESSIONS_CREATED: &str = "sessions_created";
 
 /// The `view_sessions` columns silver reads for a replaced row beyond those
 /// it recomputes the session from.
@@ -62,18 +67,31 @@ pub fn replaced(found: &RecordBatch) -> Result<Option<RecordBatch>, LakeError> {
     )?))
 }
 
-/// Appends `rows` (from [`replaced`]) as replaced by `view_sessions` version
-/// `version`; returns the table for the next append.
+/// Which `view_sessions` commit replaced rows: the table's creation time
+/// and the commit's version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplacedBy {
+    pub created: i64,
+    pub version: u64,
+}
+
+/// Appends `rows` (from [`replaced`]) as replaced by the commit `by`;
+/// returns the table for the next append.
 pub async fn record(
     lake: &Lake,
     table: Option<DeltaTable>,
-    version: u64,
+    by: ReplacedBy,
     rows: RecordBatch,
 ) -> Result<DeltaTable, LakeError> {
-    let versions: ArrayRef = Arc::new(Int64Array::from_value(version as i64, rows.num_rows()));
-    let mut fields = vec![Field::new(SESSIONS_VERSION, DataType::Int64, false)];
+    let n = rows.num_rows();
+    let created: ArrayRef = Arc::new(Int64Array::from_value(by.created, n));
+    let versions: ArrayRef = Arc::new(Int64Array::from_value(by.version as i64, n));
+    let mut fields = vec![
+        Field::new(SESSIONS_CREATED, DataType::Int64, false),
+        Field::new(SESSIONS_VERSION, DataType::Int64, false),
+    ];
     fields.extend(rows.schema().fields().iter().map(|f| f.as_ref().clone()));
-    let mut columns = vec![versions];
+    let mut columns = vec![created, versions];
     columns.extend(rows.columns().iter().cloned());
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
     let (table, kind) = write_target(table, &lake.replaced_sessions())?;

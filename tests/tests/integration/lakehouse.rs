@@ -10,7 +10,9 @@ use deltalake::datafusion::prelude::SessionContext;
 use deltalake::table::config::TablePropertiesExt;
 use streamreel_lake::data_tests::{DATA_TESTS, run_data_tests};
 use streamreel_lake::gold::per_day::PER_DAY_MODELS;
-use streamreel_lake::gold::{FROM_SESSIONS_APP_ID, GoldRun, run_models, run_models_audited_by};
+use streamreel_lake::gold::{
+    FROM_SESSIONS_APP_ID, GoldRun, run_models, run_models_audited_by, trim_replaced_sessions,
+};
 use streamreel_lake::maintenance::{compact, file_count, vacuum, vacuum_as_of};
 use streamreel_lake::query::{
     column_as_f64, column_as_i64, column_as_strings, register_path, run_sql,
@@ -163,6 +165,20 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     assert!(
         last.iter().all(|(_, b)| *b == Built::Difference(0)),
         "{last:?}"
+    );
+    // Every gold table is past every recorded version: trimming empties the
+    // record, and the next run still updates by difference.
+    assert!(trim_replaced_sessions(lake.path()).await?);
+    let left = query(
+        &Lake::new(lake.path()).replaced_sessions(),
+        "SELECT COUNT(*) AS n FROM t",
+    )
+    .await?;
+    assert_eq!(column_as_i64(&left[0], "n")?[0], 0);
+    let after_trim = how_built(&run_models(lake.path(), &videos, None).await?);
+    assert!(
+        after_trim.iter().all(|(_, b)| *b == Built::Difference(0)),
+        "{after_trim:?}"
     );
     // The incremental runs' tables, before anything is rebuilt.
     assert_matches_reference(lake.path(), &all, &videos)

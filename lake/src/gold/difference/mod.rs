@@ -222,22 +222,22 @@ impl SessionChanges {
     /// What must be counted in the new `view_sessions` to tell how the
     /// distinct counts changed.
     pub fn pairs_to_count(&self) -> PairsToCount {
-        let users = self
-            .viewer_pairs()
-            .into_iter()
-            .filter(|(_, change)| change.unsettled())
-            .map(|((_, user), _)| user.to_string())
-            .collect();
-        let creator_videos = self
-            .creator_video_pairs()
-            .into_iter()
-            .filter(|(_, change)| change.unsettled())
-            .map(|(pair, _)| pair)
-            .collect();
-        PairsToCount {
-            users,
-            creator_videos,
+        let mut wanted = PairsToCount::default();
+        for ((_, user), change) in self.viewer_pairs() {
+            if change.unsettled() {
+                wanted.users.insert(user.to_string());
+            }
         }
+        for ((creator, video), change) in self.creator_video_pairs() {
+            if change.unsettled() {
+                wanted
+                    .creators_by_video
+                    .entry(video)
+                    .or_default()
+                    .push(creator);
+            }
+        }
+        wanted
     }
 
     /// How the distinct counts changed, given the live `counts` of the pairs
@@ -249,11 +249,7 @@ impl SessionChanges {
             if !change.unsettled() {
                 continue;
             }
-            let after = counts
-                .viewers
-                .get(&(group.clone(), user.to_string()))
-                .copied()
-                .unwrap_or(0);
+            let after = counts.viewer_rows(&group, user);
             let step = presence_step(after, change)?;
             if step != 0 {
                 *changes.viewers.entry(group).or_default() += step;
@@ -263,7 +259,7 @@ impl SessionChanges {
             if !change.unsettled() {
                 continue;
             }
-            let after = counts.creator_videos.get(&pair).copied().unwrap_or(0);
+            let after = counts.creator_video_rows(&pair);
             let step = presence_step(after, change)?;
             if step != 0 {
                 *changes.creator_videos.entry(pair.0).or_default() += step;
@@ -286,47 +282,129 @@ fn presence_step(after: i64, change: PairChange) -> Option<i64> {
 
 /// The pairs whose live rows a run counts in the new `view_sessions`: every
 /// pair of these users' sessions (by day, day and region, and video), and
-/// these (creator, video) pairs.
+/// these (creator, video) pairs. (foldhash, not SipHash: a scan looks up
+/// every row.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PairsToCount {
-    pub users: HashSet<String>,
-    pub creator_videos: HashSet<CreatorVideo>,
+    users: HashSet<String, foldhash::fast::RandomState>,
+    /// Per video, the creators asked for.
+    creators_by_video: HashMap<String, Vec<Option<String>>, foldhash::fast::RandomState>,
 }
 
 impl PairsToCount {
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.creator_videos.is_empty()
+        self.users.is_empty() && self.creators_by_video.is_empty()
+    }
+
+    pub fn wants_user(&self, user: &str) -> bool {
+        self.users.contains(user)
+    }
+
+    pub fn wants_video(&self, video: &str) -> bool {
+        self.creators_by_video.contains_key(video)
+    }
+
+    fn wants_creator_video(&self, creator: Option<&str>, video: &str) -> bool {
+        self.creators_by_video
+            .get(video)
+            .is_some_and(|creators| creators.iter().any(|c| c.as_deref() == creator))
     }
 }
 
-/// Live rows (of known videos) per pair, in the new `view_sessions`.
+/// Live rows (of known videos) per pair, in the new `view_sessions`. Kept
+/// by viewer and by video, so that counting a row of a pair seen before
+/// allocates nothing: a scan counts hundreds of thousands of rows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveCounts {
-    pub viewers: HashMap<(ViewerGroup, String), i64>,
-    pub creator_videos: HashMap<CreatorVideo, i64>,
+    /// Per viewer: its groups and their rows.
+    viewers: HashMap<String, Vec<(ViewerGroup, i64)>, foldhash::fast::RandomState>,
+    /// Per video: its creators and their rows.
+    creator_videos: HashMap<String, Vec<(Option<String>, i64)>, foldhash::fast::RandomState>,
 }
 
 impl LiveCounts {
     /// Counts one live row of a known video, as far as `wanted` asks.
     pub fn count(&mut self, wanted: &PairsToCount, row: &LiveRow<'_>) {
-        if wanted.users.contains(row.user_key) {
-            let groups = [
-                ViewerGroup::Day(row.day),
-                ViewerGroup::DayRegion(row.day, row.region.to_string()),
-                ViewerGroup::Video(row.video_id.to_string()),
-            ];
-            for group in groups {
-                *self
-                    .viewers
-                    .entry((group, row.user_key.to_string()))
-                    .or_default() += 1;
-            }
+        if wanted.wants_user(row.user_key) {
+            let groups = match self.viewers.get_mut(row.user_key) {
+                Some(groups) => groups,
+                None => self.viewers.entry(row.user_key.to_string()).or_default(),
+            };
+            let day = ViewerGroup::Day(row.day);
+            *slot(groups, |g| *g == day, || day.clone()) += 1;
+            *slot(
+                groups,
+                |g| matches!(g, ViewerGroup::DayRegion(d, r) if *d == row.day && r == row.region),
+                || ViewerGroup::DayRegion(row.day, row.region.to_string()),
+            ) += 1;
+            *slot(
+                groups,
+                |g| matches!(g, ViewerGroup::Video(v) if v == row.video_id),
+                || ViewerGroup::Video(row.video_id.to_string()),
+            ) += 1;
         }
-        let pair = (row.creator.map(str::to_string), row.video_id.to_string());
-        if wanted.creator_videos.contains(&pair) {
-            *self.creator_videos.entry(pair).or_default() += 1;
+        if wanted.wants_creator_video(row.creator, row.video_id) {
+            let counted = match self.creator_videos.get_mut(row.video_id) {
+                Some(counted) => counted,
+                None => self
+                    .creator_videos
+                    .entry(row.video_id.to_string())
+                    .or_default(),
+            };
+            *slot(
+                counted,
+                |c| c.as_deref() == row.creator,
+                || row.creator.map(str::to_string),
+            ) += 1;
         }
     }
+
+    /// Adds `other`'s counts (of other rows).
+    pub fn add(&mut self, other: LiveCounts) {
+        for (user, groups) in other.viewers {
+            let mine = self.viewers.entry(user).or_default();
+            for (group, n) in groups {
+                *slot(mine, |g| *g == group, || group.clone()) += n;
+            }
+        }
+        for (video, creators) in other.creator_videos {
+            let mine = self.creator_videos.entry(video).or_default();
+            for (creator, n) in creators {
+                *slot(mine, |c| *c == creator, || creator.clone()) += n;
+            }
+        }
+    }
+
+    fn viewer_rows(&self, group: &ViewerGroup, user: &str) -> i64 {
+        self.viewers
+            .get(user)
+            .and_then(|groups| groups.iter().find(|(g, _)| g == group))
+            .map_or(0, |(_, n)| *n)
+    }
+
+    fn creator_video_rows(&self, (creator, video): &CreatorVideo) -> i64 {
+        self.creator_videos
+            .get(video)
+            .and_then(|creators| creators.iter().find(|(c, _)| c == creator))
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// The count of the entry of `entries` that `is` finds, or of a new entry
+/// (made by `new`) at 0.
+fn slot<K>(
+    entries: &mut Vec<(K, i64)>,
+    is: impl Fn(&K) -> bool,
+    new: impl FnOnce() -> K,
+) -> &mut i64 {
+    let at = match entries.iter().position(|(k, _)| is(k)) {
+        Some(at) => at,
+        None => {
+            entries.push((new(), 0));
+            entries.len() - 1
+        }
+    };
+    &mut entries[at].1
 }
 
 /// The columns of a live row that the pairs are made of.
@@ -411,7 +489,7 @@ mod tests {
             added: vec![row("u", "v", 2), row("u", "v", 2)],
         };
         let wanted = changes.pairs_to_count();
-        assert_eq!(wanted.users, HashSet::from(["u".to_string()]));
+        assert!(wanted.wants_user("u") && !wanted.wants_user("w"));
         // Only the two new rows: the viewer is new to the day and the video.
         let mut counts = LiveCounts::default();
         for _ in 0..2 {
