@@ -4,9 +4,12 @@
 //! - [`bronze`]: the bronze table: schema, exactly-once appends carrying one Delta
 //!   app transaction per partition, and reading progress back; [`append_log`]
 //!   commits those appends to the Delta log.
-//! - [`silver`]: incremental enrichment and sessions (`lake/silver/...`).
-//! - [`gold`]: SQL models (`models/*.sql`) into `lake/gold/<name>`; per-day
-//!   models rebuilt only for the days whose sessions changed.
+//! - [`silver`]: incremental enrichment and sessions (`lake/silver/...`), and
+//!   the record of the session rows each commit replaced.
+//! - [`gold`]: SQL models (`models/*.sql`) into `lake/gold/<name>`, updated
+//!   by difference from the `view_sessions` rows removed and added since
+//!   their last build where they can be, else built in full (per-day models
+//!   for the days whose sessions changed).
 //! - [`data_tests`]: the rules guarding every model (`models/tests.toml`).
 //! - [`maintenance`]: compaction and vacuum.
 //! - [`tables`]: the [`tables::Lake`] (where each table lives under the lake root) and opening tables.

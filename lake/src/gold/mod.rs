@@ -4,6 +4,11 @@
 //! only when all pass: each model then replaces its table `lake/gold/<name>` in
 //! one Delta commit, so a reader sees the old or the new version, never a half
 //! and never an untested one.
+//!
+//! A model whose table was built from an earlier `view_sessions` version is
+//! updated by difference instead ([`difference`], [`incremental`]): the SQL
+//! defines it, a full build runs the SQL, and a property test holds the
+//! update to the SQL's rows.
 
 pub mod changed_days;
 pub mod difference;
