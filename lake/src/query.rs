@@ -51,7 +51,7 @@ pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>
     Ok(ctx.sql(sql).await?.collect().await?)
 }
 
-fn named_column<'a>(
+pub(crate) fn named_column<'a>(
     batch: &'a RecordBatch,
     name: &str,
 ) -> Result<&'a deltalake::arrow::array::ArrayRef, LakeError> {

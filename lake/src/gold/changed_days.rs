@@ -67,9 +67,24 @@ pub async fn changed_days_since(
     sessions: &DeltaTable,
     since: u64,
 ) -> Result<ChangedDays, LakeError> {
+    let Some(commits) = commits_since(sessions, since).await? else {
+        return Ok(ChangedDays::Unknown);
+    };
+    Ok(changed_days(
+        commits.iter().map(|(_, actions)| actions.as_slice()),
+    ))
+}
+
+/// The actions of each commit of `sessions` (the `view_sessions` table)
+/// after version `since` up to the loaded version; `None` when one has left
+/// the log, or when there are too many to be worth reading.
+pub async fn commits_since(
+    sessions: &DeltaTable,
+    since: u64,
+) -> Result<Option<Vec<(u64, Vec<Action>)>>, LakeError> {
     let now = sessions.version().unwrap_or_default();
     if since > now || now - since > MAX_COMMITS_READ {
-        return Ok(ChangedDays::Unknown);
+        return Ok(None);
     }
     let mut commits = Vec::new();
     for version in since + 1..=now {
@@ -79,12 +94,13 @@ pub async fn changed_days_since(
             .await
             .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?;
         let Some(bytes) = entry else {
-            return Ok(ChangedDays::Unknown);
+            return Ok(None);
         };
-        commits
-            .push(get_actions(version, &bytes).map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?);
+        let actions =
+            get_actions(version, &bytes).map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?;
+        commits.push((version, actions));
     }
-    Ok(changed_days(commits.iter().map(Vec::as_slice)))
+    Ok(Some(commits))
 }
 
 #[cfg(test)]

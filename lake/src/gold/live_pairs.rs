@@ -110,21 +110,9 @@ impl FileRead {
         let builder = ParquetRecordBatchStreamBuilder::new(reader)
             .await
             .map_err(failed)?;
-        if COLUMNS
-            .iter()
-            .any(|name| builder.schema().column_with_name(name).is_none())
-        {
+        let Some(batches) = columns_of(builder, &COLUMNS, &self.path).await? else {
             return Ok(None);
-        }
-        let projection = ProjectionMask::columns(builder.parquet_schema(), COLUMNS);
-        let batches: Vec<RecordBatch> = builder
-            .with_projection(projection)
-            .with_batch_size(65_536)
-            .build()
-            .map_err(failed)?
-            .try_collect()
-            .await
-            .map_err(failed)?;
+        };
         let mut counts = LiveCounts::default();
         let mut position = 0u64;
         for batch in batches {
@@ -189,4 +177,30 @@ impl FileRead {
         }
         Ok(Some(counts))
     }
+}
+
+/// The `columns` of the Parquet file at `path` (opened by `builder`);
+/// `None` when it lacks one.
+pub(super) async fn columns_of(
+    builder: ParquetRecordBatchStreamBuilder<ParquetObjectReader>,
+    columns: &[&str],
+    path: &deltalake::Path,
+) -> Result<Option<Vec<RecordBatch>>, LakeError> {
+    let failed = |source| LakeError::parquet(path, source);
+    if columns
+        .iter()
+        .any(|name| builder.schema().column_with_name(name).is_none())
+    {
+        return Ok(None);
+    }
+    let projection = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+    let batches = builder
+        .with_projection(projection)
+        .with_batch_size(65_536)
+        .build()
+        .map_err(failed)?
+        .try_collect()
+        .await
+        .map_err(failed)?;
+    Ok(Some(batches))
 }

@@ -19,22 +19,19 @@ use deltalake::arrow::array::{ArrayRef, Date32Array, RecordBatch};
 use deltalake::arrow::datatypes::{Field, Schema};
 use deltalake::datafusion::prelude::{SessionContext, col, lit};
 use deltalake::kernel::{Action, Add};
-use deltalake::logstore::get_actions;
 use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::logstore::parquet_reader::ParquetObjectReader;
-use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
+use super::changed_days::commits_since;
 use super::difference::{CHANGE_COLUMNS, SessionChanges, session_rows};
+use super::live_pairs::columns_of;
 use crate::error::LakeError;
 use crate::query::column_as_i64;
 use crate::silver::replaced_rows::{SESSIONS_CREATED, SESSIONS_VERSION, change_type};
 use crate::silver::{SESSIONS_PARTITION, partition_day};
 use crate::tables::{Lake, SESSIONS_TABLE, open_if_exists, write_parallelism};
-
-/// Beyond this many commits a full build costs less than reading them.
-const MAX_COMMITS_READ: u64 = 1_000;
 
 /// Changes whose new files hold more than half the table's bytes are built
 /// in full.
@@ -101,24 +98,10 @@ pub async fn changes_since(
     ctx: &SessionContext,
     since: u64,
 ) -> Result<Option<SessionChanges>, LakeError> {
-    let now = sessions.version().unwrap_or_default();
-    if since > now || now - since > MAX_COMMITS_READ {
+    let Some(commits) = commits_since(sessions, since).await? else {
         return Ok(None);
-    }
-    let mut commits = Vec::new();
-    for version in since + 1..=now {
-        let entry = sessions
-            .log_store()
-            .read_commit_entry(version)
-            .await
-            .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?;
-        let Some(bytes) = entry else {
-            return Ok(None);
-        };
-        let actions =
-            get_actions(version, &bytes).map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?;
-        commits.push((version, actions));
-    }
+    };
+    let now = sessions.version().unwrap_or_default();
     let Some(log) = log_changes(&commits) else {
         return Ok(None);
     };
@@ -290,21 +273,9 @@ async fn file_rows(
         .copied()
         .filter(|name| *name != SESSIONS_PARTITION)
         .collect();
-    if in_file
-        .iter()
-        .any(|name| builder.schema().column_with_name(name).is_none())
-    {
+    let Some(batches) = columns_of(builder, &in_file, &path).await? else {
         return Ok(None);
-    }
-    let projection = ProjectionMask::columns(builder.parquet_schema(), in_file.iter().copied());
-    let batches: Vec<RecordBatch> = builder
-        .with_projection(projection)
-        .with_batch_size(65_536)
-        .build()
-        .map_err(failed)?
-        .try_collect()
-        .await
-        .map_err(failed)?;
+    };
     let mut rows = Vec::with_capacity(batches.len());
     for batch in batches {
         let days: ArrayRef = Arc::new(Date32Array::from_value(day, batch.num_rows()));

@@ -26,23 +26,11 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Date32Type, Float64Type};
 
 use crate::error::LakeError;
-use crate::query::string_values;
+use crate::query::{named_column, string_values};
 
 /// The `view_sessions` columns the models read, and so the columns of the
 /// changes.
-pub const CHANGE_COLUMNS: [&str; 11] = [
-    "user_key",
-    "video_id",
-    "genre",
-    "creator",
-    "region",
-    "day",
-    "watch_s",
-    "exit_position_s",
-    "duration_s",
-    "pct_watched",
-    "completed",
-];
+pub use super::sessions_in_memory::MODEL_COLUMNS as CHANGE_COLUMNS;
 
 /// One session of a known video, as the models read it.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,19 +62,19 @@ pub struct SessionChanges {
 /// decides what it means, in a full build.
 pub fn session_rows(batch: &RecordBatch) -> Result<Option<Vec<SessionRow>>, LakeError> {
     let text = |name: &str| -> Result<Vec<Option<String>>, LakeError> {
-        let column = cast(named(batch, name)?, &DataType::Utf8)?;
+        let column = cast(named_column(batch, name)?, &DataType::Utf8)?;
         Ok(string_values(&column)
             .expect("cast to Utf8")
             .map(|v| v.map(str::to_string))
             .collect())
     };
     let number = |name: &str| -> Result<Vec<Option<f64>>, LakeError> {
-        let column = cast(named(batch, name)?, &DataType::Float64)?;
+        let column = cast(named_column(batch, name)?, &DataType::Float64)?;
         Ok(column.as_primitive::<Float64Type>().iter().collect())
     };
-    let days = cast(named(batch, "day")?, &DataType::Date32)?;
+    let days = cast(named_column(batch, "day")?, &DataType::Date32)?;
     let days: Vec<Option<i32>> = days.as_primitive::<Date32Type>().iter().collect();
-    let completed = cast(named(batch, "completed")?, &DataType::Boolean)?;
+    let completed = cast(named_column(batch, "completed")?, &DataType::Boolean)?;
     let completed: Vec<Option<bool>> = completed.as_boolean().iter().collect();
     let (users, videos, genres, creators, regions) = (
         text("user_key")?,
@@ -128,18 +116,6 @@ pub fn session_rows(batch: &RecordBatch) -> Result<Option<Vec<SessionRow>>, Lake
         }
     }
     Ok(Some(rows))
-}
-
-fn named<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-) -> Result<&'a deltalake::arrow::array::ArrayRef, LakeError> {
-    batch
-        .column_by_name(name)
-        .ok_or_else(|| LakeError::ColumnType {
-            table: "view_sessions changes".into(),
-            column: name.into(),
-        })
 }
 
 /// A group whose distinct viewers a model counts.
@@ -429,7 +405,17 @@ pub struct DistinctChanges {
 mod tests {
     use super::*;
 
-    pub(crate) fn row(user: &str, video: &str, day: i32) -> SessionRow {
+    fn live<'a>(user: &'a str, video: &'a str, day: i32) -> LiveRow<'a> {
+        LiveRow {
+            user_key: user,
+            video_id: video,
+            creator: Some("c"),
+            region: "EU",
+            day,
+        }
+    }
+
+    fn row(user: &str, video: &str, day: i32) -> SessionRow {
         SessionRow {
             user_key: user.into(),
             video_id: video.into(),
@@ -467,16 +453,7 @@ mod tests {
         };
         let wanted = changes.pairs_to_count();
         let mut counts = LiveCounts::default();
-        counts.count(
-            &wanted,
-            &LiveRow {
-                user_key: "u",
-                video_id: "v",
-                creator: Some("c"),
-                region: "EU",
-                day: 1,
-            },
-        );
+        counts.count(&wanted, &live("u", "v", 1));
         let changed = changes.distinct_changes(&counts).unwrap();
         assert_eq!(changed.viewers[&ViewerGroup::Video("v".into())], 1);
         assert_eq!(changed.creator_videos[&Some("c".to_string())], 1);
@@ -493,32 +470,14 @@ mod tests {
         // Only the two new rows: the viewer is new to the day and the video.
         let mut counts = LiveCounts::default();
         for _ in 0..2 {
-            counts.count(
-                &wanted,
-                &LiveRow {
-                    user_key: "u",
-                    video_id: "v",
-                    creator: Some("c"),
-                    region: "EU",
-                    day: 2,
-                },
-            );
+            counts.count(&wanted, &live("u", "v", 2));
         }
         let changed = changes.distinct_changes(&counts).unwrap();
         assert_eq!(changed.viewers[&ViewerGroup::Day(2)], 1);
         assert_eq!(changed.viewers[&ViewerGroup::Video("v".into())], 1);
         assert_eq!(changed.creator_videos[&Some("c".to_string())], 1);
         // One more live row of the video on day 1: the video had the viewer.
-        counts.count(
-            &wanted,
-            &LiveRow {
-                user_key: "u",
-                video_id: "v",
-                creator: Some("c"),
-                region: "EU",
-                day: 1,
-            },
-        );
+        counts.count(&wanted, &live("u", "v", 1));
         let changed = changes.distinct_changes(&counts).unwrap();
         assert_eq!(changed.viewers.get(&ViewerGroup::Video("v".into())), None);
         assert_eq!(changed.viewers[&ViewerGroup::Day(2)], 1);
