@@ -1,5 +1,6 @@
 //! Where the tables live and how they are opened.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use deltalake::datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ensure_table_uri};
+use futures::StreamExt;
 
 use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
@@ -212,6 +214,29 @@ pub fn dealt_table(
 /// The cores a run may encode Parquet on.
 pub fn write_parallelism() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `read` of each of `items`, a few at once, each on its own task (decoding
+/// Parquet is CPU work); `None` when any read answers `None`.
+pub async fn read_each<I, T, Fut>(
+    items: impl IntoIterator<Item = I>,
+    read: impl Fn(I) -> Fut,
+) -> Result<Option<Vec<T>>, LakeError>
+where
+    T: Send + 'static,
+    Fut: Future<Output = Result<Option<T>, LakeError>> + Send + 'static,
+{
+    let reads = futures::stream::iter(items.into_iter().map(|item| tokio::spawn(read(item))))
+        .buffer_unordered(2 * write_parallelism());
+    let results: Vec<_> = reads.collect().await;
+    let mut read_all = Vec::with_capacity(results.len());
+    for result in results {
+        match result?? {
+            Some(value) => read_all.push(value),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(read_all))
 }
 
 /// Registers the metadata catalogue as the in-memory table `video_metadata`.

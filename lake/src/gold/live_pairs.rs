@@ -16,14 +16,14 @@ use deltalake::kernel::LogicalFileView;
 use deltalake::logstore::parquet_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use roaring::RoaringTreemap;
 
 use super::difference::{LiveCounts, LiveRow, PairsToCount};
 use crate::error::LakeError;
 use crate::silver::deletion_vector::inline_deleted;
-use crate::silver::{SESSIONS_PARTITION, partition_day};
-use crate::tables::{SESSIONS_TABLE, write_parallelism};
+use crate::silver::{SESSIONS_PARTITION, maps_column_names, partition_day};
+use crate::tables::{SESSIONS_TABLE, read_each};
 
 const COLUMNS: [&str; 5] = ["user_key", "video_id", "creator", "region", "duration_s"];
 
@@ -35,17 +35,12 @@ pub async fn live_counts(
     if wanted.is_empty() {
         return Ok(Some(LiveCounts::default()));
     }
+    if maps_column_names(sessions, SESSIONS_TABLE)? {
+        return Ok(None);
+    }
     let snapshot = sessions
         .snapshot()
         .map_err(|e| LakeError::delta(SESSIONS_TABLE, e))?;
-    if snapshot
-        .metadata()
-        .configuration()
-        .get("delta.columnMapping.mode")
-        .is_some_and(|mode| mode != "none")
-    {
-        return Ok(None);
-    }
     let mut reads = Vec::new();
     for file in snapshot.log_data().iter() {
         let Some(read) = FileRead::of(&file) else {
@@ -55,17 +50,16 @@ pub async fn live_counts(
     }
     let store = sessions.object_store();
     let wanted = Arc::new(wanted);
-    let counted = futures::stream::iter(reads.into_iter().map(|read| {
+    let counted = read_each(reads, |read| {
         let (store, wanted) = (store.clone(), wanted.clone());
-        tokio::spawn(async move { read.count(store, &wanted).await })
-    }))
-    .buffer_unordered(2 * write_parallelism());
-    let counted: Vec<_> = counted.collect().await;
+        async move { read.count(store, &wanted).await }
+    })
+    .await?;
+    let Some(counted) = counted else {
+        return Ok(None);
+    };
     let mut total = LiveCounts::default();
-    for file in counted {
-        let Some(counts) = file?? else {
-            return Ok(None);
-        };
+    for counts in counted {
         total.add(counts);
     }
     Ok(Some(total))

@@ -22,7 +22,6 @@ use deltalake::kernel::{Action, Add};
 use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::logstore::parquet_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
-use futures::StreamExt;
 
 use super::changed_days::commits_since;
 use super::difference::{CHANGE_COLUMNS, SessionChanges, session_rows};
@@ -31,7 +30,7 @@ use crate::error::LakeError;
 use crate::query::column_as_i64;
 use crate::silver::replaced_rows::{SESSIONS_CREATED, SESSIONS_VERSION, change_type};
 use crate::silver::{SESSIONS_PARTITION, partition_day};
-use crate::tables::{Lake, SESSIONS_TABLE, open_if_exists, write_parallelism};
+use crate::tables::{Lake, SESSIONS_TABLE, open_if_exists, read_each};
 
 /// Changes whose new files hold more than half the table's bytes are built
 /// in full.
@@ -223,19 +222,11 @@ async fn added_rows(
 ) -> Result<Option<RecordBatch>, LakeError> {
     let schema = change_schema();
     let store = sessions.object_store();
-    let reads = futures::stream::iter(added.into_iter().map(|add| {
-        let (store, schema) = (store.clone(), schema.clone());
-        tokio::spawn(async move { file_rows(store, add, schema).await })
-    }))
-    .buffer_unordered(2 * write_parallelism());
-    let read: Vec<_> = reads.collect().await;
-    let mut batches = Vec::new();
-    for file in read {
-        match file?? {
-            Some(rows) => batches.extend(rows),
-            None => return Ok(None),
-        }
-    }
+    let read = read_each(added, |add| file_rows(store.clone(), add, schema.clone())).await?;
+    let Some(files) = read else {
+        return Ok(None);
+    };
+    let batches: Vec<RecordBatch> = files.into_iter().flatten().collect();
     Ok(Some(deltalake::arrow::compute::concat_batches(
         &schema, &batches,
     )?))

@@ -26,14 +26,13 @@ use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::ArrowPredicateFn;
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use deltalake::{DeltaTable, ObjectStore};
-use futures::StreamExt;
 
 use super::chunks::Chunk;
 use super::sessions_table::INPUT_COLUMNS;
 use super::{ENRICHED_PARTITION, files_in_days, filter_reads, maps_column_names, rows_kept_by};
 use crate::error::LakeError;
 use crate::query::string_values;
-use crate::tables::{ENRICHED_TABLE, write_parallelism};
+use crate::tables::{ENRICHED_TABLE, read_each};
 
 /// The columns the row filter decodes for every row.
 const FILTER_COLUMNS: [&str; 3] = ["session_id", "kafka_partition", "kafka_offset"];
@@ -62,21 +61,17 @@ pub async fn earlier_events(
         ids: ids.iter().cloned().collect(),
         chunk: chunk.clone(),
     });
-    // A few files read at once, each on its own task (decoding is CPU work).
-    let reads = futures::stream::iter(files.into_iter().map(move |(path, size)| {
-        let (store, wanted) = (store.clone(), wanted.clone());
-        tokio::spawn(async move { rows_of_file(store, path, size, wanted).await })
+    let read = read_each(files, |(path, size)| {
+        rows_of_file(store.clone(), path, size, wanted.clone())
+    })
+    .await?;
+    Ok(read.map(|files| {
+        files
+            .into_iter()
+            .flatten()
+            .filter(|b| b.num_rows() > 0)
+            .collect()
     }))
-    .buffer_unordered(2 * write_parallelism());
-    let read: Vec<_> = reads.collect().await;
-    let mut batches = Vec::new();
-    for file in read {
-        let Some(rows) = file?? else {
-            return Ok(None);
-        };
-        batches.extend(rows.into_iter().filter(|b| b.num_rows() > 0));
-    }
-    Ok(Some(batches))
 }
 
 /// foldhash, not std's SipHash: every row's `session_id` is looked up, and

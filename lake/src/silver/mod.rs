@@ -584,7 +584,7 @@ impl Silver<'_> {
 
 /// Whether `table` (named `name`) maps column names: its Parquet files then
 /// name columns otherwise, and only DataFusion's scan reads them.
-fn maps_column_names(table: &DeltaTable, name: &str) -> Result<bool, LakeError> {
+pub(crate) fn maps_column_names(table: &DeltaTable, name: &str) -> Result<bool, LakeError> {
     let snapshot = table.snapshot().map_err(|e| LakeError::delta(name, e))?;
     Ok(snapshot
         .metadata()

@@ -26,7 +26,6 @@ use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::ArrowPredicateFn;
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use deltalake::{DeltaTable, ObjectStore};
-use futures::StreamExt;
 use roaring::RoaringTreemap;
 
 use super::replace::existing_deletions;
@@ -35,7 +34,7 @@ use super::sessions_table::RECOMPUTE_COLUMNS;
 use super::{filter_reads, maps_column_names, rows_kept_by};
 use crate::error::LakeError;
 use crate::query::string_values;
-use crate::tables::{SESSIONS_TABLE, write_parallelism};
+use crate::tables::{SESSIONS_TABLE, read_each};
 
 /// Live rows of the sought sessions, and their places in the files.
 pub struct FoundSessions {
@@ -84,20 +83,17 @@ pub async fn find_sessions(
             (log_path, read)
         })
         .collect();
-    // A few files read at once, each on its own task (decoding is CPU work).
-    let reads = futures::stream::iter(to_read.into_iter().map(|(log_path, read)| {
-        tokio::spawn(async move { Ok::<_, LakeError>((log_path, read.rows().await?)) })
-    }))
-    .buffer_unordered(2 * write_parallelism());
-    let read: Vec<_> = reads.collect().await;
+    let read = read_each(to_read, |(log_path, read)| async move {
+        Ok(read.rows().await?.map(|found| (log_path, found)))
+    })
+    .await?;
+    let Some(read) = read else {
+        return Ok(None);
+    };
     let schema = found_schema(recompute_columns);
     let mut batches = Vec::new();
     let mut positions = HashMap::new();
-    for file in read {
-        let (path, found) = file??;
-        let Some((rows, kept)) = found else {
-            return Ok(None);
-        };
+    for (path, (rows, kept)) in read {
         for batch in rows {
             batches.push(normalised(&schema, &batch)?);
         }

@@ -162,37 +162,35 @@ impl SessionChanges {
     }
 
     fn viewer_pairs(&self) -> HashMap<(ViewerGroup, &str), PairChange> {
-        let mut pairs: HashMap<(ViewerGroup, &str), PairChange> = HashMap::new();
-        for (rows, removed) in [(&self.removed, true), (&self.added, false)] {
-            for row in rows {
-                for group in ViewerGroup::of(row) {
-                    let change = pairs.entry((group, row.user_key.as_str())).or_default();
-                    if removed {
-                        change.removed += 1;
-                    } else {
-                        change.added += 1;
-                    }
-                }
-            }
-        }
-        pairs
+        self.pair_changes(|row| ViewerGroup::of(row).map(|g| (g, row.user_key.as_str())))
     }
 
     fn creator_video_pairs(&self) -> HashMap<CreatorVideo, PairChange> {
-        let mut pairs: HashMap<CreatorVideo, PairChange> = HashMap::new();
-        for (rows, removed) in [(&self.removed, true), (&self.added, false)] {
-            for row in rows {
-                let change = pairs
-                    .entry((row.creator.clone(), row.video_id.clone()))
-                    .or_default();
-                if removed {
-                    change.removed += 1;
-                } else {
-                    change.added += 1;
-                }
+        self.pair_changes(|row| [(row.creator.clone(), row.video_id.clone())])
+    }
+
+    /// How many rows of each pair (the `pairs` of a row) the changes
+    /// removed and added.
+    fn pair_changes<'a, K, P>(
+        &'a self,
+        pairs: impl Fn(&'a SessionRow) -> P,
+    ) -> HashMap<K, PairChange>
+    where
+        K: std::hash::Hash + Eq,
+        P: IntoIterator<Item = K>,
+    {
+        let mut changes: HashMap<K, PairChange> = HashMap::new();
+        for row in &self.removed {
+            for pair in pairs(row) {
+                changes.entry(pair).or_default().removed += 1;
             }
         }
-        pairs
+        for row in &self.added {
+            for pair in pairs(row) {
+                changes.entry(pair).or_default().added += 1;
+            }
+        }
+        changes
     }
 
     /// What must be counted in the new `view_sessions` to tell how the
