@@ -144,11 +144,11 @@ impl<'a> Incremental<'a> {
             return Ok(None);
         };
         let read = started.elapsed();
-        let Some(counts) = live_pairs::live_counts(self.sessions, changes.pairs_to_count()).await?
-        else {
+        let wanted = Arc::new(changes.pairs_to_count());
+        let Some(counts) = live_pairs::live_counts(self.sessions, wanted.clone()).await? else {
             return Ok(None);
         };
-        let Some(distinct) = changes.distinct_changes(&counts) else {
+        let Some(distinct) = wanted.distinct_changes(&counts) else {
             info!(
                 since,
                 "live sessions contradict the changes; models are built in full"

@@ -3,24 +3,33 @@
 //! read of the columns the pairs are made of, skipping rows the deletion
 //! vectors delete.
 //!
+//! The pairs belong to a few thousand viewers (and, seldom, videos), a
+//! twentieth of the rows: a Parquet row filter decodes `user_key` (and
+//! `video_id` when videos are asked for) of every row, and the other columns
+//! for the wanted rows only.
+//!
 //! `None` when a file cannot be read this way (a deletion vector stored in a
-//! file, names mapped, a column missing): the models are then built in full.
+//! file, names mapped, a column missing or not plain strings): the models are
+//! then built in full.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Float64Type};
+use deltalake::arrow::error::ArrowError;
 use deltalake::kernel::LogicalFileView;
 use deltalake::logstore::parquet_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter, RowSelectionPolicy};
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use futures::TryStreamExt;
 use roaring::RoaringTreemap;
 
 use super::difference::{LiveCounts, LiveRow, PairsToCount};
 use crate::error::LakeError;
+use crate::query::{is_plain_string, string_values};
 use crate::silver::deletion_vector::inline_deleted;
 use crate::silver::{SESSIONS_PARTITION, maps_column_names, partition_day};
 use crate::tables::{SESSIONS_TABLE, read_each};
@@ -30,7 +39,7 @@ const COLUMNS: [&str; 5] = ["user_key", "video_id", "creator", "region", "durati
 /// The live counts `wanted` asks for, in `sessions` as loaded.
 pub async fn live_counts(
     sessions: &DeltaTable,
-    wanted: PairsToCount,
+    wanted: Arc<PairsToCount>,
 ) -> Result<Option<LiveCounts>, LakeError> {
     if wanted.is_empty() {
         return Ok(Some(LiveCounts::default()));
@@ -49,17 +58,16 @@ pub async fn live_counts(
         reads.push(read);
     }
     let store = sessions.object_store();
-    let wanted = Arc::new(wanted);
     let counted = read_each(reads, |read| {
         let (store, wanted) = (store.clone(), wanted.clone());
-        async move { read.count(store, &wanted).await }
+        async move { read.count(store, wanted).await }
     })
     .await?;
     let Some(counted) = counted else {
         return Ok(None);
     };
     let mut total = LiveCounts::default();
-    for counts in counted {
+    for counts in &counted {
         total.add(counts);
     }
     Ok(Some(total))
@@ -97,80 +105,157 @@ impl FileRead {
     async fn count(
         self,
         store: Arc<dyn deltalake::ObjectStore>,
-        wanted: &PairsToCount,
+        wanted: Arc<PairsToCount>,
     ) -> Result<Option<LiveCounts>, LakeError> {
         let failed = |source| LakeError::parquet(&self.path, source);
         let reader = ParquetObjectReader::new(store, self.path.clone()).with_file_size(self.size);
         let builder = ParquetRecordBatchStreamBuilder::new(reader)
             .await
             .map_err(failed)?;
-        let Some(batches) = columns_of(builder, &COLUMNS, &self.path).await? else {
-            return Ok(None);
+        let schema = builder.schema().clone();
+        let filtered = if wanted.wants_videos() {
+            &COLUMNS[..2]
+        } else {
+            &COLUMNS[..1]
         };
-        let mut counts = LiveCounts::default();
-        let mut position = 0u64;
-        for batch in batches {
-            let text = |name: &str| -> Result<_, LakeError> {
-                let column = batch.column_by_name(name).expect("projected");
-                Ok(cast(column, &DataType::Utf8)?)
-            };
-            let (user_keys, video_ids, creators, regions) = (
-                text("user_key")?,
-                text("video_id")?,
-                text("creator")?,
-                text("region")?,
-            );
-            let durations = cast(
-                batch.column_by_name("duration_s").expect("projected"),
-                &DataType::Float64,
-            )?;
-            let durations = durations.as_primitive::<Float64Type>();
-            let (user_keys, video_ids, creators, regions) = (
-                user_keys.as_string::<i32>(),
-                video_ids.as_string::<i32>(),
-                creators.as_string::<i32>(),
-                regions.as_string::<i32>(),
-            );
-            for row in 0..batch.num_rows() {
-                let at = position + row as u64;
-                if durations.is_null(row)
-                    || user_keys.is_null(row)
-                    || video_ids.is_null(row)
-                    || regions.is_null(row)
-                {
-                    continue;
-                }
-                let (user_key, video_id) = (user_keys.value(row), video_ids.value(row));
-                if (!wanted.wants_user(user_key) && !wanted.wants_video(video_id))
-                    || self.deleted.contains(at)
-                {
-                    continue;
-                }
-                let creator = (!creators.is_null(row)).then(|| creators.value(row));
-                counts.count(
-                    wanted,
-                    &LiveRow {
-                        user_key,
-                        video_id,
-                        creator,
-                        region: regions.value(row),
-                        day: self.day,
-                    },
-                );
-            }
-            position += batch.num_rows() as u64;
+        let plain = |name: &&str| {
+            schema
+                .field_with_name(name)
+                .is_ok_and(|f| is_plain_string(f.data_type()))
+        };
+        if !COLUMNS.iter().all(|c| schema.column_with_name(c).is_some())
+            || !filtered.iter().all(plain)
+        {
+            return Ok(None);
         }
-        // Deletion vectors count positions from the file's first row.
-        if self.recorded != Some(position as usize) {
+        let parquet_schema = builder.parquet_schema();
+        let projection = ProjectionMask::columns(parquet_schema, COLUMNS);
+        let seen = Arc::new(Mutex::new(0u64));
+        let filter = {
+            let (seen, wanted, deleted) = (seen.clone(), wanted.clone(), self.deleted);
+            let videos = wanted.wants_videos();
+            ArrowPredicateFn::new(
+                ProjectionMask::columns(parquet_schema, filtered.iter().copied()),
+                move |batch| {
+                    let mut seen = seen.lock().expect("a filter never panics holding it");
+                    let kept = wanted_rows(&batch, &wanted, videos, &deleted, *seen);
+                    *seen += batch.num_rows() as u64;
+                    kept
+                },
+            )
+        };
+        let batches: Vec<RecordBatch> = builder
+            .with_projection(projection)
+            .with_row_filter(RowFilter::new(vec![Box::new(filter)]))
+            // A twentieth of the rows, in runs of one: skipping the others'
+            // values beats the default here, which decodes every row and then
+            // drops the unwanted ones (0.25-0.28 s against 0.29-0.34 s by hand).
+            .with_row_selection_policy(RowSelectionPolicy::Selectors)
+            .with_batch_size(65_536)
+            .build()
+            .map_err(failed)?
+            .try_collect()
+            .await
+            .map_err(failed)?;
+        // Deletion vectors count positions from the file's first row: every
+        // row must have passed the filter once.
+        let seen = *seen.lock().expect("the read is over");
+        if self.recorded != Some(seen as usize) {
             return Err(LakeError::RowCountMismatch {
                 table: SESSIONS_TABLE.to_string(),
                 path: self.path.to_string(),
-                read: position,
+                read: seen,
                 recorded: self.recorded,
             });
         }
+        let mut counts = LiveCounts::default();
+        for batch in batches {
+            count_rows(&batch, self.day, &wanted, &mut counts)?;
+        }
         Ok(Some(counts))
     }
+}
+
+/// The filter of one batch of a file's rows, the first at `first`: live rows
+/// of wanted viewers, or of wanted videos when `videos`.
+fn wanted_rows(
+    batch: &RecordBatch,
+    wanted: &PairsToCount,
+    videos: bool,
+    deleted: &RoaringTreemap,
+    first: u64,
+) -> Result<BooleanArray, ArrowError> {
+    let strings = |at: usize| {
+        string_values(batch.column(at).as_ref())
+            .ok_or_else(|| ArrowError::SchemaError("a filtered column is not text".into()))
+    };
+    let users = strings(0)?;
+    let mut wanted_video = match videos {
+        true => Some(strings(1)?),
+        false => None,
+    };
+    let mask = users
+        .enumerate()
+        .map(|(row, user)| {
+            let video = wanted_video.as_mut().and_then(|v| v.next().flatten());
+            let wants = user.is_some_and(|u| wanted.wants_user(u))
+                || video.is_some_and(|v| wanted.wants_video(v));
+            Some(wants && !deleted.contains(first + row as u64))
+        })
+        .collect();
+    Ok(mask)
+}
+
+/// Counts the rows of `batch` (wanted and live) of known videos.
+fn count_rows(
+    batch: &RecordBatch,
+    day: i32,
+    wanted: &PairsToCount,
+    counts: &mut LiveCounts,
+) -> Result<(), LakeError> {
+    let text = |name: &str| -> Result<_, LakeError> {
+        Ok(cast(
+            batch.column_by_name(name).expect("projected"),
+            &DataType::Utf8,
+        )?)
+    };
+    let (user_keys, video_ids, creators, regions) = (
+        text("user_key")?,
+        text("video_id")?,
+        text("creator")?,
+        text("region")?,
+    );
+    let durations = cast(
+        batch.column_by_name("duration_s").expect("projected"),
+        &DataType::Float64,
+    )?;
+    let durations = durations.as_primitive::<Float64Type>();
+    let (user_keys, video_ids, creators, regions) = (
+        user_keys.as_string::<i32>(),
+        video_ids.as_string::<i32>(),
+        creators.as_string::<i32>(),
+        regions.as_string::<i32>(),
+    );
+    for row in 0..batch.num_rows() {
+        if durations.is_null(row)
+            || user_keys.is_null(row)
+            || video_ids.is_null(row)
+            || regions.is_null(row)
+        {
+            continue;
+        }
+        counts.count(
+            wanted,
+            &LiveRow {
+                user_key: user_keys.value(row),
+                video_id: video_ids.value(row),
+                creator: (!creators.is_null(row)).then(|| creators.value(row)),
+                region: regions.value(row),
+                day,
+            },
+        );
+    }
+    Ok(())
 }
 
 /// The `columns` of the Parquet file at `path` (opened by `builder`);

@@ -19,7 +19,7 @@ pub mod models;
 #[cfg(test)]
 mod sql_agreement;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use deltalake::arrow::array::{AsArray, RecordBatch};
 use deltalake::arrow::compute::cast;
@@ -134,6 +134,15 @@ impl ViewerGroup {
             ViewerGroup::Video(row.video_id.clone()),
         ]
     }
+
+    /// Whether `row` is one of the group's.
+    fn holds(&self, row: &LiveRow<'_>) -> bool {
+        match self {
+            ViewerGroup::Day(day) => *day == row.day,
+            ViewerGroup::DayRegion(day, region) => *day == row.day && region == row.region,
+            ViewerGroup::Video(video) => video == row.video_id,
+        }
+    }
 }
 
 /// A creator (null for videos the catalogue gave none) and one of its videos.
@@ -193,53 +202,33 @@ impl SessionChanges {
         changes
     }
 
-    /// What must be counted in the new `view_sessions` to tell how the
-    /// distinct counts changed.
+    /// The pairs whose presence the changes leave open, to be counted in the
+    /// new `view_sessions`.
     pub fn pairs_to_count(&self) -> PairsToCount {
         let mut wanted = PairsToCount::default();
-        for ((_, user), change) in self.viewer_pairs() {
+        for ((group, user), change) in self.viewer_pairs() {
             if change.unsettled() {
-                wanted.users.insert(user.to_string());
+                wanted
+                    .users
+                    .entry(user.to_string())
+                    .or_default()
+                    .push((group.clone(), wanted.viewer_pairs.len()));
+                wanted
+                    .viewer_pairs
+                    .push(((group, user.to_string()), change));
             }
         }
         for ((creator, video), change) in self.creator_video_pairs() {
             if change.unsettled() {
                 wanted
-                    .creators_by_video
-                    .entry(video)
+                    .videos
+                    .entry(video.clone())
                     .or_default()
-                    .push(creator);
+                    .push((creator.clone(), wanted.creator_video_pairs.len()));
+                wanted.creator_video_pairs.push(((creator, video), change));
             }
         }
         wanted
-    }
-
-    /// How the distinct counts changed, given the live `counts` of the pairs
-    /// [`Self::pairs_to_count`] named; `None` when the counts contradict the
-    /// changes (fewer rows than the changes added).
-    pub fn distinct_changes(&self, counts: &LiveCounts) -> Option<DistinctChanges> {
-        let mut changes = DistinctChanges::default();
-        for ((group, user), change) in self.viewer_pairs() {
-            if !change.unsettled() {
-                continue;
-            }
-            let after = counts.viewer_rows(&group, user);
-            let step = presence_step(after, change)?;
-            if step != 0 {
-                *changes.viewers.entry(group).or_default() += step;
-            }
-        }
-        for (pair, change) in self.creator_video_pairs() {
-            if !change.unsettled() {
-                continue;
-            }
-            let after = counts.creator_video_rows(&pair);
-            let step = presence_step(after, change)?;
-            if step != 0 {
-                *changes.creator_videos.entry(pair.0).or_default() += step;
-            }
-        }
-        Some(changes)
     }
 }
 
@@ -254,131 +243,116 @@ fn presence_step(after: i64, change: PairChange) -> Option<i64> {
     Some(i64::from(after > 0) - i64::from(before > 0))
 }
 
-/// The pairs whose live rows a run counts in the new `view_sessions`: every
-/// pair of these users' sessions (by day, day and region, and video), and
-/// these (creator, video) pairs. (foldhash, not SipHash: a scan looks up
-/// every row.)
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// foldhash, not SipHash: a scan looks up every row's viewer.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The pairs whose live rows a run counts in the new `view_sessions`, each
+/// with its change, numbered so that a count is a slot of a vector: a scan
+/// counts the rows of thousands of viewers, and a count per pair asked for
+/// (not per group of each wanted viewer) compares and allocates nothing.
+#[derive(Debug, Clone, Default)]
 pub struct PairsToCount {
-    users: HashSet<String, foldhash::fast::RandomState>,
-    /// Per video, the creators asked for.
-    creators_by_video: HashMap<String, Vec<Option<String>>, foldhash::fast::RandomState>,
+    viewer_pairs: Vec<((ViewerGroup, String), PairChange)>,
+    creator_video_pairs: Vec<(CreatorVideo, PairChange)>,
+    /// Per viewer: the groups of its pairs, and their numbers.
+    users: FastMap<String, Vec<(ViewerGroup, usize)>>,
+    /// Per video: the creators of its pairs, and their numbers.
+    videos: FastMap<String, Vec<(Option<String>, usize)>>,
 }
 
 impl PairsToCount {
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.creators_by_video.is_empty()
+        self.viewer_pairs.is_empty() && self.creator_video_pairs.is_empty()
+    }
+
+    /// Whether any video's rows are wanted whoever watched them.
+    pub fn wants_videos(&self) -> bool {
+        !self.videos.is_empty()
     }
 
     pub fn wants_user(&self, user: &str) -> bool {
-        self.users.contains(user)
+        self.users.contains_key(user)
     }
 
     pub fn wants_video(&self, video: &str) -> bool {
-        self.creators_by_video.contains_key(video)
+        self.videos.contains_key(video)
     }
 
-    fn wants_creator_video(&self, creator: Option<&str>, video: &str) -> bool {
-        self.creators_by_video
-            .get(video)
-            .is_some_and(|creators| creators.iter().any(|c| c.as_deref() == creator))
+    /// How the distinct counts changed, given the live `counts` of these
+    /// pairs; `None` when the counts contradict the changes (fewer rows than
+    /// the changes added).
+    pub fn distinct_changes(&self, counts: &LiveCounts) -> Option<DistinctChanges> {
+        let mut changes = DistinctChanges::default();
+        for (at, ((group, _), change)) in self.viewer_pairs.iter().enumerate() {
+            let step = presence_step(counts.viewer_rows(at), *change)?;
+            if step != 0 {
+                *changes.viewers.entry(group.clone()).or_default() += step;
+            }
+        }
+        for (at, ((creator, _), change)) in self.creator_video_pairs.iter().enumerate() {
+            let step = presence_step(counts.creator_video_rows(at), *change)?;
+            if step != 0 {
+                *changes.creator_videos.entry(creator.clone()).or_default() += step;
+            }
+        }
+        Some(changes)
     }
 }
 
-/// Live rows (of known videos) per pair, in the new `view_sessions`. Kept
-/// by viewer and by video, so that counting a row of a pair seen before
-/// allocates nothing: a scan counts hundreds of thousands of rows.
+/// Live rows (of known videos) per pair of a [`PairsToCount`], by its
+/// numbers; a pair beyond the vectors has none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveCounts {
-    /// Per viewer: its groups and their rows.
-    viewers: HashMap<String, Vec<(ViewerGroup, i64)>, foldhash::fast::RandomState>,
-    /// Per video: its creators and their rows.
-    creator_videos: HashMap<String, Vec<(Option<String>, i64)>, foldhash::fast::RandomState>,
+    viewers: Vec<i64>,
+    creator_videos: Vec<i64>,
 }
 
 impl LiveCounts {
     /// Counts one live row of a known video, as far as `wanted` asks.
     pub fn count(&mut self, wanted: &PairsToCount, row: &LiveRow<'_>) {
-        if wanted.wants_user(row.user_key) {
-            let groups = match self.viewers.get_mut(row.user_key) {
-                Some(groups) => groups,
-                None => self.viewers.entry(row.user_key.to_string()).or_default(),
-            };
-            let day = ViewerGroup::Day(row.day);
-            *slot(groups, |g| *g == day, || day.clone()) += 1;
-            *slot(
-                groups,
-                |g| matches!(g, ViewerGroup::DayRegion(d, r) if *d == row.day && r == row.region),
-                || ViewerGroup::DayRegion(row.day, row.region.to_string()),
-            ) += 1;
-            *slot(
-                groups,
-                |g| matches!(g, ViewerGroup::Video(v) if v == row.video_id),
-                || ViewerGroup::Video(row.video_id.to_string()),
-            ) += 1;
+        if let Some(groups) = wanted.users.get(row.user_key) {
+            for (group, at) in groups {
+                if group.holds(row) {
+                    *slot(&mut self.viewers, *at) += 1;
+                }
+            }
         }
-        if wanted.wants_creator_video(row.creator, row.video_id) {
-            let counted = match self.creator_videos.get_mut(row.video_id) {
-                Some(counted) => counted,
-                None => self
-                    .creator_videos
-                    .entry(row.video_id.to_string())
-                    .or_default(),
-            };
-            *slot(
-                counted,
-                |c| c.as_deref() == row.creator,
-                || row.creator.map(str::to_string),
-            ) += 1;
+        if let Some(creators) = wanted.videos.get(row.video_id) {
+            for (creator, at) in creators {
+                if creator.as_deref() == row.creator {
+                    *slot(&mut self.creator_videos, *at) += 1;
+                }
+            }
         }
     }
 
     /// Adds `other`'s counts (of other rows).
-    pub fn add(&mut self, other: LiveCounts) {
-        for (user, groups) in other.viewers {
-            let mine = self.viewers.entry(user).or_default();
-            for (group, n) in groups {
-                *slot(mine, |g| *g == group, || group.clone()) += n;
-            }
-        }
-        for (video, creators) in other.creator_videos {
-            let mine = self.creator_videos.entry(video).or_default();
-            for (creator, n) in creators {
-                *slot(mine, |c| *c == creator, || creator.clone()) += n;
+    pub fn add(&mut self, other: &LiveCounts) {
+        for (mine, theirs) in [
+            (&mut self.viewers, &other.viewers),
+            (&mut self.creator_videos, &other.creator_videos),
+        ] {
+            for (at, n) in theirs.iter().enumerate() {
+                *slot(mine, at) += n;
             }
         }
     }
 
-    fn viewer_rows(&self, group: &ViewerGroup, user: &str) -> i64 {
-        self.viewers
-            .get(user)
-            .and_then(|groups| groups.iter().find(|(g, _)| g == group))
-            .map_or(0, |(_, n)| *n)
+    fn viewer_rows(&self, at: usize) -> i64 {
+        self.viewers.get(at).copied().unwrap_or(0)
     }
 
-    fn creator_video_rows(&self, (creator, video): &CreatorVideo) -> i64 {
-        self.creator_videos
-            .get(video)
-            .and_then(|creators| creators.iter().find(|(c, _)| c == creator))
-            .map_or(0, |(_, n)| *n)
+    fn creator_video_rows(&self, at: usize) -> i64 {
+        self.creator_videos.get(at).copied().unwrap_or(0)
     }
 }
 
-/// The count of the entry of `entries` that `is` finds, or of a new entry
-/// (made by `new`) at 0.
-fn slot<K>(
-    entries: &mut Vec<(K, i64)>,
-    is: impl Fn(&K) -> bool,
-    new: impl FnOnce() -> K,
-) -> &mut i64 {
-    let at = match entries.iter().position(|(k, _)| is(k)) {
-        Some(at) => at,
-        None => {
-            entries.push((new(), 0));
-            entries.len() - 1
-        }
-    };
-    &mut entries[at].1
+/// The count at `at`, the vector grown with zeros to hold it.
+fn slot(counts: &mut Vec<i64>, at: usize) -> &mut i64 {
+    if counts.len() <= at {
+        counts.resize(at + 1, 0);
+    }
+    &mut counts[at]
 }
 
 /// The columns of a live row that the pairs are made of.
@@ -435,9 +409,10 @@ mod tests {
             removed: vec![row("u", "v", 1)],
             added: vec![row("u", "v", 1)],
         };
-        assert!(changes.pairs_to_count().is_empty());
+        let wanted = changes.pairs_to_count();
+        assert!(wanted.is_empty());
         assert_eq!(
-            changes.distinct_changes(&LiveCounts::default()),
+            wanted.distinct_changes(&LiveCounts::default()),
             Some(DistinctChanges::default())
         );
     }
@@ -452,7 +427,7 @@ mod tests {
         let wanted = changes.pairs_to_count();
         let mut counts = LiveCounts::default();
         counts.count(&wanted, &live("u", "v", 1));
-        let changed = changes.distinct_changes(&counts).unwrap();
+        let changed = wanted.distinct_changes(&counts).unwrap();
         assert_eq!(changed.viewers[&ViewerGroup::Video("v".into())], 1);
         assert_eq!(changed.creator_videos[&Some("c".to_string())], 1);
     }
@@ -470,16 +445,49 @@ mod tests {
         for _ in 0..2 {
             counts.count(&wanted, &live("u", "v", 2));
         }
-        let changed = changes.distinct_changes(&counts).unwrap();
+        let changed = wanted.distinct_changes(&counts).unwrap();
         assert_eq!(changed.viewers[&ViewerGroup::Day(2)], 1);
         assert_eq!(changed.viewers[&ViewerGroup::Video("v".into())], 1);
         assert_eq!(changed.creator_videos[&Some("c".to_string())], 1);
         // One more live row of the video on day 1: the video had the viewer.
         counts.count(&wanted, &live("u", "v", 1));
-        let changed = changes.distinct_changes(&counts).unwrap();
+        let changed = wanted.distinct_changes(&counts).unwrap();
         assert_eq!(changed.viewers.get(&ViewerGroup::Video("v".into())), None);
         assert_eq!(changed.viewers[&ViewerGroup::Day(2)], 1);
         assert_eq!(changed.creator_videos.get(&Some("c".to_string())), None);
+    }
+
+    #[test]
+    fn counts_of_files_added_up_equal_counts_of_all_rows_at_once() {
+        let changes = SessionChanges {
+            removed: vec![row("w", "x", 1)],
+            added: vec![row("u", "v", 2), row("w", "v", 3)],
+        };
+        let wanted = changes.pairs_to_count();
+        let rows = [
+            live("u", "v", 2),
+            live("u", "x", 1),
+            live("w", "v", 3),
+            live("w", "x", 1),
+            live("z", "v", 2),
+        ];
+        let mut at_once = LiveCounts::default();
+        for r in &rows {
+            at_once.count(&wanted, r);
+        }
+        let (mut first, mut second) = (LiveCounts::default(), LiveCounts::default());
+        for r in &rows[..2] {
+            first.count(&wanted, r);
+        }
+        for r in &rows[2..] {
+            second.count(&wanted, r);
+        }
+        first.add(&second);
+        assert_eq!(
+            wanted.distinct_changes(&first),
+            wanted.distinct_changes(&at_once)
+        );
+        assert!(wanted.distinct_changes(&at_once).is_some());
     }
 
     #[test]
@@ -488,13 +496,21 @@ mod tests {
             removed: vec![row("u", "v", 1)],
             added: vec![],
         };
-        let changed = changes.distinct_changes(&LiveCounts::default()).unwrap();
+        let changed = changes
+            .pairs_to_count()
+            .distinct_changes(&LiveCounts::default())
+            .unwrap();
         assert_eq!(changed.viewers[&ViewerGroup::Day(1)], -1);
         assert_eq!(changed.creator_videos[&Some("c".to_string())], -1);
         let added = SessionChanges {
             removed: vec![],
             added: vec![row("u", "v", 1)],
         };
-        assert_eq!(added.distinct_changes(&LiveCounts::default()), None);
+        assert_eq!(
+            added
+                .pairs_to_count()
+                .distinct_changes(&LiveCounts::default()),
+            None
+        );
     }
 }

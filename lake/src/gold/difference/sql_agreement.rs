@@ -15,7 +15,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use proptest::prelude::*;
 
 use super::models::{Update, exit_bucket, top_step, updated_rows};
-use super::{CHANGE_COLUMNS, LiveCounts, LiveRow, SessionChanges, SessionRow};
+use super::{CHANGE_COLUMNS, LiveCounts, LiveRow, PairsToCount, SessionChanges, SessionRow};
 use crate::gold::MODELS;
 use crate::metadata::VideoMetadata;
 use crate::silver::replaced_rows::change_type;
@@ -139,12 +139,11 @@ fn comparable(batches: &[RecordBatch]) -> Vec<(Vec<String>, Vec<f64>)> {
     rows
 }
 
-fn live_counts(changes: &SessionChanges, after: &[SessionRow]) -> LiveCounts {
-    let wanted = changes.pairs_to_count();
+fn live_counts(wanted: &PairsToCount, after: &[SessionRow]) -> LiveCounts {
     let mut counts = LiveCounts::default();
     for row in after {
         counts.count(
-            &wanted,
+            wanted,
             &LiveRow {
                 user_key: &row.user_key,
                 video_id: &row.video_id,
@@ -214,7 +213,10 @@ proptest! {
         added.extend(added2);
         let after = live_after(&before, &removed, &added);
         let changes = SessionChanges { removed, added };
-        let distinct = changes.distinct_changes(&live_counts(&changes, &after)).unwrap();
+        let wanted = changes.pairs_to_count();
+        let distinct = wanted
+            .distinct_changes(&live_counts(&wanted, &after))
+            .unwrap();
         let videos = catalogue();
         let update = Update::new(&changes, &distinct, &videos);
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
