@@ -608,7 +608,7 @@ fn filter_reads(schema: &deltalake::arrow::datatypes::Schema, columns: &[&str]) 
 /// The rows of the Parquet file at `path` (opened by `builder`) that
 /// `filter` keeps, with the columns of `projection`; the other columns are
 /// decoded for the kept rows only.
-async fn rows_kept_by(
+pub(crate) async fn rows_kept_by(
     builder: ParquetRecordBatchStreamBuilder<ParquetObjectReader>,
     projection: ProjectionMask,
     filter: Box<dyn ArrowPredicate>,
@@ -624,6 +624,24 @@ async fn rows_kept_by(
         .try_collect()
         .await
         .map_err(failed)
+}
+
+/// Deletion vectors count positions from a file's first row: a filter that
+/// tracks positions must have seen as many rows as the log records.
+pub(crate) fn check_rows_seen(
+    path: &deltalake::Path,
+    seen: u64,
+    recorded: Option<usize>,
+) -> Result<(), LakeError> {
+    if recorded == Some(seen as usize) {
+        return Ok(());
+    }
+    Err(LakeError::RowCountMismatch {
+        table: SESSIONS_TABLE.to_string(),
+        path: path.to_string(),
+        read: seen,
+        recorded,
+    })
 }
 
 /// Whether `table` (`view_sessions`) has the column of packed events.

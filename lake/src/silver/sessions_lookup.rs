@@ -31,7 +31,7 @@ use roaring::RoaringTreemap;
 use super::replace::existing_deletions;
 use super::replaced_rows::{MEASURES, change_type};
 use super::sessions_table::RECOMPUTE_COLUMNS;
-use super::{filter_reads, maps_column_names, rows_kept_by};
+use super::{check_rows_seen, filter_reads, maps_column_names, rows_kept_by};
 use crate::error::LakeError;
 use crate::query::string_values;
 use crate::tables::{SESSIONS_TABLE, read_each};
@@ -216,16 +216,7 @@ impl FileRead {
         let projection = ProjectionMask::columns(parquet_schema, self.columns.iter().copied());
         let rows = rows_kept_by(builder, projection, Box::new(filter), &self.path).await?;
         let kept = std::mem::take(&mut *kept.lock().expect("the read is over"));
-        // Positions count from the file's first row: every row must have
-        // passed the filter once.
-        if self.recorded != Some(kept.seen as usize) {
-            return Err(LakeError::RowCountMismatch {
-                table: SESSIONS_TABLE.to_string(),
-                path: self.path.to_string(),
-                read: kept.seen,
-                recorded: self.recorded,
-            });
-        }
+        check_rows_seen(&self.path, kept.seen, self.recorded)?;
         Ok(Some((rows, kept.positions)))
     }
 }
