@@ -170,13 +170,17 @@ fn wanted_rows(
     deleted: &RoaringTreemap,
     first: u64,
 ) -> Result<BooleanArray, ArrowError> {
-    let strings = |at: usize| {
-        string_values(batch.column(at).as_ref())
-            .ok_or_else(|| ArrowError::SchemaError("a filtered column is not text".into()))
+    // By name: the batch holds the filtered columns in the file's order.
+    let strings = |name: &str| {
+        let column = batch
+            .column_by_name(name)
+            .ok_or_else(|| ArrowError::SchemaError(format!("no column {name}")))?;
+        string_values(column.as_ref())
+            .ok_or_else(|| ArrowError::SchemaError(format!("{name} is not text")))
     };
-    let users = strings(0)?;
+    let users = strings("user_key")?;
     let mut wanted_video = match videos {
-        true => Some(strings(1)?),
+        true => Some(strings("video_id")?),
         false => None,
     };
     let mask = users
@@ -267,4 +271,47 @@ pub(super) async fn columns_of(
         .await
         .map_err(failed)?;
     Ok(Some(batches))
+}
+
+#[cfg(test)]
+mod tests {
+    use deltalake::arrow::array::{ArrayRef, StringArray};
+
+    use super::super::difference::{SessionChanges, SessionRow};
+    use super::*;
+
+    fn session(user: &str, video: &str) -> SessionRow {
+        SessionRow {
+            user_key: user.into(),
+            video_id: video.into(),
+            genre: None,
+            creator: Some("c".into()),
+            region: "EU".into(),
+            day: 1,
+            watch_s: 1.0,
+            exit_position_s: 1.0,
+            duration_s: 10.0,
+            pct_watched: 10.0,
+            completed: false,
+        }
+    }
+
+    #[test]
+    fn the_filter_keeps_live_rows_of_wanted_viewers_whatever_the_column_order() {
+        let wanted = SessionChanges {
+            removed: vec![],
+            added: vec![session("u", "v")],
+        }
+        .pairs_to_count();
+        let text = |values: &[&str]| Arc::new(StringArray::from(values.to_vec())) as ArrayRef;
+        // `video_id` first, as another writer may order a file's columns.
+        let batch = RecordBatch::try_from_iter([
+            ("video_id", text(&["u", "v", "v", "x"])),
+            ("user_key", text(&["w", "u", "u", "u"])),
+        ])
+        .unwrap();
+        let deleted = RoaringTreemap::from_iter([12u64]);
+        let kept = wanted_rows(&batch, &wanted, false, &deleted, 10).unwrap();
+        assert_eq!(kept, BooleanArray::from(vec![false, true, false, true]));
+    }
 }
