@@ -3,10 +3,12 @@
 //! read of the columns the pairs are made of, skipping rows the deletion
 //! vectors delete.
 //!
-//! The pairs belong to a few thousand viewers (and, seldom, videos), a
-//! twentieth of the rows: a Parquet row filter decodes `user_key` (and
-//! `video_id` when videos are asked for) of every row, and the other columns
-//! for the wanted rows only.
+//! The viewer pairs belong to a few thousand viewers, a twentieth of the
+//! rows: a Parquet row filter decodes `user_key` of every row, and the other
+//! columns for the wanted rows only. Creator-video pairs want every row of
+//! their videos (every video, when a new day came), but only until they have
+//! more than their changes added: the filter keeps the wanted videos' rows
+//! too in the first files, until those settle them.
 //!
 //! `None` when a file cannot be read this way (a deletion vector stored in a
 //! file, names mapped, a column missing or not plain strings): the models are
@@ -38,7 +40,10 @@ use crate::tables::{SESSIONS_TABLE, read_each};
 
 const COLUMNS: [&str; 5] = ["user_key", "video_id", "creator", "region", "duration_s"];
 
-/// The live counts `wanted` asks for, in `sessions` as loaded.
+/// The live counts `wanted` asks for, in `sessions` as loaded. Counts of
+/// creator-video pairs may stop short of all their rows once they settle
+/// them ([`PairsToCount::creator_videos_settled`]): files read after that
+/// keep the wanted viewers' rows only.
 pub async fn live_counts(
     sessions: &DeltaTable,
     wanted: Arc<PairsToCount>,
@@ -60,18 +65,26 @@ pub async fn live_counts(
         reads.push(read);
     }
     let store = sessions.object_store();
+    let total = Arc::new(Mutex::new(LiveCounts::default()));
     let counted = read_each(reads, |read| {
-        let (store, wanted) = (store.clone(), wanted.clone());
-        async move { read.count(store, wanted).await }
+        let (store, wanted, total) = (store.clone(), wanted.clone(), total.clone());
+        async move {
+            // Decided as the file's read starts, from the files read so far:
+            // counts only grow, so a settled pair stays settled.
+            let videos = wanted.wants_videos()
+                && !wanted.creator_videos_settled(&total.lock().expect("never poisoned"));
+            let Some(counts) = read.count(store, wanted, videos).await? else {
+                return Ok(None);
+            };
+            total.lock().expect("never poisoned").add(&counts);
+            Ok(Some(()))
+        }
     })
     .await?;
-    let Some(counted) = counted else {
+    if counted.is_none() {
         return Ok(None);
-    };
-    let mut total = LiveCounts::default();
-    for counts in &counted {
-        total.add(counts);
     }
+    let total = std::mem::take(&mut *total.lock().expect("the reads are over"));
     Ok(Some(total))
 }
 
@@ -108,6 +121,7 @@ impl FileRead {
         self,
         store: Arc<dyn deltalake::ObjectStore>,
         wanted: Arc<PairsToCount>,
+        videos: bool,
     ) -> Result<Option<LiveCounts>, LakeError> {
         let failed = |source| LakeError::parquet(&self.path, source);
         let reader = ParquetObjectReader::new(store, self.path.clone()).with_file_size(self.size);
@@ -115,11 +129,7 @@ impl FileRead {
             .await
             .map_err(failed)?;
         let schema = builder.schema().clone();
-        let filtered = if wanted.wants_videos() {
-            &COLUMNS[..2]
-        } else {
-            &COLUMNS[..1]
-        };
+        let filtered = if videos { &COLUMNS[..2] } else { &COLUMNS[..1] };
         let plain = |name: &&str| {
             schema
                 .field_with_name(name)
@@ -135,7 +145,6 @@ impl FileRead {
         let seen = Arc::new(Mutex::new(0u64));
         let filter = {
             let (seen, wanted, deleted) = (seen.clone(), wanted.clone(), self.deleted);
-            let videos = wanted.wants_videos();
             ArrowPredicateFn::new(
                 ProjectionMask::columns(parquet_schema, filtered.iter().copied()),
                 move |batch| {

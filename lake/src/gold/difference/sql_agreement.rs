@@ -139,21 +139,33 @@ fn comparable(batches: &[RecordBatch]) -> Vec<(Vec<String>, Vec<f64>)> {
     rows
 }
 
-fn live_counts(wanted: &PairsToCount, after: &[SessionRow]) -> LiveCounts {
-    let mut counts = LiveCounts::default();
-    for row in after {
-        counts.count(
-            wanted,
-            &LiveRow {
-                user_key: &row.user_key,
-                video_id: &row.video_id,
-                creator: row.creator.as_deref(),
-                region: &row.region,
-                day: row.day,
-            },
-        );
+/// The live counts as `gold::live_pairs` scans them: `after` in files of
+/// `file_rows`, each counting the rows of wanted videos too only while the
+/// files before it leave a creator-video pair unsettled.
+fn live_counts(wanted: &PairsToCount, after: &[SessionRow], file_rows: usize) -> LiveCounts {
+    let mut total = LiveCounts::default();
+    for file in after.chunks(file_rows) {
+        let videos = wanted.wants_videos() && !wanted.creator_videos_settled(&total);
+        let mut counts = LiveCounts::default();
+        for row in file {
+            let kept =
+                wanted.wants_user(&row.user_key) || (videos && wanted.wants_video(&row.video_id));
+            if kept {
+                counts.count(
+                    wanted,
+                    &LiveRow {
+                        user_key: &row.user_key,
+                        video_id: &row.video_id,
+                        creator: row.creator.as_deref(),
+                        region: &row.region,
+                        day: row.day,
+                    },
+                );
+            }
+        }
+        total.add(&counts);
     }
-    counts
+    total
 }
 
 /// The rows a commit over `live` removes (those `mask` marks) and adds
@@ -204,6 +216,7 @@ proptest! {
         added in proptest::collection::vec(a_session(), 0..15),
         replaced_again in any::<bool>(),
         second_mask in proptest::collection::vec(any::<bool>(), 60),
+        file_rows in 1usize..8,
     ) {
         // Two commits: the second may replace rows the first added.
         let (mut removed, mut added) = one_commit(&before, &removed_mask, added, replaced_again);
@@ -215,7 +228,7 @@ proptest! {
         let changes = SessionChanges { removed, added };
         let wanted = changes.pairs_to_count();
         let distinct = wanted
-            .distinct_changes(&live_counts(&wanted, &after))
+            .distinct_changes(&live_counts(&wanted, &after, file_rows))
             .unwrap();
         let videos = catalogue();
         let update = Update::new(&changes, &distinct, &videos);
