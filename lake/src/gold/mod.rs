@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::json::WriterBuilder;
 use deltalake::arrow::json::writer::JsonArray;
 use deltalake::datafusion::datasource::TableProvider;
@@ -274,12 +275,19 @@ async fn audited_run(
         videos,
         settings.context()?,
     );
+    // Published on the versions read here, so that a run publishing in
+    // between makes this one's commit conflict instead of replacing it. The
+    // tables are independent, so they are opened, audited and published side
+    // by side (each a few milliseconds of log replay, planning and commit).
+    let opened = selected.iter().map(|(name, _)| {
+        let path = lake.gold(name);
+        tokio::spawn(async move { open_if_exists(&path).await })
+    });
+    let mut opened = futures::future::join_all(opened).await.into_iter();
     let mut planned = Vec::new();
     for (name, sql) in &selected {
         let started = std::time::Instant::now();
-        // Published on the version read here, so that a run publishing in
-        // between makes this one's commit conflict instead of replacing it.
-        let previous = open_if_exists(&lake.gold(name)).await?;
+        let previous = opened.next().expect("one table per model")??;
         let updated = incremental.rows(name, sql, previous.as_ref()).await?;
         planned.push((*name, *sql, previous, updated, started.elapsed()));
     }
@@ -298,7 +306,6 @@ async fn audited_run(
         silver.ctx.register_table("view_sessions", rows.clone())?;
     }
     let mut built = Vec::new();
-    let mut tests = Vec::new();
     for (name, sql, previous, updated, planning) in planned {
         let model_error = |source| LakeError::Model {
             model: name.to_string(),
@@ -340,32 +347,71 @@ async fn audited_run(
         if batches.is_empty() {
             batches.push(RecordBatch::new_empty(schema.clone()));
         }
-        let mut timings = ModelTimings {
+        let timings = ModelTimings {
             building: planning + started.elapsed(),
             ..ModelTimings::default()
         };
-        let started = std::time::Instant::now();
-        tests.extend(audit_batches(name, schema, batches.clone(), videos, declarations).await?);
-        timings.testing = started.elapsed();
-        built.push((name, sql, previous, batches, method, timings));
+        built.push(BuiltModel {
+            name,
+            sql,
+            previous,
+            schema,
+            batches,
+            method,
+            timings,
+        });
+    }
+    let shared_videos: Arc<[VideoMetadata]> = videos.into();
+    let declarations: Arc<str> = declarations.into();
+    let audits = built.iter().map(|model| {
+        let (name, schema, batches) = (model.name, model.schema.clone(), model.batches.clone());
+        let (videos, declarations) = (shared_videos.clone(), declarations.clone());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let tests = audit_batches(name, schema, batches, &videos, &declarations).await;
+            (tests, started.elapsed())
+        })
+    });
+    let mut tests = Vec::new();
+    for (audit, model) in futures::future::join_all(audits)
+        .await
+        .into_iter()
+        .zip(&mut built)
+    {
+        let (passed, testing) = audit?;
+        tests.extend(passed?);
+        model.timings.testing = testing;
     }
     if tests.iter().any(|t| !t.passed()) {
         return Err(LakeError::AuditFailed {
             report: report(&tests),
         });
     }
-    let mut models = Vec::new();
     let catalogue = catalogue_fingerprint(videos);
-    for (name, sql, previous, batches, method, mut timings) in built {
+    let mut methods = Vec::new();
+    let mut publishing = Vec::new();
+    for model in built {
+        methods.push((model.method, model.timings));
         let built_from = BuiltFrom {
             sessions_version,
             sessions_created,
-            sql,
+            sql: model.sql,
             catalogue,
         };
-        let started = std::time::Instant::now();
-        let mut run = publish(lake_dir, name, previous, batches, &built_from).await?;
-        timings.publishing = started.elapsed();
+        let (lake_dir, name) = (lake_dir.to_path_buf(), model.name);
+        let (previous, batches) = (model.previous, model.batches);
+        publishing.push(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let run = publish(&lake_dir, name, previous, batches, &built_from).await;
+            (run, started.elapsed())
+        }));
+    }
+    let published = futures::future::join_all(publishing).await;
+    let mut models = Vec::new();
+    for (done, (method, mut timings)) in published.into_iter().zip(methods) {
+        let (run, publishing) = done?;
+        let mut run = run?;
+        timings.publishing = publishing;
         run.timings = timings;
         if run.superseded_by.is_none() {
             run.days_rebuilt = method.days_rebuilt;
@@ -378,6 +424,18 @@ async fn audited_run(
         tests,
         sessions_version,
     })
+}
+
+/// A model's new rows, built and not yet published.
+struct BuiltModel {
+    name: &'static str,
+    sql: &'static str,
+    /// The table as read before building, which the commit must follow.
+    previous: Option<DeltaTable>,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    method: BuildMethod,
+    timings: ModelTimings,
 }
 
 /// How a model's rows were built, when not in full.
