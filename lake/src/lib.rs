@@ -13,6 +13,7 @@
 //! - [`data_tests`]: the rules guarding every model (`models/tests.toml`).
 //! - [`maintenance`]: compaction and vacuum.
 //! - [`tables`]: the [`tables::Lake`] (where each table lives under the lake root) and opening tables.
+//! - [`file_reader`]: the reader of a data file the crate's own reads use.
 //! - [`metadata`]: the video catalogue CSV.
 //! - [`parquet_layout`]: compression and encodings of every Parquet file written.
 //! - [`query`]: DataFusion over the tables.
@@ -24,6 +25,7 @@ pub mod bronze;
 pub mod data_tests;
 pub mod engine;
 pub mod error;
+pub mod file_reader;
 pub mod gold;
 pub mod maintenance;
 pub mod metadata;

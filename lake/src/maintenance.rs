@@ -8,13 +8,14 @@ use std::sync::Arc;
 use deltalake::DeltaTable;
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::{Clock, VacuumMode};
+use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::table::config::TablePropertiesExt;
 use deltalake::{FilterOp, FilterValue};
 use tracing::info;
 
 use crate::engine::LakeSettings;
 use crate::error::LakeError;
-use crate::parquet_layout::writer_properties;
+use crate::parquet_layout::writer_properties_for;
 use crate::tables::open_if_exists;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,12 +35,13 @@ pub async fn compact(path: &Path, settings: &LakeSettings) -> Result<CompactionR
         return Ok(CompactionReport::default());
     };
     let name = path.display().to_string();
+    let properties = writer_properties_for(path);
     let (table, metrics) = table
         .optimize()
-        .with_writer_properties(writer_properties())
+        .with_writer_properties(properties.clone())
         .await
         .map_err(|e| LakeError::delta(&name, e))?;
-    let purged = purge_deleted_rows(table, &name, settings).await?;
+    let purged = purge_deleted_rows(table, &name, &properties, settings).await?;
     Ok(CompactionReport {
         files_removed: metrics.num_files_removed + purged.files_removed,
         files_added: metrics.num_files_added + purged.files_added,
@@ -91,6 +93,7 @@ pub fn partitions_to_purge(files: &[FileRows]) -> Vec<PartitionValues> {
 async fn purge_deleted_rows(
     mut table: DeltaTable,
     name: &str,
+    properties: &WriterProperties,
     settings: &LakeSettings,
 ) -> Result<CompactionReport, LakeError> {
     let failed = |e| LakeError::delta(name, e);
@@ -134,7 +137,7 @@ async fn purge_deleted_rows(
             .optimize()
             .with_type(OptimizeType::ZOrder(vec![order_by.clone()]))
             .with_filters(&filters)
-            .with_writer_properties(writer_properties())
+            .with_writer_properties(properties.clone())
             .with_session_state(session)
             .await
             .map_err(failed)?;

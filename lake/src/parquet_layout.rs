@@ -1,5 +1,6 @@
 //! How every Parquet file StreamReel writes is encoded: bronze appends, both
-//! silver tables, gold models and compaction all use [`writer_properties`].
+//! silver tables, gold models and compaction all use [`writer_properties`];
+//! `view_sessions` adds small pages ([`sessions_writer_properties`]).
 //!
 //! Chosen from a profile of the 10M-event full build, where encoding Parquet
 //! was most of the run: a tenth of the CPU in Snappy and a third in the
@@ -49,6 +50,19 @@ pub const UNIQUE_ID_COLUMNS: [&str; 2] = ["event_id", "session_id"];
 /// statistics, which no reader could use to skip a file.
 pub const OPAQUE_COLUMNS: [&str; 1] = [crate::silver::sessions_table::PACKED_EVENTS];
 
+/// Columns of `view_sessions` read through every row: silver's search decodes
+/// `session_id` of each file, gold's pair count `user_key`. Their pages keep
+/// Parquet's default size; see [`sessions_writer_properties`].
+pub const SCANNED_SESSION_COLUMNS: [&str; 2] = ["session_id", "user_key"];
+
+/// The largest data page of `view_sessions`' other columns, in bytes before
+/// compression: about 60 sessions' packed events, 256 measurements.
+const SESSIONS_PAGE_BYTES: usize = 2 * 1024;
+
+/// Rows the writer encodes between checks of a page's size (Parquet's default
+/// is 1,024), so that pages end near [`SESSIONS_PAGE_BYTES`].
+const SESSIONS_WRITE_BATCH_ROWS: usize = 64;
+
 /// zstd's fastest level (delta-rs's compaction would write level 4): builds
 /// are timed by the writes.
 const ZSTD_LEVEL: i32 = 1;
@@ -73,18 +87,56 @@ pub fn writer_properties() -> WriterProperties {
     builder.build()
 }
 
+/// The Parquet writer settings of `view_sessions` (appends, replacements,
+/// compaction): [`writer_properties`] with small pages.
+///
+/// Silver's search for the sessions a chunk recomputes reads fifteen columns
+/// of a few rows spread over every file (in the +1% bench run, 4,919 rows of
+/// 1.6M, a few dozen per file). With one page per column chunk, every page
+/// is decompressed and skipped through for them. With small pages and the
+/// offset index, the reader fetches and decodes only the pages that hold a
+/// wanted row. The two columns read in full keep large pages, and the
+/// packed events, which zstd hardly shrinks, are not compressed, so that
+/// small pages add no codec call per page where it would not pay.
+pub fn sessions_writer_properties() -> WriterProperties {
+    let mut builder = writer_properties()
+        .into_builder()
+        .set_write_batch_size(SESSIONS_WRITE_BATCH_ROWS)
+        .set_data_page_size_limit(SESSIONS_PAGE_BYTES);
+    let default_page_bytes = WriterProperties::default().data_page_size_limit();
+    for column in SCANNED_SESSION_COLUMNS {
+        builder =
+            builder.set_column_data_page_size_limit(ColumnPath::from(column), default_page_bytes);
+    }
+    for column in OPAQUE_COLUMNS {
+        builder =
+            builder.set_column_compression(ColumnPath::from(column), Compression::UNCOMPRESSED);
+    }
+    builder.build()
+}
+
+/// The writer settings of the table at `path`.
+pub fn writer_properties_for(path: &std::path::Path) -> WriterProperties {
+    match path.ends_with(crate::tables::SESSIONS_TABLE) {
+        true => sessions_writer_properties(),
+        false => writer_properties(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
     use deltalake::arrow::array::{
-        Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+        BinaryArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
     };
     use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use deltalake::parquet::arrow::ArrowWriter;
-    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use deltalake::parquet::file::metadata::ParquetMetaData;
+    use deltalake::parquet::arrow::arrow_reader::{
+        ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    };
+    use deltalake::parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 
     use super::*;
     use crate::bronze::bronze_schema;
@@ -143,6 +195,86 @@ mod tests {
             ],
         )
         .expect("batch")
+    }
+
+    /// Rows of `view_sessions`' shape: ids read in full, packed events and
+    /// measurements read a few rows at a time.
+    fn sessions_sample(rows: usize) -> RecordBatch {
+        let ids: Vec<String> = (0..rows).map(|i| format!("session-{i:012}")).collect();
+        let users: Vec<String> = (0..rows).map(|i| format!("user-{:06}", i % 997)).collect();
+        let packed: Vec<Vec<u8>> = (0..rows)
+            .map(|i| (0..48).map(|b| (i * 31 + b * 7) as u8).collect())
+            .collect();
+        let watched: Vec<f64> = (0..rows).map(|i| i as f64 * 0.731).collect();
+        RecordBatch::try_from_iter([
+            ("session_id", Arc::new(StringArray::from(ids)) as _),
+            ("user_key", Arc::new(StringArray::from(users)) as _),
+            (
+                sessions_table::PACKED_EVENTS,
+                Arc::new(BinaryArray::from_iter_values(packed)) as _,
+            ),
+            ("watch_s", Arc::new(Float64Array::from(watched)) as _),
+        ])
+        .expect("batch")
+    }
+
+    #[test]
+    fn sessions_keep_scanned_columns_in_one_page_and_the_others_in_small_pages() {
+        let batch = sessions_sample(10_000);
+        let file = tempfile::tempfile().expect("temporary file");
+        let mut writer = ArrowWriter::try_new(
+            file.try_clone().expect("file handle"),
+            batch.schema(),
+            Some(sessions_writer_properties()),
+        )
+        .expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+
+        let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Required);
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).expect("reader");
+        let metadata = reader.metadata().clone();
+        let pages = |column: usize| {
+            metadata.offset_index().expect("offset index")[0][column]
+                .page_locations()
+                .len()
+        };
+        assert_eq!(pages(0), 1, "session_id");
+        assert_eq!(pages(1), 1, "user_key");
+        // 48 bytes a row: a page every 64 rows, the writer's batch.
+        assert!(pages(2) >= 10_000 / 64, "packed events: {}", pages(2));
+        assert!(pages(3) >= 10_000 * 8 / 2048 - 1, "watch_s: {}", pages(3));
+        let chunk = metadata.row_group(0);
+        assert_eq!(chunk.column(2).compression(), Compression::UNCOMPRESSED);
+        assert!(matches!(
+            chunk.column(3).compression(),
+            Compression::ZSTD(_)
+        ));
+        let read: Vec<RecordBatch> = reader
+            .build()
+            .expect("build")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        let read =
+            deltalake::arrow::compute::concat_batches(&batch.schema(), &read).expect("concat");
+        assert_eq!(read, batch);
+    }
+
+    #[test]
+    fn only_view_sessions_gets_the_small_pages() {
+        let root = std::path::Path::new("/lake");
+        let sessions = writer_properties_for(&root.join(crate::tables::SESSIONS_TABLE));
+        assert_eq!(sessions.write_batch_size(), SESSIONS_WRITE_BATCH_ROWS);
+        let bronze = writer_properties_for(&root.join(crate::BRONZE_TABLE));
+        assert_eq!(
+            bronze.write_batch_size(),
+            writer_properties().write_batch_size()
+        );
+        assert_eq!(
+            bronze.data_page_size_limit(),
+            writer_properties().data_page_size_limit()
+        );
     }
 
     fn encodings(metadata: &ParquetMetaData, column: usize) -> Vec<Encoding> {

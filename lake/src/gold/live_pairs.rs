@@ -22,7 +22,6 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Float64Type};
 use deltalake::arrow::error::ArrowError;
 use deltalake::kernel::LogicalFileView;
-use deltalake::logstore::parquet_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::{ArrowPredicateFn, RowSelectionPolicy};
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
@@ -31,6 +30,7 @@ use roaring::RoaringTreemap;
 
 use super::difference::{LiveCounts, LiveRow, PairsToCount};
 use crate::error::LakeError;
+use crate::file_reader::FileReader;
 use crate::query::{is_plain_string, string_values};
 use crate::silver::deletion_vector::inline_deleted;
 use crate::silver::{
@@ -124,7 +124,7 @@ impl FileRead {
         videos: bool,
     ) -> Result<Option<LiveCounts>, LakeError> {
         let failed = |source| LakeError::parquet(&self.path, source);
-        let reader = ParquetObjectReader::new(store, self.path.clone()).with_file_size(self.size);
+        let reader = FileReader::new(store, self.path.clone(), self.size);
         let builder = ParquetRecordBatchStreamBuilder::new(reader)
             .await
             .map_err(failed)?;
@@ -259,7 +259,7 @@ fn count_rows(
 /// The `columns` of the Parquet file at `path` (opened by `builder`);
 /// `None` when it lacks one.
 pub(super) async fn columns_of(
-    builder: ParquetRecordBatchStreamBuilder<ParquetObjectReader>,
+    builder: ParquetRecordBatchStreamBuilder<FileReader>,
     columns: &[&str],
     path: &deltalake::Path,
 ) -> Result<Option<Vec<RecordBatch>>, LakeError> {

@@ -20,13 +20,13 @@ use deltalake::arrow::datatypes::{Field, Schema};
 use deltalake::datafusion::prelude::{SessionContext, col, lit};
 use deltalake::kernel::{Action, Add};
 use deltalake::logstore::object_store::ObjectStoreExt;
-use deltalake::logstore::parquet_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 
 use super::changed_days::commits_since;
 use super::difference::{CHANGE_COLUMNS, SessionChanges, session_rows};
 use super::live_pairs::columns_of;
 use crate::error::LakeError;
+use crate::file_reader::FileReader;
 use crate::query::column_as_i64;
 use crate::silver::replaced_rows::{SESSIONS_CREATED, SESSIONS_VERSION, change_type};
 use crate::silver::{SESSIONS_PARTITION, partition_day};
@@ -251,8 +251,7 @@ async fn file_rows(
         return Ok(None);
     };
     let failed = |source| LakeError::parquet(&path, source);
-    let reader =
-        ParquetObjectReader::new(store.clone(), path.clone()).with_file_size(add.size as u64);
+    let reader = FileReader::new(store.clone(), path.clone(), add.size as u64);
     let builder = match ParquetRecordBatchStreamBuilder::new(reader).await {
         Ok(builder) => builder,
         // Vacuumed since (the reader's first request fails).

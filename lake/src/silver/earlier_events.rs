@@ -21,7 +21,6 @@ use std::sync::Arc;
 use deltalake::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use deltalake::arrow::datatypes::{DataType, Int32Type, Int64Type};
 use deltalake::arrow::error::ArrowError;
-use deltalake::logstore::parquet_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::ArrowPredicateFn;
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
@@ -31,6 +30,7 @@ use super::chunks::Chunk;
 use super::sessions_table::INPUT_COLUMNS;
 use super::{ENRICHED_PARTITION, files_in_days, filter_reads, maps_column_names, rows_kept_by};
 use crate::error::LakeError;
+use crate::file_reader::FileReader;
 use crate::query::string_values;
 use crate::tables::{ENRICHED_TABLE, read_each};
 
@@ -136,7 +136,7 @@ async fn rows_of_file(
     wanted: Arc<Wanted>,
 ) -> Result<Option<Vec<RecordBatch>>, LakeError> {
     let failed = |source| LakeError::parquet(&path, source);
-    let reader = ParquetObjectReader::new(store, path.clone()).with_file_size(size as u64);
+    let reader = FileReader::new(store, path.clone(), size as u64);
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(failed)?;

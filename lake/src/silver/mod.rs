@@ -42,7 +42,6 @@ use deltalake::datafusion::logical_expr::{
 use deltalake::datafusion::prelude::{SessionContext, col, in_subquery};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{LogicalFileView, Transaction};
-use deltalake::logstore::parquet_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::{ArrowPredicate, RowFilter};
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
@@ -53,8 +52,9 @@ use tracing::info;
 use crate::BronzeTable;
 use crate::engine::LakeSettings;
 use crate::error::LakeError;
+use crate::file_reader::FileReader;
 use crate::metadata::VideoMetadata;
-use crate::parquet_layout::writer_properties;
+use crate::parquet_layout::{sessions_writer_properties, writer_properties};
 use crate::query::{column_as_i64, date_in, register_table, run_sql};
 use crate::tables::{
     ENRICHED_TABLE, Lake, SESSIONS_TABLE, open_if_exists, parallel_input, register_metadata,
@@ -548,7 +548,7 @@ impl Silver<'_> {
                 .write(Vec::new())
                 .with_input_plan(parallel_input(schema, rows, write_parallelism())?)
                 .with_write_batch_size(WRITE_BATCH_ROWS)
-                .with_writer_properties(writer_properties())
+                .with_writer_properties(sessions_writer_properties())
                 .with_save_mode(SaveMode::Append)
                 .with_partition_columns([SESSIONS_PARTITION])
                 // Used when the write creates the table (see [`replace`]).
@@ -609,7 +609,7 @@ fn filter_reads(schema: &deltalake::arrow::datatypes::Schema, columns: &[&str]) 
 /// `filter` keeps, with the columns of `projection`; the other columns are
 /// decoded for the kept rows only.
 pub(crate) async fn rows_kept_by(
-    builder: ParquetRecordBatchStreamBuilder<ParquetObjectReader>,
+    builder: ParquetRecordBatchStreamBuilder<FileReader>,
     projection: ProjectionMask,
     filter: Box<dyn ArrowPredicate>,
     path: &deltalake::Path,

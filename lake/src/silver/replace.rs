@@ -13,7 +13,6 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, LogicalFileView, TableFeatures};
-use deltalake::logstore::parquet_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use deltalake::protocol::DeltaOperation;
@@ -25,7 +24,8 @@ use tracing::info;
 
 use super::deletion_vector::{deleted_positions, inline_descriptor, rows_with_ids};
 use crate::error::LakeError;
-use crate::parquet_layout::writer_properties;
+use crate::file_reader::FileReader;
+use crate::parquet_layout::sessions_writer_properties;
 use crate::tables::{SESSIONS_TABLE, write_parallelism};
 
 /// The table property that lets writers add deletion vectors; setting it
@@ -98,7 +98,7 @@ pub async fn replace_sessions(
 
     let mut writer = RecordBatchWriter::for_table(&table)
         .map_err(delta_error)?
-        .with_writer_properties(writer_properties());
+        .with_writer_properties(sessions_writer_properties());
     writer.write(replacement.rows).await.map_err(delta_error)?;
     actions.extend(
         writer
@@ -253,7 +253,7 @@ async fn rows_of_sessions(
     recorded: Option<usize>,
     ids: &HashSet<String>,
 ) -> Result<Vec<u64>, LakeError> {
-    let reader = ParquetObjectReader::new(store, path.clone()).with_file_size(size as u64);
+    let reader = FileReader::new(store, path.clone(), size as u64);
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(|source| LakeError::parquet(&path, source))?;

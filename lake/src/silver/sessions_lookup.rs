@@ -21,10 +21,10 @@ use deltalake::arrow::compute::{cast, concat_batches};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::error::ArrowError;
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::logstore::parquet_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::ProjectionMask;
-use deltalake::parquet::arrow::arrow_reader::ArrowPredicateFn;
+use deltalake::parquet::arrow::arrow_reader::{ArrowPredicateFn, ArrowReaderOptions};
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use deltalake::parquet::file::metadata::PageIndexPolicy;
 use deltalake::{DeltaTable, ObjectStore};
 use roaring::RoaringTreemap;
 
@@ -33,6 +33,7 @@ use super::replaced_rows::{MEASURES, change_type};
 use super::sessions_table::RECOMPUTE_COLUMNS;
 use super::{check_rows_seen, filter_reads, maps_column_names, rows_kept_by};
 use crate::error::LakeError;
+use crate::file_reader::FileReader;
 use crate::query::string_values;
 use crate::tables::{SESSIONS_TABLE, read_each};
 
@@ -193,9 +194,12 @@ impl FileRead {
     async fn rows(self) -> Result<Option<(Vec<RecordBatch>, Vec<u64>)>, LakeError> {
         let path = self.path.clone();
         let failed = |source| LakeError::parquet(&path, source);
-        let reader = ParquetObjectReader::new(self.store, self.path.clone())
-            .with_file_size(self.size as u64);
-        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        let reader = FileReader::new(self.store, self.path.clone(), self.size as u64);
+        // The offset index lets the reader skip the pages that hold none of
+        // the kept rows (see `sessions_writer_properties`); a file written
+        // without one is read page by page as before.
+        let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
+        let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
             .await
             .map_err(failed)?;
         if !filter_reads(builder.schema(), &self.columns) {

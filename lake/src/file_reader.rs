@@ -1,0 +1,145 @@
+//! The reader of a Delta table's Parquet data file that the crate's own
+//! reads use (silver's lookups, gold's pair count and session changes).
+//!
+//! delta-rs's `ParquetObjectReader` fetches the byte ranges of one read one
+//! after another, and the local store opens the file again for each range:
+//! one open per column read, and one per page where the reader skips pages
+//! through the offset index. [`FileReader`] hands all of a read's ranges to
+//! the store at once (`ObjectStore::get_ranges`): the local store opens the
+//! file once for them, remote stores merge nearby ranges into one request.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use deltalake::logstore::parquet_reader::ParquetObjectReader;
+use deltalake::parquet::arrow::arrow_reader::ArrowReaderOptions;
+use deltalake::parquet::arrow::async_reader::AsyncFileReader;
+use deltalake::parquet::errors::{ParquetError, Result};
+use deltalake::parquet::file::metadata::ParquetMetaData;
+use deltalake::{ObjectStore, Path};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+/// One data file of `size` bytes at `path` in `store`.
+pub struct FileReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    /// Reads the footer and page indexes, and single ranges.
+    footer: ParquetObjectReader,
+}
+
+impl FileReader {
+    pub fn new(store: Arc<dyn ObjectStore>, path: Path, size: u64) -> Self {
+        let footer = ParquetObjectReader::new(store.clone(), path.clone()).with_file_size(size);
+        Self {
+            store,
+            path,
+            footer,
+        }
+    }
+}
+
+impl AsyncFileReader for FileReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, Result<Bytes>> {
+        self.footer.get_bytes(range)
+    }
+
+    fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, Result<Arc<ParquetMetaData>>> {
+        self.footer.get_metadata(options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use deltalake::arrow::compute::concat_batches;
+    use deltalake::logstore::object_store::local::LocalFileSystem;
+    use deltalake::parquet::arrow::ArrowWriter;
+    use deltalake::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+    use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+    use deltalake::parquet::file::metadata::PageIndexPolicy;
+    use futures::TryStreamExt;
+
+    use super::*;
+    use crate::parquet_layout::sessions_writer_properties;
+
+    /// A read that skips most pages gets the rows it selected, in order, from
+    /// ranges fetched together.
+    #[tokio::test]
+    async fn a_read_skipping_pages_returns_the_selected_rows() {
+        let rows = 10_000;
+        let ids: Vec<String> = (0..rows).map(|i| format!("session-{i:06}")).collect();
+        let batch = RecordBatch::try_from_iter([
+            ("session_id", Arc::new(StringArray::from(ids)) as _),
+            (
+                "watch_s",
+                Arc::new(Int64Array::from_iter_values(0..rows)) as _,
+            ),
+        ])
+        .expect("batch");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let file = std::fs::File::create(dir.path().join("part.parquet")).expect("file");
+        let mut writer =
+            ArrowWriter::try_new(file, batch.schema(), Some(sessions_writer_properties()))
+                .expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+
+        let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("store"));
+        let size = std::fs::metadata(dir.path().join("part.parquet"))
+            .expect("size")
+            .len();
+        let reader = FileReader::new(store, Path::from("part.parquet"), size);
+        let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Required);
+        let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
+            .await
+            .expect("builder");
+        let pages = builder.metadata().offset_index().expect("offset index")[0][1]
+            .page_locations()
+            .len();
+        assert!(pages > 30, "watch_s in small pages: {pages}");
+        // Rows 100-109, 5,000-5,002 and the last one.
+        let selection = RowSelection::from(vec![
+            RowSelector::skip(100),
+            RowSelector::select(10),
+            RowSelector::skip(4_890),
+            RowSelector::select(3),
+            RowSelector::skip(4_996),
+            RowSelector::select(1),
+        ]);
+        let read: Vec<RecordBatch> = builder
+            .with_row_selection(selection)
+            .build()
+            .expect("stream")
+            .try_collect()
+            .await
+            .expect("read");
+        let read = concat_batches(&batch.schema(), &read).expect("concat");
+        let expected = concat_batches(
+            &batch.schema(),
+            &[
+                batch.slice(100, 10),
+                batch.slice(5_000, 3),
+                batch.slice(9_999, 1),
+            ],
+        )
+        .expect("expected");
+        assert_eq!(read, expected);
+    }
+}
