@@ -221,15 +221,7 @@ mod tests {
     #[test]
     fn sessions_keep_scanned_columns_in_one_page_and_the_others_in_small_pages() {
         let batch = sessions_sample(10_000);
-        let file = tempfile::tempfile().expect("temporary file");
-        let mut writer = ArrowWriter::try_new(
-            file.try_clone().expect("file handle"),
-            batch.schema(),
-            Some(sessions_writer_properties()),
-        )
-        .expect("writer");
-        writer.write(&batch).expect("write");
-        writer.close().expect("close");
+        let file = written(&batch, sessions_writer_properties());
 
         let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Required);
         let reader =
@@ -277,6 +269,20 @@ mod tests {
         );
     }
 
+    /// A temporary Parquet file holding `batch`, written with `properties`.
+    fn written(batch: &RecordBatch, properties: WriterProperties) -> std::fs::File {
+        let file = tempfile::tempfile().expect("temporary file");
+        let mut writer = ArrowWriter::try_new(
+            file.try_clone().expect("file handle"),
+            batch.schema(),
+            Some(properties),
+        )
+        .expect("writer");
+        writer.write(batch).expect("write");
+        writer.close().expect("close");
+        file
+    }
+
     fn encodings(metadata: &ParquetMetaData, column: usize) -> Vec<Encoding> {
         metadata.row_group(0).column(column).encodings().collect()
     }
@@ -284,15 +290,7 @@ mod tests {
     #[test]
     fn columns_are_written_with_their_encoding_and_read_back_unchanged() {
         let batch = sample();
-        let file = tempfile::tempfile().expect("temporary file");
-        let mut writer = ArrowWriter::try_new(
-            file.try_clone().expect("file handle"),
-            batch.schema(),
-            Some(writer_properties()),
-        )
-        .expect("writer");
-        writer.write(&batch).expect("write");
-        writer.close().expect("close");
+        let file = written(&batch, writer_properties());
 
         let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("reader");
         let metadata = reader.metadata().clone();
