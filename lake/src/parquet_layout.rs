@@ -243,14 +243,7 @@ mod tests {
             chunk.column(3).compression(),
             Compression::ZSTD(_)
         ));
-        let read: Vec<RecordBatch> = reader
-            .build()
-            .expect("build")
-            .collect::<Result<_, _>>()
-            .expect("read");
-        let read =
-            deltalake::arrow::compute::concat_batches(&batch.schema(), &read).expect("concat");
-        assert_eq!(read, batch);
+        assert_eq!(read_back(reader, &batch), batch);
     }
 
     #[test]
@@ -267,6 +260,19 @@ mod tests {
             bronze.data_page_size_limit(),
             writer_properties().data_page_size_limit()
         );
+    }
+
+    /// Every row `reader` holds, as one batch of `like`'s schema.
+    fn read_back(
+        reader: ParquetRecordBatchReaderBuilder<std::fs::File>,
+        like: &RecordBatch,
+    ) -> RecordBatch {
+        let read: Vec<RecordBatch> = reader
+            .build()
+            .expect("build")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        deltalake::arrow::compute::concat_batches(&like.schema(), &read).expect("concat")
     }
 
     /// A temporary Parquet file holding `batch`, written with `properties`.
@@ -294,14 +300,7 @@ mod tests {
 
         let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("reader");
         let metadata = reader.metadata().clone();
-        let read: Vec<RecordBatch> = reader
-            .build()
-            .expect("build")
-            .collect::<Result<_, _>>()
-            .expect("read");
-        let read =
-            deltalake::arrow::compute::concat_batches(&batch.schema(), &read).expect("concat");
-        assert_eq!(read, batch);
+        assert_eq!(read_back(reader, &batch), batch);
 
         let chunk = metadata.row_group(0);
         for column in 0..chunk.num_columns() {
