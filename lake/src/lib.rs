@@ -14,6 +14,7 @@
 //! - [`maintenance`]: compaction and vacuum.
 //! - [`tables`]: the [`tables::Lake`] (where each table lives under the lake root) and opening tables.
 //! - [`file_reader`]: the reader of a data file the crate's own reads use.
+//! - [`key_sieve`]: the sets of keys that scans look up every row's key in.
 //! - [`metadata`]: the video catalogue CSV.
 //! - [`parquet_layout`]: compression and encodings of every Parquet file written.
 //! - [`query`]: DataFusion over the tables.
@@ -27,6 +28,7 @@ pub mod engine;
 pub mod error;
 pub mod file_reader;
 pub mod gold;
+pub mod key_sieve;
 pub mod maintenance;
 pub mod metadata;
 pub mod parquet_layout;

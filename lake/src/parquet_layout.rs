@@ -1,12 +1,13 @@
 //! How every Parquet file StreamReel writes is encoded: bronze appends, both
 //! silver tables, gold models and compaction all use [`writer_properties`];
-//! `view_sessions` adds small pages ([`sessions_writer_properties`]).
+//! `view_sessions` is stored uncompressed, in small pages
+//! ([`sessions_writer_properties`]).
 //!
 //! Chosen from a profile of the 10M-event full build, where encoding Parquet
 //! was most of the run: a tenth of the CPU in Snappy and a third in the
 //! dictionary encoder hashing and comparing every value, although half the
 //! columns hardly repeat a value (docs/performance.md, Parquet layout).
-//! - zstd level 1 for every column: about half the bytes of Snappy here, for
+//! - zstd level 1 for every column of the other tables: about half the bytes of Snappy here, for
 //!   less CPU once the encodings below have shrunk what it compresses.
 //! - Values that rise with the stream (offsets, timestamps): delta encoding,
 //!   which stores the small differences between neighbours.
@@ -88,29 +89,32 @@ pub fn writer_properties() -> WriterProperties {
 }
 
 /// The Parquet writer settings of `view_sessions` (appends, replacements,
-/// compaction): [`writer_properties`] with small pages.
+/// compaction): [`writer_properties`] with small pages, uncompressed.
 ///
 /// Silver's search for the sessions a chunk recomputes reads fifteen columns
 /// of a few rows spread over every file (in the +1% bench run, 4,919 rows of
-/// 1.6M, a few dozen per file). With one page per column chunk, every page
+/// 2.5M, a few dozen per file). With one page per column chunk, every page
 /// is decompressed and skipped through for them. With small pages and the
 /// offset index, the reader fetches and decodes only the pages that hold a
-/// wanted row. The two columns read in full keep large pages, and the
-/// packed events, which zstd hardly shrinks, are not compressed, so that
-/// small pages add no codec call per page where it would not pay.
+/// wanted row. The two columns read in full keep large pages.
+///
+/// Uncompressed: the Parquet crate creates a zstd context for every column
+/// chunk it reads or writes, and a run reads or writes a few columns of
+/// every file, while the encodings leave zstd little to gain here (random
+/// ids, dictionary indexes, packed events). At 10M events the table takes
+/// 279 MB against 217 MB with zstd; the +1% run by hand took a median 0.94 s
+/// against 1.05 s with LZ4 (itself 0.77 s against 0.83 s with Snappy and
+/// 0.94 s with zstd in an earlier round; docs/performance.md).
 pub fn sessions_writer_properties() -> WriterProperties {
     let mut builder = writer_properties()
         .into_builder()
+        .set_compression(Compression::UNCOMPRESSED)
         .set_write_batch_size(SESSIONS_WRITE_BATCH_ROWS)
         .set_data_page_size_limit(SESSIONS_PAGE_BYTES);
     let default_page_bytes = WriterProperties::default().data_page_size_limit();
     for column in SCANNED_SESSION_COLUMNS {
         builder =
             builder.set_column_data_page_size_limit(ColumnPath::from(column), default_page_bytes);
-    }
-    for column in OPAQUE_COLUMNS {
-        builder =
-            builder.set_column_compression(ColumnPath::from(column), Compression::UNCOMPRESSED);
     }
     builder.build()
 }
@@ -238,11 +242,12 @@ mod tests {
         assert!(pages(2) >= 10_000 / 64, "packed events: {}", pages(2));
         assert!(pages(3) >= 10_000 * 8 / 2048 - 1, "watch_s: {}", pages(3));
         let chunk = metadata.row_group(0);
-        assert_eq!(chunk.column(2).compression(), Compression::UNCOMPRESSED);
-        assert!(matches!(
-            chunk.column(3).compression(),
-            Compression::ZSTD(_)
-        ));
+        for column in 0..chunk.num_columns() {
+            assert_eq!(
+                chunk.column(column).compression(),
+                Compression::UNCOMPRESSED
+            );
+        }
         assert_eq!(read_back(reader, &batch), batch);
     }
 

@@ -13,7 +13,7 @@
 //! `session_id` as other than plain strings, [`find_sessions`] answers `None`
 //! and the caller uses DataFusion and the replacement's own read instead.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use deltalake::arrow::array::{ArrayRef, BooleanArray, RecordBatch};
@@ -34,6 +34,7 @@ use super::sessions_table::RECOMPUTE_COLUMNS;
 use super::{check_rows_seen, filter_reads, maps_column_names, rows_kept_by};
 use crate::error::LakeError;
 use crate::file_reader::FileReader;
+use crate::key_sieve::SoughtKeys;
 use crate::query::string_values;
 use crate::tables::{SESSIONS_TABLE, read_each};
 
@@ -108,8 +109,8 @@ pub async fn find_sessions(
     }))
 }
 
-/// foldhash, not std's SipHash: every row's `session_id` is looked up.
-type Ids = HashSet<String, foldhash::fast::RandomState>;
+/// Every row's `session_id` is looked up, and few are sought.
+type Ids = SoughtKeys;
 
 /// The file columns read for the kept rows.
 fn read_columns(recompute_columns: bool) -> Vec<&'static str> {

@@ -26,6 +26,7 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Date32Type, Float64Type};
 
 use crate::error::LakeError;
+use crate::key_sieve::KeySieve;
 use crate::query::{named_column, string_values};
 
 /// The `view_sessions` columns the models read, and so the columns of the
@@ -228,6 +229,8 @@ impl SessionChanges {
                 wanted.creator_video_pairs.push(((creator, video), change));
             }
         }
+        wanted.user_sieve =
+            KeySieve::new(wanted.users.keys().map(String::as_str), wanted.users.len());
         wanted
     }
 }
@@ -256,6 +259,8 @@ pub struct PairsToCount {
     creator_video_pairs: Vec<(CreatorVideo, PairChange)>,
     /// Per viewer: the groups of its pairs, and their numbers.
     users: FastMap<String, Vec<(ViewerGroup, usize)>>,
+    /// Asked before `users`: a scan looks up every row's viewer.
+    user_sieve: KeySieve,
     /// Per video: the creators of its pairs, and their numbers.
     videos: FastMap<String, Vec<(Option<String>, usize)>>,
 }
@@ -271,7 +276,7 @@ impl PairsToCount {
     }
 
     pub fn wants_user(&self, user: &str) -> bool {
-        self.users.contains_key(user)
+        self.user_sieve.may_contain(user) && self.users.contains_key(user)
     }
 
     pub fn wants_video(&self, video: &str) -> bool {
