@@ -125,37 +125,32 @@ mod tests {
         }
     }
 
+    /// How many of the `others` ids after the first `keys` ids pass the
+    /// sieve of those `keys`.
+    fn passed(id: impl Fn(u64) -> String, keys: u64, others: u64) -> usize {
+        let sought: Vec<String> = (0..keys).map(&id).collect();
+        let sieve = KeySieve::new(sought.iter().map(String::as_str), sought.len());
+        (keys..keys + others)
+            .filter(|&i| sieve.may_contain(&id(i)))
+            .count()
+    }
+
     #[test]
     fn the_sieve_lets_few_other_ids_through() {
         let id = |i: u64| format!("sess-{:024x}", i.wrapping_mul(0x2545_F491_4F6C_DD1D));
-        let sieve = KeySieve::new(
-            (0..20_000)
-                .map(id)
-                .collect::<Vec<_>>()
-                .iter()
-                .map(|s| s.as_str()),
-            20_000,
-        );
-        let passed = (20_000..220_000)
-            .filter(|&i| sieve.may_contain(&id(i)))
-            .count();
+        let passed = passed(id, 20_000, 200_000);
         // 20,000 keys in 2^20 slots: about 1.9% of other keys pass.
         assert!(passed < 200_000 / 25, "{passed} of 200,000 passed");
     }
 
     #[test]
     fn sequential_ids_spread_over_the_slots() {
-        let id = |i: u64| format!("session-{i:012}");
-        let keys: Vec<String> = (0..1_000).map(id).collect();
-        let sieve = KeySieve::new(keys.iter().map(|s| s.as_str()), keys.len());
-        let passed = (1_000..101_000)
-            .filter(|&i| sieve.may_contain(&id(i)))
-            .count();
+        let passed = passed(|i| format!("session-{i:012}"), 1_000, 100_000);
         assert!(passed < 100_000 / 10, "{passed} of 100,000 passed");
     }
 
     #[test]
-    fn no_key_lets_nothing_through() {
+    fn an_empty_set_holds_nothing() {
         let set = SoughtKeys::default();
         assert!(set.is_empty());
         assert!(!set.contains(""));
