@@ -7,8 +7,9 @@
 //! was most of the run: a tenth of the CPU in Snappy and a third in the
 //! dictionary encoder hashing and comparing every value, although half the
 //! columns hardly repeat a value (docs/performance.md, Parquet layout).
-//! - zstd level 1 for every column of the other tables: about half the bytes of Snappy here, for
-//!   less CPU once the encodings below have shrunk what it compresses.
+//! - zstd level 1 for every column of the other tables: about half the bytes
+//!   of Snappy here, for less CPU once the encodings below have shrunk what
+//!   it compresses.
 //! - Values that rise with the stream (offsets, timestamps): delta encoding,
 //!   which stores the small differences between neighbours.
 //! - Ids unique to an event or a session, and measurements (positions, watch
