@@ -12,9 +12,10 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::logstore::parquet_reader::ParquetObjectReader;
-use deltalake::parquet::arrow::arrow_reader::ArrowReaderOptions;
-use deltalake::parquet::arrow::async_reader::AsyncFileReader;
+use deltalake::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use deltalake::parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use deltalake::parquet::errors::{ParquetError, Result};
 use deltalake::parquet::file::metadata::ParquetMetaData;
 use deltalake::{ObjectStore, Path};
@@ -38,6 +39,40 @@ impl FileReader {
             footer,
         }
     }
+}
+
+/// A stream builder over `reader` that decodes `columns` as string views
+/// (`Utf8View`) where the file holds them as strings; other columns keep
+/// their types.
+///
+/// For the columns a filter reads in every row (`session_id`, `user_key`):
+/// a view points into the page it was read from, where a `Utf8` value is
+/// copied out of it (or out of the dictionary, once per row) and its offsets
+/// built, and a dictionary's values are validated once, not every row's.
+pub async fn builder_with_views(
+    mut reader: FileReader,
+    options: ArrowReaderOptions,
+    columns: &[&str],
+) -> Result<ParquetRecordBatchStreamBuilder<FileReader>> {
+    let loaded = ArrowReaderMetadata::load_async(&mut reader, options.clone()).await?;
+    let schema = loaded.schema();
+    let fields: Vec<Arc<Field>> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let text = matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8);
+            match text && columns.contains(&field.name().as_str()) {
+                true => Arc::new(field.as_ref().clone().with_data_type(DataType::Utf8View)),
+                false => field.clone(),
+            }
+        })
+        .collect();
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    let metadata =
+        ArrowReaderMetadata::try_new(loaded.metadata().clone(), options.with_schema(schema))?;
+    Ok(ParquetRecordBatchStreamBuilder::new_with_metadata(
+        reader, metadata,
+    ))
 }
 
 impl AsyncFileReader for FileReader {

@@ -23,14 +23,16 @@ use deltalake::arrow::datatypes::{DataType, Float64Type};
 use deltalake::arrow::error::ArrowError;
 use deltalake::kernel::LogicalFileView;
 use deltalake::parquet::arrow::ProjectionMask;
-use deltalake::parquet::arrow::arrow_reader::{ArrowPredicateFn, RowSelectionPolicy};
+use deltalake::parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderOptions, RowSelectionPolicy,
+};
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use futures::TryStreamExt;
 use roaring::RoaringTreemap;
 
 use super::difference::{LiveCounts, LiveRow, PairsToCount};
 use crate::error::LakeError;
-use crate::file_reader::FileReader;
+use crate::file_reader::{FileReader, builder_with_views};
 use crate::query::{is_plain_string, string_values};
 use crate::silver::deletion_vector::inline_deleted;
 use crate::silver::{
@@ -39,6 +41,9 @@ use crate::silver::{
 use crate::tables::{SESSIONS_TABLE, read_each};
 
 const COLUMNS: [&str; 5] = ["user_key", "video_id", "creator", "region", "duration_s"];
+
+/// The text columns of [`COLUMNS`], read as string views.
+const TEXT_COLUMNS: [&str; 4] = ["user_key", "video_id", "creator", "region"];
 
 /// The live counts `wanted` asks for, in `sessions` as loaded. Counts of
 /// creator-video pairs may stop short of all their rows once they settle
@@ -125,7 +130,7 @@ impl FileRead {
     ) -> Result<Option<LiveCounts>, LakeError> {
         let failed = |source| LakeError::parquet(&self.path, source);
         let reader = FileReader::new(store, self.path.clone(), self.size);
-        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        let builder = builder_with_views(reader, ArrowReaderOptions::new(), &TEXT_COLUMNS)
             .await
             .map_err(failed)?;
         let schema = builder.schema().clone();
@@ -211,10 +216,11 @@ fn count_rows(
     wanted: &PairsToCount,
     counts: &mut LiveCounts,
 ) -> Result<(), LakeError> {
+    // Views as read (a cast of a view to a view copies nothing).
     let text = |name: &str| -> Result<_, LakeError> {
         Ok(cast(
             batch.column_by_name(name).expect("projected"),
-            &DataType::Utf8,
+            &DataType::Utf8View,
         )?)
     };
     let (user_keys, video_ids, creators, regions) = (
@@ -229,10 +235,10 @@ fn count_rows(
     )?;
     let durations = durations.as_primitive::<Float64Type>();
     let (user_keys, video_ids, creators, regions) = (
-        user_keys.as_string::<i32>(),
-        video_ids.as_string::<i32>(),
-        creators.as_string::<i32>(),
-        regions.as_string::<i32>(),
+        user_keys.as_string_view(),
+        video_ids.as_string_view(),
+        creators.as_string_view(),
+        regions.as_string_view(),
     );
     for row in 0..batch.num_rows() {
         if durations.is_null(row)

@@ -23,7 +23,6 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::{ArrowPredicateFn, ArrowReaderOptions};
-use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use deltalake::parquet::file::metadata::PageIndexPolicy;
 use deltalake::{DeltaTable, ObjectStore};
 use roaring::RoaringTreemap;
@@ -33,7 +32,7 @@ use super::replaced_rows::{MEASURES, change_type};
 use super::sessions_table::RECOMPUTE_COLUMNS;
 use super::{check_rows_seen, filter_reads, maps_column_names, rows_kept_by};
 use crate::error::LakeError;
-use crate::file_reader::FileReader;
+use crate::file_reader::{FileReader, builder_with_views};
 use crate::key_sieve::SoughtKeys;
 use crate::query::string_values;
 use crate::tables::{SESSIONS_TABLE, read_each};
@@ -200,7 +199,7 @@ impl FileRead {
         // the kept rows (see `sessions_writer_properties`); a file written
         // without one is read page by page as before.
         let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
-        let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
+        let builder = builder_with_views(reader, options, &["session_id"])
             .await
             .map_err(failed)?;
         if !filter_reads(builder.schema(), &self.columns) {

@@ -171,11 +171,11 @@ impl SessionChanges {
         self.removed.is_empty() && self.added.is_empty()
     }
 
-    fn viewer_pairs(&self) -> HashMap<(ViewerGroup, &str), PairChange> {
+    fn viewer_pairs(&self) -> FastMap<(ViewerGroup, &str), PairChange> {
         self.pair_changes(|row| ViewerGroup::of(row).map(|g| (g, row.user_key.as_str())))
     }
 
-    fn creator_video_pairs(&self) -> HashMap<CreatorVideo, PairChange> {
+    fn creator_video_pairs(&self) -> FastMap<CreatorVideo, PairChange> {
         self.pair_changes(|row| [(row.creator.clone(), row.video_id.clone())])
     }
 
@@ -184,12 +184,12 @@ impl SessionChanges {
     fn pair_changes<'a, K, P>(
         &'a self,
         pairs: impl Fn(&'a SessionRow) -> P,
-    ) -> HashMap<K, PairChange>
+    ) -> FastMap<K, PairChange>
     where
         K: std::hash::Hash + Eq,
         P: IntoIterator<Item = K>,
     {
-        let mut changes: HashMap<K, PairChange> = HashMap::new();
+        let mut changes: FastMap<K, PairChange> = FastMap::default();
         for row in &self.removed {
             for pair in pairs(row) {
                 changes.entry(pair).or_default().removed += 1;
@@ -246,7 +246,8 @@ fn presence_step(after: i64, change: PairChange) -> Option<i64> {
     Some(i64::from(after > 0) - i64::from(before > 0))
 }
 
-/// foldhash, not SipHash: a scan looks up every row's viewer.
+/// foldhash, not SipHash: a scan looks up every row's viewer, and a run
+/// groups every changed session's pairs (SipHash was 1.5% of the +1% run).
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The pairs whose live rows a run counts in the new `view_sessions`, each
