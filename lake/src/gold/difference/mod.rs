@@ -336,7 +336,13 @@ pub struct LiveCounts {
 impl LiveCounts {
     /// Counts one live row of a known video, as far as `wanted` asks.
     pub fn count(&mut self, wanted: &PairsToCount, row: &LiveRow<'_>) {
-        if let Some(groups) = wanted.users.get(row.user_key) {
+        // Most rows a scan keeps for their video belong to no wanted viewer:
+        // the sieve turns them away before a hash and a compare.
+        let users = match wanted.user_sieve.may_contain(row.user_key) {
+            true => wanted.users.get(row.user_key),
+            false => None,
+        };
+        if let Some(groups) = users {
             for (group, at) in groups {
                 if group.holds(row) {
                     *slot(&mut self.viewers, *at) += 1;
