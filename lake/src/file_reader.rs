@@ -177,4 +177,72 @@ mod tests {
         .expect("expected");
         assert_eq!(read, expected);
     }
+
+    /// The named text columns come back as views holding the same values,
+    /// whether stored plain or through a dictionary; the others as written.
+    #[tokio::test]
+    async fn named_text_columns_are_read_as_views_of_the_same_values() {
+        let rows = 1_000;
+        let ids: Vec<String> = (0..rows).map(|i| format!("session-{i:06}")).collect();
+        let users: Vec<String> = (0..rows).map(|i| format!("user-{:03}", i % 7)).collect();
+        let regions: Vec<&str> = (0..rows).map(|i| ["eu", "us"][i as usize % 2]).collect();
+        let batch = RecordBatch::try_from_iter([
+            ("session_id", Arc::new(StringArray::from(ids)) as _),
+            ("user_key", Arc::new(StringArray::from(users)) as _),
+            ("region", Arc::new(StringArray::from(regions)) as _),
+            (
+                "watch_s",
+                Arc::new(Int64Array::from_iter_values(0..rows)) as _,
+            ),
+        ])
+        .expect("batch");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let file = std::fs::File::create(dir.path().join("part.parquet")).expect("file");
+        // `session_id` plain, `user_key` and `region` through a dictionary.
+        let mut writer =
+            ArrowWriter::try_new(file, batch.schema(), Some(sessions_writer_properties()))
+                .expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+
+        let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("store"));
+        let size = std::fs::metadata(dir.path().join("part.parquet"))
+            .expect("size")
+            .len();
+        let reader = FileReader::new(store, Path::from("part.parquet"), size);
+        let builder = builder_with_views(
+            reader,
+            ArrowReaderOptions::new(),
+            &["session_id", "user_key"],
+        )
+        .await
+        .expect("builder");
+        let read: Vec<RecordBatch> = builder
+            .build()
+            .expect("stream")
+            .try_collect()
+            .await
+            .expect("read");
+        let read = concat_batches(&read[0].schema(), &read).expect("concat");
+        let types: Vec<DataType> = read
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                DataType::Utf8View,
+                DataType::Utf8View,
+                DataType::Utf8,
+                DataType::Int64
+            ]
+        );
+        for (at, column) in read.columns().iter().enumerate() {
+            let as_written = deltalake::arrow::compute::cast(column, batch.column(at).data_type())
+                .expect("cast back");
+            assert_eq!(&as_written, batch.column(at), "column {at}");
+        }
+    }
 }
