@@ -29,10 +29,11 @@ use deltalake::parquet::arrow::arrow_reader::{
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use futures::TryStreamExt;
 use roaring::RoaringTreemap;
+use url::Url;
 
 use super::difference::{LiveCounts, LiveRow, PairsToCount};
 use crate::error::LakeError;
-use crate::file_reader::{FileReader, builder_with_views};
+use crate::file_reader::{FileReader, builder_with_views, local_table};
 use crate::query::{is_plain_string, string_values};
 use crate::silver::deletion_vector::inline_deleted;
 use crate::silver::{
@@ -70,15 +71,17 @@ pub async fn live_counts(
         reads.push(read);
     }
     let store = sessions.object_store();
+    let local = local_table(sessions);
     let total = Arc::new(Mutex::new(LiveCounts::default()));
     let counted = read_each(reads, |read| {
-        let (store, wanted, total) = (store.clone(), wanted.clone(), total.clone());
+        let (store, local) = (store.clone(), local.clone());
+        let (wanted, total) = (wanted.clone(), total.clone());
         async move {
             // Decided as the file's read starts, from the files read so far:
             // counts only grow, so a settled pair stays settled.
             let videos = wanted.wants_videos()
                 && !wanted.creator_videos_settled(&total.lock().expect("never poisoned"));
-            let Some(counts) = read.count(store, wanted, videos).await? else {
+            let Some(counts) = read.count(store, local, wanted, videos).await? else {
                 return Ok(None);
             };
             total.lock().expect("never poisoned").add(&counts);
@@ -125,11 +128,12 @@ impl FileRead {
     async fn count(
         self,
         store: Arc<dyn deltalake::ObjectStore>,
+        local: Option<Arc<Url>>,
         wanted: Arc<PairsToCount>,
         videos: bool,
     ) -> Result<Option<LiveCounts>, LakeError> {
         let failed = |source| LakeError::parquet(&self.path, source);
-        let reader = FileReader::new(store, self.path.clone(), self.size);
+        let reader = FileReader::new(store, self.path.clone(), self.size).mapped_from(local);
         let builder = builder_with_views(reader, ArrowReaderOptions::new(), &TEXT_COLUMNS)
             .await
             .map_err(failed)?;

@@ -26,13 +26,14 @@ use deltalake::parquet::arrow::arrow_reader::{ArrowPredicateFn, ArrowReaderOptio
 use deltalake::parquet::file::metadata::PageIndexPolicy;
 use deltalake::{DeltaTable, ObjectStore};
 use roaring::RoaringTreemap;
+use url::Url;
 
 use super::replace::existing_deletions;
 use super::replaced_rows::{MEASURES, change_type};
 use super::sessions_table::RECOMPUTE_COLUMNS;
 use super::{check_rows_seen, filter_reads, maps_column_names, rows_kept_by};
 use crate::error::LakeError;
-use crate::file_reader::{FileReader, builder_with_views};
+use crate::file_reader::{FileReader, builder_with_views, local_table};
 use crate::key_sieve::SoughtKeys;
 use crate::query::string_values;
 use crate::tables::{SESSIONS_TABLE, read_each};
@@ -67,6 +68,7 @@ pub async fn find_sessions(
     let columns = Arc::new(read_columns(recompute_columns));
     let ids: Arc<Ids> = Arc::new(ids.iter().cloned().collect());
     let store = table.object_store();
+    let local = local_table(table);
     // Owned, so that the stream below borrows nothing.
     let to_read: Vec<(String, FileRead)> = files
         .iter()
@@ -74,6 +76,7 @@ pub async fn find_sessions(
             let log_path = file.path().to_string();
             let read = FileRead {
                 store: store.clone(),
+                local: local.clone(),
                 path: file.object_store_path(),
                 size: file.size(),
                 recorded: file.num_records(),
@@ -173,6 +176,8 @@ fn normalised(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch, La
 /// One data file to read.
 struct FileRead {
     store: Arc<dyn ObjectStore>,
+    /// The table's location when it is local (its files are then mapped).
+    local: Option<Arc<Url>>,
     path: deltalake::Path,
     size: i64,
     recorded: Option<usize>,
@@ -194,7 +199,8 @@ impl FileRead {
     async fn rows(self) -> Result<Option<(Vec<RecordBatch>, Vec<u64>)>, LakeError> {
         let path = self.path.clone();
         let failed = |source| LakeError::parquet(&path, source);
-        let reader = FileReader::new(self.store, self.path.clone(), self.size as u64);
+        let reader = FileReader::new(self.store, self.path.clone(), self.size as u64)
+            .mapped_from(self.local);
         // The offset index lets the reader skip the pages that hold none of
         // the kept rows (see `sessions_writer_properties`); a file written
         // without one is read page by page as before.
