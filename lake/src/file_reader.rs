@@ -207,6 +207,25 @@ mod tests {
     use super::*;
     use crate::parquet_layout::sessions_writer_properties;
 
+    /// `batch` written as `name` under `dir` with `view_sessions`' settings;
+    /// a local store of `dir`, and the file's size.
+    fn written(
+        dir: &std::path::Path,
+        name: &str,
+        batch: &RecordBatch,
+    ) -> (Arc<LocalFileSystem>, u64) {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().expect("in a directory")).expect("directory");
+        let file = std::fs::File::create(&path).expect("file");
+        let mut writer =
+            ArrowWriter::try_new(file, batch.schema(), Some(sessions_writer_properties()))
+                .expect("writer");
+        writer.write(batch).expect("write");
+        writer.close().expect("close");
+        let store = Arc::new(LocalFileSystem::new_with_prefix(dir).expect("store"));
+        (store, std::fs::metadata(&path).expect("size").len())
+    }
+
     /// A read that skips most pages gets the rows it selected, in order, from
     /// ranges fetched together, or from the file mapped.
     #[tokio::test]
@@ -251,18 +270,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         // In a partition directory, as a table's files are.
         let name = "day=2026-12-04/part.parquet";
-        std::fs::create_dir(dir.path().join("day=2026-12-04")).expect("directory");
-        let file = std::fs::File::create(dir.path().join(name)).expect("file");
-        let mut writer =
-            ArrowWriter::try_new(file, batch.schema(), Some(sessions_writer_properties()))
-                .expect("writer");
-        writer.write(&batch).expect("write");
-        writer.close().expect("close");
-
-        let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("store"));
-        let size = std::fs::metadata(dir.path().join(name))
-            .expect("size")
-            .len();
+        let (store, size) = written(dir.path(), name, &batch);
         let table = Url::from_directory_path(dir.path()).expect("url");
         let reader = FileReader::new(store, Path::from(name), size)
             .mapped_from(mapped.then(|| Arc::new(table)));
@@ -322,18 +330,8 @@ mod tests {
         ])
         .expect("batch");
         let dir = tempfile::tempdir().expect("temporary directory");
-        let file = std::fs::File::create(dir.path().join("part.parquet")).expect("file");
         // `session_id` plain, `user_key` and `region` through a dictionary.
-        let mut writer =
-            ArrowWriter::try_new(file, batch.schema(), Some(sessions_writer_properties()))
-                .expect("writer");
-        writer.write(&batch).expect("write");
-        writer.close().expect("close");
-
-        let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("store"));
-        let size = std::fs::metadata(dir.path().join("part.parquet"))
-            .expect("size")
-            .len();
+        let (store, size) = written(dir.path(), "part.parquet", &batch);
         let reader = FileReader::new(store, Path::from("part.parquet"), size);
         let builder = builder_with_views(
             reader,
