@@ -103,8 +103,10 @@ fn map_file(path: &std::path::Path, size: u64) -> Result<Bytes> {
     };
     let file = std::fs::File::open(path).map_err(external)?;
     // SAFETY: a mapping is undefined behaviour only if the file changes
-    // under it. Delta data files are written once under a fresh name and
-    // never changed; vacuum unlinks them, which leaves a mapping intact.
+    // under it (a file cut short would fault the process). Delta data files
+    // are written once under a fresh name and never changed; vacuum unlinks
+    // them, which leaves a mapping intact. The size check below refuses a
+    // file that differs from the log before anything is read from it.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(external)?;
     if map.len() as u64 != size {
         return Err(ParquetError::General(format!(
