@@ -6,12 +6,13 @@
 //! In the +1% bench run the exact set's lookups (foldhash over a 29-byte id,
 //! then a compare) were a fifth of both scans' CPU. A [`KeySieve`] answers
 //! first, from one bit per slot of a cheap hash of three 8-byte words of the
-//! key; with 32 slots a key it lets about 3% of the other keys through, and
+//! key; with 32 or more slots a key it lets 2-3% of the other keys through, and
 //! only those reach the exact set. It never turns a key of the set away.
 
 use std::collections::HashSet;
 
-/// Slots per key: about 1 in 32 keys outside the set passes the sieve.
+/// Slots per key, at least: at most about 1 in 32 keys outside the set
+/// passes the sieve (slots are rounded up to a power of two).
 const SLOTS_PER_KEY: usize = 32;
 
 /// A key set with a sieve before its exact lookup.

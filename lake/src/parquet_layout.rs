@@ -94,7 +94,7 @@ pub fn writer_properties() -> WriterProperties {
 ///
 /// Silver's search for the sessions a chunk recomputes reads fifteen columns
 /// of a few rows spread over every file (in the +1% bench run, 4,919 rows of
-/// 2.5M, a few dozen per file). With one page per column chunk, every page
+/// 1.6M, a few dozen per file). With one page per column chunk, every page
 /// is decompressed and skipped through for them. With small pages and the
 /// offset index, the reader fetches and decodes only the pages that hold a
 /// wanted row. The two columns read in full keep large pages.

@@ -277,7 +277,16 @@ impl PairsToCount {
     }
 
     pub fn wants_user(&self, user: &str) -> bool {
-        self.user_sieve.may_contain(user) && self.users.contains_key(user)
+        self.groups_of(user).is_some()
+    }
+
+    /// The groups of `user`'s pairs and their numbers, the sieve asked
+    /// first: most rows a scan looks at belong to no wanted viewer.
+    fn groups_of(&self, user: &str) -> Option<&Vec<(ViewerGroup, usize)>> {
+        match self.user_sieve.may_contain(user) {
+            true => self.users.get(user),
+            false => None,
+        }
     }
 
     pub fn wants_video(&self, video: &str) -> bool {
@@ -336,13 +345,7 @@ pub struct LiveCounts {
 impl LiveCounts {
     /// Counts one live row of a known video, as far as `wanted` asks.
     pub fn count(&mut self, wanted: &PairsToCount, row: &LiveRow<'_>) {
-        // Most rows a scan keeps for their video belong to no wanted viewer:
-        // the sieve turns them away before a hash and a compare.
-        let users = match wanted.user_sieve.may_contain(row.user_key) {
-            true => wanted.users.get(row.user_key),
-            false => None,
-        };
-        if let Some(groups) = users {
+        if let Some(groups) = wanted.groups_of(row.user_key) {
             for (group, at) in groups {
                 if group.holds(row) {
                     *slot(&mut self.viewers, *at) += 1;
