@@ -12,6 +12,7 @@ use deltalake::DeltaTable;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::prelude::{SessionContext, col, lit};
+use tokio::task::JoinHandle;
 use tracing::info;
 
 use super::difference::models::{Update, updated_rows};
@@ -75,9 +76,9 @@ impl<'a> Incremental<'a> {
         &mut self,
         name: &str,
         sql: &str,
-        previous: Option<&DeltaTable>,
+        previous: Option<(&DeltaTable, PreviousRows)>,
     ) -> Result<Option<UpdatedRows>, LakeError> {
-        let Some(previous) = previous else {
+        let Some((previous, previous_rows)) = previous else {
             return Ok(None);
         };
         let (Some(built_from), Some(definition), Some(created), Some(catalogue)) = (
@@ -100,9 +101,7 @@ impl<'a> Incremental<'a> {
         let Some(prepared) = self.prepared(created, since).await? else {
             return Ok(None);
         };
-        let provider = previous.table_provider().await.map_err(LakeError::Query)?;
-        let schema: SchemaRef = Arc::new(provider.schema().as_ref().clone());
-        let rows = self.ctx.read_table(provider)?.collect().await?;
+        let (schema, rows) = previous_rows.read().await?;
         let update = Update::new(&prepared.changes, &prepared.distinct, self.videos);
         let Some(batch) = updated_rows(name, &schema, &rows, &update)? else {
             info!(
@@ -164,6 +163,34 @@ impl<'a> Incremental<'a> {
             "gold models updated by difference"
         );
         Ok(Some(Prepared { changes, distinct }))
+    }
+}
+
+/// A gold table's rows, read in a task of its own as soon as the table is
+/// open: the six small reads (planning, log replay and decoding, ~10 ms each)
+/// then run side by side instead of one after another. Awaited only when the
+/// model is updated by difference; dropped (aborted) otherwise.
+pub struct PreviousRows(JoinHandle<Result<(SchemaRef, Vec<RecordBatch>), LakeError>>);
+
+impl PreviousRows {
+    pub fn start(table: &DeltaTable, ctx: SessionContext) -> PreviousRows {
+        let table = table.clone();
+        PreviousRows(tokio::spawn(async move {
+            let provider = table.table_provider().await.map_err(LakeError::Query)?;
+            let schema: SchemaRef = Arc::new(provider.schema().as_ref().clone());
+            let rows = ctx.read_table(provider)?.collect().await?;
+            Ok((schema, rows))
+        }))
+    }
+
+    async fn read(mut self) -> Result<(SchemaRef, Vec<RecordBatch>), LakeError> {
+        (&mut self.0).await?
+    }
+}
+
+impl Drop for PreviousRows {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -46,7 +46,7 @@ use crate::query::register_table;
 use crate::tables::{
     ENRICHED_TABLE, Lake, SESSIONS_TABLE, open_if_exists, register_metadata, write_target,
 };
-use incremental::Incremental;
+use incremental::{Incremental, PreviousRows};
 
 /// The gold models, in the order they run.
 pub const MODELS: [(&str, &str); 6] = [
@@ -126,18 +126,28 @@ struct SilverSession {
 }
 
 impl SilverSession {
+    /// `enriched_events` is opened only when one of the `models` reads it
+    /// (none of the shipped ones does; its log replay is a few hundredths of
+    /// a second).
     async fn open(
         lake_dir: &Path,
         videos: &[VideoMetadata],
         settings: &LakeSettings,
+        models: &[(&str, &str)],
     ) -> Result<SilverSession, LakeError> {
         let ctx = settings.context()?;
         register_metadata(&ctx, videos)?;
+        let reads_enriched = models
+            .iter()
+            .any(|(_, sql)| sql.contains("enriched_events"));
         let mut sessions = None;
         for (name, relative) in [
             ("view_sessions", SESSIONS_TABLE),
             ("enriched_events", ENRICHED_TABLE),
         ] {
+            if relative == ENRICHED_TABLE && !reads_enriched {
+                continue;
+            }
             let path = Lake::new(lake_dir).table(name);
             let Some(table) = open_if_exists(&path).await? else {
                 // The whole path: a mistyped lake shows here.
@@ -258,14 +268,14 @@ async fn audited_run(
     settings: &LakeSettings,
 ) -> Result<GoldRun, LakeError> {
     check_selection(select)?;
-    let silver = SilverSession::open(lake_dir, videos, settings).await?;
-    let sessions_version = silver.sessions_version();
-    let sessions_created = created_time(&silver.sessions)?;
-    let lake = Lake::new(lake_dir);
     let selected: Vec<(&str, &str)> = MODELS
         .into_iter()
         .filter(|(name, _)| select.is_none_or(|s| s == *name))
         .collect();
+    let silver = SilverSession::open(lake_dir, videos, settings, &selected).await?;
+    let sessions_version = silver.sessions_version();
+    let sessions_created = created_time(&silver.sessions)?;
+    let lake = Lake::new(lake_dir);
     // Each model updated by difference where its table allows; the time
     // spent reading the changes goes to the first model that needs them.
     let mut incremental = Incremental::new(
@@ -281,14 +291,21 @@ async fn audited_run(
     // by side (each a few milliseconds of log replay, planning and commit).
     let opened = selected.iter().map(|(name, _)| {
         let path = lake.gold(name);
-        tokio::spawn(async move { open_if_exists(&path).await })
+        let ctx = incremental.ctx.clone();
+        tokio::spawn(async move {
+            let table = open_if_exists(&path).await?;
+            let rows = table.as_ref().map(|t| PreviousRows::start(t, ctx));
+            Ok::<_, LakeError>((table, rows))
+        })
     });
     let mut opened = futures::future::join_all(opened).await.into_iter();
     let mut planned = Vec::new();
     for (name, sql) in &selected {
         let started = std::time::Instant::now();
-        let previous = opened.next().expect("one table per model")??;
-        let updated = incremental.rows(name, sql, previous.as_ref()).await?;
+        let (previous, previous_rows) = opened.next().expect("one table per model")??;
+        let updated = incremental
+            .rows(name, sql, previous.as_ref().zip(previous_rows))
+            .await?;
         planned.push((*name, *sql, previous, updated, started.elapsed()));
     }
     // Worth holding only when several models read it.
