@@ -4,9 +4,9 @@ use std::path::Path;
 
 use streamreel_lake::LakeSettings;
 use streamreel_lake::data_tests::{DATA_TESTS, report, run_data_tests};
-use streamreel_lake::gold::{check_selection, run_models_with};
+use streamreel_lake::gold::{check_selection, run_models_after};
 use streamreel_lake::read_metadata_file;
-use streamreel_lake::silver::refresh_silver_with;
+use streamreel_lake::silver::refresh_silver_before_gold;
 use streamreel_lake::tables::Lake;
 
 use crate::error::NodeError;
@@ -24,7 +24,7 @@ pub async fn models_run(
     let videos = read_metadata_file(metadata)?;
     let mut progress = Progress::new("steps (silver, gold)", Some(2));
     let started = std::time::Instant::now();
-    let silver = refresh_silver_with(lake_dir, &videos, settings).await?;
+    let (silver, tables) = refresh_silver_before_gold(lake_dir, &videos, settings).await?;
     let silver_time = started.elapsed();
     progress.advance(1);
     let mut out = format!(
@@ -46,7 +46,7 @@ pub async fn models_run(
         silver.writing.as_secs_f64(),
     );
     let started = std::time::Instant::now();
-    let gold = run_models_with(lake_dir, &videos, select, settings).await?;
+    let gold = run_models_after(lake_dir, &videos, select, settings, tables).await?;
     progress.advance(1);
     progress.finish();
     out.push_str(&format!(

@@ -46,6 +46,9 @@ struct Prepared {
 pub struct Incremental<'a> {
     pub lake: &'a Lake,
     pub sessions: &'a DeltaTable,
+    /// `silver/replaced_sessions` as the silver run before left it, if any;
+    /// else it is opened when a change needs it.
+    replaced: Option<DeltaTable>,
     pub sessions_created: Option<i64>,
     pub videos: &'a [VideoMetadata],
     pub ctx: SessionContext,
@@ -56,6 +59,7 @@ impl<'a> Incremental<'a> {
     pub fn new(
         lake: &'a Lake,
         sessions: &'a DeltaTable,
+        replaced: Option<DeltaTable>,
         sessions_created: Option<i64>,
         videos: &'a [VideoMetadata],
         ctx: SessionContext,
@@ -63,6 +67,7 @@ impl<'a> Incremental<'a> {
         Incremental {
             lake,
             sessions,
+            replaced,
             sessions_created,
             videos,
             ctx,
@@ -70,17 +75,15 @@ impl<'a> Incremental<'a> {
         }
     }
 
-    /// Model `name` (`sql`) updated from its `previous` table; `None` when it
-    /// must be built otherwise.
+    /// Model `name` (`sql`) updated from its `previous` table, whose rows are
+    /// being read by `previous_rows`; `None` when it must be built otherwise.
     pub async fn rows(
         &mut self,
         name: &str,
         sql: &str,
-        previous: Option<(&DeltaTable, PreviousRows)>,
+        previous: &DeltaTable,
+        previous_rows: PreviousRows,
     ) -> Result<Option<UpdatedRows>, LakeError> {
-        let Some((previous, previous_rows)) = previous else {
-            return Ok(None);
-        };
         let (Some(built_from), Some(definition), Some(created), Some(catalogue)) = (
             app_version(previous, name, FROM_SESSIONS_APP_ID).await?,
             app_version(previous, name, MODEL_SQL_APP_ID).await?,
@@ -132,9 +135,13 @@ impl<'a> Incremental<'a> {
 
     async fn prepare(&self, created: i64, since: u64) -> Result<Option<Prepared>, LakeError> {
         let started = std::time::Instant::now();
+        let tables = session_changes::Tables {
+            lake: self.lake,
+            sessions: self.sessions,
+            replaced: self.replaced.as_ref(),
+        };
         let Some(changes) =
-            session_changes::changes_since(self.lake, self.sessions, created, &self.ctx, since)
-                .await?
+            session_changes::changes_since(tables, created, &self.ctx, since).await?
         else {
             info!(
                 since,

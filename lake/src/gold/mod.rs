@@ -43,9 +43,8 @@ use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
 use crate::parquet_layout::writer_properties;
 use crate::query::register_table;
-use crate::tables::{
-    ENRICHED_TABLE, Lake, SESSIONS_TABLE, open_if_exists, register_metadata, write_target,
-};
+use crate::silver::SilverTables;
+use crate::tables::{Lake, SESSIONS_TABLE, open_if_exists, register_metadata, write_target};
 use incremental::{Incremental, PreviousRows};
 
 /// The gold models, in the order they run.
@@ -126,44 +125,44 @@ struct SilverSession {
 }
 
 impl SilverSession {
-    /// `enriched_events` is opened only when one of the `models` reads it
-    /// (none of the shipped ones does; its log replay is a few hundredths of
-    /// a second).
+    /// `view_sessions` as given (else the latest), and `enriched_events` only
+    /// when one of the `models` reads it (none of the shipped ones does; its
+    /// log replay is a few hundredths of a second).
     async fn open(
         lake_dir: &Path,
         videos: &[VideoMetadata],
         settings: &LakeSettings,
         models: &[(&str, &str)],
+        sessions: Option<DeltaTable>,
     ) -> Result<SilverSession, LakeError> {
         let ctx = settings.context()?;
         register_metadata(&ctx, videos)?;
-        let reads_enriched = models
+        let lake = Lake::new(lake_dir);
+        let sessions = match sessions {
+            Some(table) => table,
+            None => Self::open_table(&lake, "view_sessions").await?,
+        };
+        register_table(&ctx, "view_sessions", &sessions).await?;
+        if models
             .iter()
-            .any(|(_, sql)| sql.contains("enriched_events"));
-        let mut sessions = None;
-        for (name, relative) in [
-            ("view_sessions", SESSIONS_TABLE),
-            ("enriched_events", ENRICHED_TABLE),
-        ] {
-            if relative == ENRICHED_TABLE && !reads_enriched {
-                continue;
-            }
-            let path = Lake::new(lake_dir).table(name);
-            let Some(table) = open_if_exists(&path).await? else {
-                // The whole path: a mistyped lake shows here.
-                return Err(LakeError::MissingTable {
-                    table: path.display().to_string(),
-                });
-            };
-            register_table(&ctx, name, &table).await?;
-            if relative == SESSIONS_TABLE {
-                sessions = Some(table);
-            }
+            .any(|(_, sql)| sql.contains("enriched_events"))
+        {
+            let enriched = Self::open_table(&lake, "enriched_events").await?;
+            register_table(&ctx, "enriched_events", &enriched).await?;
         }
-        let sessions = sessions.ok_or_else(|| LakeError::MissingTable {
-            table: SESSIONS_TABLE.to_string(),
-        })?;
         Ok(SilverSession { ctx, sessions })
+    }
+
+    /// The silver table `name` (its short name), which a gold run cannot do
+    /// without.
+    async fn open_table(lake: &Lake, name: &str) -> Result<DeltaTable, LakeError> {
+        let path = lake.table(name);
+        // The whole path: a mistyped lake shows here.
+        open_if_exists(&path)
+            .await?
+            .ok_or_else(|| LakeError::MissingTable {
+                table: path.display().to_string(),
+            })
     }
 
     fn sessions_version(&self) -> u64 {
@@ -227,7 +226,21 @@ pub async fn run_models_with(
     select: Option<&str>,
     settings: &LakeSettings,
 ) -> Result<GoldRun, LakeError> {
-    audited_run(lake_dir, videos, select, DATA_TESTS, settings).await
+    let silver = SilverTables::default();
+    audited_run(lake_dir, videos, select, DATA_TESTS, settings, silver).await
+}
+
+/// As [`run_models_with`], right after the silver run that left `silver`
+/// ([`crate::silver::refresh_silver_before_gold`]): built from its
+/// `view_sessions` version.
+pub async fn run_models_after(
+    lake_dir: &Path,
+    videos: &[VideoMetadata],
+    select: Option<&str>,
+    settings: &LakeSettings,
+    silver: SilverTables,
+) -> Result<GoldRun, LakeError> {
+    audited_run(lake_dir, videos, select, DATA_TESTS, settings, silver).await
 }
 
 /// What a published gold run built and the data tests it passed.
@@ -256,6 +269,7 @@ pub async fn run_models_audited_by(
         select,
         declarations,
         &LakeSettings::default(),
+        SilverTables::default(),
     )
     .await
 }
@@ -266,13 +280,15 @@ async fn audited_run(
     select: Option<&str>,
     declarations: &str,
     settings: &LakeSettings,
+    tables: SilverTables,
 ) -> Result<GoldRun, LakeError> {
     check_selection(select)?;
     let selected: Vec<(&str, &str)> = MODELS
         .into_iter()
         .filter(|(name, _)| select.is_none_or(|s| s == *name))
         .collect();
-    let silver = SilverSession::open(lake_dir, videos, settings, &selected).await?;
+    let silver =
+        SilverSession::open(lake_dir, videos, settings, &selected, tables.sessions).await?;
     let sessions_version = silver.sessions_version();
     let sessions_created = created_time(&silver.sessions)?;
     let lake = Lake::new(lake_dir);
@@ -281,6 +297,7 @@ async fn audited_run(
     let mut incremental = Incremental::new(
         &lake,
         &silver.sessions,
+        tables.replaced,
         sessions_created,
         videos,
         settings.context()?,
@@ -294,18 +311,23 @@ async fn audited_run(
         let ctx = incremental.ctx.clone();
         tokio::spawn(async move {
             let table = open_if_exists(&path).await?;
-            let rows = table.as_ref().map(|t| PreviousRows::start(t, ctx));
-            Ok::<_, LakeError>((table, rows))
+            Ok::<_, LakeError>(table.map(|t| {
+                let rows = PreviousRows::start(&t, ctx);
+                (t, rows)
+            }))
         })
     });
     let mut opened = futures::future::join_all(opened).await.into_iter();
     let mut planned = Vec::new();
     for (name, sql) in &selected {
         let started = std::time::Instant::now();
-        let (previous, previous_rows) = opened.next().expect("one table per model")??;
-        let updated = incremental
-            .rows(name, sql, previous.as_ref().zip(previous_rows))
-            .await?;
+        let (previous, updated) = match opened.next().expect("one table per model")?? {
+            Some((table, rows)) => {
+                let updated = incremental.rows(name, sql, &table, rows).await?;
+                (Some(table), updated)
+            }
+            None => (None, None),
+        };
         planned.push((*name, *sql, previous, updated, started.elapsed()));
     }
     // Worth holding only when several models read it.

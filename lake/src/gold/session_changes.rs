@@ -88,15 +88,25 @@ fn log_changes(commits: &[(u64, Vec<Action>)]) -> Option<LogChanges> {
     Some(changes)
 }
 
-/// The rows `sessions` (`view_sessions`, loaded at the run's version) removed
-/// and added after version `since`; `None` when they cannot be known.
+/// The tables a gold run reads the changes from.
+pub struct Tables<'a> {
+    pub lake: &'a Lake,
+    /// `view_sessions`, loaded at the run's version.
+    pub sessions: &'a DeltaTable,
+    /// `silver/replaced_sessions` as loaded already, if it was; else it is
+    /// opened when the changes replaced rows.
+    pub replaced: Option<&'a DeltaTable>,
+}
+
+/// The rows `tables.sessions` removed and added after version `since`;
+/// `None` when they cannot be known.
 pub async fn changes_since(
-    lake: &Lake,
-    sessions: &DeltaTable,
+    tables: Tables<'_>,
     created: i64,
     ctx: &SessionContext,
     since: u64,
 ) -> Result<Option<SessionChanges>, LakeError> {
+    let sessions = tables.sessions;
     let Some(commits) = commits_since(sessions, since).await? else {
         return Ok(None);
     };
@@ -122,7 +132,7 @@ pub async fn changes_since(
         since,
         now,
     };
-    let Some(removed) = replaced_rows(lake, ctx, versions, &log.replaced).await? else {
+    let Some(removed) = replaced_rows(&tables, ctx, versions, &log.replaced).await? else {
         return Ok(None);
     };
     let Some(added) = added_rows(sessions, log.added).await? else {
@@ -146,7 +156,7 @@ struct Versions {
 /// The rows silver recorded as replaced by `versions`; `None` unless each
 /// version has as many as `expected`.
 async fn replaced_rows(
-    lake: &Lake,
+    tables: &Tables<'_>,
     ctx: &SessionContext,
     versions: Versions,
     expected: &BTreeMap<u64, i64>,
@@ -155,8 +165,12 @@ async fn replaced_rows(
     if expected.is_empty() {
         return Ok(Some(RecordBatch::new_empty(schema)));
     }
-    let Some(table) = open_if_exists(&lake.replaced_sessions()).await? else {
-        return Ok(None);
+    let table = match tables.replaced {
+        Some(table) => table.clone(),
+        None => match open_if_exists(&tables.lake.replaced_sessions()).await? {
+            Some(table) => table,
+            None => return Ok(None),
+        },
     };
     let provider = table.table_provider().await.map_err(LakeError::Query)?;
     let version = col(SESSIONS_VERSION);

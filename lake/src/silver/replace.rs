@@ -130,11 +130,10 @@ pub async fn replace_sessions(
         .build(Some(snapshot as _), table.log_store(), operation)
         .await
         .map_err(delta_error)?;
+    // The commit brought its snapshot up to date already; loading the version
+    // again would replay the new log entry a second time.
     let mut table = table;
-    table
-        .load_version(committed.version())
-        .await
-        .map_err(delta_error)?;
+    table.state = Some(committed.snapshot());
     Ok(table)
 }
 
