@@ -8,7 +8,8 @@
 //! writing the same silver and gold as Parquet. The gold tables are compared
 //! row by row. Then 1% more events are appended (sessions of a new day, 5% of
 //! them late events of old sessions), and `models run` is timed again as a
-//! share of the full run, and compared with DuckDB again. Beside it, a copy of
+//! share of the full run (the median of three runs on copies of the same
+//! lake), and compared with DuckDB again. Beside it, a copy of
 //! the lake gets the new day's sessions alone, what a steady stream brings a
 //! scheduled run, timed the same way.
 
@@ -25,6 +26,9 @@ use streamreel_tests::node_process::streamreel_binary;
 use streamreel_tests::{repo_root, simulated};
 
 const DAY_US: i64 = 86_400_000_000;
+
+/// Timed runs of the +1% increment, each on the same lake.
+const INCREMENT_RUNS: usize = 3;
 
 /// Wall time and peak RSS of one child process.
 struct Measured {
@@ -142,17 +146,49 @@ pub async fn lakehouse(events: u64, keep: Option<&Path>) -> anyhow::Result<()> {
     }
     let added: usize = rows.values().map(Vec::len).sum();
     write_bronze(&lake, &rows, 1).await?;
+    // Timed on `lake` and on copies of it as it is now: one run of under a
+    // second varies by a third from run to run on the development machine
+    // (0.7-1.2 s), more than the goal's margin, so the median is reported.
+    let repeats: Vec<PathBuf> = (2..=INCREMENT_RUNS)
+        .map(|n| dir.join(format!("lake-increment-{n}")))
+        .collect();
+    for copy in &repeats {
+        link_dir(&lake, copy)?;
+    }
     let incremental = models_run(&lake)?;
     print!("{}", indent(&incremental.stdout));
+    let mut seconds = vec![incremental.seconds];
+    for copy in &repeats {
+        seconds.push(models_run(copy)?.seconds);
+        std::fs::remove_dir_all(copy)?;
+    }
+    let listed: Vec<String> = seconds.iter().map(|s| format!("{s:.2}")).collect();
+    seconds.sort_by(f64::total_cmp);
+    let median = seconds[seconds.len() / 2];
     println!(
-        "   +{added} events ({} late events of old sessions): incremental run {:.2} s = {:.1}% of the full run (goal < 5%), peak RSS {:.0} MiB",
+        "   +{added} events ({} late events of old sessions): incremental runs {} s, median {median:.2} s = {:.1}% of the full run (goal < 5%; the first {:.1}%), peak RSS {:.0} MiB",
         sample.len(),
-        incremental.seconds,
+        listed.join(", "),
+        100.0 * median / full.seconds,
         100.0 * incremental.seconds / full.seconds,
         incremental.peak_rss_mib
     );
     let duck = duckdb_round(&python, &lake, dir, "incremental")?;
     println!("   (duckdb over the grown bronze: {:.1} s)", duck.seconds);
+    Ok(())
+}
+
+/// `cp -al from to`: a lake whose files are hard links to `from`'s. A run
+/// only adds files (data, log entries, checkpoints written under new
+/// names), so neither lake sees the other's run.
+fn link_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let linked = Command::new("cp").arg("-al").arg(from).arg(to).status()?;
+    anyhow::ensure!(
+        linked.success(),
+        "cp -al {} {} failed",
+        from.display(),
+        to.display()
+    );
     Ok(())
 }
 

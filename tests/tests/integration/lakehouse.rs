@@ -11,13 +11,14 @@ use deltalake::table::config::TablePropertiesExt;
 use streamreel_lake::data_tests::{DATA_TESTS, run_data_tests};
 use streamreel_lake::gold::per_day::PER_DAY_MODELS;
 use streamreel_lake::gold::{
-    FROM_SESSIONS_APP_ID, GoldRun, run_models, run_models_audited_by, trim_replaced_sessions,
+    FROM_SESSIONS_APP_ID, GoldRun, run_models, run_models_after, run_models_audited_by,
+    trim_replaced_sessions,
 };
 use streamreel_lake::maintenance::{compact, file_count, vacuum, vacuum_as_of};
 use streamreel_lake::query::{
     column_as_f64, column_as_i64, column_as_strings, register_path, run_sql,
 };
-use streamreel_lake::silver::{refresh_silver, refresh_silver_with};
+use streamreel_lake::silver::{refresh_silver, refresh_silver_before_gold, refresh_silver_with};
 use streamreel_lake::tables::Lake;
 use streamreel_lake::{BronzeTable, rows_to_batch};
 use streamreel_lake::{LakeSettings, VideoMetadata};
@@ -121,7 +122,8 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     let mut runs = Vec::new();
     for part in 0..3 {
         write_bronze(lake.path(), &split(&rows, 3, part), 4).await?;
-        let report = refresh_silver_with(lake.path(), &videos, &small_chunks).await?;
+        let (report, silver) =
+            refresh_silver_before_gold(lake.path(), &videos, &small_chunks).await?;
         assert!(
             report.new_events > 0 && report.chunks > 3,
             "run {part} read only new bronze rows, in chunks: {report:?}"
@@ -132,8 +134,13 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
             // update by difference and falls back.
             assert!(report.sessions_recomputed > 0, "{report:?}");
             std::fs::remove_dir_all(Lake::new(lake.path()).replaced_sessions())?;
+            runs.push(how_built(&run_models(lake.path(), &videos, None).await?));
+        } else {
+            // As `models run` does: gold from the tables silver left.
+            let settings = LakeSettings::default();
+            let gold = run_models_after(lake.path(), &videos, None, &settings, silver).await?;
+            runs.push(how_built(&gold));
         }
-        runs.push(how_built(&run_models(lake.path(), &videos, None).await?));
     }
     assert!(
         recomputed > 0,
