@@ -27,7 +27,7 @@ use streamreel_tests::{repo_root, simulated};
 
 const DAY_US: i64 = 86_400_000_000;
 
-/// Timed runs of the +1% increment, each on the same lake.
+/// Timed runs of the +1% increment, each on a copy of the same lake.
 const INCREMENT_RUNS: usize = 3;
 
 /// Wall time and peak RSS of one child process.
@@ -182,22 +182,19 @@ pub async fn lakehouse(events: u64, keep: Option<&Path>) -> anyhow::Result<()> {
 /// only adds files (data, log entries, checkpoints written under new
 /// names), so neither lake sees the other's run.
 fn link_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let linked = Command::new("cp").arg("-al").arg(from).arg(to).status()?;
-    anyhow::ensure!(
-        linked.success(),
-        "cp -al {} {} failed",
-        from.display(),
-        to.display()
-    );
-    Ok(())
+    cp("-al", from, to)
 }
 
 /// `cp -a from to`: a lake copied with its files' times.
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let copied = Command::new("cp").arg("-a").arg(from).arg(to).status()?;
+    cp("-a", from, to)
+}
+
+fn cp(flags: &str, from: &Path, to: &Path) -> anyhow::Result<()> {
+    let copied = Command::new("cp").arg(flags).arg(from).arg(to).status()?;
     anyhow::ensure!(
         copied.success(),
-        "cp -a {} {} failed",
+        "cp {flags} {} {} failed",
         from.display(),
         to.display()
     );
