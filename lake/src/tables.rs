@@ -117,6 +117,17 @@ pub async fn open_if_exists(path: &Path) -> Result<Option<DeltaTable>, LakeError
     Ok(table.version().is_some().then_some(table))
 }
 
+/// Loads the table at `path`, which must exist: else a
+/// [`LakeError::MissingTable`] naming the whole path, so that a mistyped lake
+/// shows.
+pub async fn open_existing(path: &Path) -> Result<DeltaTable, LakeError> {
+    open_if_exists(path)
+        .await?
+        .ok_or_else(|| LakeError::MissingTable {
+            table: path.display().to_string(),
+        })
+}
+
 /// [`open_if_exists`] of each of `paths`, side by side, each on its own task:
 /// an open replays the table's log and parses its files' statistics, CPU work
 /// of tens of milliseconds for a long log.

@@ -11,7 +11,7 @@ use futures::StreamExt;
 
 use streamreel_lake::query::{column_as_i64, register_table, run_sql};
 use streamreel_lake::silver::sessions_table::PACKED_EVENTS;
-use streamreel_lake::tables::{Lake, open_if_exists};
+use streamreel_lake::tables::{Lake, open_existing};
 
 use crate::error::NodeError;
 use crate::progress::Progress;
@@ -37,12 +37,7 @@ pub async fn export(
         });
     }
     let path = Lake::new(lake_dir).table_by_name(name)?;
-    let table =
-        open_if_exists(&path)
-            .await?
-            .ok_or_else(|| streamreel_lake::LakeError::MissingTable {
-                table: path.display().to_string(),
-            })?;
+    let table = open_existing(&path).await?;
     let ctx = SessionContext::new();
     register_table(&ctx, "t", &table).await?;
     let count = run_sql(&ctx, "SELECT COUNT(*) AS n FROM t").await?;

@@ -44,7 +44,9 @@ use crate::metadata::VideoMetadata;
 use crate::parquet_layout::writer_properties;
 use crate::query::register_table;
 use crate::silver::SilverTables;
-use crate::tables::{Lake, SESSIONS_TABLE, open_if_exists, register_metadata, write_target};
+use crate::tables::{
+    Lake, SESSIONS_TABLE, open_existing, open_if_exists, register_metadata, write_target,
+};
 use incremental::{Incremental, PreviousRows};
 
 /// The gold models, in the order they run.
@@ -140,29 +142,17 @@ impl SilverSession {
         let lake = Lake::new(lake_dir);
         let sessions = match sessions {
             Some(table) => table,
-            None => Self::open_table(&lake, "view_sessions").await?,
+            None => open_existing(&lake.view_sessions()).await?,
         };
         register_table(&ctx, "view_sessions", &sessions).await?;
         if models
             .iter()
             .any(|(_, sql)| sql.contains("enriched_events"))
         {
-            let enriched = Self::open_table(&lake, "enriched_events").await?;
+            let enriched = open_existing(&lake.enriched_events()).await?;
             register_table(&ctx, "enriched_events", &enriched).await?;
         }
         Ok(SilverSession { ctx, sessions })
-    }
-
-    /// The silver table `name` (its short name), which a gold run cannot do
-    /// without.
-    async fn open_table(lake: &Lake, name: &str) -> Result<DeltaTable, LakeError> {
-        let path = lake.table(name);
-        // The whole path: a mistyped lake shows here.
-        open_if_exists(&path)
-            .await?
-            .ok_or_else(|| LakeError::MissingTable {
-                table: path.display().to_string(),
-            })
     }
 
     fn sessions_version(&self) -> u64 {
