@@ -30,7 +30,8 @@ pub async fn models_run(
     let mut out = format!(
         "silver: {} new bronze events ({} of unknown videos) in {} chunks, {} sessions written \
          ({} recomputed with earlier events) (bronze version {}) in {:.2} s: reading {:.2} s, \
-         finding earlier events {:.2} s, sessionising (beyond the writes) {:.2} s, writing {:.2} s\n",
+         finding earlier events {:.2} s, sessionising (beyond the writes) {:.2} s, \
+         writing {:.2} s (events {:.2} s, sessions {:.2} s)\n",
         silver.new_events,
         silver.unknown_video_events,
         silver.chunks,
@@ -43,7 +44,9 @@ pub async fn models_run(
         silver.reading.as_secs_f64(),
         silver.looking_up.as_secs_f64(),
         silver.sessionising.as_secs_f64(),
-        silver.writing.as_secs_f64(),
+        (silver.writing_events + silver.writing_sessions).as_secs_f64(),
+        silver.writing_events.as_secs_f64(),
+        silver.writing_sessions.as_secs_f64(),
     );
     let started = std::time::Instant::now();
     let gold = run_models_after(lake_dir, &videos, select, settings, tables).await?;

@@ -88,11 +88,13 @@ pub struct SilverReport {
     pub sessions_recomputed: u64,
     /// Where the run's time went: reading and enriching bronze, finding
     /// existing sessions and their earlier events, waiting for sessionising
-    /// beyond the enrichment write, and the Delta writes.
+    /// beyond the enrichment write, and the Delta writes (of
+    /// `enriched_events`, then of `view_sessions` and `replaced_sessions`).
     pub reading: Duration,
     pub looking_up: Duration,
     pub sessionising: Duration,
-    pub writing: Duration,
+    pub writing_events: Duration,
+    pub writing_sessions: Duration,
 }
 
 /// Brings both silver tables up to date with bronze, with default limits.
@@ -215,13 +217,13 @@ async fn refresh(
         silver
             .append_enriched(schema, events, &chunk, bronze.version().unwrap_or_default())
             .await?;
-        silver.report.writing += started.elapsed();
+        silver.report.writing_events += started.elapsed();
         let started = Instant::now();
         let sessions = sessions.finish().await?;
         silver.report.sessionising += started.elapsed();
         let started = Instant::now();
         silver.write_sessions(sessions, &chunk).await?;
-        silver.report.writing += started.elapsed();
+        silver.report.writing_sessions += started.elapsed();
     }
     let tables = SilverTables {
         sessions: silver.sessions,
