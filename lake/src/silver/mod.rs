@@ -90,6 +90,9 @@ pub struct SilverReport {
     /// existing sessions and their earlier events, waiting for sessionising
     /// beyond the enrichment write, and the Delta writes (of
     /// `enriched_events`, then of `view_sessions` and `replaced_sessions`).
+    /// A recovery pass (enrichment committed, sessions not) counts reading
+    /// its events from `enriched_events` as reading, and sessionising them as
+    /// looking up.
     pub reading: Duration,
     pub looking_up: Duration,
     pub sessionising: Duration,
@@ -188,8 +191,15 @@ async fn refresh(
     // sessionise those events from `enriched_events` first.
     let behind = pending(&sessions_marks, &enriched_marks);
     for chunk in plan_chunks(&behind, settings.chunk_events) {
+        let started = Instant::now();
         let events = silver.enriched_events_of(&chunk).await?;
-        silver.update_sessions(events, &chunk).await?;
+        silver.report.reading += started.elapsed();
+        let started = Instant::now();
+        let sessions = silver.sessions_of(&events, &chunk).await?.finish().await?;
+        silver.report.looking_up += started.elapsed();
+        let started = Instant::now();
+        silver.write_sessions(sessions, &chunk).await?;
+        silver.report.writing_sessions += started.elapsed();
     }
     for chunk in plan_chunks(
         &pending(&enriched_marks, &bronze_marks),
@@ -382,15 +392,6 @@ impl Silver<'_> {
             &format!("SELECT * FROM enriched WHERE {}", chunk_sql(chunk)),
         )
         .await
-    }
-
-    async fn update_sessions(
-        &mut self,
-        events: Vec<RecordBatch>,
-        chunk: &Chunk,
-    ) -> Result<(), LakeError> {
-        let sessions = self.sessions_of(&events, chunk).await?.finish().await?;
-        self.write_sessions(sessions, chunk).await
     }
 
     /// Starts computing the sessions `events` touch, each from all of its events.
