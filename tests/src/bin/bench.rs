@@ -10,7 +10,9 @@
 //!    with the header index `scripts/tansu-header-index.sql` adds; with
 //!    `--stock-tansu` the node runs once more on a broker without it. The node
 //!    runs twice: with its lakehouse jobs on the shipped schedule, and with
-//!    them after the run (ingest alone).
+//!    them after the run (ingest alone). With `--e2e-rounds R` the
+//!    pass-through and both node runs alternate R times, and the medians of
+//!    the ratios and of the node's CPU per event follow.
 //!
 //! 3. With `--lakehouse N[,M...]`: `models run` over N bronze events against
 //!    the same silver and gold in DuckDB, then 1% more events incrementally
@@ -64,6 +66,11 @@ struct Args {
     /// Messages each end-to-end reader reads on tansu.
     #[arg(long, default_value_t = 300_000, value_parser = at_least_one())]
     e2e_events: u64,
+    /// Rounds of the pass-through and the node (with its jobs, then alone),
+    /// alternating on fresh brokers; with more than one, the medians of the
+    /// ratios and of the node's CPU per event follow.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20))]
+    e2e_rounds: u64,
     /// Leaves out the in-process clean path.
     #[arg(long)]
     skip_clean_path: bool,
@@ -109,7 +116,11 @@ fn main() -> anyhow::Result<()> {
         clean_path(args.events)?;
     }
     if !args.skip_e2e {
-        runtime.block_on(end_to_end(args.e2e_events, args.stock_tansu))?;
+        runtime.block_on(end_to_end(
+            args.e2e_events,
+            args.e2e_rounds,
+            args.stock_tansu,
+        ))?;
     }
     if let Some(commits) = args.bronze_commits {
         runtime.block_on(bench_bronze::bronze_commits(
@@ -234,9 +245,10 @@ fn report(what: &str, events: u64, elapsed: Duration, goal: f64) {
     );
 }
 
-async fn end_to_end(events: u64, stock_tansu: bool) -> anyhow::Result<()> {
+async fn end_to_end(events: u64, rounds: u64, stock_tansu: bool) -> anyhow::Result<()> {
     println!(
-        "== end to end on tansu ({events} messages, 4 partitions, a fresh broker per reader) =="
+        "== end to end on tansu ({events} messages, 4 partitions, a fresh broker per reader, \
+         {rounds} round(s) of pass-through and node) =="
     );
     let messages = simulated::messages(events, 2)?;
 
@@ -256,21 +268,124 @@ async fn end_to_end(events: u64, stock_tansu: bool) -> anyhow::Result<()> {
         38_000.0,
     );
     cpu.report(total as u64, cpu.client_seconds()?)?;
-
     drop(broker);
 
-    let (broker, high) = broker_with_input(&messages, HeaderIndex::Added).await?;
+    // The pass-through and the node alternate, so that a slow spell of the
+    // machine (runs here vary by a fifth) falls on both.
+    let mut measured = Vec::with_capacity(rounds as usize);
+    for round in 1..=rounds {
+        if rounds > 1 {
+            println!("-- round {round} of {rounds}");
+        }
+        let pass = pass_through(&messages).await?;
+        let with_jobs = node_ingest(&messages, HeaderIndex::Added, NodeJobs::Shipped).await?;
+        println!(
+            "node / bare consumer = {:.2}   node / pass-through = {:.2}   (goal: node / pass-through >= 0.95)",
+            read.as_secs_f64() / with_jobs.elapsed.as_secs_f64(),
+            pass.elapsed.as_secs_f64() / with_jobs.elapsed.as_secs_f64()
+        );
+        let alone = node_ingest(&messages, HeaderIndex::Added, NodeJobs::Deferred).await?;
+        println!(
+            "ingest alone: node / pass-through = {:.2}",
+            pass.elapsed.as_secs_f64() / alone.elapsed.as_secs_f64()
+        );
+        measured.push(Round {
+            pass,
+            with_jobs,
+            alone,
+        });
+    }
+    if rounds > 1 {
+        print_round_medians(&measured);
+    }
+    if stock_tansu {
+        let pass = measured.last().expect("at least one round").pass.elapsed;
+        let stock = node_ingest(&messages, HeaderIndex::Stock, NodeJobs::Shipped).await?;
+        println!(
+            "on tansu without the header index: node / pass-through = {:.2}",
+            pass.as_secs_f64() / stock.elapsed.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// One reader's run: its wall time and its own CPU per event.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    elapsed: Duration,
+    client_us_per_event: f64,
+}
+
+/// The runs of one round of the end-to-end bench.
+struct Round {
+    pass: Run,
+    with_jobs: Run,
+    alone: Run,
+}
+
+/// Each round's ratios, then the medians over the rounds.
+fn print_round_medians(rounds: &[Round]) {
+    let ratio = |pass: &Run, node: &Run| pass.elapsed.as_secs_f64() / node.elapsed.as_secs_f64();
+    let with_jobs: Vec<f64> = rounds
+        .iter()
+        .map(|r| ratio(&r.pass, &r.with_jobs))
+        .collect();
+    let alone: Vec<f64> = rounds.iter().map(|r| ratio(&r.pass, &r.alone)).collect();
+    let node_cpu: Vec<f64> = rounds.iter().map(|r| r.alone.client_us_per_event).collect();
+    let pass_cpu: Vec<f64> = rounds.iter().map(|r| r.pass.client_us_per_event).collect();
+    let list = |values: &[f64], digits: usize| {
+        values
+            .iter()
+            .map(|v| format!("{v:.digits$}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("== over {} rounds (medians) ==", rounds.len());
+    println!(
+        "node / pass-through with the jobs: {} -> median {:.2}   (goal >= 0.95)",
+        list(&with_jobs, 2),
+        median(&with_jobs)
+    );
+    println!(
+        "node / pass-through, ingest alone: {} -> median {:.2}   (goal >= 0.95)",
+        list(&alone, 2),
+        median(&alone)
+    );
+    println!(
+        "node cpu per event, ingest alone:  {} us -> median {:.1} us   (goal <= 4 us; pass-through median {:.1} us)",
+        list(&node_cpu, 1),
+        median(&node_cpu),
+        median(&pass_cpu)
+    );
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    match sorted.len() % 2 {
+        0 => (sorted[middle - 1] + sorted[middle]) / 2.0,
+        _ => sorted[middle],
+    }
+}
+
+/// Times consuming every input message and producing it again to another
+/// topic, on a fresh broker: the baseline the node is held to.
+async fn pass_through(
+    messages: &[streamreel_node::simulate::SimulatedMessage],
+) -> anyhow::Result<Run> {
+    let (broker, high) = broker_with_input(messages, HeaderIndex::Added).await?;
+    let total: i64 = high.values().sum();
     let brokers = broker.brokers();
     broker.create_topic("passthrough", 4).await?;
     let pass_producer = kafka::producer(&brokers, kafka::DEFAULT_RECORD_LIMIT)?;
     let cpu = CpuMeter::start(broker.pid(), std::process::id())?;
     let started = Instant::now();
-    let brokers_pass = brokers.clone();
-    let high_pass = high.clone();
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut in_flight = InFlight::new();
-        consume_all(&brokers_pass, &high_pass, |message| {
+        consume_all(&brokers, &high, |message| {
             let record = FutureRecord::to("passthrough")
                 .key(message.key().unwrap_or_default())
                 .payload(message.payload().unwrap_or_default());
@@ -281,36 +396,19 @@ async fn end_to_end(events: u64, stock_tansu: bool) -> anyhow::Result<()> {
         anyhow::Ok(())
     })
     .await??;
-    let pass = started.elapsed();
+    let elapsed = started.elapsed();
     report(
         "pass-through (consume + produce)",
         total as u64,
-        pass,
+        elapsed,
         38_000.0,
     );
-    cpu.report(total as u64, cpu.client_seconds()?)?;
-
-    drop(broker);
-
-    let ingest = node_ingest(&messages, HeaderIndex::Added, NodeJobs::Shipped).await?;
-    println!(
-        "node / bare consumer = {:.2}   node / pass-through = {:.2}   (goal: node / pass-through >= 0.95)",
-        read.as_secs_f64() / ingest.as_secs_f64(),
-        pass.as_secs_f64() / ingest.as_secs_f64()
-    );
-    let alone = node_ingest(&messages, HeaderIndex::Added, NodeJobs::Deferred).await?;
-    println!(
-        "ingest alone: node / pass-through = {:.2}",
-        pass.as_secs_f64() / alone.as_secs_f64()
-    );
-    if stock_tansu {
-        let stock = node_ingest(&messages, HeaderIndex::Stock, NodeJobs::Shipped).await?;
-        println!(
-            "on tansu without the header index: node / pass-through = {:.2}",
-            pass.as_secs_f64() / stock.as_secs_f64()
-        );
-    }
-    Ok(())
+    let client = cpu.client_seconds()?;
+    cpu.report(total as u64, client)?;
+    Ok(Run {
+        elapsed,
+        client_us_per_event: client * 1e6 / total as f64,
+    })
 }
 
 /// Whether the node runs its lakehouse jobs on the shipped schedule while it
@@ -326,7 +424,7 @@ async fn node_ingest(
     messages: &[streamreel_node::simulate::SimulatedMessage],
     header_index: HeaderIndex,
     jobs: NodeJobs,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<Run> {
     let (broker, high) = broker_with_input(messages, header_index).await?;
     let total: i64 = high.values().sum();
     let brokers = broker.brokers();
@@ -358,7 +456,10 @@ async fn node_ingest(
     };
     report(what, total as u64, ingest, 38_000.0);
     cpu.report(total as u64, node_cpu)?;
-    Ok(ingest)
+    Ok(Run {
+        elapsed: ingest,
+        client_us_per_event: node_cpu * 1e6 / total as f64,
+    })
 }
 
 /// A fresh broker holding `messages` in the input topic, with its high
