@@ -2,7 +2,8 @@
 //!
 //! 1. In-process, one core, median of 5 rounds: the clean path's decisions
 //!    (validate, de-duplicate, pseudonymise), alone and with its outputs
-//!    (clean-events JSON, bronze arrow columns).
+//!    (clean-events JSON, bronze arrow columns), then with bronze commits to
+//!    a local Delta table.
 //! 2. End to end on a real tansu broker: one node ingesting a topic, against a
 //!    bare rdkafka consumer reading the same topic and a pass-through
 //!    (consume + produce the same messages), with the ratios and the CPU each
@@ -37,7 +38,7 @@ use streamreel_actors::DedupSettings;
 use streamreel_actors::dedup::DedupWindow;
 use streamreel_actors::kafka::{self, InFlight};
 use streamreel_actors::partition_core::{Outcome, PartitionCore};
-use streamreel_lake::BronzeBatchBuilder;
+use streamreel_lake::{BronzeBatchBuilder, BronzeTable};
 use streamreel_protocol::UserKeyer;
 use streamreel_tests::broker::{Broker, HeaderIndex};
 use streamreel_tests::bronze_reader::time_to_catch_up;
@@ -113,7 +114,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     if !args.skip_clean_path {
-        clean_path(args.events)?;
+        clean_path(args.events, &runtime)?;
     }
     if !args.skip_e2e {
         runtime.block_on(end_to_end(
@@ -145,7 +146,7 @@ fn dedup() -> DedupWindow {
     })
 }
 
-fn clean_path(events: u64) -> anyhow::Result<()> {
+fn clean_path(events: u64, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     println!(
         "== clean path, in-process, one core ({events} simulated messages, median of {ROUNDS} rounds) =="
     );
@@ -214,6 +215,38 @@ fn clean_path(events: u64) -> anyhow::Result<()> {
     println!(
         "   accepted {accepted}, clean JSON {:.0} bytes/event",
         json_bytes as f64 / accepted as f64
+    );
+
+    // The rest of a partition actor's own work: each batch's bronze commit
+    // (Parquet encoding, the file, the Delta log entry), to a local table.
+    let committed = median_time(|| {
+        let lake = tempfile::tempdir()?;
+        let mut bronze = runtime.block_on(BronzeTable::open_or_create(lake.path()))?;
+        let mut core = PartitionCore::new(0, keyer.clone(), dedup());
+        let mut rows = BronzeBatchBuilder::with_capacity(BATCH);
+        let mut json = Vec::with_capacity(1024);
+        let mut last_offset = 0;
+        for (offset, payload) in payloads.iter().enumerate() {
+            last_offset = offset as i64;
+            if let Outcome::Accepted(clean) = core.process(last_offset, payload, 1) {
+                let row = clean.view();
+                json.clear();
+                row.write_json(&mut json);
+                std::hint::black_box(&json);
+                rows.append(&row);
+                if rows.len() == BATCH {
+                    runtime.block_on(bronze.append(rows.finish()?, 0, last_offset))?;
+                }
+            }
+        }
+        runtime.block_on(bronze.append(rows.finish()?, 0, last_offset))?;
+        Ok(())
+    })?;
+    report(
+        "... + bronze commits (local Delta table)",
+        events,
+        committed,
+        1_000_000.0,
     );
     Ok(())
 }
