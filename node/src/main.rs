@@ -65,11 +65,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     match cli.command {
         Command::Node(args) => {
-            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            tokio::spawn(cancel_on_signal(StopSignals::listen(), shutdown.clone()));
             run_node(args, shutdown).await
         }
         Command::Simulate(args) => {
-            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            tokio::spawn(cancel_on_signal(StopSignals::listen(), shutdown.clone()));
             simulate(args, shutdown).await
         }
         // The others have nothing to finish: each of their lake commits is
@@ -79,9 +79,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Export(args) => Some(export::partial_path(&args.out)),
                 _ => None,
             };
+            let mut signals = StopSignals::listen();
             tokio::select! {
                 result = run_once(command) => result,
-                () = wait_for_signal() => {
+                () = signals.next() => {
                     if let Some(partial) = partial {
                         let _ = std::fs::remove_file(partial);
                     }
@@ -244,32 +245,67 @@ async fn simulate(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Re
 
 /// The first Ctrl-C / SIGTERM asks every task to stop (a node commits its
 /// in-flight batches); a second one exits at once.
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    wait_for_signal().await;
+async fn cancel_on_signal(mut signals: StopSignals, shutdown: CancellationToken) {
+    // `signals` listens from before the first signal to after the second: a
+    // listener made after the first would miss a second signal sent in
+    // between, and the stop would go on retrying.
+    signals.next().await;
     eprintln!("stopping: committing in-flight work (signal again to exit at once)");
     shutdown.cancel();
-    wait_for_signal().await;
+    signals.next().await;
     eprintln!(
         "second signal: exiting without waiting; uncommitted batches are read again on restart"
     );
     std::process::exit(130);
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT (Ctrl-C) and SIGTERM, each counted from when this was made.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            },
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops this node gracefully");
-                let _ = ctrl_c.await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(listener) => Some(listener),
+                Err(error) => {
+                    tracing::warn!(%error, signal = name, "cannot listen for this signal; it will not stop the process gracefully");
+                    None
+                }
+            };
+            StopSignals {
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
             }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    /// Waits for the next stop signal.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn received(listener: &mut Option<tokio::signal::unix::Signal>) {
+                match listener {
+                    Some(listener) => {
+                        listener.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = received(&mut self.interrupt) => {}
+                _ = received(&mut self.terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
