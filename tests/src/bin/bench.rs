@@ -187,23 +187,7 @@ fn clean_path(events: u64, runtime: &tokio::runtime::Runtime) -> anyhow::Result<
     // librdkafka: decide, write the clean-events value, append the bronze row.
     let mut json_bytes = 0usize;
     let full = median_time(|| {
-        let mut core = PartitionCore::new(0, keyer.clone(), dedup());
-        let mut rows = BronzeBatchBuilder::with_capacity(BATCH);
-        let mut json = Vec::with_capacity(1024);
-        json_bytes = 0;
-        for (offset, payload) in payloads.iter().enumerate() {
-            if let Outcome::Accepted(clean) = core.process(offset as i64, payload, 1) {
-                let row = clean.view();
-                json.clear();
-                row.write_json(&mut json);
-                json_bytes += std::hint::black_box(&json).len();
-                rows.append(&row);
-                if rows.len() == BATCH {
-                    std::hint::black_box(rows.finish()?);
-                }
-            }
-        }
-        std::hint::black_box(rows.finish()?);
+        json_bytes = actor_work(&payloads, &keyer, None)?;
         Ok(())
     })?;
     report(
@@ -222,24 +206,7 @@ fn clean_path(events: u64, runtime: &tokio::runtime::Runtime) -> anyhow::Result<
     let committed = median_time(|| {
         let lake = tempfile::tempdir()?;
         let mut bronze = runtime.block_on(BronzeTable::open_or_create(lake.path()))?;
-        let mut core = PartitionCore::new(0, keyer.clone(), dedup());
-        let mut rows = BronzeBatchBuilder::with_capacity(BATCH);
-        let mut json = Vec::with_capacity(1024);
-        let mut last_offset = 0;
-        for (offset, payload) in payloads.iter().enumerate() {
-            last_offset = offset as i64;
-            if let Outcome::Accepted(clean) = core.process(last_offset, payload, 1) {
-                let row = clean.view();
-                json.clear();
-                row.write_json(&mut json);
-                std::hint::black_box(&json);
-                rows.append(&row);
-                if rows.len() == BATCH {
-                    runtime.block_on(bronze.append(rows.finish()?, 0, last_offset))?;
-                }
-            }
-        }
-        runtime.block_on(bronze.append(rows.finish()?, 0, last_offset))?;
+        actor_work(&payloads, &keyer, Some((runtime, &mut bronze)))?;
         Ok(())
     })?;
     report(
@@ -249,6 +216,48 @@ fn clean_path(events: u64, runtime: &tokio::runtime::Runtime) -> anyhow::Result<
         1_000_000.0,
     );
     Ok(())
+}
+
+/// A partition actor's work on `payloads` short of librdkafka: decide, write
+/// each `clean-events` value, build bronze batches of [`BATCH`] rows, and
+/// commit each to `bronze` when given. Returns the bytes of JSON written.
+fn actor_work(
+    payloads: &[Vec<u8>],
+    keyer: &UserKeyer,
+    mut bronze: Option<(&tokio::runtime::Runtime, &mut BronzeTable)>,
+) -> anyhow::Result<usize> {
+    let mut core = PartitionCore::new(0, keyer.clone(), dedup());
+    let mut rows = BronzeBatchBuilder::with_capacity(BATCH);
+    let mut json = Vec::with_capacity(1024);
+    let mut json_bytes = 0;
+    let mut last_offset = 0;
+    let mut finish_batch = |rows: &mut BronzeBatchBuilder, last_offset| -> anyhow::Result<()> {
+        let batch = rows.finish()?;
+        match bronze.as_mut() {
+            Some((runtime, table)) => {
+                runtime.block_on(table.append(batch, 0, last_offset))?;
+            }
+            None => {
+                std::hint::black_box(batch);
+            }
+        }
+        Ok(())
+    };
+    for (offset, payload) in payloads.iter().enumerate() {
+        last_offset = offset as i64;
+        if let Outcome::Accepted(clean) = core.process(last_offset, payload, 1) {
+            let row = clean.view();
+            json.clear();
+            row.write_json(&mut json);
+            json_bytes += std::hint::black_box(&json).len();
+            rows.append(&row);
+            if rows.len() == BATCH {
+                finish_batch(&mut rows, last_offset)?;
+            }
+        }
+    }
+    finish_batch(&mut rows, last_offset)?;
+    Ok(json_bytes)
 }
 
 /// Rounds per in-process measurement; the median is reported (this machine's
