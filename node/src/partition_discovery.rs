@@ -15,8 +15,10 @@ use streamreel_cluster::{ClusterMember, Command};
 
 /// How long a member waits for its proposal to be committed.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(3);
-/// The next look after one that found no leader or whose proposal failed:
-/// soon, so that a new cluster registers its partitions once it has a leader.
+/// The next look after one whose proposal failed: soon. Also how long a look
+/// waits for a leader: a new cluster elects one within milliseconds of its
+/// start, and its partitions are registered as soon as it has (a look that
+/// slept instead held every new node's ingest back by a second).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// How one look ended.
@@ -24,7 +26,9 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 enum Look {
     /// The state holds every partition listed.
     Done,
-    /// No leader yet, or the proposal failed: look again soon.
+    /// No leader after waiting [`RETRY_AFTER`] for one: look again at once.
+    NoLeader,
+    /// The proposal failed: look again soon.
     Retry,
     /// The brokers did not list the topic's partitions.
     ListingFailed(String),
@@ -68,6 +72,7 @@ pub async fn watch_partitions(
                 failed_listings = 0;
                 every
             }
+            Look::NoLeader => Duration::ZERO,
             Look::Retry => RETRY_AFTER,
             Look::ListingFailed(error) => {
                 if listing_error.as_ref() != Some(&error) {
@@ -86,8 +91,8 @@ pub async fn watch_partitions(
 }
 
 async fn look_once(brokers: &str, topic: &str, member: &ClusterMember) -> Look {
-    if member.leader().is_none() {
-        return Look::Retry;
+    if member.leader_within(RETRY_AFTER).await.is_none() {
+        return Look::NoLeader;
     }
     let (brokers, topic) = (brokers.to_string(), topic.to_string());
     let listed =
