@@ -64,7 +64,13 @@ pub async fn watch_partitions(
     let mut listing_error: Option<String> = None;
     let mut failed_listings: u32 = 0;
     loop {
-        let wait = match look_once(&brokers, &topic, &member).await {
+        // A look may wait a second for a leader; a stop need not. A proposal
+        // dropped here may still be committed: registering is idempotent.
+        let look = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            look = look_once(&brokers, &topic, &member) => look,
+        };
+        let wait = match look {
             Look::Done => {
                 if listing_error.take().is_some() {
                     info!(%topic, "the input topic's partitions are listed again");
