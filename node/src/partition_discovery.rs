@@ -15,18 +15,20 @@ use streamreel_cluster::{ClusterMember, Command};
 
 /// How long a member waits for its proposal to be committed.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(3);
-/// The next look after one whose proposal failed: soon. Also how long a look
-/// waits for a leader: a new cluster elects one within milliseconds of its
-/// start, and its partitions are registered as soon as it has (a look that
-/// slept instead held every new node's ingest back by a second).
+/// The next look after one whose proposal failed: soon.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long a look waits for a leader before it starts over. A new cluster
+/// elects one within milliseconds of its start, and its partitions are
+/// registered as soon as it has (a look that slept instead held every new
+/// node's ingest back by a second).
+const LEADER_WAIT: Duration = Duration::from_secs(1);
 
 /// How one look ended.
 #[derive(Debug)]
 enum Look {
     /// The state holds every partition listed.
     Done,
-    /// No leader after waiting [`RETRY_AFTER`] for one: look again at once.
+    /// No leader after waiting [`LEADER_WAIT`] for one: look again at once.
     NoLeader,
     /// The proposal failed: look again soon.
     Retry,
@@ -97,7 +99,7 @@ pub async fn watch_partitions(
 }
 
 async fn look_once(brokers: &str, topic: &str, member: &ClusterMember) -> Look {
-    if member.leader_within(RETRY_AFTER).await.is_none() {
+    if member.leader_within(LEADER_WAIT).await.is_none() {
         return Look::NoLeader;
     }
     let (brokers, topic) = (brokers.to_string(), topic.to_string());
