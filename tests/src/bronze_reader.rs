@@ -69,6 +69,13 @@ pub async fn committed_offsets(
     Ok(offsets)
 }
 
+/// How many offsets bronze has committed over the partitions of `high`.
+pub async fn committed_count(data_dir: &Path, high: &HashMap<i32, i64>) -> anyhow::Result<i64> {
+    let partitions: Vec<i32> = high.keys().copied().collect();
+    let committed = committed_offsets(data_dir, &partitions).await?;
+    Ok(committed.values().map(|offset| offset + 1).sum())
+}
+
 /// True when every partition has committed up to its high watermark.
 pub async fn caught_up(data_dir: &Path, high: &HashMap<i32, i64>) -> anyhow::Result<bool> {
     let partitions: Vec<i32> = high.keys().copied().collect();

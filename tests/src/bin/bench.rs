@@ -41,8 +41,8 @@ use streamreel_actors::partition_core::{Outcome, PartitionCore};
 use streamreel_lake::{BronzeBatchBuilder, BronzeTable};
 use streamreel_protocol::UserKeyer;
 use streamreel_tests::broker::{Broker, HeaderIndex};
-use streamreel_tests::bronze_reader::time_to_catch_up;
-use streamreel_tests::cpu::cpu_seconds;
+use streamreel_tests::bronze_reader::{committed_count, time_to_catch_up};
+use streamreel_tests::cpu::{cpu_seconds, own_cpu_seconds};
 use streamreel_tests::node_process::{NodeProcess, node_config};
 use streamreel_tests::simulated;
 use streamreel_tests::topic_reader::high_watermarks;
@@ -356,6 +356,8 @@ async fn end_to_end(events: u64, rounds: u64, stock_tansu: bool) -> anyhow::Resu
 struct Run {
     elapsed: Duration,
     client_us_per_event: f64,
+    /// CPU per event after the warm-up ([`warm_up_events`]).
+    steady_us_per_event: f64,
 }
 
 /// The runs of one round of the end-to-end bench.
@@ -375,6 +377,8 @@ fn print_round_medians(rounds: &[Round]) {
     let alone: Vec<f64> = rounds.iter().map(|r| ratio(&r.pass, &r.alone)).collect();
     let node_cpu: Vec<f64> = rounds.iter().map(|r| r.alone.client_us_per_event).collect();
     let pass_cpu: Vec<f64> = rounds.iter().map(|r| r.pass.client_us_per_event).collect();
+    let node_steady: Vec<f64> = rounds.iter().map(|r| r.alone.steady_us_per_event).collect();
+    let pass_steady: Vec<f64> = rounds.iter().map(|r| r.pass.steady_us_per_event).collect();
     let list = |values: &[f64], digits: usize| {
         values
             .iter()
@@ -398,6 +402,12 @@ fn print_round_medians(rounds: &[Round]) {
         list(&node_cpu, 1),
         median(&node_cpu),
         median(&pass_cpu)
+    );
+    println!(
+        "  after the first quarter:         {} us -> median {:.1} us   (pass-through median {:.1} us)",
+        list(&node_steady, 1),
+        median(&node_steady),
+        median(&pass_steady)
     );
 }
 
@@ -425,17 +435,24 @@ async fn pass_through(
     let cpu = CpuMeter::start(broker.pid(), std::process::id())?;
     let started = Instant::now();
     let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
+    let warm_up = warm_up_events(total);
+    let cpu_after_warm_up = tokio::task::spawn_blocking(move || {
         let mut in_flight = InFlight::new();
+        let mut consumed = 0;
+        let mut cpu_after_warm_up = None;
         consume_all(&brokers, &high, |message| {
             let record = FutureRecord::to("passthrough")
                 .key(message.key().unwrap_or_default())
                 .payload(message.payload().unwrap_or_default());
             handle.block_on(kafka::send_record(&pass_producer, &mut in_flight, record))?;
+            consumed += 1;
+            if consumed == warm_up {
+                cpu_after_warm_up = Some(own_cpu_seconds()?);
+            }
             Ok(())
         })?;
         handle.block_on(kafka::await_all(&mut in_flight))?;
-        anyhow::Ok(())
+        cpu_after_warm_up.ok_or_else(|| anyhow::anyhow!("fewer than {warm_up} messages read"))
     })
     .await??;
     let elapsed = started.elapsed();
@@ -447,10 +464,44 @@ async fn pass_through(
     );
     let client = cpu.client_seconds()?;
     cpu.report(total as u64, client)?;
+    let steady = SteadyCpu {
+        events: total - warm_up,
+        seconds: own_cpu_seconds()? - cpu_after_warm_up,
+    };
+    steady.report();
     Ok(Run {
         elapsed,
         client_us_per_event: client * 1e6 / total as f64,
+        steady_us_per_event: steady.us_per_event(),
     })
+}
+
+/// Input events a reader handles before its CPU is measured a second time:
+/// the first quarter, where it grows its buffers, queues and de-duplication
+/// sets, which a node running for long pays once.
+fn warm_up_events(total: i64) -> i64 {
+    total / 4
+}
+
+/// A reader's CPU over the events after its warm-up.
+struct SteadyCpu {
+    events: i64,
+    seconds: f64,
+}
+
+impl SteadyCpu {
+    fn us_per_event(&self) -> f64 {
+        self.seconds * 1e6 / self.events as f64
+    }
+
+    fn report(&self) {
+        println!(
+            "   cpu after the first quarter: client {:.1} s for {} events ({:.1} us/event)",
+            self.seconds,
+            self.events,
+            self.us_per_event()
+        );
+    }
 }
 
 /// Whether the node runs its lakehouse jobs on the shipped schedule while it
@@ -478,6 +529,7 @@ async fn node_ingest(
     let started_at = SystemTime::now();
     let mut node = NodeProcess::start(&brokers, data.path(), &config, &[])?;
     let cpu = CpuMeter::start(broker.pid(), node.pid())?;
+    let (warm_up, cpu_after_warm_up) = node_past_warm_up(&mut node, data.path(), &high).await?;
     let ingest = time_to_catch_up(
         data.path(),
         &high,
@@ -490,6 +542,10 @@ async fn node_ingest(
     )
     .await?;
     let node_cpu = cpu.client_seconds()?;
+    let steady = SteadyCpu {
+        events: total - warm_up,
+        seconds: cpu_seconds(node.pid())? - cpu_after_warm_up,
+    };
     node.kill9()?;
     let what = match (header_index, jobs) {
         (HeaderIndex::Added, NodeJobs::Shipped) => "streamreel node (process start to bronze)",
@@ -498,10 +554,39 @@ async fn node_ingest(
     };
     report(what, total as u64, ingest, 38_000.0);
     cpu.report(total as u64, node_cpu)?;
+    steady.report();
     Ok(Run {
         elapsed: ingest,
         client_us_per_event: node_cpu * 1e6 / total as f64,
+        steady_us_per_event: steady.us_per_event(),
     })
+}
+
+/// Waits until the node has committed its warm-up's worth of events to
+/// bronze; returns how many it had committed and its CPU seconds then (read
+/// together, so the rest of the run is measured from that point).
+async fn node_past_warm_up(
+    node: &mut NodeProcess,
+    data_dir: &std::path::Path,
+    high: &HashMap<i32, i64>,
+) -> anyhow::Result<(i64, f64)> {
+    let warm_up = warm_up_events(high.values().sum());
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let cpu = cpu_seconds(node.pid())?;
+        let committed = committed_count(data_dir, high).await?;
+        if committed >= warm_up {
+            return Ok((committed, cpu));
+        }
+        anyhow::ensure!(node.is_running(), "node exited: {}", node.log());
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the node committed only {committed} events in 600 s"
+        );
+        // As rarely as `time_to_catch_up` looks: reading the Delta log costs
+        // CPU on the two cores the node runs on.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// A fresh broker holding `messages` in the input topic, with its high
