@@ -37,7 +37,7 @@ use streamreel_protocol::{BronzeRow, BronzeRowView, PartitionCheckpoint};
 
 use crate::append_log::{self, AppendError};
 use crate::error::LakeError;
-use crate::parquet_layout::writer_properties;
+use crate::parquet_layout::bronze_writer_properties;
 use crate::query::{column_as_i64, column_as_strings, register_table};
 
 const TABLE: &str = "bronze";
@@ -563,7 +563,7 @@ impl BronzeTable {
     async fn write_file(&self, batch: RecordBatch) -> Result<Vec<Add>, LakeError> {
         let mut writer = RecordBatchWriter::for_table(&self.table)
             .map_err(|e| LakeError::delta(TABLE, e))?
-            .with_writer_properties(writer_properties());
+            .with_writer_properties(bronze_writer_properties());
         writer
             .write(batch)
             .await
@@ -633,6 +633,33 @@ mod tests {
         let ids: Vec<_> = after.iter().map(|e| e.event_id.as_str()).collect();
         assert_eq!(ids, ["e-0-2", "e-0-3", "e-0-4"]);
         assert_eq!(after[2].ingested_at_us, 1_795_503_600_000_004);
+    }
+
+    #[tokio::test]
+    async fn files_keep_statistics_for_partitions_and_times_but_not_for_unordered_ids() {
+        let lake = tempfile::tempdir().unwrap();
+        let mut bronze = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        let rows: Vec<_> = (0..5).map(|o| row(2, o)).collect();
+        bronze
+            .append(rows_to_batch(&rows).unwrap(), 2, 4)
+            .await
+            .unwrap();
+
+        let reopened = BronzeTable::open_or_create(lake.path()).await.unwrap();
+        let snapshot = reopened.table.snapshot().unwrap();
+        let files: Vec<_> = snapshot.log_data().iter().collect();
+        assert_eq!(files.len(), 1);
+        let stats: serde_json::Value =
+            serde_json::from_str(files[0].stats().as_deref().expect("statistics")).unwrap();
+        for bound in ["minValues", "maxValues"] {
+            let values = &stats[bound];
+            // Silver finds a file's partitions from these.
+            assert_eq!(values["kafka_partition"], 2, "{stats}");
+            assert!(values.get("event_time").is_some(), "{stats}");
+            for column in crate::parquet_layout::BRONZE_UNORDERED_COLUMNS {
+                assert!(values.get(column).is_none(), "{column}: {stats}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
-//! How every Parquet file StreamReel writes is encoded: bronze appends, both
-//! silver tables, gold models and compaction all use [`writer_properties`];
-//! `view_sessions` is stored uncompressed, in small pages
-//! ([`sessions_writer_properties`]).
+//! How every Parquet file StreamReel writes is encoded: both silver tables,
+//! gold models and compaction use [`writer_properties`]; bronze appends the
+//! same without statistics for ids no reader can skip by
+//! ([`bronze_writer_properties`]); `view_sessions` is stored uncompressed, in
+//! small pages ([`sessions_writer_properties`]).
 //!
 //! Chosen from a profile of the 10M-event full build, where encoding Parquet
 //! was most of the run: a tenth of the CPU in Snappy and a third in the
@@ -48,6 +49,11 @@ pub const MEASUREMENT_COLUMNS: [&str; 6] = [
 /// Ids unique to an event or a session: no dictionary.
 pub const UNIQUE_ID_COLUMNS: [&str; 2] = ["event_id", "session_id"];
 
+/// Bronze's ids that are random or hashed: no statistics. A file's least and
+/// greatest of them span nearly the whole range, so no reader can skip a file
+/// or page by them.
+pub const BRONZE_UNORDERED_COLUMNS: [&str; 3] = ["event_id", "session_id", "user_key"];
+
 /// Opaque values (a session's packed events): no dictionary, and no
 /// statistics, which no reader could use to skip a file.
 pub const OPAQUE_COLUMNS: [&str; 1] = [crate::silver::sessions_table::PACKED_EVENTS];
@@ -84,6 +90,20 @@ pub fn writer_properties() -> WriterProperties {
     for column in OPAQUE_COLUMNS {
         builder = builder
             .set_column_dictionary_enabled(ColumnPath::from(column), false)
+            .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
+    }
+    builder.build()
+}
+
+/// The Parquet writer settings of bronze appends: [`writer_properties`]
+/// without statistics for [`BRONZE_UNORDERED_COLUMNS`]. Computing them
+/// compares every value, per page and per file; in the clean-path bench that
+/// was 0.2 µs of the 1.7-1.9 µs a partition actor spends on an event
+/// (docs/performance.md). Compaction keeps them: it runs off the ingest path.
+pub fn bronze_writer_properties() -> WriterProperties {
+    let mut builder = writer_properties().into_builder();
+    for column in BRONZE_UNORDERED_COLUMNS {
+        builder = builder
             .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
     }
     builder.build()
@@ -162,6 +182,7 @@ mod tests {
             .chain(&MEASUREMENT_COLUMNS)
             .chain(&UNIQUE_ID_COLUMNS)
             .chain(&OPAQUE_COLUMNS)
+            .chain(&BRONZE_UNORDERED_COLUMNS)
         {
             assert!(known.contains(*column), "{column} is in no table");
         }
