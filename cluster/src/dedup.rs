@@ -23,9 +23,10 @@ pub struct DedupSettings {
     pub max_ids: usize,
 }
 
-/// Ids are already 128-bit hashes, so the set hashes them by taking 64 bits.
+/// Keys that are already 128-bit hashes are hashed by taking 64 bits: the
+/// de-duplication set's ids, and the partition's cache of user keys.
 #[derive(Default)]
-struct IdHasher(u64);
+pub struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
