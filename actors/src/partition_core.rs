@@ -4,15 +4,23 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use streamreel_protocol::{CleanEvent, Rejection, UserKeyer, event_id_hash, parse_event};
+use streamreel_protocol::{CleanEvent, Rejection, UserKeyer, id_hash, parse_event};
 
 use crate::dedup::{DedupWindow, IdHasher};
 
 /// What becomes of one record. An accepted event borrows the record and the
 /// partition's user-key cache, so deciding allocates nothing.
+// Boxing the accepted event would allocate once per event; an outcome is
+// matched as soon as it is returned and never stored, so its size costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome<'a> {
-    Accepted(CleanEvent<'a>),
+    /// `id_hash` is the event id's [`id_hash`], already computed for the
+    /// de-duplication window, handed on for the checkpoint's new ids.
+    Accepted {
+        clean: CleanEvent<'a>,
+        id_hash: u128,
+    },
     Duplicate,
     Rejected(Rejection),
 }
@@ -27,7 +35,7 @@ pub struct PartitionCore {
     partition: i32,
     keyer: UserKeyer,
     dedup: DedupWindow,
-    /// Keyed by [`user_id_hash`] rather than the id itself: comparing a
+    /// Keyed by the id's [`id_hash`] rather than the id itself: comparing a
     /// stored id meant a `memcmp` through a pointer to a cold heap string for
     /// every event (7% of the clean path's profile).
     user_keys: HashMap<u128, HexKey, BuildHasherDefault<IdHasher>>,
@@ -74,24 +82,32 @@ impl PartitionCore {
             Ok(event) => event,
             Err(rejection) => return Outcome::Rejected(rejection),
         };
-        if !self.dedup.insert(event_id_hash(&event.event_id), now_us) {
+        let event_id_hash = id_hash(&event.event_id);
+        if !self.dedup.insert(event_id_hash, now_us) {
             return Outcome::Duplicate;
         }
         let kafka_partition = self.partition;
         let user_key = self.user_key(&event.user_id);
-        Outcome::Accepted(CleanEvent {
-            event,
-            user_key,
-            kafka_partition,
-            kafka_offset: offset,
-            ingested_at_us: now_us,
-        })
+        Outcome::Accepted {
+            clean: CleanEvent {
+                event,
+                user_key,
+                kafka_partition,
+                kafka_offset: offset,
+                ingested_at_us: now_us,
+            },
+            id_hash: event_id_hash,
+        }
     }
 
     /// The key lands in `current_key` so that a hit costs one map lookup.
+    ///
+    /// A cache of at most [`USER_KEY_CACHE`] ids could mistake one user for
+    /// another only if two of their 128-bit hashes collided, as unlikely as
+    /// for the de-duplication window's event ids.
     fn user_key(&mut self, user_id: &str) -> &str {
-        let id_hash = user_id_hash(user_id);
-        if let Some(hex) = self.user_keys.get(&id_hash) {
+        let user_hash = id_hash(user_id);
+        if let Some(hex) = self.user_keys.get(&user_hash) {
             self.current_key = *hex;
         } else {
             if self.user_keys.len() >= USER_KEY_CACHE {
@@ -99,17 +115,10 @@ impl PartitionCore {
             }
             self.current_key
                 .copy_from_slice(self.keyer.user_key(user_id).to_hex().as_bytes());
-            self.user_keys.insert(id_hash, self.current_key);
+            self.user_keys.insert(user_hash, self.current_key);
         }
         std::str::from_utf8(&self.current_key).expect("hex digits are ascii")
     }
-}
-
-/// A cache of at most [`USER_KEY_CACHE`] ids could mistake one user for
-/// another only if two of their 128-bit hashes collided, as unlikely as for
-/// the de-duplication window's event ids.
-fn user_id_hash(user_id: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(user_id.as_bytes())
 }
 
 #[cfg(test)]
@@ -139,13 +148,18 @@ mod tests {
     fn accepts_then_drops_the_same_id_and_rejects_garbage() {
         let mut core = core();
         let first = event("e1", "alice");
-        let Outcome::Accepted(row) = core.process(10, &first, 5) else {
+        let Outcome::Accepted {
+            clean: row,
+            id_hash,
+        } = core.process(10, &first, 5)
+        else {
             panic!("first delivery is accepted");
         };
         assert_eq!(
             (row.kafka_partition, row.kafka_offset, row.ingested_at_us),
             (2, 10, 5)
         );
+        assert_eq!(id_hash, super::id_hash("e1"));
         assert_eq!(
             row.user_key,
             UserKeyer::new(b"a-test-secret-of-16+")
@@ -169,7 +183,7 @@ mod tests {
         for n in 0..3 {
             let payload = event(&format!("e{n}"), "bob");
             match core.process(n, &payload, 0) {
-                Outcome::Accepted(row) => assert_eq!(row.user_key, fresh),
+                Outcome::Accepted { clean: row, .. } => assert_eq!(row.user_key, fresh),
                 other => panic!("{other:?}"),
             }
         }
@@ -184,7 +198,7 @@ mod tests {
             let user = users[n % users.len()];
             let payload = event(&format!("e{n}"), user);
             match core.process(n as i64, &payload, 0) {
-                Outcome::Accepted(row) => {
+                Outcome::Accepted { clean: row, .. } => {
                     assert_eq!(row.user_key, keyer.user_key(user).to_hex(), "{user:?}")
                 }
                 other => panic!("{other:?}"),
@@ -209,7 +223,7 @@ mod tests {
         assert!(at_limit.len() <= 300);
         assert!(matches!(
             core.process(2, &at_limit, 0),
-            Outcome::Accepted(_)
+            Outcome::Accepted { .. }
         ));
     }
 }

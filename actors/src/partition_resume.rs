@@ -4,7 +4,7 @@
 use streamreel_cluster::live::LiveBatch;
 use streamreel_cluster::{CheckpointIncrement, Epoch};
 use streamreel_lake::{BronzeTable, rows_to_batch};
-use streamreel_protocol::event_id_hash;
+use streamreel_protocol::id_hash;
 use streamreel_protocol::time::now_micros;
 
 use crate::checkpoint::propose_checkpoint;
@@ -101,7 +101,7 @@ pub async fn resume(
     let gap_from = checkpoint_offset.unwrap_or(-1);
     if marks.last_offset.unwrap_or(-1) > gap_from {
         for event in bronze.events_after(partition, gap_from).await? {
-            let id = event_id_hash(&event.event_id);
+            let id = id_hash(&event.event_id);
             dedup.insert(id, event.ingested_at_us);
             new_ids.push(id);
             accepted_at_us = accepted_at_us.max(event.ingested_at_us);

@@ -164,10 +164,12 @@ pub fn parse_event(bytes: &[u8]) -> Result<EngagementEvent<'_>, Rejection> {
     })
 }
 
-/// The 128-bit hash under which an `event_id` is remembered for de-duplication.
-/// At a few million ids per partition a collision is beyond astronomically unlikely.
-pub fn event_id_hash(event_id: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
+/// The 128-bit hash under which an id is remembered: an `event_id` in the
+/// de-duplication window and the checkpoint, a `user_id` in the user-key
+/// cache. At a few million ids per partition a collision is beyond
+/// astronomically unlikely.
+pub fn id_hash(id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
 }
 
 fn check_position(field: &'static str, value: f64) -> Result<(), Rejection> {

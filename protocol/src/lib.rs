@@ -25,7 +25,7 @@ pub use bronze::{BronzeRow, BronzeRowView, CleanEvent};
 pub use checkpoint::{PartitionCheckpoint, PartitionCounters};
 pub use codec::{CodecError, decode, encode};
 pub use event::{
-    EngagementEvent, EventType, OPTIONAL_MEMBERS, REQUIRED_MEMBERS, event_id_hash, parse_event,
+    EngagementEvent, EventType, OPTIONAL_MEMBERS, REQUIRED_MEMBERS, id_hash, parse_event,
 };
 pub use pseudonym::{UserKey, UserKeyer};
 pub use rejection::Rejection;

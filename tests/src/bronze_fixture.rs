@@ -59,7 +59,7 @@ pub fn accepted_rows_from(
         let next_offset = next_offsets.entry(partition).or_insert(0);
         let offset = *next_offset;
         *next_offset += 1;
-        if let Outcome::Accepted(clean) =
+        if let Outcome::Accepted { clean, .. } =
             core.process(offset, &message.payload, 1_795_478_400_000_000 + offset)
         {
             rows.entry(partition)

@@ -169,7 +169,7 @@ fn clean_path(events: u64, runtime: &tokio::runtime::Runtime) -> anyhow::Result<
         let mut core = PartitionCore::new(0, keyer.clone(), dedup());
         accepted = 0;
         for (offset, payload) in payloads.iter().enumerate() {
-            if let Outcome::Accepted(clean) = core.process(offset as i64, payload, 1) {
+            if let Outcome::Accepted { clean, .. } = core.process(offset as i64, payload, 1) {
                 accepted += 1;
                 std::hint::black_box(clean);
             }
@@ -245,7 +245,7 @@ fn actor_work(
     };
     for (offset, payload) in payloads.iter().enumerate() {
         last_offset = offset as i64;
-        if let Outcome::Accepted(clean) = core.process(last_offset, payload, 1) {
+        if let Outcome::Accepted { clean, .. } = core.process(last_offset, payload, 1) {
             let row = clean.view();
             json.clear();
             row.write_json(&mut json);

@@ -267,7 +267,7 @@ fn snapshot_size() {
             let Ok(event) = streamreel_protocol::parse_event(&message.payload) else {
                 continue;
             };
-            let id = streamreel_protocol::event_id_hash(&event.event_id);
+            let id = streamreel_protocol::id_hash(&event.event_id);
             if window.insert(id, 0) {
                 new_ids.push(id);
                 live.add(
