@@ -14,6 +14,8 @@ pub struct Record {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
+    /// The record's Kafka timestamp in milliseconds, when it has one.
+    pub timestamp_ms: Option<i64>,
     pub headers: HashMap<String, String>,
 }
 
@@ -66,6 +68,7 @@ pub fn read_topic(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> {
             offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),
             payload: message.payload().unwrap_or_default().to_vec(),
+            timestamp_ms: message.timestamp().to_millis(),
             headers,
         });
         if let Some(high) = remaining.get(&message.partition())

@@ -78,6 +78,7 @@ async fn bronze_clean_events_and_dlq_hold_exactly_what_was_sent() -> anyhow::Res
         );
         let row: BronzeRow = serde_json::from_str(&text)?;
         assert_eq!(record.key.as_deref(), Some(row.user_key.as_bytes()));
+        assert_eq!(record.timestamp_ms, Some(row.ingested_at_us / 1000));
     }
 
     // Dead letters: exactly the malformed inputs, byte for byte, each with a reason.
