@@ -171,8 +171,13 @@ impl Actor for PartitionActor {
             dedup_ids = resumed.dedup.len(),
             "partition actor resumed"
         );
-        let core = PartitionCore::new(partition, context.keyer.clone(), resumed.dedup)
-            .with_max_event_bytes(context.record_limit.saturating_sub(CLEAN_RECORD_HEADROOM));
+        let core = PartitionCore::new(
+            partition,
+            context.keyer.clone(),
+            resumed.dedup,
+            context.clean_partitions,
+        )
+        .with_max_event_bytes(context.record_limit.saturating_sub(CLEAN_RECORD_HEADROOM));
         myself.cast(PartitionMsg::Poll)?;
         Ok(PartitionState {
             last_committed: resumed.marks_offset.map(|last_offset| PartitionCheckpoint {
@@ -288,7 +293,11 @@ impl PartitionState {
             self.stats.consumed.fetch_add(1, Ordering::Relaxed);
             let now = now_micros();
             match self.core.process(offset, payload, now) {
-                Outcome::Accepted { clean, id_hash } => {
+                Outcome::Accepted {
+                    clean,
+                    id_hash,
+                    output_partition,
+                } => {
                     let row = clean.view();
                     self.batch.new_ids.push(id_hash);
                     self.batch.accepted_at_us = now;
@@ -302,6 +311,7 @@ impl PartitionState {
                         self.batch.acks.clone(),
                     )
                     .key(row.user_key)
+                    .partition(output_partition)
                     .payload(&self.json)
                     // The record's time is its `ingested_at`; given, it
                     // spares librdkafka a clock read per record.

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
+use std::num::NonZeroU32;
 
 use streamreel_protocol::{CleanEvent, Rejection, UserKeyer, id_hash, parse_event};
 
@@ -16,10 +17,12 @@ use crate::dedup::{DedupWindow, IdHasher};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome<'a> {
     /// `id_hash` is the event id's [`id_hash`], already computed for the
-    /// de-duplication window, handed on for the checkpoint's new ids.
+    /// de-duplication window, handed on for the checkpoint's new ids;
+    /// `output_partition` is the `clean-events` partition of the user's key.
     Accepted {
         clean: CleanEvent<'a>,
         id_hash: u128,
+        output_partition: i32,
     },
     Duplicate,
     Rejected(Rejection),
@@ -31,6 +34,14 @@ const USER_KEY_CACHE: usize = 100_000;
 /// A `user_key` as 32 lowercase hex digits.
 type HexKey = [u8; 32];
 
+/// What the cache keeps of a user: the key, and the output partition it maps
+/// to, worked out once per user rather than once per event.
+#[derive(Debug, Clone, Copy)]
+struct CachedUser {
+    key: HexKey,
+    output_partition: i32,
+}
+
 pub struct PartitionCore {
     partition: i32,
     keyer: UserKeyer,
@@ -38,19 +49,31 @@ pub struct PartitionCore {
     /// Keyed by the id's [`id_hash`] rather than the id itself: comparing a
     /// stored id meant a `memcmp` through a pointer to a cold heap string for
     /// every event (7% of the clean path's profile).
-    user_keys: HashMap<u128, HexKey, BuildHasherDefault<IdHasher>>,
-    current_key: HexKey,
+    user_keys: HashMap<u128, CachedUser, BuildHasherDefault<IdHasher>>,
+    current: CachedUser,
+    output_partitions: NonZeroU32,
     max_event_bytes: usize,
 }
 
 impl PartitionCore {
-    pub fn new(partition: i32, keyer: UserKeyer, dedup: DedupWindow) -> PartitionCore {
+    /// A core for input partition `partition`, whose accepted events go to
+    /// an output topic of `output_partitions` partitions.
+    pub fn new(
+        partition: i32,
+        keyer: UserKeyer,
+        dedup: DedupWindow,
+        output_partitions: NonZeroU32,
+    ) -> PartitionCore {
         PartitionCore {
             partition,
             keyer,
             dedup,
             user_keys: HashMap::with_capacity_and_hasher(USER_KEY_CACHE, Default::default()),
-            current_key: [0; 32],
+            current: CachedUser {
+                key: [0; 32],
+                output_partition: 0,
+            },
+            output_partitions,
             max_event_bytes: usize::MAX,
         }
     }
@@ -87,38 +110,51 @@ impl PartitionCore {
             return Outcome::Duplicate;
         }
         let kafka_partition = self.partition;
-        let user_key = self.user_key(&event.user_id);
+        self.look_up_user(&event.user_id);
         Outcome::Accepted {
             clean: CleanEvent {
                 event,
-                user_key,
+                user_key: std::str::from_utf8(&self.current.key).expect("hex digits are ascii"),
                 kafka_partition,
                 kafka_offset: offset,
                 ingested_at_us: now_us,
             },
             id_hash: event_id_hash,
+            output_partition: self.current.output_partition,
         }
     }
 
-    /// The key lands in `current_key` so that a hit costs one map lookup.
+    /// The user's key and output partition land in `current`, so that a hit
+    /// costs one map lookup.
     ///
     /// A cache of at most [`USER_KEY_CACHE`] ids could mistake one user for
     /// another only if two of their 128-bit hashes collided, as unlikely as
     /// for the de-duplication window's event ids.
-    fn user_key(&mut self, user_id: &str) -> &str {
+    fn look_up_user(&mut self, user_id: &str) {
         let user_hash = id_hash(user_id);
-        if let Some(hex) = self.user_keys.get(&user_hash) {
-            self.current_key = *hex;
-        } else {
-            if self.user_keys.len() >= USER_KEY_CACHE {
-                self.user_keys.clear();
-            }
-            self.current_key
-                .copy_from_slice(self.keyer.user_key(user_id).to_hex().as_bytes());
-            self.user_keys.insert(user_hash, self.current_key);
+        if let Some(user) = self.user_keys.get(&user_hash) {
+            self.current = *user;
+            return;
         }
-        std::str::from_utf8(&self.current_key).expect("hex digits are ascii")
+        if self.user_keys.len() >= USER_KEY_CACHE {
+            self.user_keys.clear();
+        }
+        let mut key = [0; 32];
+        key.copy_from_slice(self.keyer.user_key(user_id).to_hex().as_bytes());
+        self.current = CachedUser {
+            key,
+            output_partition: output_partition(&key, self.output_partitions),
+        };
+        self.user_keys.insert(user_hash, self.current);
     }
+}
+
+/// The partition librdkafka's default partitioner (`consistent_random`)
+/// gives a record with key `key`: the key's CRC-32 (zlib's) modulo the
+/// partition count. Worked out here, once per user, because librdkafka
+/// hashed every record's key again, 2% of the node's CPU.
+pub fn output_partition(key: &[u8], partitions: NonZeroU32) -> i32 {
+    (crc32fast::hash(key) % partitions.get()) as i32
 }
 
 #[cfg(test)]
@@ -133,8 +169,15 @@ mod tests {
             window: Duration::from_secs(86_400),
             max_ids: 2_000_000,
         });
-        PartitionCore::new(2, UserKeyer::new(b"a-test-secret-of-16+"), dedup)
+        PartitionCore::new(
+            2,
+            UserKeyer::new(b"a-test-secret-of-16+"),
+            dedup,
+            NonZeroU32::new(OUTPUT_PARTITIONS).unwrap(),
+        )
     }
+
+    const OUTPUT_PARTITIONS: u32 = 5;
 
     fn event(id: &str, user: &str) -> Vec<u8> {
         format!(
@@ -151,6 +194,7 @@ mod tests {
         let Outcome::Accepted {
             clean: row,
             id_hash,
+            output_partition: partition,
         } = core.process(10, &first, 5)
         else {
             panic!("first delivery is accepted");
@@ -160,6 +204,8 @@ mod tests {
             (2, 10, 5)
         );
         assert_eq!(id_hash, super::id_hash("e1"));
+        let five = NonZeroU32::new(OUTPUT_PARTITIONS).unwrap();
+        assert_eq!(partition, output_partition(row.user_key.as_bytes(), five));
         assert_eq!(
             row.user_key,
             UserKeyer::new(b"a-test-secret-of-16+")
@@ -198,11 +244,36 @@ mod tests {
             let user = users[n % users.len()];
             let payload = event(&format!("e{n}"), user);
             match core.process(n as i64, &payload, 0) {
-                Outcome::Accepted { clean: row, .. } => {
-                    assert_eq!(row.user_key, keyer.user_key(user).to_hex(), "{user:?}")
+                Outcome::Accepted {
+                    clean: row,
+                    output_partition: partition,
+                    ..
+                } => {
+                    let key = keyer.user_key(user).to_hex();
+                    assert_eq!(row.user_key, key, "{user:?}");
+                    let five = NonZeroU32::new(OUTPUT_PARTITIONS).unwrap();
+                    assert_eq!(partition, output_partition(key.as_bytes(), five));
                 }
                 other => panic!("{other:?}"),
             }
+        }
+    }
+
+    /// librdkafka hashes keys with zlib's `crc32` (CRC-32/ISO-HDLC), whose
+    /// check value is that of "123456789"; the partitions are those Python's
+    /// `zlib.crc32(key) % count` gives for these keys.
+    #[test]
+    fn output_partitions_follow_librdkafkas_default_partitioner() {
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+        let count = |n| NonZeroU32::new(n).unwrap();
+        let key = b"0123456789abcdef0123456789abcdef";
+        assert_eq!(crc32fast::hash(key), 0x7759_B50E);
+        assert_eq!(output_partition(key, count(4)), 2);
+        assert_eq!(output_partition(key, count(7)), 6);
+        assert_eq!(output_partition(key, count(12)), 10);
+        assert_eq!(output_partition(key, count(1)), 0);
+        for n in 1..=64 {
+            assert!((0..n as i32).contains(&output_partition(key, count(n))));
         }
     }
 

@@ -30,7 +30,7 @@ use deltalake::kernel::{Action, Add};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use deltalake::{DeltaTable, checkpoints, ensure_table_uri};
+use deltalake::{DeltaTable, DeltaTableBuilder, checkpoints, ensure_table_uri};
 use tracing::warn;
 
 use streamreel_protocol::{BronzeRow, BronzeRowView, PartitionCheckpoint};
@@ -223,12 +223,14 @@ impl BronzeTable {
         let path = Self::path_in(lake_dir);
         let url =
             ensure_table_uri(path.to_string_lossy()).map_err(|e| LakeError::delta(TABLE, e))?;
-        let table = DeltaTable::try_from_url(url.clone())
-            .await
-            .map_err(|e| LakeError::delta(TABLE, e))?;
-        if table.version().is_some() {
+        // Loading a location without a log makes the Delta kernel log an
+        // error on every fresh node's first start; look for the log first.
+        if let Some(table) = crate::tables::open_if_exists(&path).await? {
             return Ok(BronzeTable::new(path, table));
         }
+        let table = DeltaTableBuilder::from_url(url.clone())
+            .and_then(|builder| builder.build())
+            .map_err(|e| LakeError::delta(TABLE, e))?;
         let schema: StructType = bronze_schema()
             .as_ref()
             .try_into_kernel()

@@ -25,9 +25,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The Delta kernel logs every snapshot at info; keep ours readable.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,buoyant_kernel=warn,deltalake_core=warn,datafusion=warn".into());
+    // The Delta kernel logs every snapshot at info, and openraft its whole
+    // state at start; keep ours readable (the node logs its own leadership).
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        "info,buoyant_kernel=warn,deltalake_core=warn,datafusion=warn,openraft=warn".into()
+    });
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -54,7 +54,9 @@ pub fn accepted_rows_from(
                 window: Duration::from_secs(86_400),
                 max_ids: 4_000_000,
             });
-            PartitionCore::new(partition, keyer.clone(), dedup)
+            // The output partition is not used: the fixture writes no topic.
+            let output_partitions = std::num::NonZeroU32::MIN;
+            PartitionCore::new(partition, keyer.clone(), dedup, output_partitions)
         });
         let next_offset = next_offsets.entry(partition).or_insert(0);
         let offset = *next_offset;

@@ -1,6 +1,8 @@
 //! CPU time of a process from `/proc/<pid>/stat`, so the benchmark can say
 //! which process spent the time: the broker or the client.
 
+use std::collections::BTreeMap;
+
 /// Clock ticks per second in `/proc`: USER_HZ, fixed at 100 by the Linux ABI.
 const TICKS_PER_SECOND: f64 = 100.0;
 
@@ -12,6 +14,31 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 /// As [`cpu_seconds`], for this process.
 pub fn own_cpu_seconds() -> anyhow::Result<f64> {
     cpu_seconds(std::process::id())
+}
+
+/// CPU seconds of process `pid`'s live threads, summed by kind: the thread's
+/// name without trailing digits (librdkafka numbers its broker threads).
+/// Threads that already ended are not counted.
+pub fn cpu_seconds_by_thread_kind(pid: u32) -> anyhow::Result<BTreeMap<String, f64>> {
+    let mut kinds = BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        // A thread may end between the listing and the read.
+        let Ok(stat) = std::fs::read_to_string(task?.path().join("stat")) else {
+            continue;
+        };
+        *kinds.entry(thread_kind(&stat)?.to_string()).or_insert(0.0) += parse_stat(&stat)?;
+    }
+    Ok(kinds)
+}
+
+/// The thread's name (field 2, in parentheses) without trailing digits.
+fn thread_kind(stat: &str) -> anyhow::Result<&str> {
+    let name = stat
+        .find('(')
+        .zip(stat.rfind(')'))
+        .map(|(open, close)| &stat[open + 1..close])
+        .ok_or_else(|| anyhow::anyhow!("unexpected /proc stat: {stat}"))?;
+    Ok(name.trim_end_matches(|c: char| c.is_ascii_digit()))
 }
 
 /// Fields 14 and 15 (utime, stime) count after the command name, which is in
@@ -30,4 +57,32 @@ fn parse_stat(stat: &str) -> anyhow::Result<f64> {
     };
     // After the name, field 3 (state) is at index 0, so utime (14) is at 11.
     Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BROKER_THREAD: &str = "4242 (rdk:broker111) S 1 4242 4242 0 -1 4194368 \
+        10 0 0 0 250 31 0 0 20 0 12 0 100 0 0 18446744073709551615";
+
+    #[test]
+    fn a_thread_counts_its_user_and_system_ticks_under_its_name_without_digits() {
+        assert_eq!(thread_kind(BROKER_THREAD).unwrap(), "rdk:broker");
+        assert!((parse_stat(BROKER_THREAD).unwrap() - 2.81).abs() < 1e-9);
+    }
+
+    #[test]
+    fn names_with_spaces_and_parentheses_are_read_whole() {
+        let stat = "7 (a (b) 2) R 1 7 7 0 -1 0 0 0 0 0 5 5 0 0";
+        assert_eq!(thread_kind(stat).unwrap(), "a (b) ");
+        assert!((parse_stat(stat).unwrap() - 0.1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn this_process_has_a_thread_with_cpu() {
+        let kinds = cpu_seconds_by_thread_kind(std::process::id()).unwrap();
+        assert!(!kinds.is_empty());
+        assert!(kinds.values().all(|seconds| *seconds >= 0.0));
+    }
 }

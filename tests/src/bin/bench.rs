@@ -25,7 +25,7 @@
 //!
 //! Usage: `streamreel-bench --help`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
@@ -42,7 +42,7 @@ use streamreel_lake::{BronzeBatchBuilder, BronzeTable};
 use streamreel_protocol::UserKeyer;
 use streamreel_tests::broker::{Broker, HeaderIndex};
 use streamreel_tests::bronze_reader::{committed_count, time_to_catch_up};
-use streamreel_tests::cpu::{cpu_seconds, own_cpu_seconds};
+use streamreel_tests::cpu::{cpu_seconds, cpu_seconds_by_thread_kind, own_cpu_seconds};
 use streamreel_tests::node_process::{NodeProcess, node_config};
 use streamreel_tests::simulated;
 use streamreel_tests::topic_reader::high_watermarks;
@@ -138,6 +138,9 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The clean topic's partitions, as in the end-to-end runs.
+const CLEAN_PARTITIONS: std::num::NonZeroU32 = std::num::NonZeroU32::new(4).unwrap();
+
 fn dedup() -> DedupWindow {
     DedupWindow::new(DedupSettings {
         window_events: 1_000_000,
@@ -166,7 +169,7 @@ fn clean_path(events: u64, runtime: &tokio::runtime::Runtime) -> anyhow::Result<
 
     let mut accepted = 0u64;
     let decide = median_time(|| {
-        let mut core = PartitionCore::new(0, keyer.clone(), dedup());
+        let mut core = PartitionCore::new(0, keyer.clone(), dedup(), CLEAN_PARTITIONS);
         accepted = 0;
         for (offset, payload) in payloads.iter().enumerate() {
             if let Outcome::Accepted { clean, .. } = core.process(offset as i64, payload, 1) {
@@ -226,7 +229,7 @@ fn actor_work(
     keyer: &UserKeyer,
     mut bronze: Option<(&tokio::runtime::Runtime, &mut BronzeTable)>,
 ) -> anyhow::Result<usize> {
-    let mut core = PartitionCore::new(0, keyer.clone(), dedup());
+    let mut core = PartitionCore::new(0, keyer.clone(), dedup(), CLEAN_PARTITIONS);
     let mut rows = BronzeBatchBuilder::with_capacity(BATCH);
     let mut json = Vec::with_capacity(1024);
     let mut json_bytes = 0;
@@ -546,6 +549,7 @@ async fn node_ingest(
         events: total - warm_up,
         seconds: cpu_seconds(node.pid())? - cpu_after_warm_up,
     };
+    let threads = cpu_seconds_by_thread_kind(node.pid())?;
     node.kill9()?;
     let what = match (header_index, jobs) {
         (HeaderIndex::Added, NodeJobs::Shipped) => "streamreel node (process start to bronze)",
@@ -555,11 +559,24 @@ async fn node_ingest(
     report(what, total as u64, ingest, 38_000.0);
     cpu.report(total as u64, node_cpu)?;
     steady.report();
+    report_threads(&threads, total);
     Ok(Run {
         elapsed: ingest,
         client_us_per_event: node_cpu * 1e6 / total as f64,
         steady_us_per_event: steady.us_per_event(),
     })
+}
+
+/// The node's CPU per event by thread kind, largest first: how much went to
+/// librdkafka's own threads and how much to the runtime running the actors.
+fn report_threads(threads: &BTreeMap<String, f64>, events: i64) {
+    let mut kinds: Vec<(&String, &f64)> = threads.iter().filter(|(_, s)| **s > 0.0).collect();
+    kinds.sort_by(|a, b| b.1.total_cmp(a.1));
+    let listed: Vec<String> = kinds
+        .iter()
+        .map(|(kind, seconds)| format!("{kind} {:.2}", **seconds * 1e6 / events as f64))
+        .collect();
+    println!("   node threads, us/event: {}", listed.join(", "));
 }
 
 /// Waits until the node has committed its warm-up's worth of events to

@@ -1,8 +1,11 @@
 //! One node ingests a simulated stream: bronze, clean-events and the dead-letter
 //! topic hold exactly what they should, and no raw user id leaves the node.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
+
+use rdkafka::producer::FutureRecord;
+use streamreel_actors::kafka;
 
 use streamreel_node::simulate::MessageKind;
 use streamreel_protocol::{BronzeRow, UserKeyer, parse_event};
@@ -11,10 +14,12 @@ use streamreel_tests::broker::Broker;
 use streamreel_tests::bronze_reader::bronze_rows;
 use streamreel_tests::node_process::{NodeProcess, node_config};
 use streamreel_tests::simulated;
-use streamreel_tests::topic_reader::{high_watermarks, read_topic};
+use streamreel_tests::topic_reader::{Record, high_watermarks, read_topic};
 use streamreel_tests::wait::wait_for;
 
 use crate::support::{INPUT, assert_bronze_exact, simulate_cli, wait_until_ingested};
+
+const CLEAN: &str = "clean-events";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bronze_clean_events_and_dlq_hold_exactly_what_was_sent() -> anyhow::Result<()> {
@@ -62,7 +67,7 @@ async fn bronze_clean_events_and_dlq_hold_exactly_what_was_sent() -> anyhow::Res
     let brokers = broker.brokers();
     let (clean, dlq) = tokio::task::spawn_blocking(move || {
         anyhow::Ok((
-            read_topic(&brokers, "clean-events")?,
+            read_topic(&brokers, CLEAN)?,
             read_topic(&brokers, "video-events-dlq")?,
         ))
     })
@@ -80,6 +85,7 @@ async fn bronze_clean_events_and_dlq_hold_exactly_what_was_sent() -> anyhow::Res
         assert_eq!(record.key.as_deref(), Some(row.user_key.as_bytes()));
         assert_eq!(record.timestamp_ms, Some(row.ingested_at_us / 1000));
     }
+    assert_partitioned_as_librdkafka_would(&broker, &clean).await?;
 
     // Dead letters: exactly the malformed inputs, byte for byte, each with a reason.
     assert_eq!(dlq.len(), malformed.len());
@@ -174,8 +180,51 @@ async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result
     Ok(())
 }
 
+/// The node picks each clean record's partition itself, once per user; every
+/// record must sit where librdkafka's default partitioner puts its key, as
+/// found by producing each key once more, the default way, to a topic with as
+/// many partitions.
+async fn assert_partitioned_as_librdkafka_would(
+    broker: &Broker,
+    clean: &[Record],
+) -> anyhow::Result<()> {
+    const PROBE: &str = "partitioner-probe";
+    let brokers = broker.brokers();
+    let count = tokio::task::spawn_blocking(move || kafka::partition_ids(&brokers, CLEAN))
+        .await??
+        .len();
+    assert!(count > 1, "one partition would show nothing");
+    broker.create_topic(PROBE, count as i32).await?;
+    let producer = kafka::producer(&broker.brokers(), kafka::DEFAULT_RECORD_LIMIT)?;
+    let keys: BTreeSet<&[u8]> = clean.iter().filter_map(|r| r.key.as_deref()).collect();
+    assert_eq!(clean.iter().filter(|r| r.key.is_none()).count(), 0);
+    let mut deliveries = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(PROBE).key(*key).payload(b"");
+        let delivery = producer
+            .send_result(record)
+            .map_err(|(error, _)| anyhow::anyhow!("probe record not queued: {error}"))?;
+        deliveries.push((*key, delivery));
+    }
+    let mut partition_of_key = HashMap::new();
+    for (key, delivery) in deliveries {
+        let delivered = delivery
+            .await?
+            .map_err(|(error, _)| anyhow::anyhow!("probe record not delivered: {error}"))?;
+        partition_of_key.insert(key, delivered.partition);
+    }
+    let used: BTreeSet<i32> = partition_of_key.values().copied().collect();
+    assert!(used.len() > 1, "{} users on one partition", keys.len());
+    for record in clean {
+        let key = record.key.as_deref().expect("checked above");
+        assert_eq!(record.partition, partition_of_key[key], "key {key:?}");
+    }
+    Ok(())
+}
+
 /// A node started on a broker without its topics creates them with
-/// `kafka.default-partitions`, registers every partition and ingests them all.
+/// `kafka.default-partitions`, registers every partition and ingests them all,
+/// logging no error on the way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_creates_missing_topics_and_ingests_every_partition() -> anyhow::Result<()> {
     const EVENTS: u64 = 3_000;
@@ -188,7 +237,7 @@ async fn a_node_creates_missing_topics_and_ingests_every_partition() -> anyhow::
         node_config(1_000, 300)
     );
     let node = NodeProcess::start(&broker.brokers(), data.path(), &config, &[])?;
-    for topic in [INPUT, "clean-events", "video-events-dlq"] {
+    for topic in [INPUT, CLEAN, "video-events-dlq"] {
         let brokers = broker.brokers();
         wait_for(
             &format!("the node to create {topic}"),
@@ -217,5 +266,9 @@ async fn a_node_creates_missing_topics_and_ingests_every_partition() -> anyhow::
         .map(|row| row.partition)
         .collect();
     assert_eq!(partitions, (0..PARTITIONS as i32).collect());
+    // A first start on an empty lake and a bare broker is routine: nothing
+    // in the node's log may read as an error.
+    let log = node.log();
+    assert!(!log.contains(" ERROR "), "{log}");
     Ok(())
 }
