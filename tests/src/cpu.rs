@@ -58,31 +58,3 @@ fn parse_stat(stat: &str) -> anyhow::Result<f64> {
     // After the name, field 3 (state) is at index 0, so utime (14) is at 11.
     Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const BROKER_THREAD: &str = "4242 (rdk:broker111) S 1 4242 4242 0 -1 4194368 \
-        10 0 0 0 250 31 0 0 20 0 12 0 100 0 0 18446744073709551615";
-
-    #[test]
-    fn a_thread_counts_its_user_and_system_ticks_under_its_name_without_digits() {
-        assert_eq!(thread_kind(BROKER_THREAD).unwrap(), "rdk:broker");
-        assert!((parse_stat(BROKER_THREAD).unwrap() - 2.81).abs() < 1e-9);
-    }
-
-    #[test]
-    fn names_with_spaces_and_parentheses_are_read_whole() {
-        let stat = "7 (a (b) 2) R 1 7 7 0 -1 0 0 0 0 0 5 5 0 0";
-        assert_eq!(thread_kind(stat).unwrap(), "a (b) ");
-        assert!((parse_stat(stat).unwrap() - 0.1).abs() < 1e-9);
-    }
-
-    #[test]
-    fn this_process_has_a_thread_with_cpu() {
-        let kinds = cpu_seconds_by_thread_kind(std::process::id()).unwrap();
-        assert!(!kinds.is_empty());
-        assert!(kinds.values().all(|seconds| *seconds >= 0.0));
-    }
-}
