@@ -216,7 +216,8 @@ impl<'a> Reader<'a> {
 }
 
 /// Whether `byte` ends a plain string: its closing quote, or what the fast
-/// reader leaves to serde_json (an escape, a control character).
+/// reader leaves to serde_json (an escape, a control character). These are
+/// also exactly the bytes a JSON writer must escape.
 fn is_special(byte: u8) -> bool {
     byte == b'"' || byte == b'\\' || byte < 0x20
 }
@@ -229,7 +230,7 @@ fn is_special(byte: u8) -> bool {
 /// and `(x - 0x01..) & !x & 0x80..` sets the high bit of zero bytes (and of
 /// bytes below 0x20 with `0x20..`). A borrow can also flag a byte above a
 /// flagged one, never below, so the lowest flag is exact.
-fn first_special(bytes: &[u8]) -> Option<usize> {
+pub(crate) fn first_special(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x;
