@@ -1,4 +1,3 @@
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use streamreel_cluster::ClusterMember;
@@ -19,9 +18,6 @@ pub struct IngestContext {
     pub producer: OutputProducer,
     /// The largest record the output topics take (bytes).
     pub record_limit: usize,
-    /// The clean topic's partition count when the node started: each user's
-    /// records go where librdkafka's default partitioner would put them.
-    pub clean_partitions: NonZeroU32,
     pub stats: IngestStats,
     /// This node's cluster member: its replica of the state, and where checkpoints go.
     pub cluster: ClusterMember,

@@ -4,6 +4,7 @@
 //! (non-idempotent, non-transactional) producers, manual partition assignment.
 
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -230,6 +231,15 @@ pub fn partition_ids(brokers: &str, topic: &str) -> Result<Vec<i32>, ActorError>
         });
     }
     Ok(ids)
+}
+
+/// How many partitions `topic` has, read from the broker on a blocking thread.
+pub async fn partition_count(brokers: &str, topic: &str) -> Result<NonZeroU32, ActorError> {
+    let (brokers, topic) = (brokers.to_string(), topic.to_string());
+    let ids = tokio::task::spawn_blocking(move || partition_ids(&brokers, &topic))
+        .await
+        .map_err(ActorError::Task)??;
+    Ok(NonZeroU32::new(ids.len() as u32).expect("partition_ids answers at least one partition"))
 }
 
 /// Whether the brokers answer a metadata request within `timeout`. Blocking.

@@ -138,6 +138,10 @@ impl Actor for PartitionActor {
             context,
         } = args;
         let resumed = resume(partition, epoch, &context).await?;
+        // Read at every start, so that a restart after failed deliveries (the
+        // topic recreated with fewer partitions) or a move picks up the count.
+        let clean_partitions =
+            kafka::partition_count(&context.kafka.brokers, &context.kafka.clean_topic).await?;
         let stats = context.stats.partition(partition);
         let (start, range) = (resumed.start, resumed.range);
         if start.skipped > 0 {
@@ -167,6 +171,7 @@ impl Actor for PartitionActor {
             partition,
             epoch,
             start = start.offset,
+            clean_partitions = clean_partitions.get(),
             replayed = resumed.replayed,
             dedup_ids = resumed.dedup.len(),
             "partition actor resumed"
@@ -175,7 +180,7 @@ impl Actor for PartitionActor {
             partition,
             context.keyer.clone(),
             resumed.dedup,
-            context.clean_partitions,
+            clean_partitions,
         )
         .with_max_event_bytes(context.record_limit.saturating_sub(CLEAN_RECORD_HEADROOM));
         myself.cast(PartitionMsg::Poll)?;

@@ -6,7 +6,6 @@
 //! error when one of its components dies.
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -195,7 +194,6 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         None => Ok(None),
         Some(BrokersReady {
             record_limit,
-            clean_partitions,
             producer,
         }) => {
             let context = Arc::new(IngestContext {
@@ -206,7 +204,6 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
                 keyer,
                 producer: producer.clone(),
                 record_limit,
-                clean_partitions,
                 stats: stats.clone(),
                 cluster: member.clone(),
             });
@@ -280,14 +277,12 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
 /// What ingest learns from the brokers before it starts.
 struct BrokersReady {
     record_limit: usize,
-    clean_partitions: NonZeroU32,
     producer: OutputProducer,
 }
 
-/// Creates the missing topics and learns the topics' record limit and the
-/// clean topic's partition count, trying again with backoff while the
-/// brokers are unreachable, so that a node started before its brokers waits
-/// for them instead of exiting.
+/// Creates the missing topics and learns the output topics' record limit,
+/// trying again with backoff while the brokers are unreachable, so that a
+/// node started before its brokers waits for them instead of exiting.
 async fn connect_to_brokers(config: &NodeConfig) -> BrokersReady {
     let settings = &config.kafka;
     let mut backoff = Duration::from_secs(1);
@@ -315,27 +310,14 @@ async fn connect_to_brokers(config: &NodeConfig) -> BrokersReady {
                 &[&settings.clean_topic, &settings.dlq_topic],
             )
             .await?;
-            let brokers = settings.brokers.clone();
-            let clean = settings.clean_topic.clone();
-            let clean_ids =
-                tokio::task::spawn_blocking(move || kafka::partition_ids(&brokers, &clean))
-                    .await
-                    .map_err(streamreel_actors::ActorError::Task)??;
-            let clean_partitions = NonZeroU32::new(clean_ids.len() as u32)
-                .expect("partition_ids answers at least one partition");
             Ok::<_, streamreel_actors::ActorError>(BrokersReady {
                 record_limit: limit,
-                clean_partitions,
                 producer: output_producer(&settings.brokers, limit)?,
             })
         };
         match attempt.await {
             Ok(ready) => {
-                info!(
-                    record_limit = ready.record_limit,
-                    clean_partitions = ready.clean_partitions.get(),
-                    "kafka brokers ready"
-                );
+                info!(record_limit = ready.record_limit, "kafka brokers ready");
                 warn_on_long_dlq_retention(settings).await;
                 return ready;
             }
