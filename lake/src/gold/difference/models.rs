@@ -188,12 +188,17 @@ impl Totals {
         Some(Some(self))
     }
 
+    // Sums read back from a stored average and updated by difference drift
+    // in the last bits, so they are held to the bounds every full build
+    // meets: a watch time of a few hundredths of a nanosecond below zero, or
+    // an average of 100.00000000000001, would fail the data tests and stop
+    // every later run publishing.
     fn watch_hours(&self) -> f64 {
-        self.watch_s / 3600.0
+        (self.watch_s / 3600.0).max(0.0)
     }
 
     fn avg_pct_watched(&self) -> f64 {
-        self.pct_watched / self.sessions as f64
+        (self.pct_watched / self.sessions as f64).clamp(0.0, 100.0)
     }
 
     fn completion_rate(&self) -> f64 {
@@ -624,4 +629,39 @@ fn floats(values: impl Iterator<Item = f64>) -> ArrayRef {
 
 fn texts<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
     Arc::new(values.collect::<StringArray>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(watch_s: f64, pct_watched: f64) -> SessionRow {
+        SessionRow {
+            user_key: "u".into(),
+            video_id: "v".into(),
+            genre: None,
+            creator: None,
+            region: "EU".into(),
+            day: 1,
+            watch_s,
+            exit_position_s: 0.0,
+            duration_s: 100.0,
+            pct_watched,
+            completed: false,
+        }
+    }
+
+    #[test]
+    fn totals_updated_by_difference_stay_within_what_a_full_build_gives() {
+        // Sessions of 100, 100 and 78.87233511355132 % stored as their mean;
+        // the last one leaving must give exactly 100, not 100.00000000000001.
+        let mut totals = Totals::read_back(3, 1, 0.0, 92.95744503785045, 0.0);
+        totals.apply(-1, &session(0.0, 78.87233511355132));
+        assert_eq!(totals.avg_pct_watched(), 100.0);
+        // Watch times 0, 0.1 and 0.7 s: without the last two, none is left.
+        let mut totals = Totals::read_back(3, 1, 0.7999999999999999 / 3600.0, 0.0, 0.0);
+        totals.apply(-1, &session(0.7, 0.0));
+        totals.apply(-1, &session(0.1, 0.0));
+        assert_eq!(totals.watch_hours(), 0.0);
+    }
 }
