@@ -16,7 +16,11 @@ pub enum ActorError {
     ProducerGone,
     #[error("cannot start the producer's delivery-report thread: {0}")]
     DeliveryThread(#[source] std::io::Error),
-    #[error("partition {partition}: epoch {epoch} is fenced by epoch {found} in bronze")]
+    #[error(
+        "partition {partition}: epoch {epoch} is fenced by epoch {found} in bronze (a newer owner \
+         took it; if this cluster's Raft state was started afresh over an older cluster's lake, \
+         every partition stays fenced: see docs/cluster.md)"
+    )]
     Fenced {
         partition: i32,
         epoch: u64,

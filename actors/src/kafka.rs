@@ -75,6 +75,27 @@ pub fn partition_consumer(
     Ok(consumer)
 }
 
+/// The value of the record at `offset`, read by a consumer of its own; `None`
+/// when the first record there is a later one (the offset compacted away).
+pub async fn record_at(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<Option<Vec<u8>>, ActorError> {
+    let consumer = partition_consumer(brokers, group, topic, partition, Offset::Offset(offset))?;
+    let message = tokio::time::timeout(METADATA_TIMEOUT, consumer.recv())
+        .await
+        .map_err(|_| ActorError::Topic {
+            topic: topic.to_string(),
+            reason: format!(
+                "no record of partition {partition} at offset {offset} within {METADATA_TIMEOUT:?}"
+            ),
+        })??;
+    Ok((message.offset() == offset).then(|| message.payload().unwrap_or_default().to_vec()))
+}
+
 /// Whether a consumer error is one librdkafka recovers from by itself: a lost
 /// connection, every broker down, a name that did not resolve, a leader
 /// moving. The consumer keeps its position and fetches again once it can, so

@@ -137,11 +137,13 @@ impl Actor for PartitionActor {
             epoch,
             context,
         } = args;
-        let resumed = resume(partition, epoch, &context).await?;
         // Read at every start, so that a restart after failed deliveries (the
         // topic recreated with fewer partitions) or a move picks up the count.
+        // Read before resuming: a start that fails here (the topic deleted)
+        // then adds no bronze version and no Raft entry at each restart.
         let clean_partitions =
             kafka::partition_count(&context.kafka.brokers, &context.kafka.clean_topic).await?;
+        let resumed = resume(partition, epoch, &context).await?;
         let stats = context.stats.partition(partition);
         let (start, range) = (resumed.start, resumed.range);
         if start.skipped > 0 {
@@ -210,9 +212,18 @@ impl Actor for PartitionActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             PartitionMsg::Poll => {
-                state.consume_batch().await?;
-                if state.commit_due() {
-                    state.commit().await?;
+                if let Err(error) = state.poll().await {
+                    // ractor skips `post_stop` after a failed handler, so a
+                    // stop that came during this commit would not learn the
+                    // batch was lost; the supervisor clears the flag when a
+                    // shutdown begins.
+                    if state.batch.last_offset.is_some() {
+                        state
+                            .stats
+                            .uncommitted_at_stop
+                            .store(true, Ordering::SeqCst);
+                    }
+                    return Err(error.into());
                 }
                 myself.cast(PartitionMsg::Poll)?;
             }
@@ -253,6 +264,15 @@ impl Actor for PartitionActor {
 }
 
 impl PartitionState {
+    /// One round: consume, then commit if the batch is due.
+    async fn poll(&mut self) -> Result<(), ActorError> {
+        self.consume_batch().await?;
+        if self.commit_due() {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
     /// Consumes until the batch is full or its commit interval has passed.
     async fn consume_batch(&mut self) -> Result<(), ActorError> {
         let settings = self.context.ingest;

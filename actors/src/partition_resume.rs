@@ -12,7 +12,11 @@ use crate::context::IngestContext;
 use crate::dedup::DedupWindow;
 use crate::error::ActorError;
 use crate::kafka;
-use crate::start_position::{Start, start_position};
+use crate::start_position::{Start, same_record, start_position};
+
+/// How many offsets before bronze's last one [`check_same_log`] looks back
+/// for an accepted event to compare: nearly every record is one.
+const SAME_LOG_LOOKBACK: i64 = 1_000;
 
 /// What resuming a partition found and built.
 pub struct Resumed {
@@ -80,6 +84,9 @@ pub async fn resume(
         range,
         context.kafka.on_missing_offsets,
     )?;
+    if let Some(last_offset) = marks.last_offset {
+        check_same_log(partition, last_offset, range, &mut bronze, context).await?;
+    }
     let (checkpoint_offset, mut dedup) = {
         let applied = context.cluster.view.read();
         let Some(state) = applied.state.partition(partition) else {
@@ -136,4 +143,40 @@ pub async fn resume(
         dedup,
         replayed,
     })
+}
+
+/// Compares bronze's newest event still on the broker with the broker's
+/// record at its offset, so that a recreated input topic whose log has grown
+/// past bronze's offset stops the partition instead of being read from there.
+/// Nothing to compare (no accepted event near the end, or its record deleted
+/// or compacted away) passes.
+async fn check_same_log(
+    partition: i32,
+    last_offset: i64,
+    (low, _): (i64, i64),
+    bronze: &mut BronzeTable,
+    context: &IngestContext,
+) -> Result<(), ActorError> {
+    let recent = bronze
+        .events_after(partition, last_offset - SAME_LOG_LOOKBACK)
+        .await?;
+    let Some(newest) = recent
+        .iter()
+        .rev()
+        .find(|event| (low..=last_offset).contains(&event.kafka_offset))
+    else {
+        return Ok(());
+    };
+    let record = kafka::record_at(
+        &context.kafka.brokers,
+        &context.kafka.consumer_group,
+        &context.kafka.input_topic,
+        partition,
+        newest.kafka_offset,
+    )
+    .await?;
+    if let Some(record) = record {
+        same_record(partition, newest.kafka_offset, &newest.event_id, &record)?;
+    }
+    Ok(())
 }

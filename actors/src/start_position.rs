@@ -1,6 +1,7 @@
 //! Where a partition starts reading, decided from what bronze committed and
 //! what the broker still holds. Pure, so every case is unit-tested.
 
+use streamreel_protocol::parse_event;
 use thiserror::Error;
 
 /// What to do when the offset bronze expects next is gone from the broker
@@ -46,6 +47,19 @@ pub enum MissingOffsets {
         low: i64,
         high: i64,
     },
+    #[error(
+        "partition {partition}: the broker's record at offset {offset} is not the event bronze \
+         ingested there (event_id {in_bronze:?} in bronze, {on_broker:?} on the broker): the \
+         topic was recreated or replaced and its new log has grown past bronze's offset; reading \
+         on would skip the new log's earlier records, so the partition stays stopped"
+    )]
+    Replaced {
+        partition: i32,
+        offset: i64,
+        in_bronze: String,
+        /// `None` when the broker's record is not a valid event.
+        on_broker: Option<String>,
+    },
 }
 
 /// Decides where `partition` starts. `committed` is the last offset bronze
@@ -87,6 +101,27 @@ pub fn start_position(
         OnMissingOffsets::ResumeAtEarliest => Ok(Start {
             offset: low,
             skipped: low - expected,
+        }),
+    }
+}
+
+/// Whether `on_broker`, the broker's record at `offset`, is the event bronze
+/// ingested from that offset (`in_bronze`, its `event_id`). Offsets alone
+/// cannot tell a recreated topic once its new log has grown past bronze's
+/// offset; a record bronze accepted once parses to the same event again.
+pub fn same_record(
+    partition: i32,
+    offset: i64,
+    in_bronze: &str,
+    on_broker: &[u8],
+) -> Result<(), MissingOffsets> {
+    match parse_event(on_broker) {
+        Ok(event) if event.event_id == in_bronze => Ok(()),
+        parsed => Err(MissingOffsets::Replaced {
+            partition,
+            offset,
+            in_bronze: in_bronze.to_string(),
+            on_broker: parsed.ok().map(|event| event.event_id.into_owned()),
         }),
     }
 }
@@ -160,5 +195,37 @@ mod tests {
             start_position(1, Some(19), (0, 20), Fail).map(|s| s.offset),
             Ok(20)
         );
+    }
+
+    #[test]
+    fn a_record_is_the_same_only_if_it_is_the_event_bronze_holds() {
+        let record = |id: &str| {
+            format!(
+                r#"{{"event_id":"{id}","session_id":"s","user_id":"u","video_id":"v",
+                "event_type":"play","position_s":0,"event_time":"2026-11-24T07:00:00Z","region":"eu"}}"#
+            )
+        };
+        assert_eq!(same_record(2, 7, "e1", record("e1").as_bytes()), Ok(()));
+        let error = same_record(2, 7, "e1", record("e9").as_bytes()).unwrap_err();
+        assert_eq!(
+            error,
+            MissingOffsets::Replaced {
+                partition: 2,
+                offset: 7,
+                in_bronze: "e1".into(),
+                on_broker: Some("e9".into())
+            }
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("partition 2") && text.contains("offset 7") && text.contains("recreated")
+        );
+        assert!(matches!(
+            same_record(2, 7, "e1", b"not json"),
+            Err(MissingOffsets::Replaced {
+                on_broker: None,
+                ..
+            })
+        ));
     }
 }

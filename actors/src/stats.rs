@@ -44,7 +44,9 @@ pub struct PartitionStats {
     /// Why the partition's last actor ended, or the consumer error it is
     /// waiting out, until it commits again.
     pub last_error: Mutex<Option<String>>,
-    /// Set when a stop could not commit the batch in hand.
+    /// Set when an actor ended without committing the batch in hand (its stop
+    /// or its last round failed); cleared when a shutdown begins, so that
+    /// afterwards it names the partitions whose stop lost a batch.
     pub uncommitted_at_stop: AtomicBool,
     /// Rejected records by [`Rejection::kind`](streamreel_protocol::Rejection::kind).
     pub rejected_by_kind: Mutex<BTreeMap<&'static str, u64>>,
@@ -105,6 +107,12 @@ impl IngestStats {
     pub fn partition(&self, partition: i32) -> Arc<PartitionStats> {
         let mut partitions = self.partitions.lock().expect("stats lock");
         partitions.entry(partition).or_default().clone()
+    }
+
+    /// The partition's stats if an actor of it ran here, without creating them.
+    pub fn get(&self, partition: i32) -> Option<Arc<PartitionStats>> {
+        let partitions = self.partitions.lock().expect("stats lock");
+        partitions.get(&partition).cloned()
     }
 
     pub fn snapshot(&self) -> Vec<(i32, Arc<PartitionStats>)> {

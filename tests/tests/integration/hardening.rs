@@ -530,5 +530,39 @@ async fn a_recreated_topic_never_moves_offsets_backwards() -> anyhow::Result<()>
     );
     assert!(node.is_running(), "the other partitions and the node go on");
     assert!(node.stop(Duration::from_secs(60))?.success());
+    drop(second);
+
+    // Recreated again, now with more records than bronze has read: offsets
+    // alone would resume past the new log's first 2,000 records. The record
+    // at bronze's newest offset is another event, so the partition stops.
+    let (third, _) = broker_with_events(1, 3_000, 33).await?;
+    let mut node = NodeProcess::start(&third.brokers(), data.path(), &config, &[])?;
+    let url = admin_url(&node).await?;
+    let error = poll_every(
+        POLL,
+        "the partition to say why it stopped",
+        Duration::from_secs(60),
+        || {
+            let url = url.clone();
+            async move {
+                let status = status(&url)?;
+                Ok(status["ingest"][0]["last_error"]
+                    .as_str()
+                    .map(str::to_string))
+            }
+        },
+    )
+    .await
+    .map_err(|e| e.context(node.log()))?;
+    assert!(
+        error.contains("partition 0") && error.contains("not the event bronze ingested"),
+        "{error}"
+    );
+    assert_eq!(
+        bronze_rows(data.path()).await?.len(),
+        rows,
+        "nothing read from the new log"
+    );
+    assert!(node.stop(Duration::from_secs(60))?.success());
     Ok(())
 }
