@@ -14,10 +14,10 @@ use streamreel_protocol::time::now_micros;
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct BrokerState {
-    /// `None` until the first check.
+    /// `None` until the first check, as is `checked_at_ms`.
     pub reachable: Option<bool>,
     pub error: Option<String>,
-    pub checked_at_ms: i64,
+    pub checked_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -39,7 +39,7 @@ impl BrokerHealth {
         }
         state.reachable = Some(reachable);
         state.error = result.err();
-        state.checked_at_ms = now_micros() / 1_000;
+        state.checked_at_ms = Some(now_micros() / 1_000);
     }
 }
 

@@ -168,7 +168,7 @@ async fn run_node(args: NodeArgs, shutdown: CancellationToken) -> anyhow::Result
         lake: args.lake,
         demo: args.demo,
     };
-    let config = load_config(&args.config, &overrides, EnvSecrets::from_process())?;
+    let config = load_config(&args.config, &overrides, EnvSecrets::from_process()?)?;
     node::run_node(config, shutdown).await?;
     Ok(())
 }

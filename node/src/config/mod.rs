@@ -79,6 +79,8 @@ pub enum ConfigError {
          '~'): an HTTP header cannot carry it, so every request with it would be refused"
     )]
     TokenNotAscii { which: &'static str, from: String },
+    #[error("environment variable {var} is set but is not UTF-8")]
+    EnvNotUnicode { var: &'static str },
 }
 
 /// Flags given on the command line; each one set overrides the file.
@@ -210,12 +212,26 @@ pub struct EnvSecrets {
 }
 
 impl EnvSecrets {
-    pub fn from_process() -> EnvSecrets {
-        EnvSecrets {
-            user_key_secret: std::env::var(SECRET_ENV).ok(),
-            cluster_token: std::env::var(CLUSTER_TOKEN_ENV).ok(),
-            admin_token: std::env::var(ADMIN_TOKEN_ENV).ok(),
-        }
+    pub fn from_process() -> Result<EnvSecrets, ConfigError> {
+        EnvSecrets::from_lookup(|name| std::env::var(name))
+    }
+
+    /// A variable that is set but not UTF-8 is an error, not unset: read as
+    /// unset, a bad admin token would leave the admin API open and a bad
+    /// secret would quietly lose to the secret file.
+    fn from_lookup(
+        lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
+    ) -> Result<EnvSecrets, ConfigError> {
+        let read = |var: &'static str| match lookup(var) {
+            Ok(value) => Ok(Some(value)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::EnvNotUnicode { var }),
+        };
+        Ok(EnvSecrets {
+            user_key_secret: read(SECRET_ENV)?,
+            cluster_token: read(CLUSTER_TOKEN_ENV)?,
+            admin_token: read(ADMIN_TOKEN_ENV)?,
+        })
     }
 }
 
@@ -804,5 +820,81 @@ uri = "/srv/lake"
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
         assert!(text.contains("<redacted>"));
+    }
+
+    #[test]
+    fn an_environment_variable_that_is_not_utf8_is_an_error_not_unset() {
+        use std::env::VarError;
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let lookup = |bad: &'static str| {
+            move |name: &str| {
+                if name == bad {
+                    Err(VarError::NotUnicode(OsString::from_vec(vec![0x61, 0xff])))
+                } else if name == SECRET_ENV {
+                    Ok(SECRET.to_string())
+                } else {
+                    Err(VarError::NotPresent)
+                }
+            }
+        };
+        for var in [SECRET_ENV, CLUSTER_TOKEN_ENV, ADMIN_TOKEN_ENV] {
+            let error = EnvSecrets::from_lookup(lookup(var))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(var) && error.contains("not UTF-8"),
+                "{error}"
+            );
+        }
+        let env = EnvSecrets::from_lookup(lookup("UNRELATED")).unwrap();
+        assert_eq!(env.user_key_secret.as_deref(), Some(SECRET));
+        assert_eq!(env.admin_token, None, "unset stays unset");
+    }
+
+    #[test]
+    fn empty_paths_are_refused_by_their_key() {
+        let error = parse("[node]\ndata-dir = \"\"\n").unwrap_err().to_string();
+        assert!(
+            error.contains("`node.data-dir`") && error.contains("empty"),
+            "{error}"
+        );
+        let error = parse("[lake]\nuri = \"\"\n").unwrap_err().to_string();
+        assert!(
+            error.contains("`lake.uri`") && error.contains("empty"),
+            "{error}"
+        );
+        let member = Overrides {
+            node_id: Some(2),
+            ..Overrides::default()
+        };
+        let env = EnvSecrets {
+            cluster_token: Some("t0ken".into()),
+            ..env(SECRET)
+        };
+        let text = THREE.replace("data-dir = \"/srv/two\"", "data-dir = \"\"");
+        let error = load(&text, member.clone(), env.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`cluster.node.data-dir`"), "{error}");
+        for (overrides, key) in [
+            (
+                Overrides {
+                    data_dir: Some(PathBuf::new()),
+                    ..member.clone()
+                },
+                "`--data-dir`",
+            ),
+            (
+                Overrides {
+                    lake: Some(PathBuf::new()),
+                    ..member
+                },
+                "`--lake`",
+            ),
+        ] {
+            let error = load(THREE, overrides, env.clone()).unwrap_err().to_string();
+            assert!(error.contains(key) && error.contains("empty"), "{error}");
+        }
     }
 }

@@ -369,16 +369,29 @@ pub(super) fn validate(
     if !demo && (members.len() > 1 || exposed) && cluster_token.is_none() {
         return Err(ConfigError::MissingClusterToken);
     }
+    let data_dir_key = if overrides.data_dir.is_some() {
+        "--data-dir"
+    } else if member_data_dir.is_some() {
+        "cluster.node.data-dir"
+    } else {
+        "node.data-dir"
+    };
     let data_dir = overrides
         .data_dir
         .clone()
         .or(member_data_dir)
         .or(raw.node.data_dir)
         .unwrap_or_else(|| PathBuf::from("data/node-1"));
+    non_empty_path(&data_dir, data_dir_key)?;
     if members.len() > 1 && overrides.lake.is_none() && raw.lake.uri.is_none() {
         return Err(ConfigError::UnsharedLake {
             members: members.len(),
         });
+    }
+    if let Some(lake) = &overrides.lake {
+        non_empty_path(lake, "--lake")?;
+    } else if let Some(uri) = &raw.lake.uri {
+        non_empty_path(uri, "lake.uri")?;
     }
     let lake_dir = overrides
         .lake
@@ -454,9 +467,17 @@ pub(super) fn validate(
     })
 }
 
-/// `value` within `min..=max`, else an error naming `key`, the range and the
-/// value. Upper bounds keep every duration and size far from overflow, and
-/// refuse values that can only be typing mistakes.
+/// An empty path would put the node's files in the working directory.
+fn non_empty_path(path: &Path, key: &'static str) -> Result<(), ConfigError> {
+    if path.as_os_str().is_empty() {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: "must not be empty".to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// `value` of `key` is at least that of `other`, a setting it depends on.
 fn not_below(
     (key, value): (&'static str, u64),
@@ -471,6 +492,9 @@ fn not_below(
     })
 }
 
+/// `value` within `min..=max`, else an error naming `key`, the range and the
+/// value. Upper bounds keep every duration and size far from overflow, and
+/// refuse values that can only be typing mistakes.
 fn within<T: PartialOrd + std::fmt::Display>(
     key: &'static str,
     value: T,

@@ -33,7 +33,7 @@ async fn snapshot(state: &AppState) -> MetricsSnapshot {
             .state
             .partitions()
             .filter(|(_, p)| p.owner == Some(member.id))
-            .map(|(partition, p)| (partition, p.checkpoint.map(|c| c.at_ms)))
+            .map(|(partition, p)| (partition, p.checkpoint))
             .collect();
         let jobs = job_figures(applied.state.jobs().map(|run| {
             let duration = run
@@ -48,9 +48,18 @@ async fn snapshot(state: &AppState) -> MetricsSnapshot {
         .await;
     let partitions = owned
         .into_iter()
-        .map(|(partition, checkpoint_at_ms)| {
-            let stats = state.stats.partition(partition);
-            let committed_offset = stats.committed_offset.load(Relaxed);
+        .map(|(partition, checkpoint)| {
+            // Not `partition()`, which would list an actor that never ran
+            // here in `/admin/status`'s `ingest`.
+            let stats = state.stats.get(partition).unwrap_or_default();
+            // The replicated checkpoint is what bronze holds when this node's
+            // actor has not committed yet (it is resuming, or stopped by
+            // `on-missing-offsets = "fail"`, or ran here in an earlier
+            // ownership); the actor's own figure is ahead of it between a
+            // bronze commit and its checkpoint.
+            let committed_offset = checkpoint
+                .map_or(-1, |c| c.last_offset)
+                .max(stats.committed_offset.load(Relaxed));
             PartitionFigures {
                 partition,
                 consumed: stats.consumed.load(Relaxed),
@@ -68,7 +77,7 @@ async fn snapshot(state: &AppState) -> MetricsSnapshot {
                     .iter()
                     .find(|(p, _)| *p == partition)
                     .map(|(_, high)| (high - committed_offset - 1).max(0)),
-                checkpoint_age_s: checkpoint_at_ms.map(|at| (now_ms - at).max(0) as f64 / 1e3),
+                checkpoint_age_s: checkpoint.map(|c| (now_ms - c.at_ms).max(0) as f64 / 1e3),
                 restarts: stats.restarts.load(Relaxed),
                 commit_retries: stats.commit_retries.load(Relaxed),
                 consumer_errors: stats.consumer_errors.load(Relaxed),
