@@ -50,7 +50,16 @@ impl FailureDetector {
         if now_ms < *last {
             return; // a late answer says nothing newer
         }
+        // A member silent for the failover time (dead, restarted, frozen)
+        // says nothing of the brokers meanwhile: its unbroken run of reaching
+        // them starts again. Otherwise a member back during a broker outage
+        // for everyone, answering from before its first check, would count
+        // as the one steady member and draw every partition to itself.
+        let was_silent = now_ms - *last >= self.failover_after_ms;
         *last = now_ms;
+        if was_silent {
+            self.reaching_since_ms.remove(&node);
+        }
         self.reaches_brokers.insert(node, reaches_brokers);
         if reaches_brokers {
             self.last_reached_ms.insert(node, now_ms);
@@ -178,6 +187,35 @@ mod tests {
         // A member that is silent as well is still down.
         detector.heard_from(1, 21_000, false);
         assert_eq!(detector.can_ingest(&members, 22_500), [1].into());
+    }
+
+    #[test]
+    fn a_member_back_during_a_broker_outage_is_not_the_steady_one() {
+        let members: BTreeSet<NodeId> = [1, 2, 3].into();
+        let mut detector = FailureDetector::new(2_000, 0);
+        // All reach the brokers until 20 s; member 3 then goes silent, and
+        // from 21 s no member reaches them.
+        for now in (1_000..=40_000).step_by(1_000) {
+            detector.heard_from(1, now, now <= 20_000);
+            detector.heard_from(2, now, now <= 20_000);
+            if now <= 20_000 {
+                detector.heard_from(3, now, true);
+            }
+        }
+        // Member 3 restarts and answers before its first broker check.
+        detector.heard_from(3, 40_500, true);
+        assert_eq!(detector.can_ingest(&members, 40_600), members);
+        // Its answers count as reaching only from 40.5 s on.
+        for now in (41_000..=50_000).step_by(1_000) {
+            detector.heard_from(1, now, false);
+            detector.heard_from(2, now, false);
+            detector.heard_from(3, now, true);
+            assert_eq!(detector.can_ingest(&members, now), members, "at {now}");
+        }
+        detector.heard_from(1, 50_500, false);
+        detector.heard_from(2, 50_500, false);
+        detector.heard_from(3, 50_500, true);
+        assert_eq!(detector.can_ingest(&members, 50_600), [3].into());
     }
 
     #[test]

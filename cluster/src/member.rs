@@ -17,7 +17,7 @@ use crate::error::ClusterError;
 use crate::failure::FailureDetector;
 use crate::log_store::LogStore;
 use crate::network::{HttpNetwork, PeerClient, paths};
-use crate::removal::{MembershipSeen, is_removed};
+use crate::removal::{MembershipSeen, removed_at};
 use crate::sm_store::{ClusterView, StateMachineStore};
 use crate::state::StateSettings;
 use crate::types::{Command, CommandResult, Member, NodeId, Raft};
@@ -74,6 +74,9 @@ pub struct ClusterMember {
     was_member: Arc<AtomicBool>,
     /// Whether this member learnt it was removed (see [`crate::removal`]).
     removed: Arc<watch::Sender<bool>>,
+    /// The log index of the membership that removed this member, while it
+    /// stands (see [`removed_at`]).
+    removed_at: Arc<Mutex<Option<u64>>>,
     clock: Instant,
 }
 
@@ -148,6 +151,7 @@ impl ClusterMember {
             configured: Arc::default(),
             was_member: Arc::default(),
             removed: Arc::new(watch::Sender::new(false)),
+            removed_at: Arc::default(),
             clock,
         })
     }
@@ -488,10 +492,12 @@ impl ClusterMember {
             self.was_member.store(true, Ordering::Relaxed);
         }
         let was_member = self.was_member.load(Ordering::Relaxed);
-        // For good: a removed member is added back only with an empty data
-        // dir (add-node refuses one holding Raft state), so the others
-        // falling silent later must not make it take its partitions again.
-        let removed = self.is_removed() || is_removed(self.id, was_member, &own, others);
+        let removal = {
+            let mut known = self.removed_at.lock().expect("removed_at lock");
+            *known = removed_at(self.id, was_member, &own, others, *known);
+            *known
+        };
+        let removed = removal.is_some();
         let changed = self.removed.send_if_modified(|known| {
             let changed = *known != removed;
             *known = removed;
@@ -500,8 +506,15 @@ impl ClusterMember {
         if changed && removed {
             warn!(
                 node = self.id,
+                membership_index = removal,
                 "this node was removed from the cluster: it releases its partitions and serves \
                  its HTTP API only; stop it"
+            );
+        } else if changed {
+            info!(
+                node = self.id,
+                membership_index = own.index,
+                "this node was added back to the cluster: it takes the partitions it is given"
             );
         }
     }
