@@ -37,6 +37,10 @@ use scheduler::{LastRun, Scheduler, StartRun, TriggerRefused};
 const JOB_TICK: Duration = Duration::from_millis(500);
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(3);
 const LEADERSHIP_CHECK: Duration = Duration::from_secs(5);
+/// How long a new leader holds a compaction the previous leader left
+/// running: several times the few seconds a deposed leader takes to notice
+/// and cancel its jobs.
+const HANDOVER_HOLD: Duration = Duration::from_secs(30);
 
 pub enum CoordinatorMsg {
     JobTick,
@@ -83,6 +87,17 @@ pub struct CoordinatorState {
     /// Live members at the last placement; a member that joins this set
     /// triggers a rebalance.
     live: BTreeSet<NodeId>,
+}
+
+/// The jobs end with the coordinator however it ends: ractor skips
+/// `post_stop` when a handler panics, but always drops the state.
+impl Drop for CoordinatorState {
+    fn drop(&mut self) {
+        for (run_id, task) in self.running.drain() {
+            info!(run_id, "cancelling job: this node's coordinator stopped");
+            task.abort();
+        }
+    }
 }
 
 impl CoordinatorState {
@@ -272,7 +287,15 @@ impl Actor for Coordinator {
         let mut scheduler =
             Scheduler::resume(args.schedule, 0, now_micros(), last_runs, first_run_us);
         scheduler.continue_after(last_id);
-        // Runs the previous leader left running were cancelled with it.
+        // Runs the previous leader left running were cancelled with it, or
+        // will be once it notices it was deposed (two unconfirmed quorum
+        // checks, a few seconds). Until then a compaction started here could
+        // commit beside its own, and Delta keeps both rewrites of the rows.
+        for run in &abandoned {
+            if run.job == JobKind::Compact.as_str() {
+                scheduler.hold(JobKind::Compact, HANDOVER_HOLD.as_micros() as i64);
+            }
+        }
         for mut run in abandoned {
             run.status = "failed".into();
             run.ended_at_us = Some(now_micros());
@@ -292,18 +315,6 @@ impl Actor for Coordinator {
             running: HashMap::new(),
             live: BTreeSet::new(),
         })
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<CoordinatorMsg>,
-        state: &mut CoordinatorState,
-    ) -> Result<(), ActorProcessingErr> {
-        for (run_id, task) in state.running.drain() {
-            info!(run_id, "cancelling job: this node is no longer the leader");
-            task.abort();
-        }
-        Ok(())
     }
 
     async fn handle(

@@ -15,6 +15,17 @@ pub const HISTORY: usize = 200;
 pub enum TriggerRefused {
     #[error("{job} is already running (run {run_id})")]
     AlreadyRunning { job: JobKind, run_id: u64 },
+    #[error(
+        "{job} was running when the leader changed, and the previous leader may still be \
+         ending that run; try again in {seconds} s"
+    )]
+    HeldAfterLeaderChange { job: JobKind, seconds: i64 },
+    #[error("{job} never runs beside {other}, which is running (run {run_id})")]
+    Excluded {
+        job: JobKind,
+        other: JobKind,
+        run_id: u64,
+    },
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -24,7 +35,15 @@ struct JobState {
     next_due_us: i64,
     /// Set while a failed run waits to be retried.
     retry_due_us: Option<i64>,
+    /// Until when the job may not start (see [`Scheduler::hold`]).
+    held_until_us: Option<i64>,
     failures: u32,
+}
+
+impl JobState {
+    fn held_at(&self, now_us: i64) -> bool {
+        self.held_until_us.is_some_and(|until| now_us < until)
+    }
 }
 
 #[derive(Debug)]
@@ -126,7 +145,7 @@ impl Scheduler {
         let due: Vec<(JobKind, Trigger)> = self
             .jobs
             .iter()
-            .filter(|(_, state)| state.running.is_none())
+            .filter(|(_, state)| state.running.is_none() && !state.held_at(now_us))
             .filter_map(|(job, state)| match state.retry_due_us {
                 Some(retry) if retry <= now_us => Some((*job, Trigger::Retry)),
                 Some(_) => None,
@@ -134,10 +153,34 @@ impl Scheduler {
                 None => None,
             })
             .collect();
+        // Of two jobs that never run at once and are both due, the rarer
+        // starts first: the frequent one comes round again soon anyway.
+        let yields = |job: JobKind| {
+            let interval = self.schedule.interval(job);
+            due.iter().any(|(other, _)| {
+                exclusive_partner(job) == Some(*other) && self.schedule.interval(*other) > interval
+            })
+        };
+        let due: Vec<(JobKind, Trigger)> = due
+            .iter()
+            .copied()
+            .filter(|(job, _)| !yields(*job))
+            .collect();
         for (job, trigger) in due {
-            starts.push(self.start(job, trigger, now_us, wall_us));
+            // Stays due, and starts once the other ends.
+            if self.excluding_run(job).is_none() {
+                starts.push(self.start(job, trigger, now_us, wall_us));
+            }
         }
         starts
+    }
+
+    /// The running job that `job` may not run beside, and its run: vacuum
+    /// deletes every file no table version refers to, which includes the
+    /// files a running compaction has written and not yet committed.
+    fn excluding_run(&self, job: JobKind) -> Option<(JobKind, u64)> {
+        let other = exclusive_partner(job)?;
+        self.jobs[&other].running.map(|run_id| (other, run_id))
     }
 
     /// A run asked for by an operator; refused while the job is running.
@@ -147,10 +190,26 @@ impl Scheduler {
         now_us: i64,
         wall_us: i64,
     ) -> Result<StartRun, TriggerRefused> {
-        if let Some(run_id) = self.jobs[&job].running {
+        let state = &self.jobs[&job];
+        if let Some(run_id) = state.running {
             return Err(TriggerRefused::AlreadyRunning { job, run_id });
         }
+        if let Some((other, run_id)) = self.excluding_run(job) {
+            return Err(TriggerRefused::Excluded { job, other, run_id });
+        }
+        if let Some(until) = state.held_until_us.filter(|_| state.held_at(now_us)) {
+            let seconds = (until - now_us + 999_999) / 1_000_000;
+            return Err(TriggerRefused::HeldAfterLeaderChange { job, seconds });
+        }
         Ok(self.start(job, Trigger::Manual, now_us, wall_us))
+    }
+
+    /// Starts of `job` neither on schedule nor by hand until `until_us`: a
+    /// new leader holds the jobs the previous leader left running, which that
+    /// leader may still be ending until it notices it was deposed.
+    pub fn hold(&mut self, job: JobKind, until_us: i64) {
+        let state = self.jobs.get_mut(&job).expect("every job has a state");
+        state.held_until_us = Some(until_us);
     }
 
     fn start(&mut self, job: JobKind, trigger: Trigger, now_us: i64, wall_us: i64) -> StartRun {
@@ -180,8 +239,17 @@ impl Scheduler {
             detail: String::new(),
             error: None,
         });
+        // The oldest ended run goes; a running one stays, so that its end
+        // is recorded (at most one run per job is running).
         while self.history.len() > HISTORY {
-            self.history.pop_front();
+            let Some(oldest_ended) = self
+                .history
+                .iter()
+                .position(|run| run.status != RunStatus::Running)
+            else {
+                break;
+            };
+            self.history.remove(oldest_ended);
         }
         StartRun { id, job }
     }
@@ -264,8 +332,20 @@ impl Scheduler {
         self.jobs
             .values()
             .filter(|s| s.running.is_none())
-            .map(|s| s.retry_due_us.unwrap_or(s.next_due_us))
+            .map(|s| {
+                let due = s.retry_due_us.unwrap_or(s.next_due_us);
+                s.held_until_us.map_or(due, |until| due.max(until))
+            })
             .min()
+    }
+}
+
+/// The job `job` never runs beside (see [`Scheduler::excluding_run`]).
+fn exclusive_partner(job: JobKind) -> Option<JobKind> {
+    match job {
+        JobKind::Compact => Some(JobKind::Vacuum),
+        JobKind::Vacuum => Some(JobKind::Compact),
+        JobKind::Enrich | JobKind::Gold => None,
     }
 }
 
@@ -318,6 +398,58 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_held_job_starts_neither_on_schedule_nor_by_hand_until_the_hold_ends() {
+        let mut scheduler = Scheduler::new(schedule(), 0);
+        scheduler.hold(JobKind::Compact, 630 * S);
+        assert_eq!(
+            scheduler.trigger(JobKind::Compact, 600 * S, 0),
+            Err(TriggerRefused::HeldAfterLeaderChange {
+                job: JobKind::Compact,
+                seconds: 30
+            })
+        );
+        let at_600: Vec<JobKind> = scheduler.due(600 * S, 0).iter().map(|s| s.job).collect();
+        assert!(!at_600.contains(&JobKind::Compact), "{at_600:?}");
+        let at_630: Vec<JobKind> = scheduler.due(630 * S, 0).iter().map(|s| s.job).collect();
+        assert!(at_630.contains(&JobKind::Compact), "{at_630:?}");
+        // Other jobs are not held.
+        let mut scheduler = Scheduler::new(schedule(), 0);
+        scheduler.hold(JobKind::Compact, 630 * S);
+        assert!(scheduler.trigger(JobKind::Gold, 1, 0).is_ok());
+        assert!(scheduler.trigger(JobKind::Compact, 630 * S, 0).is_ok());
+    }
+
+    #[test]
+    fn compaction_and_vacuum_never_run_at_once() {
+        let schedule = JobSchedule {
+            compact_every: Duration::from_secs(100_000),
+            ..schedule()
+        };
+        let mut scheduler = Scheduler::new(schedule, 0);
+        let compact = scheduler.trigger(JobKind::Compact, 1, 1).unwrap();
+        let refused = scheduler.trigger(JobKind::Vacuum, 2, 2);
+        assert_eq!(
+            refused,
+            Err(TriggerRefused::Excluded {
+                job: JobKind::Vacuum,
+                other: JobKind::Compact,
+                run_id: compact.id
+            })
+        );
+        // Vacuum falls due while compaction runs: it waits, then starts.
+        let due_at = |scheduler: &mut Scheduler, at: i64| -> Vec<JobKind> {
+            scheduler.due(at, at).iter().map(|s| s.job).collect()
+        };
+        assert!(!due_at(&mut scheduler, 3_600 * S).contains(&JobKind::Vacuum));
+        scheduler.finished(compact.id, ok(), 3_601 * S, 3_601 * S);
+        assert!(due_at(&mut scheduler, 3_602 * S).contains(&JobKind::Vacuum));
+        assert!(matches!(
+            scheduler.trigger(JobKind::Compact, 3_603 * S, 3_603 * S),
+            Err(TriggerRefused::Excluded { .. })
+        ));
+    }
+
     /// The wall clock when a new leader's scheduler starts in these tests.
     const WALL: i64 = 10_000 * S;
 
@@ -328,6 +460,16 @@ mod tests {
             .iter()
             .map(|s| s.job)
             .collect()
+    }
+
+    /// Ends `job`'s running run, successfully, `at` seconds in.
+    fn finish(scheduler: &mut Scheduler, job: JobKind, at: i64) {
+        let run = scheduler
+            .history()
+            .into_iter()
+            .find(|r| r.job == job && r.status == RunStatus::Running)
+            .expect("running");
+        scheduler.finished(run.id, ok(), at * S, WALL + at * S);
     }
 
     #[test]
@@ -356,6 +498,8 @@ mod tests {
             "never run, overdue"
         );
         assert!(due(&mut scheduler, 9).is_empty());
+        // (Vacuum never runs beside compaction.)
+        finish(&mut scheduler, JobKind::Compact, 9);
         assert_eq!(due(&mut scheduler, 10), [JobKind::Gold, JobKind::Vacuum]);
 
         // A clock ahead of the new leader's cannot postpone a job past its interval.
@@ -383,6 +527,7 @@ mod tests {
         assert_eq!(due(&mut scheduler, 0), [JobKind::Compact]);
         assert_eq!(due(&mut scheduler, 5), [JobKind::Enrich]);
         assert_eq!(due(&mut scheduler, 30), [JobKind::Gold]);
+        finish(&mut scheduler, JobKind::Compact, 31);
         assert!(!due(&mut scheduler, 599).contains(&JobKind::Vacuum));
         assert!(due(&mut scheduler, 600).contains(&JobKind::Vacuum));
 
@@ -399,22 +544,30 @@ mod tests {
     }
 
     #[test]
-    fn a_run_that_fell_out_of_the_history_still_frees_its_job() {
+    fn a_long_run_stays_in_the_history_until_its_end_is_recorded() {
         let mut scheduler = Scheduler::new(schedule(), 0);
         let long_enrich = scheduler.due(0, 0)[0];
-        // Many manual gold runs push the enrich run out of the history.
+        // Many manual gold runs start and end while enrich runs.
         for i in 0..(HISTORY as i64 + 5) {
             let gold = scheduler.trigger(JobKind::Gold, i, i).unwrap();
             scheduler.finished(gold.id, ok(), i, i);
         }
-        assert!(scheduler.run(long_enrich.id).is_none());
+        assert_eq!(scheduler.history().len(), HISTORY);
+        assert!(scheduler.run(long_enrich.id).is_some());
         assert!(scheduler.is_running(JobKind::Enrich));
         scheduler.finished(long_enrich.id, ok(), 1_000, 1_000);
+        let ended = scheduler.run(long_enrich.id).expect("kept");
+        assert_eq!(
+            (ended.status, ended.ended_at_us),
+            (RunStatus::Succeeded, Some(1_000))
+        );
         assert!(
             !scheduler.is_running(JobKind::Enrich),
             "no job stays running forever"
         );
         assert!(scheduler.trigger(JobKind::Enrich, 1_001, 1_001).is_ok());
+        // Once ended, it is the oldest run, and that start dropped it.
+        assert!(scheduler.run(long_enrich.id).is_none());
     }
 
     #[test]
