@@ -11,6 +11,9 @@ const REGION_PLACES = {
   "sa-east": [-46.6, -23.5], "af-south": [18.4, -33.9], "me-central": [55.3, 25.3],
   "ap-southeast": [103.8, 1.35], "ca-central": [-73.6, 45.5],
 };
+// A region's place, or undefined: regions are viewers' data, and one named
+// like an inherited property ("constructor") must not find Object's.
+const placeOf = (region) => (Object.hasOwn(REGION_PLACES, region) ? REGION_PLACES[region] : undefined);
 const LIVE_EVERY_MS = 2000;
 const EMPTY_GOLD = "No gold data yet. Gold is built by the cluster's gold job (every 2 minutes by " +
   "default) or by `streamreel models run`; this view fills in after the first run.";
@@ -193,7 +196,7 @@ const views = {
     const chosen = days.includes(select.value) ? select.value : days[days.length - 1];
     select.innerHTML = days.map((d) => `<option${d === chosen ? " selected" : ""}>${d}</option>`).join("");
     select.onchange = () => showRegions(answer.rows, select.value);
-    const unplaced = [...new Set(answer.rows.map((r) => r.region))].filter((r) => !REGION_PLACES[r]);
+    const unplaced = [...new Set(answer.rows.map((r) => r.region))].filter((r) => !placeOf(r));
     setState("regions", unplaced.length ? `Not on the map (no known place): ${unplaced.join(", ")}; they are in the table.` : "");
     await worldMap();
     showRegions(answer.rows, chosen);
@@ -323,10 +326,16 @@ const views = {
   },
 };
 
+// Which pick the retention view shows: an answer for an earlier pick that
+// arrives after a later one is dropped.
+let retentionPick = 0;
+
 async function showRetention(video) {
+  const pick = ++retentionPick;
   document.getElementById("video-search").value = video.video_id;
   document.getElementById("video-picked").textContent = `${video.title} · ${video.creator} · ${video.genre}`;
   const answer = await gold("viewer_retention", video.video_id);
+  if (pick !== retentionPick) return;
   if (!answer.exists) setState("retention", "viewer_retention has not been built yet: " + EMPTY_GOLD);
   const rows = [...answer.rows].sort((a, b) => a.bucket_pct - b.bucket_pct);
   chart("chart-retention").setOption({
@@ -371,8 +380,8 @@ function showRegions(all, day) {
       coordinateSystem: "geo",
       symbolSize: (v) => 10 + 40 * Math.sqrt((v?.[2] || 0) / maxSessions),
       label: { show: true, position: "right", formatter: (p) => `${p.name}: ${fmt.int(p.value?.[2])}` },
-      data: rows.filter((r) => REGION_PLACES[r.region]).map((r) => ({
-        name: r.region, value: [...REGION_PLACES[r.region], r.sessions, r.watch_hours],
+      data: rows.filter((r) => placeOf(r.region)).map((r) => ({
+        name: r.region, value: [...placeOf(r.region), r.sessions, r.watch_hours],
       })),
     }],
   }, true);

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use deltalake::arrow::csv::WriterBuilder;
+use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::parquet::arrow::ArrowWriter;
 use futures::StreamExt;
@@ -87,13 +88,15 @@ async fn write_table(
         .map_err(streamreel_lake::LakeError::from)?;
     let mut writer = match format {
         ExportFormat::Csv => Writer::Csv(WriterBuilder::new().with_header(true).build(file)),
-        ExportFormat::Parquet => {
-            Writer::Parquet(ArrowWriter::try_new(file, schema, None).map_err(export_error(out))?)
-        }
+        ExportFormat::Parquet => Writer::Parquet(
+            ArrowWriter::try_new(file, schema.clone(), None).map_err(export_error(out))?,
+        ),
     };
     let mut progress = Progress::new("rows", Some(total));
     let mut rows = 0;
+    let mut batches = 0;
     while let Some(batch) = stream.next().await {
+        batches += 1;
         let batch = batch.map_err(streamreel_lake::LakeError::from)?;
         match &mut writer {
             Writer::Csv(csv) => csv.write(&batch).map_err(export_error(out))?,
@@ -102,8 +105,16 @@ async fn write_table(
         rows += batch.num_rows() as u64;
         progress.advance(batch.num_rows() as u64);
     }
-    if let Writer::Parquet(parquet) = writer {
-        parquet.close().map_err(export_error(out))?;
+    match writer {
+        // The CSV writer writes the header with the first batch; a table
+        // without files gives none, and its export still needs the header.
+        Writer::Csv(mut csv) if batches == 0 => csv
+            .write(&RecordBatch::new_empty(schema))
+            .map_err(export_error(out))?,
+        Writer::Csv(_) => {}
+        Writer::Parquet(parquet) => {
+            parquet.close().map_err(export_error(out))?;
+        }
     }
     progress.finish();
     Ok(rows)

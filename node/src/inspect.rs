@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use deltalake::datafusion::prelude::SessionContext;
-use streamreel_lake::BronzeTable;
-use streamreel_lake::query::{column_as_i64, register_path, run_sql};
+use streamreel_lake::query::{column_as_i64, register_table, run_sql};
+use streamreel_lake::tables::open_existing;
+use streamreel_lake::{BronzeTable, LakeError};
+use streamreel_protocol::PartitionCheckpoint;
 
 use crate::error::NodeError;
 
@@ -29,8 +31,11 @@ pub async fn inspect(lake_dir: &Path) -> Result<String, NodeError> {
     if !path.join("_delta_log").exists() {
         return Ok(format!("no bronze table at {} yet", path.display()));
     }
+    // Rows and offsets come from one version: the table is opened once, and
+    // a node committing meanwhile cannot make them disagree.
+    let table = open_existing(&path).await?;
     let ctx = SessionContext::new();
-    register_path(&ctx, "bronze", &path).await?;
+    register_table(&ctx, "bronze", &table).await?;
     let batches = run_sql(
         &ctx,
         "SELECT kafka_partition, COUNT(*) AS row_count, COUNT(DISTINCT event_id) AS distinct_ids \
@@ -53,12 +58,20 @@ pub async fn inspect(lake_dir: &Path) -> Result<String, NodeError> {
             );
         }
     }
-    let mut bronze = BronzeTable::open_or_create(lake_dir).await?;
+    let delta_error = |e| LakeError::delta("bronze", e);
+    let snapshot = table.snapshot().map_err(delta_error)?;
     let with_rows = partitions.keys().next_back().copied().unwrap_or(-1);
     let mut last_found = with_rows;
     let mut partition = 0;
     while partition <= with_rows || partition - last_found <= PROBE_BEYOND {
-        if let Some(offset) = bronze.committed_offset(partition).await? {
+        let committed = snapshot
+            .transaction_version(
+                table.log_store().as_ref(),
+                PartitionCheckpoint::bronze_app_id(partition),
+            )
+            .await
+            .map_err(delta_error)?;
+        if let Some(offset) = committed {
             partitions.entry(partition).or_default().committed = Some(offset);
             last_found = last_found.max(partition);
         }
@@ -66,7 +79,7 @@ pub async fn inspect(lake_dir: &Path) -> Result<String, NodeError> {
     }
     Ok(report(
         &path.display().to_string(),
-        bronze.version().unwrap_or_default(),
+        table.version().unwrap_or_default() as u64,
         &partitions,
     ))
 }

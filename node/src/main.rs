@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -224,6 +224,12 @@ async fn simulate(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Re
             .expect("midnight exists")
             .and_utc(),
     };
+    // Event times must lie in the years 0000 to 9999 UTC (the contract's
+    // range); a year of room keeps a long run's later sessions inside it.
+    anyhow::ensure!(
+        (0..=9998).contains(&start.year()),
+        "--start must lie in the years 0000 to 9998 in UTC, got {start}"
+    );
     let seed = args.seed.unwrap_or_else(rand::random);
     let options = SimulateOptions {
         brokers: args.brokers,

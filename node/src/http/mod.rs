@@ -7,12 +7,14 @@
 //! - [`live`]: live aggregates from this node's replica.
 //! - [`metrics`]: `/metrics` for Prometheus.
 //! - [`dashboard`]: `/dashboard`, the browser dashboard and the JSON it reads.
+//! - [`origin`]: on a loopback address, requests a browser page sent on its own are refused.
 
 pub mod admin;
 pub mod auth;
 pub mod dashboard;
 pub mod live;
 pub mod metrics;
+pub mod origin;
 pub mod raft;
 
 use std::net::SocketAddr;
@@ -74,14 +76,21 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Every route; `loopback` is whether the node listens on a loopback address.
+pub fn router(state: AppState, loopback: bool) -> Router {
+    let routes = Router::new()
         .merge(raft::routes(state.clone()))
         .merge(admin::routes(state.clone()))
         .merge(live::routes())
         .merge(metrics::routes())
         .merge(dashboard::routes())
-        .fallback(no_route)
+        .fallback(no_route);
+    let routes = if loopback {
+        routes.layer(axum::middleware::from_fn(origin::refuse_foreign))
+    } else {
+        routes
+    };
+    routes
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
 }
@@ -132,7 +141,7 @@ pub async fn serve(
         .map_err(io_error)?;
     let bound = listener.local_addr().map_err(io_error)?;
     tokio::spawn(async move {
-        let server = axum::serve(listener, router(state))
+        let server = axum::serve(listener, router(state, bound.ip().is_loopback()))
             .with_graceful_shutdown(async move { shutdown.cancelled().await });
         if let Err(e) = server.await {
             tracing::error!(error = %e, "http server failed");

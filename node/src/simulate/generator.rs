@@ -99,6 +99,8 @@ pub struct Simulator<'a> {
     popularity: Vec<f64>,
     viewers: Vec<Viewer>,
     sessions: Vec<Session>,
+    /// Slots of `sessions` whose session has ended, reused by the next ones.
+    free_slots: Vec<usize>,
     due: BinaryHeap<Reverse<(i64, usize)>>,
     next_arrival_us: i64,
     recent_valid: VecDeque<SimulatedMessage>,
@@ -139,6 +141,7 @@ impl<'a> Simulator<'a> {
             popularity,
             viewers,
             sessions: Vec::new(),
+            free_slots: Vec::new(),
             due: BinaryHeap::new(),
             next_arrival_us: start_us,
             recent_valid: VecDeque::with_capacity(REDELIVERY_POOL),
@@ -193,9 +196,18 @@ impl<'a> Simulator<'a> {
         let user = self.rng.random_range(0..self.viewers.len());
         let duration = self.catalogue[video].duration_s;
         let session = Session::new(&mut self.rng, session_id, user, video, duration, start_us);
-        let index = self.sessions.len();
-        self.due.push(Reverse((session.next_time_us, index)));
-        self.sessions.push(session);
+        let index = match self.free_slots.pop() {
+            Some(index) => {
+                self.sessions[index] = session;
+                index
+            }
+            None => {
+                self.sessions.push(session);
+                self.sessions.len() - 1
+            }
+        };
+        self.due
+            .push(Reverse((self.sessions[index].next_time_us, index)));
     }
 
     /// The next valid event of the session due first, as a JSON object.
@@ -219,6 +231,9 @@ impl<'a> Simulator<'a> {
             &event,
             null_seek,
         );
+        if session.is_ended() {
+            self.free_slots.push(index);
+        }
         (key, object)
     }
 
@@ -403,6 +418,24 @@ mod tests {
         };
         assert_eq!(run(9), run(9));
         assert_ne!(run(9), run(10));
+    }
+
+    #[test]
+    fn memory_follows_the_sessions_in_flight_not_the_sessions_run() {
+        let videos = catalogue();
+        let mut simulator = Simulator::new(settings(200_000, 6), &videos);
+        let mut sessions = HashSet::new();
+        for message in simulator.by_ref() {
+            if let Ok(event) = parse_event(&message.payload) {
+                sessions.insert(event.session_id.to_string());
+            }
+        }
+        assert!(
+            simulator.sessions.len() * 4 < sessions.len(),
+            "{} slots for {} sessions",
+            simulator.sessions.len(),
+            sessions.len()
+        );
     }
 
     #[test]

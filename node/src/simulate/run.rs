@@ -61,10 +61,12 @@ pub async fn run_simulation(
     let pace_every = options
         .rate
         .map_or(1000, |rate| ((rate / 100.0) as u64).clamp(1, 1000));
-    for message in simulator.by_ref() {
-        if shutdown.is_cancelled() {
+    // Cancellation is checked before a message is taken: the summary counts
+    // every message taken, and must count only the ones sent.
+    while !shutdown.is_cancelled() {
+        let Some(message) = simulator.next() else {
             break;
-        }
+        };
         let record = FutureRecord::to(&options.topic)
             .key(message.key.as_str())
             .payload(&message.payload);

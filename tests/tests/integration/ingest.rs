@@ -165,6 +165,28 @@ async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result
         .await?;
     assert_eq!(answer.status().as_u16(), 404);
     assert!(answer.text().await?.contains("unknown job"));
+    // On a loopback address, what a page of another site could send on its
+    // own is refused, token or not; the node's own pages are not.
+    let post_from = |origin: &str| {
+        http.post(format!("{url}/admin/jobs/gold/run"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("Origin", origin)
+            .send()
+    };
+    let answer = post_from("https://elsewhere.example").await?;
+    assert_eq!(answer.status().as_u16(), 403);
+    assert!(answer.text().await?.contains("origin"));
+    let answer = post_from(&url).await?;
+    assert_ne!(answer.status().as_u16(), 403, "{}", answer.text().await?);
+    let port = url.rsplit(':').next().unwrap_or_default();
+    let answer = http
+        .get(format!("{url}/admin/status"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("Host", format!("rebound.example:{port}"))
+        .send()
+        .await?;
+    assert_eq!(answer.status().as_u16(), 403);
+    assert!(answer.text().await?.contains("loopback"));
     let (ok, status) = admin(&["status"])?;
     assert!(ok, "{status}");
     let status: serde_json::Value = serde_json::from_str(&status)?;

@@ -844,6 +844,27 @@ async fn export_writes_any_table_to_csv_and_parquet_and_logs_can_be_json() -> an
     let bronze = query(&BronzeTable::path_in(&lake), "SELECT COUNT(*) AS n FROM t").await?;
     assert_eq!(rows as i64, column_as_i64(&bronze[0], "n")?[0]);
 
+    // A table without rows still exports its header.
+    let empty_lake = data.path().join("empty-lake");
+    BronzeTable::open_or_create(&empty_lake).await?;
+    let empty_csv = data.path().join("empty.csv");
+    let out = Command::new(&streamreel)
+        .args(["export", "--table", "bronze", "--format", "csv", "--out"])
+        .arg(&empty_csv)
+        .arg("--lake")
+        .arg(&empty_lake)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&empty_csv)?;
+    assert!(
+        text.lines().count() == 1 && text.starts_with("event_id,"),
+        "{text:?}"
+    );
+
     // An unknown table is refused by name, and no file is left behind.
     let out = export("gold/nope", "csv", &data.path().join("nope.csv"))?;
     assert!(!out.status.success());
