@@ -50,12 +50,16 @@ impl FailureDetector {
         if now_ms < *last {
             return; // a late answer says nothing newer
         }
-        // A member silent for the failover time (dead, restarted, frozen)
-        // says nothing of the brokers meanwhile: its unbroken run of reaching
-        // them starts again. Otherwise a member back during a broker outage
-        // for everyone, answering from before its first check, would count
-        // as the one steady member and draw every partition to itself.
-        let was_silent = now_ms - *last >= self.failover_after_ms;
+        // A member silent for as long as it takes to cut one off (dead,
+        // restarted, frozen) says nothing of the brokers meanwhile: its
+        // unbroken run of reaching them starts again. Otherwise a member back
+        // during a broker outage for everyone, answering from before its
+        // first check, would count as the one steady member and draw every
+        // partition to itself. (A member silent for less than that since it
+        // last reached them did so after the others stopped: it is steady.)
+        // Not the failover time: probe rounds may lie that far apart in a
+        // tight configuration, and no run would ever last.
+        let was_silent = now_ms - *last >= self.cut_off_after_ms;
         *last = now_ms;
         if was_silent {
             self.reaching_since_ms.remove(&node);

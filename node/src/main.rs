@@ -225,7 +225,9 @@ async fn simulate(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Re
             .and_utc(),
     };
     // Event times must lie in the years 0000 to 9999 UTC (the contract's
-    // range); a year of room keeps a long run's later sessions inside it.
+    // range). A year of room keeps any run of up to about 10^8 events (a
+    // few per simulated second) inside it; a longer one's later events the
+    // node would reject as `bad_time`.
     anyhow::ensure!(
         (0..=9998).contains(&start.year()),
         "--start must lie in the years 0000 to 9998 in UTC, got {start}"

@@ -224,6 +224,30 @@ fn first_run_us<'a>(mut history: impl Iterator<Item = &'a JobRunRecord>) -> Opti
         .map(|run| run.started_at_us)
 }
 
+/// How a run the previous leader left running is recorded.
+const ABANDONED: &str = "abandoned: the leader changed while it ran";
+
+/// How long (µs from now) a new leader holds compaction, given the newest
+/// compaction run in the replicated history and the wall clock. A run left
+/// running may still be ending on the deposed leader, which takes a few
+/// seconds to notice and cancel it (two unconfirmed quorum checks); a
+/// compaction started beside it would commit its own rewrite of the same
+/// rows, and Delta keeps both. A run a leader just before recorded as
+/// abandoned is held for what is left of that leader's hold, so that a
+/// second quick change of leader does not end it early.
+fn compaction_hold_us(newest: &Option<JobRunRecord>, wall_us: i64) -> Option<i64> {
+    let hold = HANDOVER_HOLD.as_micros() as i64;
+    let run = newest.as_ref()?;
+    if run.status == "running" {
+        return Some(hold);
+    }
+    let abandoned_at = run
+        .ended_at_us
+        .filter(|_| run.error.as_deref() == Some(ABANDONED))?;
+    let left = hold - wall_us.saturating_sub(abandoned_at);
+    (left > 0).then_some(left)
+}
+
 /// Each job's newest run in the replicated history; runs of jobs this
 /// version does not know are left out.
 fn last_runs<'a>(history: impl Iterator<Item = &'a JobRunRecord>) -> Vec<LastRun> {
@@ -267,8 +291,14 @@ impl Actor for Coordinator {
         }
         // Every member probes every other all the time, so a new leader already
         // knows who is silent and can fail over without a grace period.
-        let (last_id, last_runs, first_run_us, abandoned) = {
+        let (last_id, last_runs, first_run_us, abandoned, last_compaction) = {
             let applied = args.cluster.view.read();
+            let last_compaction = applied
+                .state
+                .jobs()
+                .filter(|r| r.job == JobKind::Compact.as_str())
+                .max_by_key(|r| r.id)
+                .cloned();
             let last = applied.state.jobs().map(|r| r.id).max().unwrap_or(0);
             let first_run_us = first_run_us(applied.state.jobs());
             let abandoned: Vec<JobRunRecord> = applied
@@ -282,24 +312,19 @@ impl Actor for Coordinator {
                 last_runs(applied.state.jobs()),
                 first_run_us,
                 abandoned,
+                last_compaction,
             )
         };
         let mut scheduler =
             Scheduler::resume(args.schedule, 0, now_micros(), last_runs, first_run_us);
         scheduler.continue_after(last_id);
-        // Runs the previous leader left running were cancelled with it, or
-        // will be once it notices it was deposed (two unconfirmed quorum
-        // checks, a few seconds). Until then a compaction started here could
-        // commit beside its own, and Delta keeps both rewrites of the rows.
-        for run in &abandoned {
-            if run.job == JobKind::Compact.as_str() {
-                scheduler.hold(JobKind::Compact, HANDOVER_HOLD.as_micros() as i64);
-            }
+        if let Some(left_us) = compaction_hold_us(&last_compaction, now_micros()) {
+            scheduler.hold(JobKind::Compact, left_us);
         }
         for mut run in abandoned {
             run.status = "failed".into();
             run.ended_at_us = Some(now_micros());
-            run.error = Some("abandoned: the leader changed while it ran".into());
+            run.error = Some(ABANDONED.into());
             let _ = args
                 .cluster
                 .propose(Command::RecordJobRun(run), PROPOSE_TIMEOUT)
@@ -432,6 +457,33 @@ mod tests {
             detail: String::new(),
             error: None,
         }
+    }
+
+    #[test]
+    fn a_new_leader_holds_compaction_after_a_run_left_running_or_just_abandoned() {
+        const S: i64 = 1_000_000;
+        let hold = HANDOVER_HOLD.as_micros() as i64;
+        let running = record(7, "compact", 100 * S, "running");
+        assert_eq!(compaction_hold_us(&Some(running), 200 * S), Some(hold));
+        // Abandoned by a leader 10 s ago: what is left of its hold.
+        let abandoned = JobRunRecord {
+            ended_at_us: Some(190 * S),
+            error: Some(ABANDONED.into()),
+            ..record(7, "compact", 100 * S, "failed")
+        };
+        assert_eq!(
+            compaction_hold_us(&Some(abandoned.clone()), 200 * S),
+            Some(hold - 10 * S)
+        );
+        assert_eq!(compaction_hold_us(&Some(abandoned), 190 * S + hold), None);
+        // A run that ended by itself, or none at all: no hold.
+        let failed = JobRunRecord {
+            ended_at_us: Some(199 * S),
+            error: Some("disk full".into()),
+            ..record(7, "compact", 100 * S, "failed")
+        };
+        assert_eq!(compaction_hold_us(&Some(failed), 200 * S), None);
+        assert_eq!(compaction_hold_us(&None, 200 * S), None);
     }
 
     #[test]

@@ -176,8 +176,9 @@ impl Scheduler {
     }
 
     /// The running job that `job` may not run beside, and its run: vacuum
-    /// deletes every file no table version refers to, which includes the
-    /// files a running compaction has written and not yet committed.
+    /// deletes files no table version refers to once they are older than
+    /// its retention, which includes the first files of a compaction running
+    /// longer than that, written and not yet committed.
     fn excluding_run(&self, job: JobKind) -> Option<(JobKind, u64)> {
         let other = exclusive_partner(job)?;
         self.jobs[&other].running.map(|run_id| (other, run_id))

@@ -7,7 +7,7 @@
 //! - [`live`]: live aggregates from this node's replica.
 //! - [`metrics`]: `/metrics` for Prometheus.
 //! - [`dashboard`]: `/dashboard`, the browser dashboard and the JSON it reads.
-//! - [`origin`]: on a loopback address, requests a browser page sent on its own are refused.
+//! - [`origin`]: requests a browser page sent on its own are refused.
 
 pub mod admin;
 pub mod auth;
@@ -78,19 +78,17 @@ impl AppState {
 
 /// Every route; `loopback` is whether the node listens on a loopback address.
 pub fn router(state: AppState, loopback: bool) -> Router {
-    let routes = Router::new()
+    Router::new()
         .merge(raft::routes(state.clone()))
         .merge(admin::routes(state.clone()))
         .merge(live::routes())
         .merge(metrics::routes())
         .merge(dashboard::routes())
-        .fallback(no_route);
-    let routes = if loopback {
-        routes.layer(axum::middleware::from_fn(origin::refuse_foreign))
-    } else {
-        routes
-    };
-    routes
+        .fallback(no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            loopback,
+            origin::refuse_foreign,
+        ))
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
 }

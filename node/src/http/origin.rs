@@ -1,23 +1,25 @@
-//! Refuses requests that a web page in the user's browser sent on its own to
-//! a node listening on a loopback address.
+//! Refuses requests that a web page in the user's browser sent on its own.
 //!
-//! Such a node may run without tokens, and a browser lets any page it shows
-//! send a form or a `no-cors` POST to `127.0.0.1`: without this check a page
-//! from anywhere could move partitions, run jobs or write Raft commands.
-//! (A node on any other address must have tokens, which a cross-site request
-//! cannot carry.) Two rules, decided by [`check`]:
+//! A node may run without tokens (on a loopback address, or anywhere with
+//! `--demo`), and a browser lets any page it shows send a form or a
+//! `no-cors` POST to such a node: without this check a page from anywhere
+//! could move partitions, run jobs or write Raft commands. Two rules,
+//! decided by [`check`]:
 //!
-//! - A `Host` that is not a loopback name is refused: a page whose domain was
-//!   re-pointed at 127.0.0.1 (DNS rebinding) would otherwise read and change
-//!   the node as if it were its own site.
 //! - A request that changes something (any method but GET, HEAD and OPTIONS)
 //!   carrying an `Origin` header is refused unless that origin is the node's
 //!   own address as the request names it (`Host`). Browsers send `Origin` with
-//!   every such request; members and command-line clients send none.
+//!   every such request; members and command-line clients send none, and the
+//!   dashboard only reads. This holds on every node.
+//! - On a node listening on a loopback address, a `Host` that is not a
+//!   loopback name is refused: a page whose domain was re-pointed at
+//!   127.0.0.1 (DNS rebinding) passes the first rule, its origin and host
+//!   agreeing, and would otherwise read and change the node as its own site.
+//!   A node on another address answers to the names it is reached by.
 
 use std::net::IpAddr;
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -37,7 +39,8 @@ impl std::fmt::Display for Refusal {
             Refusal::ForeignOrigin { origin, host } => write!(
                 f,
                 "refused: a request from origin {origin:?} may not change node {host:?}; \
-                 send it from the node's own dashboard or without an Origin header"
+                 send it from the node's own address, or without an Origin header (as the \
+                 command line and curl do)"
             ),
             Refusal::NonLoopbackHost { host } => write!(
                 f,
@@ -48,9 +51,16 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Whether a request to a node on a loopback address may go on.
-pub fn check(method: &Method, host: Option<&str>, origin: Option<&str>) -> Result<(), Refusal> {
-    if let Some(host) = host
+/// Whether a request may go on; `loopback` is whether the node listens on a
+/// loopback address.
+pub fn check(
+    method: &Method,
+    host: Option<&str>,
+    origin: Option<&str>,
+    loopback: bool,
+) -> Result<(), Refusal> {
+    if loopback
+        && let Some(host) = host
         && !is_loopback_host(host)
     {
         return Err(Refusal::NonLoopbackHost {
@@ -94,8 +104,13 @@ fn is_loopback_host(host: &str) -> bool {
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The middleware applying [`check`].
-pub async fn refuse_foreign(request: Request, next: Next) -> Response {
+/// The middleware applying [`check`]; its state is whether the node listens
+/// on a loopback address.
+pub async fn refuse_foreign(
+    State(loopback): State<bool>,
+    request: Request,
+    next: Next,
+) -> Response {
     let verdict = {
         let headers = request.headers();
         let text = |name: header::HeaderName| {
@@ -103,7 +118,12 @@ pub async fn refuse_foreign(request: Request, next: Next) -> Response {
                 .get(name)
                 .map(|value| value.to_str().unwrap_or("\u{fffd}"))
         };
-        check(request.method(), text(header::HOST), text(header::ORIGIN))
+        check(
+            request.method(),
+            text(header::HOST),
+            text(header::ORIGIN),
+            loopback,
+        )
     };
     match verdict {
         Ok(()) => next.run(request).await,
@@ -123,33 +143,69 @@ mod tests {
 
     #[test]
     fn clients_without_an_origin_pass() {
-        assert_eq!(check(&POST, Some("127.0.0.1:8080"), None), Ok(()));
-        assert_eq!(check(&POST, None, None), Ok(()));
+        assert_eq!(check(&POST, Some("127.0.0.1:8080"), None, true), Ok(()));
+        assert_eq!(check(&POST, None, None, true), Ok(()));
     }
 
     #[test]
     fn the_nodes_own_pages_may_change_it() {
-        let own = check(&POST, Some("127.0.0.1:8080"), Some("http://127.0.0.1:8080"));
+        let own = check(
+            &POST,
+            Some("127.0.0.1:8080"),
+            Some("http://127.0.0.1:8080"),
+            true,
+        );
         assert_eq!(own, Ok(()));
         let named = check(
             &Method::DELETE,
             Some("LocalHost:8080"),
             Some("http://localhost:8080"),
+            true,
         );
         assert_eq!(named, Ok(()));
     }
 
     #[test]
     fn another_sites_page_may_read_nothing_changed_and_change_nothing() {
-        let foreign = check(&POST, Some("127.0.0.1:8080"), Some("https://evil.example"));
+        let foreign = check(
+            &POST,
+            Some("127.0.0.1:8080"),
+            Some("https://evil.example"),
+            true,
+        );
         assert!(matches!(foreign, Err(Refusal::ForeignOrigin { .. })));
-        let other_port = check(&POST, Some("127.0.0.1:8080"), Some("http://127.0.0.1:9090"));
+        let other_port = check(
+            &POST,
+            Some("127.0.0.1:8080"),
+            Some("http://127.0.0.1:9090"),
+            true,
+        );
         assert!(matches!(other_port, Err(Refusal::ForeignOrigin { .. })));
-        let opaque = check(&POST, Some("127.0.0.1:8080"), Some("null"));
+        let opaque = check(&POST, Some("127.0.0.1:8080"), Some("null"), true);
         assert!(matches!(opaque, Err(Refusal::ForeignOrigin { .. })));
         // Reading carries no risk the browser does not already guard.
-        let read = check(&GET, Some("127.0.0.1:8080"), Some("https://evil.example"));
+        let read = check(
+            &GET,
+            Some("127.0.0.1:8080"),
+            Some("https://evil.example"),
+            true,
+        );
         assert_eq!(read, Ok(()));
+    }
+
+    #[test]
+    fn a_node_on_another_address_answers_to_any_name_and_refuses_foreign_changes() {
+        let named = Some("streamreel.internal:8080");
+        assert_eq!(check(&GET, named, None, false), Ok(()));
+        let own = check(
+            &POST,
+            named,
+            Some("https://streamreel.internal:8080"),
+            false,
+        );
+        assert_eq!(own, Ok(()));
+        let foreign = check(&POST, named, Some("https://evil.example"), false);
+        assert!(matches!(foreign, Err(Refusal::ForeignOrigin { .. })));
     }
 
     #[test]
@@ -164,7 +220,7 @@ mod tests {
             "[::1]",
             "[::1]:8080",
         ] {
-            assert_eq!(check(&GET, Some(host), None), Ok(()), "{host}");
+            assert_eq!(check(&GET, Some(host), None, true), Ok(()), "{host}");
         }
         for host in [
             "evil.example:8080",
@@ -173,7 +229,7 @@ mod tests {
             "[::1",
             "localhostx",
         ] {
-            let refused = check(&GET, Some(host), None);
+            let refused = check(&GET, Some(host), None, true);
             assert!(
                 matches!(refused, Err(Refusal::NonLoopbackHost { .. })),
                 "{host}"
@@ -184,6 +240,7 @@ mod tests {
             &POST,
             Some("evil.example:8080"),
             Some("http://evil.example:8080"),
+            true,
         );
         assert!(matches!(rebound, Err(Refusal::NonLoopbackHost { .. })));
     }
