@@ -90,6 +90,10 @@ pub struct LiveAggregates {
     /// are found without scanning every video's: readers hold the state lock
     /// that applying commands waits for.
     minutes_of: HashMap<String, BTreeSet<i64>>,
+    /// Events per minute over every video, and in all: the dashboard's live
+    /// view reads them every few seconds under that lock, without a scan.
+    minute_totals: BTreeMap<i64, u64>,
+    total: u64,
     newest_minute_us: Option<i64>,
 }
 
@@ -112,6 +116,9 @@ impl From<LiveImage> for LiveAggregates {
                 .entry(video.clone())
                 .or_default()
                 .insert(minute);
+            let events: u64 = counts.iter().sum();
+            *live.minute_totals.entry(minute).or_default() += events;
+            live.total += events;
             live.counts.entry(minute).or_default().insert(video, counts);
         }
         live
@@ -132,6 +139,9 @@ impl LiveAggregates {
     pub fn fold(&mut self, counts: &[LiveCount], retention_us: i64, proposed_at_us: i64) {
         let latest_allowed = proposed_at_us.saturating_add(LIVE_FUTURE_LIMIT_US);
         for count in counts.iter().filter(|c| c.minute_us <= latest_allowed) {
+            let events: u64 = count.counts.iter().sum();
+            *self.minute_totals.entry(count.minute_us).or_default() += events;
+            self.total += events;
             let videos = self.counts.entry(count.minute_us).or_default();
             if let Some(totals) = videos.get_mut(count.video_id.as_str()) {
                 for (total, add) in totals.iter_mut().zip(count.counts) {
@@ -153,6 +163,9 @@ impl LiveAggregates {
             let oldest_kept = newest.saturating_sub(retention_us);
             let kept = self.counts.split_off(&oldest_kept);
             let forgotten = std::mem::replace(&mut self.counts, kept);
+            let kept_totals = self.minute_totals.split_off(&oldest_kept);
+            let forgotten_totals = std::mem::replace(&mut self.minute_totals, kept_totals);
+            self.total -= forgotten_totals.values().sum::<u64>();
             for (minute, videos) in forgotten {
                 for video in videos.into_keys() {
                     if let Some(minutes) = self.minutes_of.get_mut(&video) {
@@ -204,6 +217,25 @@ impl LiveAggregates {
 
     pub fn newest_minute_us(&self) -> Option<i64> {
         self.newest_minute_us
+    }
+
+    /// Events of every video in each of the newest `count` minutes that
+    /// have any, oldest first.
+    pub fn newest_minute_totals(&self, count: usize) -> Vec<(i64, u64)> {
+        let mut newest: Vec<(i64, u64)> = self
+            .minute_totals
+            .iter()
+            .rev()
+            .take(count)
+            .map(|(minute, events)| (*minute, *events))
+            .collect();
+        newest.reverse();
+        newest
+    }
+
+    /// Events of every video over every minute kept.
+    pub fn total(&self) -> u64 {
+        self.total
     }
 
     /// The counts as a snapshot holds them.
@@ -344,8 +376,9 @@ mod tests {
             prop_assert_eq!(got, expected);
         }
 
-        /// One video's minutes, read through the index, are those a scan
-        /// finds, while minutes are forgotten and after a snapshot round trip.
+        /// One video's minutes, read through the index, and the per-minute
+        /// totals are those a scan finds, while minutes are forgotten and
+        /// after a snapshot round trip.
         #[test]
         fn a_videos_minutes_are_those_a_scan_finds(events in proptest::collection::vec((0u8..5, 0i64..240, 0usize..4), 0..300), split in 1usize..20) {
             let mut live = LiveAggregates::default();
@@ -357,6 +390,13 @@ mod tests {
                 )
                 .unwrap();
                 prop_assert_eq!(&LiveAggregates::from(image), &live);
+                let mut per_minute: BTreeMap<i64, u64> = BTreeMap::new();
+                for (minute, _, counts) in live.all() {
+                    *per_minute.entry(minute).or_default() += counts.iter().sum::<u64>();
+                }
+                prop_assert_eq!(live.total(), per_minute.values().sum::<u64>());
+                let newest: Vec<(i64, u64)> = per_minute.iter().rev().take(7).rev().map(|(m, n)| (*m, *n)).collect();
+                prop_assert_eq!(live.newest_minute_totals(7), newest);
                 for video in (0..6).map(|v| format!("v{v}")) {
                     let scanned: Vec<(i64, [u64; 4])> = live
                         .all()

@@ -126,17 +126,14 @@ async fn gold(
 }
 
 async fn live(State(state): State<AppState>) -> Response {
+    // The newest minutes with events hold the whole window, which ends at
+    // the newest of them.
     let (accepted_total, per_minute) = {
         let applied = state.member.view.read();
-        let mut per_minute = std::collections::BTreeMap::<i64, u64>::new();
-        let mut total = 0;
-        for (minute, _video, counts) in applied.state.live().all() {
-            let events: u64 = counts.iter().sum();
-            total += events;
-            *per_minute.entry(minute).or_default() += events;
-        }
-        (total, per_minute)
+        let live = applied.state.live();
+        (live.total(), live.newest_minute_totals(LIVE_MINUTES))
     };
+    let per_minute: std::collections::BTreeMap<i64, u64> = per_minute.into_iter().collect();
     let minutes: Vec<_> = newest_minutes(&per_minute, LIVE_MINUTES)
         .into_iter()
         .map(
