@@ -16,7 +16,30 @@ pub enum CodecError {
 }
 
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<{ 64 * 1024 * 1024 }>()
+    bincode::config::standard()
+}
+
+/// When decoding, bincode counts what each value takes in memory against a
+/// limit, not the bytes read: 16 bytes for a `u128` de-duplication id however
+/// few bytes encode it, and the whole length of a string or byte vector,
+/// allocated before it is read. No value takes more than 16 times its encoded
+/// size, so a limit of 16 times the input holds every well-formed message and
+/// turns a corrupt length into an error instead of an allocation that could
+/// abort the process. A fixed limit sized for messages would make a large
+/// replicated state unreadable (four partitions' default windows of 1M ids
+/// decode to about 100 MB). bincode takes the limit as a constant: one
+/// configuration per step, the last for inputs up to 1 GiB.
+fn decode_from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
+    use bincode::serde::decode_from_slice as decode_with;
+    const MIB: usize = 1 << 20;
+    let standard = bincode::config::standard();
+    Ok(if bytes.len() <= MIB {
+        decode_with(bytes, standard.with_limit::<{ 16 * MIB }>())?
+    } else if bytes.len() <= 64 * MIB {
+        decode_with(bytes, standard.with_limit::<{ 1024 * MIB }>())?
+    } else {
+        decode_with(bytes, standard.with_limit::<{ 16 * 1024 * MIB }>())?
+    })
 }
 
 pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
@@ -33,7 +56,7 @@ pub fn encoded_len<T: Serialize>(message: &T) -> usize {
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (message, read) = bincode::serde::decode_from_slice(bytes, config())?;
+    let (message, read) = decode_from_slice(bytes)?;
     if read != bytes.len() {
         return Err(CodecError::TrailingBytes {
             trailing: bytes.len() - read,
@@ -70,5 +93,30 @@ mod tests {
             decode::<PartitionCounters>(&bytes),
             Err(CodecError::TrailingBytes { trailing: 1 })
         ));
+    }
+
+    #[test]
+    fn a_corrupt_length_is_an_error_not_an_allocation() {
+        // A string claiming 1 TiB: bincode's varint marker for a u64, then it.
+        let mut bytes = vec![253];
+        bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        bytes.extend_from_slice(b"abc");
+        assert!(matches!(
+            decode::<String>(&bytes),
+            Err(CodecError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn a_state_far_larger_than_a_message_decodes() {
+        // More ids than a limit of 64 MiB allowed: 24 decoded bytes each.
+        let ids: Vec<(u128, i64)> = (0..4_000_000u64)
+            .map(|i| {
+                let id = u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+                (id, 1_764_000_000_000_000 + i as i64)
+            })
+            .collect();
+        let decoded: Vec<(u128, i64)> = decode(&encode(&ids).unwrap()).unwrap();
+        assert_eq!(decoded, ids);
     }
 }

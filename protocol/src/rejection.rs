@@ -80,6 +80,8 @@ pub fn redact_input(detail: &str) -> String {
             out.push('"');
         }
         if out.chars().count() >= MAX_DETAIL_CHARS {
+            // A section just added may have passed the cap.
+            out = out.chars().take(MAX_DETAIL_CHARS).collect();
             out.push('…');
             break;
         }
@@ -115,5 +117,11 @@ mod tests {
         assert_eq!(unterminated, "a \"…\"");
         let long = redact_input(&"y".repeat(10_000));
         assert!(long.chars().count() <= MAX_DETAIL_CHARS + 1, "{long}");
+        // A name between backticks that ends past the cap is cut at it too.
+        let name_at_the_cap = format!("{} `{}`", "x".repeat(150), "a".repeat(30));
+        assert_eq!(
+            redact_input(&name_at_the_cap).chars().count(),
+            MAX_DETAIL_CHARS + 1
+        );
     }
 }

@@ -12,6 +12,8 @@ const MICROS_PER_DAY: i64 = 86_400_000_000;
 pub fn parse_rfc3339_micros(text: &str) -> Result<i64, String> {
     let micros = match parse_fast(text.as_bytes()) {
         Some(micros) => micros,
+        // chrono also takes U+2212 MINUS SIGN in an offset; RFC 3339 is ASCII.
+        None if !text.is_ascii() => return Err("not ASCII, as RFC 3339 is".into()),
         None => DateTime::parse_from_rfc3339(text)
             .map_err(|e| e.to_string())?
             .with_timezone(&Utc)
@@ -207,6 +209,8 @@ mod tests {
     fn rejects_dates_without_time_and_impossible_dates() {
         assert!(parse_rfc3339_micros("2026-11-24").is_err());
         assert!(parse_rfc3339_micros("2026-02-30T00:00:00Z").is_err());
+        // U+2212 MINUS SIGN, which chrono would read as '-'.
+        assert!(parse_rfc3339_micros("2026-11-24T08:00:00\u{2212}01:00").is_err());
         assert!(parse_rfc3339_micros("2026-11-24T24:00:00Z").is_err());
     }
 
