@@ -184,21 +184,20 @@ impl ProducerContext for AckCounter {
 
 #[cfg(test)]
 mod tests {
+    use std::task::Poll;
+
     use super::*;
 
     #[tokio::test]
     async fn a_batch_settles_when_its_last_record_is_acknowledged() {
         let acks = Arc::new(BatchAcks::default());
         acks.pending.store(2, Ordering::Release);
-        let waiter = tokio::spawn({
-            let acks = acks.clone();
-            async move { acks.settled().await }
-        });
+        let mut settled = std::pin::pin!(acks.settled());
         acks.delivered(Ok(()));
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished(), "one record is still in flight");
+        let once = std::future::poll_fn(|cx| Poll::Ready(settled.as_mut().poll(cx))).await;
+        assert!(once.is_pending(), "one record is still in flight");
         acks.delivered(Ok(()));
-        waiter.await.expect("join").expect("no failure");
+        settled.await.expect("no failure");
     }
 
     #[tokio::test]

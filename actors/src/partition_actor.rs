@@ -428,6 +428,18 @@ impl PartitionState {
         let checkpoint = self.append_with_retries(rows, last_offset).await?;
         fault::maybe_panic_after_commit(partition);
         let commit_time = started.elapsed();
+        // Counted once bronze holds the batch: a failed checkpoint below
+        // restarts the actor from bronze's marks, which never reads it again.
+        let stats = &self.stats;
+        stats.accepted.fetch_add(rows_len as u64, Ordering::Relaxed);
+        stats
+            .duplicates
+            .fetch_add(batch.duplicates, Ordering::Relaxed);
+        stats.rejected.fetch_add(batch.rejected, Ordering::Relaxed);
+        stats.add_rejections(&batch.rejected_by_kind);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats.commit_seconds.observe(commit_time.as_secs_f64());
+        stats.committed_offset.store(last_offset, Ordering::Relaxed);
         propose_checkpoint(
             &self.context,
             CheckpointIncrement {
@@ -444,16 +456,6 @@ impl PartitionState {
         )
         .await?;
         self.checkpointed = last_offset;
-        let stats = &self.stats;
-        stats.accepted.fetch_add(rows_len as u64, Ordering::Relaxed);
-        stats
-            .duplicates
-            .fetch_add(batch.duplicates, Ordering::Relaxed);
-        stats.rejected.fetch_add(batch.rejected, Ordering::Relaxed);
-        stats.add_rejections(&batch.rejected_by_kind);
-        stats.commits.fetch_add(1, Ordering::Relaxed);
-        stats.commit_seconds.observe(commit_time.as_secs_f64());
-        stats.committed_offset.store(last_offset, Ordering::Relaxed);
         self.last_committed = Some(checkpoint);
         *stats.last_error.lock().expect("stats lock") = None;
         debug!(

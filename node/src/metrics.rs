@@ -308,22 +308,27 @@ pub fn job_figures<'a>(
 mod tests {
     use super::*;
 
+    /// Figures that differ by partition and by series, so that a value under
+    /// the wrong label or the wrong name shows.
     fn partition(p: i32) -> PartitionFigures {
+        let base = 1_000 * (p as u64 + 1);
         let commit_seconds = Histogram::new([0.01, 0.1, 1.0]);
-        commit_seconds.observe(0.05);
+        for _ in 0..=p {
+            commit_seconds.observe(0.05);
+        }
         PartitionFigures {
             partition: p,
-            consumed: 120,
-            accepted: 100,
-            duplicates: 5,
-            rejected_by_reason: BTreeMap::from([("not_json".to_string(), 15)]),
-            committed_offset: 119,
-            lag: Some(7),
-            checkpoint_age_s: Some(1.5),
-            restarts: 0,
-            commit_retries: 0,
-            consumer_errors: 2,
-            skipped_offsets: 0,
+            consumed: base + 1,
+            accepted: base + 2,
+            duplicates: base + 3,
+            rejected_by_reason: BTreeMap::from([("not_json".to_string(), base + 4)]),
+            committed_offset: base as i64 + 5,
+            lag: Some(base as i64 + 6),
+            checkpoint_age_s: Some(base as f64 + 7.5),
+            restarts: base + 8,
+            commit_retries: base + 9,
+            consumer_errors: base + 10,
+            skipped_offsets: base + 11,
             commit_seconds,
         }
     }
@@ -349,21 +354,45 @@ mod tests {
             ]),
         };
         let text = render(&snapshot);
-        for line in [
-            "# TYPE streamreel_events_accepted_total counter",
-            "streamreel_events_accepted_total{partition=\"3\"} 100",
-            "streamreel_events_in_total{partition=\"0\"} 120",
-            "streamreel_events_rejected_total{partition=\"0\",reason=\"not_json\"} 15",
-            "streamreel_partition_lag{partition=\"3\"} 7",
-            "streamreel_consumer_errors_total{partition=\"3\"} 2",
-            "streamreel_bronze_commit_seconds_count{partition=\"0\"} 1",
-            "streamreel_raft_term 7",
-            "streamreel_raft_leader 2",
-            "streamreel_broker_reachable 1",
-            "streamreel_job_runs{job=\"gold\",outcome=\"succeeded\"} 2",
-            "streamreel_job_last_duration_seconds{job=\"gold\",outcome=\"succeeded\"} 3.0",
-            "streamreel_job_runs{job=\"enrich\",outcome=\"running\"} 1",
-        ] {
+        let mut expected = vec![
+            "# TYPE streamreel_events_accepted_total counter".to_string(),
+            "# TYPE streamreel_partition_lag gauge".to_string(),
+            "# TYPE streamreel_bronze_commit_seconds histogram".to_string(),
+            "streamreel_raft_term 7".to_string(),
+            "streamreel_raft_leader 2".to_string(),
+            "streamreel_raft_is_leader 0".to_string(),
+            "streamreel_raft_last_log_index 40".to_string(),
+            "streamreel_raft_commit_index 39".to_string(),
+            "streamreel_broker_reachable 1".to_string(),
+            "streamreel_job_runs{job=\"gold\",outcome=\"succeeded\"} 2".to_string(),
+            "streamreel_job_runs{job=\"gold\",outcome=\"failed\"} 1".to_string(),
+            "streamreel_job_last_duration_seconds{job=\"gold\",outcome=\"succeeded\"} 3.0"
+                .to_string(),
+            "streamreel_job_runs{job=\"enrich\",outcome=\"running\"} 1".to_string(),
+        ];
+        for (p, base) in [(0, 1_000), (3, 4_000)] {
+            let label = format!("{{partition=\"{p}\"}}");
+            for (name, value) in [
+                ("events_in_total", format!("{}", base + 1)),
+                ("events_accepted_total", format!("{}", base + 2)),
+                ("events_duplicate_total", format!("{}", base + 3)),
+                ("partition_committed_offset", format!("{}", base + 5)),
+                ("partition_lag", format!("{}", base + 6)),
+                ("checkpoint_age_seconds", format!("{}.5", base + 7)),
+                ("partition_restarts_total", format!("{}", base + 8)),
+                ("bronze_commit_retries_total", format!("{}", base + 9)),
+                ("consumer_errors_total", format!("{}", base + 10)),
+                ("skipped_offsets_total", format!("{}", base + 11)),
+                ("bronze_commit_seconds_count", format!("{}", p + 1)),
+            ] {
+                expected.push(format!("streamreel_{name}{label} {value}"));
+            }
+            expected.push(format!(
+                "streamreel_events_rejected_total{{partition=\"{p}\",reason=\"not_json\"}} {}",
+                base + 4
+            ));
+        }
+        for line in expected {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing {line:?} in\n{text}"

@@ -27,12 +27,15 @@ async fn metrics(State(state): State<AppState>) -> Response {
 async fn snapshot(state: &AppState) -> MetricsSnapshot {
     let member = &state.member;
     let now_ms = now_micros() / 1_000;
+    // A removed member's replica is no longer replicated to and still names
+    // it as owner; it runs nothing, so it exports no partition series.
+    let removed = member.is_removed();
     let (owned, jobs) = {
         let applied = member.view.read();
         let owned: Vec<_> = applied
             .state
             .partitions()
-            .filter(|(_, p)| p.owner == Some(member.id))
+            .filter(|(_, p)| !removed && p.owner == Some(member.id))
             .map(|(partition, p)| (partition, p.checkpoint))
             .collect();
         let jobs = job_figures(applied.state.jobs().map(|run| {
