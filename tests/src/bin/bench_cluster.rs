@@ -9,9 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use streamreel_cluster::dedup::{DedupSettings, DedupWindow};
 use streamreel_cluster::live::LiveBatch;
-use streamreel_cluster::state::{ClusterState, StateSettings};
+use streamreel_cluster::state::{ClusterState, StateImage, StateSettings};
 use streamreel_cluster::{CheckpointIncrement, Command as RaftCommand};
-use streamreel_protocol::codec::{encode, encoded_len};
+use streamreel_protocol::codec::{decode, encode, encoded_len};
 use streamreel_tests::broker::{Broker, HeaderIndex};
 use streamreel_tests::bronze_reader::time_to_catch_up;
 use streamreel_tests::cluster::Cluster;
@@ -171,15 +171,27 @@ async fn failover(kills: u32) -> anyhow::Result<()> {
         let ids = cluster.ids();
         let victim = ids[round as usize % ids.len()];
         let via = *ids.iter().find(|id| **id != victim).expect("a survivor");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let Some(before) = progress(&cluster, via).await else {
-            anyhow::bail!("no status from node {via}");
+        // The victim restarted by an earlier round gets partitions back by a
+        // rebalance; killing it before that would time an empty failover.
+        let asked = Instant::now();
+        let owned: Vec<(i64, i64)> = loop {
+            if let Some(before) = progress(&cluster, via).await {
+                let owned: Vec<(i64, i64)> = before
+                    .iter()
+                    .filter(|(_, (owner, _))| *owner == victim)
+                    .map(|(p, (_, offset))| (*p, *offset))
+                    .collect();
+                if !owned.is_empty() {
+                    break owned;
+                }
+            }
+            anyhow::ensure!(
+                asked.elapsed() < Duration::from_secs(60),
+                "node {victim} owns no partition after 60 s: {}",
+                cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let owned: Vec<(i64, i64)> = before
-            .iter()
-            .filter(|(_, (owner, _))| *owner == victim)
-            .map(|(p, (_, offset))| (*p, *offset))
-            .collect();
         let killed = Instant::now();
         cluster.kill(victim)?;
         loop {
@@ -284,9 +296,12 @@ fn snapshot_size() {
             last_offset: (batch_no as i64 + 1) * 20_000 - 1,
             delta_version: batch_no as i64,
             new_ids,
-            accepted_at_us: 0,
+            // Times of the events' days, so that the varints take the bytes
+            // they do in use and the live counts are kept (they drop events
+            // far ahead of the checkpoint's clock).
+            accepted_at_us: simulated::START_US + batch_no as i64 * 1_000_000,
             live: live.take(),
-            at_ms: 0,
+            at_ms: (simulated::START_US + batch_no as i64 * 1_000_000) / 1_000,
         });
         if batch_no == 0 {
             first_batch = encoded_len(&command);
@@ -296,7 +311,12 @@ fn snapshot_size() {
         applying += started.elapsed();
         messages_applied += chunk.len();
     }
-    let image = encode(&state.image()).map(|b| b.len()).unwrap_or(0);
+    let image = encode(&state.image()).unwrap_or_default();
+    let started = Instant::now();
+    let read_back = match decode::<StateImage>(&image) {
+        Ok(_) => format!("read back in {} ms", started.elapsed().as_millis()),
+        Err(error) => format!("UNREADABLE: {error}"),
+    };
     println!("one checkpoint of a 20,000-event batch: {first_batch} bytes");
     // What every member spends per event on a partition it replicates
     // (folding ids and live counts), apart from Raft's own log and network.
@@ -306,8 +326,8 @@ fn snapshot_size() {
         applying.as_secs_f64() * 1e6 / messages_applied.max(1) as f64
     );
     println!(
-        "snapshot of one partition after 1,000,000 events: {:.1} MiB ({} ids in the window)",
-        image as f64 / (1024.0 * 1024.0),
+        "snapshot of one partition after 1,000,000 events: {:.1} MiB ({} ids in the window), {read_back}",
+        image.len() as f64 / (1024.0 * 1024.0),
         state.partition(0).map_or(0, |p| p.dedup.len())
     );
 }

@@ -239,8 +239,9 @@ async fn assert_matches_reference(
     // view_sessions, every column of every session.
     let batches = query(
         &Lake::new(lake).view_sessions(),
-        "SELECT session_id, event_count, watch_s, max_position_s, exit_position_s, pct_watched, \
-         CAST(completed AS INT) AS completed, CAST(day AS INT) AS day FROM t ORDER BY session_id",
+        "SELECT session_id, user_key, video_id, region, event_count, watch_s, max_position_s, \
+         exit_position_s, pct_watched, COALESCE(CAST(completed AS INT), -1) AS completed, \
+         CAST(day AS INT) AS day FROM t ORDER BY session_id",
     )
     .await?;
     let mut actual = Vec::new();
@@ -252,6 +253,10 @@ async fn assert_matches_reference(
         let exit = column_as_f64(b, "exit_position_s")?;
         let pct = column_as_f64(b, "pct_watched")?;
         let days = column_as_i64(b, "day")?;
+        let users = column_as_strings(b, "user_key")?;
+        let video_ids = column_as_strings(b, "video_id")?;
+        let regions = column_as_strings(b, "region")?;
+        let completed = column_as_i64(b, "completed")?;
         for i in 0..b.num_rows() {
             actual.push((
                 ids[i].clone(),
@@ -261,6 +266,8 @@ async fn assert_matches_reference(
                 exit[i],
                 pct[i],
                 days[i],
+                (users[i].clone(), video_ids[i].clone(), regions[i].clone()),
+                completed[i],
             ));
         }
     }
@@ -292,6 +299,18 @@ async fn assert_matches_reference(
             None => assert!(got.5.is_nan(), "unknown video: null pct_watched"),
         }
         assert_eq!(got.6, want.day);
+        assert_eq!(
+            got.7,
+            (
+                want.user_key.clone(),
+                want.video_id.clone(),
+                want.region.clone()
+            ),
+            "the first event's user, video and region for {}",
+            want.session_id
+        );
+        let completed = want.completed().map_or(-1, i64::from);
+        assert_eq!(got.8, completed, "completed of {}", want.session_id);
     }
 
     // Gold, table by table.
