@@ -213,8 +213,9 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     Ok(())
 }
 
-/// Every column of every `view_sessions` row and every gold table equal to
-/// the independent reference's, and the data tests passing.
+/// Every `view_sessions` column the independent reference computes, for
+/// every session, and every gold table equal to the reference's, and the data
+/// tests passing.
 async fn assert_matches_reference(
     lake: &Path,
     all: &[BronzeRow],
@@ -236,7 +237,7 @@ async fn assert_matches_reference(
         all.len() as i64 - 2
     );
 
-    // view_sessions, every column of every session.
+    // view_sessions: every column the reference computes, of every session.
     let batches = query(
         &Lake::new(lake).view_sessions(),
         "SELECT session_id, user_key, video_id, region, event_count, watch_s, max_position_s, \
