@@ -128,6 +128,25 @@ fn partitions(status: &Value) -> Vec<Value> {
     status["partitions"].as_array().cloned().unwrap_or_default()
 }
 
+/// Waits until `via` reports a partition owned by a member `chosen` accepts,
+/// and returns that member: one whose partitions moving away then shows a
+/// failover (a member restarted a moment ago may own none until the
+/// coordinator rebalances).
+async fn wait_owner(
+    cluster: &Cluster,
+    via: u64,
+    what: &str,
+    chosen: impl Fn(u64) -> bool,
+) -> anyhow::Result<u64> {
+    wait_status(cluster, via, what, Duration::from_secs(60), |status| {
+        partitions(status)
+            .iter()
+            .filter_map(|p| p["owner"].as_u64())
+            .find(|owner| chosen(*owner))
+    })
+    .await
+}
+
 /// Waits until no partition is owned by `node`, as `via` sees it.
 async fn wait_moved_away(cluster: &Cluster, via: u64, node: u64) -> anyhow::Result<()> {
     let what = format!("node {node}'s partitions to move");
@@ -462,25 +481,9 @@ async fn members_killed_and_frozen_while_events_stream_lose_and_double_nothing()
         for (round, at) in [(1, 4_000), (2, 10_000), (3, 16_000)] {
             wait_committed(&cluster, via, at).await?;
             let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
-            // A victim that owns partitions, so that their moving away shows
-            // the failover (a member restarted by the last round may own
-            // none until the coordinator rebalances).
-            let victim = wait_status(
-                &cluster,
-                leader,
-                "a victim owning a partition",
-                Duration::from_secs(60),
-                |status| {
-                    let mut owners = partitions(status)
-                        .into_iter()
-                        .filter_map(|p| p["owner"].as_u64());
-                    if round < 3 {
-                        owners.find(|owner| *owner == leader)
-                    } else {
-                        owners.find(|owner| *owner != leader)
-                    }
-                },
-            )
+            let victim = wait_owner(&cluster, leader, "a victim owning a partition", |owner| {
+                (owner == leader) == (round < 3)
+            })
             .await?;
             via = cluster
                 .ids()
@@ -500,21 +503,9 @@ async fn members_killed_and_frozen_while_events_stream_lose_and_double_nothing()
         }
         // A follower freezes past the failover time, loses its partitions, wakes up.
         let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
-        // A follower that owns partitions, so that their moving away shows
-        // the leader has noticed the freeze (a member restarted by the last
-        // round may own none yet).
-        let frozen = wait_status(
-            &cluster,
-            leader,
-            "a follower owning a partition",
-            Duration::from_secs(60),
-            |status| {
-                partitions(status)
-                    .iter()
-                    .filter_map(|p| p["owner"].as_u64())
-                    .find(|owner| *owner != leader)
-            },
-        )
+        let frozen = wait_owner(&cluster, leader, "a follower owning a partition", |owner| {
+            owner != leader
+        })
         .await?;
         wait_committed(&cluster, leader, 20_000).await?;
         cluster.freeze(frozen)?;
