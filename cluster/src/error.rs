@@ -22,6 +22,16 @@ pub enum ClusterError {
         #[source]
         source: streamreel_protocol::CodecError,
     },
+    /// A file of this member's Raft state whose checksum no longer matches.
+    #[error(
+        "{path}: {source}. This member's Raft state cannot be trusted: restore the file, or \
+         remove the member (remove-node), empty its data dir and add it again"
+    )]
+    Damaged {
+        path: String,
+        #[source]
+        source: crate::durable_file::Damaged,
+    },
     #[error("no leader yet")]
     NoLeader,
     #[error("node {node} is not a member of the cluster")]

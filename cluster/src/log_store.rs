@@ -8,7 +8,8 @@
 //!
 //! Every write reaches the disk (file and directory fsynced) before openraft
 //! is told it is done. Every file is written whole to a `.tmp` file and then
-//! renamed over its name, so a crash never leaves a torn file behind.
+//! renamed over its name, so a crash never leaves a torn file behind, and
+//! ends with a checksum, so a file damaged later is refused, never misread.
 //!
 //! Entries are also kept in memory: openraft purges the log once a snapshot
 //! holds it, so the log stays short.
@@ -382,6 +383,12 @@ enum FileError {
         #[source]
         source: CodecError,
     },
+    #[error("{} is damaged", .path.display())]
+    Damaged {
+        path: PathBuf,
+        #[source]
+        source: durable_file::Damaged,
+    },
 }
 
 impl FileError {
@@ -389,6 +396,10 @@ impl FileError {
         match self {
             FileError::Io { path, source } => ClusterError::io(path.display(), source),
             FileError::Codec { path, source } => ClusterError::Corrupt {
+                path: path.display().to_string(),
+                source,
+            },
+            FileError::Damaged { path, source } => ClusterError::Damaged {
                 path: path.display().to_string(),
                 source,
             },
@@ -407,15 +418,22 @@ fn io_at(path: &Path, source: io::Error) -> FileError {
     }
 }
 
+/// The sealed bytes of `value` (see [`durable_file::seal`]).
 fn encode_at<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>, FileError> {
-    encode(value).map_err(|source| FileError::Codec {
-        path: path.to_path_buf(),
-        source,
-    })
+    encode(value)
+        .map(durable_file::seal)
+        .map_err(|source| FileError::Codec {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 fn decode_at<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, FileError> {
-    decode(bytes).map_err(|source| FileError::Codec {
+    let body = durable_file::unseal(bytes).map_err(|source| FileError::Damaged {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode(body).map_err(|source| FileError::Codec {
         path: path.to_path_buf(),
         source,
     })
@@ -547,6 +565,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_damaged_file_is_refused_and_named() {
+        let dir = TempDir::new().unwrap();
+        {
+            let mut store = LogStore::open(dir.path()).unwrap();
+            store
+                .blocking_append((0..3).map(|index| command(index, index)))
+                .await
+                .unwrap();
+            store.save_vote(&Vote::new(3, 1)).await.unwrap();
+        }
+        let flip_first_byte = |path: &Path| {
+            let mut bytes = fs::read(path).unwrap();
+            bytes[0] ^= 0x04;
+            fs::write(path, bytes).unwrap();
+        };
+        let entry = dir.path().join(LOG_DIR).join(format!("{:020}.bin", 1));
+        flip_first_byte(&entry);
+        match LogStore::open(dir.path()) {
+            Err(ClusterError::Damaged { path, .. }) => {
+                assert_eq!(path, entry.display().to_string())
+            }
+            Err(other) => panic!("another error: {other}"),
+            Ok(_) => panic!("a damaged entry was read"),
+        }
+        flip_first_byte(&entry);
+        LogStore::open(dir.path()).expect("the mended log opens");
+        let vote = dir.path().join(VOTE_FILE);
+        flip_first_byte(&vote);
+        assert!(matches!(
+            LogStore::open(dir.path()),
+            Err(ClusterError::Damaged { path, .. }) if path == vote.display().to_string()
+        ));
+    }
+
+    #[tokio::test]
+    async fn files_written_before_checksums_are_read() {
+        let dir = TempDir::new().unwrap();
+        let log_dir = dir.path().join(LOG_DIR);
+        fs::create_dir_all(&log_dir).unwrap();
+        let vote: Vote<NodeId> = Vote::new(4, 2);
+        fs::write(dir.path().join(VOTE_FILE), encode(&vote).unwrap()).unwrap();
+        for index in 0..2 {
+            let path = log_dir.join(format!("{index:020}.bin"));
+            fs::write(path, encode(&command(index, 5)).unwrap()).unwrap();
+        }
+        let mut store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(store.read_vote().await.unwrap(), Some(vote));
+        let entries = store.try_get_log_entries(..).await.unwrap();
+        assert_eq!(entries, vec![command(0, 5), command(1, 5)]);
+    }
+
+    #[tokio::test]
     async fn drops_entries_after_a_hole_on_open() {
         let dir = TempDir::new().unwrap();
         {
@@ -647,6 +717,22 @@ mod tests {
         assert_eq!(*sm.durable_snapshot().borrow(), Some(10));
         let reopened = StateMachineStore::open(dir.path(), settings()).unwrap();
         assert_eq!(*reopened.durable_snapshot().borrow(), Some(10));
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_refused_and_named() {
+        let dir = TempDir::new().unwrap();
+        let sm = StateMachineStore::open(dir.path(), settings()).unwrap();
+        sm.save_snapshot(&snapshot_file(10)).unwrap();
+        let path = dir.path().join("snapshot.bin");
+        let mut bytes = fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x10;
+        fs::write(&path, bytes).unwrap();
+        assert!(matches!(
+            StateMachineStore::open(dir.path(), settings()),
+            Err(ClusterError::Damaged { path: named, .. }) if named == path.display().to_string()
+        ));
     }
 
     #[tokio::test]

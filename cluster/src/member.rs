@@ -22,6 +22,11 @@ use crate::sm_store::{ClusterView, StateMachineStore};
 use crate::state::StateSettings;
 use crate::types::{Command, CommandResult, Member, NodeId, Raft};
 
+/// How long a member waits for a peer's ping answer. A probe round waits for
+/// its slowest answer, so one member that does not answer makes every round
+/// last this long: `cluster.failover-after-ms` must leave room for it.
+pub const PING_TIMEOUT: Duration = Duration::from_millis(800);
+
 /// Raft timings from the `[cluster]` config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RaftTimings {
@@ -401,9 +406,7 @@ impl ClusterMember {
     }
 
     pub async fn ping(&self, addr: &str) -> Result<PingAnswer, ClusterError> {
-        self.peers
-            .post(addr, paths::PING, &(), Duration::from_millis(800))
-            .await
+        self.peers.post(addr, paths::PING, &(), PING_TIMEOUT).await
     }
 
     pub async fn ping_answer(&self) -> PingAnswer {

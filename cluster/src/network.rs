@@ -43,6 +43,9 @@ impl PeerClient {
         PeerClient {
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_millis(500))
+                // Members close connections idle for 10 s: let go of them
+                // first, never reusing one just as its member closes it.
+                .pool_idle_timeout(Duration::from_secs(5))
                 .build()
                 .expect("a plain HTTP client builds"),
             token,

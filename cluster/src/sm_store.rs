@@ -144,7 +144,9 @@ impl StateMachineStore {
         if on_disk.is_some() && *on_disk >= index {
             return Ok(());
         }
-        let bytes = encode(file).map_err(|e| AnyError::new(&e))?;
+        let bytes = encode(file)
+            .map(durable_file::seal)
+            .map_err(|e| AnyError::new(&e))?;
         durable_file::write_durably(&self.snapshot_path(), &bytes)
             .map_err(|e| AnyError::new(&e))?;
         *on_disk = index;
@@ -184,12 +186,18 @@ impl StateMachineStore {
 fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, ClusterError> {
     let path = dir.join(SNAPSHOT_FILE);
     match std::fs::read(&path) {
-        Ok(bytes) => decode(&bytes)
-            .map(Some)
-            .map_err(|source| ClusterError::Corrupt {
+        Ok(bytes) => {
+            let body = durable_file::unseal(&bytes).map_err(|source| ClusterError::Damaged {
                 path: path.display().to_string(),
                 source,
-            }),
+            })?;
+            decode(body)
+                .map(Some)
+                .map_err(|source| ClusterError::Corrupt {
+                    path: path.display().to_string(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ClusterError::io(path.display(), e)),
     }

@@ -91,6 +91,17 @@ impl ClusterState {
                 let Some(state) = self.partitions.get_mut(partition) else {
                     return refused_unknown(*partition);
                 };
+                // A forwarded proposal whose answer was lost is proposed
+                // again; its second copy finds its own decision applied (only
+                // an `Assign` from `expected_epoch` reaches the next epoch) and
+                // answers as the first did, so a rebalance does not stop at it.
+                if state.epoch == expected_epoch.saturating_add(1) && state.owner == Some(*to) {
+                    return CommandResult::Assigned {
+                        partition: *partition,
+                        owner: *to,
+                        epoch: state.epoch,
+                    };
+                }
                 if state.epoch != *expected_epoch {
                     return CommandResult::Refused(Refusal::StaleEpoch {
                         partition: *partition,
@@ -377,11 +388,22 @@ mod tests {
                 epoch: 1
             }
         );
-        // A retry of the same decision, or a deposed leader's, changes nothing.
+        // A deposed leader's decision changes nothing.
         assert!(matches!(
             state.apply(&assign(0, 2, 0), &members()),
             CommandResult::Refused(Refusal::StaleEpoch { current: 1, .. })
         ));
+        assert_eq!(state.ownership()[&0], (Some(1), 1));
+        // A second copy of the applied decision answers as the first did and
+        // changes nothing either.
+        assert_eq!(
+            state.apply(&assign(0, 1, 0), &members()),
+            CommandResult::Assigned {
+                partition: 0,
+                owner: 1,
+                epoch: 1
+            }
+        );
         assert_eq!(state.ownership()[&0], (Some(1), 1));
         assert!(matches!(
             state.apply(&assign(0, 9, 1), &members()),
