@@ -40,9 +40,7 @@ pub fn dead_letter<'a>(
     rejection: &Rejection,
     record_limit: usize,
 ) -> DeadLetter<'a> {
-    let key = source
-        .key
-        .map(|key| keyer.user_key(&String::from_utf8_lossy(key)).to_hex());
+    let key = source.key.map(|key| keyer.user_key_of_bytes(key).to_hex());
     let mut headers = vec![
         ("error", capped(rejection.to_string(), MAX_ERROR_BYTES)),
         ("error-kind", rejection.kind().to_string()),
@@ -132,6 +130,22 @@ mod tests {
         assert_eq!(header("source-offset"), Some("17"));
         assert_eq!(header("error-kind"), Some("unknown_event_type"));
         assert_eq!(header("truncated-from-bytes"), None);
+    }
+
+    #[test]
+    fn keys_that_are_not_utf8_keep_apart() {
+        let key_of = |key: &'static [u8]| {
+            let source = Source {
+                key: Some(key),
+                ..source(b"{nope")
+            };
+            dead_letter(&keyer(), source, &Rejection::UnknownEventType, 10_000).key
+        };
+        // Both would read "user-\u{FFFD}" after a lossy conversion.
+        let (a, b) = (key_of(b"user-\xff"), key_of(b"user-\xfe"));
+        assert!(a.is_some());
+        assert_ne!(a, b);
+        assert_ne!(a, Some(keyer().user_key("user-\u{FFFD}").to_hex()));
     }
 
     #[test]

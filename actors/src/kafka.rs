@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::Message;
@@ -289,46 +289,129 @@ pub fn cluster_id(brokers: &str, timeout: Duration) -> Result<Option<String>, Ac
     Ok(client.client().fetch_cluster_id(timeout))
 }
 
-/// The high watermarks of a topic's partitions, for lag, asked over one
-/// client kept for the life of the reader and in one `ListOffsets` request
-/// per leader (the "latest" timestamp, -1, of Kafka's protocol). A client
-/// per question paid a connection and a metadata round trip, and a question
-/// per partition a round trip each: on a loaded broker a status answer took
-/// seconds.
-pub struct HighWatermarks {
+/// A partition's offsets on the broker: records `low..high` are there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionWatermarks {
+    pub partition: i32,
+    /// The earliest offset still held; `None` when the broker did not say.
+    pub low: Option<i64>,
+    /// The offset the next record will get.
+    pub high: i64,
+}
+
+impl PartitionWatermarks {
+    /// Records on the broker past `committed` (the last offset ingested, -1
+    /// for none). Records deleted by retention before they were ingested are
+    /// not counted: nothing can read them any more.
+    pub fn lag_after(&self, committed: i64) -> i64 {
+        let next = committed
+            .saturating_add(1)
+            .max(self.low.unwrap_or(i64::MIN));
+        (self.high - next).max(0)
+    }
+}
+
+/// The watermarks of a topic's partitions, for lag, asked over one client
+/// kept for the life of the reader and in one `ListOffsets` request per
+/// leader and end (Kafka's "latest" timestamp, -1, and "earliest", -2). A
+/// client per question paid a connection and a metadata round trip, and a
+/// question per partition a round trip each: on a loaded broker a status
+/// answer took seconds.
+///
+/// An answer is reused for [`WATERMARKS_FRESH_FOR`], and questions asked
+/// while one is under way wait for it: metrics scrapes and status requests,
+/// however many, cost the broker a pair of requests a second at most.
+pub struct Watermarks {
     brokers: String,
     topic: String,
     client: Mutex<Option<Arc<BaseConsumer>>>,
+    last: Mutex<Option<(Instant, Vec<PartitionWatermarks>)>>,
 }
 
-impl HighWatermarks {
+/// How long fetched watermarks answer further questions.
+pub const WATERMARKS_FRESH_FOR: Duration = Duration::from_secs(1);
+
+impl Watermarks {
     /// Connects on first use.
-    pub fn new(brokers: &str, topic: &str) -> HighWatermarks {
-        HighWatermarks {
+    pub fn new(brokers: &str, topic: &str) -> Watermarks {
+        Watermarks {
             brokers: brokers.to_string(),
             topic: topic.to_string(),
             client: Mutex::new(None),
+            last: Mutex::new(None),
         }
     }
 
-    /// The high watermark of each of `partitions`, waiting at most `timeout`.
-    /// Blocking; a partition the broker does not answer for is left out.
+    /// The watermarks of each of `partitions`, waiting at most `timeout` in
+    /// all. Blocking; a partition the broker gives no high watermark for is
+    /// left out.
     pub fn fetch(
         &self,
         partitions: &[i32],
         timeout: Duration,
-    ) -> Result<Vec<(i32, i64)>, ActorError> {
-        let mut latest = TopicPartitionList::new();
-        for partition in partitions {
-            latest.add_partition_offset(&self.topic, *partition, Offset::End)?;
+    ) -> Result<Vec<PartitionWatermarks>, ActorError> {
+        let mut last = self.last.lock().expect("watermarks lock");
+        if let Some((at, marks)) = last.as_ref()
+            && at.elapsed() < WATERMARKS_FRESH_FOR
+            && partitions
+                .iter()
+                .all(|p| marks.iter().any(|m| m.partition == *p))
+        {
+            return Ok(marks
+                .iter()
+                .filter(|m| partitions.contains(&m.partition))
+                .copied()
+                .collect());
         }
-        let found = self.client()?.offsets_for_times(latest, timeout)?;
+        let marks = self.fetch_from_broker(partitions, timeout)?;
+        *last = Some((Instant::now(), marks.clone()));
+        Ok(marks)
+    }
+
+    fn fetch_from_broker(
+        &self,
+        partitions: &[i32],
+        timeout: Duration,
+    ) -> Result<Vec<PartitionWatermarks>, ActorError> {
+        let deadline = Instant::now() + timeout;
+        let highs = self.offsets(partitions, Offset::End, timeout)?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // The high watermarks alone still give a lag, counting deleted records.
+        let lows = self
+            .offsets(partitions, Offset::Beginning, remaining)
+            .unwrap_or_default();
+        Ok(highs
+            .into_iter()
+            .map(|(partition, high)| PartitionWatermarks {
+                partition,
+                low: lows
+                    .iter()
+                    .find(|(p, _)| *p == partition)
+                    .map(|(_, low)| *low),
+                high,
+            })
+            .collect())
+    }
+
+    /// The offset at `end` (`Offset::End` or `Offset::Beginning`) of each
+    /// partition that answers.
+    fn offsets(
+        &self,
+        partitions: &[i32],
+        end: Offset,
+        timeout: Duration,
+    ) -> Result<Vec<(i32, i64)>, ActorError> {
+        let mut asked = TopicPartitionList::new();
+        for partition in partitions {
+            asked.add_partition_offset(&self.topic, *partition, end)?;
+        }
+        let found = self.client()?.offsets_for_times(asked, timeout)?;
         Ok(found
             .elements()
             .iter()
             .filter(|e| e.error().is_ok())
             .filter_map(|e| match e.offset() {
-                Offset::Offset(high) => Some((e.partition(), high)),
+                Offset::Offset(offset) => Some((e.partition(), offset)),
                 _ => None,
             })
             .collect())
@@ -404,6 +487,23 @@ pub async fn await_all(in_flight: &mut InFlight) -> Result<(), ActorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lag_counts_only_records_still_on_the_broker() {
+        let marks = |low| PartitionWatermarks {
+            partition: 0,
+            low,
+            high: 100,
+        };
+        assert_eq!(marks(Some(0)).lag_after(-1), 100);
+        assert_eq!(marks(Some(0)).lag_after(89), 10);
+        assert_eq!(marks(Some(0)).lag_after(99), 0);
+        // Records 50..60 were deleted before they were ingested.
+        assert_eq!(marks(Some(60)).lag_after(49), 40);
+        assert_eq!(marks(None).lag_after(49), 50);
+        // A log recreated shorter than what was ingested is no negative lag.
+        assert_eq!(marks(Some(0)).lag_after(150), 0);
+    }
 
     #[test]
     fn only_errors_librdkafka_recovers_from_keep_the_actor_polling() {

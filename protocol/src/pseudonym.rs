@@ -47,8 +47,15 @@ impl UserKeyer {
     }
 
     pub fn user_key(&self, user_id: &str) -> UserKey {
+        self.user_key_of_bytes(user_id.as_bytes())
+    }
+
+    /// The key of raw bytes: a `user_id`'s key when they are its UTF-8 text.
+    /// For a dead-lettered record's Kafka key, which need not be UTF-8: a
+    /// lossy conversion first would give two different keys one pseudonym.
+    pub fn user_key_of_bytes(&self, user_id: &[u8]) -> UserKey {
         let mut mac = self.keyed.clone();
-        mac.update(user_id.as_bytes());
+        mac.update(user_id);
         let digest = mac.finalize().into_bytes();
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);
