@@ -14,7 +14,7 @@ use streamreel_node::admin::{AdminCommand, admin};
 use streamreel_node::cli::{
     AdminSubcommand, Cli, Command, LogFormat, ModelsCommand, NodeArgs, SimulateArgs,
 };
-use streamreel_node::config::{EnvSecrets, Overrides, load_config};
+use streamreel_node::config::{ConfigError, EnvSecrets, Overrides, load_config};
 use streamreel_node::error::error_chain_text;
 use streamreel_node::simulate::SimulationSettings;
 use streamreel_node::simulate::run::{SimulateOptions, run_simulation};
@@ -23,13 +23,30 @@ use streamreel_node::{config, export, inspect, models, node};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `RUST_LOG`'s filter, or ours when it is unset or blank. A filter that
+/// does not parse is an error: ignoring it would hide the logs asked for.
+fn log_filter() -> anyhow::Result<EnvFilter> {
+    match std::env::var("RUST_LOG") {
+        Ok(text) if !text.trim().is_empty() => EnvFilter::try_new(&text)
+            .with_context(|| format!("RUST_LOG={text:?} is not a log filter")),
+        Err(std::env::VarError::NotUnicode(_)) => anyhow::bail!("RUST_LOG is not UTF-8"),
+        // The Delta kernel logs every snapshot at info, and openraft its whole
+        // state at start; keep ours readable (the node logs its own leadership).
+        _ => Ok(EnvFilter::new(
+            "info,buoyant_kernel=warn,deltalake_core=warn,datafusion=warn,openraft=warn",
+        )),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The Delta kernel logs every snapshot at info, and openraft its whole
-    // state at start; keep ours readable (the node logs its own leadership).
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        "info,buoyant_kernel=warn,deltalake_core=warn,datafusion=warn,openraft=warn".into()
-    });
+    let filter = match log_filter() {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -168,7 +185,16 @@ async fn run_node(args: NodeArgs, shutdown: CancellationToken) -> anyhow::Result
         lake: args.lake,
         demo: args.demo,
     };
-    let config = load_config(&args.config, &overrides, EnvSecrets::from_process()?)?;
+    let config = match load_config(&args.config, &overrides, EnvSecrets::from_process()?) {
+        Ok(config) => config,
+        // These two name the file already.
+        Err(e @ (ConfigError::Read { .. } | ConfigError::Parse { .. })) => return Err(e.into()),
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("config file {}", args.config.display()))
+            );
+        }
+    };
     node::run_node(config, shutdown).await?;
     Ok(())
 }

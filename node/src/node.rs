@@ -29,7 +29,7 @@ use streamreel_protocol::UserKeyer;
 use crate::broker_health::{BrokerHealth, watch_brokers};
 use crate::config::NodeConfig;
 use crate::error::NodeError;
-use crate::http::{AppState, serve};
+use crate::http::{AppState, GOLD_READS_AT_ONCE, serve};
 use crate::job_runtime::JobRuntime;
 use crate::leadership::{CoordinatorTemplate, follow_leadership};
 use crate::partition_discovery::watch_partitions;
@@ -142,13 +142,14 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         coordinator: coordinator_slot.clone(),
         admin_token: config.admin_token.as_deref().map(Into::into),
         cluster_token: config.cluster.token.as_deref().map(Into::into),
-        input_watermarks: Arc::new(kafka::HighWatermarks::new(
+        input_watermarks: Arc::new(kafka::Watermarks::new(
             &settings.brokers,
             &settings.input_topic,
         )),
         lake_dir: lake_dir.clone(),
         broker_health: broker_health.clone(),
         jobs_runtime: jobs_runtime.handle(),
+        gold_reads: Arc::new(tokio::sync::Semaphore::new(GOLD_READS_AT_ONCE)),
     };
     let http_addr = serve(config.http_listen, app, shutdown.clone()).await?;
     info!(%http_addr, "admin api listening");

@@ -93,6 +93,8 @@ impl Cluster {
             nodes: BTreeMap::new(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(90))
+                // Nodes close connections idle for 10 s.
+                .pool_idle_timeout(Duration::from_secs(5))
                 .build()?,
         };
         Ok(cluster)

@@ -512,6 +512,38 @@ uri = "/srv/lake"
                 .to_string();
             assert!(error.contains(key), "{error}");
         }
+        // A probe round slowed by a member that does not answer must not make
+        // the others look dead: 2 x 250 + 800 ms at least.
+        for (failover, accepted) in [(1299, false), (1300, true)] {
+            let text = THREE.replace(
+                "failover-after-ms = 3000",
+                &format!("heartbeat-ms = 250\nfailover-after-ms = {failover}"),
+            );
+            match load(&text, one.clone(), env.clone()) {
+                Ok(_) => assert!(accepted, "{failover} accepted"),
+                Err(error) => assert!(
+                    !accepted && error.to_string().contains("cluster.failover-after-ms"),
+                    "{error}"
+                ),
+            }
+        }
+        for (kafka, key) in [
+            ("consumer-group = \" \"", "kafka.consumer-group"),
+            (
+                "input-topic = \"video.events\"\nclean-topic = \"video_events\"",
+                "kafka.input-topic",
+            ),
+            (
+                "clean-topic = \"clean_events\"\ndlq-topic = \"clean.events\"",
+                "kafka.dlq-topic",
+            ),
+        ] {
+            let text = format!("{THREE}[kafka]\n{kafka}\n");
+            let error = load(&text, one.clone(), env.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{error}");
+        }
         // Keys a member takes from its [[cluster.node]] are refused under
         // [node], rather than ignored.
         for (key, line) in [

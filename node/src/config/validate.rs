@@ -56,20 +56,30 @@ pub(super) fn validate(
             });
         }
     }
-    if raw.kafka.input_topic == raw.kafka.clean_topic
-        || raw.kafka.input_topic == raw.kafka.dlq_topic
+    // Kafka refuses a topic whose name differs from an existing one's only
+    // by '.' against '_' (their metric names would collide).
+    let same_topic = |a: &str, b: &str| a.replace('.', "_") == b.replace('.', "_");
+    if same_topic(&raw.kafka.input_topic, &raw.kafka.clean_topic)
+        || same_topic(&raw.kafka.input_topic, &raw.kafka.dlq_topic)
     {
         return Err(invalid(
             "kafka.input-topic",
-            "must differ from the clean and dead-letter topics",
+            "must differ from the clean and dead-letter topics (Kafka takes '.' and '_' in \
+             topic names for the same character)",
         ));
     }
     // Dead letters carry raw user ids, which `clean-events` promises never to hold.
-    if raw.kafka.clean_topic == raw.kafka.dlq_topic {
+    if same_topic(&raw.kafka.clean_topic, &raw.kafka.dlq_topic) {
         return Err(invalid(
             "kafka.dlq-topic",
-            "must differ from kafka.clean-topic",
+            "must differ from kafka.clean-topic (Kafka takes '.' and '_' in topic names for \
+             the same character)",
         ));
+    }
+    // librdkafka makes no consumer of a client without a group id, so every
+    // partition would fail to start.
+    if raw.kafka.consumer_group.trim().is_empty() {
+        return Err(invalid("kafka.consumer-group", "must not be empty"));
     }
     if raw.node.demo.is_some() {
         return Err(invalid(
@@ -317,24 +327,40 @@ pub(super) fn validate(
             // Below 10 ms the Raft timeouts derived from these two settings
             // can coincide, which Raft refuses at startup.
             if cluster.heartbeat_ms < 10 || cluster.heartbeat_ms > 60_000 {
-                return Err(invalid("cluster.heartbeat-ms", "must be within 10..=60000"));
+                return Err(ConfigError::Invalid {
+                    key: "cluster.heartbeat-ms",
+                    reason: format!("must be within 10..=60000, got {}", cluster.heartbeat_ms),
+                });
             }
             // Followers must hear several heartbeats within an election timeout.
             if cluster.election_timeout_ms < 3 * cluster.heartbeat_ms
                 || cluster.election_timeout_ms > 600_000
             {
-                return Err(invalid(
-                    "cluster.election-timeout-ms",
-                    "must be at least 3 x cluster.heartbeat-ms and at most 600000",
-                ));
+                return Err(ConfigError::Invalid {
+                    key: "cluster.election-timeout-ms",
+                    reason: format!(
+                        "must be at least 3 x cluster.heartbeat-ms ({}) and at most 600000, got {}",
+                        3 * cluster.heartbeat_ms,
+                        cluster.election_timeout_ms
+                    ),
+                });
             }
-            if cluster.failover_after_ms < cluster.heartbeat_ms
-                || cluster.failover_after_ms > 3_600_000
-            {
-                return Err(invalid(
-                    "cluster.failover-after-ms",
-                    "must be at least cluster.heartbeat-ms and at most 3600000",
-                ));
+            // Members are probed once a heartbeat, and a round lasts until its
+            // slowest ping answers or times out: a healthy member may go
+            // unheard for a heartbeat, a round slowed by one that does not
+            // answer, and another heartbeat. A shorter wait would move
+            // partitions off healthy members whenever one member is down.
+            let ping_timeout_ms = streamreel_cluster::member::PING_TIMEOUT.as_millis() as u64;
+            let least = 2 * cluster.heartbeat_ms + ping_timeout_ms;
+            if cluster.failover_after_ms < least || cluster.failover_after_ms > 3_600_000 {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.failover-after-ms",
+                    reason: format!(
+                        "must be at least 2 x cluster.heartbeat-ms + {ping_timeout_ms} (a ping's \
+                         timeout), here {least}, and at most 3600000, got {}",
+                        cluster.failover_after_ms
+                    ),
+                });
             }
             (
                 members,

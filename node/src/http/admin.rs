@@ -77,16 +77,16 @@ async fn status(State(state): State<AppState>) -> Response {
     };
     let ids: Vec<i32> = partitions.iter().map(|(p, ..)| *p).collect();
     let broker = state.broker_health.get();
-    let highs = state.input_high_watermarks(ids).await;
+    let watermarks = state.input_watermarks(ids).await;
     let now_ms = now_micros() / 1_000;
     let partitions: Vec<_> = partitions
         .into_iter()
         .map(|(partition, owner, epoch, checkpoint)| {
             let committed = checkpoint.map_or(-1, |c| c.last_offset);
-            let lag = highs
+            let lag = watermarks
                 .iter()
-                .find(|(p, _)| *p == partition)
-                .map(|(_, high)| (high - committed - 1).max(0));
+                .find(|w| w.partition == partition)
+                .map(|w| w.lag_after(committed));
             json!({
                 "partition": partition,
                 "owner": owner,

@@ -93,11 +93,17 @@ async fn gold(
 ) -> Response {
     let lake_dir = state.lake_dir.clone();
     let asked = model.clone();
-    let read = match state
+    // Waiting here, not in the task: a request dropped while it waits costs
+    // nothing.
+    let Ok(_permit) = state.gold_reads.clone().acquire_owned().await else {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping");
+    };
+    let reading = state
         .jobs_runtime
-        .spawn(async move { gold_rows(&lake_dir, &asked, query.video_id.as_deref()).await })
-        .await
-    {
+        .spawn(async move { gold_rows(&lake_dir, &asked, query.video_id.as_deref()).await });
+    // A client that hangs up stops the read rather than leave it running.
+    let _stop_if_dropped = AbortOnDrop(reading.abort_handle());
+    let read = match reading.await {
         Ok(read) => read,
         Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, LakeError::Task(e)),
     };
@@ -122,6 +128,15 @@ async fn gold(
         Err(e @ LakeError::UnknownModel { .. }) => error_response(StatusCode::NOT_FOUND, e),
         Err(e @ LakeError::NotPerVideo { .. }) => error_response(StatusCode::BAD_REQUEST, e),
         Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// Aborts a task when dropped (a no-op once it has finished).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -46,8 +46,8 @@ async fn snapshot(state: &AppState) -> MetricsSnapshot {
         }));
         (owned, jobs)
     };
-    let highs = state
-        .input_high_watermarks(owned.iter().map(|(p, _)| *p).collect())
+    let watermarks = state
+        .input_watermarks(owned.iter().map(|(p, _)| *p).collect())
         .await;
     let partitions = owned
         .into_iter()
@@ -76,10 +76,10 @@ async fn snapshot(state: &AppState) -> MetricsSnapshot {
                     .map(|(kind, n)| (kind.to_string(), *n))
                     .collect(),
                 committed_offset,
-                lag: highs
+                lag: watermarks
                     .iter()
-                    .find(|(p, _)| *p == partition)
-                    .map(|(_, high)| (high - committed_offset - 1).max(0)),
+                    .find(|w| w.partition == partition)
+                    .map(|w| w.lag_after(committed_offset)),
                 checkpoint_age_s: checkpoint.map(|c| (now_ms - c.at_ms).max(0) as f64 / 1e3),
                 restarts: stats.restarts.load(Relaxed),
                 commit_retries: stats.commit_retries.load(Relaxed),

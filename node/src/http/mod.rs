@@ -8,6 +8,7 @@
 //! - [`metrics`]: `/metrics` for Prometheus.
 //! - [`dashboard`]: `/dashboard`, the browser dashboard and the JSON it reads.
 //! - [`origin`]: requests a browser page sent on its own are refused.
+//! - [`server`]: connections accepted within limits (header deadline, cap).
 
 pub mod admin;
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod live;
 pub mod metrics;
 pub mod origin;
 pub mod raft;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -29,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use streamreel_actors::IngestStats;
 use streamreel_actors::coordinator::CoordinatorMsg;
-use streamreel_actors::kafka::HighWatermarks;
+use streamreel_actors::kafka::{PartitionWatermarks, Watermarks};
 use streamreel_cluster::ClusterMember;
 
 use crate::error::NodeError;
@@ -46,24 +48,31 @@ pub struct AppState {
     pub coordinator: Arc<Mutex<Option<ActorRef<CoordinatorMsg>>>>,
     pub admin_token: Option<Arc<str>>,
     pub cluster_token: Option<Arc<str>>,
-    /// The input topic's high watermarks, for lag.
-    pub input_watermarks: Arc<HighWatermarks>,
+    /// The input topic's watermarks, for lag.
+    pub input_watermarks: Arc<Watermarks>,
     /// The lake, for the dashboard's gold tables.
     pub lake_dir: std::path::PathBuf,
     pub broker_health: crate::broker_health::BrokerHealth,
     /// The lakehouse jobs' runtime: dashboard queries over gold run there,
     /// not on the threads partition actors run on.
     pub jobs_runtime: tokio::runtime::Handle,
+    /// Dashboard reads of gold tables running now ([`GOLD_READS_AT_ONCE`]).
+    pub gold_reads: Arc<tokio::sync::Semaphore>,
 }
+
+/// Dashboard reads of gold tables at once. Each reads a whole table on the
+/// jobs' threads, so without a bound a flood of them would starve the
+/// lakehouse jobs; the dashboard's views ask for a few at a time.
+pub const GOLD_READS_AT_ONCE: usize = 2;
 
 impl AppState {
     pub fn coordinator(&self) -> Option<ActorRef<CoordinatorMsg>> {
         self.coordinator.lock().expect("coordinator lock").clone()
     }
 
-    /// The input topic's high watermarks of `partitions`, for lag; empty when
-    /// the broker is unreachable (asking it would only stall the answer).
-    pub async fn input_high_watermarks(&self, partitions: Vec<i32>) -> Vec<(i32, i64)> {
+    /// The input topic's watermarks of `partitions`, for lag; empty when the
+    /// broker is unreachable (asking it would only stall the answer).
+    pub async fn input_watermarks(&self, partitions: Vec<i32>) -> Vec<PartitionWatermarks> {
         if self.broker_health.get().reachable == Some(false) {
             return Vec::new();
         }
@@ -138,13 +147,12 @@ pub async fn serve(
         .await
         .map_err(io_error)?;
     let bound = listener.local_addr().map_err(io_error)?;
-    tokio::spawn(async move {
-        let server = axum::serve(listener, router(state, bound.ip().is_loopback()))
-            .with_graceful_shutdown(async move { shutdown.cancelled().await });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "http server failed");
-        }
-    });
+    tokio::spawn(server::accept_loop(
+        listener,
+        router(state, bound.ip().is_loopback()),
+        shutdown,
+        server::ConnectionLimits::default(),
+    ));
     Ok(bound)
 }
 

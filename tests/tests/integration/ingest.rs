@@ -217,6 +217,29 @@ async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result
     for partition in &partitions {
         assert_eq!(partition["lag"], 0, "everything ingested: {partition}");
     }
+    // Lag's watermark client reads both ends of every partition, as
+    // librdkafka's own per-partition query does.
+    let brokers = broker.brokers();
+    let (asked, expected) = tokio::task::spawn_blocking(move || {
+        let expected: Vec<_> = (0..2)
+            .map(|p| kafka::watermarks(&brokers, INPUT, p).map(|(low, high)| (p, low, high)))
+            .collect::<Result<_, _>>()?;
+        let asked =
+            kafka::Watermarks::new(&brokers, INPUT).fetch(&[0, 1], Duration::from_secs(10))?;
+        anyhow::Ok((asked, expected))
+    })
+    .await??;
+    let mut asked: Vec<_> = asked.iter().map(|m| (m.partition, m.low, m.high)).collect();
+    asked.sort();
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(p, low, high)| (*p, Some(*low), *high))
+        .collect();
+    assert_eq!(asked, expected);
+    assert!(
+        expected.iter().all(|(_, _, high)| *high > 0),
+        "{expected:?}"
+    );
     for model in streamreel_lake::gold::model_names() {
         let log = data.path().join(format!("lake/gold/{model}/_delta_log"));
         assert!(log.exists(), "the gold job built {model}");
