@@ -325,7 +325,26 @@ pub struct Watermarks {
     brokers: String,
     topic: String,
     client: Mutex<Option<Arc<BaseConsumer>>>,
-    last: Mutex<Option<(Instant, Vec<PartitionWatermarks>)>>,
+    last: Mutex<Option<Answer>>,
+    fresh_for: Duration,
+}
+
+/// The broker's last answer about some partitions.
+struct Answer {
+    at: Instant,
+    asked: Vec<i32>,
+    /// The partitions it gave watermarks for; none when it failed.
+    marks: Vec<PartitionWatermarks>,
+}
+
+impl Answer {
+    fn for_partitions(&self, partitions: &[i32]) -> Vec<PartitionWatermarks> {
+        self.marks
+            .iter()
+            .filter(|m| partitions.contains(&m.partition))
+            .copied()
+            .collect()
+    }
 }
 
 /// How long fetched watermarks answer further questions.
@@ -339,6 +358,7 @@ impl Watermarks {
             topic: topic.to_string(),
             client: Mutex::new(None),
             last: Mutex::new(None),
+            fresh_for: WATERMARKS_FRESH_FOR,
         }
     }
 
@@ -350,22 +370,34 @@ impl Watermarks {
         partitions: &[i32],
         timeout: Duration,
     ) -> Result<Vec<PartitionWatermarks>, ActorError> {
+        // Held through the broker's answer: questions asked meanwhile take
+        // that answer instead of asking again.
         let mut last = self.last.lock().expect("watermarks lock");
-        if let Some((at, marks)) = last.as_ref()
-            && at.elapsed() < WATERMARKS_FRESH_FOR
-            && partitions
-                .iter()
-                .all(|p| marks.iter().any(|m| m.partition == *p))
+        if let Some(answer) = last.as_ref()
+            && answer.at.elapsed() < self.fresh_for
+            && partitions.iter().all(|p| answer.asked.contains(p))
         {
-            return Ok(marks
-                .iter()
-                .filter(|m| partitions.contains(&m.partition))
-                .copied()
-                .collect());
+            return Ok(answer.for_partitions(partitions));
         }
-        let marks = self.fetch_from_broker(partitions, timeout)?;
-        *last = Some((Instant::now(), marks.clone()));
-        Ok(marks)
+        // The union, so that questions about different partitions (metrics
+        // about owned ones, status about all) share one answer.
+        let mut asked: Vec<i32> = partitions.to_vec();
+        if let Some(answer) = last.as_ref() {
+            asked.extend(&answer.asked);
+        }
+        asked.sort_unstable();
+        asked.dedup();
+        let fetched = self.fetch_from_broker(&asked, timeout);
+        // A failure is kept too, so that a broker that does not answer is
+        // asked once a second, not once per question.
+        let answer = Answer {
+            at: Instant::now(),
+            marks: fetched.as_ref().map(Vec::clone).unwrap_or_default(),
+            asked,
+        };
+        let found = answer.for_partitions(partitions);
+        *last = Some(answer);
+        fetched.map(|_| found)
     }
 
     fn fetch_from_broker(
@@ -487,6 +519,20 @@ pub async fn await_all(in_flight: &mut InFlight) -> Result<(), ActorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broker_that_does_not_answer_is_asked_once_per_freshness_period() {
+        let mut watermarks = Watermarks::new("127.0.0.1:1", "video-events");
+        watermarks.fresh_for = Duration::from_secs(600);
+        let timeout = Duration::from_millis(200);
+        assert!(watermarks.fetch(&[0], timeout).is_err());
+        // Kept: no second question, no watermark.
+        assert_eq!(watermarks.fetch(&[0], timeout).unwrap(), []);
+        // Another partition is asked together with the earlier one.
+        assert!(watermarks.fetch(&[1], timeout).is_err());
+        let last = watermarks.last.lock().unwrap();
+        assert_eq!(last.as_ref().map(|a| a.asked.clone()), Some(vec![0, 1]));
+    }
 
     #[test]
     fn lag_counts_only_records_still_on_the_broker() {

@@ -29,7 +29,7 @@ use streamreel_protocol::UserKeyer;
 use crate::broker_health::{BrokerHealth, watch_brokers};
 use crate::config::NodeConfig;
 use crate::error::NodeError;
-use crate::http::{AppState, GOLD_READS_AT_ONCE, serve};
+use crate::http::{AppState, GOLD_READS_AT_ONCE, LIVE_SCANS_AT_ONCE, serve};
 use crate::job_runtime::JobRuntime;
 use crate::leadership::{CoordinatorTemplate, follow_leadership};
 use crate::partition_discovery::watch_partitions;
@@ -150,6 +150,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         broker_health: broker_health.clone(),
         jobs_runtime: jobs_runtime.handle(),
         gold_reads: Arc::new(tokio::sync::Semaphore::new(GOLD_READS_AT_ONCE)),
+        live_scans: Arc::new(tokio::sync::Semaphore::new(LIVE_SCANS_AT_ONCE)),
     };
     let http_addr = serve(config.http_listen, app, shutdown.clone()).await?;
     info!(%http_addr, "admin api listening");

@@ -18,7 +18,7 @@ use streamreel_lake::LakeError;
 use streamreel_lake::gold::gold_rows;
 use streamreel_protocol::time::format_rfc3339_micros;
 
-use super::{AppState, error_response};
+use super::{AppState, GOLD_READS_AT_ONCE, error_response};
 
 /// Path under `/dashboard/assets/`, content type, bytes.
 const ASSETS: [(&str, &str, &[u8]); 5] = [
@@ -94,13 +94,33 @@ async fn gold(
     let lake_dir = state.lake_dir.clone();
     let asked = model.clone();
     // Waiting here, not in the task: a request dropped while it waits costs
-    // nothing.
-    let Ok(_permit) = state.gold_reads.clone().acquire_owned().await else {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping");
+    // nothing. A bounded wait: a queue of reads holds its connections.
+    let permit = match tokio::time::timeout(
+        GOLD_READ_WAIT,
+        state.gold_reads.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => {
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping");
+        }
+        Err(_) => {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "busy: {GOLD_READS_AT_ONCE} reads of gold tables have run for over \
+                     {GOLD_READ_WAIT:?}; try again"
+                ),
+            );
+        }
     };
-    let reading = state
-        .jobs_runtime
-        .spawn(async move { gold_rows(&lake_dir, &asked, query.video_id.as_deref()).await });
+    // The permit goes with the read: an aborted read stops at its next
+    // await, and holds its place until then.
+    let reading = state.jobs_runtime.spawn(async move {
+        let _permit = permit;
+        gold_rows(&lake_dir, &asked, query.video_id.as_deref()).await
+    });
     // A client that hangs up stops the read rather than leave it running.
     let _stop_if_dropped = AbortOnDrop(reading.abort_handle());
     let read = match reading.await {
@@ -130,6 +150,9 @@ async fn gold(
         Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
+
+/// How long a dashboard read of a gold table waits for its turn.
+const GOLD_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Aborts a task when dropped (a no-op once it has finished).
 struct AbortOnDrop(tokio::task::AbortHandle);

@@ -61,13 +61,29 @@ async fn top_videos(State(state): State<AppState>, Query(query): Query<TopQuery>
             format!("limit must be within 1..={MAX_LIMIT}, got {limit}"),
         );
     }
-    let applied = state.member.view.read();
-    let live = applied.state.live();
-    let videos: Vec<_> = live
-        .top_videos(minutes, limit)
+    // A wide window scans every video of every minute under the replica's
+    // read lock: off the async threads, and two at a time, so that a flood
+    // of them neither stalls requests nor keeps Raft from applying entries.
+    let Ok(permit) = state.live_scans.clone().acquire_owned().await else {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping");
+    };
+    let view = state.member.view.clone();
+    let scan = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let applied = view.read();
+        let live = applied.state.live();
+        (
+            live.top_videos(minutes, limit),
+            live.newest_minute_us().map(format_rfc3339_micros),
+        )
+    });
+    let (top, newest) = match scan.await {
+        Ok(scanned) => scanned,
+        Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let videos: Vec<_> = top
         .into_iter()
         .map(|(video_id, events)| json!({ "video_id": video_id, "events": events }))
         .collect();
-    let newest = live.newest_minute_us().map(format_rfc3339_micros);
     Json(json!({ "minutes": minutes, "newest_minute": newest, "videos": videos })).into_response()
 }

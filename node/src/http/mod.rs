@@ -8,7 +8,7 @@
 //! - [`metrics`]: `/metrics` for Prometheus.
 //! - [`dashboard`]: `/dashboard`, the browser dashboard and the JSON it reads.
 //! - [`origin`]: requests a browser page sent on its own are refused.
-//! - [`server`]: connections accepted within limits (header deadline, cap).
+//! - [`server`]: connections accepted with a deadline for request headers.
 
 pub mod admin;
 pub mod auth;
@@ -58,7 +58,12 @@ pub struct AppState {
     pub jobs_runtime: tokio::runtime::Handle,
     /// Dashboard reads of gold tables running now ([`GOLD_READS_AT_ONCE`]).
     pub gold_reads: Arc<tokio::sync::Semaphore>,
+    /// `/live/top-videos` scans running now ([`LIVE_SCANS_AT_ONCE`]).
+    pub live_scans: Arc<tokio::sync::Semaphore>,
 }
+
+/// `/live/top-videos` scans at once.
+pub const LIVE_SCANS_AT_ONCE: usize = 2;
 
 /// Dashboard reads of gold tables at once. Each reads a whole table on the
 /// jobs' threads, so without a bound a flood of them would starve the
@@ -151,7 +156,7 @@ pub async fn serve(
         listener,
         router(state, bound.ip().is_loopback()),
         shutdown,
-        server::ConnectionLimits::default(),
+        server::HEADER_READ_TIMEOUT,
     ));
     Ok(bound)
 }

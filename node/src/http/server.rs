@@ -1,12 +1,13 @@
-//! Accepting HTTP connections within limits. `axum::serve` gives hyper no
-//! timer, so a client that opens connections and never finishes a request
-//! holds each one, and its file descriptor, for ever: enough of them and the
-//! node can open no file, socket or peer connection, and its peers take it
-//! for dead (Raft shares this listener). Here a request's headers must arrive
-//! within a deadline, idle connections close after it too, and connections
-//! beyond a cap wait in the listen queue instead of taking descriptors.
+//! Accepting HTTP connections with a deadline for requests' headers.
+//! `axum::serve` gives hyper no timer, so a client that opens connections and
+//! never finishes a request holds each one, and its file descriptor, for
+//! ever: enough of them and the node can open no file, socket or peer
+//! connection, and its peers take it for dead (Raft shares this listener).
+//! Here a request's headers must arrive within [`HEADER_READ_TIMEOUT`], and a
+//! kept-alive connection idle that long is closed. There is deliberately no
+//! cap on connections: members' Raft traffic shares the listener, and a cap
+//! anyone can fill would cut the member off sooner than the descriptor limit.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -14,29 +15,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// What one client may hold of the node.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
-    /// How long a request's headers may take to arrive, counted from the end
-    /// of the previous request on a kept-alive connection.
-    pub header_read_timeout: Duration,
-    /// Connections served at once.
-    pub max_connections: usize,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> ConnectionLimits {
-        ConnectionLimits {
-            header_read_timeout: Duration::from_secs(10),
-            // Far below the usual 1,024 descriptors a process may open, far
-            // above what members, Prometheus and a few browsers need.
-            max_connections: 256,
-        }
-    }
-}
+/// How long a request's headers may take to arrive, counted from the end of
+/// the previous request on a kept-alive connection.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `app` on `listener` until `shutdown`; connections open then finish
 /// their request in flight.
@@ -44,14 +27,9 @@ pub async fn accept_loop(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,
-    limits: ConnectionLimits,
+    header_read_timeout: Duration,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-        };
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
@@ -67,10 +45,7 @@ pub async fn accept_loop(
         };
         let app = app.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            serve_connection(stream, app, shutdown, limits.header_read_timeout).await;
-            drop(permit);
-        });
+        tokio::spawn(serve_connection(stream, app, shutdown, header_read_timeout));
     }
 }
 
@@ -109,12 +84,17 @@ mod tests {
     use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    async fn start(limits: ConnectionLimits) -> (std::net::SocketAddr, CancellationToken) {
+    async fn start(header_read_timeout: Duration) -> (std::net::SocketAddr, CancellationToken) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let app = Router::new().route("/", get(|| async { "ok" }));
-        tokio::spawn(accept_loop(listener, app, shutdown.clone(), limits));
+        tokio::spawn(accept_loop(
+            listener,
+            app,
+            shutdown.clone(),
+            header_read_timeout,
+        ));
         (addr, shutdown)
     }
 
@@ -130,11 +110,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_whose_headers_never_end_is_cut_off() {
-        let (addr, shutdown) = start(ConnectionLimits {
-            header_read_timeout: Duration::from_millis(200),
-            max_connections: 4,
-        })
-        .await;
+        let (addr, shutdown) = start(Duration::from_millis(200)).await;
         let mut slow = TcpStream::connect(addr).await.unwrap();
         slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
             .await
@@ -142,31 +118,18 @@ mod tests {
         let answer = read_to_close(&mut slow).await;
         assert!(!answer.contains("ok"), "{answer}");
 
+        // One that never sends a byte, and one idle after its answer.
         let mut idle = TcpStream::connect(addr).await.unwrap();
-        read_to_close(&mut idle).await;
-        shutdown.cancel();
-    }
-
-    #[tokio::test]
-    async fn connections_past_the_cap_are_served_once_one_closes() {
-        let (addr, shutdown) = start(ConnectionLimits {
-            header_read_timeout: Duration::from_millis(300),
-            max_connections: 1,
-        })
-        .await;
-        // Holds the only slot until the deadline closes it.
-        let mut idle = TcpStream::connect(addr).await.unwrap();
-        let mut waiting = TcpStream::connect(addr).await.unwrap();
-        waiting
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert_eq!(read_to_close(&mut idle).await, "");
+        let mut kept = TcpStream::connect(addr).await.unwrap();
+        kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
-        let answer = read_to_close(&mut waiting).await;
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        assert!(answer.ends_with("ok"), "{answer}");
-        // The idle one was closed first: that freed the slot.
-        let mut rest = Vec::new();
-        assert_eq!(idle.read_to_end(&mut rest).await.unwrap(), 0);
+        let answer = read_to_close(&mut kept).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"),
+            "{answer}"
+        );
         shutdown.cancel();
     }
 }
