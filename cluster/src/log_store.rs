@@ -533,6 +533,15 @@ mod tests {
         entries.iter().map(|entry| entry.log_id.index).collect()
     }
 
+    /// Appends entries `0..count`, each a command, to `store`.
+    async fn append_commands(mut store: LogStore, count: u64) -> LogStore {
+        store
+            .blocking_append((0..count).map(|index| command(index, index)))
+            .await
+            .unwrap();
+        store
+    }
+
     #[tokio::test]
     async fn reopens_with_the_same_state() {
         let dir = TempDir::new().unwrap();
@@ -568,11 +577,7 @@ mod tests {
     async fn a_damaged_file_is_refused_and_named() {
         let dir = TempDir::new().unwrap();
         {
-            let mut store = LogStore::open(dir.path()).unwrap();
-            store
-                .blocking_append((0..3).map(|index| command(index, index)))
-                .await
-                .unwrap();
+            let mut store = append_commands(LogStore::open(dir.path()).unwrap(), 3).await;
             store.save_vote(&Vote::new(3, 1)).await.unwrap();
         }
         let flip_first_byte = |path: &Path| {
@@ -619,13 +624,7 @@ mod tests {
     #[tokio::test]
     async fn drops_entries_after_a_hole_on_open() {
         let dir = TempDir::new().unwrap();
-        {
-            let mut store = LogStore::open(dir.path()).unwrap();
-            store
-                .blocking_append((0..5).map(|index| command(index, index)))
-                .await
-                .unwrap();
-        }
+        append_commands(LogStore::open(dir.path()).unwrap(), 5).await;
         let log_dir = dir.path().join(LOG_DIR);
         fs::remove_file(log_dir.join(format!("{:020}.bin", 2))).unwrap();
 
@@ -644,11 +643,7 @@ mod tests {
     #[tokio::test]
     async fn empty_and_inverted_ranges_read_nothing() {
         let dir = TempDir::new().unwrap();
-        let mut store = LogStore::open(dir.path()).unwrap();
-        store
-            .blocking_append((0..3).map(|index| command(index, index)))
-            .await
-            .unwrap();
+        let mut store = append_commands(LogStore::open(dir.path()).unwrap(), 3).await;
         let excluded: (Bound<u64>, Bound<u64>) = (Bound::Excluded(1), Bound::Excluded(1));
         assert!(
             store
@@ -675,11 +670,11 @@ mod tests {
     async fn a_purge_waits_until_a_snapshot_on_disk_covers_it() {
         let dir = TempDir::new().unwrap();
         let (durable, on_disk) = watch::channel(Some(1));
-        let mut store = LogStore::open(dir.path()).unwrap().purging_behind(on_disk);
-        store
-            .blocking_append((0..5).map(|index| command(index, index)))
-            .await
-            .unwrap();
+        let mut store = append_commands(
+            LogStore::open(dir.path()).unwrap().purging_behind(on_disk),
+            5,
+        )
+        .await;
         let mut purging = store.clone();
         let mut purge = std::pin::pin!(purging.purge(id(2, 3)));
         assert!(futures::poll!(purge.as_mut()).is_pending(), "snapshot at 1");
@@ -738,11 +733,7 @@ mod tests {
     #[tokio::test]
     async fn purging_past_the_last_entry_moves_the_last_log_id() {
         let dir = TempDir::new().unwrap();
-        let mut store = LogStore::open(dir.path()).unwrap();
-        store
-            .blocking_append((0..3).map(|index| command(index, index)))
-            .await
-            .unwrap();
+        let mut store = append_commands(LogStore::open(dir.path()).unwrap(), 3).await;
         store.purge(id(3, 10)).await.unwrap();
         // An older purge point never moves it back.
         store.purge(id(2, 1)).await.unwrap();

@@ -380,14 +380,12 @@ mod tests {
     #[test]
     fn an_assignment_carries_the_epoch_it_replaces() {
         let mut state = with_partitions(2);
-        assert_eq!(
-            state.apply(&assign(0, 1, 0), &members()),
-            CommandResult::Assigned {
-                partition: 0,
-                owner: 1,
-                epoch: 1
-            }
-        );
+        let assigned = CommandResult::Assigned {
+            partition: 0,
+            owner: 1,
+            epoch: 1,
+        };
+        assert_eq!(state.apply(&assign(0, 1, 0), &members()), assigned);
         // A deposed leader's decision changes nothing.
         assert!(matches!(
             state.apply(&assign(0, 2, 0), &members()),
@@ -396,14 +394,7 @@ mod tests {
         assert_eq!(state.ownership()[&0], (Some(1), 1));
         // A second copy of the applied decision answers as the first did and
         // changes nothing either.
-        assert_eq!(
-            state.apply(&assign(0, 1, 0), &members()),
-            CommandResult::Assigned {
-                partition: 0,
-                owner: 1,
-                epoch: 1
-            }
-        );
+        assert_eq!(state.apply(&assign(0, 1, 0), &members()), assigned);
         assert_eq!(state.ownership()[&0], (Some(1), 1));
         assert!(matches!(
             state.apply(&assign(0, 9, 1), &members()),

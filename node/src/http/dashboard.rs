@@ -109,8 +109,8 @@ async fn gold(
             return error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
-                    "busy: {GOLD_READS_AT_ONCE} reads of gold tables have run for over \
-                     {GOLD_READ_WAIT:?}; try again"
+                    "busy: no read of a gold table ended within {GOLD_READ_WAIT:?} (at most \
+                     {GOLD_READS_AT_ONCE} run at once); try again"
                 ),
             );
         }
