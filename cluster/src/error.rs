@@ -46,8 +46,9 @@ pub enum ClusterError {
     #[error("raft: {0}")]
     Raft(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// No answer: the connection failed or timed out (the member is down or
-    /// unreachable).
-    #[error("request to {addr} failed: {source}")]
+    /// unreachable). reqwest's own text says only that sending failed; its
+    /// causes say why (refused, timed out, reset).
+    #[error("request to {addr} failed: {}", streamreel_protocol::error_chain_text(.source))]
     Transport {
         addr: String,
         #[source]

@@ -11,7 +11,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::error::ClusterError;
 use crate::failure::FailureDetector;
@@ -214,6 +214,9 @@ impl ClusterMember {
     ) -> Result<CommandResult, ClusterError> {
         let deadline = Instant::now() + timeout;
         let mut metrics = self.raft.metrics();
+        // Said in the timeout's error: a leader that cannot be reached fails
+        // every retry the same way, so each is logged only at debug level.
+        let mut last_failure: Option<ClusterError> = None;
         loop {
             let leader = metrics.borrow_and_update().current_leader;
             let answer = match leader {
@@ -230,7 +233,14 @@ impl ClusterMember {
                         }
                     }
                 }
-                Some(leader) => self.forward(leader, &command).await,
+                Some(leader) => match self.forward(leader, &command).await {
+                    Ok(answer) => Some(answer),
+                    Err(e) => {
+                        debug!(leader, error = %e, "forwarding a command to the leader failed");
+                        last_failure = Some(e);
+                        None
+                    }
+                },
                 None => None,
             };
             match answer {
@@ -241,9 +251,11 @@ impl ClusterMember {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(ClusterError::Timeout {
-                    what: "proposing a command: no leader answered".into(),
-                });
+                let what = match last_failure {
+                    Some(e) => format!("proposing a command: no leader answered (last try: {e})"),
+                    None => "proposing a command: no leader known".to_string(),
+                };
+                return Err(ClusterError::Timeout { what });
             }
             // Wait for news of a leader, but retry soon either way.
             let wait = (deadline - now).min(Duration::from_millis(200));
@@ -251,20 +263,18 @@ impl ClusterMember {
         }
     }
 
-    /// Sends `command` to `leader`; `None` when it could not be reached.
-    async fn forward(&self, leader: NodeId, command: &Command) -> Option<WriteAnswer> {
-        let addr = self.addr_of(leader)?;
-        match self
-            .peers
+    /// Sends `command` to `leader`.
+    async fn forward(
+        &self,
+        leader: NodeId,
+        command: &Command,
+    ) -> Result<WriteAnswer, ClusterError> {
+        let addr = self
+            .addr_of(leader)
+            .ok_or(ClusterError::UnknownNode { node: leader })?;
+        self.peers
             .post::<_, WriteAnswer>(&addr, paths::WRITE, command, FORWARD_TIMEOUT)
             .await
-        {
-            Ok(answer) => Some(answer),
-            Err(e) => {
-                warn!(leader, error = %e, "forwarding a command to the leader failed");
-                None
-            }
-        }
     }
 
     /// Adds `node` as a learner (on the leader) and waits up to `catch_up`

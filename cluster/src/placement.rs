@@ -10,6 +10,8 @@ use crate::types::{Epoch, NodeId, PartitionId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Move {
     pub partition: PartitionId,
+    /// The owner it replaces (`None`: a partition nobody owned), for the log.
+    pub from: Option<NodeId>,
     pub to: NodeId,
     pub expected_epoch: Epoch,
 }
@@ -54,6 +56,7 @@ pub fn place(ownership: &Ownership, live: &BTreeSet<NodeId>, rebalance: bool) ->
         last.insert(
             m.partition,
             Move {
+                from: ownership[&m.partition].0,
                 expected_epoch: ownership[&m.partition].1,
                 ..m
             },
@@ -67,6 +70,7 @@ pub fn move_to(ownership: &Ownership, partition: PartitionId, to: NodeId) -> Opt
     let (owner, epoch) = ownership.get(&partition)?;
     (*owner != Some(to)).then_some(Move {
         partition,
+        from: *owner,
         to,
         expected_epoch: *epoch,
     })
@@ -78,10 +82,11 @@ fn assign(
     to: NodeId,
 ) -> Move {
     let entry = owners.get_mut(&partition).expect("known partition");
-    let expected_epoch = entry.1;
-    *entry = (Some(to), entry.1 + 1);
+    let (from, expected_epoch) = *entry;
+    *entry = (Some(to), expected_epoch + 1);
     Move {
         partition,
+        from,
         to,
         expected_epoch,
     }
@@ -173,6 +178,7 @@ mod tests {
             move_to(&start, 0, 2),
             Some(Move {
                 partition: 0,
+                from: Some(1),
                 to: 2,
                 expected_epoch: 3
             })

@@ -79,38 +79,4 @@ impl From<streamreel_lake::LakeError> for NodeError {
     }
 }
 
-/// `error` and its causes on one line, each said once: several errors quote
-/// their source in their own message and keep it as their source as well.
-pub fn error_chain_text(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(current) = cause {
-        let part = current.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        cause = current.source();
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cause_quoted_by_its_error_is_said_once() {
-        let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let error = NodeError::Io {
-            path: "meta.csv".into(),
-            source: missing,
-        };
-        assert_eq!(error_chain_text(&error), "meta.csv: no such file");
-        let wrapped = anyhow::Error::new(error).context("reading the metadata");
-        assert_eq!(
-            error_chain_text(wrapped.as_ref()),
-            "reading the metadata: meta.csv: no such file"
-        );
-    }
-}
+pub use streamreel_protocol::error_chain_text;

@@ -11,10 +11,12 @@
 //! - [`checkpoint`]: per-partition progress exchanged between node components.
 //! - [`codec`]: the bincode codec for internal messages.
 //! - [`time`]: RFC 3339 <-> microseconds since the Unix epoch.
+//! - [`error_text`]: an error and its causes as one line.
 
 pub mod bronze;
 pub mod checkpoint;
 pub mod codec;
+pub mod error_text;
 pub mod event;
 mod plain_json;
 pub mod pseudonym;
@@ -24,6 +26,7 @@ pub mod time;
 pub use bronze::{BronzeRow, BronzeRowView, CleanEvent};
 pub use checkpoint::{PartitionCheckpoint, PartitionCounters};
 pub use codec::{CodecError, decode, encode};
+pub use error_text::error_chain_text;
 pub use event::{
     EngagementEvent, EventType, OPTIONAL_MEMBERS, REQUIRED_MEMBERS, id_hash, parse_event,
 };
