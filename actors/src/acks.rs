@@ -95,6 +95,8 @@ pub fn output_producer(brokers: &str, record_limit: usize) -> Result<OutputProdu
 #[derive(Default)]
 pub struct BatchAcks {
     pending: AtomicU64,
+    /// Set with `failure`, read before every send without taking the lock.
+    failed: AtomicBool,
     failure: Mutex<Option<ActorError>>,
     settled: Notify,
 }
@@ -112,6 +114,7 @@ impl BatchAcks {
         K: ToBytes + ?Sized,
         P: ToBytes + ?Sized,
     {
+        self.stop_if_failed().await?;
         loop {
             self.pending.fetch_add(1, Ordering::AcqRel);
             match producer.send(record) {
@@ -131,6 +134,16 @@ impl BatchAcks {
                 }
             }
         }
+    }
+
+    /// A batch with a refused record will not commit, and its restart sends
+    /// its records again: once a refusal is known, the batch sends no more and
+    /// fails as soon as the records already sent are settled.
+    async fn stop_if_failed(&self) -> Result<(), ActorError> {
+        if self.failed.load(Ordering::Acquire) {
+            self.settled().await?;
+        }
+        Ok(())
     }
 
     /// Waits until the broker acknowledged every record sent for this batch;
@@ -156,6 +169,7 @@ impl BatchAcks {
                 .lock()
                 .expect("failure lock")
                 .get_or_insert(error);
+            self.failed.store(true, Ordering::Release);
         }
         if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.settled.notify_one();
@@ -226,5 +240,22 @@ mod tests {
             .settled()
             .await
             .expect("nothing in flight");
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_a_refused_record_sends_no_more() {
+        let acks = Arc::new(BatchAcks::default());
+        acks.stop_if_failed().await.expect("nothing refused yet");
+        acks.pending.store(2, Ordering::Release);
+        acks.delivered(Err(ActorError::Delivery {
+            topic: "streamreel-dlq".into(),
+            source: KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopicOrPartition),
+        }));
+        let mut stopped = std::pin::pin!(acks.stop_if_failed());
+        let once = std::future::poll_fn(|cx| Poll::Ready(stopped.as_mut().poll(cx))).await;
+        assert!(once.is_pending(), "it waits for the record still in flight");
+        acks.delivered(Ok(()));
+        let error = stopped.await.expect_err("the refusal ends the batch");
+        assert!(matches!(error, ActorError::Delivery { .. }), "{error}");
     }
 }

@@ -5,7 +5,8 @@
 //! the checkpoint and de-duplication window from its replica of the Raft state
 //! (no bronze scan), replays only the bronze rows past the checkpoint (left when
 //! the previous owner died between its bronze commit and its checkpoint), and
-//! writes a fence commit carrying its epoch before consuming.
+//! writes a fence commit carrying its epoch before consuming (unless bronze
+//! already holds a commit of that epoch).
 //!
 //! Then it loops: consume a batch, send accepted rows to `clean-events` and
 //! rejects to the dead-letter topic, wait for the broker's acknowledgements,
@@ -29,7 +30,7 @@ use rdkafka::Offset;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use streamreel_cluster::live::LiveBatch;
 use streamreel_cluster::{CheckpointIncrement, Epoch};
@@ -249,10 +250,16 @@ impl Actor for PartitionActor {
         if state.batch.last_offset.is_some()
             && let Err(error) = state.commit().await
         {
-            state
-                .stats
-                .uncommitted_at_stop
-                .store(true, Ordering::SeqCst);
+            // Still pending, the batch never reached bronze (`commit` flags
+            // a failed bronze commit itself); gone, only its Raft checkpoint
+            // failed and bronze holds it.
+            if state.batch.last_offset.is_some() {
+                state
+                    .stats
+                    .uncommitted_at_stop
+                    .store(true, Ordering::SeqCst);
+            }
+            error!(partition = state.core.partition(), %error, "the batch consumed before the stop was not committed");
             return Err(error.into());
         }
         info!(
@@ -299,12 +306,24 @@ impl PartitionState {
             let message = match message {
                 Ok(message) => message,
                 Err(error) if kafka::consumer_error_is_transient(&error) => {
-                    warn!(partition = self.core.partition(), %error, "consumer error; librdkafka retries, the batch is kept");
                     self.stats.consumer_errors.fetch_add(1, Ordering::Relaxed);
                     // Shown until the next commit, so a stall that never
                     // clears (a leader this node cannot reach) is visible.
-                    *self.stats.last_error.lock().expect("stats lock") =
-                        Some(format!("consumer (retrying): {error}"));
+                    let text = format!("consumer (retrying): {error}");
+                    let repeated = self
+                        .stats
+                        .last_error
+                        .lock()
+                        .expect("stats lock")
+                        .replace(text.clone())
+                        .is_some_and(|last| last == text);
+                    // librdkafka reports one per reconnect attempt: a stall is
+                    // logged once, its repeats are counted.
+                    if repeated {
+                        debug!(partition = self.core.partition(), %error, "consumer error again; librdkafka retries");
+                    } else {
+                        warn!(partition = self.core.partition(), %error, "consumer error; librdkafka retries, the batch is kept");
+                    }
                     continue;
                 }
                 Err(error) => return Err(error.into()),
@@ -425,7 +444,19 @@ impl PartitionState {
             },
         );
         let started = Instant::now();
-        let checkpoint = self.append_with_retries(rows, last_offset).await?;
+        let checkpoint = match self.append_with_retries(rows, last_offset).await {
+            Ok(checkpoint) => checkpoint,
+            Err(error) => {
+                // The batch has left `self.batch`, where `handle` and
+                // `post_stop` look for one a stop would lose. A fenced batch
+                // is the new owner's to read, not lost.
+                if !is_fenced(&error) {
+                    warn!(partition, last_offset, %error, "bronze commit failed for good; the batch is read again when the partition resumes");
+                    self.stats.uncommitted_at_stop.store(true, Ordering::SeqCst);
+                }
+                return Err(error);
+            }
+        };
         fault::maybe_panic_after_commit(partition);
         let commit_time = started.elapsed();
         // Counted once bronze holds the batch: a failed checkpoint below
@@ -498,9 +529,7 @@ impl PartitionState {
             };
             let error = match result {
                 Ok(checkpoint) => return Ok(checkpoint),
-                Err(ActorError::Lake(error)) if matches!(*error, LakeError::Fenced { .. }) => {
-                    return Err(ActorError::Lake(error));
-                }
+                Err(error) if is_fenced(&error) => return Err(error),
                 Err(error) if attempt < COMMIT_ATTEMPTS => error,
                 Err(error) => return Err(error),
             };
@@ -547,4 +576,8 @@ impl PartitionState {
             }
         }
     }
+}
+
+fn is_fenced(error: &ActorError) -> bool {
+    matches!(error, ActorError::Lake(error) if matches!(**error, LakeError::Fenced { .. }))
 }

@@ -116,9 +116,18 @@ pub async fn resume(
         }
     }
     let replayed = new_ids.len();
-    let fence = bronze
-        .append_fenced(rows_to_batch(&[])?, partition, marks.last_offset, epoch)
-        .await?;
+    // A commit of this epoch in bronze already refuses every older writer
+    // (an earlier start at this epoch fenced, or a batch landed): a restart
+    // that cannot resume (no quorum for its checkpoint) then adds no bronze
+    // version each time it tries.
+    let delta_version = if marks.epoch == Some(epoch) {
+        bronze.version().unwrap_or_default() as i64
+    } else {
+        bronze
+            .append_fenced(rows_to_batch(&[])?, partition, marks.last_offset, epoch)
+            .await?
+            .delta_version
+    };
     propose_checkpoint(
         context,
         CheckpointIncrement {
@@ -126,7 +135,7 @@ pub async fn resume(
             epoch,
             after_offset: gap_from,
             last_offset: marks.last_offset.unwrap_or(-1),
-            delta_version: fence.delta_version,
+            delta_version,
             new_ids,
             accepted_at_us,
             live: live.take(),
@@ -139,7 +148,7 @@ pub async fn resume(
         start,
         range,
         marks_offset: marks.last_offset,
-        delta_version: fence.delta_version,
+        delta_version,
         dedup,
         replayed,
     })

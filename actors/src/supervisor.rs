@@ -13,13 +13,16 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ractor::{
-    Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent,
+    Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SpawnErr,
+    SupervisionEvent,
 };
 use tracing::{error, info, warn};
 
 use streamreel_cluster::{Epoch, Ownership};
+use streamreel_protocol::error_chain_text;
 
 use crate::context::IngestContext;
+use crate::error::ActorError;
 use crate::partition_actor::{PartitionActor, PartitionArgs, PartitionMsg, PartitionStatus};
 use crate::restart::RestartTracker;
 
@@ -295,7 +298,7 @@ impl SupervisorState {
             let result = Actor::spawn_linked(None, PartitionActor, args, supervisor.get_cell())
                 .await
                 .map(|(actor, _)| actor)
-                .map_err(|e| e.to_string());
+                .map_err(|e| startup_failure_text(&e));
             let _ = supervisor.cast(SupervisorMsg::Started {
                 partition,
                 epoch,
@@ -381,6 +384,19 @@ impl SupervisorState {
     }
 }
 
+/// Why a partition actor did not start. ractor's own text calls every
+/// startup failure a panic, even an error the actor returned (fenced, broker
+/// unreachable, missing offsets), which the operator must read as itself.
+fn startup_failure_text(error: &SpawnErr) -> String {
+    match error {
+        SpawnErr::StartupFailed(inner) => match inner.downcast_ref::<ActorError>() {
+            Some(e) => error_chain_text(e),
+            None => format!("could not start: {}", error_chain_text(inner.as_ref())),
+        },
+        other => other.to_string(),
+    }
+}
+
 /// Stops a partition actor (which commits its batch); false when it did not
 /// stop in time.
 async fn stop(partition: i32, actor: ActorRef<PartitionMsg>) -> bool {
@@ -390,5 +406,30 @@ async fn stop(partition: i32, actor: ActorRef<PartitionMsg>) -> bool {
             warn!(partition, error = %e, "partition actor did not stop in time");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_the_actor_returned_is_not_called_a_panic() {
+        let fenced = SpawnErr::StartupFailed(Box::new(ActorError::Fenced {
+            partition: 3,
+            epoch: 4,
+            found: 5,
+        }));
+        let text = startup_failure_text(&fenced);
+        assert!(
+            text.starts_with("partition 3: epoch 4 is fenced by epoch 5"),
+            "{text}"
+        );
+        assert!(!text.contains("panicked"), "{text}");
+        let panic = SpawnErr::StartupFailed("index out of bounds".into());
+        assert_eq!(
+            startup_failure_text(&panic),
+            "could not start: index out of bounds"
+        );
     }
 }

@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use streamreel_cluster::placement::{self, Move};
 use streamreel_cluster::types::{FIRST_JOB_RUN_ID, JobRunRecord};
 use streamreel_cluster::{ClusterError, ClusterMember, Command, CommandResult, NodeId};
+use streamreel_protocol::error_chain_text;
 use streamreel_protocol::time::now_micros;
 
 use crate::error::ActorError;
@@ -87,6 +88,9 @@ pub struct CoordinatorState {
     /// Live members at the last placement; a member that joins this set
     /// triggers a rebalance.
     live: BTreeSet<NodeId>,
+    /// The error of the last placement round, while rounds fail: a round runs
+    /// every heartbeat, so only a new error is a warning.
+    placement_error: Option<String>,
 }
 
 /// The jobs end with the coordinator however it ends: ractor skips
@@ -175,7 +179,7 @@ impl CoordinatorState {
                     owner,
                     epoch,
                 } => {
-                    info!(partition, owner, epoch, "partition assigned");
+                    info!(partition, from = ?m.from, owner, epoch, "partition assigned");
                     assigned.push(Assigned {
                         partition,
                         owner,
@@ -339,6 +343,7 @@ impl Actor for Coordinator {
             clock: Instant::now(),
             running: HashMap::new(),
             live: BTreeSet::new(),
+            placement_error: None,
         })
     }
 
@@ -370,10 +375,23 @@ impl Actor for Coordinator {
                     );
                 }
                 match state.execute(moves).await {
-                    Ok(_) => state.live = live,
+                    Ok(_) => {
+                        state.live = live;
+                        if state.placement_error.take().is_some() {
+                            info!("placement succeeded again");
+                        }
+                    }
                     // Members seen as returned stay new until a round succeeds,
                     // so the rebalance they call for is not dropped.
-                    Err(e) => warn!(error = %e, "placement failed; retrying at the next tick"),
+                    Err(e) => {
+                        let text = error_chain_text(&e);
+                        if state.placement_error.as_ref() == Some(&text) {
+                            debug!(error = %text, "placement failed again; retrying at the next tick");
+                        } else {
+                            warn!(error = %text, "placement failed; retrying at the next tick");
+                            state.placement_error = Some(text);
+                        }
+                    }
                 }
             }
             CoordinatorMsg::Trigger(job, reply) => {
