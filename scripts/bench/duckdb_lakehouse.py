@@ -22,7 +22,13 @@ import duckdb
 SESSIONS = """
 CREATE TABLE view_sessions AS
 WITH ev AS (
-  SELECT *, ROW_NUMBER() OVER (PARTITION BY session_id ORDER BY event_time, kafka_offset) AS rn
+  -- Events of two partitions tied on time and offset: by what they say, as StreamReel does.
+  SELECT *, ROW_NUMBER() OVER (
+    PARTITION BY session_id
+    ORDER BY event_time, kafka_offset,
+      CASE event_type WHEN 'play' THEN 0 WHEN 'pause' THEN 1 WHEN 'seek' THEN 2 ELSE 3 END,
+      position_s, seek_to_s NULLS FIRST
+  ) AS rn
   FROM enriched
   WHERE event_type IN ('play', 'pause', 'seek', 'stop')
 ),

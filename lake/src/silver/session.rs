@@ -1,7 +1,7 @@
 //! The contract's session semantics as a pure function: one session's events
 //! in, its watch time and positions out.
 //!
-//! Events are ordered by (`event_time`, `kafka_offset`). The player starts
+//! Events are ordered by (`event_time`, `kafka_offset`) ([`event_order`]). The player starts
 //! paused. While playing, every next event ends the current segment at its
 //! `position_s`: the segment [start, end] counts
 //! `max(0, min(end, duration) - max(start, 0))` watched seconds and
@@ -10,6 +10,8 @@
 //! `stop` -> ended. While paused: `play` -> playing from `position_s`,
 //! `seek` (and `pause`) -> paused, `stop` -> ended. Events after the end are
 //! ignored (but still counted in `event_count`).
+
+use std::cmp::Ordering;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PlaybackEvent {
@@ -65,10 +67,23 @@ enum Player {
     Ended,
 }
 
+/// The order of a session's events: by (event_time, kafka_offset). Two events
+/// of one session from two partitions (a user's events move when partitions
+/// are added) can tie on both; they are then ordered by what they say, so
+/// that every run, whatever order it reads them in, orders them alike.
+pub fn event_order(a: &PlaybackEvent, b: &PlaybackEvent) -> Ordering {
+    let seek = |e: &PlaybackEvent| e.seek_to_s.map(f64::to_bits);
+    (a.event_time_us, a.kafka_offset)
+        .cmp(&(b.event_time_us, b.kafka_offset))
+        .then_with(|| (a.event_type as u8).cmp(&(b.event_type as u8)))
+        .then_with(|| a.position_s.total_cmp(&b.position_s))
+        .then_with(|| seek(a).cmp(&seek(b)))
+}
+
 /// Summarises one session. `duration_s` is `None` for videos without metadata:
 /// then positions are not capped.
 pub fn summarize(events: &mut [PlaybackEvent], duration_s: Option<f64>) -> SessionSummary {
-    events.sort_by_key(|e| (e.event_time_us, e.kafka_offset));
+    events.sort_by(event_order);
     let cap = |position: f64| duration_s.map_or(position, |d| position.min(d));
     let mut player = Player::Paused;
     let mut watch_s = 0.0;
@@ -136,6 +151,30 @@ mod tests {
     }
 
     use EventKind::*;
+
+    #[test]
+    fn events_of_two_partitions_tied_on_time_and_offset_summarise_alike_in_any_order() {
+        // The helper's example: E2 from partition 1, E3 from partition 6, both
+        // at offset 502 and the same microsecond.
+        let play = event(Play, 0.0, None, 0);
+        let pause = PlaybackEvent {
+            event_type: Pause,
+            position_s: 60.0,
+            seek_to_s: None,
+            event_time_us: 60_000_000,
+            kafka_offset: 502,
+        };
+        let stop = PlaybackEvent {
+            event_type: Stop,
+            position_s: 61.0,
+            ..pause
+        };
+        let first = summarize(&mut [play, pause, stop], Some(600.0));
+        let second = summarize(&mut [stop, play, pause], Some(600.0));
+        assert_eq!(first, second);
+        assert_eq!(first.watch_s, 60.0);
+        assert_eq!(first.exit_position_s, 61.0);
+    }
 
     #[test]
     fn play_seek_pause_play_stop() {

@@ -13,7 +13,7 @@ use deltalake::arrow::datatypes::{
 };
 
 use super::packed_events::{pack, unpack};
-use super::session::{EventKind, PlaybackEvent, summarize};
+use super::session::{EventKind, PlaybackEvent, event_order, summarize};
 use crate::error::LakeError;
 
 /// Columns of `view_sessions`, in order: the contract's, `last_event_at`,
@@ -166,9 +166,9 @@ impl EventColumns {
 }
 
 struct SessionEvents {
-    /// (batch, row) of the first event by (event_time, kafka_offset).
+    /// (batch, row) of the first event in [`event_order`].
     first: (usize, usize),
-    first_key: (i64, i64),
+    first_event: PlaybackEvent,
     last_event_time_us: i64,
     events: Vec<PlaybackEvent>,
 }
@@ -194,13 +194,12 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
                 event_time_us: EventColumns::i64(&cols.event_time_us, row),
                 kafka_offset: EventColumns::i64(&cols.kafka_offset, row),
             };
-            let key = (event.event_time_us, event.kafka_offset);
             let session_id = cols.text(SESSION_ID, row).unwrap_or_default();
             match index.get(session_id) {
                 Some(&i) => {
                     let session = &mut sessions[i].1;
-                    if key < session.first_key {
-                        session.first_key = key;
+                    if event_order(&event, &session.first_event).is_lt() {
+                        session.first_event = event;
                         session.first = (b, row);
                     }
                     session.last_event_time_us =
@@ -213,7 +212,7 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
                         session_id,
                         SessionEvents {
                             first: (b, row),
-                            first_key: key,
+                            first_event: event,
                             last_event_time_us: event.event_time_us,
                             events: vec![event],
                         },
@@ -255,9 +254,9 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
         creator.append_option(cols.text(CREATOR, row));
         region.append_option(cols.text(REGION, row));
         device.append_option(cols.text(DEVICE, row));
-        started_at.append_value(session.first_key.0);
+        started_at.append_value(session.first_event.event_time_us);
         last_event_at.append_value(session.last_event_time_us);
-        day.append_value(session.first_key.0.div_euclid(86_400_000_000) as i32);
+        day.append_value(session.first_event.event_time_us.div_euclid(86_400_000_000) as i32);
         event_count.append_value(summary.event_count);
         watch_s.append_value(summary.watch_s);
         max_position_s.append_value(summary.max_position_s);
