@@ -300,6 +300,7 @@ const views = {
       { key: "addr", label: "address" },
       { key: "alive", label: "alive", format: (a) => (a ? "yes" : "NO") },
       { key: "reaches_brokers", label: "reaches broker", format: (r) => (r == null ? "–" : r ? "yes" : "NO") },
+      { key: "can_ingest", label: "can take partitions", format: (c) => (c ? "yes" : "NO") },
       { key: "role", label: "role" },
     ], status.nodes.map((n) => ({ ...n, role: n.id === status.leader ? "leader" : "follower" })));
     fillTable(table("partitions-table"), [
@@ -309,7 +310,17 @@ const views = {
       { key: "committed_offset", label: "committed offset", num: true, format: fmt.int },
       { key: "lag", label: "lag", num: true, format: fmt.int },
       { key: "checkpoint_age_ms", label: "checkpoint age ms", num: true, format: fmt.int },
-    ], status.partitions);
+      // A moved partition's owner has resumed it once a checkpoint of its epoch is in.
+      { key: "resumed", label: "resumed by owner", format: (r) => (r == null ? "–" : r ? "yes" : "not yet") },
+      { key: "last_error", label: "last error (this node)" },
+    ], status.partitions.map((p) => ({
+      ...p,
+      resumed: p.owner == null || p.checkpoint_epoch == null ? null : p.checkpoint_epoch === p.epoch,
+      // This node knows only the errors of the partitions it runs.
+      last_error: p.owner === status.node
+        ? (status.ingest.find((i) => i.partition === p.partition) || {}).last_error
+        : null,
+    })));
     fillTable(table("jobs-table"), [
       { key: "id", label: "run", num: true },
       { key: "job", label: "job" },

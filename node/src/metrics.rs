@@ -25,6 +25,8 @@ pub struct MetricsSnapshot {
     /// The partitions this node owns now.
     pub partitions: Vec<PartitionFigures>,
     pub jobs: Vec<JobFigures>,
+    /// Whether each job's newest finished run failed ([`last_run_failed`]).
+    pub last_run_failed: BTreeMap<String, bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -73,6 +75,11 @@ struct PartitionLabel {
 struct RejectionLabels {
     partition: i32,
     reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct JobLabel {
+    job: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -275,6 +282,23 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         ),
     );
 
+    registry.register(
+        "job_last_run_failed",
+        "1 when the job's newest finished run failed, 0 when it succeeded",
+        Labelled(
+            snapshot
+                .last_run_failed
+                .iter()
+                .map(|(job, failed)| {
+                    (
+                        JobLabel { job: job.clone() },
+                        ConstGauge::new(i64::from(*failed)),
+                    )
+                })
+                .collect(),
+        ),
+    );
+
     let mut text = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
         .expect("writing to a String cannot fail");
@@ -302,6 +326,25 @@ pub fn job_figures<'a>(
         }
     }
     by_key.into_values().collect()
+}
+
+/// Whether each job's newest finished run failed, from `(job, status)` of
+/// each run in the history, newest first. Unlike a count of failed runs in
+/// the history, which stops rising once failures fill it, this stays 1
+/// while a job keeps failing.
+pub fn last_run_failed<'a>(
+    runs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> BTreeMap<String, bool> {
+    let mut last = BTreeMap::new();
+    for (job, status) in runs {
+        let failed = match status {
+            "failed" => true,
+            "succeeded" => false,
+            _ => continue,
+        };
+        last.entry(job.to_string()).or_insert(failed);
+    }
+    last
 }
 
 #[cfg(test)]
@@ -352,6 +395,12 @@ mod tests {
                 ("gold", "failed", Some(0.5)),
                 ("gold", "succeeded", Some(2.0)),
             ]),
+            last_run_failed: last_run_failed([
+                ("enrich", "running"),
+                ("gold", "succeeded"),
+                ("enrich", "failed"),
+                ("gold", "failed"),
+            ]),
         };
         let text = render(&snapshot);
         let mut expected = vec![
@@ -369,6 +418,9 @@ mod tests {
             "streamreel_job_last_duration_seconds{job=\"gold\",outcome=\"succeeded\"} 3.0"
                 .to_string(),
             "streamreel_job_runs{job=\"enrich\",outcome=\"running\"} 1".to_string(),
+            // A running job's newest finished run is the one before it.
+            "streamreel_job_last_run_failed{job=\"enrich\"} 1".to_string(),
+            "streamreel_job_last_run_failed{job=\"gold\"} 0".to_string(),
         ];
         for (p, base) in [(0, 1_000), (3, 4_000)] {
             let label = format!("{{partition=\"{p}\"}}");

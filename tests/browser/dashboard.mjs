@@ -144,9 +144,10 @@ try {
   await open("cluster");
   const leader = await page.$eval('[data-testid="leader"]', (el) => el.dataset.value);
   if (!same(leader, expected.leader)) problems.push(`cluster: leader ${leader}, expected ${expected.leader}`);
-  compare("members", await rows("members-table"), expected.members, ["id"], ["id", "addr", "alive", "reaches_brokers"]);
+  compare("members", await rows("members-table"), expected.members, ["id"],
+    ["id", "addr", "alive", "reaches_brokers", "can_ingest"]);
   compare("partitions", await rows("partitions-table"), expected.partitions, ["partition"],
-    ["partition", "owner", "epoch", "committed_offset"],
+    ["partition", "owner", "epoch", "committed_offset", "resumed"],
     { committed_offset: read.count });
   const jobs = await rows("jobs-table");
   for (const id of expected.job_run_ids) {

@@ -83,10 +83,7 @@ async fn status(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|(partition, owner, epoch, checkpoint)| {
             let committed = checkpoint.map_or(-1, |c| c.last_offset);
-            let lag = watermarks
-                .iter()
-                .find(|w| w.partition == partition)
-                .map(|w| w.lag_after(committed));
+            let lag = super::lag_of(&watermarks, partition, committed);
             json!({
                 "partition": partition,
                 "owner": owner,

@@ -12,7 +12,8 @@ use streamreel_protocol::time::now_micros;
 
 use super::AppState;
 use crate::metrics::{
-    CONTENT_TYPE, MetricsSnapshot, PartitionFigures, RaftFigures, job_figures, render,
+    CONTENT_TYPE, MetricsSnapshot, PartitionFigures, RaftFigures, job_figures, last_run_failed,
+    render,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -28,23 +29,32 @@ async fn snapshot(state: &AppState) -> MetricsSnapshot {
     let member = &state.member;
     let now_ms = now_micros() / 1_000;
     // A removed member's replica is no longer replicated to and still names
-    // it as owner; it runs nothing, so it exports no partition series.
-    let removed = member.is_removed();
-    let (owned, jobs) = {
+    // it as owner; it runs nothing, so it exports no partition series. Nor
+    // does a member that knows no leader: cut off from the others, its
+    // replica may still name it owner of partitions given away since, whose
+    // lag would only grow.
+    let stale = member.is_removed() || member.leader().is_none();
+    let (owned, jobs, last_run_failed) = {
         let applied = member.view.read();
         let owned: Vec<_> = applied
             .state
             .partitions()
-            .filter(|(_, p)| !removed && p.owner == Some(member.id))
+            .filter(|(_, p)| !stale && p.owner == Some(member.id))
             .map(|(partition, p)| (partition, p.checkpoint))
             .collect();
+        let last_run_failed = last_run_failed(
+            applied
+                .state
+                .jobs()
+                .map(|run| (run.job.as_str(), run.status.as_str())),
+        );
         let jobs = job_figures(applied.state.jobs().map(|run| {
             let duration = run
                 .ended_at_us
                 .map(|end| (end - run.started_at_us).max(0) as f64 / 1e6);
             (run.job.as_str(), run.status.as_str(), duration)
         }));
-        (owned, jobs)
+        (owned, jobs, last_run_failed)
     };
     let watermarks = state
         .input_watermarks(owned.iter().map(|(p, _)| *p).collect())
@@ -76,10 +86,7 @@ async fn snapshot(state: &AppState) -> MetricsSnapshot {
                     .map(|(kind, n)| (kind.to_string(), *n))
                     .collect(),
                 committed_offset,
-                lag: watermarks
-                    .iter()
-                    .find(|w| w.partition == partition)
-                    .map(|w| w.lag_after(committed_offset)),
+                lag: super::lag_of(&watermarks, partition, committed_offset),
                 checkpoint_age_s: checkpoint.map(|c| (now_ms - c.at_ms).max(0) as f64 / 1e3),
                 restarts: stats.restarts.load(Relaxed),
                 commit_retries: stats.commit_retries.load(Relaxed),
@@ -104,5 +111,6 @@ async fn snapshot(state: &AppState) -> MetricsSnapshot {
         broker_reachable: state.broker_health.get().reachable,
         partitions,
         jobs,
+        last_run_failed,
     }
 }

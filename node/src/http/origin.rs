@@ -128,7 +128,9 @@ pub async fn refuse_foreign(
     match verdict {
         Ok(()) => next.run(request).await,
         Err(refusal) => {
-            tracing::warn!(method = %request.method(), uri = %request.uri(), reason = %refusal, "http request refused");
+            // Not a warning: any client could fill the log with them, and the
+            // answer already says why.
+            tracing::debug!(method = %request.method(), uri = %request.uri(), reason = %refusal, "http request refused");
             error_response(StatusCode::FORBIDDEN, refusal)
         }
     }

@@ -136,7 +136,8 @@ async fn the_dashboard_shows_the_gold_tables_and_live_aggregates() -> anyhow::Re
         "members": status["nodes"],
         "partitions": status["partitions"].as_array().into_iter().flatten()
             .map(|p| json!({ "partition": p["partition"], "owner": p["owner"], "epoch": p["epoch"],
-                             "committed_offset": p["committed_offset"] }))
+                             "committed_offset": p["committed_offset"],
+                             "resumed": p["checkpoint_epoch"] == p["epoch"] }))
             .collect::<Vec<_>>(),
         "job_run_ids": [enrich, gold],
     });
