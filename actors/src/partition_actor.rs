@@ -101,6 +101,10 @@ pub struct PartitionState {
     /// Reused for every `clean-events` value (the producer copies it).
     json: Vec<u8>,
     last_committed: Option<PartitionCheckpoint>,
+    /// The consumer error last logged as a warning, until the next batch
+    /// starts (records flow again): librdkafka reports one per reconnect
+    /// attempt, so a stall is a warning once and its repeats are counted.
+    warned_consumer_error: Option<String>,
 }
 
 /// Records consumed since the last bronze commit.
@@ -202,6 +206,7 @@ impl Actor for PartitionActor {
             stats,
             batch: PendingBatch::default(),
             json: Vec::with_capacity(1024),
+            warned_consumer_error: None,
         })
     }
 
@@ -310,26 +315,20 @@ impl PartitionState {
                     // Shown until the next commit, so a stall that never
                     // clears (a leader this node cannot reach) is visible.
                     let text = format!("consumer (retrying): {error}");
-                    let repeated = self
-                        .stats
-                        .last_error
-                        .lock()
-                        .expect("stats lock")
-                        .replace(text.clone())
-                        .is_some_and(|last| last == text);
-                    // librdkafka reports one per reconnect attempt: a stall is
-                    // logged once, its repeats are counted.
-                    if repeated {
+                    if self.warned_consumer_error.as_ref() == Some(&text) {
                         debug!(partition = self.core.partition(), %error, "consumer error again; librdkafka retries");
                     } else {
                         warn!(partition = self.core.partition(), %error, "consumer error; librdkafka retries, the batch is kept");
+                        self.warned_consumer_error = Some(text.clone());
                     }
+                    *self.stats.last_error.lock().expect("stats lock") = Some(text);
                     continue;
                 }
                 Err(error) => return Err(error.into()),
             };
             if self.batch.started.is_none() {
                 self.batch.started = Some(Instant::now());
+                self.warned_consumer_error = None;
             }
             let offset = message.offset();
             let payload = message.payload().unwrap_or_default();

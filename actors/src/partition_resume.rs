@@ -32,8 +32,8 @@ pub struct Resumed {
 
 /// Resumes `partition` at `epoch`: its start offset from bronze's marks and
 /// the broker's watermarks, checkpoint and dedup window from the replica, the
-/// bronze gap past the checkpoint replayed, a fence commit, and a
-/// first checkpoint at this epoch (which tells `move` the partition resumed).
+/// bronze gap past the checkpoint replayed, a fence commit (unless bronze
+/// holds one of this epoch already), and a first checkpoint at this epoch (which tells `move` the partition resumed).
 pub async fn resume(
     partition: i32,
     epoch: Epoch,

@@ -391,7 +391,11 @@ fn startup_failure_text(error: &SpawnErr) -> String {
     match error {
         SpawnErr::StartupFailed(inner) => match inner.downcast_ref::<ActorError>() {
             Some(e) => error_chain_text(e),
-            None => format!("could not start: {}", error_chain_text(inner.as_ref())),
+            // A panic in `pre_start` (its message) or ractor's own failure.
+            None => format!(
+                "could not start (panicked or failed): {}",
+                error_chain_text(inner.as_ref())
+            ),
         },
         other => other.to_string(),
     }
@@ -429,7 +433,7 @@ mod tests {
         let panic = SpawnErr::StartupFailed("index out of bounds".into());
         assert_eq!(
             startup_failure_text(&panic),
-            "could not start: index out of bounds"
+            "could not start (panicked or failed): index out of bounds"
         );
     }
 }

@@ -195,6 +195,22 @@ impl ClusterMember {
         self.leader() == Some(self.id)
     }
 
+    /// Whether this member's replica can be taken as current: it follows a
+    /// leader, or it leads and a quorum acknowledged it within the longest
+    /// election timeout. openraft keeps a leader cut off from the others a
+    /// leader; by then the others have elected another.
+    pub fn has_current_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        match metrics.current_leader {
+            None => false,
+            Some(leader) if leader == self.id => metrics
+                .millis_since_quorum_ack
+                .is_some_and(|ms| ms <= self.raft.config().election_timeout_max),
+            Some(_) => true,
+        }
+    }
+
     /// The HTTP address of `node`, from the replicated membership.
     pub fn addr_of(&self, node: NodeId) -> Option<String> {
         self.view
@@ -253,7 +269,7 @@ impl ClusterMember {
             if now >= deadline {
                 let what = match last_failure {
                     Some(e) => format!("proposing a command: no leader answered (last try: {e})"),
-                    None => "proposing a command: no leader known".to_string(),
+                    None => "proposing a command: no leader took it".to_string(),
                 };
                 return Err(ClusterError::Timeout { what });
             }

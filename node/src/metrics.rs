@@ -25,7 +25,7 @@ pub struct MetricsSnapshot {
     /// The partitions this node owns now.
     pub partitions: Vec<PartitionFigures>,
     pub jobs: Vec<JobFigures>,
-    /// Whether each job's newest finished run failed ([`last_run_failed`]).
+    /// Whether each job's newest finished run failed ([`JobOutcomes`]).
     pub last_run_failed: BTreeMap<String, bool>,
 }
 
@@ -328,23 +328,34 @@ pub fn job_figures<'a>(
     by_key.into_values().collect()
 }
 
-/// Whether each job's newest finished run failed, from `(job, status)` of
-/// each run in the history, newest first. Unlike a count of failed runs in
-/// the history, which stops rising once failures fill it, this stays 1
-/// while a job keeps failing.
-pub fn last_run_failed<'a>(
-    runs: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> BTreeMap<String, bool> {
-    let mut last = BTreeMap::new();
-    for (job, status) in runs {
-        let failed = match status {
-            "failed" => true,
-            "succeeded" => false,
-            _ => continue,
-        };
-        last.entry(job.to_string()).or_insert(failed);
+/// Whether each job's newest finished run failed. Unlike a count of failed
+/// runs in the history, which stops rising once failures fill it, this stays
+/// true while a job keeps failing.
+#[derive(Debug, Default)]
+pub struct JobOutcomes(BTreeMap<String, bool>);
+
+impl JobOutcomes {
+    /// Takes in `(job, status)` of each run in the history, newest first,
+    /// and answers every job's outcome seen so far: a job whose finished runs
+    /// the history no longer holds keeps the outcome seen before.
+    pub fn update<'a>(
+        &mut self,
+        runs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> BTreeMap<String, bool> {
+        let mut newest = BTreeMap::new();
+        for (job, status) in runs {
+            let failed = match status {
+                "failed" => true,
+                "succeeded" => false,
+                _ => continue,
+            };
+            newest.entry(job).or_insert(failed);
+        }
+        for (job, failed) in newest {
+            self.0.insert(job.to_string(), failed);
+        }
+        self.0.clone()
     }
-    last
 }
 
 #[cfg(test)]
@@ -395,7 +406,7 @@ mod tests {
                 ("gold", "failed", Some(0.5)),
                 ("gold", "succeeded", Some(2.0)),
             ]),
-            last_run_failed: last_run_failed([
+            last_run_failed: JobOutcomes::default().update([
                 ("enrich", "running"),
                 ("gold", "succeeded"),
                 ("enrich", "failed"),
@@ -451,6 +462,21 @@ mod tests {
             );
         }
         assert!(!text.contains("job_last_duration_seconds{job=\"enrich\""));
+    }
+
+    #[test]
+    fn a_jobs_outcome_outlives_its_finished_runs_in_the_history() {
+        let mut outcomes = JobOutcomes::default();
+        outcomes.update([("vacuum", "failed"), ("gold", "succeeded")]);
+        // The history dropped vacuum's failed run when its next one started.
+        let now = outcomes.update([("vacuum", "running"), ("gold", "failed")]);
+        assert_eq!(
+            now,
+            BTreeMap::from([("gold".to_string(), true), ("vacuum".to_string(), true)])
+        );
+        let later = outcomes.update([("vacuum", "succeeded")]);
+        assert!(!later["vacuum"]);
+        assert!(later["gold"]);
     }
 
     #[test]

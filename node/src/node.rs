@@ -151,6 +151,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         jobs_runtime: jobs_runtime.handle(),
         gold_reads: Arc::new(tokio::sync::Semaphore::new(GOLD_READS_AT_ONCE)),
         live_scans: Arc::new(tokio::sync::Semaphore::new(LIVE_SCANS_AT_ONCE)),
+        job_outcomes: Arc::default(),
     };
     let http_addr = serve(config.http_listen, app, shutdown.clone()).await?;
     info!(%http_addr, "admin api listening");

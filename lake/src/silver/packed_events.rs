@@ -8,7 +8,8 @@
 //! sessions' rows are read anyway, to replace them.
 //!
 //! Pure. The format, version 1: a version byte, then per event in session
-//! order (`event_time`, `kafka_offset`):
+//! order (`event_time`, `kafka_offset`, then the ties of
+//! [`super::session::event_order`]):
 //! - a tag byte: the kind (0 play, 1 pause, 2 seek, 3 stop), plus 4 when a
 //!   `seek_to_s` follows, plus 8 when `position_s` is in milliseconds, plus 16
 //!   when `seek_to_s` is;

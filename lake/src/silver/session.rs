@@ -1,7 +1,8 @@
 //! The contract's session semantics as a pure function: one session's events
 //! in, its watch time and positions out.
 //!
-//! Events are ordered by (`event_time`, `kafka_offset`) ([`event_order`]). The player starts
+//! Events are ordered by (`event_time`, `kafka_offset`), ties by what they
+//! say ([`event_order`]). The player starts
 //! paused. While playing, every next event ends the current segment at its
 //! `position_s`: the segment [start, end] counts
 //! `max(0, min(end, duration) - max(start, 0))` watched seconds and

@@ -12,8 +12,7 @@ use streamreel_protocol::time::now_micros;
 
 use super::AppState;
 use crate::metrics::{
-    CONTENT_TYPE, MetricsSnapshot, PartitionFigures, RaftFigures, job_figures, last_run_failed,
-    render,
+    CONTENT_TYPE, MetricsSnapshot, PartitionFigures, RaftFigures, job_figures, render,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -30,10 +29,10 @@ async fn snapshot(state: &AppState) -> MetricsSnapshot {
     let now_ms = now_micros() / 1_000;
     // A removed member's replica is no longer replicated to and still names
     // it as owner; it runs nothing, so it exports no partition series. Nor
-    // does a member that knows no leader: cut off from the others, its
+    // does a member without a current leader: cut off from the others, its
     // replica may still name it owner of partitions given away since, whose
     // lag would only grow.
-    let stale = member.is_removed() || member.leader().is_none();
+    let stale = member.is_removed() || !member.has_current_leader();
     let (owned, jobs, last_run_failed) = {
         let applied = member.view.read();
         let owned: Vec<_> = applied
@@ -42,7 +41,7 @@ async fn snapshot(state: &AppState) -> MetricsSnapshot {
             .filter(|(_, p)| !stale && p.owner == Some(member.id))
             .map(|(partition, p)| (partition, p.checkpoint))
             .collect();
-        let last_run_failed = last_run_failed(
+        let last_run_failed = state.job_outcomes.lock().expect("job outcomes").update(
             applied
                 .state
                 .jobs()

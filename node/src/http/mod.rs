@@ -60,6 +60,10 @@ pub struct AppState {
     pub gold_reads: Arc<tokio::sync::Semaphore>,
     /// `/live/top-videos` scans running now ([`LIVE_SCANS_AT_ONCE`]).
     pub live_scans: Arc<tokio::sync::Semaphore>,
+    /// Whether each job's newest finished run failed, as last seen: the
+    /// bounded job history drops a job's finished run once a newer one
+    /// starts, so a long run would otherwise leave the job without one.
+    pub job_outcomes: Arc<Mutex<crate::metrics::JobOutcomes>>,
 }
 
 /// `/live/top-videos` scans at once.

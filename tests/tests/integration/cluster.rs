@@ -727,12 +727,19 @@ async fn move_and_rebalance_under_load_lose_and_double_nothing() -> anyhow::Resu
             .find(|id| *id != owner)
             .expect("another member");
         // Metrics: the owner's counters of partition 0 move as events flow.
-        let accepted_before = partition_sample(
-            &cluster.metrics(owner).await?,
-            "streamreel_events_accepted_total",
-            0,
+        // Waited for: a member exports no partition series during an election.
+        let accepted_before = wait_for(
+            "the owner to expose partition 0",
+            Duration::from_secs(30),
+            || async {
+                Ok(partition_sample(
+                    &cluster.metrics(owner).await?,
+                    "streamreel_events_accepted_total",
+                    0,
+                ))
+            },
         )
-        .expect("the owner exposes partition 0");
+        .await?;
         wait_for(
             "partition 0's counter to move",
             Duration::from_secs(30),
@@ -784,9 +791,16 @@ async fn move_and_rebalance_under_load_lose_and_double_nothing() -> anyhow::Resu
             },
         )
         .await?;
-        let on_target = cluster.metrics(target).await?;
-        let exposed = partition_sample(&on_target, "streamreel_partition_committed_offset", 0)
-            .expect("the new owner exposes partition 0");
+        let (on_target, exposed) = wait_for(
+            "the new owner to expose partition 0",
+            Duration::from_secs(30),
+            || async {
+                let scrape = cluster.metrics(target).await?;
+                let exposed = partition_sample(&scrape, "streamreel_partition_committed_offset", 0);
+                Ok(exposed.map(|value| (scrape, value)))
+            },
+        )
+        .await?;
         // What bronze holds by the checkpoint the leader saw after the move;
         // the new owner may have committed more since, never less.
         let checkpointed = on_leader["partitions"][0]["committed_offset"]

@@ -46,8 +46,20 @@ pub fn sessions(rows: &[BronzeRow], videos: &[VideoMetadata]) -> Vec<Session> {
     }
     let mut out = Vec::new();
     for (session_id, mut events) in by_session {
+        // Ties on both (two partitions) by what the events say.
+        let rank = |t: &str| {
+            ["play", "pause", "seek", "stop"]
+                .iter()
+                .position(|k| *k == t)
+        };
         events.sort_by(|a, b| {
-            (a.event_time_us, a.kafka_offset).cmp(&(b.event_time_us, b.kafka_offset))
+            (a.event_time_us, a.kafka_offset, rank(&a.event_type))
+                .cmp(&(b.event_time_us, b.kafka_offset, rank(&b.event_type)))
+                .then(a.position_s.total_cmp(&b.position_s))
+                .then_with(|| match (a.seek_to_s, b.seek_to_s) {
+                    (Some(x), Some(y)) => x.total_cmp(&y),
+                    (x, y) => x.is_some().cmp(&y.is_some()),
+                })
         });
         let first = events[0];
         let video = catalogue.get(first.video_id.as_str()).map(|v| (*v).clone());
