@@ -155,8 +155,8 @@ mod tests {
 
     #[test]
     fn events_of_two_partitions_tied_on_time_and_offset_summarise_alike_in_any_order() {
-        // The helper's example: E2 from partition 1, E3 from partition 6, both
-        // at offset 502 and the same microsecond.
+        // The pause from one partition and the stop from another, both at
+        // offset 502 and the same microsecond.
         let play = event(Play, 0.0, None, 0);
         let pause = PlaybackEvent {
             event_type: Pause,
