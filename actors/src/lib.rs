@@ -11,6 +11,7 @@
 //! - [`partition_resume`]: resumes a partition at its epoch (fence, gap replay).
 //! - [`checkpoint`]: a partition's checkpoint through Raft.
 //! - [`commit_retry`]: what to do after a failed bronze commit (pure).
+//! - [`repeated_error`]: a recurring error logged as a warning once.
 //! - [`supervisor`]: starts partition actors and restarts the ones that fail.
 //! - [`coordinator`]: schedules the lakehouse jobs and keeps their history.
 //! - [`stats`]: counters the node reports.
@@ -29,6 +30,7 @@ pub mod kafka;
 pub mod partition_actor;
 pub mod partition_core;
 pub mod partition_resume;
+pub mod repeated_error;
 pub mod restart;
 pub mod settings;
 pub mod start_position;

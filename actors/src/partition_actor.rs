@@ -48,6 +48,7 @@ use crate::fault;
 use crate::kafka;
 use crate::partition_core::{Outcome, PartitionCore};
 use crate::partition_resume::resume;
+use crate::repeated_error::RepeatedError;
 use crate::stats::PartitionStats;
 
 pub enum PartitionMsg {
@@ -101,10 +102,9 @@ pub struct PartitionState {
     /// Reused for every `clean-events` value (the producer copies it).
     json: Vec<u8>,
     last_committed: Option<PartitionCheckpoint>,
-    /// The consumer error last logged as a warning, until the next batch
-    /// starts (records flow again): librdkafka reports one per reconnect
-    /// attempt, so a stall is a warning once and its repeats are counted.
-    warned_consumer_error: Option<String>,
+    /// librdkafka reports a consumer error per reconnect attempt; forgotten
+    /// when the next batch starts (records flow again).
+    consumer_error: RepeatedError,
 }
 
 /// Records consumed since the last bronze commit.
@@ -206,7 +206,7 @@ impl Actor for PartitionActor {
             stats,
             batch: PendingBatch::default(),
             json: Vec::with_capacity(1024),
-            warned_consumer_error: None,
+            consumer_error: RepeatedError::default(),
         })
     }
 
@@ -315,11 +315,10 @@ impl PartitionState {
                     // Shown until the next commit, so a stall that never
                     // clears (a leader this node cannot reach) is visible.
                     let text = format!("consumer (retrying): {error}");
-                    if self.warned_consumer_error.as_ref() == Some(&text) {
-                        debug!(partition = self.core.partition(), %error, "consumer error again; librdkafka retries");
-                    } else {
+                    if self.consumer_error.is_new(&text) {
                         warn!(partition = self.core.partition(), %error, "consumer error; librdkafka retries, the batch is kept");
-                        self.warned_consumer_error = Some(text.clone());
+                    } else {
+                        debug!(partition = self.core.partition(), %error, "consumer error again; librdkafka retries");
                     }
                     *self.stats.last_error.lock().expect("stats lock") = Some(text);
                     continue;
@@ -328,7 +327,7 @@ impl PartitionState {
             };
             if self.batch.started.is_none() {
                 self.batch.started = Some(Instant::now());
-                self.warned_consumer_error = None;
+                self.consumer_error.clear();
             }
             let offset = message.offset();
             let payload = message.payload().unwrap_or_default();

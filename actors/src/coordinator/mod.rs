@@ -32,6 +32,7 @@ use streamreel_protocol::error_chain_text;
 use streamreel_protocol::time::now_micros;
 
 use crate::error::ActorError;
+use crate::repeated_error::RepeatedError;
 use job::{JobKind, JobOutcome, JobRun, JobSchedule};
 use scheduler::{LastRun, Scheduler, StartRun, TriggerRefused};
 
@@ -88,9 +89,8 @@ pub struct CoordinatorState {
     /// Live members at the last placement; a member that joins this set
     /// triggers a rebalance.
     live: BTreeSet<NodeId>,
-    /// The error of the last placement round, while rounds fail: a round runs
-    /// every heartbeat, so only a new error is a warning.
-    placement_error: Option<String>,
+    /// A placement round runs every heartbeat, so a failure repeats.
+    placement_error: RepeatedError,
 }
 
 /// The jobs end with the coordinator however it ends: ractor skips
@@ -343,7 +343,7 @@ impl Actor for Coordinator {
             clock: Instant::now(),
             running: HashMap::new(),
             live: BTreeSet::new(),
-            placement_error: None,
+            placement_error: RepeatedError::default(),
         })
     }
 
@@ -377,7 +377,7 @@ impl Actor for Coordinator {
                 match state.execute(moves).await {
                     Ok(_) => {
                         state.live = live;
-                        if state.placement_error.take().is_some() {
+                        if state.placement_error.clear() {
                             info!("placement succeeded again");
                         }
                     }
@@ -385,11 +385,10 @@ impl Actor for Coordinator {
                     // so the rebalance they call for is not dropped.
                     Err(e) => {
                         let text = error_chain_text(&e);
-                        if state.placement_error.as_ref() == Some(&text) {
-                            debug!(error = %text, "placement failed again; retrying at the next tick");
-                        } else {
+                        if state.placement_error.is_new(&text) {
                             warn!(error = %text, "placement failed; retrying at the next tick");
-                            state.placement_error = Some(text);
+                        } else {
+                            debug!(error = %text, "placement failed again; retrying at the next tick");
                         }
                     }
                 }
