@@ -65,6 +65,12 @@ impl OutputProducer {
         self.0.producer.send(record)
     }
 
+    /// Whether both are clones of one producer.
+    #[cfg(test)]
+    pub fn is_same(&self, other: &OutputProducer) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Waits until every enqueued record was delivered or failed.
     pub fn flush(&self, timeout: Duration) -> KafkaResult<()> {
         self.0.producer.flush(timeout)

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use streamreel_cluster::ClusterMember;
 use streamreel_protocol::UserKeyer;
 
-use crate::acks::OutputProducer;
+use crate::output::SharedOutput;
 use crate::settings::{IngestSettings, KafkaSettings, RestartPolicy};
 use crate::stats::IngestStats;
 
@@ -15,9 +15,8 @@ pub struct IngestContext {
     pub restart: RestartPolicy,
     pub lake_dir: PathBuf,
     pub keyer: UserKeyer,
-    pub producer: OutputProducer,
-    /// The largest record the output topics take (bytes).
-    pub record_limit: usize,
+    /// The output producer, for the output topics' record limit.
+    pub output: SharedOutput,
     pub stats: IngestStats,
     /// This node's cluster member: its replica of the state, and where checkpoints go.
     pub cluster: ClusterMember,

@@ -178,24 +178,32 @@ pub async fn ensure_topics(
 }
 
 /// The smallest `max.message.bytes` of `topics` as the broker reports it, or
-/// Kafka's default for a topic whose limit the broker does not report.
-pub async fn record_limit(brokers: &str, topics: &[&str]) -> Result<usize, ActorError> {
-    let limits = match topic_config(brokers, topics, "max.message.bytes").await {
-        Ok(values) => values
-            .into_iter()
-            .map(|value| {
-                value
-                    .and_then(|value| value.parse::<usize>().ok())
-                    .unwrap_or(DEFAULT_RECORD_LIMIT)
-            })
-            .collect(),
-        // A broker that does not describe topic configs keeps Kafka's default.
+/// Kafka's default for a topic whose limit the broker does not report, nor
+/// any when it does not describe topic configs at all.
+pub async fn record_limit(brokers: &str, topics: &[&str]) -> usize {
+    match reported_record_limit(brokers, topics).await {
+        Ok(limit) => limit,
         Err(error) => {
             tracing::info!(%error, limit = DEFAULT_RECORD_LIMIT, "topic record limit unknown; using Kafka's default");
-            vec![DEFAULT_RECORD_LIMIT]
+            DEFAULT_RECORD_LIMIT
         }
-    };
-    Ok(limits.into_iter().min().unwrap_or(DEFAULT_RECORD_LIMIT))
+    }
+}
+
+/// The smallest `max.message.bytes` of `topics`, Kafka's default for a topic
+/// whose limit the broker does not report; an error when the broker did not
+/// answer the question.
+pub async fn reported_record_limit(brokers: &str, topics: &[&str]) -> Result<usize, ActorError> {
+    Ok(topic_config(brokers, topics, "max.message.bytes")
+        .await?
+        .into_iter()
+        .map(|value| {
+            value
+                .and_then(|value| value.parse::<usize>().ok())
+                .unwrap_or(DEFAULT_RECORD_LIMIT)
+        })
+        .min()
+        .unwrap_or(DEFAULT_RECORD_LIMIT))
 }
 
 /// `key` of each of `topics` as the broker describes it (`None`: not reported).

@@ -7,6 +7,7 @@
 //! - [`restart`]: the supervisor's backoff decisions (pure).
 //! - [`kafka`]: client configuration and topic administration.
 //! - [`acks`]: the output producer, acknowledgements counted per batch.
+//! - [`output`]: which output producer an actor takes, for the topics' record limit.
 //! - [`partition_actor`]: consumes a partition, writes outputs, commits bronze.
 //! - [`partition_resume`]: resumes a partition at its epoch (fence, gap replay).
 //! - [`checkpoint`]: a partition's checkpoint through Raft.
@@ -27,6 +28,7 @@ pub mod dead_letter;
 pub mod error;
 pub mod fault;
 pub mod kafka;
+pub mod output;
 pub mod partition_actor;
 pub mod partition_core;
 pub mod partition_resume;

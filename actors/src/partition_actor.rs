@@ -46,6 +46,7 @@ use crate::dead_letter::{Source, dead_letter};
 use crate::error::ActorError;
 use crate::fault;
 use crate::kafka;
+use crate::output::Output;
 use crate::partition_core::{Outcome, PartitionCore};
 use crate::partition_resume::resume;
 use crate::repeated_error::RepeatedError;
@@ -99,6 +100,9 @@ pub struct PartitionState {
     bronze: BronzeTable,
     stats: Arc<PartitionStats>,
     batch: PendingBatch,
+    /// The producer and record limit taken at the start, kept for the
+    /// actor's life (see [`crate::output`]).
+    output: Output,
     /// Reused for every `clean-events` value (the producer copies it).
     json: Vec<u8>,
     last_committed: Option<PartitionCheckpoint>,
@@ -148,6 +152,7 @@ impl Actor for PartitionActor {
         // then adds no bronze version and no Raft entry at each restart.
         let clean_partitions =
             kafka::partition_count(&context.kafka.brokers, &context.kafka.clean_topic).await?;
+        let output = output_for_now(&context).await?;
         let resumed = resume(partition, epoch, &context).await?;
         let stats = context.stats.partition(partition);
         let (start, range) = (resumed.start, resumed.range);
@@ -189,7 +194,7 @@ impl Actor for PartitionActor {
             resumed.dedup,
             clean_partitions,
         )
-        .with_max_event_bytes(context.record_limit.saturating_sub(CLEAN_RECORD_HEADROOM));
+        .with_max_event_bytes(output.record_limit.saturating_sub(CLEAN_RECORD_HEADROOM));
         myself.cast(PartitionMsg::Poll)?;
         Ok(PartitionState {
             last_committed: resumed.marks_offset.map(|last_offset| PartitionCheckpoint {
@@ -202,6 +207,7 @@ impl Actor for PartitionActor {
             checkpointed: resumed.marks_offset.unwrap_or(-1),
             core,
             consumer,
+            output,
             bronze: resumed.bronze,
             stats,
             batch: PendingBatch::default(),
@@ -358,7 +364,7 @@ impl PartitionState {
                     // The record's time is its `ingested_at`; given, it
                     // spares librdkafka a clock read per record.
                     .timestamp(now / 1000);
-                    self.batch.acks.send(&self.context.producer, record).await?;
+                    self.batch.acks.send(&self.output.producer, record).await?;
                     self.batch.rows.append(&row);
                 }
                 Outcome::Duplicate => self.batch.duplicates += 1,
@@ -374,7 +380,7 @@ impl PartitionState {
                             offset,
                         },
                         &rejection,
-                        self.context.record_limit,
+                        self.output.record_limit,
                     );
                     let headers =
                         letter
@@ -395,7 +401,7 @@ impl PartitionState {
                     if let Some(key) = &letter.key {
                         record = record.key(key.as_str());
                     }
-                    self.batch.acks.send(&self.context.producer, record).await?;
+                    self.batch.acks.send(&self.output.producer, record).await?;
                     self.batch.rejected += 1;
                     *self
                         .batch
@@ -578,4 +584,20 @@ impl PartitionState {
 
 fn is_fenced(error: &ActorError) -> bool {
     matches!(error, ActorError::Lake(error) if matches!(**error, LakeError::Fenced { .. }))
+}
+
+/// The output producer for the topics' record limit as the broker reports it
+/// now; the newest one when the broker does not answer (the start then
+/// proceeds, as a failure to learn the limit must not stop ingest).
+async fn output_for_now(context: &IngestContext) -> Result<Output, ActorError> {
+    let kafka = &context.kafka;
+    match kafka::reported_record_limit(&kafka.brokers, &[&kafka.clean_topic, &kafka.dlq_topic])
+        .await
+    {
+        Ok(limit) => context.output.for_limit(limit),
+        Err(error) => {
+            debug!(%error, "record limit not read at this start; keeping the newest producer");
+            Ok(context.output.newest())
+        }
+    }
 }

@@ -14,9 +14,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use streamreel_actors::acks::{OutputProducer, output_producer};
 use streamreel_actors::coordinator::CoordinatorMsg;
 use streamreel_actors::coordinator::scheduler::HISTORY;
+use streamreel_actors::output::SharedOutput;
 use streamreel_actors::{
     IngestContext, IngestStats, IngestSupervisor, KafkaSettings, SupervisorArgs, SupervisorMsg,
     kafka,
@@ -195,18 +195,14 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
     };
     let outcome = match ingest {
         None => Ok(None),
-        Some(BrokersReady {
-            record_limit,
-            producer,
-        }) => {
+        Some(BrokersReady { output }) => {
             let context = Arc::new(IngestContext {
                 kafka: config.kafka.clone(),
                 ingest: config.ingest,
                 restart: config.restart,
                 lake_dir: lake_dir.clone(),
                 keyer,
-                producer: producer.clone(),
-                record_limit,
+                output: output.clone(),
                 stats: stats.clone(),
                 cluster: member.clone(),
             });
@@ -240,7 +236,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
                 warn!(error = %e, "supervisor did not shut down cleanly");
             }
             supervisor.stop(None);
-            outcome.map(|()| Some(producer))
+            outcome.map(|()| Some(output.newest().producer))
         }
     };
     leadership.abort();
@@ -279,8 +275,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
 
 /// What ingest learns from the brokers before it starts.
 struct BrokersReady {
-    record_limit: usize,
-    producer: OutputProducer,
+    output: SharedOutput,
 }
 
 /// Creates the missing topics and learns the output topics' record limit,
@@ -312,15 +307,17 @@ async fn connect_to_brokers(config: &NodeConfig) -> BrokersReady {
                 &settings.brokers,
                 &[&settings.clean_topic, &settings.dlq_topic],
             )
-            .await?;
+            .await;
             Ok::<_, streamreel_actors::ActorError>(BrokersReady {
-                record_limit: limit,
-                producer: output_producer(&settings.brokers, limit)?,
+                output: SharedOutput::new(&settings.brokers, limit)?,
             })
         };
         match attempt.await {
             Ok(ready) => {
-                info!(record_limit = ready.record_limit, "kafka brokers ready");
+                info!(
+                    record_limit = ready.output.newest().record_limit,
+                    "kafka brokers ready"
+                );
                 warn_on_long_dlq_retention(settings).await;
                 return ready;
             }
