@@ -153,7 +153,13 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         live_scans: Arc::new(tokio::sync::Semaphore::new(LIVE_SCANS_AT_ONCE)),
         job_outcomes: Arc::default(),
     };
-    let http_addr = serve(config.http_listen, app, shutdown.clone()).await?;
+    // Raft, forwarded writes and the members' pings share the HTTP server:
+    // closed at the first signal, the others would take a member still
+    // committing its last batches for dead and move its partitions, fencing
+    // those commits. It closes when this function returns, Raft shut down.
+    let http_stop = CancellationToken::new();
+    let _http_stop_on_return = http_stop.clone().drop_guard();
+    let http_addr = serve(config.http_listen, app, http_stop).await?;
     info!(%http_addr, "admin api listening");
 
     let members: BTreeMap<NodeId, Member> = config
