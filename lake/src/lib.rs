@@ -11,7 +11,8 @@
 //!   their last build where they can be, else built in full (per-day models
 //!   for the days whose sessions changed).
 //! - [`data_tests`]: the rules guarding every model (`models/tests.toml`).
-//! - [`maintenance`]: compaction and vacuum.
+//! - [`maintenance`]: compaction and vacuum; [`compaction_guard`] refuses a
+//!   compaction of files another one removed meanwhile.
 //! - [`tables`]: the [`tables::Lake`] (where each table lives under the lake root) and opening tables.
 //! - [`file_reader`]: the reader of a data file the crate's own reads use.
 //! - [`key_sieve`]: the sets of keys that scans look up every row's key in.
@@ -23,6 +24,7 @@
 
 pub mod append_log;
 pub mod bronze;
+pub mod compaction_guard;
 pub mod data_tests;
 pub mod engine;
 pub mod error;

@@ -13,6 +13,7 @@ use deltalake::table::config::TablePropertiesExt;
 use deltalake::{FilterOp, FilterValue};
 use tracing::info;
 
+use crate::compaction_guard::guarded;
 use crate::engine::LakeSettings;
 use crate::error::LakeError;
 use crate::parquet_layout::writer_properties_for;
@@ -29,14 +30,25 @@ pub struct CompactionReport {
 /// [`PURGE_DELETED_SHARE`] of the rows. The rows readers see and their values
 /// do not change, and concurrent appends are not disturbed (compaction
 /// removes are not data changes). `settings` bounds the memory of the
-/// rewrites, which sort a partition.
+/// rewrites, which sort a partition. A compaction whose files another one
+/// removed meanwhile is refused (see [`crate::compaction_guard`]).
 pub async fn compact(path: &Path, settings: &LakeSettings) -> Result<CompactionReport, LakeError> {
     let Some(table) = open_if_exists(path).await? else {
         return Ok(CompactionReport::default());
     };
+    compact_table(table, path, settings).await
+}
+
+/// [`compact`] of `table` as loaded, which may be older than the table's
+/// latest version.
+async fn compact_table(
+    table: DeltaTable,
+    path: &Path,
+    settings: &LakeSettings,
+) -> Result<CompactionReport, LakeError> {
     let name = path.display().to_string();
     let properties = writer_properties_for(path);
-    let (table, metrics) = table
+    let (table, metrics) = guarded(table)
         .optimize()
         .with_writer_properties(properties.clone())
         .await
@@ -239,7 +251,73 @@ pub async fn file_count(path: &Path) -> Result<u64, LakeError> {
 
 #[cfg(test)]
 mod tests {
+    use deltalake::arrow::array::{Int64Array, RecordBatch};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
     use super::*;
+    use crate::tables::write_target;
+
+    async fn append_rows(path: &Path, count: i64) {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from_iter_values(0..count))],
+        )
+        .unwrap();
+        let loaded = open_if_exists(path).await.unwrap();
+        let (table, _) = write_target(loaded, path).unwrap();
+        table.write(vec![batch]).await.unwrap();
+    }
+
+    async fn row_count(path: &Path) -> usize {
+        let table = open_if_exists(path).await.unwrap().unwrap();
+        let snapshot = table.snapshot().unwrap();
+        snapshot
+            .log_data()
+            .iter()
+            .map(|file| file.num_records().unwrap())
+            .sum()
+    }
+
+    fn error_chain(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(inner) = source {
+            text = format!("{text}: {inner}");
+            source = inner.source();
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn a_compaction_of_files_another_compaction_removed_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        for _ in 0..3 {
+            append_rows(&path, 10).await;
+        }
+        // Two more runs that read the table before the first one commits.
+        let late = open_if_exists(&path).await.unwrap().unwrap();
+        let unguarded = open_if_exists(&path).await.unwrap().unwrap();
+        let settings = LakeSettings::default();
+
+        let first = compact(&path, &settings).await.unwrap();
+        assert_eq!(first.files_removed, 3);
+        assert_eq!(row_count(&path).await, 30);
+
+        let refused = compact_table(late, &path, &settings).await.unwrap_err();
+        let text = error_chain(&refused);
+        assert!(
+            text.contains("another compaction ran at the same time"),
+            "{text}"
+        );
+        assert_eq!(row_count(&path).await, 30);
+
+        // What the guard prevents: Delta alone commits the late rewrite, and
+        // the rows of the three files are in the table twice.
+        unguarded.optimize().await.unwrap();
+        assert_eq!(row_count(&path).await, 60);
+    }
 
     fn file(day: Option<&str>, records: u64, deleted: u64) -> FileRows {
         FileRows {
