@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use tokio::sync::Mutex;
+
 use streamreel_lake::LakeError;
 use streamreel_lake::gold::{model_names, run_models_with, trim_replaced_sessions};
 use streamreel_lake::maintenance::{compact, vacuum};
@@ -12,15 +14,26 @@ use streamreel_lake::tables::Lake;
 use super::job::{JobKind, JobOutcome, JobSchedule};
 use crate::error::ActorError;
 
+/// Held by an enrich run, and by a compaction while it rewrites
+/// `view_sessions` and `replaced_sessions`. Compacting `view_sessions` reads
+/// all of it, so any sessions an enrich run replaces meanwhile (a
+/// data-changing removal) make Delta refuse the compaction, and on a large
+/// table every time; trimming `replaced_sessions` under a running enrich can
+/// fail that run. Bronze and `enriched_events`, which enrich only appends to
+/// or reads, are compacted without it.
+pub type SilverWrites = Mutex<()>;
+
 pub async fn run_job(
     job: JobKind,
     lake_dir: &Path,
     metadata: &Path,
     schedule: &JobSchedule,
+    silver_writes: &SilverWrites,
 ) -> Result<JobOutcome, ActorError> {
     match job {
         JobKind::Enrich => {
             let videos = read_metadata_file(metadata)?;
+            let _silver = silver_writes.lock().await;
             let silver = refresh_silver_with(lake_dir, &videos, &schedule.lake).await?;
             Ok(JobOutcome {
                 rows: silver.new_events,
@@ -66,13 +79,14 @@ pub async fn run_job(
             let mut removed = 0;
             let mut added = 0;
             let lake = Lake::new(lake_dir);
+            for path in [lake.bronze(), lake.enriched_events()] {
+                let report = compact(&path, &schedule.lake).await?;
+                removed += report.files_removed;
+                added += report.files_added;
+            }
+            let _silver = silver_writes.lock().await;
             trim_replaced_sessions(lake_dir).await?;
-            for path in [
-                lake.bronze(),
-                lake.enriched_events(),
-                lake.view_sessions(),
-                lake.replaced_sessions(),
-            ] {
+            for path in [lake.view_sessions(), lake.replaced_sessions()] {
                 let report = compact(&path, &schedule.lake).await?;
                 removed += report.files_removed;
                 added += report.files_added;
@@ -125,9 +139,15 @@ mod tests {
             lake: streamreel_lake::LakeSettings::default(),
         };
         let metadata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../metadata/video_metadata.csv");
-        let outcome = run_job(JobKind::Gold, &lake, &metadata, &schedule)
-            .await
-            .expect("no silver yet is not a failure");
+        let outcome = run_job(
+            JobKind::Gold,
+            &lake,
+            &metadata,
+            &schedule,
+            &SilverWrites::default(),
+        )
+        .await
+        .expect("no silver yet is not a failure");
         assert_eq!(outcome.rows, 0);
         assert!(outcome.detail.contains("nothing to build"), "{outcome:?}");
         assert!(!lake.exists(), "nothing was created");

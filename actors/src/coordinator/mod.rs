@@ -18,6 +18,7 @@ pub mod scheduler;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -86,6 +87,7 @@ pub struct CoordinatorState {
     scheduler: Scheduler,
     clock: Instant,
     running: HashMap<u64, AbortHandle>,
+    silver_writes: Arc<jobs::SilverWrites>,
     /// Live members at the last placement; a member that joins this set
     /// triggers a rebalance.
     live: BTreeSet<NodeId>,
@@ -116,14 +118,17 @@ impl CoordinatorState {
         // from them) cannot, so it never runs jobs beside the new leader's;
         // two compactions at once would keep both copies of the rows.
         let recorded = self.record(run.id);
-        let (lake_dir, metadata, schedule) = (
+        let (lake_dir, metadata, schedule, silver_writes) = (
             self.args.lake_dir.clone(),
             self.args.metadata.clone(),
             self.args.schedule,
+            self.silver_writes.clone(),
         );
         let task = self.args.jobs_runtime.spawn(async move {
             match recorded.await {
-                Ok(Ok(())) => jobs::run_job(run.job, &lake_dir, &metadata, &schedule).await,
+                Ok(Ok(())) => {
+                    jobs::run_job(run.job, &lake_dir, &metadata, &schedule, &silver_writes).await
+                }
                 Ok(Err(e)) => Err(ActorError::JobNotRecorded(e)),
                 Err(_) => Err(ActorError::CoordinatorStopped),
             }
@@ -342,6 +347,7 @@ impl Actor for Coordinator {
             scheduler,
             clock: Instant::now(),
             running: HashMap::new(),
+            silver_writes: Arc::default(),
             live: BTreeSet::new(),
             placement_error: RepeatedError::default(),
         })
