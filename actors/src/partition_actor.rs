@@ -227,13 +227,10 @@ impl Actor for PartitionActor {
                 if let Err(error) = state.poll().await {
                     // ractor skips `post_stop` after a failed handler, so a
                     // stop that came during this commit would not learn the
-                    // batch was lost; the supervisor clears the flag when a
-                    // shutdown begins.
-                    if state.batch.last_offset.is_some() {
-                        state
-                            .stats
-                            .uncommitted_at_stop
-                            .store(true, Ordering::SeqCst);
+                    // batch was lost; the next successful commit of the
+                    // partition, or its release, clears the flag.
+                    if let Some(last_offset) = state.batch.last_offset {
+                        state.stats.uncommitted.lost_through(last_offset);
                     }
                     return Err(error.into());
                 }
@@ -264,11 +261,8 @@ impl Actor for PartitionActor {
             // Still pending, the batch never reached bronze (`commit` flags
             // a failed bronze commit itself); gone, only its Raft checkpoint
             // failed and bronze holds it.
-            if state.batch.last_offset.is_some() {
-                state
-                    .stats
-                    .uncommitted_at_stop
-                    .store(true, Ordering::SeqCst);
+            if let Some(last_offset) = state.batch.last_offset {
+                state.stats.uncommitted.lost_through(last_offset);
             }
             error!(partition = state.core.partition(), %error, "the batch consumed before the stop was not committed");
             return Err(error.into());
@@ -456,7 +450,7 @@ impl PartitionState {
                 // is the new owner's to read, not lost.
                 if !is_fenced(&error) {
                     warn!(partition, last_offset, %error, "bronze commit failed for good; the batch is read again when the partition resumes");
-                    self.stats.uncommitted_at_stop.store(true, Ordering::SeqCst);
+                    self.stats.uncommitted.lost_through(last_offset);
                 }
                 return Err(error);
             }
@@ -475,6 +469,9 @@ impl PartitionState {
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.commit_seconds.observe(commit_time.as_secs_f64());
         stats.committed_offset.store(last_offset, Ordering::Relaxed);
+        // This actor resumed from bronze's marks: a batch an earlier actor
+        // of the partition lost is in bronze once it has committed that far.
+        stats.uncommitted.committed_through(last_offset);
         propose_checkpoint(
             &self.context,
             CheckpointIncrement {

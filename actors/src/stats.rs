@@ -44,10 +44,8 @@ pub struct PartitionStats {
     /// Why the partition's last actor ended, or the consumer error it is
     /// waiting out, until it commits again.
     pub last_error: Mutex<Option<String>>,
-    /// Set when an actor ended without committing the batch in hand (its stop
-    /// or its last round failed); cleared when a shutdown begins, so that
-    /// afterwards it names the partitions whose stop lost a batch.
-    pub uncommitted_at_stop: AtomicBool,
+    /// Events this node consumed (and sent on) that bronze does not hold.
+    pub uncommitted: Uncommitted,
     /// Rejected records by [`Rejection::kind`](streamreel_protocol::Rejection::kind).
     pub rejected_by_kind: Mutex<BTreeMap<&'static str, u64>>,
     /// Time of each bronze commit, retries included.
@@ -72,10 +70,56 @@ impl Default for PartitionStats {
             commit_retries: AtomicU64::default(),
             consumer_errors: AtomicU64::default(),
             last_error: Mutex::default(),
-            uncommitted_at_stop: Default::default(),
+            uncommitted: Uncommitted::default(),
             rejected_by_kind: Mutex::default(),
             commit_seconds: Histogram::new(COMMIT_SECONDS_BUCKETS),
         }
+    }
+}
+
+/// The last offset of events an actor of the partition consumed and did not
+/// commit to bronze (its stop or its last round failed), until a later actor
+/// commits that far or the partition moves to another owner: at the end of a
+/// shutdown it names the partitions whose outputs the next owner sends again.
+#[derive(Debug)]
+pub struct Uncommitted(AtomicI64);
+
+/// No uncommitted events.
+const NONE: i64 = -1;
+
+impl Default for Uncommitted {
+    fn default() -> Uncommitted {
+        Uncommitted(AtomicI64::new(NONE))
+    }
+}
+
+impl Uncommitted {
+    /// A batch ending at `last_offset` was lost.
+    pub fn lost_through(&self, last_offset: i64) {
+        self.0.fetch_max(last_offset, Ordering::SeqCst);
+    }
+
+    /// A batch of which no offset is known was lost (a stop that timed out).
+    pub fn lost_unknown(&self) {
+        self.lost_through(i64::MAX);
+    }
+
+    /// Bronze holds the partition's events through `offset`.
+    pub fn committed_through(&self, offset: i64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |lost| {
+                (lost != NONE && lost <= offset).then_some(NONE)
+            });
+    }
+
+    /// Another owner reads the partition from bronze's marks now.
+    pub fn handed_over(&self) {
+        self.0.store(NONE, Ordering::SeqCst);
+    }
+
+    pub fn any(&self) -> bool {
+        self.0.load(Ordering::SeqCst) != NONE
     }
 }
 
@@ -131,5 +175,35 @@ impl IngestStats {
                 total.commits += c.commits;
                 total
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_batch_counts_until_a_commit_reaches_its_last_offset() {
+        let uncommitted = Uncommitted::default();
+        assert!(!uncommitted.any());
+        uncommitted.lost_through(200);
+        uncommitted.committed_through(150);
+        assert!(uncommitted.any(), "offsets 151-200 are not in bronze yet");
+        uncommitted.committed_through(200);
+        assert!(!uncommitted.any());
+    }
+
+    #[test]
+    fn the_furthest_loss_is_kept_and_a_move_clears_it() {
+        let uncommitted = Uncommitted::default();
+        uncommitted.lost_through(300);
+        uncommitted.lost_through(100);
+        uncommitted.committed_through(250);
+        assert!(uncommitted.any());
+        uncommitted.lost_unknown();
+        uncommitted.committed_through(1_000_000);
+        assert!(uncommitted.any(), "a loss of unknown extent stays");
+        uncommitted.handed_over();
+        assert!(!uncommitted.any());
     }
 }

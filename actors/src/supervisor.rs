@@ -5,7 +5,8 @@
 //!
 //! Actor set-up (resuming from bronze and the checkpoint) and graceful stops
 //! run in their own tasks, outside the supervisor's mailbox, so partitions
-//! start and stop concurrently.
+//! start and stop concurrently. A shutdown waits for the set-ups in flight
+//! too, and stops what they started, so no actor is killed with its batch.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,9 +14,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ractor::{
-    Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SpawnErr,
+    Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RactorErr, RpcReplyPort, SpawnErr,
     SupervisionEvent,
 };
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::{error, info, warn};
 
 use streamreel_cluster::{Epoch, Ownership};
@@ -54,13 +56,14 @@ pub struct IngestSupervisor;
 enum Slot {
     Starting {
         epoch: Epoch,
+        /// The set-up task; it yields the actor it started, which a shutdown
+        /// must stop.
+        setup: JoinHandle<Option<ActorRef<PartitionMsg>>>,
     },
     /// Failed; waits out its backoff before the `Retry`. Holding the slot
     /// keeps `reconcile` (every ownership update, at least once a second)
     /// from starting it again at once.
-    BackingOff {
-        epoch: Epoch,
-    },
+    BackingOff { epoch: Epoch },
     Running {
         epoch: Epoch,
         actor: ActorRef<PartitionMsg>,
@@ -71,9 +74,9 @@ enum Slot {
 impl Slot {
     fn epoch(&self) -> Epoch {
         match self {
-            Slot::Starting { epoch } | Slot::BackingOff { epoch } | Slot::Running { epoch, .. } => {
-                *epoch
-            }
+            Slot::Starting { epoch, .. }
+            | Slot::BackingOff { epoch }
+            | Slot::Running { epoch, .. } => *epoch,
         }
     }
 }
@@ -84,6 +87,12 @@ pub struct SupervisorState {
     slots: HashMap<i32, Slot>,
     by_actor: HashMap<ActorId, i32>,
     restarts: HashMap<i32, RestartTracker>,
+    /// Why actors ended before their set-up reported back (supervision
+    /// events overtake the `Started` message), so that the restart can name
+    /// the cause; entries nobody asks for are dropped after a minute.
+    ended_early: HashMap<ActorId, (Instant, String)>,
+    /// Stops of released partitions, which a shutdown waits for too.
+    releasing: JoinSet<()>,
     shutting_down: bool,
 }
 
@@ -106,6 +115,8 @@ impl Actor for IngestSupervisor {
             slots: HashMap::new(),
             by_actor: HashMap::new(),
             restarts: HashMap::new(),
+            ended_early: HashMap::new(),
+            releasing: JoinSet::new(),
             shutting_down: false,
         })
     }
@@ -159,27 +170,24 @@ impl Actor for IngestSupervisor {
             SupervisorMsg::Shutdown(reply) => {
                 state.shutting_down = true;
                 let all_stats = state.context.stats.clone();
-                // The flag reports this shutdown's stops; a partition released
-                // earlier (its batch left to the new owner) is not one of them.
-                for (_, stats) in all_stats.snapshot() {
-                    stats.uncommitted_at_stop.store(false, Ordering::SeqCst);
-                }
-                let stops = state
-                    .slots
-                    .drain()
-                    .filter_map(|(partition, slot)| match slot {
-                        Slot::Running { actor, .. } => {
-                            let stats = all_stats.partition(partition);
-                            Some(async move {
-                                // A stop that timed out may leave its batch uncommitted.
-                                if !stop(partition, actor).await {
-                                    stats.uncommitted_at_stop.store(true, Ordering::SeqCst);
-                                }
-                            })
+                let stops = state.slots.drain().map(|(partition, slot)| {
+                    let stats = all_stats.partition(partition);
+                    async move {
+                        let actor = match slot {
+                            Slot::Running { actor, .. } => Some(actor),
+                            Slot::Starting { setup, .. } => finish_setup(partition, setup).await,
+                            Slot::BackingOff { .. } => None,
+                        };
+                        // A stop that timed out may leave its batch uncommitted.
+                        if let Some(actor) = actor
+                            && !stop(partition, actor).await
+                        {
+                            stats.uncommitted.lost_unknown();
                         }
-                        Slot::Starting { .. } | Slot::BackingOff { .. } => None,
-                    });
+                    }
+                });
                 futures::future::join_all(stops).await;
+                while state.releasing.join_next().await.is_some() {}
                 let _ = reply.send(());
             }
         }
@@ -227,10 +235,14 @@ impl SupervisorState {
     ) {
         let Some(partition) = self.by_actor.remove(&cell.get_id()) else {
             // Released already, or not yet recorded as running (`on_started`
-            // restarts it then); the reason is only seen here.
+            // restarts it then, and takes the reason from here).
             if failed {
                 warn!(actor = %cell.get_id(), %reason, "a partition actor not recorded as running failed");
             }
+            self.ended_early
+                .retain(|_, (at, _)| at.elapsed() < Duration::from_secs(60));
+            self.ended_early
+                .insert(cell.get_id(), (Instant::now(), reason));
             return;
         };
         let Some(Slot::Running { epoch, started, .. }) = self.slots.remove(&partition) else {
@@ -241,6 +253,7 @@ impl SupervisorState {
         }
         if self.owns(partition) != Some(epoch) {
             info!(partition, epoch, %reason, "partition actor ended; the partition moved away");
+            self.handed_over(partition);
             return;
         }
         self.schedule_retry(myself, partition, epoch, started.elapsed(), &reason);
@@ -262,15 +275,20 @@ impl SupervisorState {
             .map(|(partition, _)| *partition)
             .collect();
         for partition in lost {
-            if let Some(Slot::Running { actor, epoch, .. }) = self.slots.remove(&partition) {
-                info!(partition, epoch, "releasing partition");
-                self.by_actor.remove(&actor.get_id());
-                tokio::spawn(stop(partition, actor));
-            }
-            // A starting actor is stopped when its set-up reports back; a
-            // backing-off one has nothing to stop.
-            if matches!(self.slots.get(&partition), Some(Slot::BackingOff { .. })) {
-                self.slots.remove(&partition);
+            match self.slots.remove(&partition) {
+                Some(Slot::Running { actor, epoch, .. }) => {
+                    info!(partition, epoch, "releasing partition");
+                    self.by_actor.remove(&actor.get_id());
+                    self.release(partition, actor);
+                }
+                // Nothing to stop: a failed actor waiting out its backoff.
+                Some(Slot::BackingOff { .. }) => self.handed_over(partition),
+                // Kept until its set-up reports back (`on_started` releases
+                // it then), so that the partition does not start twice.
+                Some(starting @ Slot::Starting { .. }) => {
+                    self.slots.insert(partition, starting);
+                }
+                None => {}
             }
         }
         let owned: Vec<(i32, Epoch)> = self
@@ -287,24 +305,55 @@ impl SupervisorState {
 
     fn start(&mut self, myself: &ActorRef<SupervisorMsg>, partition: i32, epoch: Epoch) {
         info!(partition, epoch, "assigning partition");
-        self.slots.insert(partition, Slot::Starting { epoch });
         let args = PartitionArgs {
             partition,
             epoch,
             context: self.context.clone(),
         };
         let supervisor = myself.clone();
-        tokio::spawn(async move {
+        let setup = tokio::spawn(async move {
             let result = Actor::spawn_linked(None, PartitionActor, args, supervisor.get_cell())
                 .await
                 .map(|(actor, _)| actor)
                 .map_err(|e| startup_failure_text(&e));
+            let started = result.as_ref().ok().cloned();
             let _ = supervisor.cast(SupervisorMsg::Started {
                 partition,
                 epoch,
                 result,
             });
+            started
         });
+        self.slots
+            .insert(partition, Slot::Starting { epoch, setup });
+    }
+
+    /// Stops a partition this node no longer owns at the actor's epoch; a
+    /// new owner reads again whatever the stop fails to commit.
+    fn release(&mut self, partition: i32, actor: ActorRef<PartitionMsg>) {
+        self.handed_over(partition);
+        let moved = self.owns(partition).is_none();
+        let stats = self.context.stats.partition(partition);
+        while self.releasing.try_join_next().is_some() {}
+        self.releasing.spawn(async move {
+            stop(partition, actor).await;
+            if moved {
+                stats.uncommitted.handed_over();
+            }
+        });
+    }
+
+    /// The partition moved to another owner, which reads again what this
+    /// node's actors consumed and did not commit: not lost at this node's
+    /// stop. (Owned here at a newer epoch, it is still this node's to commit.)
+    fn handed_over(&self, partition: i32) {
+        if self.owns(partition).is_none() {
+            self.context
+                .stats
+                .partition(partition)
+                .uncommitted
+                .handed_over();
+        }
     }
 
     fn on_started(
@@ -314,20 +363,28 @@ impl SupervisorState {
         epoch: Epoch,
         result: Result<ActorRef<PartitionMsg>, String>,
     ) {
-        let expected =
-            matches!(self.slots.get(&partition), Some(Slot::Starting { epoch: e }) if *e == epoch);
+        if self.shutting_down {
+            // The shutdown waited for this set-up and stopped its actor.
+            return;
+        }
+        let expected = matches!(
+            self.slots.get(&partition),
+            Some(Slot::Starting { epoch: e, .. }) if *e == epoch
+        );
         // Supervision events overtake ordinary messages, so an actor that
         // failed straight after starting reported its end before this message
         // and was ignored then: it must be restarted here.
         let result = result.and_then(|actor| {
-            if actor.get_status() >= ActorStatus::Stopping {
-                Err("it ended straight after it started".to_string())
-            } else {
-                Ok(actor)
+            if actor.get_status() < ActorStatus::Stopping {
+                return Ok(actor);
             }
+            Err(match self.ended_early.remove(&actor.get_id()) {
+                Some((_, reason)) => format!("it ended straight after it started: {reason}"),
+                None => "it ended straight after it started (the log has why)".to_string(),
+            })
         });
         match result {
-            Ok(actor) if expected && !self.shutting_down && self.owns(partition) == Some(epoch) => {
+            Ok(actor) if expected && self.owns(partition) == Some(epoch) => {
                 info!(partition, epoch, actor = %actor.get_id(), "partition actor running");
                 self.by_actor.insert(actor.get_id(), partition);
                 self.slots.insert(
@@ -340,22 +397,21 @@ impl SupervisorState {
                 );
             }
             Ok(actor) => {
-                // Released (or shutting down) while it was starting.
+                // Released while it was starting.
                 if expected {
                     self.slots.remove(&partition);
                 }
-                tokio::spawn(stop(partition, actor));
-                if !self.shutting_down {
-                    self.reconcile(myself);
-                }
+                self.release(partition, actor);
+                self.reconcile(myself);
             }
             Err(reason) => {
                 if expected {
                     self.slots.remove(&partition);
                 }
-                if !self.shutting_down && self.owns(partition) == Some(epoch) {
+                if self.owns(partition) == Some(epoch) {
                     self.schedule_retry(myself, partition, epoch, Duration::ZERO, &reason);
-                } else if !self.shutting_down {
+                } else {
+                    self.handed_over(partition);
                     self.reconcile(myself);
                 }
             }
@@ -401,14 +457,44 @@ fn startup_failure_text(error: &SpawnErr) -> String {
     }
 }
 
+/// Waits for a set-up in flight at shutdown; the actor it started, if any.
+async fn finish_setup(
+    partition: i32,
+    setup: JoinHandle<Option<ActorRef<PartitionMsg>>>,
+) -> Option<ActorRef<PartitionMsg>> {
+    let mut setup = setup;
+    match tokio::time::timeout(STOP_TIMEOUT, &mut setup).await {
+        Ok(Ok(actor)) => actor,
+        Ok(Err(e)) => {
+            warn!(partition, error = %e, "a partition set-up task failed");
+            None
+        }
+        // Set-up (the actor's `pre_start`, run in this task) reads no
+        // events: cancelled, it leaves nothing behind.
+        Err(_) => {
+            warn!(
+                partition,
+                "a partition set-up did not finish before the shutdown's timeout; cancelled"
+            );
+            setup.abort();
+            None
+        }
+    }
+}
+
 /// Stops a partition actor (which commits its batch); false when it did not
-/// stop in time.
+/// stop in time. An actor that had ended already has recorded itself
+/// whether it left a batch uncommitted.
 async fn stop(partition: i32, actor: ActorRef<PartitionMsg>) -> bool {
     match actor.stop_and_wait(None, Some(STOP_TIMEOUT)).await {
         Ok(()) => true,
-        Err(e) => {
-            warn!(partition, error = %e, "partition actor did not stop in time");
+        Err(RactorErr::Timeout) => {
+            warn!(partition, "partition actor did not stop in time");
             false
+        }
+        Err(e) => {
+            info!(partition, error = %e, "partition actor had ended before its stop");
+            true
         }
     }
 }

@@ -264,10 +264,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
     let uncommitted: Vec<i32> = stats
         .snapshot()
         .into_iter()
-        .filter(|(_, s)| {
-            s.uncommitted_at_stop
-                .load(std::sync::atomic::Ordering::SeqCst)
-        })
+        .filter(|(_, s)| s.uncommitted.any())
         .map(|(partition, _)| partition)
         .collect();
     if !uncommitted.is_empty() {
