@@ -45,6 +45,24 @@ function gold(model, videoId) {
   return getJson(`/dashboard/api/gold/${model}${query}`);
 }
 
+// Gold tables switch to a newer `view_sessions` version one at a time, so
+// tables a view combines are read again, a few times, until they come from
+// the same one. Tables that still differ (a gold run publishing slowly, or
+// `models run --models` of only some) are shown with a note.
+async function goldTogether(...models) {
+  for (let attempt = 1; ; attempt++) {
+    const answers = await Promise.all(models.map((model) => gold(model)));
+    const versions = new Set(answers.filter((a) => a.exists && a.sessions_version != null).map((a) => a.sessions_version));
+    if (versions.size <= 1 || attempt === 3) {
+      answers.note = versions.size <= 1 ? "" :
+        `These tables were built from different view_sessions versions (${[...versions].sort((a, b) => a - b).join(", ")}); ` +
+        "the next gold run brings them together.";
+      return answers;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
 // Why a view has nothing to draw: its tables were never built, or are empty.
 function emptyGold(...answers) {
   return answers.some((a) => a.exists) ? EMPTY_TABLES : EMPTY_GOLD;
@@ -118,9 +136,10 @@ function table(testId) { return document.querySelector(`table[data-testid="${tes
 
 const views = {
   async retention() {
-    const [top, daily] = await Promise.all([gold("top_videos"), gold("daily_engagement")]);
+    const answers = await goldTogether("top_videos", "daily_engagement");
+    const [top, daily] = answers;
     if (!top.rows.length && !daily.rows.length) return setState("retention", emptyGold(top, daily));
-    setState("retention", "");
+    setState("retention", answers.note);
     const videos = [...top.rows].sort((a, b) => a.rank - b.rank);
     const list = document.getElementById("video-list");
     list.innerHTML = "";
@@ -203,9 +222,10 @@ const views = {
   },
 
   async top() {
-    const [videos, creators] = await Promise.all([gold("top_videos"), gold("top_creators")]);
+    const answers = await goldTogether("top_videos", "top_creators");
+    const [videos, creators] = answers;
     if (!videos.rows.length && !creators.rows.length) return setState("top", emptyGold(videos, creators));
-    setState("top", "");
+    setState("top", answers.note);
     const v = [...videos.rows].sort((a, b) => a.rank - b.rank).slice(0, 20);
     const c = [...creators.rows].sort((a, b) => a.rank - b.rank).slice(0, 20);
     const bars = (rows, label) => ({
