@@ -1,8 +1,10 @@
 //! What each job does, on the lake.
 
 use std::path::Path;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
+use tracing::warn;
 
 use streamreel_lake::LakeError;
 use streamreel_lake::gold::{model_names, run_models_with, trim_replaced_sessions};
@@ -22,6 +24,12 @@ use crate::error::ActorError;
 /// fail that run. Bronze and `enriched_events`, which enrich only appends to
 /// or reads, are compacted without it.
 pub type SilverWrites = Mutex<()>;
+
+/// How long a compaction waits for the enrich run in progress to end before
+/// it leaves `view_sessions` and `replaced_sessions` to its next run, so that
+/// a long or stuck enrich run does not hold up compaction (and the vacuum
+/// that never runs beside it) for as long.
+const SILVER_WAIT: Duration = Duration::from_secs(600);
 
 pub async fn run_job(
     job: JobKind,
@@ -84,16 +92,31 @@ pub async fn run_job(
                 removed += report.files_removed;
                 added += report.files_added;
             }
-            let _silver = silver_writes.lock().await;
-            trim_replaced_sessions(lake_dir).await?;
-            for path in [lake.view_sessions(), lake.replaced_sessions()] {
-                let report = compact(&path, &schedule.lake).await?;
-                removed += report.files_removed;
-                added += report.files_added;
+            let mut detail = String::new();
+            match tokio::time::timeout(SILVER_WAIT, silver_writes.lock()).await {
+                Ok(_silver) => {
+                    trim_replaced_sessions(lake_dir).await?;
+                    for path in [lake.view_sessions(), lake.replaced_sessions()] {
+                        let report = compact(&path, &schedule.lake).await?;
+                        removed += report.files_removed;
+                        added += report.files_added;
+                    }
+                }
+                Err(_) => {
+                    warn!(
+                        waited_s = SILVER_WAIT.as_secs(),
+                        "an enrich run held silver all along: view_sessions and replaced_sessions are left to the next compaction"
+                    );
+                    detail = format!(
+                        "; view_sessions and replaced_sessions left to the next run (an enrich \
+                         run held them for {} s)",
+                        SILVER_WAIT.as_secs()
+                    );
+                }
             }
             Ok(JobOutcome {
                 rows: removed,
-                detail: format!("compacted {removed} files into {added}"),
+                detail: format!("compacted {removed} files into {added}{detail}"),
             })
         }
         JobKind::Vacuum => {
