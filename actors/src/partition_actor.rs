@@ -227,8 +227,9 @@ impl Actor for PartitionActor {
                 if let Err(error) = state.poll().await {
                     // ractor skips `post_stop` after a failed handler, so a
                     // stop that came during this commit would not learn the
-                    // batch was lost; the next successful commit of the
-                    // partition, or its release, clears the flag.
+                    // batch was lost; it counts until a later commit of the
+                    // partition reaches its last offset, or the partition
+                    // moves to another owner.
                     if let Some(last_offset) = state.batch.last_offset {
                         state.stats.uncommitted.lost_through(last_offset);
                     }
