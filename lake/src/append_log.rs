@@ -36,11 +36,8 @@ pub(crate) enum Interleaved {
 /// transaction ids of the commit being made.
 pub(crate) fn classify(entry: &[u8], app_ids: &[String]) -> Result<Interleaved, serde_json::Error> {
     let mut found = Interleaved::Unrelated;
-    for line in entry.split(|b| *b == b'\n') {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let action: Value = serde_json::from_slice(line)?;
+    for action in entry_actions(entry) {
+        let action = action?;
         let app_id = action
             .get("txn")
             .and_then(|txn| txn.get("appId"))
@@ -53,6 +50,16 @@ pub(crate) fn classify(entry: &[u8], app_ids: &[String]) -> Result<Interleaved, 
         }
     }
     Ok(found)
+}
+
+/// The actions of a log entry (newline-delimited JSON), blank lines skipped.
+pub(crate) fn entry_actions(
+    entry: &[u8],
+) -> impl Iterator<Item = Result<Value, serde_json::Error>> + '_ {
+    entry
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .map(serde_json::from_slice)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -31,6 +31,8 @@ use tracing::warn;
 use url::Url;
 use uuid::Uuid;
 
+use crate::append_log::entry_actions;
+
 /// Another commit removed files this compaction removes.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -53,11 +55,8 @@ impl Removals {
     /// Parses a commit entry (newline-delimited JSON actions).
     pub(crate) fn of_entry(entry: &[u8]) -> Result<Removals, serde_json::Error> {
         let mut removals = Removals::default();
-        for line in entry.split(|b| *b == b'\n') {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let action: Value = serde_json::from_slice(line)?;
+        for action in entry_actions(entry) {
+            let action = action?;
             if let Some(path) = action.pointer("/remove/path").and_then(Value::as_str) {
                 removals.paths.insert(path.to_string());
             }
@@ -94,7 +93,7 @@ struct CompactionGuard {
     /// What each commit read so far removes: a commit retried at a later
     /// version (another writer took the one it tried) reads only the
     /// versions after them, so that it keeps up with a busy table.
-    read: Mutex<HashMap<Version, Arc<Removals>>>,
+    read: Mutex<HashMap<Version, Removals>>,
 }
 
 /// Commit entries read at once.
@@ -138,7 +137,7 @@ impl CompactionGuard {
             .await?;
         let mut read = self.read.lock().expect("guard lock");
         for (other, removals) in fetched {
-            read.insert(other, Arc::new(removals));
+            read.insert(other, removals);
         }
         Ok(since.into_iter().find_map(|other| {
             let files = read.get(&other)?.shared_with(ours);
