@@ -1,7 +1,10 @@
 //! Live aggregates: accepted events per video, per minute of event time, per
 //! event type, merged over all partitions. Kept for a retention of event time
 //! behind the newest event time seen (not behind the wall clock), so replicas
-//! that apply the same commands hold the same numbers.
+//! that apply the same commands hold the same numbers. That "newest minute",
+//! the live clock, never runs more than [`LIVE_CLOCK_LEAD_US`] ahead of the
+//! clock of the node that proposed the events, so one device whose clock runs
+//! ahead cannot move every real minute out of the views.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -94,6 +97,10 @@ pub struct LiveAggregates {
     /// view reads them every few seconds under that lock, without a scan.
     minute_totals: BTreeMap<i64, u64>,
     total: u64,
+    /// The live clock: the newest minute seen, but at most
+    /// [`LIVE_CLOCK_LEAD_US`] ahead of the proposal that brought it. Minutes
+    /// after it are counted and kept, and enter the windows once it reaches
+    /// them.
     newest_minute_us: Option<i64>,
 }
 
@@ -131,13 +138,23 @@ impl From<LiveImage> for LiveAggregates {
 /// Generous, so that a simulated stream running ahead of the clock still shows.
 pub const LIVE_FUTURE_LIMIT_US: i64 = 30 * 24 * 60 * MINUTE_US;
 
+/// How far ahead of its proposal's clock an event's minute may move the live
+/// clock. Retention and the newest-minutes windows are measured from that
+/// clock: without a bound, a single device whose clock reads three days ahead
+/// would make every real minute older than a 48-hour retention (forgotten on
+/// every replica), and one twenty minutes ahead would leave a ten-minute window
+/// holding only the events of devices like it. Two minutes leave room for
+/// nodes' clocks to lag the devices' a little.
+pub const LIVE_CLOCK_LEAD_US: i64 = 2 * MINUTE_US;
+
 impl LiveAggregates {
     /// Folds counts in, then forgets minutes older than `retention_us` behind
-    /// the newest minute seen. Minutes beyond [`LIVE_FUTURE_LIMIT_US`] after
+    /// the live clock. Minutes beyond [`LIVE_FUTURE_LIMIT_US`] after
     /// `proposed_at_us` (the increment's own time, so replicas agree) are left
     /// out; their events are in bronze like any other.
     pub fn fold(&mut self, counts: &[LiveCount], retention_us: i64, proposed_at_us: i64) {
         let latest_allowed = proposed_at_us.saturating_add(LIVE_FUTURE_LIMIT_US);
+        let clock_bound = minute_of(proposed_at_us.saturating_add(LIVE_CLOCK_LEAD_US));
         for count in counts.iter().filter(|c| c.minute_us <= latest_allowed) {
             let events: u64 = count.counts.iter().sum();
             *self.minute_totals.entry(count.minute_us).or_default() += events;
@@ -154,10 +171,8 @@ impl LiveAggregates {
                     .or_default()
                     .insert(count.minute_us);
             }
-            self.newest_minute_us = Some(
-                self.newest_minute_us
-                    .map_or(count.minute_us, |n| n.max(count.minute_us)),
-            );
+            let clock = count.minute_us.min(clock_bound);
+            self.newest_minute_us = Some(self.newest_minute_us.map_or(clock, |n| n.max(clock)));
         }
         if let Some(newest) = self.newest_minute_us {
             let oldest_kept = newest.saturating_sub(retention_us);
@@ -193,15 +208,15 @@ impl LiveAggregates {
             .collect()
     }
 
-    /// The `limit` videos with the most events over the newest `minutes`
-    /// minutes of event time, most first (ties by video id).
+    /// The `limit` videos with the most events over the `minutes` minutes
+    /// of event time ending with the live clock, most first (ties by video id).
     pub fn top_videos(&self, minutes: i64, limit: usize) -> Vec<(String, u64)> {
         let Some(newest) = self.newest_minute_us else {
             return Vec::new();
         };
         let from = newest - (minutes.max(1) - 1) * MINUTE_US;
         let mut totals: HashMap<&str, u64> = HashMap::new();
-        for videos in self.counts.range(from..).map(|(_, videos)| videos) {
+        for videos in self.counts.range(from..=newest).map(|(_, videos)| videos) {
             for (video, counts) in videos {
                 *totals.entry(video).or_default() += counts.iter().sum::<u64>();
             }
@@ -215,16 +230,20 @@ impl LiveAggregates {
         top
     }
 
+    /// The live clock: the newest minute seen, bounded as [`LIVE_CLOCK_LEAD_US`] says.
     pub fn newest_minute_us(&self) -> Option<i64> {
         self.newest_minute_us
     }
 
     /// Events of every video in each of the newest `count` minutes that
-    /// have any, oldest first.
+    /// have any, up to the live clock, oldest first.
     pub fn newest_minute_totals(&self, count: usize) -> Vec<(i64, u64)> {
+        let Some(clock) = self.newest_minute_us else {
+            return Vec::new();
+        };
         let mut newest: Vec<(i64, u64)> = self
             .minute_totals
-            .iter()
+            .range(..=clock)
             .rev()
             .take(count)
             .map(|(minute, events)| (*minute, *events))
@@ -265,6 +284,9 @@ mod tests {
     use proptest::prelude::*;
 
     const HOUR_US: i64 = 60 * MINUTE_US;
+    /// A proposal time later than every minute the tests count, so that the
+    /// live clock follows their events.
+    const LATER: i64 = 1_000 * HOUR_US;
 
     /// One play of video "v" in the minute starting at `minute_us`.
     fn count(minute_us: i64) -> LiveCount {
@@ -284,7 +306,7 @@ mod tests {
         batch.add("v2", 30, "seek");
         batch.add("v2", 30, "dance");
         let mut live = LiveAggregates::default();
-        live.fold(&batch.take(), HOUR_US, 0);
+        live.fold(&batch.take(), HOUR_US, LATER);
         assert_eq!(
             live.video("v1"),
             vec![(0, [1, 0, 0, 1]), (MINUTE_US, [1, 0, 0, 0])]
@@ -296,9 +318,9 @@ mod tests {
     #[test]
     fn minutes_beyond_the_retention_behind_the_newest_event_are_forgotten() {
         let mut live = LiveAggregates::default();
-        live.fold(&[count(0), count(HOUR_US)], HOUR_US, 0);
+        live.fold(&[count(0), count(HOUR_US)], HOUR_US, LATER);
         assert_eq!(live.video("v").len(), 2, "exactly one hour behind is kept");
-        live.fold(&[count(HOUR_US + MINUTE_US)], HOUR_US, 0);
+        live.fold(&[count(HOUR_US + MINUTE_US)], HOUR_US, LATER);
         assert_eq!(live.video("v").len(), 2);
         assert_eq!(live.video("v")[0].0, HOUR_US);
     }
@@ -317,12 +339,62 @@ mod tests {
         assert_eq!(live.top_videos(1, 1), vec![("v".into(), 1)]);
         let ahead = now + LIVE_FUTURE_LIMIT_US;
         live.fold(&[count(ahead)], HOUR_US, now);
-        assert_eq!(
-            live.top_videos(1, 1),
-            vec![("v".into(), 1)],
-            "the limit itself counts"
-        );
+        assert_eq!(live.total(), 3, "the limit itself counts");
         assert_eq!(live.video("v").last(), Some(&(ahead, [1, 0, 0, 0])));
+    }
+
+    #[test]
+    fn a_device_clock_ahead_moves_the_live_clock_no_further_than_the_proposal_allows() {
+        let now = 1_000 * HOUR_US;
+        let retention = 48 * HOUR_US;
+        let real = |video: &str, minute_us| LiveCount {
+            video_id: video.into(),
+            minute_us,
+            counts: [2, 0, 0, 0],
+        };
+        let three_days_ahead = now + 72 * HOUR_US;
+        let twenty_minutes_ahead = now + 20 * MINUTE_US;
+        let mut live = LiveAggregates::default();
+        live.fold(
+            &[
+                real("a", now - 5 * MINUTE_US),
+                real("b", now),
+                count(twenty_minutes_ahead),
+                count(three_days_ahead),
+            ],
+            retention,
+            now,
+        );
+        assert_eq!(live.newest_minute_us(), Some(now + LIVE_CLOCK_LEAD_US));
+        assert_eq!(live.video("a"), vec![(now - 5 * MINUTE_US, [2, 0, 0, 0])]);
+        assert_eq!(
+            live.top_videos(10, 10),
+            vec![("a".into(), 2), ("b".into(), 2)],
+            "the window ends at the live clock: the devices ahead are not in it yet"
+        );
+        assert_eq!(live.total(), 6, "the events ahead are counted");
+        assert_eq!(
+            live.newest_minute_totals(30),
+            vec![(now - 5 * MINUTE_US, 2), (now, 2)]
+        );
+        assert_eq!(
+            live.video("v"),
+            vec![
+                (twenty_minutes_ahead, [1, 0, 0, 0]),
+                (three_days_ahead, [1, 0, 0, 0])
+            ]
+        );
+
+        // Three days later the clock reaches the device's minute, and the
+        // real minutes of three days before are forgotten as usual.
+        live.fold(&[real("c", three_days_ahead)], retention, three_days_ahead);
+        assert_eq!(live.newest_minute_us(), Some(three_days_ahead));
+        assert_eq!(
+            live.top_videos(1, 10),
+            vec![("c".into(), 2), ("v".into(), 1)]
+        );
+        assert!(live.video("a").is_empty());
+        assert_eq!(live.total(), 3);
     }
 
     #[test]
@@ -341,7 +413,7 @@ mod tests {
                 count("a", 8 * MINUTE_US, 4),
             ],
             HOUR_US,
-            0,
+            LATER,
         );
         assert_eq!(
             live.top_videos(1, 10),
@@ -366,7 +438,7 @@ mod tests {
         fn folding_batches_equals_one_count(events in proptest::collection::vec((0u8..4, 0i64..600_000_000, 0usize..4), 0..200), split in 1usize..20) {
             let mut live = LiveAggregates::default();
             for chunk in events.chunks(split) {
-                live.fold(&counts_of(chunk.iter().copied()), HOUR_US, 0);
+                live.fold(&counts_of(chunk.iter().copied()), HOUR_US, LATER);
             }
             let mut expected: BTreeMap<(i64, String), [u64; 4]> = BTreeMap::new();
             for (video, time, kind) in &events {
@@ -384,7 +456,7 @@ mod tests {
             let mut live = LiveAggregates::default();
             for chunk in events.chunks(split) {
                 let counts = counts_of(chunk.iter().map(|(v, minute, k)| (*v, minute * MINUTE_US, *k)));
-                live.fold(&counts, 30 * MINUTE_US, 0);
+                live.fold(&counts, 30 * MINUTE_US, LATER);
                 let image: LiveImage = streamreel_protocol::codec::decode(
                     &streamreel_protocol::codec::encode(&live.image()).unwrap(),
                 )

@@ -164,15 +164,21 @@ impl Drop for AbortOnDrop {
 }
 
 async fn live(State(state): State<AppState>) -> Response {
-    // The newest minutes with events hold the whole window, which ends at
-    // the newest of them.
-    let (accepted_total, per_minute) = {
+    // The newest minutes with events up to the live clock hold the whole
+    // window, which ends at that clock.
+    let (accepted_total, per_minute, clock) = {
         let applied = state.member.view.read();
         let live = applied.state.live();
-        (live.total(), live.newest_minute_totals(LIVE_MINUTES))
+        (
+            live.total(),
+            live.newest_minute_totals(LIVE_MINUTES),
+            live.newest_minute_us(),
+        )
     };
     let per_minute: std::collections::BTreeMap<i64, u64> = per_minute.into_iter().collect();
-    let minutes: Vec<_> = newest_minutes(&per_minute, LIVE_MINUTES)
+    let minutes: Vec<_> = clock
+        .map(|clock| minutes_ending_at(clock, &per_minute, LIVE_MINUTES))
+        .unwrap_or_default()
         .into_iter()
         .map(
             |(minute, events)| json!({ "minute": format_rfc3339_micros(minute), "events": events }),
@@ -183,16 +189,14 @@ async fn live(State(state): State<AppState>) -> Response {
 
 const MINUTE_US: i64 = 60_000_000;
 
-/// The `count` minutes ending with the newest one that has events, oldest
-/// first, a minute without events as 0: quiet minutes show as a dip in the
-/// chart, not as a gap that stretches the window back in time.
-fn newest_minutes(
+/// The `count` minutes ending with `newest`, oldest first, a minute without
+/// events as 0: quiet minutes show as a dip in the chart, not as a gap that
+/// stretches the window back in time.
+fn minutes_ending_at(
+    newest: i64,
     per_minute: &std::collections::BTreeMap<i64, u64>,
     count: usize,
 ) -> Vec<(i64, u64)> {
-    let Some(&newest) = per_minute.keys().next_back() else {
-        return Vec::new();
-    };
     (0..count as i64)
         .rev()
         .map(|back| {
@@ -207,9 +211,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_live_window_ends_at_the_newest_minute_and_fills_quiet_ones() {
+    fn the_live_window_ends_at_the_live_clock_and_fills_quiet_ones() {
         let per_minute = [(0, 5), (10 * MINUTE_US, 7), (12 * MINUTE_US, 2)].into();
-        let window = newest_minutes(&per_minute, 4);
+        let window = minutes_ending_at(12 * MINUTE_US, &per_minute, 4);
         assert_eq!(
             window,
             vec![
@@ -219,6 +223,14 @@ mod tests {
                 (12 * MINUTE_US, 2)
             ]
         );
-        assert!(newest_minutes(&Default::default(), 30).is_empty());
+        assert_eq!(
+            minutes_ending_at(14 * MINUTE_US, &per_minute, 3),
+            vec![
+                (12 * MINUTE_US, 2),
+                (13 * MINUTE_US, 0),
+                (14 * MINUTE_US, 0)
+            ],
+            "a clock past the newest events ends the window"
+        );
     }
 }
