@@ -100,6 +100,19 @@ pub enum LakeError {
         found: String,
     },
     #[error(
+        "silver/view_sessions holds the sessions of partition {partition} up to offset \
+         {sessions_up_to}, but silver/enriched_events holds {events} \
+         (was enriched_events deleted or replaced on its own?): nothing was written; silver \
+         is derived from bronze: move the lake's whole silver directory aside and run \
+         `streamreel models run` to rebuild it"
+    )]
+    SessionsAheadOfEvents {
+        partition: i32,
+        sessions_up_to: i64,
+        /// "its events up to offset N", or "none of its events".
+        events: String,
+    },
+    #[error(
         "table {table} was created by another run while this one prepared its first write; \
          nothing was written: run again (it continues from the other run's table)"
     )]

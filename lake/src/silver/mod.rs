@@ -187,6 +187,18 @@ async fn refresh(
     silver.check_layout()?;
     let enriched_marks = silver.enriched_marks().await?;
     let sessions_marks = silver.sessions_marks().await?;
+    // Sessions are written after their events, so sessions ahead of events
+    // mean `enriched_events` lost rows: sessionising bronze again would count
+    // every event of those sessions twice.
+    if let Some((partition, range)) = pending(&enriched_marks, &sessions_marks).pop_first() {
+        return Err(LakeError::SessionsAheadOfEvents {
+            partition,
+            sessions_up_to: range.up_to,
+            events: range.after.map_or("none of its events".to_string(), |a| {
+                format!("its events only up to offset {a}")
+            }),
+        });
+    }
     // A run that died between a chunk's two commits left enrichment ahead:
     // sessionise those events from `enriched_events` first.
     let behind = pending(&sessions_marks, &enriched_marks);
@@ -1147,6 +1159,32 @@ mod tests {
             sessions(lake.path()).await,
             vec![("a".to_string(), 4.0, 20.0), ("b".to_string(), 3.0, 10.0)]
         );
+    }
+
+    #[tokio::test]
+    async fn enriched_events_deleted_on_its_own_is_refused_not_counted_twice() {
+        let lake = tempfile::tempdir().unwrap();
+        sessions_a_and_b(lake.path()).await;
+        std::fs::remove_dir_all(Lake::new(lake.path()).enriched_events()).unwrap();
+        let error = refresh_silver(lake.path(), &videos()).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                LakeError::SessionsAheadOfEvents {
+                    partition: 0,
+                    sessions_up_to: 3,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("none of its events"), "{error}");
+        assert!(
+            !Lake::new(lake.path()).enriched_events().exists(),
+            "nothing was written"
+        );
+        let expected = vec![("a".to_string(), 2.0, 40.0), ("b".to_string(), 2.0, 10.0)];
+        assert_eq!(sessions(lake.path()).await, expected);
     }
 
     #[tokio::test]
