@@ -97,6 +97,8 @@ pub struct LiveAggregates {
     /// view reads them every few seconds under that lock, without a scan.
     minute_totals: BTreeMap<i64, u64>,
     total: u64,
+    /// (minute, video) counts kept: what memory grows with.
+    entries: usize,
     /// The live clock: the newest minute seen, but at most
     /// [`LIVE_CLOCK_LEAD_US`] ahead of the proposal that brought it. Minutes
     /// after it are counted and kept, and enter the windows once it reaches
@@ -126,6 +128,7 @@ impl From<LiveImage> for LiveAggregates {
             let events: u64 = counts.iter().sum();
             *live.minute_totals.entry(minute).or_default() += events;
             live.total += events;
+            live.entries += 1;
             live.counts.entry(minute).or_default().insert(video, counts);
         }
         live
@@ -166,6 +169,7 @@ impl LiveAggregates {
                 }
             } else {
                 videos.insert(count.video_id.clone(), count.counts);
+                self.entries += 1;
                 self.minutes_of
                     .entry(count.video_id.clone())
                     .or_default()
@@ -176,22 +180,49 @@ impl LiveAggregates {
         }
         if let Some(newest) = self.newest_minute_us {
             let oldest_kept = newest.saturating_sub(retention_us);
-            let kept = self.counts.split_off(&oldest_kept);
-            let forgotten = std::mem::replace(&mut self.counts, kept);
-            let kept_totals = self.minute_totals.split_off(&oldest_kept);
-            let forgotten_totals = std::mem::replace(&mut self.minute_totals, kept_totals);
-            self.total -= forgotten_totals.values().sum::<u64>();
-            for (minute, videos) in forgotten {
-                for video in videos.into_keys() {
-                    if let Some(minutes) = self.minutes_of.get_mut(&video) {
-                        minutes.remove(&minute);
-                        if minutes.is_empty() {
-                            self.minutes_of.remove(&video);
-                        }
-                    }
+            while self
+                .counts
+                .first_key_value()
+                .is_some_and(|(minute, _)| *minute < oldest_kept)
+            {
+                self.forget_oldest_minute();
+            }
+        }
+    }
+
+    /// Forgets the oldest minutes, before their retention, until at most
+    /// `max_entries` (minute, video) counts are kept: a producer that gives
+    /// every event a new `video_id` would otherwise grow every replica's
+    /// memory with the input, for as long as the retention. Returns how many
+    /// minutes it forgot.
+    pub fn cap(&mut self, max_entries: usize) -> usize {
+        let mut forgotten = 0;
+        while self.entries > max_entries && self.forget_oldest_minute() {
+            forgotten += 1;
+        }
+        forgotten
+    }
+
+    /// (minute, video) counts kept.
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
+    fn forget_oldest_minute(&mut self) -> bool {
+        let Some((minute, videos)) = self.counts.pop_first() else {
+            return false;
+        };
+        self.total -= self.minute_totals.remove(&minute).unwrap_or(0);
+        self.entries -= videos.len();
+        for video in videos.into_keys() {
+            if let Some(minutes) = self.minutes_of.get_mut(&video) {
+                minutes.remove(&minute);
+                if minutes.is_empty() {
+                    self.minutes_of.remove(&video);
                 }
             }
         }
+        true
     }
 
     /// The minutes of one video, oldest first.
@@ -398,6 +429,38 @@ mod tests {
     }
 
     #[test]
+    fn the_cap_forgets_the_oldest_minutes_first() {
+        let mut live = LiveAggregates::default();
+        let count = |video: &str, minute_us| LiveCount {
+            video_id: video.into(),
+            minute_us,
+            counts: [1, 1, 0, 0],
+        };
+        live.fold(
+            &[
+                count("a", 0),
+                count("b", 0),
+                count("a", MINUTE_US),
+                count("c", 2 * MINUTE_US),
+                count("d", 2 * MINUTE_US),
+            ],
+            HOUR_US,
+            LATER,
+        );
+        assert_eq!(live.entries(), 5);
+        assert_eq!(live.cap(5), 0);
+        assert_eq!(live.cap(3), 1, "the oldest minute goes as a whole");
+        assert_eq!(live.entries(), 3);
+        assert_eq!(live.total(), 6);
+        assert!(live.video("b").is_empty());
+        assert_eq!(live.video("a"), vec![(MINUTE_US, [1, 1, 0, 0])]);
+        assert_eq!(live.cap(1), 2, "a minute is never split");
+        assert_eq!((live.entries(), live.total()), (0, 0));
+        assert!(live.video("c").is_empty());
+        assert_eq!(live.newest_minute_us(), Some(2 * MINUTE_US));
+    }
+
+    #[test]
     fn top_videos_look_at_the_newest_minutes_only() {
         let mut live = LiveAggregates::default();
         let count = |video: &str, minute_us, n| LiveCount {
@@ -452,11 +515,14 @@ mod tests {
         /// totals are those a scan finds, while minutes are forgotten and
         /// after a snapshot round trip.
         #[test]
-        fn a_videos_minutes_are_those_a_scan_finds(events in proptest::collection::vec((0u8..5, 0i64..240, 0usize..4), 0..300), split in 1usize..20) {
+        fn a_videos_minutes_are_those_a_scan_finds(events in proptest::collection::vec((0u8..5, 0i64..240, 0usize..4), 0..300), split in 1usize..20, max_entries in 1usize..60) {
             let mut live = LiveAggregates::default();
             for chunk in events.chunks(split) {
                 let counts = counts_of(chunk.iter().map(|(v, minute, k)| (*v, minute * MINUTE_US, *k)));
                 live.fold(&counts, 30 * MINUTE_US, LATER);
+                live.cap(max_entries);
+                prop_assert!(live.entries() <= max_entries);
+                prop_assert_eq!(live.entries(), live.all().count());
                 let image: LiveImage = streamreel_protocol::codec::decode(
                     &streamreel_protocol::codec::encode(&live.image()).unwrap(),
                 )

@@ -492,6 +492,7 @@ mod tests {
                 max_ids: 1000,
             },
             live_retention_us: 3_600_000_000,
+            live_max_entries: 1_000_000,
             job_history: 10,
         }
     }

@@ -21,6 +21,9 @@ pub struct StateSettings {
     pub dedup: DedupSettings,
     /// Live aggregates are kept this far (event time) behind the newest event.
     pub live_retention_us: i64,
+    /// ... and at most this many (minute, video) counts, the oldest minutes
+    /// forgotten first.
+    pub live_max_entries: usize,
     /// How many job runs the history keeps.
     pub job_history: usize,
 }
@@ -213,6 +216,7 @@ impl ClusterState {
             self.settings.live_retention_us,
             increment.at_ms.saturating_mul(1_000),
         );
+        self.live.cap(self.settings.live_max_entries);
         CommandResult::Done
     }
 
@@ -323,6 +327,7 @@ mod tests {
                 max_ids: 3,
             },
             live_retention_us: i64::MAX / 2,
+            live_max_entries: usize::MAX,
             job_history: 2,
         }
     }

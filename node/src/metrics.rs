@@ -27,6 +27,8 @@ pub struct MetricsSnapshot {
     pub jobs: Vec<JobFigures>,
     /// Whether each job's newest finished run failed ([`JobOutcomes`]).
     pub last_run_failed: BTreeMap<String, bool>,
+    /// (minute, video) counts in this node's replica of the live aggregates.
+    pub live_entries: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -247,6 +249,11 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         "Index of the last committed entry this node applied",
         ConstGauge::new(raft.last_applied_index as i64),
     );
+    registry.register(
+        "live_entries",
+        "(minute, video) counts the live aggregates keep; at live.max-entries the oldest minutes are forgotten before their retention",
+        ConstGauge::new(snapshot.live_entries as i64),
+    );
     if let Some(reachable) = snapshot.broker_reachable {
         registry.register(
             "broker_reachable",
@@ -412,6 +419,7 @@ mod tests {
                 ("enrich", "failed"),
                 ("gold", "failed"),
             ]),
+            live_entries: 12,
         };
         let text = render(&snapshot);
         let mut expected = vec![
@@ -424,6 +432,7 @@ mod tests {
             "streamreel_raft_last_log_index 40".to_string(),
             "streamreel_raft_commit_index 39".to_string(),
             "streamreel_broker_reachable 1".to_string(),
+            "streamreel_live_entries 12".to_string(),
             "streamreel_job_runs{job=\"gold\",outcome=\"succeeded\"} 2".to_string(),
             "streamreel_job_runs{job=\"gold\",outcome=\"failed\"} 1".to_string(),
             "streamreel_job_last_duration_seconds{job=\"gold\",outcome=\"succeeded\"} 3.0"

@@ -103,6 +103,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         StateSettings {
             dedup: config.ingest.dedup,
             live_retention_us: config.live_retention.as_micros() as i64,
+            live_max_entries: config.live_max_entries,
             job_history: HISTORY,
         },
         bronze.table_id()?,

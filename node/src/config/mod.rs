@@ -124,6 +124,8 @@ pub struct NodeConfig {
     pub job_threads: usize,
     pub lake_dir: PathBuf,
     pub live_retention: Duration,
+    /// The most (minute, video) counts the live aggregates keep.
+    pub live_max_entries: usize,
     pub cluster: ClusterConfig,
 }
 
@@ -158,6 +160,7 @@ impl std::fmt::Debug for NodeConfig {
             job_threads,
             lake_dir,
             live_retention,
+            live_max_entries,
             cluster,
         } = self;
         f.debug_struct("NodeConfig")
@@ -175,6 +178,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("job_threads", job_threads)
             .field("lake_dir", lake_dir)
             .field("live_retention", live_retention)
+            .field("live_max_entries", live_max_entries)
             .field("cluster", cluster)
             .finish()
     }
@@ -368,6 +372,11 @@ mod tests {
                 "[live]\nretention-hours = 0\n",
                 "live.retention-hours",
                 "got 0",
+            ),
+            (
+                "[live]\nmax-entries = 9999\n",
+                "live.max-entries",
+                "got 9999",
             ),
             (
                 "[kafka]\nreplication-factor = 0\n",

@@ -29,12 +29,14 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub(super) struct RawLive {
     pub(super) retention_hours: u64,
+    pub(super) max_entries: u64,
 }
 
 impl Default for RawLive {
     fn default() -> Self {
         RawLive {
             retention_hours: 48,
+            max_entries: 5_000_000,
         }
     }
 }

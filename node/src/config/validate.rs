@@ -231,6 +231,12 @@ pub(super) fn validate(
         1,
         24 * 366,
     )?;
+    within(
+        "live.max-entries",
+        raw.live.max_entries,
+        10_000,
+        1_000_000_000,
+    )?;
     let admin_token = read_token(
         TokenSource {
             which: "admin",
@@ -436,6 +442,7 @@ pub(super) fn validate(
         data_dir,
         lake_dir,
         live_retention: Duration::from_secs(raw.live.retention_hours * 3600),
+        live_max_entries: raw.live.max_entries as usize,
         cluster: ClusterConfig {
             members,
             heartbeat_ms: timings.0,

@@ -33,7 +33,7 @@ async fn snapshot(state: &AppState) -> MetricsSnapshot {
     // replica may still name it owner of partitions given away since, whose
     // lag would only grow.
     let stale = member.is_removed() || !member.has_current_leader();
-    let (owned, jobs, last_run_failed) = {
+    let (owned, jobs, last_run_failed, live_entries) = {
         let applied = member.view.read();
         let owned: Vec<_> = applied
             .state
@@ -53,7 +53,8 @@ async fn snapshot(state: &AppState) -> MetricsSnapshot {
                 .map(|end| (end - run.started_at_us).max(0) as f64 / 1e6);
             (run.job.as_str(), run.status.as_str(), duration)
         }));
-        (owned, jobs, last_run_failed)
+        let live_entries = applied.state.live().entries();
+        (owned, jobs, last_run_failed, live_entries)
     };
     let watermarks = state
         .input_watermarks(owned.iter().map(|(p, _)| *p).collect())
@@ -111,5 +112,6 @@ async fn snapshot(state: &AppState) -> MetricsSnapshot {
         partitions,
         jobs,
         last_run_failed,
+        live_entries,
     }
 }

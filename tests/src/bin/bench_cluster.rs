@@ -249,6 +249,7 @@ fn snapshot_size() {
             max_ids: 4_000_000,
         },
         live_retention_us: 48 * 3_600_000_000,
+        live_max_entries: 5_000_000,
         job_history: 200,
     };
     let mut state = ClusterState::new(settings);
