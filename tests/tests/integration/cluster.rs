@@ -2,18 +2,16 @@
 //! sharing one lake, a real tansu broker, the real simulator streaming while
 //! members are SIGKILLed, frozen and moved around.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use deltalake::datafusion::prelude::SessionContext;
 use serde_json::{Value, json};
 
 use streamreel_cluster::PingAnswer;
 use streamreel_cluster::network::{PeerClient, paths};
 use streamreel_lake::BronzeTable;
-use streamreel_lake::query::{column_as_i64, column_as_strings, register_path, run_sql};
 use streamreel_tests::broker::{Broker, free_port};
 use streamreel_tests::cluster::{CLUSTER_TOKEN, Cluster, member_ids};
 use streamreel_tests::node_process::{NodeProcess, node_config, streamreel_binary};
@@ -21,7 +19,8 @@ use streamreel_tests::simulated;
 use streamreel_tests::wait::wait_for;
 
 use crate::support::{
-    INPUT, admin_cli, admin_url, assert_bronze_exact, assert_outputs_at_least_once, status,
+    INPUT, admin_cli, admin_url, assert_bronze_exact, assert_outputs_at_least_once,
+    live_differs_from_bronze, status,
 };
 
 /// Small batches, so that kills land between and inside commits.
@@ -306,32 +305,6 @@ fn assert_epochs_never_went_down(lake: &Path) -> anyhow::Result<usize> {
     Ok(seen)
 }
 
-/// Accepted events per (video, minute, type) in bronze.
-async fn bronze_counts(lake: &Path) -> anyhow::Result<BTreeMap<(String, i64, String), u64>> {
-    let ctx = SessionContext::new();
-    register_path(&ctx, "bronze", &BronzeTable::path_in(lake)).await?;
-    let batches = run_sql(
-        &ctx,
-        "SELECT video_id, event_type, CAST(date_trunc('minute', event_time) AS BIGINT) AS minute_us, \
-         COUNT(*) AS n FROM bronze GROUP BY video_id, event_type, minute_us",
-    )
-    .await?;
-    let mut counts = BTreeMap::new();
-    for batch in &batches {
-        let videos = column_as_strings(batch, "video_id")?;
-        let types = column_as_strings(batch, "event_type")?;
-        let minutes = column_as_i64(batch, "minute_us")?;
-        let n = column_as_i64(batch, "n")?;
-        for i in 0..batch.num_rows() {
-            counts.insert(
-                (videos[i].clone(), minutes[i], types[i].clone()),
-                n[i] as u64,
-            );
-        }
-    }
-    Ok(counts)
-}
-
 /// Bad input gets a JSON error with the right status, whichever layer refuses
 /// it: a handler, a path or query that does not parse, or no route at all.
 async fn assert_errors_are_json(cluster: &Cluster, via: u64) -> anyhow::Result<()> {
@@ -409,57 +382,10 @@ async fn assert_raft_is_guarded_and_takes_large_bodies(
 
 /// The live aggregates of member `via` equal the same group-by over bronze.
 async fn assert_live_equals_bronze(cluster: &Cluster, via: u64, lake: &Path) -> anyhow::Result<()> {
-    let expected = bronze_counts(lake).await?;
-    let videos: std::collections::BTreeSet<&String> = expected.keys().map(|(v, _, _)| v).collect();
-    let mut live = BTreeMap::new();
-    for video in videos {
-        let (code, answer) = cluster
-            .call(
-                via,
-                reqwest::Method::GET,
-                &format!("/live/video/{video}"),
-                None,
-            )
-            .await?;
-        anyhow::ensure!(code == 200, "live video {video}: {code} {answer}");
-        for minute in answer["minutes"].as_array().into_iter().flatten() {
-            let time = chrono::DateTime::parse_from_rfc3339(
-                minute["minute"].as_str().unwrap_or_default(),
-            )?;
-            for kind in ["play", "pause", "seek", "stop"] {
-                let n = minute[kind].as_u64().unwrap_or(0);
-                if n > 0 {
-                    live.insert(
-                        (video.clone(), time.timestamp_micros(), kind.to_string()),
-                        n,
-                    );
-                }
-            }
-        }
+    match live_differs_from_bronze(&cluster.url(via), lake).await? {
+        None => Ok(()),
+        Some(difference) => anyhow::bail!("member {via}: {difference}"),
     }
-    anyhow::ensure!(
-        live == expected,
-        "live aggregates differ from bronze: {} live keys, {} bronze keys; first differences: {:?}",
-        live.len(),
-        expected.len(),
-        expected
-            .iter()
-            .filter(|(k, v)| live.get(*k) != Some(v))
-            .take(3)
-            .collect::<Vec<_>>()
-    );
-    // And no live count for a video bronze lacks: the totals agree too.
-    let (code, answer) = cluster
-        .call(via, reqwest::Method::GET, "/dashboard/api/live", None)
-        .await?;
-    anyhow::ensure!(code == 200, "dashboard live: {code} {answer}");
-    let bronze_total: u64 = expected.values().sum();
-    anyhow::ensure!(
-        answer["accepted_total"].as_u64() == Some(bronze_total),
-        "live total {} against bronze's {bronze_total}",
-        answer["accepted_total"]
-    );
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,11 @@
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use deltalake::datafusion::prelude::SessionContext;
+use streamreel_lake::BronzeTable;
+use streamreel_lake::query::{column_as_i64, column_as_strings, register_path, run_sql};
 use streamreel_node::simulate::{MessageKind, SimulatedMessage};
 use streamreel_protocol::BronzeRow;
 use streamreel_tests::broker::Broker;
@@ -260,4 +263,90 @@ pub async fn broker_with_events(
     simulate_cli(&broker, events, seed)?;
     let sent = streamreel_tests::simulated::messages(events, seed)?;
     Ok((broker, sent))
+}
+/// Accepted events per (video, minute, type) in bronze.
+async fn bronze_counts(lake: &Path) -> anyhow::Result<BTreeMap<(String, i64, String), u64>> {
+    let ctx = SessionContext::new();
+    register_path(&ctx, "bronze", &BronzeTable::path_in(lake)).await?;
+    let batches = run_sql(
+        &ctx,
+        "SELECT video_id, event_type, CAST(date_trunc('minute', event_time) AS BIGINT) AS minute_us, \
+         COUNT(*) AS n FROM bronze GROUP BY video_id, event_type, minute_us",
+    )
+    .await?;
+    let mut counts = BTreeMap::new();
+    for batch in &batches {
+        let videos = column_as_strings(batch, "video_id")?;
+        let types = column_as_strings(batch, "event_type")?;
+        let minutes = column_as_i64(batch, "minute_us")?;
+        let n = column_as_i64(batch, "n")?;
+        for i in 0..batch.num_rows() {
+            counts.insert(
+                (videos[i].clone(), minutes[i], types[i].clone()),
+                n[i] as u64,
+            );
+        }
+    }
+    Ok(counts)
+}
+
+/// How the live aggregates the node at `node_url` answers differ from the
+/// same group-by over bronze, or `None` when they are equal (their totals
+/// too, so no count is there for a video bronze lacks).
+pub async fn live_differs_from_bronze(
+    node_url: &str,
+    lake: &Path,
+) -> anyhow::Result<Option<String>> {
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let request = http.get(format!("{node_url}{path}"));
+        async move {
+            let answer = request.send().await?;
+            let code = answer.status();
+            let body: serde_json::Value = serde_json::from_slice(&answer.bytes().await?)?;
+            anyhow::ensure!(code.is_success(), "{path}: {code} {body}");
+            anyhow::Ok(body)
+        }
+    };
+    let expected = bronze_counts(lake).await?;
+    let videos: BTreeSet<&String> = expected.keys().map(|(v, _, _)| v).collect();
+    let mut live = BTreeMap::new();
+    for video in videos {
+        let answer = get(format!("/live/video/{video}")).await?;
+        for minute in answer["minutes"].as_array().into_iter().flatten() {
+            let time = chrono::DateTime::parse_from_rfc3339(
+                minute["minute"].as_str().unwrap_or_default(),
+            )?;
+            for kind in ["play", "pause", "seek", "stop"] {
+                let n = minute[kind].as_u64().unwrap_or(0);
+                if n > 0 {
+                    live.insert(
+                        (video.clone(), time.timestamp_micros(), kind.to_string()),
+                        n,
+                    );
+                }
+            }
+        }
+    }
+    if live != expected {
+        return Ok(Some(format!(
+            "live aggregates differ from bronze: {} live keys, {} bronze keys; first differences: {:?}",
+            live.len(),
+            expected.len(),
+            expected
+                .iter()
+                .filter(|(k, v)| live.get(*k) != Some(v))
+                .take(3)
+                .collect::<Vec<_>>()
+        )));
+    }
+    let answer = get("/dashboard/api/live".to_string()).await?;
+    let bronze_total: u64 = expected.values().sum();
+    if answer["accepted_total"].as_u64() != Some(bronze_total) {
+        return Ok(Some(format!(
+            "live total {} against bronze's {bronze_total}",
+            answer["accepted_total"]
+        )));
+    }
+    Ok(None)
 }
