@@ -2,9 +2,9 @@
 //! event type, merged over all partitions. Kept for a retention of event time
 //! behind the newest event time seen (not behind the wall clock), so replicas
 //! that apply the same commands hold the same numbers. That "newest minute",
-//! the live clock, never runs more than [`LIVE_CLOCK_LEAD_US`] ahead of the
-//! clock of the node that proposed the events, so one device whose clock runs
-//! ahead cannot move every real minute out of the views.
+//! the live clock, never runs ahead of the minute of the clock of the node that
+//! proposed the events, so devices whose clocks run ahead cannot move the real
+//! minutes out of the views.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -99,10 +99,10 @@ pub struct LiveAggregates {
     total: u64,
     /// (minute, video) counts kept: what memory grows with.
     entries: usize,
-    /// The live clock: the newest minute seen, but at most
-    /// [`LIVE_CLOCK_LEAD_US`] ahead of the proposal that brought it. Minutes
-    /// after it are counted and kept, and enter the windows once it reaches
-    /// them.
+    /// The live clock: the newest minute seen, but never after the minute
+    /// of the proposal that brought it (see [`LiveAggregates::fold`]).
+    /// Minutes after it are counted and kept, and enter the windows once it
+    /// reaches them.
     newest_minute_us: Option<i64>,
 }
 
@@ -137,27 +137,25 @@ impl From<LiveImage> for LiveAggregates {
 
 /// How far ahead of its proposal's clock an event's minute may be and still
 /// count live: one event from a device whose clock reads the year 9999 would
-/// otherwise become the newest minute and push every real minute out for good.
-/// Generous, so that a simulated stream running ahead of the clock still shows.
+/// be kept until the live clock reached it, forever. Generous, so that a
+/// simulated stream running days ahead of the clock is still counted.
 pub const LIVE_FUTURE_LIMIT_US: i64 = 30 * 24 * 60 * MINUTE_US;
-
-/// How far ahead of its proposal's clock an event's minute may move the live
-/// clock. Retention and the newest-minutes windows are measured from that
-/// clock: without a bound, a single device whose clock reads three days ahead
-/// would make every real minute older than a 48-hour retention (forgotten on
-/// every replica), and one twenty minutes ahead would leave a ten-minute window
-/// holding only the events of devices like it. Two minutes leave room for
-/// nodes' clocks to lag the devices' a little.
-pub const LIVE_CLOCK_LEAD_US: i64 = 2 * MINUTE_US;
 
 impl LiveAggregates {
     /// Folds counts in, then forgets minutes older than `retention_us` behind
     /// the live clock. Minutes beyond [`LIVE_FUTURE_LIMIT_US`] after
     /// `proposed_at_us` (the increment's own time, so replicas agree) are left
     /// out; their events are in bronze like any other.
+    ///
+    /// The live clock moves to the newest minute folded, but never past the
+    /// minute of `proposed_at_us`. Retention and the newest-minutes windows
+    /// are measured from it: without that bound, a single device whose clock
+    /// reads three days ahead would make every real minute older than a
+    /// 48-hour retention (forgotten on every replica), and devices a few
+    /// minutes ahead would fill the newest minutes of every window.
     pub fn fold(&mut self, counts: &[LiveCount], retention_us: i64, proposed_at_us: i64) {
         let latest_allowed = proposed_at_us.saturating_add(LIVE_FUTURE_LIMIT_US);
-        let clock_bound = minute_of(proposed_at_us.saturating_add(LIVE_CLOCK_LEAD_US));
+        let clock_bound = minute_of(proposed_at_us);
         for count in counts.iter().filter(|c| c.minute_us <= latest_allowed) {
             let events: u64 = count.counts.iter().sum();
             *self.minute_totals.entry(count.minute_us).or_default() += events;
@@ -180,24 +178,39 @@ impl LiveAggregates {
         }
         if let Some(newest) = self.newest_minute_us {
             let oldest_kept = newest.saturating_sub(retention_us);
-            while self
+            while let Some(oldest) = self
                 .counts
-                .first_key_value()
-                .is_some_and(|(minute, _)| *minute < oldest_kept)
+                .first_entry()
+                .filter(|oldest| *oldest.key() < oldest_kept)
             {
-                self.forget_oldest_minute();
+                let (minute, videos) = oldest.remove_entry();
+                self.forget(minute, videos);
             }
         }
     }
 
-    /// Forgets the oldest minutes, before their retention, until at most
-    /// `max_entries` (minute, video) counts are kept: a producer that gives
-    /// every event a new `video_id` would otherwise grow every replica's
-    /// memory with the input, for as long as the retention. Returns how many
-    /// minutes it forgot.
+    /// Forgets minutes until at most `max_entries` (minute, video) counts
+    /// are kept: a producer that gives every event a new `video_id` would
+    /// otherwise grow every replica's memory with the input, for as long as
+    /// the retention. Minutes after the live clock (devices whose clocks run
+    /// ahead, kept until the clock passes them) go first, the farthest ahead
+    /// first, so that they never push the real minutes out; then the oldest.
+    /// Returns how many minutes it forgot.
     pub fn cap(&mut self, max_entries: usize) -> usize {
         let mut forgotten = 0;
-        while self.entries > max_entries && self.forget_oldest_minute() {
+        while self.entries > max_entries {
+            let ahead = self
+                .counts
+                .last_key_value()
+                .zip(self.newest_minute_us)
+                .is_some_and(|((minute, _), clock)| *minute > clock);
+            let gone = if ahead {
+                self.counts.pop_last()
+            } else {
+                self.counts.pop_first()
+            };
+            let Some((minute, videos)) = gone else { break };
+            self.forget(minute, videos);
             forgotten += 1;
         }
         forgotten
@@ -208,10 +221,9 @@ impl LiveAggregates {
         self.entries
     }
 
-    fn forget_oldest_minute(&mut self) -> bool {
-        let Some((minute, videos)) = self.counts.pop_first() else {
-            return false;
-        };
+    /// Removes what the index and the totals hold of `minute`, whose
+    /// `videos` were just taken out of `counts`.
+    fn forget(&mut self, minute: i64, videos: BTreeMap<String, [u64; 4]>) {
         self.total -= self.minute_totals.remove(&minute).unwrap_or(0);
         self.entries -= videos.len();
         for video in videos.into_keys() {
@@ -222,7 +234,6 @@ impl LiveAggregates {
                 }
             }
         }
-        true
     }
 
     /// The minutes of one video, oldest first.
@@ -261,7 +272,7 @@ impl LiveAggregates {
         top
     }
 
-    /// The live clock: the newest minute seen, bounded as [`LIVE_CLOCK_LEAD_US`] says.
+    /// The live clock: the newest minute seen, bounded as [`LiveAggregates::fold`] says.
     pub fn newest_minute_us(&self) -> Option<i64> {
         self.newest_minute_us
     }
@@ -375,7 +386,7 @@ mod tests {
     }
 
     #[test]
-    fn a_device_clock_ahead_moves_the_live_clock_no_further_than_the_proposal_allows() {
+    fn a_device_clock_ahead_moves_the_live_clock_no_further_than_the_proposals() {
         let now = 1_000 * HOUR_US;
         let retention = 48 * HOUR_US;
         let real = |video: &str, minute_us| LiveCount {
@@ -396,7 +407,7 @@ mod tests {
             retention,
             now,
         );
-        assert_eq!(live.newest_minute_us(), Some(now + LIVE_CLOCK_LEAD_US));
+        assert_eq!(live.newest_minute_us(), Some(now));
         assert_eq!(live.video("a"), vec![(now - 5 * MINUTE_US, [2, 0, 0, 0])]);
         assert_eq!(
             live.top_videos(10, 10),
@@ -426,6 +437,39 @@ mod tests {
         );
         assert!(live.video("a").is_empty());
         assert_eq!(live.total(), 3);
+    }
+
+    #[test]
+    fn the_cap_forgets_the_minutes_ahead_of_the_live_clock_before_the_real_ones() {
+        let now = 1_000 * HOUR_US;
+        let mut live = LiveAggregates::default();
+        let real = |minute_us| LiveCount {
+            video_id: "real".into(),
+            minute_us,
+            counts: [1, 0, 0, 0],
+        };
+        live.fold(
+            &[
+                real(now - MINUTE_US),
+                real(now),
+                count(now + HOUR_US),
+                count(now + 72 * HOUR_US),
+            ],
+            48 * HOUR_US,
+            now,
+        );
+        assert_eq!(live.cap(3), 1);
+        assert_eq!(
+            live.video("v"),
+            vec![(now + HOUR_US, [1, 0, 0, 0])],
+            "the farthest ahead goes first"
+        );
+        assert_eq!(live.cap(2), 1);
+        assert!(live.video("v").is_empty());
+        assert_eq!(live.video("real").len(), 2, "the real minutes stay");
+        assert_eq!(live.cap(1), 1);
+        assert_eq!(live.video("real"), vec![(now, [1, 0, 0, 0])]);
+        assert_eq!((live.entries(), live.total()), (1, 1));
     }
 
     #[test]

@@ -412,6 +412,39 @@ mod tests {
     }
 
     #[test]
+    fn checkpoints_keep_at_most_live_max_entries_counts() {
+        let settings = StateSettings {
+            live_max_entries: 2,
+            ..settings()
+        };
+        let mut state = ClusterState::new(settings);
+        state.apply(
+            &Command::AddPartitions {
+                partitions: (0..1).collect(),
+            },
+            &members(),
+        );
+        state.apply(&assign(0, 1, 0), &members());
+        for offset in 0..3 {
+            let mut step = increment_after(0, 1, offset - 1, offset);
+            step.live[0].minute_us = offset * crate::live::MINUTE_US;
+            step.at_ms = 60_000 * 3;
+            assert_eq!(
+                state.apply(&Command::Checkpoint(step), &members()),
+                CommandResult::Done
+            );
+        }
+        let minutes: Vec<i64> = state.live().all().map(|(minute, _, _)| minute).collect();
+        assert_eq!(
+            minutes,
+            vec![crate::live::MINUTE_US, 2 * crate::live::MINUTE_US],
+            "the oldest minute went"
+        );
+        let restored = ClusterState::from_image(settings, state.image());
+        assert_eq!(restored.live(), state.live());
+    }
+
+    #[test]
     fn checkpoints_from_a_stale_epoch_are_refused_and_change_nothing() {
         let mut state = with_partitions(1);
         state.apply(&assign(0, 1, 0), &members());

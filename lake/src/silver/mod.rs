@@ -56,8 +56,8 @@ use crate::metadata::VideoMetadata;
 use crate::parquet_layout::{sessions_writer_properties, writer_properties};
 use crate::query::{column_as_i64, date_in, register_table, run_sql};
 use crate::tables::{
-    ENRICHED_TABLE, Lake, SESSIONS_TABLE, open_each, parallel_input, register_metadata,
-    write_parallelism, write_target,
+    ENRICHED_TABLE, Lake, SESSIONS_TABLE, open_each, open_if_exists, parallel_input,
+    register_metadata, write_parallelism, write_target,
 };
 use chunks::{Chunk, OffsetRange, chunk_sql, plan_chunks};
 use watermarks::Watermarks;
@@ -185,11 +185,17 @@ async fn refresh(
         .as_ref()
         .map_or(create_packed, holds_packed_events);
     silver.check_layout()?;
-    let enriched_marks = silver.enriched_marks().await?;
+    let mut enriched_marks = silver.enriched_marks().await?;
     let sessions_marks = silver.sessions_marks().await?;
     // Sessions are written after their events, so sessions ahead of events
     // mean `enriched_events` lost rows: sessionising bronze again would count
-    // every event of those sessions twice.
+    // every event of those sessions twice. The tables were opened side by
+    // side, so another run (`models run` beside a node) may have committed a
+    // chunk between the two openings: `enriched_events` is read again first.
+    if !pending(&enriched_marks, &sessions_marks).is_empty() {
+        silver.enriched = open_if_exists(&lake.enriched_events()).await?;
+        enriched_marks = silver.enriched_marks().await?;
+    }
     if let Some((partition, range)) = pending(&enriched_marks, &sessions_marks).pop_first() {
         return Err(LakeError::SessionsAheadOfEvents {
             partition,
