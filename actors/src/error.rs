@@ -45,6 +45,11 @@ pub enum ActorError {
     CoordinatorStopped,
     #[error("a blocking task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
+    #[error(
+        "cancelled after running {seconds} s (jobs.timeout-s): what it committed before stays, \
+         the rest is done by its retry or next run"
+    )]
+    JobTimedOut { seconds: u64 },
     #[error("job panicked: {0}")]
     JobPanicked(#[source] tokio::task::JoinError),
     #[error("vacuum retention out of range: {0}")]

@@ -129,6 +129,8 @@ pub struct JobSchedule {
     pub vacuum_retention: Duration,
     pub max_retries: u32,
     pub retry_backoff: Duration,
+    /// A run still going after this long is cancelled and counts as failed.
+    pub run_timeout: Duration,
     /// Memory limit and chunk size of silver and gold runs.
     pub lake: streamreel_lake::LakeSettings,
 }

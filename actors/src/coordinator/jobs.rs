@@ -31,6 +31,31 @@ pub type SilverWrites = Mutex<()>;
 /// that never runs beside it) for as long.
 const SILVER_WAIT: Duration = Duration::from_secs(600);
 
+/// [`run_job`], cancelled once it has run for the schedule's `run_timeout`,
+/// so that a run stuck on the lake (a hung shared file system) fails and is
+/// retried instead of holding its job, and the silver lock, until the leader
+/// changes. Cancelling is safe at any point: each commit is one
+/// put-if-absent, and files written for a commit that never happened are
+/// left to vacuum.
+pub async fn run_job_bounded(
+    job: JobKind,
+    lake_dir: &Path,
+    metadata: &Path,
+    schedule: &JobSchedule,
+    silver_writes: &SilverWrites,
+) -> Result<JobOutcome, ActorError> {
+    let run = run_job(job, lake_dir, metadata, schedule, silver_writes);
+    match tokio::time::timeout(schedule.run_timeout, run).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            warn!(%job, timeout_s = schedule.run_timeout.as_secs(), "job run cancelled: it ran past jobs.timeout-s");
+            Err(ActorError::JobTimedOut {
+                seconds: schedule.run_timeout.as_secs(),
+            })
+        }
+    }
+}
+
 pub async fn run_job(
     job: JobKind,
     lake_dir: &Path,
@@ -148,10 +173,8 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn gold_before_any_silver_succeeds_with_nothing_to_build() {
-        let lake = std::env::temp_dir().join(format!("streamreel-no-lake-{}", std::process::id()));
-        let schedule = JobSchedule {
+    fn schedule() -> JobSchedule {
+        JobSchedule {
             enrich_every: Duration::from_secs(30),
             gold_every: Duration::from_secs(120),
             compact_every: Duration::from_secs(3600),
@@ -159,9 +182,19 @@ mod tests {
             vacuum_retention: Duration::from_secs(7 * 86_400),
             max_retries: 3,
             retry_backoff: Duration::from_secs(2),
+            run_timeout: Duration::from_secs(3600),
             lake: streamreel_lake::LakeSettings::default(),
-        };
-        let metadata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../metadata/video_metadata.csv");
+        }
+    }
+
+    fn metadata() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../metadata/video_metadata.csv")
+    }
+
+    #[tokio::test]
+    async fn gold_before_any_silver_succeeds_with_nothing_to_build() {
+        let lake = std::env::temp_dir().join(format!("streamreel-no-lake-{}", std::process::id()));
+        let (schedule, metadata) = (schedule(), metadata());
         let outcome = run_job(
             JobKind::Gold,
             &lake,
@@ -174,5 +207,46 @@ mod tests {
         assert_eq!(outcome.rows, 0);
         assert!(outcome.detail.contains("nothing to build"), "{outcome:?}");
         assert!(!lake.exists(), "nothing was created");
+    }
+
+    #[tokio::test]
+    async fn a_run_past_its_timeout_is_cancelled_and_lets_go_of_silver() {
+        let lake =
+            std::env::temp_dir().join(format!("streamreel-no-lake-timeout-{}", std::process::id()));
+        let schedule = JobSchedule {
+            run_timeout: Duration::from_millis(200),
+            ..schedule()
+        };
+        let silver_writes = SilverWrites::default();
+        // A compaction holding silver: the enrich run waits for it past its timeout.
+        let held = silver_writes.lock().await;
+        let outcome = run_job_bounded(
+            JobKind::Enrich,
+            &lake,
+            &metadata(),
+            &schedule,
+            &silver_writes,
+        )
+        .await;
+        assert!(
+            matches!(outcome, Err(ActorError::JobTimedOut { .. })),
+            "{outcome:?}"
+        );
+        drop(held);
+        // Cancelled, the run holds nothing: the next one runs (no bronze yet:
+        // nothing to enrich) well within its time.
+        let outcome = run_job_bounded(
+            JobKind::Enrich,
+            &lake,
+            &metadata(),
+            &JobSchedule {
+                run_timeout: Duration::from_secs(60),
+                ..schedule
+            },
+            &silver_writes,
+        )
+        .await
+        .expect("the lock was let go");
+        assert_eq!(outcome.rows, 0);
     }
 }

@@ -370,6 +370,7 @@ mod tests {
             lake: streamreel_lake::LakeSettings::default(),
             max_retries: 2,
             retry_backoff: Duration::from_secs(1),
+            run_timeout: Duration::from_secs(3600),
         }
     }
 

@@ -195,6 +195,8 @@ pub(super) struct RawJobs {
     pub(super) vacuum_retention_hours: u64,
     pub(super) max_retries: u32,
     pub(super) retry_backoff_ms: u64,
+    /// A run still going after this long is cancelled (a failed run).
+    pub(super) timeout_s: u64,
     /// Threads of the lakehouse jobs' own runtime.
     pub(super) threads: usize,
     /// DataFusion's memory pool for a silver or gold run.
@@ -213,6 +215,7 @@ impl Default for RawJobs {
             vacuum_retention_hours: 168,
             max_retries: 3,
             retry_backoff_ms: 2_000,
+            timeout_s: 21_600,
             threads: 1,
             memory_limit_mb: (LakeSettings::DEFAULT_MEMORY_LIMIT_BYTES >> 20) as u64,
             chunk_events: LakeSettings::DEFAULT_CHUNK_EVENTS,

@@ -171,6 +171,7 @@ pub(super) fn validate(
         1,
         3_600_000,
     )?;
+    within("jobs.timeout-s", raw.jobs.timeout_s, 1, 366 * 86_400)?;
     within("jobs.threads", raw.jobs.threads, 1, 64)?;
     within(
         "jobs.memory-limit-mb",
@@ -491,6 +492,7 @@ pub(super) fn validate(
             vacuum_retention: Duration::from_secs(jobs.vacuum_retention_hours * 3600),
             max_retries: jobs.max_retries,
             retry_backoff: Duration::from_millis(jobs.retry_backoff_ms),
+            run_timeout: Duration::from_secs(jobs.timeout_s),
             lake: LakeSettings {
                 memory_limit_bytes: (jobs.memory_limit_mb as usize) << 20,
                 chunk_events: jobs.chunk_events,
