@@ -46,8 +46,8 @@ pub enum ActorError {
     #[error("a blocking task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
     #[error(
-        "cancelled after running {seconds} s (jobs.timeout-s): what it committed before stays, \
-         the rest is done by its retry or next run"
+        "cancelled after running {seconds} s (jobs.timeout-s): what it committed stays, and \
+         its retry or next run does the rest"
     )]
     JobTimedOut { seconds: u64 },
     #[error("job panicked: {0}")]

@@ -31,12 +31,14 @@ pub type SilverWrites = Mutex<()>;
 /// that never runs beside it) for as long.
 const SILVER_WAIT: Duration = Duration::from_secs(600);
 
-/// [`run_job`], cancelled once it has run for the schedule's `run_timeout`,
-/// so that a run stuck on the lake (a hung shared file system) fails and is
+/// [`run_job`], cancelled at its next await once it has run for the
+/// schedule's `run_timeout`, so that a run stalled on the lake fails and is
 /// retried instead of holding its job, and the silver lock, until the leader
-/// changes. Cancelling is safe at any point: each commit is one
-/// put-if-absent, and files written for a commit that never happened are
-/// left to vacuum.
+/// changes. Cancelling is safe at any await: each commit is one
+/// put-if-absent, a commit already handed to the blocking pool that lands
+/// anyway is one the retry's conflict checks see (enrich's chunk marks, the
+/// compaction guard, gold's overwrite), and files written for a commit that
+/// never happened are left to vacuum.
 pub async fn run_job_bounded(
     job: JobKind,
     lake_dir: &Path,
@@ -210,7 +212,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_run_past_its_timeout_is_cancelled_and_lets_go_of_silver() {
+    async fn a_run_past_its_timeout_fails_by_name_and_waits_for_silver_no_more() {
         let lake =
             std::env::temp_dir().join(format!("streamreel-no-lake-timeout-{}", std::process::id()));
         let schedule = JobSchedule {
@@ -233,8 +235,8 @@ mod tests {
             "{outcome:?}"
         );
         drop(held);
-        // Cancelled, the run holds nothing: the next one runs (no bronze yet:
-        // nothing to enrich) well within its time.
+        // Cancelled, the run no longer queues for silver: the next one gets
+        // it and runs (no bronze yet: nothing to enrich) well within its time.
         let outcome = run_job_bounded(
             JobKind::Enrich,
             &lake,
