@@ -31,31 +31,23 @@ pub type SilverWrites = Mutex<()>;
 /// that never runs beside it) for as long.
 const SILVER_WAIT: Duration = Duration::from_secs(600);
 
-/// [`run_job`], cancelled at its next await once it has run for the
-/// schedule's `run_timeout`, so that a run stalled on the lake fails and is
-/// retried instead of holding its job, and the silver lock, until the leader
-/// changes. Cancelling is safe at any await: each commit is one
+/// A run of [`run_job`], cancelled at its next await once it has run for
+/// `timeout` (the schedule's `run_timeout`), so that a run stalled on the lake
+/// fails and is retried instead of holding its job, and the silver lock,
+/// until the leader changes (the coordinator logs the failure by run id). Cancelling is safe at any await: each commit is one
 /// put-if-absent, a commit already handed to the blocking pool that lands
 /// anyway is one the retry's conflict checks see (enrich's chunk marks, the
 /// compaction guard, gold's overwrite), and files written for a commit that
 /// never happened are left to vacuum.
-pub async fn run_job_bounded(
-    job: JobKind,
-    lake_dir: &Path,
-    metadata: &Path,
-    schedule: &JobSchedule,
-    silver_writes: &SilverWrites,
+pub async fn bounded(
+    timeout: Duration,
+    run: impl Future<Output = Result<JobOutcome, ActorError>>,
 ) -> Result<JobOutcome, ActorError> {
-    let run = run_job(job, lake_dir, metadata, schedule, silver_writes);
-    match tokio::time::timeout(schedule.run_timeout, run).await {
-        Ok(outcome) => outcome,
-        Err(_) => {
-            warn!(%job, timeout_s = schedule.run_timeout.as_secs(), "job run cancelled: it ran past jobs.timeout-s");
-            Err(ActorError::JobTimedOut {
-                seconds: schedule.run_timeout.as_secs(),
-            })
-        }
-    }
+    tokio::time::timeout(timeout, run)
+        .await
+        .unwrap_or(Err(ActorError::JobTimedOut {
+            seconds: timeout.as_secs(),
+        }))
 }
 
 pub async fn run_job(
@@ -222,12 +214,15 @@ mod tests {
         let silver_writes = SilverWrites::default();
         // A compaction holding silver: the enrich run waits for it past its timeout.
         let held = silver_writes.lock().await;
-        let outcome = run_job_bounded(
-            JobKind::Enrich,
-            &lake,
-            &metadata(),
-            &schedule,
-            &silver_writes,
+        let outcome = bounded(
+            schedule.run_timeout,
+            run_job(
+                JobKind::Enrich,
+                &lake,
+                &metadata(),
+                &schedule,
+                &silver_writes,
+            ),
         )
         .await;
         assert!(
@@ -237,15 +232,15 @@ mod tests {
         drop(held);
         // Cancelled, the run no longer queues for silver: the next one gets
         // it and runs (no bronze yet: nothing to enrich) well within its time.
-        let outcome = run_job_bounded(
-            JobKind::Enrich,
-            &lake,
-            &metadata(),
-            &JobSchedule {
-                run_timeout: Duration::from_secs(60),
-                ..schedule
-            },
-            &silver_writes,
+        let outcome = bounded(
+            Duration::from_secs(60),
+            run_job(
+                JobKind::Enrich,
+                &lake,
+                &metadata(),
+                &schedule,
+                &silver_writes,
+            ),
         )
         .await
         .expect("the lock was let go");

@@ -127,8 +127,9 @@ impl CoordinatorState {
         let task = self.args.jobs_runtime.spawn(async move {
             match recorded.await {
                 Ok(Ok(())) => {
-                    jobs::run_job_bounded(run.job, &lake_dir, &metadata, &schedule, &silver_writes)
-                        .await
+                    let job =
+                        jobs::run_job(run.job, &lake_dir, &metadata, &schedule, &silver_writes);
+                    jobs::bounded(schedule.run_timeout, job).await
                 }
                 Ok(Err(e)) => Err(ActorError::JobNotRecorded(e)),
                 Err(_) => Err(ActorError::CoordinatorStopped),
