@@ -207,24 +207,17 @@ mod tests {
     async fn a_run_past_its_timeout_fails_by_name_and_waits_for_silver_no_more() {
         let lake =
             std::env::temp_dir().join(format!("streamreel-no-lake-timeout-{}", std::process::id()));
-        let schedule = JobSchedule {
-            run_timeout: Duration::from_millis(200),
-            ..schedule()
-        };
+        let (schedule, metadata) = (schedule(), metadata());
         let silver_writes = SilverWrites::default();
+        let enrich = |timeout| {
+            bounded(
+                timeout,
+                run_job(JobKind::Enrich, &lake, &metadata, &schedule, &silver_writes),
+            )
+        };
         // A compaction holding silver: the enrich run waits for it past its timeout.
         let held = silver_writes.lock().await;
-        let outcome = bounded(
-            schedule.run_timeout,
-            run_job(
-                JobKind::Enrich,
-                &lake,
-                &metadata(),
-                &schedule,
-                &silver_writes,
-            ),
-        )
-        .await;
+        let outcome = enrich(Duration::from_millis(200)).await;
         assert!(
             matches!(outcome, Err(ActorError::JobTimedOut { .. })),
             "{outcome:?}"
@@ -232,18 +225,9 @@ mod tests {
         drop(held);
         // Cancelled, the run no longer queues for silver: the next one gets
         // it and runs (no bronze yet: nothing to enrich) well within its time.
-        let outcome = bounded(
-            Duration::from_secs(60),
-            run_job(
-                JobKind::Enrich,
-                &lake,
-                &metadata(),
-                &schedule,
-                &silver_writes,
-            ),
-        )
-        .await
-        .expect("the lock was let go");
+        let outcome = enrich(Duration::from_secs(60))
+            .await
+            .expect("the lock was let go");
         assert_eq!(outcome.rows, 0);
     }
 }
