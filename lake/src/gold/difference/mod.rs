@@ -11,8 +11,9 @@
 //!
 //! Every model reads only sessions of known videos (`duration_s IS NOT
 //! NULL`), so only those rows are kept. Counts are exact; sums are carried
-//! from the previous table's values (a sum of `watch_s` as `watch_hours *
-//! 3600`), so they may differ from a full build's in the last bits, as
+//! from the previous table's values (a sum of `watch_s` as the whole seconds
+//! `watch_hours` was divided from, else `watch_hours * 3600`), so sums that
+//! are not whole seconds may differ from a full build's in the last bits, as
 //! summing in another order does.
 
 pub mod models;

@@ -158,7 +158,7 @@ impl Totals {
         Totals {
             sessions,
             viewers,
-            watch_s: watch_hours * 3600.0,
+            watch_s: seconds_of(watch_hours),
             pct_watched: avg_pct * n,
             completed: (rate * n).round() as i64,
         }
@@ -203,6 +203,21 @@ impl Totals {
 
     fn completion_rate(&self) -> f64 {
         self.completed as f64 / self.sessions as f64
+    }
+}
+
+/// The sum of seconds a stored `watch_hours` was divided from: the whole
+/// number of seconds that gives it when there is one, else `watch_hours *
+/// 3600`. A full build sums whole seconds exactly and ranks groups with
+/// equal sums by name; `57 / 3600 * 3600` is `57.00000000000001`, so a group
+/// carried through that round trip would rank above its equal.
+fn seconds_of(watch_hours: f64) -> f64 {
+    let seconds = watch_hours * 3600.0;
+    let whole = seconds.round();
+    if whole / 3600.0 == watch_hours {
+        whole
+    } else {
+        seconds
     }
 }
 
@@ -663,5 +678,21 @@ mod tests {
         totals.apply(-1, &session(0.7, 0.0));
         totals.apply(-1, &session(0.1, 0.0));
         assert_eq!(totals.watch_hours(), 0.0);
+    }
+
+    #[test]
+    fn whole_seconds_survive_the_round_trip_through_watch_hours() {
+        assert_ne!(57.0 / 3600.0 * 3600.0, 57.0);
+        assert_eq!(seconds_of(57.0 / 3600.0), 57.0);
+        for n in 0..200_000 {
+            let whole = f64::from(n);
+            assert_eq!(seconds_of(whole / 3600.0), whole, "{n}");
+        }
+        // A sum that is not whole keeps the product.
+        let hours = 57.25 / 3600.0;
+        assert_eq!(seconds_of(hours), hours * 3600.0);
+        let mut totals = Totals::read_back(2, 1, 57.0 / 3600.0, 0.0, 0.0);
+        totals.apply(-1, &session(56.0, 0.0));
+        assert_eq!(totals.watch_hours(), 1.0 / 3600.0);
     }
 }

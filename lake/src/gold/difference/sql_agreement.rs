@@ -207,6 +207,56 @@ fn live_after(
     live
 }
 
+/// Updates `before`'s rows of every model by two commits (the second may
+/// replace rows the first added) and checks them against the SQL's rows
+/// over the sessions after: exact columns equal (ranks among them), doubles
+/// within the last bits.
+fn check_every_model(
+    before: &[SessionRow],
+    first: (&[bool], Vec<SessionRow>, bool),
+    second_mask: &[bool],
+    file_rows: usize,
+) -> Result<(), TestCaseError> {
+    let (removed_mask, added, replaced_again) = first;
+    let (mut removed, mut added) = one_commit(before, removed_mask, added, replaced_again);
+    let middle = live_after(before, &removed, &added);
+    let (removed2, added2) = one_commit(&middle, second_mask, Vec::new(), true);
+    removed.extend(removed2);
+    added.extend(added2);
+    let after = live_after(before, &removed, &added);
+    let changes = SessionChanges { removed, added };
+    let wanted = changes.pairs_to_count();
+    let distinct = wanted
+        .distinct_changes(&live_counts(&wanted, &after, file_rows))
+        .unwrap();
+    let videos = catalogue();
+    let update = Update::new(&changes, &distinct, &videos);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for (name, sql) in MODELS {
+        let (schema, previous) = runtime.block_on(model_rows(sql, before));
+        let (_, expected) = runtime.block_on(model_rows(sql, &after));
+        let updated = updated_rows(name, &schema, &previous, &update).unwrap();
+        let updated = updated.unwrap_or_else(|| panic!("{name} was not updated"));
+        let (got, want) = (comparable(&[updated]), comparable(&expected));
+        prop_assert_eq!(got.len(), want.len(), "{} rows", name);
+        for (g, w) in got.iter().zip(&want) {
+            prop_assert_eq!(&g.0, &w.0, "{}", name);
+            for (a, b) in g.1.iter().zip(&w.1) {
+                prop_assert!(
+                    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0),
+                    "{}: {:?} against {:?}",
+                    name,
+                    g,
+                    w
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
@@ -218,39 +268,47 @@ proptest! {
         second_mask in proptest::collection::vec(any::<bool>(), 60),
         file_rows in 1usize..8,
     ) {
-        // Two commits: the second may replace rows the first added.
-        let (mut removed, mut added) = one_commit(&before, &removed_mask, added, replaced_again);
-        let middle = live_after(&before, &removed, &added);
-        let (removed2, added2) = one_commit(&middle, &second_mask, Vec::new(), true);
-        removed.extend(removed2);
-        added.extend(added2);
-        let after = live_after(&before, &removed, &added);
-        let changes = SessionChanges { removed, added };
-        let wanted = changes.pairs_to_count();
-        let distinct = wanted
-            .distinct_changes(&live_counts(&wanted, &after, file_rows))
-            .unwrap();
-        let videos = catalogue();
-        let update = Update::new(&changes, &distinct, &videos);
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        for (name, sql) in MODELS {
-            let (schema, previous) = runtime.block_on(model_rows(sql, &before));
-            let (_, expected) = runtime.block_on(model_rows(sql, &after));
-            let updated = updated_rows(name, &schema, &previous, &update).unwrap();
-            let updated = updated.unwrap_or_else(|| panic!("{name} was not updated"));
-            let (got, want) = (comparable(&[updated]), comparable(&expected));
-            prop_assert_eq!(got.len(), want.len(), "{} rows", name);
-            for (g, w) in got.iter().zip(&want) {
-                prop_assert_eq!(&g.0, &w.0, "{}", name);
-                for (a, b) in g.1.iter().zip(&w.1) {
-                    prop_assert!(
-                        (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0),
-                        "{}: {:?} against {:?}", name, g, w
-                    );
-                }
-            }
-        }
+        check_every_model(&before, (&removed_mask, added, replaced_again), &second_mask, file_rows)?;
     }
+
+    /// Whole-second watch times tie often, and many (57 s, 59 s, ...) do not
+    /// survive `/ 3600 * 3600`: ranks on equal sums must still follow the names.
+    #[test]
+    fn ranks_on_equal_whole_second_sums_follow_the_names(
+        before in proptest::collection::vec(a_session_of_whole_seconds(), 0..40),
+        removed_mask in proptest::collection::vec(any::<bool>(), 40),
+        added in proptest::collection::vec(a_session_of_whole_seconds(), 0..15),
+        replaced_again in any::<bool>(),
+        second_mask in proptest::collection::vec(any::<bool>(), 60),
+    ) {
+        check_every_model(&before, (&removed_mask, added, replaced_again), &second_mask, 3)?;
+    }
+}
+
+fn a_session_of_whole_seconds() -> impl Strategy<Value = SessionRow> {
+    let seconds = prop_oneof![Just(1.0), Just(56.0), Just(57.0), Just(2.0), Just(61.0)];
+    (a_session(), seconds).prop_map(|(session, watch_s)| SessionRow { watch_s, ..session })
+}
+
+/// Video v1 held 57 s (stored as `57 / 3600` hours) and loses 56 of them;
+/// v0 holds 1 s. A full build ties them at 1 s and ranks v0 first.
+#[test]
+fn a_sum_left_equal_to_another_ranks_by_name() {
+    let one = |video: &str, watch_s: f64| SessionRow {
+        user_key: format!("u-{video}-{watch_s}"),
+        video_id: video.to_string(),
+        genre: Some("g0".into()),
+        creator: Some(if video == "v0" { "c0" } else { "c1" }.into()),
+        region: "EU".into(),
+        day: 1,
+        watch_s,
+        exit_position_s: 10.0,
+        duration_s: 100.0,
+        pct_watched: 10.0,
+        completed: false,
+    };
+    let before = vec![one("v0", 1.0), one("v1", 56.0), one("v1", 1.0)];
+    check_every_model(&before, (&[false, true, false], vec![], false), &[], 2).unwrap();
 }
 
 #[test]
