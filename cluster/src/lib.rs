@@ -10,6 +10,7 @@
 //! - [`live`]: live aggregates (pure).
 //! - [`placement`]: who should own what (pure).
 //! - [`failure`]: which members are silent (pure).
+//! - [`quorum`]: whether a change of voters can commit now (pure).
 //! - [`removal`]: whether this member was removed from the cluster (pure).
 //! - [`log_store`]: the durable Raft log and vote.
 //! - [`sm_store`]: the state machine store and its snapshots.
@@ -26,13 +27,14 @@ pub mod log_store;
 pub mod member;
 pub mod network;
 pub mod placement;
+pub mod quorum;
 pub mod removal;
 pub mod sm_store;
 pub mod state;
 pub mod types;
 
 pub use error::ClusterError;
-pub use member::{ClusterMember, PingAnswer, RaftTimings, WriteAnswer};
+pub use member::{ClusterMember, PingAnswer, RaftTimings, WriteAnswer, leader_in};
 pub use sm_store::ClusterView;
 pub use state::{Checkpoint, ClusterState, Ownership, StateSettings};
 pub use types::{

@@ -167,7 +167,7 @@ impl ClusterMember {
 
     /// The leader as this member knows it.
     pub fn leader(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader
+        leader_in(&self.raft.metrics().borrow(), self.id)
     }
 
     /// The leader, waiting up to `timeout` for one while an election runs
@@ -177,7 +177,7 @@ impl ClusterMember {
         let deadline = Instant::now() + timeout;
         let mut metrics = self.raft.metrics();
         loop {
-            if let Some(leader) = metrics.borrow_and_update().current_leader {
+            if let Some(leader) = leader_in(&metrics.borrow_and_update(), self.id) {
                 return Some(leader);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -202,7 +202,7 @@ impl ClusterMember {
     pub fn has_current_leader(&self) -> bool {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
-        match metrics.current_leader {
+        match leader_in(&metrics, self.id) {
             None => false,
             Some(leader) if leader == self.id => metrics
                 .millis_since_quorum_ack
@@ -234,7 +234,7 @@ impl ClusterMember {
         // every retry the same way, so each is logged only at debug level.
         let mut last_failure: Option<ClusterError> = None;
         loop {
-            let leader = metrics.borrow_and_update().current_leader;
+            let leader = leader_in(&metrics.borrow_and_update(), self.id);
             let answer = match leader {
                 // openraft's leader waits for a quorum without limit (it does
                 // not step down when it loses one), so the deadline applies here too.
@@ -665,5 +665,15 @@ impl ClusterMember {
             .into_iter()
             .map(|(id, _)| id)
             .collect()
+    }
+}
+/// The leader `metrics` name, seen from member `me`. A leader removed from
+/// the voters steps down but keeps its committed vote, so openraft goes on
+/// naming it leader, though it hears from no one and commits nothing: it
+/// counts as leader only while its server state says so.
+pub fn leader_in(metrics: &openraft::RaftMetrics<NodeId, Member>, me: NodeId) -> Option<NodeId> {
+    match metrics.current_leader {
+        Some(leader) if leader == me && metrics.state != openraft::ServerState::Leader => None,
+        leader => leader,
     }
 }

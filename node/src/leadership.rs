@@ -12,7 +12,7 @@ use ractor::{Actor, ActorRef, ActorStatus};
 use tracing::{info, warn};
 
 use streamreel_actors::coordinator::{Coordinator, CoordinatorArgs, CoordinatorMsg};
-use streamreel_cluster::ClusterMember;
+use streamreel_cluster::{ClusterMember, leader_in};
 
 use crate::config::NodeConfig;
 
@@ -106,7 +106,7 @@ pub async fn follow_leadership(
     let mut metrics = member.raft.metrics();
     let mut core = LeadershipCore::default();
     loop {
-        let leading = metrics.borrow_and_update().current_leader == Some(member.id);
+        let leading = leader_in(&metrics.borrow_and_update(), member.id) == Some(member.id);
         let running = slot.lock().expect("coordinator lock").clone();
         let seen = match &running {
             None => CoordinatorSeen::None,

@@ -441,15 +441,16 @@ impl Actor for Coordinator {
                     None => Err(ClusterError::Refused(
                         streamreel_cluster::Refusal::UnknownPartition { partition },
                     )),
+                    // The next placement would give it to a live member, even
+                    // when `to` owns it already.
+                    Some(_) if voters.contains(&to) && !state.live_voters().contains(&to) => {
+                        Err(ClusterError::NotLive { node: to })
+                    }
                     Some((owner, epoch)) if *owner == Some(to) => Ok(Assigned {
                         partition,
                         owner: to,
                         epoch: *epoch,
                     }),
-                    // The next placement would give it straight back to a live member.
-                    Some(_) if voters.contains(&to) && !state.live_voters().contains(&to) => {
-                        Err(ClusterError::NotLive { node: to })
-                    }
                     Some(_) => match placement::move_to(&ownership, partition, to) {
                         Some(m) => state
                             .execute(vec![m])

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use streamreel_actors::coordinator::CoordinatorMsg;
 use streamreel_actors::coordinator::job::JobKind;
+use streamreel_cluster::quorum::change_shortfall;
 use streamreel_cluster::{ClusterError, Command, Member, NodeId, Refusal};
 use streamreel_protocol::time::now_micros;
 
@@ -443,13 +444,89 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             );
         }
     }
+    // It answered and took the log just now: it counts as alive.
+    let mut alive = state.member.alive();
+    alive.insert(node.id);
+    let before = state.member.view.read().voters();
+    let mut after = before.clone();
+    after.insert(node.id);
+    if let Some(refusal) =
+        stalling_change(&format!("adding node {}", node.id), &before, &after, &alive)
+    {
+        return refusal;
+    }
     let voters = ChangeMembers::AddVoterIds(BTreeSet::from([node.id]));
-    match state.member.raft.change_membership(voters, false).await {
-        Ok(_) => Json(json!({ "added": node.id, "addr": node.addr })).into_response(),
-        Err(e) => error_response(
-            StatusCode::CONFLICT,
-            format!("cannot add node {}: {e}", node.id),
+    match change_membership(&state, voters).await {
+        Ok(()) => Json(json!({ "added": node.id, "addr": node.addr })).into_response(),
+        Err(refusal) => refusal.context(&format!("cannot add node {}", node.id)),
+    }
+}
+
+/// A change of voters that could not commit with the members alive now:
+/// once proposed it cannot be withdrawn, and every later Raft entry (every
+/// checkpoint of every partition) would wait for the members to return.
+fn stalling_change(
+    what: &str,
+    before: &BTreeSet<NodeId>,
+    after: &BTreeSet<NodeId>,
+    alive: &BTreeSet<NodeId>,
+) -> Option<Response> {
+    let shortfall = change_shortfall(before, after, alive)?;
+    let whose = if &shortfall.voters == after {
+        format!("{what} would leave the voters {:?}", shortfall.voters)
+    } else {
+        format!("the voters {:?}", shortfall.voters)
+    };
+    Some(error_response(
+        StatusCode::CONFLICT,
+        format!(
+            "refused: {whose}, of which nodes {:?} are not alive, so fewer than the {} a change \
+             needs would answer, and the cluster would stop committing (checkpoints, moves) until \
+             they return. Start them again, or remove the ones that are gone first",
+            shortfall.not_alive, shortfall.needed
         ),
+    ))
+}
+
+/// How long a change of members may wait for its commit before the request
+/// answers 504; the change goes on.
+const MEMBERSHIP_COMMIT: Duration = Duration::from_secs(30);
+
+/// Why a change of members did not answer done.
+enum ChangeRefused {
+    Raft(String),
+    Pending,
+}
+
+impl ChangeRefused {
+    fn context(self, what: &str) -> Response {
+        match self {
+            ChangeRefused::Raft(e) => error_response(StatusCode::CONFLICT, format!("{what}: {e}")),
+            ChangeRefused::Pending => error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "{what}: the change is proposed but not committed within {MEMBERSHIP_COMMIT:?}; \
+                     it completes once a majority of both the old and the new voters answers \
+                     (GET /admin/status shows the members)"
+                ),
+            ),
+        }
+    }
+}
+
+async fn change_membership(
+    state: &AppState,
+    change: ChangeMembers<NodeId, Member>,
+) -> Result<(), ChangeRefused> {
+    match tokio::time::timeout(
+        MEMBERSHIP_COMMIT,
+        state.member.raft.change_membership(change, false),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(ChangeRefused::Raft(e.to_string())),
+        Err(_) => Err(ChangeRefused::Pending),
     }
 }
 
@@ -496,17 +573,20 @@ async fn remove_node(
     }
     // A learner (a member whose add-node never finished) is not a voter:
     // removing it as one would change nothing.
-    let is_voter = state.member.view.read().voters().contains(&id);
-    let change = if is_voter {
+    let before = state.member.view.read().voters();
+    let change = if before.contains(&id) {
+        let mut after = before.clone();
+        after.remove(&id);
+        let what = format!("removing node {id}");
+        if let Some(refusal) = stalling_change(&what, &before, &after, &state.member.alive()) {
+            return refusal;
+        }
         ChangeMembers::RemoveVoters(BTreeSet::from([id]))
     } else {
         ChangeMembers::RemoveNodes(BTreeSet::from([id]))
     };
-    if let Err(e) = state.member.raft.change_membership(change, false).await {
-        return error_response(
-            StatusCode::CONFLICT,
-            format!("cannot remove node {id}: {e}"),
-        );
+    if let Err(refusal) = change_membership(&state, change).await {
+        return refusal.context(&format!("cannot remove node {id}"));
     }
     // A leader that removed itself leads no more and hears from no one, so
     // it could not commit the release below. It needs none: the new leader's
@@ -567,6 +647,15 @@ async fn forward(
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "not the leader (leadership moved); retry",
+        );
+    }
+    if state.member.is_removed() {
+        return error_response(
+            StatusCode::CONFLICT,
+            format!(
+                "node {} was removed from the cluster: send admin requests to a member",
+                state.member.id
+            ),
         );
     }
     let Some(leader) = state.member.leader_within(LEADER_WAIT).await else {

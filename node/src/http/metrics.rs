@@ -8,6 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use streamreel_cluster::leader_in;
 use streamreel_protocol::time::now_micros;
 
 use super::AppState;
@@ -100,8 +101,8 @@ async fn snapshot(state: &AppState) -> MetricsSnapshot {
         let metrics = member.raft.metrics().borrow().clone();
         RaftFigures {
             term: metrics.current_term,
-            leader: metrics.current_leader,
-            is_leader: metrics.current_leader == Some(member.id),
+            leader: leader_in(&metrics, member.id),
+            is_leader: leader_in(&metrics, member.id) == Some(member.id),
             last_log_index: metrics.last_log_index.unwrap_or(0),
             last_applied_index: metrics.last_applied.map_or(0, |id| id.index),
         }

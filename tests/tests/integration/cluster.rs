@@ -887,6 +887,33 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
             },
         )
         .await?;
+        // A change that would leave the voters without a majority alive is
+        // refused: with node 3 stopped, removing node 2 would leave {1, 3}.
+        cluster.freeze(3)?;
+        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        wait_status(
+            &cluster,
+            leader,
+            "the leader to see node 3 dead",
+            Duration::from_secs(60),
+            |status| {
+                let dead = status["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|n| n["id"] == json!(3) && n["alive"] == json!(false));
+                dead.then_some(())
+            },
+        )
+        .await?;
+        let (ok, out) = admin(&["remove-node", "2"])?;
+        anyhow::ensure!(
+            !ok && out.contains("409")
+                && out.contains("removing node 2 would leave the voters {1, 3}")
+                && out.contains("nodes {3} are not alive"),
+            "{out}"
+        );
+        cluster.thaw(3)?;
 
         let (ok, out) = admin(&["remove-node", "3"])?;
         anyhow::ensure!(ok, "remove-node: {out}");
@@ -931,6 +958,14 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
         )
         .await?;
         wait_removed_and_idle(&cluster, leader, true).await?;
+        // The removed leader names itself leader no more, and refuses changes.
+        let status = cluster.status(leader).await?;
+        anyhow::ensure!(status["leader"] != json!(leader), "{status}");
+        let (ok, out) = admin_cli(&cluster.url(leader), &["rebalance"])?;
+        anyhow::ensure!(
+            !ok && out.contains("409") && out.contains("was removed from the cluster"),
+            "{out}"
+        );
         Ok(())
     }
     .await;
