@@ -191,21 +191,39 @@ def compare(manifest, out_dir):
         same = []
         for c in columns:
             if types[c] in ("DOUBLE", "FLOAT") or types[c].startswith("DECIMAL"):
+                # A NULL on one side only must count as different: a bare
+                # comparison would be NULL, and NOT NULL filters nothing.
                 same.append(
-                    f"abs(a.{c} - b.{c}) <= 1e-9 * greatest(1, abs(a.{c}), abs(b.{c})) "
+                    f"COALESCE(abs(a.{c} - b.{c}) <= 1e-9 * greatest(1, abs(a.{c}), abs(b.{c})), FALSE) "
                     f"OR (a.{c} IS NULL AND b.{c} IS NULL)"
                 )
             else:
                 same.append(f"CAST(a.{c} AS VARCHAR) IS NOT DISTINCT FROM CAST(b.{c} AS VARCHAR)")
-        on = " AND ".join(f"CAST(a.{k} AS VARCHAR) = CAST(b.{k} AS VARCHAR)" for k in keys)
+        on = " AND ".join(
+            f"CAST(a.{k} AS VARCHAR) IS NOT DISTINCT FROM CAST(b.{k} AS VARCHAR)" for k in keys
+        )
+        # The join pairs a duplicated row with the other side's one row, so
+        # each side's rows and distinct keys are counted as well.
+        key_list = ", ".join(keys)
+        counts = [
+            con.execute(f"SELECT COUNT(*), COUNT(DISTINCT row({key_list})) FROM {side}").fetchone()
+            for side in (ours, theirs)
+        ]
+        (our_rows, our_keys), (their_rows, their_keys) = counts
+        duplicated = (our_rows - our_keys) + (their_rows - their_keys)
         rows, missing, different = con.execute(
             f"SELECT COUNT(*), COUNT(*) FILTER (WHERE a.{keys[0]} IS NULL OR b.{keys[0]} IS NULL), "
             f"COUNT(*) FILTER (WHERE NOT ({' AND '.join('(' + s + ')' for s in same)})) "
             f"FROM {ours} a FULL OUTER JOIN {theirs} b ON {on}"
         ).fetchone()
-        status = "equal" if missing == 0 and different == 0 else "DIFFERENT"
-        print(f"   gold {name:<20} {rows:>7} rows: {status} ({missing} keys on one side only, {different} rows differ)")
-        differences += missing + different
+        empty = 1 if our_rows == 0 or their_rows == 0 else 0
+        status = "equal" if missing + different + duplicated + empty == 0 else "DIFFERENT"
+        print(
+            f"   gold {name:<20} {our_rows:>7} rows against {their_rows}: {status} "
+            f"({missing} keys on one side only, {different} rows differ, "
+            f"{duplicated} duplicated keys{', a side is empty' if empty else ''})"
+        )
+        differences += missing + different + duplicated + empty
     sys.exit(1 if differences else 0)
 
 

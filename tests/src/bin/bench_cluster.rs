@@ -28,7 +28,7 @@ pub async fn cluster(events: u64, kills: u32) -> anyhow::Result<()> {
     if kills > 0 {
         failover(kills).await?;
     }
-    snapshot_size();
+    snapshot_size()?;
     Ok(())
 }
 
@@ -86,7 +86,7 @@ async fn throughput(events: u64) -> anyhow::Result<()> {
                 bytes / checkpoints
             );
         }
-        print_rss(&cluster);
+        print_rss(&cluster)?;
         elapsed.insert(size, took);
         for id in cluster.ids() {
             cluster.kill(id)?;
@@ -99,20 +99,23 @@ async fn throughput(events: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_rss(cluster: &Cluster) {
+/// Each running member's peak RSS. A member restarted by the failover
+/// rounds reports its new process's peak only.
+fn print_rss(cluster: &Cluster) -> anyhow::Result<()> {
     for (id, pid) in cluster.pids() {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         let peak = status
             .lines()
             .find(|l| l.starts_with("VmHWM:"))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|kb| kb.parse::<u64>().ok())
-            .unwrap_or(0);
+            .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))?;
         println!(
             "           node {id} peak RSS {} MiB (goal < 500)",
             peak / 1024
         );
     }
+    Ok(())
 }
 
 fn stream(broker: &Broker, rate: u64, seconds: u64) -> anyhow::Result<Child> {
@@ -127,17 +130,21 @@ fn stream(broker: &Broker, rate: u64, seconds: u64) -> anyhow::Result<Child> {
 }
 
 /// Offsets committed per partition, and owners, as member `via` sees them.
-async fn progress(cluster: &Cluster, via: u64) -> Option<BTreeMap<i64, (u64, i64)>> {
+/// Each partition's owner and committed offset, as `via` sees them. The
+/// owner is `None` while the partition has none, or while its checkpoint is
+/// still one of an earlier owner's (the new owner has not checkpointed yet).
+async fn progress(cluster: &Cluster, via: u64) -> Option<BTreeMap<i64, (Option<u64>, i64)>> {
     let status = cluster.status(via).await.ok()?;
     Some(
         status["partitions"]
             .as_array()?
             .iter()
             .map(|p| {
+                let checkpointed = p["checkpoint_epoch"] == p["epoch"];
                 (
                     p["partition"].as_i64().unwrap_or(-1),
                     (
-                        p["owner"].as_u64().unwrap_or(0),
+                        p["owner"].as_u64().filter(|_| checkpointed),
                         p["committed_offset"].as_i64().unwrap_or(-1),
                     ),
                 )
@@ -178,7 +185,7 @@ async fn failover(kills: u32) -> anyhow::Result<()> {
             if let Some(before) = progress(&cluster, via).await {
                 let owned: Vec<(i64, i64)> = before
                     .iter()
-                    .filter(|(_, (owner, _))| *owner == victim)
+                    .filter(|(_, (owner, _))| *owner == Some(victim))
                     .map(|(p, (_, offset))| (*p, *offset))
                     .collect();
                 if !owned.is_empty() {
@@ -203,7 +210,7 @@ async fn failover(kills: u32) -> anyhow::Result<()> {
             if let Some(now) = progress(&cluster, via).await {
                 let advanced = owned.iter().all(|(p, offset)| {
                     now.get(p)
-                        .is_some_and(|(owner, o)| *owner != victim && o > offset)
+                        .is_some_and(|(owner, o)| owner.is_some_and(|n| n != victim) && o > offset)
                 });
                 if advanced {
                     break;
@@ -234,13 +241,13 @@ async fn failover(kills: u32) -> anyhow::Result<()> {
         times.last().expect("kills").as_secs_f64(),
         times.len()
     );
-    print_rss(&cluster);
+    print_rss(&cluster)?;
     let _ = simulator.kill();
     Ok(())
 }
 
 /// The replicated state of one partition after 1M events, and one batch's checkpoint.
-fn snapshot_size() {
+fn snapshot_size() -> anyhow::Result<()> {
     println!("== Raft state size ==");
     let settings = StateSettings {
         dedup: DedupSettings {
@@ -268,7 +275,7 @@ fn snapshot_size() {
         },
         &members,
     );
-    let messages = simulated::messages(1_000_000, 4).unwrap_or_default();
+    let messages = simulated::messages(1_000_000, 4)?;
     let mut window = DedupWindow::new(settings.dedup);
     let mut first_batch = 0;
     let mut applying = Duration::ZERO;
@@ -312,12 +319,10 @@ fn snapshot_size() {
         applying += started.elapsed();
         messages_applied += chunk.len();
     }
-    let image = encode(&state.image()).unwrap_or_default();
+    let image = encode(&state.image())?;
     let started = Instant::now();
-    let read_back = match decode::<StateImage>(&image) {
-        Ok(_) => format!("read back in {} ms", started.elapsed().as_millis()),
-        Err(error) => format!("UNREADABLE: {error}"),
-    };
+    decode::<StateImage>(&image)?;
+    let read_back = format!("read back in {} ms", started.elapsed().as_millis());
     println!("one checkpoint of a 20,000-event batch: {first_batch} bytes");
     // What every member spends per event on a partition it replicates
     // (folding ids and live counts), apart from Raft's own log and network.
@@ -331,4 +336,5 @@ fn snapshot_size() {
         image.len() as f64 / (1024.0 * 1024.0),
         state.partition(0).map_or(0, |p| p.dedup.len())
     );
+    Ok(())
 }
