@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router, middleware};
 use openraft::ChangeMembers;
+use openraft::error::{ClientWriteError, RaftError};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -495,6 +496,9 @@ const MEMBERSHIP_COMMIT: Duration = Duration::from_secs(30);
 /// Why a change of members did not answer done.
 enum ChangeRefused {
     Raft(String),
+    /// This node stopped leading before the change committed; whether it
+    /// did commit, the new leader decides.
+    LeaderMoved,
     Pending,
 }
 
@@ -502,6 +506,13 @@ impl ChangeRefused {
     fn context(self, what: &str) -> Response {
         match self {
             ChangeRefused::Raft(e) => error_response(StatusCode::CONFLICT, format!("{what}: {e}")),
+            ChangeRefused::LeaderMoved => error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{what}: leadership moved while the change was proposed; GET /admin/status \
+                     shows whether it was made: retry if not"
+                ),
+            ),
             ChangeRefused::Pending => error_response(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
@@ -525,6 +536,9 @@ async fn change_membership(
     .await
     {
         Ok(Ok(_)) => Ok(()),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+            Err(ChangeRefused::LeaderMoved)
+        }
         Ok(Err(e)) => Err(ChangeRefused::Raft(e.to_string())),
         Err(_) => Err(ChangeRefused::Pending),
     }
