@@ -18,7 +18,7 @@ use crate::failure::FailureDetector;
 use crate::log_store::LogStore;
 use crate::network::{HttpNetwork, PeerClient, paths};
 use crate::removal::{MembershipSeen, removed_at};
-use crate::sm_store::{ClusterView, StateMachineStore};
+use crate::sm_store::{ClusterView, StateMachineStore, voters_changing_in};
 use crate::state::StateSettings;
 use crate::types::{Command, CommandResult, Member, NodeId, Raft};
 
@@ -335,6 +335,25 @@ impl ClusterMember {
             }),
             Err(e) => Err(ClusterError::raft(e)),
         }
+    }
+
+    /// Finishes a change of voters that an earlier leader left half made:
+    /// openraft makes a change in two steps (the joint configuration, then
+    /// the new voters alone), both proposed by the leader that took the
+    /// request, so a leader that stopped between them left every later entry
+    /// needing a majority of both sets. Returns the voters it moved to.
+    /// The membership is the newest in the log, committed or not (openraft
+    /// refuses the change until it is committed: the caller tries again).
+    pub async fn finish_voter_change(&self) -> Result<Option<BTreeSet<NodeId>>, ClusterError> {
+        let sets = voters_changing_in(self.raft.metrics().borrow().membership_config.membership());
+        let Some(to) = sets.and_then(|sets| sets.last().cloned()) else {
+            return Ok(None);
+        };
+        self.raft
+            .change_membership(openraft::ChangeMembers::ReplaceAllVoters(to.clone()), false)
+            .await
+            .map_err(ClusterError::raft)?;
+        Ok(Some(to))
     }
 
     /// Runs a write on this member, which must be the leader (the `/raft/write` handler).

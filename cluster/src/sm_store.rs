@@ -43,6 +43,12 @@ impl Applied {
         self.membership.membership().voter_ids().collect()
     }
 
+    /// The voter sets of a change of voters under way (Raft's joint
+    /// configuration: from the first to the last), or `None`.
+    pub fn voters_changing(&self) -> Option<Vec<BTreeSet<NodeId>>> {
+        voters_changing_in(self.membership.membership())
+    }
+
     /// Every member (voters and learners) with its address.
     pub fn members(&self) -> Vec<(NodeId, Member)> {
         self.membership
@@ -51,6 +57,14 @@ impl Applied {
             .map(|(id, member)| (*id, member.clone()))
             .collect()
     }
+}
+
+/// The voter sets of `membership` when it is a joint configuration.
+pub fn voters_changing_in(
+    membership: &openraft::Membership<NodeId, Member>,
+) -> Option<Vec<BTreeSet<NodeId>>> {
+    let sets = membership.get_joint_config();
+    (sets.len() > 1).then(|| sets.clone())
 }
 
 /// A read handle on this node's replica of the state.
@@ -325,5 +339,26 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: file.meta,
             snapshot: Box::new(Cursor::new(file.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn a_joint_configuration_is_a_change_of_voters_under_way() {
+        let member = |port: u16| Member {
+            addr: format!("127.0.0.1:{port}"),
+        };
+        let nodes: BTreeMap<NodeId, Member> =
+            (1..=3).map(|id| (id, member(8080 + id as u16))).collect();
+        let (all, two) = (BTreeSet::from([1, 2, 3]), BTreeSet::from([1, 2]));
+        let joint = openraft::Membership::new(vec![all.clone(), two.clone()], nodes.clone());
+        assert_eq!(voters_changing_in(&joint), Some(vec![all.clone(), two]));
+        let settled = openraft::Membership::new(vec![all], nodes);
+        assert_eq!(voters_changing_in(&settled), None);
     }
 }

@@ -211,10 +211,14 @@ def compare(manifest, out_dir):
         ]
         (our_rows, our_keys), (their_rows, their_keys) = counts
         duplicated = (our_rows - our_keys) + (their_rows - their_keys)
-        rows, missing, different = con.execute(
-            f"SELECT COUNT(*), COUNT(*) FILTER (WHERE a.{keys[0]} IS NULL OR b.{keys[0]} IS NULL), "
-            f"COUNT(*) FILTER (WHERE NOT ({' AND '.join('(' + s + ')' for s in same)})) "
-            f"FROM {ours} a FULL OUTER JOIN {theirs} b ON {on}"
+        # A marker column tells a row on one side only from a NULL key.
+        matched = "a._present AND b._present"
+        missing, different = con.execute(
+            f"SELECT COUNT(*) FILTER (WHERE NOT ({matched}) OR ({matched}) IS NULL), "
+            f"COUNT(*) FILTER (WHERE ({matched}) "
+            f"AND NOT ({' AND '.join('(' + s + ')' for s in same)})) "
+            f"FROM (SELECT *, TRUE AS _present FROM {ours}) a "
+            f"FULL OUTER JOIN (SELECT *, TRUE AS _present FROM {theirs}) b ON {on}"
         ).fetchone()
         empty = 1 if our_rows == 0 or their_rows == 0 else 0
         status = "equal" if missing + different + duplicated + empty == 0 else "DIFFERENT"

@@ -53,7 +53,7 @@ async fn status(State(state): State<AppState>) -> Response {
     let member = &state.member;
     let alive = member.alive();
     let can_ingest = member.can_ingest();
-    let (nodes, partitions) = {
+    let (nodes, partitions, voters_changing) = {
         let applied = member.view.read();
         let nodes: Vec<_> = applied
             .members()
@@ -75,7 +75,7 @@ async fn status(State(state): State<AppState>) -> Response {
             .partitions()
             .map(|(p, s)| (p, s.owner, s.epoch, s.checkpoint))
             .collect();
-        (nodes, partitions)
+        (nodes, partitions, applied.voters_changing())
     };
     let ids: Vec<i32> = partitions.iter().map(|(p, ..)| *p).collect();
     let broker = state.broker_health.get();
@@ -106,6 +106,11 @@ async fn status(State(state): State<AppState>) -> Response {
         "leader": member.leader(),
         "term": member.term(),
         "nodes": nodes,
+        // A change of voters under way: the voter sets it goes from and to.
+        "voters_changing": voters_changing.map(|sets| json!({
+            "from": sets.first(),
+            "to": sets.last(),
+        })),
         "partitions": partitions,
         "broker": broker,
         "ingest": local_ingest(&state),
@@ -417,6 +422,13 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             );
         }
     }
+    // It answered just now: it counts as alive.
+    let what = format!("adding node {}", node.id);
+    if let Some(refusal) = stalling_change(&state, &what, Some(node.id), |voters| {
+        voters.insert(node.id);
+    }) {
+        return refusal;
+    }
     let member = Member {
         addr: node.addr.clone(),
     };
@@ -445,17 +457,6 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             );
         }
     }
-    // It answered and took the log just now: it counts as alive.
-    let mut alive = state.member.alive();
-    alive.insert(node.id);
-    let before = state.member.view.read().voters();
-    let mut after = before.clone();
-    after.insert(node.id);
-    if let Some(refusal) =
-        stalling_change(&format!("adding node {}", node.id), &before, &after, &alive)
-    {
-        return refusal;
-    }
     let voters = ChangeMembers::AddVoterIds(BTreeSet::from([node.id]));
     match change_membership(&state, voters).await {
         Ok(()) => Json(json!({ "added": node.id, "addr": node.addr })).into_response(),
@@ -466,27 +467,52 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
 /// A change of voters that could not commit with the members alive now:
 /// once proposed it cannot be withdrawn, and every later Raft entry (every
 /// checkpoint of every partition) would wait for the members to return.
+/// `change` turns the voters into the voters after; `answered` is a node
+/// that answered just now, counted alive.
 fn stalling_change(
+    state: &AppState,
     what: &str,
-    before: &BTreeSet<NodeId>,
-    after: &BTreeSet<NodeId>,
-    alive: &BTreeSet<NodeId>,
+    answered: Option<NodeId>,
+    change: impl FnOnce(&mut BTreeSet<NodeId>),
 ) -> Option<Response> {
-    let shortfall = change_shortfall(before, after, alive)?;
-    let whose = if &shortfall.voters == after {
-        format!("{what} would leave the voters {:?}", shortfall.voters)
-    } else {
-        format!("the voters {:?}", shortfall.voters)
+    let (before, changing) = {
+        let applied = state.member.view.read();
+        (applied.voters(), applied.voters_changing())
     };
-    Some(error_response(
-        StatusCode::CONFLICT,
+    if let Some(sets) = changing {
+        return Some(error_response(
+            StatusCode::CONFLICT,
+            format!(
+                "refused: a change of voters from {:?} to {:?} is under way; the leader \
+                 finishes it once a majority of both answers. Retry when GET /admin/status shows \
+                 no `voters_changing`",
+                sets.first().cloned().unwrap_or_default(),
+                sets.last().cloned().unwrap_or_default()
+            ),
+        ));
+    }
+    let mut after = before.clone();
+    change(&mut after);
+    let mut alive = state.member.alive();
+    alive.insert(state.member.id);
+    alive.extend(answered);
+    let shortfall = change_shortfall(&before, &after, &alive)?;
+    let message = if shortfall.voters == after {
         format!(
-            "refused: {whose}, of which nodes {:?} are not alive, so fewer than the {} a change \
-             needs would answer, and the cluster would stop committing (checkpoints, moves) until \
-             they return. Start them again, or remove the ones that are gone first",
-            shortfall.not_alive, shortfall.needed
-        ),
-    ))
+            "refused: {what} would leave the voters {:?}, of which nodes {:?} are not alive, \
+             so fewer than the {} a change needs would answer, and the cluster would stop \
+             committing (checkpoints, moves) until they return. Start them again, or remove the \
+             ones that are gone first",
+            shortfall.voters, shortfall.not_alive, shortfall.needed
+        )
+    } else {
+        format!(
+            "refused: of the voters {:?}, nodes {:?} are not alive, so fewer than the {} any \
+             change needs would answer. Start them again",
+            shortfall.voters, shortfall.not_alive, shortfall.needed
+        )
+    };
+    Some(error_response(StatusCode::CONFLICT, message))
 }
 
 /// How long a change of members may wait for its commit before the request
@@ -509,8 +535,9 @@ impl ChangeRefused {
             ChangeRefused::LeaderMoved => error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
-                    "{what}: leadership moved while the change was proposed; GET /admin/status \
-                     shows whether it was made: retry if not"
+                    "{what}: leadership moved while the change was proposed; the new leader \
+                     finishes a change it finds half made. GET /admin/status shows the members \
+                     and any `voters_changing`: retry if the change is not there"
                 ),
             ),
             ChangeRefused::Pending => error_response(
@@ -518,7 +545,7 @@ impl ChangeRefused {
                 format!(
                     "{what}: the change is proposed but not committed within {MEMBERSHIP_COMMIT:?}; \
                      it completes once a majority of both the old and the new voters answers \
-                     (GET /admin/status shows the members)"
+                     (GET /admin/status shows the members and any `voters_changing`)"
                 ),
             ),
         }
@@ -529,18 +556,19 @@ async fn change_membership(
     state: &AppState,
     change: ChangeMembers<NodeId, Member>,
 ) -> Result<(), ChangeRefused> {
-    match tokio::time::timeout(
-        MEMBERSHIP_COMMIT,
-        state.member.raft.change_membership(change, false),
-    )
-    .await
-    {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+    // openraft proposes the joint configuration and then the new voters
+    // from within this future: a task of its own finishes both steps even
+    // when the request stops waiting (or its client goes away).
+    let raft = state.member.raft.clone();
+    let task = tokio::spawn(async move { raft.change_membership(change, false).await });
+    match tokio::time::timeout(MEMBERSHIP_COMMIT, task).await {
+        Err(_) => Err(ChangeRefused::Pending),
+        Ok(Err(panicked)) => Err(ChangeRefused::Raft(panicked.to_string())),
+        Ok(Ok(Ok(_))) => Ok(()),
+        Ok(Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))))) => {
             Err(ChangeRefused::LeaderMoved)
         }
-        Ok(Err(e)) => Err(ChangeRefused::Raft(e.to_string())),
-        Err(_) => Err(ChangeRefused::Pending),
+        Ok(Ok(Err(e))) => Err(ChangeRefused::Raft(e.to_string())),
     }
 }
 
@@ -587,12 +615,12 @@ async fn remove_node(
     }
     // A learner (a member whose add-node never finished) is not a voter:
     // removing it as one would change nothing.
-    let before = state.member.view.read().voters();
-    let change = if before.contains(&id) {
-        let mut after = before.clone();
-        after.remove(&id);
+    let is_voter = state.member.view.read().voters().contains(&id);
+    let change = if is_voter {
         let what = format!("removing node {id}");
-        if let Some(refusal) = stalling_change(&what, &before, &after, &state.member.alive()) {
+        if let Some(refusal) = stalling_change(&state, &what, None, |voters| {
+            voters.remove(&id);
+        }) {
             return refusal;
         }
         ChangeMembers::RemoveVoters(BTreeSet::from([id]))

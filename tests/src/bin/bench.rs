@@ -596,21 +596,24 @@ async fn node_past_warm_up(node: &mut NodeProcess, total: i64) -> anyhow::Result
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         anyhow::ensure!(node.is_running(), "node exited: {}", node.log());
-        if let Some(url) = node.admin_url() {
-            let before = consumed(&http, &url).await?;
-            if before >= warm_up {
-                let cpu = cpu_seconds(node.pid())?;
-                let mark = (before + consumed(&http, &url).await?) / 2;
-                anyhow::ensure!(
-                    total - mark >= total / 2,
-                    "the warm-up mark came at {mark} of {total} events: too few steady ones to measure"
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the node did not consume {warm_up} events in 600 s"
+        );
+        // A status that fails (the node still starting) is asked again.
+        if let Some(url) = node.admin_url()
+            && let Ok(before) = consumed(&http, &url).await
+            && before >= warm_up
+        {
+            let cpu = cpu_seconds(node.pid())?;
+            let after = consumed(&http, &url).await.unwrap_or(before);
+            let mark = (before + after) / 2;
+            if total - mark < total / 2 {
+                println!(
+                    "   (the warm-up mark came late, at {mark} of {total} events: the steady figure covers fewer)"
                 );
-                return Ok((mark, cpu));
             }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the node consumed only {before} events in 600 s"
-            );
+            return Ok((mark, cpu));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -129,7 +129,6 @@ fn stream(broker: &Broker, rate: u64, seconds: u64) -> anyhow::Result<Child> {
         .spawn()?)
 }
 
-/// Offsets committed per partition, and owners, as member `via` sees them.
 /// Each partition's owner and committed offset, as `via` sees them. The
 /// owner is `None` while the partition has none, or while its checkpoint is
 /// still one of an earlier owner's (the new owner has not checkpointed yet).

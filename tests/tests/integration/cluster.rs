@@ -914,6 +914,24 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
             "{out}"
         );
         cluster.thaw(3)?;
+        // Node 3, back, may call an election: it stays a voter until the
+        // removal below, which needs a settled leader.
+        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        wait_status(
+            &cluster,
+            leader,
+            "the leader to see node 3 alive again",
+            Duration::from_secs(60),
+            |status| {
+                let back = status["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|n| n["id"] == json!(3) && n["alive"] == json!(true));
+                (back && status["voters_changing"].is_null()).then_some(())
+            },
+        )
+        .await?;
 
         let (ok, out) = admin(&["remove-node", "3"])?;
         anyhow::ensure!(ok, "remove-node: {out}");
