@@ -82,6 +82,12 @@ pub struct ClusterMember {
     /// The log index of the membership that removed this member, while it
     /// stands (see [`removed_at`]).
     removed_at: Arc<Mutex<Option<u64>>>,
+    /// Serialises this member's changes of members: openraft makes a change
+    /// of voters in two steps, and a change proposed between them would be
+    /// refused, or (finishing the first from stale sets) undo it.
+    membership_change: Arc<tokio::sync::Mutex<()>>,
+    /// Whether a task finishing a change of voters runs.
+    finishing_voter_change: Arc<AtomicBool>,
     clock: Instant,
 }
 
@@ -157,6 +163,8 @@ impl ClusterMember {
             was_member: Arc::default(),
             removed: Arc::new(watch::Sender::new(false)),
             removed_at: Arc::default(),
+            membership_change: Arc::default(),
+            finishing_voter_change: Arc::default(),
             clock,
         })
     }
@@ -308,11 +316,13 @@ impl ClusterMember {
         member: Member,
         catch_up: Duration,
     ) -> Result<(), ClusterError> {
-        let added = self
-            .raft
-            .add_learner(node, member, false)
-            .await
-            .map_err(ClusterError::raft)?;
+        let added = {
+            let _one_at_a_time = self.membership_change.lock().await;
+            self.raft
+                .add_learner(node, member, false)
+                .await
+                .map_err(ClusterError::raft)?
+        };
         let entry = added.log_id;
         let acknowledged = |metrics: &openraft::RaftMetrics<NodeId, Member>| {
             metrics
@@ -337,16 +347,69 @@ impl ClusterMember {
         }
     }
 
-    /// Finishes a change of voters that an earlier leader left half made:
-    /// openraft makes a change in two steps (the joint configuration, then
-    /// the new voters alone), both proposed by the leader that took the
-    /// request, so a leader that stopped between them left every later entry
-    /// needing a majority of both sets. Returns the voters it moved to.
-    /// The membership is the newest in the log, committed or not (openraft
-    /// refuses the change until it is committed: the caller tries again).
-    pub async fn finish_voter_change(&self) -> Result<Option<BTreeSet<NodeId>>, ClusterError> {
-        let sets = voters_changing_in(self.raft.metrics().borrow().membership_config.membership());
-        let Some(to) = sets.and_then(|sets| sets.last().cloned()) else {
+    /// The voters, and the voter sets of a change under way, as the newest
+    /// membership in the log has them: what openraft acts on, committed or
+    /// not (the applied view may lag it).
+    pub fn voters_in_log(&self) -> (BTreeSet<NodeId>, Option<Vec<BTreeSet<NodeId>>>) {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        (
+            membership.voter_ids().collect(),
+            voters_changing_in(membership),
+        )
+    }
+
+    /// Changes the members, both of openraft's steps, one change at a time
+    /// on this member (the leader).
+    pub async fn change_membership(
+        &self,
+        change: openraft::ChangeMembers<NodeId, Member>,
+    ) -> Result<(), RaftError<NodeId, ClientWriteError<NodeId, Member>>> {
+        let _one_at_a_time = self.membership_change.lock().await;
+        self.raft.change_membership(change, false).await.map(|_| ())
+    }
+
+    /// Finishes a change of voters that an earlier leader left half made,
+    /// trying while this member leads (openraft takes it only once the
+    /// joint configuration is committed). openraft makes a change in two
+    /// steps (the joint configuration, then the new voters alone), both
+    /// proposed by the leader that took the request, so a leader that
+    /// stopped between them left every later entry needing a majority of
+    /// both sets. One task at a time.
+    pub async fn finish_voter_change(&self) {
+        if self.finishing_voter_change.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let started = Instant::now();
+        let mut warned = false;
+        while self.is_leader() {
+            match self.try_finish_voter_change().await {
+                Ok(Some(voters)) => {
+                    info!(
+                        node = self.id,
+                        ?voters,
+                        "finished the change of voters an earlier leader began"
+                    );
+                    break;
+                }
+                Ok(None) => break,
+                Err(error) if !warned && started.elapsed() > Duration::from_secs(30) => {
+                    warn!(node = self.id, %error, "a change of voters is still under way after 30 s; still trying");
+                    warned = true;
+                }
+                Err(error) => {
+                    debug!(node = self.id, %error, "the change of voters under way cannot be finished yet");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        self.finishing_voter_change.store(false, Ordering::SeqCst);
+    }
+
+    async fn try_finish_voter_change(&self) -> Result<Option<BTreeSet<NodeId>>, ClusterError> {
+        let _one_at_a_time = self.membership_change.lock().await;
+        let Some(to) = self.voters_in_log().1.and_then(|sets| sets.last().cloned()) else {
             return Ok(None);
         };
         self.raft

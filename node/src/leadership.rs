@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorRef, ActorStatus};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use streamreel_actors::coordinator::{Coordinator, CoordinatorArgs, CoordinatorMsg};
 use streamreel_cluster::{ClusterMember, leader_in};
@@ -141,7 +141,8 @@ pub async fn follow_leadership(
                     Ok((coordinator, _)) => {
                         info!(node = member.id, "leader: coordinator started");
                         *slot.lock().expect("coordinator lock") = Some(coordinator);
-                        tokio::spawn(finish_voter_change(member.clone()));
+                        let finishing = member.clone();
+                        tokio::spawn(async move { finishing.finish_voter_change().await });
                     }
                     Err(e) => warn!(error = %e, "coordinator failed to start; retrying"),
                 }
@@ -184,36 +185,6 @@ pub async fn follow_leadership(
             return;
         }
     }
-}
-
-/// Finishes a change of voters an earlier leader left half made, trying
-/// for a while: openraft takes it only once this leader has committed the
-/// membership it found.
-async fn finish_voter_change(member: ClusterMember) {
-    for _ in 0..30 {
-        if !member.is_leader() {
-            return;
-        }
-        match member.finish_voter_change().await {
-            Ok(Some(voters)) => {
-                info!(
-                    node = member.id,
-                    ?voters,
-                    "finished the change of voters an earlier leader began"
-                );
-                return;
-            }
-            Ok(None) => return,
-            Err(error) => {
-                debug!(node = member.id, %error, "the change of voters under way cannot be finished yet");
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    warn!(
-        node = member.id,
-        "a change of voters is still under way after 30 s; the next leader tries again"
-    );
 }
 
 #[cfg(test)]

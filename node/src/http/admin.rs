@@ -475,10 +475,7 @@ fn stalling_change(
     answered: Option<NodeId>,
     change: impl FnOnce(&mut BTreeSet<NodeId>),
 ) -> Option<Response> {
-    let (before, changing) = {
-        let applied = state.member.view.read();
-        (applied.voters(), applied.voters_changing())
-    };
+    let (before, changing) = state.member.voters_in_log();
     if let Some(sets) = changing {
         return Some(error_response(
             StatusCode::CONFLICT,
@@ -494,7 +491,6 @@ fn stalling_change(
     let mut after = before.clone();
     change(&mut after);
     let mut alive = state.member.alive();
-    alive.insert(state.member.id);
     alive.extend(answered);
     let shortfall = change_shortfall(&before, &after, &alive)?;
     let message = if shortfall.voters == after {
@@ -559,12 +555,12 @@ async fn change_membership(
     // openraft proposes the joint configuration and then the new voters
     // from within this future: a task of its own finishes both steps even
     // when the request stops waiting (or its client goes away).
-    let raft = state.member.raft.clone();
-    let task = tokio::spawn(async move { raft.change_membership(change, false).await });
+    let member = state.member.clone();
+    let task = tokio::spawn(async move { member.change_membership(change).await });
     match tokio::time::timeout(MEMBERSHIP_COMMIT, task).await {
         Err(_) => Err(ChangeRefused::Pending),
         Ok(Err(panicked)) => Err(ChangeRefused::Raft(panicked.to_string())),
-        Ok(Ok(Ok(_))) => Ok(()),
+        Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))))) => {
             Err(ChangeRefused::LeaderMoved)
         }
