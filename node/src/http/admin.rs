@@ -239,6 +239,15 @@ async fn move_partition(
     {
         let applied = state.member.view.read();
         if !applied.voters().contains(&to) {
+            if applied.members().iter().any(|(id, _)| *id == to) {
+                return error_response(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "node {to} is a learner (its add-node did not finish): it owns no \
+                         partition. Run add-node {to} again to make it a voter, or remove-node {to}"
+                    ),
+                );
+            }
             return error_response(StatusCode::NOT_FOUND, format!("unknown node {to}"));
         }
         if applied.state.partition(partition).is_none() {
