@@ -1,12 +1,13 @@
 //! Reads the bronze table back, as another Delta reader would.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use deltalake::datafusion::prelude::SessionContext;
 use streamreel_lake::BronzeTable;
 use streamreel_lake::query::{column_as_i64, column_as_strings, register_path, run_sql};
+use streamreel_node::simulate::{MessageKind, SimulatedMessage};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BronzeRowRef {
@@ -69,13 +70,6 @@ pub async fn committed_offsets(
     Ok(offsets)
 }
 
-/// How many offsets bronze has committed over the partitions of `high`.
-pub async fn committed_count(data_dir: &Path, high: &HashMap<i32, i64>) -> anyhow::Result<i64> {
-    let partitions: Vec<i32> = high.keys().copied().collect();
-    let committed = committed_offsets(data_dir, &partitions).await?;
-    Ok(committed.values().map(|offset| offset + 1).sum())
-}
-
 /// True when every partition has committed up to its high watermark.
 pub async fn caught_up(data_dir: &Path, high: &HashMap<i32, i64>) -> anyhow::Result<bool> {
     let partitions: Vec<i32> = high.keys().copied().collect();
@@ -132,4 +126,43 @@ fn last_commit_at(data_dir: &Path) -> anyhow::Result<SystemTime> {
     newest
         .map(|(_, modified)| modified)
         .ok_or_else(|| anyhow::anyhow!("no commit in {}", log.display()))
+}
+
+/// Bronze holds exactly the valid events sent, each once.
+pub async fn assert_bronze_exact(data_dir: &Path, sent: &[SimulatedMessage]) -> anyhow::Result<()> {
+    let rows = bronze_rows(data_dir).await?;
+    let expected: HashSet<&str> = sent
+        .iter()
+        .filter(|m| m.kind == MessageKind::Valid)
+        .filter_map(|m| m.event_id.as_deref())
+        .collect();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for row in &rows {
+        *seen.entry(row.event_id.as_str()).or_default() += 1;
+    }
+    let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    anyhow::ensure!(
+        doubled.is_empty(),
+        "event ids written more than once: {doubled:?}"
+    );
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|id| !seen.contains_key(**id))
+        .take(5)
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "valid events missing from bronze: {missing:?} ..."
+    );
+    let unexpected: Vec<_> = seen
+        .keys()
+        .filter(|id| !expected.contains(**id))
+        .take(5)
+        .collect();
+    anyhow::ensure!(
+        unexpected.is_empty(),
+        "bronze holds ids never sent as valid: {unexpected:?}"
+    );
+    assert_eq!(rows.len(), expected.len());
+    Ok(())
 }

@@ -25,7 +25,7 @@
 //!
 //! Usage: `streamreel-bench --help`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
@@ -39,10 +39,9 @@ use streamreel_actors::dedup::DedupWindow;
 use streamreel_actors::kafka::{self, InFlight};
 use streamreel_actors::partition_core::{Outcome, PartitionCore};
 use streamreel_lake::{BronzeBatchBuilder, BronzeTable};
-use streamreel_node::simulate::MessageKind;
 use streamreel_protocol::UserKeyer;
 use streamreel_tests::broker::{Broker, HeaderIndex};
-use streamreel_tests::bronze_reader::{bronze_rows, time_to_catch_up};
+use streamreel_tests::bronze_reader::{assert_bronze_exact, time_to_catch_up};
 use streamreel_tests::cpu::{cpu_seconds, cpu_seconds_by_thread_kind, own_cpu_seconds};
 use streamreel_tests::node_process::{NodeProcess, node_config};
 use streamreel_tests::simulated;
@@ -555,7 +554,8 @@ async fn node_ingest(
     };
     let threads = cpu_seconds_by_thread_kind(node.pid())?;
     node.kill9()?;
-    assert_bronze_holds_every_valid_event(data.path(), messages).await?;
+    // A node that dead-lettered or dropped events would catch up sooner.
+    assert_bronze_exact(data.path(), messages).await?;
     let what = match (header_index, jobs) {
         (HeaderIndex::Added, NodeJobs::Shipped) => "streamreel node (process start to bronze)",
         (HeaderIndex::Added, NodeJobs::Deferred) => "streamreel node, jobs after the run",
@@ -634,28 +634,6 @@ async fn consumed(http: &reqwest::Client, url: &str) -> anyhow::Result<i64> {
         .as_array()
         .ok_or_else(|| anyhow::anyhow!("a status without `ingest`: {status}"))?;
     Ok(ingest.iter().filter_map(|p| p["consumed"].as_i64()).sum())
-}
-
-/// The bench's numbers are only the node's if it did its work: a node that
-/// dead-lettered or dropped events would catch up sooner. Bronze must hold
-/// every valid message, once.
-async fn assert_bronze_holds_every_valid_event(
-    data_dir: &std::path::Path,
-    messages: &[streamreel_node::simulate::SimulatedMessage],
-) -> anyhow::Result<()> {
-    let rows = bronze_rows(data_dir).await?;
-    let valid = messages
-        .iter()
-        .filter(|m| m.kind == MessageKind::Valid)
-        .count();
-    let distinct: HashSet<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
-    anyhow::ensure!(
-        rows.len() == valid && distinct.len() == valid,
-        "bronze holds {} rows and {} distinct event ids for {valid} valid messages",
-        rows.len(),
-        distinct.len()
-    );
-    Ok(())
 }
 
 /// A fresh broker holding `messages` in the input topic, with its high

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use streamreel_lake::query::{column_as_i64, column_as_strings, register_path, ru
 use streamreel_node::simulate::{MessageKind, SimulatedMessage};
 use streamreel_protocol::BronzeRow;
 use streamreel_tests::broker::Broker;
+pub use streamreel_tests::bronze_reader::assert_bronze_exact;
 use streamreel_tests::bronze_reader::{bronze_rows, caught_up};
 use streamreel_tests::node_process::streamreel_binary;
 use streamreel_tests::topic_reader::{high_watermarks, read_topic};
@@ -115,45 +116,6 @@ pub async fn assert_outputs_at_least_once(
         "{lost} of {} malformed inputs missing from the dead-letter topic",
         malformed.len()
     );
-    Ok(())
-}
-
-/// Bronze holds exactly the valid events sent, each once.
-pub async fn assert_bronze_exact(data_dir: &Path, sent: &[SimulatedMessage]) -> anyhow::Result<()> {
-    let rows = bronze_rows(data_dir).await?;
-    let expected: HashSet<&str> = sent
-        .iter()
-        .filter(|m| m.kind == MessageKind::Valid)
-        .filter_map(|m| m.event_id.as_deref())
-        .collect();
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for row in &rows {
-        *seen.entry(row.event_id.as_str()).or_default() += 1;
-    }
-    let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    anyhow::ensure!(
-        doubled.is_empty(),
-        "event ids written more than once: {doubled:?}"
-    );
-    let missing: Vec<_> = expected
-        .iter()
-        .filter(|id| !seen.contains_key(**id))
-        .take(5)
-        .collect();
-    anyhow::ensure!(
-        missing.is_empty(),
-        "valid events missing from bronze: {missing:?} ..."
-    );
-    let unexpected: Vec<_> = seen
-        .keys()
-        .filter(|id| !expected.contains(**id))
-        .take(5)
-        .collect();
-    anyhow::ensure!(
-        unexpected.is_empty(),
-        "bronze holds ids never sent as valid: {unexpected:?}"
-    );
-    assert_eq!(rows.len(), expected.len());
     Ok(())
 }
 
