@@ -64,6 +64,15 @@ pub enum ClusterError {
     },
     #[error("timed out: {what}")]
     Timeout { what: String },
+    /// A learner that has not acknowledged the entry that added it.
+    #[error("node {node} has not taken the cluster's log within {within:?}")]
+    LearnerBehind {
+        node: NodeId,
+        within: std::time::Duration,
+    },
+    /// A write only the leader may make, on a member that no longer leads.
+    #[error("node {node} no longer leads")]
+    NotLeader { node: NodeId },
 }
 
 impl ClusterError {

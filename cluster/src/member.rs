@@ -287,6 +287,27 @@ impl ClusterMember {
         }
     }
 
+    /// Applies `command` through Raft only while this member leads, never
+    /// forwarded: for what a leader's coordinator records of its own work,
+    /// which must not reach a successor after it took over (the successor
+    /// read the history once, when it began to lead).
+    pub async fn propose_as_leader(
+        &self,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<CommandResult, ClusterError> {
+        match tokio::time::timeout(timeout, self.write_as_leader(command)).await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(ClusterError::NotLeader { node: self.id })
+            }
+            Ok(Err(e)) => Err(ClusterError::raft(e)),
+            Err(_) => Err(ClusterError::Timeout {
+                what: "proposing a command: no quorum answered the leader".into(),
+            }),
+        }
+    }
+
     /// Sends `command` to `leader`.
     async fn forward(
         &self,
@@ -301,28 +322,40 @@ impl ClusterMember {
             .await
     }
 
-    /// Adds `node` as a learner (on the leader) and waits up to `catch_up`
-    /// until it has acknowledged the log entry that added it.
+    /// Adds `node` as a learner (on the leader) and waits, within `limit`
+    /// in all, for the entry to commit and then for the node to acknowledge
+    /// it.
     ///
     /// openraft's own blocking wait has no limit, and counts a learner within
     /// 5,000 entries of the leader's log as caught up even if it never
     /// answered, so on a short log a member that does not take the log would
     /// be made a voter at once (a cluster of one would then stall, lacking a
-    /// quorum). On `Timeout` the node stays a learner: it votes on nothing
-    /// and owns nothing.
+    /// quorum). On `LearnerBehind` the node stays a learner: it votes on
+    /// nothing and owns nothing. On `Timeout` the entry did not commit (or
+    /// another change of members held it up): the voters may have lost their
+    /// majority, and the entry may still commit.
     pub async fn add_learner(
         &self,
         node: NodeId,
         member: Member,
-        catch_up: Duration,
+        limit: Duration,
     ) -> Result<(), ClusterError> {
-        let added = {
+        let deadline = Instant::now() + limit;
+        // Bounded, lock included, so that a change that never commits does not
+        // keep this one, and every later one, waiting.
+        let adding = async {
             let _one_at_a_time = self.membership_change.lock().await;
-            self.raft
-                .add_learner(node, member, false)
-                .await
-                .map_err(ClusterError::raft)?
+            self.raft.add_learner(node, member, false).await
         };
+        let added = tokio::time::timeout(limit, adding)
+            .await
+            .map_err(|_| ClusterError::Timeout {
+                what: format!(
+                    "the entry adding node {node} as a learner to commit, within {limit:?} \
+                     (the voters may have lost their majority; it may still commit)"
+                ),
+            })?
+            .map_err(ClusterError::raft)?;
         let entry = added.log_id;
         let acknowledged = |metrics: &openraft::RaftMetrics<NodeId, Member>| {
             metrics
@@ -331,17 +364,17 @@ impl ClusterMember {
                 .and_then(|replication| replication.get(&node))
                 .is_some_and(|matched| matched.as_ref() >= Some(&entry))
         };
+        let left = deadline.saturating_duration_since(Instant::now());
         match self
             .raft
-            .wait(Some(catch_up))
+            .wait(Some(left))
             .metrics(acknowledged, "the new learner to acknowledge its addition")
             .await
         {
             Ok(_) => Ok(()),
-            Err(openraft::metrics::WaitError::Timeout(..)) => Err(ClusterError::Timeout {
-                what: format!(
-                    "node {node} to acknowledge the log entry that added it, within {catch_up:?}"
-                ),
+            Err(openraft::metrics::WaitError::Timeout(..)) => Err(ClusterError::LearnerBehind {
+                node,
+                within: limit,
             }),
             Err(e) => Err(ClusterError::raft(e)),
         }

@@ -53,7 +53,7 @@ pub enum CoordinatorMsg {
     Trigger(JobKind, RpcReplyPort<Result<u64, TriggerRefused>>),
     Finished(u64, Result<JobOutcome, ActorError>),
     /// Spread partitions evenly over live members; replies with the moves made.
-    Rebalance(RpcReplyPort<Result<Vec<Assigned>, ClusterError>>),
+    Rebalance(RpcReplyPort<Result<Vec<Assigned>, MovesStopped>>),
     /// Move one partition; replies with its new epoch once Raft committed it.
     Move {
         partition: i32,
@@ -68,6 +68,13 @@ pub struct Assigned {
     pub partition: i32,
     pub owner: NodeId,
     pub epoch: u64,
+}
+
+/// A series of moves that stopped at an error: the moves before it stay made.
+#[derive(Debug)]
+pub struct MovesStopped {
+    pub made: Vec<Assigned>,
+    pub error: ClusterError,
 }
 
 pub struct CoordinatorArgs {
@@ -148,8 +155,8 @@ impl CoordinatorState {
         });
     }
 
-    /// Writes the run as the scheduler has it into the replicated history;
-    /// the receiver says whether Raft committed it.
+    /// Writes the run as the scheduler has it into the replicated history,
+    /// only while this node leads; the receiver says whether Raft committed it.
     fn record(&self, id: u64) -> oneshot::Receiver<Result<(), ClusterError>> {
         let (done, recorded) = oneshot::channel();
         let Some(run) = self.scheduler.run(id) else {
@@ -160,7 +167,7 @@ impl CoordinatorState {
         let cluster = self.args.cluster.clone();
         tokio::spawn(async move {
             let result = cluster
-                .propose(Command::RecordJobRun(record), PROPOSE_TIMEOUT)
+                .propose_as_leader(Command::RecordJobRun(record), PROPOSE_TIMEOUT)
                 .await
                 .map(|_| ());
             if let Err(e) = &result {
@@ -171,8 +178,9 @@ impl CoordinatorState {
         recorded
     }
 
-    /// Proposes `moves` one by one; each is compare-and-set on its epoch.
-    async fn execute(&self, moves: Vec<Move>) -> Result<Vec<Assigned>, ClusterError> {
+    /// Proposes `moves` one by one; each is compare-and-set on its epoch. An
+    /// error stops the series and is returned with the moves already made.
+    async fn execute(&self, moves: Vec<Move>) -> Result<Vec<Assigned>, MovesStopped> {
         let mut assigned = Vec::new();
         for m in moves {
             let command = Command::Assign {
@@ -180,7 +188,15 @@ impl CoordinatorState {
                 to: m.to,
                 expected_epoch: m.expected_epoch,
             };
-            match self.args.cluster.propose(command, PROPOSE_TIMEOUT).await? {
+            let stopped = |error| MovesStopped {
+                made: assigned.clone(),
+                error,
+            };
+            let result = match self.args.cluster.propose(command, PROPOSE_TIMEOUT).await {
+                Ok(result) => result,
+                Err(error) => return Err(stopped(error)),
+            };
+            match result {
                 CommandResult::Assigned {
                     partition,
                     owner,
@@ -193,7 +209,7 @@ impl CoordinatorState {
                         epoch,
                     });
                 }
-                CommandResult::Refused(refusal) => return Err(refusal.into()),
+                CommandResult::Refused(refusal) => return Err(stopped(refusal.into())),
                 CommandResult::Done => {}
             }
         }
@@ -338,7 +354,7 @@ impl Actor for Coordinator {
             run.error = Some(ABANDONED.into());
             let _ = args
                 .cluster
-                .propose(Command::RecordJobRun(run), PROPOSE_TIMEOUT)
+                .propose_as_leader(Command::RecordJobRun(run), PROPOSE_TIMEOUT)
                 .await;
         }
         myself.send_interval(JOB_TICK, || CoordinatorMsg::JobTick);
@@ -391,8 +407,8 @@ impl Actor for Coordinator {
                     }
                     // Members seen as returned stay new until a round succeeds,
                     // so the rebalance they call for is not dropped.
-                    Err(e) => {
-                        let text = error_chain_text(&e);
+                    Err(stopped) => {
+                        let text = error_chain_text(&stopped.error);
                         if state.placement_error.is_new(&text) {
                             warn!(error = %text, "placement failed; retrying at the next tick");
                         } else {
@@ -455,6 +471,7 @@ impl Actor for Coordinator {
                         Some(m) => state
                             .execute(vec![m])
                             .await
+                            .map_err(|stopped| stopped.error)
                             .and_then(|mut a| a.pop().ok_or(ClusterError::NoLeader)),
                         None => Err(ClusterError::NoLeader),
                     },

@@ -33,9 +33,14 @@ const RESUME_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a follower waits for an election to end before it refuses to
 /// forward: a few election timeouts.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
-/// How long `add-node` waits for the new member to take the log: a snapshot
-/// and the entries after it, within the admin client's 90 s.
+/// How long `add-node` waits, in all, for the entry making the new member a
+/// learner to commit and for the member to take the log (a snapshot and the
+/// entries after it); with the change of voters after it, within a forwarded
+/// request's 70 s.
 const LEARNER_CATCH_UP: Duration = Duration::from_secs(30);
+/// How long `run` waits for its run to be committed: past the coordinator's
+/// 3 s limit on proposing it.
+const RECORD_WAIT: Duration = Duration::from_secs(5);
 
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
@@ -179,13 +184,55 @@ async fn run_job(
         .await;
     };
     match ractor::call!(coordinator, CoordinatorMsg::Trigger, kind) {
-        Ok(Ok(run_id)) => (
+        // A run id is the cluster's once its run is committed: a leader that
+        // loses leadership first never runs the job, and the next leader may
+        // give the id to another run.
+        Ok(Ok(run_id)) if run_recorded_within(&state, run_id, kind, RECORD_WAIT).await => (
             StatusCode::ACCEPTED,
             Json(json!({ "job": kind, "run_id": run_id })),
         )
             .into_response(),
+        Ok(Ok(run_id)) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "run {run_id} of {kind} was not recorded within {RECORD_WAIT:?} (leadership may \
+                 have moved): it runs only once recorded; see /admin/jobs, or ask again"
+            ),
+        ),
         Ok(Err(refused)) => error_response(StatusCode::CONFLICT, refused),
         Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// Whether this node's replica holds run `run_id` of `job`, waiting up to
+/// `timeout` for it to be applied.
+async fn run_recorded_within(
+    state: &AppState,
+    run_id: u64,
+    job: JobKind,
+    timeout: Duration,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut applies = state.member.view.applies();
+    loop {
+        let recorded = state
+            .member
+            .view
+            .read()
+            .state
+            .jobs()
+            .any(|run| run.id == run_id && run.job == job.as_str());
+        if recorded {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        // An error is the replica gone: the node is stopping.
+        if !matches!(
+            tokio::time::timeout(left, applies.changed()).await,
+            Ok(Ok(()))
+        ) {
+            return false;
+        }
     }
 }
 
@@ -209,7 +256,12 @@ async fn rebalance(State(state): State<AppState>, headers: HeaderMap) -> Respons
                 .collect();
             Json(json!({ "moves": moves, "owners": owners })).into_response()
         }
-        Ok(Err(e)) => cluster_error(e),
+        // The moves before the error stay made: the operator sees them.
+        Ok(Err(stopped)) => {
+            let status = cluster_error_status(&stopped.error);
+            let body = json!({ "error": stopped.error.to_string(), "moves": stopped.made });
+            (status, Json(body)).into_response()
+        }
         Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, e),
     }
 }
@@ -447,7 +499,13 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         .await
     {
         Ok(()) => {}
-        Err(ClusterError::Timeout { .. }) => {
+        Err(error @ ClusterError::Timeout { .. }) => {
+            return error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("cannot add node {}: {error}; see the status", node.id),
+            );
+        }
+        Err(ClusterError::LearnerBehind { .. }) => {
             return error_response(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
@@ -762,15 +820,20 @@ async fn forward(
 }
 
 fn cluster_error(error: ClusterError) -> Response {
-    let status = match &error {
+    error_response(cluster_error_status(&error), error)
+}
+
+fn cluster_error_status(error: &ClusterError) -> StatusCode {
+    match error {
         ClusterError::Refused(Refusal::UnknownPartition { .. })
         | ClusterError::Refused(Refusal::NotAMember { .. })
         | ClusterError::UnknownNode { .. } => StatusCode::NOT_FOUND,
         ClusterError::Refused(_) | ClusterError::NotLive { .. } => StatusCode::CONFLICT,
-        ClusterError::NoLeader | ClusterError::Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        ClusterError::NoLeader | ClusterError::NotLeader { .. } | ClusterError::Timeout { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    error_response(status, error)
+    }
 }
 
 #[cfg(test)]
