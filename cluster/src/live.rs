@@ -83,7 +83,7 @@ impl LiveBatch {
 }
 
 /// The merged live aggregates of the cluster.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct LiveAggregates {
     /// minute -> video -> counts: a fold finds a (minute, video) it already
     /// counts by `&str`, without building a key (the counts of a checkpoint
@@ -97,6 +97,11 @@ pub struct LiveAggregates {
     /// view reads them every few seconds under that lock, without a scan.
     minute_totals: BTreeMap<i64, u64>,
     total: u64,
+    /// Events this replica counted since it loaded its state, starting from
+    /// the total it loaded. Unlike `total` it never falls as minutes are
+    /// forgotten, so its change over time is the accepted rate. Not part of
+    /// the replicated state: a snapshot restarts it.
+    counted_since_load: u64,
     /// (minute, video) counts kept: what memory grows with.
     entries: usize,
     /// The live clock: the newest minute seen, but never after the minute
@@ -105,6 +110,29 @@ pub struct LiveAggregates {
     /// reaches them.
     newest_minute_us: Option<i64>,
 }
+
+/// Replicas agree on the counts; `counted_since_load` is each replica's own.
+impl PartialEq for LiveAggregates {
+    fn eq(&self, other: &LiveAggregates) -> bool {
+        let LiveAggregates {
+            counts,
+            minutes_of,
+            minute_totals,
+            total,
+            counted_since_load: _,
+            entries,
+            newest_minute_us,
+        } = self;
+        *counts == other.counts
+            && *minutes_of == other.minutes_of
+            && *minute_totals == other.minute_totals
+            && *total == other.total
+            && *entries == other.entries
+            && *newest_minute_us == other.newest_minute_us
+    }
+}
+
+impl Eq for LiveAggregates {}
 
 /// What a snapshot holds of [`LiveAggregates`]: the counts, without the
 /// index, which is rebuilt when loaded (so a snapshot copies no index).
@@ -128,6 +156,7 @@ impl From<LiveImage> for LiveAggregates {
             let events: u64 = counts.iter().sum();
             *live.minute_totals.entry(minute).or_default() += events;
             live.total += events;
+            live.counted_since_load += events;
             live.entries += 1;
             live.counts.entry(minute).or_default().insert(video, counts);
         }
@@ -160,6 +189,7 @@ impl LiveAggregates {
             let events: u64 = count.counts.iter().sum();
             *self.minute_totals.entry(count.minute_us).or_default() += events;
             self.total += events;
+            self.counted_since_load += events;
             let videos = self.counts.entry(count.minute_us).or_default();
             if let Some(totals) = videos.get_mut(count.video_id.as_str()) {
                 for (total, add) in totals.iter_mut().zip(count.counts) {
@@ -299,6 +329,13 @@ impl LiveAggregates {
         self.total
     }
 
+    /// A count of events that only grows until the state is loaded again
+    /// (see the field): for rates, where [`LiveAggregates::total`] falls
+    /// whenever a minute is forgotten.
+    pub fn counted_since_load(&self) -> u64 {
+        self.counted_since_load
+    }
+
     /// The counts as a snapshot holds them.
     pub fn image(&self) -> LiveImage {
         LiveImage {
@@ -365,6 +402,24 @@ mod tests {
         live.fold(&[count(HOUR_US + MINUTE_US)], HOUR_US, LATER);
         assert_eq!(live.video("v").len(), 2);
         assert_eq!(live.video("v")[0].0, HOUR_US);
+    }
+
+    #[test]
+    fn the_count_since_load_keeps_what_retention_and_the_cap_forget() {
+        let mut live = LiveAggregates::default();
+        live.fold(&[count(0), count(HOUR_US)], HOUR_US, LATER);
+        live.fold(&[count(2 * HOUR_US)], HOUR_US, LATER);
+        assert_eq!((live.total(), live.counted_since_load()), (2, 3));
+        live.cap(1);
+        assert_eq!((live.total(), live.counted_since_load()), (1, 3));
+
+        let restored = LiveAggregates::from(live.image());
+        assert_eq!(restored, live, "the replicated counts are the same");
+        assert_eq!(
+            restored.counted_since_load(),
+            1,
+            "a load starts from its total"
+        );
     }
 
     #[test]

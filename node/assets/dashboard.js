@@ -271,14 +271,14 @@ const views = {
     if (previousLive) {
       const seconds = (now - previousLive.at) / 1000;
       const show = (id, a, b) => {
-        // The live window forgets its oldest minutes: a total that went
-        // down says nothing about the rate, so the last one stays.
+        // A counter that went down (the member restarted, or loaded a
+        // snapshot) says nothing about the rate, so the last one stays.
         if (a != null && b != null && a >= b) document.getElementById(id).textContent = ((a - b) / seconds).toFixed(0);
       };
       show("rate-in", received, previousLive.received);
-      show("rate-accepted", live.accepted_total, previousLive.accepted);
+      show("rate-accepted", live.accepted_counter, previousLive.accepted);
     }
-    previousLive = { at: now, received, accepted: live.accepted_total };
+    previousLive = { at: now, received, accepted: live.accepted_counter };
     const total = document.getElementById("accepted-total");
     total.textContent = fmt.int(live.accepted_total);
     total.dataset.value = String(live.accepted_total);

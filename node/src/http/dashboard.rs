@@ -166,11 +166,12 @@ impl Drop for AbortOnDrop {
 async fn live(State(state): State<AppState>) -> Response {
     // The newest minutes with events up to the live clock hold the whole
     // window, which ends at that clock.
-    let (accepted_total, per_minute, clock) = {
+    let (accepted_total, accepted_counter, per_minute, clock) = {
         let applied = state.member.view.read();
         let live = applied.state.live();
         (
             live.total(),
+            live.counted_since_load(),
             live.newest_minute_totals(LIVE_MINUTES),
             live.newest_minute_us(),
         )
@@ -184,7 +185,12 @@ async fn live(State(state): State<AppState>) -> Response {
             |(minute, events)| json!({ "minute": format_rfc3339_micros(minute), "events": events }),
         )
         .collect();
-    Json(json!({ "accepted_total": accepted_total, "minutes": minutes })).into_response()
+    Json(json!({
+        "accepted_total": accepted_total,
+        "accepted_counter": accepted_counter,
+        "minutes": minutes,
+    }))
+    .into_response()
 }
 
 const MINUTE_US: i64 = 60_000_000;

@@ -310,5 +310,12 @@ pub async fn live_differs_from_bronze(
             answer["accepted_total"]
         )));
     }
+    // The rate's counter starts from the total and keeps what is forgotten.
+    if answer["accepted_counter"].as_u64() < Some(bronze_total) {
+        return Ok(Some(format!(
+            "live counter {} below bronze's {bronze_total}",
+            answer["accepted_counter"]
+        )));
+    }
     Ok(None)
 }
