@@ -188,30 +188,28 @@ impl CoordinatorState {
                 to: m.to,
                 expected_epoch: m.expected_epoch,
             };
-            let stopped = |error| MovesStopped {
-                made: assigned.clone(),
-                error,
-            };
-            let result = match self.args.cluster.propose(command, PROPOSE_TIMEOUT).await {
-                Ok(result) => result,
-                Err(error) => return Err(stopped(error)),
-            };
-            match result {
-                CommandResult::Assigned {
+            let error = match self.args.cluster.propose(command, PROPOSE_TIMEOUT).await {
+                Ok(CommandResult::Assigned {
                     partition,
                     owner,
                     epoch,
-                } => {
+                }) => {
                     info!(partition, from = ?m.from, owner, epoch, "partition assigned");
                     assigned.push(Assigned {
                         partition,
                         owner,
                         epoch,
                     });
+                    continue;
                 }
-                CommandResult::Refused(refusal) => return Err(stopped(refusal.into())),
-                CommandResult::Done => {}
-            }
+                Ok(CommandResult::Done) => continue,
+                Ok(CommandResult::Refused(refusal)) => refusal.into(),
+                Err(error) => error,
+            };
+            return Err(MovesStopped {
+                made: assigned,
+                error,
+            });
         }
         Ok(assigned)
     }
