@@ -159,13 +159,32 @@ impl DedupWindow {
 
     /// A window holding `entries` (oldest first), as [`DedupWindow::entries`]
     /// or a replica's [`DedupLog::entries`] gave them.
+    ///
+    /// A replica's log may hold an id twice: it trims by each checkpoint's
+    /// time where the owner trimmed by each id's, so it can still hold an id
+    /// the owner had forgotten and accepted again. The newer copy is the one
+    /// kept: keeping the older would forget the id too early, and a later
+    /// redelivery of it would be accepted once more.
     pub fn from_entries(
         settings: DedupSettings,
         entries: impl IntoIterator<Item = (u128, i64)>,
     ) -> DedupWindow {
+        let entries: Vec<(u128, i64)> = entries.into_iter().collect();
         let mut window = DedupWindow::new(settings);
-        for (id, at) in entries {
-            window.insert(id, at);
+        let mut newest_copies = Vec::with_capacity(entries.len());
+        for &(id, at) in entries.iter().rev() {
+            if window.ids.insert(id) {
+                newest_copies.push((id, at));
+            }
+        }
+        drop(entries);
+        let ids = &mut window.ids;
+        for (id, at) in newest_copies.into_iter().rev() {
+            window
+                .log
+                .push_evicting(id, round_up_to_step(at), |oldest| {
+                    ids.remove(&oldest);
+                });
         }
         window
     }
@@ -198,16 +217,20 @@ impl DedupWindow {
         if !self.ids.insert(id_hash) {
             return false;
         }
-        let at = accepted_at_us
-            .saturating_add(OWNER_TIME_STEP_US - 1)
-            .div_euclid(OWNER_TIME_STEP_US)
-            * OWNER_TIME_STEP_US;
         let ids = &mut self.ids;
-        self.log.push_evicting(id_hash, at, |oldest| {
-            ids.remove(&oldest);
-        });
+        self.log
+            .push_evicting(id_hash, round_up_to_step(accepted_at_us), |oldest| {
+                ids.remove(&oldest);
+            });
         true
     }
+}
+
+fn round_up_to_step(at_us: i64) -> i64 {
+    at_us
+        .saturating_add(OWNER_TIME_STEP_US - 1)
+        .div_euclid(OWNER_TIME_STEP_US)
+        * OWNER_TIME_STEP_US
 }
 
 #[cfg(test)]
@@ -231,6 +254,23 @@ mod tests {
         assert!(window.insert(1, 0));
         assert!(!window.insert(1, S));
         assert_eq!(window.len(), 1);
+    }
+
+    /// The replica's log held `1` from before the owner forgot it and from
+    /// its acceptance again; the rebuilt window keeps it from the second.
+    #[test]
+    fn a_window_rebuilt_from_a_log_holding_an_id_twice_keeps_its_newer_copy() {
+        let settings = settings(1, 10, 100);
+        let entries = [(1, 0), (2, S), (1, 2 * S)];
+        let mut window = DedupWindow::from_entries(settings, entries);
+        assert_eq!(window.entries().collect::<Vec<_>>(), [(2, S), (1, 2 * S)]);
+        // 11 s: 1's old copy would be forgotten now, its new one is 9 s old.
+        assert!(window.insert(3, 11 * S));
+        assert!(window.contains(1));
+        assert!(!window.insert(1, 11 * S), "still a duplicate");
+        // 13 s: past 10 s since its second acceptance, it goes.
+        assert!(window.insert(4, 13 * S));
+        assert!(!window.contains(1));
     }
 
     #[test]
