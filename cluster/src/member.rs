@@ -355,7 +355,13 @@ impl ClusterMember {
                      (the voters may have lost their majority; it may still commit)"
                 ),
             })?
-            .map_err(ClusterError::raft)?;
+            .map_err(|e| match e {
+                // Leadership moved after the caller looked: nothing was proposed.
+                RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                    ClusterError::NotLeader { node: self.id }
+                }
+                e => ClusterError::raft(e),
+            })?;
         let entry = added.log_id;
         let acknowledged = |metrics: &openraft::RaftMetrics<NodeId, Member>| {
             metrics

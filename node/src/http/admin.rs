@@ -505,6 +505,16 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
                 format!("cannot add node {}: {error}; see the status", node.id),
             );
         }
+        Err(error @ ClusterError::NotLeader { .. }) => {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "cannot add node {}: leadership moved while it was proposed ({error}); \
+                     nothing was changed: ask again",
+                    node.id
+                ),
+            );
+        }
         Err(ClusterError::LearnerBehind { .. }) => {
             return error_response(
                 StatusCode::GATEWAY_TIMEOUT,
