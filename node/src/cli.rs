@@ -156,7 +156,7 @@ pub struct NodeArgs {
     /// The node's TOML config (see cluster-config/).
     #[arg(long)]
     pub config: PathBuf,
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub node_id: Option<u64>,
     /// HOST:PORT[,HOST:PORT...]
     #[arg(long)]
@@ -180,7 +180,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 100_000)]
     pub events: u64,
     /// Messages per second (default: as fast as the broker takes them).
-    #[arg(long)]
+    #[arg(long, value_parser = rate)]
     pub rate: Option<f64>,
     /// The same seed and start give the same events (default: random, printed).
     #[arg(long)]
@@ -190,20 +190,43 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "video-events")]
     pub topic: String,
     /// Partitions if the topic has to be created.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub partitions: i32,
     /// Replication factor if the topic has to be created.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=i16::MAX as i64))]
     pub replication_factor: i32,
     /// Share of malformed messages, 0..1.
-    #[arg(long, default_value_t = 0.005)]
+    #[arg(long, default_value_t = 0.005, value_parser = share)]
     pub malformed_share: f64,
     /// Share of redelivered duplicates, 0..1.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = share)]
     pub duplicate_share: f64,
     /// Event time of the first session, RFC 3339 (default: today 00:00 UTC).
     #[arg(long)]
     pub start: Option<String>,
+}
+
+/// A share within 0..=1, for clap: out of range is a command line not
+/// understood, as for the integer flags' ranges.
+fn share(text: &str) -> Result<f64, String> {
+    let value: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("must be within 0..1, got {value}"))
+    }
+}
+
+/// Messages per second, for clap.
+fn rate(text: &str) -> Result<f64, String> {
+    let value: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if (0.001..=1e9).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!(
+            "must be between 0.001 and 1000000000 messages per second, got {value}"
+        ))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -233,7 +256,12 @@ impl LakeArgs {
             (None, Some(data_dir)) => (data_dir.join("lake"), "--data-dir"),
             (None, None) => unreachable!("clap requires one of --lake and --data-dir"),
         };
-        if dir.is_dir() {
+        if let Some(problem) = crate::config::directory_path_problem(&dir) {
+            Err(NodeError::Argument {
+                name: flag,
+                reason: problem.to_string(),
+            })
+        } else if dir.is_dir() {
             Ok(dir)
         } else {
             Err(NodeError::Argument {
@@ -286,5 +314,69 @@ mod tests {
             Some(std::ffi::OsStr::new("STREAMREEL_ADMIN_TOKEN"))
         );
         assert!(token.is_hide_env_values_set());
+    }
+
+    /// A value outside a flag's range is clap's error, so the command exits
+    /// 2 with the usage, as for a value that is not a number.
+    #[test]
+    fn numbers_outside_their_flags_range_are_command_line_errors() {
+        let simulate = |flag: &str, value: &str| {
+            let arg = format!("{flag}={value}");
+            Cli::try_parse_from(["streamreel", "simulate", "--brokers", "a:1", &arg])
+        };
+        for (flag, value) in [
+            ("--partitions", "0"),
+            ("--partitions", "10001"),
+            ("--replication-factor", "0"),
+            ("--malformed-share", "1.5"),
+            ("--duplicate-share", "-0.1"),
+            ("--rate", "0"),
+            ("--rate", "NaN"),
+        ] {
+            let error = simulate(flag, value).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{flag} {value}: {error}"
+            );
+            assert_eq!(error.exit_code(), 2);
+        }
+        for (flag, value) in [
+            ("--partitions", "12"),
+            ("--rate", "0.5"),
+            ("--malformed-share", "1"),
+        ] {
+            assert!(simulate(flag, value).is_ok(), "{flag} {value}");
+        }
+        let node = Cli::try_parse_from(["streamreel", "node", "--config", "c", "--node-id", "0"]);
+        assert_eq!(
+            node.unwrap_err().kind(),
+            clap::error::ErrorKind::ValueValidation
+        );
+    }
+
+    /// delta-rs would read these as another directory than the file
+    /// system does, so they are refused by name before either is asked.
+    #[test]
+    fn a_lake_given_as_a_url_or_under_a_tilde_is_refused_by_its_flag() {
+        for (flag, value, says) in [
+            ("--lake", "file:///srv/lake", "is a URL"),
+            ("--lake", "~/lake", "only a shell expands"),
+            ("--data-dir", "~/node-1", "only a shell expands"),
+        ] {
+            let cli = Cli::try_parse_from(["streamreel", "inspect", flag, value]).unwrap();
+            let Command::Inspect(args) = &cli.command else {
+                panic!("parsed as {cli:?}");
+            };
+            let error = args.lake.lake_dir().unwrap_err().to_string();
+            assert!(error.contains(flag) && error.contains(says), "{error}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let lake = dir.path().to_str().unwrap();
+        let cli = Cli::try_parse_from(["streamreel", "inspect", "--lake", lake]).unwrap();
+        let Command::Inspect(args) = &cli.command else {
+            panic!("parsed as {cli:?}");
+        };
+        assert_eq!(args.lake.lake_dir().unwrap(), dir.path());
     }
 }

@@ -23,6 +23,7 @@ mod validate;
 use raw::*;
 pub use secrets::is_header_safe;
 use secrets::{ReadFile, TokenSource, read_token, resolve_secret};
+pub(crate) use validate::directory_path_problem;
 use validate::validate;
 pub use validate::{brokers_are_valid, is_kafka_topic_name};
 
@@ -392,6 +393,21 @@ mod tests {
                 "[kafka]\ndlq-topic = \"a b\"\n",
                 "kafka.dlq-topic",
                 "got \"a b\"",
+            ),
+            (
+                "[node]\ndata-dir = \"~/streamreel\"\n",
+                "node.data-dir",
+                "only a shell expands",
+            ),
+            (
+                "[lake]\nuri = \"file:///srv/lake\"\n",
+                "lake.uri",
+                "is a URL",
+            ),
+            (
+                "[lake]\nuri = \"s3://bucket/lake\"\n",
+                "lake.uri",
+                "object stores are not supported",
             ),
         ] {
             let error = parse(text).unwrap_err().to_string();

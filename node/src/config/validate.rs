@@ -415,16 +415,16 @@ pub(super) fn validate(
         .or(member_data_dir)
         .or(raw.node.data_dir)
         .unwrap_or_else(|| PathBuf::from("data/node-1"));
-    non_empty_path(&data_dir, data_dir_key)?;
+    directory_path(&data_dir, data_dir_key)?;
     if members.len() > 1 && overrides.lake.is_none() && raw.lake.uri.is_none() {
         return Err(ConfigError::UnsharedLake {
             members: members.len(),
         });
     }
     if let Some(lake) = &overrides.lake {
-        non_empty_path(lake, "--lake")?;
+        directory_path(lake, "--lake")?;
     } else if let Some(uri) = &raw.lake.uri {
-        non_empty_path(uri, "lake.uri")?;
+        directory_path(uri, "lake.uri")?;
     }
     let lake_dir = overrides
         .lake
@@ -503,14 +503,33 @@ pub(super) fn validate(
 }
 
 /// An empty path would put the node's files in the working directory.
-fn non_empty_path(path: &Path, key: &'static str) -> Result<(), ConfigError> {
-    if path.as_os_str().is_empty() {
-        return Err(ConfigError::Invalid {
+fn directory_path(path: &Path, key: &'static str) -> Result<(), ConfigError> {
+    match directory_path_problem(path) {
+        Some(problem) => Err(ConfigError::Invalid {
             key,
-            reason: "must not be empty".to_string(),
-        });
+            reason: problem.to_string(),
+        }),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Why `path` cannot name a data or lake directory, if it cannot.
+///
+/// The node's own file calls read a path as written, while delta-rs expands
+/// a leading `~` and reads `file://` URLs: such a value would put bronze in
+/// one place and the Raft state and the jobs' reads in another, and silver
+/// would find no bronze and report success.
+pub(crate) fn directory_path_problem(path: &Path) -> Option<&'static str> {
+    let text = path.to_string_lossy();
+    if text.is_empty() {
+        Some("must not be empty")
+    } else if text.starts_with('~') {
+        Some("starts with `~`, which only a shell expands: give the directory's full path")
+    } else if text.contains("://") {
+        Some("is a URL: give the directory's path (object stores are not supported)")
+    } else {
+        None
+    }
 }
 
 /// `value` of `key` is at least that of `other`, a setting it depends on.
