@@ -217,15 +217,21 @@ fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, ClusterError> 
     }
 }
 
+/// Boxed where it crosses to a blocking thread and back: the error is large.
+type BoxedStorageError = Box<StorageError<NodeId>>;
+
 fn snapshot_error(e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
     StorageIOError::write_snapshot(None, AnyError::new(e)).into()
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    /// Only the image is taken under the state's lock; encoding and the
+    /// durable write (tens of MiB with full de-duplication windows) run on a
+    /// blocking thread. On the runtime's two workers they held up applies,
+    /// heartbeats and partition actors for as long.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let (meta, data) = {
+        let (meta, image) = {
             let applied = self.applied.read().expect("state lock");
-            let data = encode(&applied.state.image()).map_err(|e| snapshot_error(&e))?;
             let snapshot_id = match applied.last_applied {
                 Some(log_id) => format!("{}-{}", log_id.leader_id, log_id.index),
                 None => "empty".to_string(),
@@ -235,16 +241,22 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 last_membership: applied.membership.clone(),
                 snapshot_id,
             };
-            (meta, data)
+            (meta, applied.state.image())
         };
-        let file = SnapshotFile {
-            meta: meta.clone(),
-            data,
-        };
-        self.save_snapshot(&file)
-            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, e)))?;
+        let store = self.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            let data = encode(&image).map_err(|e| Box::new(snapshot_error(&e)))?;
+            let file = SnapshotFile { meta, data };
+            store.save_snapshot(&file).map_err(|e| {
+                Box::new(StorageError::from(StorageIOError::write_snapshot(None, e)))
+            })?;
+            Ok::<_, BoxedStorageError>(file)
+        })
+        .await
+        .map_err(|e| snapshot_error(&e))?
+        .map_err(|e| *e)?;
         Ok(Snapshot {
-            meta,
+            meta: file.meta,
             snapshot: Box::new(Cursor::new(file.data)),
         })
     }
@@ -304,25 +316,37 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<NodeId, Member>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
-        let data = snapshot.into_inner();
-        let image: StateImage = decode(&data).map_err(|e| {
-            StorageError::from(StorageIOError::read_snapshot(
-                Some(meta.signature()),
-                AnyError::new(&e),
-            ))
-        })?;
-        let file = SnapshotFile {
-            meta: meta.clone(),
-            data,
-        };
-        self.save_snapshot(&file)
-            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, e)))?;
+        // Decoding, the durable write and rebuilding the state run on a
+        // blocking thread, and the state's lock is held only to swap it in
+        // (see `build_snapshot`).
+        let store = self.clone();
+        let meta_owned = meta.clone();
+        let state = tokio::task::spawn_blocking(move || {
+            let data = snapshot.into_inner();
+            let image: StateImage = decode(&data).map_err(|e| {
+                Box::new(StorageError::from(StorageIOError::read_snapshot(
+                    Some(meta_owned.signature()),
+                    AnyError::new(&e),
+                )))
+            })?;
+            let file = SnapshotFile {
+                meta: meta_owned,
+                data,
+            };
+            store.save_snapshot(&file).map_err(|e| {
+                Box::new(StorageError::from(StorageIOError::write_snapshot(None, e)))
+            })?;
+            Ok::<_, BoxedStorageError>(ClusterState::from_image(store.settings, image))
+        })
+        .await
+        .map_err(|e| snapshot_error(&e))?
+        .map_err(|e| *e)?;
         {
             let mut applied = self.applied.write().expect("state lock");
             *applied = Applied {
                 last_applied: meta.last_log_id,
                 membership: meta.last_membership.clone(),
-                state: ClusterState::from_image(self.settings, image),
+                state,
             };
         }
         self.publish();
@@ -345,8 +369,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use openraft::{Entry, Membership};
 
     use super::*;
+    use crate::dedup::DedupSettings;
+    use crate::live::LiveCount;
+    use crate::types::{CheckpointIncrement, Command};
 
     #[test]
     fn a_joint_configuration_is_a_change_of_voters_under_way() {
@@ -360,5 +390,108 @@ mod tests {
         assert_eq!(voters_changing_in(&joint), Some(vec![all.clone(), two]));
         let settled = openraft::Membership::new(vec![all], nodes);
         assert_eq!(voters_changing_in(&settled), None);
+    }
+
+    fn settings() -> StateSettings {
+        StateSettings {
+            dedup: DedupSettings {
+                window_events: 1000,
+                window: Duration::from_secs(3600),
+                max_ids: 1000,
+            },
+            live_retention_us: 3_600_000_000,
+            live_max_entries: 1_000_000,
+            job_history: 10,
+        }
+    }
+
+    fn entry(index: u64, payload: EntryPayload<TypeConfig>) -> Entry<TypeConfig> {
+        Entry {
+            log_id: openraft::testing::log_id(1, 1, index),
+            payload,
+        }
+    }
+
+    fn image(store: &StateMachineStore) -> (Option<LogId<NodeId>>, StateImage) {
+        let applied = store.applied.read().expect("state lock");
+        (applied.last_applied, applied.state.image())
+    }
+
+    /// Encoding, writing and decoding run on blocking threads: the state a
+    /// follower installs, and the one a store reopens from its disk, are the
+    /// leader's.
+    #[tokio::test]
+    async fn a_snapshot_carries_the_whole_state_to_a_follower_and_to_disk() {
+        let (leader_dir, follower_dir) =
+            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut leader = StateMachineStore::open(leader_dir.path(), settings()).unwrap();
+        let member = Member {
+            addr: "127.0.0.1:1".into(),
+        };
+        let membership = Membership::new(vec![BTreeSet::from([1])], BTreeMap::from([(1, member)]));
+        let checkpoint = CheckpointIncrement {
+            partition: 0,
+            epoch: 1,
+            after_offset: -1,
+            last_offset: 41,
+            delta_version: 3,
+            new_ids: vec![7, 8, 9],
+            accepted_at_us: 5_000_000,
+            live: vec![LiveCount {
+                video_id: "v".into(),
+                minute_us: 0,
+                counts: [3, 0, 0, 0],
+            }],
+            at_ms: 5_000,
+        };
+        let results = leader
+            .apply(vec![
+                entry(1, EntryPayload::Membership(membership)),
+                entry(
+                    2,
+                    EntryPayload::Normal(Command::AddPartitions {
+                        partitions: vec![0, 1],
+                    }),
+                ),
+                entry(
+                    3,
+                    EntryPayload::Normal(Command::Assign {
+                        partition: 0,
+                        to: 1,
+                        expected_epoch: 0,
+                    }),
+                ),
+                entry(4, EntryPayload::Normal(Command::Checkpoint(checkpoint))),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(results[3], CommandResult::Done, "{results:?}");
+        let built = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(
+            built.meta.last_log_id,
+            Some(openraft::testing::log_id(1, 1, 4))
+        );
+
+        let mut follower = StateMachineStore::open(follower_dir.path(), settings()).unwrap();
+        follower
+            .install_snapshot(&built.meta, built.snapshot)
+            .await
+            .unwrap();
+        let (at, state) = image(&leader);
+        assert_eq!(state.partitions[0].dedup.len(), 3);
+        assert_eq!(
+            state.partitions[0].checkpoint.map(|c| c.last_offset),
+            Some(41)
+        );
+        assert_eq!(image(&follower), (at, state.clone()));
+        let reopened = StateMachineStore::open(follower_dir.path(), settings()).unwrap();
+        assert_eq!(image(&reopened), (at, state.clone()));
+        let reopened_leader = StateMachineStore::open(leader_dir.path(), settings()).unwrap();
+        assert_eq!(image(&reopened_leader), (at, state));
     }
 }
