@@ -180,6 +180,11 @@ impl CoordinatorState {
 
     /// Proposes `moves` one by one; each is compare-and-set on its epoch. An
     /// error stops the series and is returned with the moves already made.
+    ///
+    /// Never forwarded: the moves were decided from this leader's view (which
+    /// members are alive), and a leader deposed meanwhile would otherwise
+    /// have its successor commit them, taking partitions from members it
+    /// only could not reach.
     async fn execute(&self, moves: Vec<Move>) -> Result<Vec<Assigned>, MovesStopped> {
         let mut assigned = Vec::new();
         for m in moves {
@@ -188,7 +193,12 @@ impl CoordinatorState {
                 to: m.to,
                 expected_epoch: m.expected_epoch,
             };
-            let error = match self.args.cluster.propose(command, PROPOSE_TIMEOUT).await {
+            let proposed = self
+                .args
+                .cluster
+                .propose_as_leader(command, PROPOSE_TIMEOUT)
+                .await;
+            let error = match proposed {
                 Ok(CommandResult::Assigned {
                     partition,
                     owner,
@@ -343,8 +353,12 @@ impl Actor for Coordinator {
         let mut scheduler =
             Scheduler::resume(args.schedule, 0, now_micros(), last_runs, first_run_us);
         scheduler.continue_after(last_id);
+        // Vacuum is held too: the old leader's compaction may still commit
+        // files it wrote longer ago than the retention, which a vacuum
+        // started now would delete as unreferenced.
         if let Some(left_us) = compaction_hold_us(&last_compaction, now_micros()) {
             scheduler.hold(JobKind::Compact, left_us);
+            scheduler.hold(JobKind::Vacuum, left_us);
         }
         for mut run in abandoned {
             run.status = "failed".into();

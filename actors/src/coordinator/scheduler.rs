@@ -153,13 +153,10 @@ impl Scheduler {
                 None => None,
             })
             .collect();
-        // Of two jobs that never run at once and are both due, the rarer
-        // starts first: the frequent one comes round again soon anyway.
+        // Of compaction and vacuum, both due, vacuum starts first (the
+        // contract's order): it is usually the rarer and the shorter.
         let yields = |job: JobKind| {
-            let interval = self.schedule.interval(job);
-            due.iter().any(|(other, _)| {
-                exclusive_partner(job) == Some(*other) && self.schedule.interval(*other) > interval
-            })
+            job == JobKind::Compact && due.iter().any(|(other, _)| *other == JobKind::Vacuum)
         };
         let due: Vec<(JobKind, Trigger)> = due
             .iter()
@@ -450,6 +447,29 @@ mod tests {
             scheduler.trigger(JobKind::Compact, 3_603 * S, 3_603 * S),
             Err(TriggerRefused::Excluded { .. })
         ));
+    }
+
+    /// Whatever their intervals, vacuum starts first when both are due.
+    #[test]
+    fn vacuum_goes_first_when_both_fall_due_at_once() {
+        for compact_every in [3_600, 86_400, 100_000] {
+            let schedule = JobSchedule {
+                compact_every: Duration::from_secs(compact_every),
+                vacuum_every: Duration::from_secs(86_400),
+                ..schedule()
+            };
+            let mut scheduler = Scheduler::new(schedule, 0);
+            let at = 100_000 * S;
+            let started: Vec<JobKind> = scheduler.due(at, at).iter().map(|s| s.job).collect();
+            assert!(
+                started.contains(&JobKind::Vacuum),
+                "{compact_every}: {started:?}"
+            );
+            assert!(
+                !started.contains(&JobKind::Compact),
+                "{compact_every}: {started:?}"
+            );
+        }
     }
 
     /// The wall clock when a new leader's scheduler starts in these tests.
