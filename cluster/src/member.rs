@@ -400,13 +400,18 @@ impl ClusterMember {
     }
 
     /// Changes the members, both of openraft's steps, one change at a time
-    /// on this member (the leader).
+    /// on this member (the leader). `None`, and nothing proposed, when
+    /// another change kept its turn for longer than `wait`: the caller
+    /// checked the change against the members alive now, not later.
     pub async fn change_membership(
         &self,
         change: openraft::ChangeMembers<NodeId, Member>,
-    ) -> Result<(), RaftError<NodeId, ClientWriteError<NodeId, Member>>> {
-        let _one_at_a_time = self.membership_change.lock().await;
-        self.raft.change_membership(change, false).await.map(|_| ())
+        wait: Duration,
+    ) -> Option<Result<(), RaftError<NodeId, ClientWriteError<NodeId, Member>>>> {
+        let _one_at_a_time = tokio::time::timeout(wait, self.membership_change.lock())
+            .await
+            .ok()?;
+        Some(self.raft.change_membership(change, false).await.map(|_| ()))
     }
 
     /// Finishes a change of voters that an earlier leader left half made,

@@ -592,6 +592,11 @@ fn stalling_change(
 /// answers 504; the change goes on.
 const MEMBERSHIP_COMMIT: Duration = Duration::from_secs(30);
 
+/// How long a change of members waits for another one under way on the
+/// leader before it is refused: it was checked against the members alive
+/// now, and is not proposed later on that check.
+const MEMBERSHIP_TURN: Duration = Duration::from_secs(2);
+
 /// Why a change of members did not answer done.
 enum ChangeRefused {
     Raft(String),
@@ -599,6 +604,8 @@ enum ChangeRefused {
     /// did commit, the new leader decides.
     LeaderMoved,
     Pending,
+    /// Another change of members kept the leader busy; nothing was proposed.
+    Busy,
 }
 
 impl ChangeRefused {
@@ -611,6 +618,14 @@ impl ChangeRefused {
                     "{what}: leadership moved while the change was proposed; the new leader \
                      finishes a change it finds half made. GET /admin/status shows the members \
                      and any `voters_changing`: retry if the change is not there"
+                ),
+            ),
+            ChangeRefused::Busy => error_response(
+                StatusCode::CONFLICT,
+                format!(
+                    "{what}: another change of members is under way on the leader and did not \
+                     finish within {MEMBERSHIP_TURN:?}; nothing was proposed. GET /admin/status \
+                     shows any `voters_changing`: ask again once it is done"
                 ),
             ),
             ChangeRefused::Pending => error_response(
@@ -633,15 +648,16 @@ async fn change_membership(
     // from within this future: a task of its own finishes both steps even
     // when the request stops waiting (or its client goes away).
     let member = state.member.clone();
-    let task = tokio::spawn(async move { member.change_membership(change).await });
+    let task = tokio::spawn(async move { member.change_membership(change, MEMBERSHIP_TURN).await });
     match tokio::time::timeout(MEMBERSHIP_COMMIT, task).await {
         Err(_) => Err(ChangeRefused::Pending),
         Ok(Err(panicked)) => Err(ChangeRefused::Raft(panicked.to_string())),
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))))) => {
+        Ok(Ok(None)) => Err(ChangeRefused::Busy),
+        Ok(Ok(Some(Ok(())))) => Ok(()),
+        Ok(Ok(Some(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))))) => {
             Err(ChangeRefused::LeaderMoved)
         }
-        Ok(Ok(Err(e))) => Err(ChangeRefused::Raft(e.to_string())),
+        Ok(Ok(Some(Err(e)))) => Err(ChangeRefused::Raft(e.to_string())),
     }
 }
 
