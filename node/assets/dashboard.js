@@ -34,7 +34,9 @@ function token() { return sessionStorage.getItem("streamreel-admin-token") || ""
 async function getJson(path) {
   const headers = {};
   if (path.startsWith("/admin/") && token()) headers.Authorization = "Bearer " + token();
-  const answer = await fetch(path, { headers });
+  // A node that stops answering without refusing would hold the refresh
+  // for minutes; a timeout shows the error on the next tick instead.
+  const answer = await fetch(path, { headers, signal: AbortSignal.timeout(10000) });
   const body = await answer.json().catch(() => ({}));
   if (!answer.ok) throw new Error(`${path}: ${body.error || answer.status}`);
   return body;
@@ -271,9 +273,10 @@ const views = {
     if (previousLive) {
       const seconds = (now - previousLive.at) / 1000;
       const show = (id, a, b) => {
-        // A counter that went down (the member restarted, or loaded a
-        // snapshot) says nothing about the rate, so the last one stays.
-        if (a != null && b != null && a >= b) document.getElementById(id).textContent = ((a - b) / seconds).toFixed(0);
+        // A counter unknown, or gone down (the member restarted, or loaded
+        // a snapshot), says nothing about the rate: "–" rather than an old one.
+        document.getElementById(id).textContent =
+          a != null && b != null && a >= b ? fmt.int(Math.round((a - b) / seconds)) : "–";
       };
       show("rate-in", received, previousLive.received);
       show("rate-accepted", live.accepted_counter, previousLive.accepted);
@@ -335,7 +338,8 @@ const views = {
       { key: "last_error", label: "last error (this node)" },
     ], status.partitions.map((p) => ({
       ...p,
-      resumed: p.owner == null || p.checkpoint_epoch == null ? null : p.checkpoint_epoch === p.epoch,
+      // Owned without any checkpoint yet: not resumed.
+      resumed: p.owner == null ? null : p.checkpoint_epoch === p.epoch,
       // This node knows only the errors of the partitions it runs.
       last_error: p.owner === status.node
         ? (status.ingest.find((i) => i.partition === p.partition) || {}).last_error
@@ -390,7 +394,9 @@ function worldMap() {
   if (!worldLoaded) {
     worldLoaded = fetch("/dashboard/assets/vendor/world-atlas/countries-110m.json")
       .then((r) => r.json())
-      .then((topology) => echarts.registerMap("world", topojson.feature(topology, topology.objects.countries)));
+      .then((topology) => echarts.registerMap("world", topojson.feature(topology, topology.objects.countries)))
+      // A failed download is tried again on the next refresh, not kept.
+      .catch((e) => { worldLoaded = null; throw e; });
   }
   return worldLoaded;
 }
@@ -469,4 +475,4 @@ const tokenInput = document.getElementById("token");
 tokenInput.value = token();
 tokenInput.onchange = () => sessionStorage.setItem("streamreel-admin-token", tokenInput.value.trim());
 window.addEventListener("resize", resizeVisibleCharts);
-show(location.hash.slice(1) in views ? location.hash.slice(1) : "retention");
+show(Object.hasOwn(views, location.hash.slice(1)) ? location.hash.slice(1) : "retention");

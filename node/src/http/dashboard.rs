@@ -69,15 +69,26 @@ async fn index() -> Response {
 
 async fn asset(Path(path): Path<String>) -> Response {
     match ASSETS.iter().find(|(name, ..)| *name == path) {
-        Some((_, content_type, bytes)) => (
+        Some((name, content_type, bytes)) => (
             [
                 (header::CONTENT_TYPE, *content_type),
-                (header::CACHE_CONTROL, "public, max-age=3600"),
+                (header::CACHE_CONTROL, cache_control(name)),
             ],
             *bytes,
         )
             .into_response(),
         None => error_response(StatusCode::NOT_FOUND, format!("no asset {path}")),
+    }
+}
+
+/// The dashboard's own script and style change with the node, at the same
+/// URLs, under a page that is never cached: a cached copy of an older node's
+/// script would run against the new page. Vendored libraries are pinned.
+fn cache_control(asset: &str) -> &'static str {
+    if asset.starts_with("vendor/") {
+        "public, max-age=3600"
+    } else {
+        "no-cache"
     }
 }
 
