@@ -40,11 +40,17 @@ fn authorised(expected: Option<&str>, request: &Request) -> bool {
     })
 }
 
+/// A 401 names its scheme (RFC 9110), so clients know to send a bearer token.
 fn unauthorised(what: &str) -> Response {
-    error_response(
+    let mut response = error_response(
         StatusCode::UNAUTHORIZED,
         format!("missing or wrong {what} token"),
-    )
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    response
 }
 
 pub async fn require_admin(
@@ -82,6 +88,13 @@ mod tests {
         assert_eq!(bearer_token("BEARER abc"), Some("abc"));
         assert_eq!(bearer_token("Basic abc"), None);
         assert_eq!(bearer_token("Bearerabc"), None);
+    }
+
+    #[test]
+    fn a_refusal_names_the_bearer_scheme() {
+        let refused = unauthorised("admin");
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(refused.headers()[header::WWW_AUTHENTICATE], "Bearer");
     }
 
     #[test]

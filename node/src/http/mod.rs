@@ -139,7 +139,8 @@ async fn json_errors(response: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
-    let text = axum::body::to_bytes(response.into_body(), MAX_ERROR_TEXT)
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_ERROR_TEXT)
         .await
         .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
         .unwrap_or_default();
@@ -148,7 +149,18 @@ async fn json_errors(response: Response) -> Response {
     } else {
         text
     };
-    error_response(status, message)
+    // The rewritten answer keeps axum's headers but the body's own (a 405's
+    // `Allow` says which methods the route takes).
+    let mut answer = error_response(status, message);
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let own: Vec<header::HeaderName> = answer.headers().keys().cloned().collect();
+    for (name, value) in &parts.headers {
+        if !own.contains(name) {
+            answer.headers_mut().append(name, value.clone());
+        }
+    }
+    answer
 }
 
 /// Serves every route on `listen` until `shutdown`. Returns the bound address.
@@ -177,4 +189,31 @@ pub async fn serve(
 /// A JSON error answer: `{"error": message}`.
 pub fn error_response(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, axum::Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// axum's 405 in plain text becomes `{"error"}`, keeping its `Allow`.
+    #[tokio::test]
+    async fn a_rewritten_error_keeps_its_headers_but_the_bodys() {
+        let plain = Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(header::ALLOW, "GET,HEAD")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .header(header::CONTENT_LENGTH, "18")
+            .body(axum::body::Body::from("Method Not Allowed"))
+            .unwrap();
+        let answer = json_errors(plain).await;
+        assert_eq!(answer.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(answer.headers()[header::ALLOW], "GET,HEAD");
+        assert_eq!(answer.headers()[header::CONTENT_TYPE], "application/json");
+        assert!(!answer.headers().contains_key(header::CONTENT_LENGTH));
+        let body = axum::body::to_bytes(answer.into_body(), 1024)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "Method Not Allowed");
+    }
 }
