@@ -288,9 +288,10 @@ impl ClusterMember {
     }
 
     /// Applies `command` through Raft only while this member leads, never
-    /// forwarded: for what a leader's coordinator records of its own work,
-    /// which must not reach a successor after it took over (the successor
-    /// read the history once, when it began to lead).
+    /// forwarded: for what a leader's coordinator decided from its own view,
+    /// which must not reach a successor after it took over. Its job records
+    /// (the successor read the history once, when it began to lead) and its
+    /// moves of partitions (decided from which members it could reach).
     pub async fn propose_as_leader(
         &self,
         command: Command,
@@ -356,7 +357,8 @@ impl ClusterMember {
                 ),
             })?
             .map_err(|e| match e {
-                // Leadership moved after the caller looked: nothing was proposed.
+                // Leadership moved after the caller looked: nothing was
+                // committed (an entry appended meanwhile was truncated).
                 RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
                     ClusterError::NotLeader { node: self.id }
                 }

@@ -246,6 +246,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let store = self.clone();
         let file = tokio::task::spawn_blocking(move || {
             let data = encode(&image).map_err(|e| Box::new(snapshot_error(&e)))?;
+            // Freed before the sealed copy is made: one full copy fewer at the peak.
+            drop(image);
             let file = SnapshotFile { meta, data };
             store.save_snapshot(&file).map_err(|e| {
                 Box::new(StorageError::from(StorageIOError::write_snapshot(None, e)))
@@ -339,7 +341,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             Ok::<_, BoxedStorageError>(ClusterState::from_image(store.settings, image))
         })
         .await
-        .map_err(|e| snapshot_error(&e))?
+        .map_err(|e| {
+            StorageError::from(StorageIOError::read_snapshot(
+                Some(meta.signature()),
+                AnyError::new(&e),
+            ))
+        })?
         .map_err(|e| *e)?;
         {
             let mut applied = self.applied.write().expect("state lock");

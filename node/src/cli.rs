@@ -235,7 +235,7 @@ pub struct InspectArgs {
     pub lake: LakeArgs,
 }
 
-/// Where the lake is: `--lake URI`, or `--data-dir DIR` for `<DIR>/lake`.
+/// Where the lake is: `--lake DIR`, or `--data-dir DIR` for `<DIR>/lake`.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct LakeArgs {

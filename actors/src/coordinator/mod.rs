@@ -353,12 +353,8 @@ impl Actor for Coordinator {
         let mut scheduler =
             Scheduler::resume(args.schedule, 0, now_micros(), last_runs, first_run_us);
         scheduler.continue_after(last_id);
-        // Vacuum is held too: the old leader's compaction may still commit
-        // files it wrote longer ago than the retention, which a vacuum
-        // started now would delete as unreferenced.
         if let Some(left_us) = compaction_hold_us(&last_compaction, now_micros()) {
-            scheduler.hold(JobKind::Compact, left_us);
-            scheduler.hold(JobKind::Vacuum, left_us);
+            scheduler.hold_maintenance(left_us);
         }
         for mut run in abandoned {
             run.status = "failed".into();

@@ -16,8 +16,8 @@ pub enum TriggerRefused {
     #[error("{job} is already running (run {run_id})")]
     AlreadyRunning { job: JobKind, run_id: u64 },
     #[error(
-        "{job} was running when the leader changed, and the previous leader may still be \
-         ending that run; try again in {seconds} s"
+        "{job} is held after a change of leader: the previous leader's compaction may still \
+         be ending; try again in {seconds} s"
     )]
     HeldAfterLeaderChange { job: JobKind, seconds: i64 },
     #[error("{job} never runs beside {other}, which is running (run {run_id})")]
@@ -202,12 +202,20 @@ impl Scheduler {
         Ok(self.start(job, Trigger::Manual, now_us, wall_us))
     }
 
-    /// Starts of `job` neither on schedule nor by hand until `until_us`: a
-    /// new leader holds the jobs the previous leader left running, which that
-    /// leader may still be ending until it notices it was deposed.
+    /// Starts of `job` neither on schedule nor by hand until `until_us`.
     pub fn hold(&mut self, job: JobKind, until_us: i64) {
         let state = self.jobs.get_mut(&job).expect("every job has a state");
         state.held_until_us = Some(until_us);
+    }
+
+    /// Holds compaction and vacuum until `until_us`: a new leader that found
+    /// the previous leader's compaction running, which that leader may still
+    /// commit until it notices it was deposed. A second compaction would
+    /// rewrite the same rows; a vacuum could delete the files it is about to
+    /// commit, if written longer ago than the retention.
+    pub fn hold_maintenance(&mut self, until_us: i64) {
+        self.hold(JobKind::Compact, until_us);
+        self.hold(JobKind::Vacuum, until_us);
     }
 
     fn start(&mut self, job: JobKind, trigger: Trigger, now_us: i64, wall_us: i64) -> StartRun {
@@ -469,7 +477,35 @@ mod tests {
                 !started.contains(&JobKind::Compact),
                 "{compact_every}: {started:?}"
             );
+            // Compaction, still due, starts once vacuum has ended.
+            let vacuum = scheduler.due(at, at);
+            assert!(vacuum.is_empty(), "{vacuum:?}");
+            let run = scheduler.jobs[&JobKind::Vacuum].running.unwrap();
+            scheduler.finished(run, ok(), at + S, at + S);
+            let next: Vec<JobKind> = scheduler
+                .due(at + 2 * S, at + 2 * S)
+                .iter()
+                .map(|s| s.job)
+                .collect();
+            assert!(
+                next.contains(&JobKind::Compact),
+                "{compact_every}: {next:?}"
+            );
         }
+    }
+
+    #[test]
+    fn maintenance_is_held_after_a_change_of_leader() {
+        let mut scheduler = Scheduler::new(schedule(), 0);
+        scheduler.hold_maintenance(30 * S);
+        for job in [JobKind::Compact, JobKind::Vacuum] {
+            assert!(matches!(
+                scheduler.trigger(job, 29 * S, 0),
+                Err(TriggerRefused::HeldAfterLeaderChange { .. })
+            ));
+        }
+        assert!(scheduler.trigger(JobKind::Gold, 29 * S, 0).is_ok());
+        assert!(scheduler.trigger(JobKind::Vacuum, 30 * S, 0).is_ok());
     }
 
     /// The wall clock when a new leader's scheduler starts in these tests.

@@ -524,7 +524,10 @@ pub(crate) fn directory_path_problem(path: &Path) -> Option<&'static str> {
     if text.is_empty() {
         Some("must not be empty")
     } else if text.starts_with('~') {
-        Some("starts with `~`, which only a shell expands: give the directory's full path")
+        Some(
+            "starts with `~`, which only a shell expands (and delta-rs would): give the \
+             directory's full path, or ./ before a name that starts with ~",
+        )
     } else if text.contains("://") {
         Some("is a URL: give the directory's path (object stores are not supported)")
     } else {

@@ -623,9 +623,10 @@ impl ChangeRefused {
             ChangeRefused::Busy => error_response(
                 StatusCode::CONFLICT,
                 format!(
-                    "{what}: another change of members is under way on the leader and did not \
-                     finish within {MEMBERSHIP_TURN:?}; nothing was proposed. GET /admin/status \
-                     shows any `voters_changing`: ask again once it is done"
+                    "{what}: another change of members (a node being added as a learner, or a \
+                     change of voters) is under way on the leader and did not finish within \
+                     {MEMBERSHIP_TURN:?}; nothing was proposed. GET /admin/status shows the \
+                     members and any `voters_changing`: ask again once it is done"
                 ),
             ),
             ChangeRefused::Pending => error_response(
