@@ -471,7 +471,6 @@ fn sync_dir(dir: &Path) -> Result<(), FileError> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-    use std::time::Duration;
 
     use openraft::EntryPayload;
     use openraft::storage::RaftLogStorageExt;
@@ -479,23 +478,10 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
-    use crate::dedup::DedupSettings;
+    use crate::sm_store::tests::settings;
     use crate::sm_store::{SnapshotFile, StateMachineStore};
-    use crate::state::{ClusterState, StateSettings};
+    use crate::state::ClusterState;
     use crate::types::Command;
-
-    fn settings() -> StateSettings {
-        StateSettings {
-            dedup: DedupSettings {
-                window_events: 1000,
-                window: Duration::from_secs(3600),
-                max_ids: 1000,
-            },
-            live_retention_us: 3_600_000_000,
-            live_max_entries: 1_000_000,
-            job_history: 10,
-        }
-    }
 
     /// The suite's stores live in a temporary directory it keeps until the end of each test.
     struct Builder;

@@ -374,7 +374,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
@@ -399,7 +399,8 @@ mod tests {
         assert_eq!(voters_changing_in(&settled), None);
     }
 
-    fn settings() -> StateSettings {
+    /// Small windows, for the stores' tests here and in the log store's.
+    pub(crate) fn settings() -> StateSettings {
         StateSettings {
             dedup: DedupSettings {
                 window_events: 1000,
