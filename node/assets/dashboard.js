@@ -15,6 +15,12 @@ const REGION_PLACES = {
 // like an inherited property ("constructor") must not find Object's.
 const placeOf = (region) => (Object.hasOwn(REGION_PLACES, region) ? REGION_PLACES[region] : undefined);
 const LIVE_EVERY_MS = 2000;
+// The live rates are taken over the samples of the last RATE_WINDOW_MS, and
+// shown once they span RATE_MIN_SPAN_MS: the records received come from
+// watermarks up to a second old and the accepted counter moves once per
+// checkpoint, so a rate over one 2 s tick could be off by half.
+const RATE_WINDOW_MS = 10000;
+const RATE_MIN_SPAN_MS = 5000;
 const EMPTY_GOLD = "No gold data yet. Gold is built by the cluster's gold job (every 2 minutes by " +
   "default) or by `streamreel models run`; this view fills in after the first run.";
 const EMPTY_TABLES = "The gold tables of this view exist but hold no rows: the last gold run " +
@@ -22,7 +28,8 @@ const EMPTY_TABLES = "The gold tables of this view exist but hold no rows: the l
 
 const charts = {};
 let liveTimer = null;
-let previousLive = null;
+// Samples of the live counters, as [milliseconds, value], oldest first.
+let liveSamples = { received: [], accepted: [] };
 // Bumped at each change of view, so that a view's pending refresh never
 // schedules another once the user has moved on.
 let shown = 0;
@@ -56,13 +63,26 @@ async function goldTogether(...models) {
     const answers = await Promise.all(models.map((model) => gold(model)));
     const versions = new Set(answers.filter((a) => a.exists && a.sessions_version != null).map((a) => a.sessions_version));
     if (versions.size <= 1 || attempt === 3) {
-      answers.note = versions.size <= 1 ? "" :
+      const apart = versions.size <= 1 ? "" :
         `These tables were built from different view_sessions versions (${[...versions].sort((a, b) => a - b).join(", ")}); ` +
         "the next gold run brings them together.";
+      answers.note = [partialNote(models, answers), apart].filter(Boolean).join(" ");
       return answers;
     }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
+}
+
+// Names the tables of a view that have nothing to draw while others do, so an
+// empty chart beside full ones is explained (`models run --models` of only
+// some, or a gold run that found no sessions for one).
+function partialNote(models, answers) {
+  if (answers.every((a) => !a.rows.length)) return "";
+  const lacking = models
+    .map((model, i) => [model, answers[i]])
+    .filter(([, a]) => !a.rows.length)
+    .map(([model, a]) => `${model} ${a.exists ? "holds no rows" : "has not been built yet"}`);
+  return lacking.length ? `Not shown: ${lacking.join("; ")}.` : "";
 }
 
 // Why a view has nothing to draw: its tables were never built, or are empty.
@@ -92,6 +112,23 @@ const fmt = {
   text: (v) => v == null ? "–" : String(v),
   time: (us) => us == null ? "–" : new Date(us / 1000).toISOString().replace("T", " ").slice(0, 19),
 };
+
+// Adds a counter's sample taken at `at` (ms) and answers its rate per second
+// over the window, or null when it spans too little time yet. An unknown
+// value, or one below the last (the member restarted, or loaded a snapshot),
+// says nothing about the rate: the samples start again from it.
+function counterRate(samples, at, value) {
+  if (value == null) {
+    samples.length = 0;
+    return null;
+  }
+  if (samples.length && value < samples[samples.length - 1][1]) samples.length = 0;
+  samples.push([at, value]);
+  while (samples.length > 2 && at - samples[1][0] >= RATE_WINDOW_MS) samples.shift();
+  const [firstAt, first] = samples[0];
+  const span = at - firstAt;
+  return span >= RATE_MIN_SPAN_MS ? (1000 * (value - first)) / span : null;
+}
 
 // columns: [{ key, label, num, format }]; each cell keeps its raw value.
 function fillTable(table, columns, rows) {
@@ -167,8 +204,11 @@ const views = {
       xAxis: { type: "category", data: days.map((d) => d.day) },
       yAxis: [{ type: "value", name: "sessions" }, { type: "value", name: "%", max: 100 }],
       series: [
-        { name: "sessions", type: "bar", data: days.map((d) => d.sessions) },
-        { name: "avg % watched", type: "line", yAxisIndex: 1, data: days.map((d) => d.avg_pct_watched) },
+        { name: "sessions", type: "bar", data: days.map((d) => d.sessions), tooltip: { valueFormatter: fmt.int } },
+        {
+          name: "avg % watched", type: "line", yAxisIndex: 1, data: days.map((d) => d.avg_pct_watched),
+          tooltip: { valueFormatter: fmt.dec(1) },
+        },
       ],
     }, true);
     fillTable(table("daily-table"), [
@@ -235,7 +275,7 @@ const views = {
       grid: { left: 160 },
       xAxis: { type: "value", name: "watch hours" },
       yAxis: { type: "category", inverse: true, data: rows.slice(0, 10).map(label) },
-      series: [{ type: "bar", data: rows.slice(0, 10).map((r) => r.watch_hours) }],
+      series: [{ type: "bar", data: rows.slice(0, 10).map((r) => r.watch_hours), tooltip: { valueFormatter: fmt.dec(2) } }],
     });
     chart("chart-top-videos").setOption(bars(v, (r) => r.title), true);
     chart("chart-top-creators").setOption(bars(c, (r) => r.creator), true);
@@ -270,18 +310,13 @@ const views = {
     const received = lagKnown
       ? status.partitions.reduce((sum, p) => sum + p.committed_offset + 1 + p.lag, 0)
       : null;
-    if (previousLive) {
-      const seconds = (now - previousLive.at) / 1000;
-      const show = (id, a, b) => {
-        // A counter unknown, or gone down (the member restarted, or loaded
-        // a snapshot), says nothing about the rate: "–" rather than an old one.
-        document.getElementById(id).textContent =
-          a != null && b != null && a >= b ? fmt.int(Math.round((a - b) / seconds)) : "–";
-      };
-      show("rate-in", received, previousLive.received);
-      show("rate-accepted", live.accepted_counter, previousLive.accepted);
-    }
-    previousLive = { at: now, received, accepted: live.accepted_counter };
+    const showRate = (id, rate) => {
+      const el = document.getElementById(id);
+      el.textContent = rate == null ? "–" : fmt.int(Math.round(rate));
+      el.dataset.value = rate == null ? "" : String(rate);
+    };
+    showRate("rate-in", counterRate(liveSamples.received, now, received));
+    showRate("rate-accepted", counterRate(liveSamples.accepted, now, live.accepted_counter));
     const total = document.getElementById("accepted-total");
     total.textContent = fmt.int(live.accepted_total);
     total.dataset.value = String(live.accepted_total);
@@ -289,13 +324,13 @@ const views = {
       tooltip: { trigger: "axis" },
       xAxis: { type: "category", data: live.minutes.map((m) => m.minute.slice(11, 16)) },
       yAxis: { type: "value" },
-      series: [{ type: "line", areaStyle: {}, data: live.minutes.map((m) => m.events) }],
+      series: [{ type: "line", areaStyle: {}, data: live.minutes.map((m) => m.events), tooltip: { valueFormatter: fmt.int } }],
     });
     chart("chart-lag").setOption({
       tooltip: { trigger: "axis" },
       xAxis: { type: "category", data: status.partitions.map((p) => "p" + p.partition) },
       yAxis: { type: "value", name: "records" },
-      series: [{ type: "bar", data: status.partitions.map((p) => p.lag) }],
+      series: [{ type: "bar", data: status.partitions.map((p) => p.lag), tooltip: { valueFormatter: fmt.int } }],
     });
     fillTable(table("live-top-table"), [
       { key: "video_id", label: "video" },
@@ -377,7 +412,7 @@ async function showRetention(video) {
     tooltip: { trigger: "axis" },
     xAxis: { type: "category", name: "% of video", data: rows.map((r) => r.bucket_pct) },
     yAxis: { type: "value", name: "share of sessions", max: 1 },
-    series: [{ type: "line", areaStyle: {}, data: rows.map((r) => r.retention) }],
+    series: [{ type: "line", areaStyle: {}, data: rows.map((r) => r.retention), tooltip: { valueFormatter: fmt.pct } }],
   }, true);
   const t = table("retention-table");
   t.dataset.videoId = video.video_id;
@@ -445,7 +480,7 @@ async function show(name) {
   document.querySelectorAll("#tabs button").forEach((b) => b.classList.toggle("active", b.dataset.view === name));
   document.querySelectorAll(".view").forEach((v) => v.classList.toggle("active", v.id === "view-" + name));
   clearTimeout(liveTimer);
-  previousLive = null;
+  liveSamples = { received: [], accepted: [] };
   const mine = ++shown;
   const run = async () => {
     try {

@@ -107,6 +107,31 @@ try {
       avg_pct_watched: read.decimals(1), completion_rate: read.percent });
   await shot("retention");
 
+  // A chart's tooltip reads its values as the table does, not as raw doubles.
+  await page.hover("#chart-daily");
+  await page.waitForFunction(() => document.getElementById("chart-daily").innerText.includes("avg % watched"),
+    null, { timeout: 10000 });
+  const tooltip = await page.$eval("#chart-daily", (el) => el.innerText);
+  const hovered = expected.daily.find((d) => tooltip.includes(d.day));
+  if (!hovered) {
+    problems.push(`daily chart tooltip names no day: ${tooltip}`);
+  } else {
+    for (const want of [read.count(hovered.sessions), read.decimals(1)(hovered.avg_pct_watched)]) {
+      if (!tooltip.includes(want)) problems.push(`daily chart tooltip lacks "${want}": ${tooltip}`);
+    }
+  }
+  if (/\d\.\d{4,}/.test(tooltip)) problems.push(`daily chart tooltip shows a raw double: ${tooltip}`);
+
+  // A view whose tables are partly built says which one is missing, rather
+  // than leaving its chart blank.
+  await page.route("**/dashboard/api/gold/daily_engagement", (route) => route.fulfill({ json: { exists: false, rows: [] } }));
+  await open("retention");
+  const partial = await page.$eval('.state[data-for="retention"]', (el) => el.textContent);
+  if (!partial.includes("daily_engagement has not been built yet")) {
+    problems.push(`retention without daily_engagement: the state reads "${partial}"`);
+  }
+  await page.unroute("**/dashboard/api/gold/daily_engagement");
+
   await open("dropoff");
   compare("dropoff", await rows("dropoff-table"), expected.dropoff, ["genre", "bucket_pct"],
     ["genre", "bucket_pct", "sessions", "share"],
@@ -139,6 +164,19 @@ try {
   }
   compare("live top videos", await rows("live-top-table"), expected.live_top, ["video_id"], ["video_id", "events"],
     { events: read.count });
+  // Nothing arrives any more: once the rates span enough samples, both read 0.
+  await page.waitForFunction(() => ["rate-in", "rate-accepted"]
+    .every((id) => document.getElementById(id).dataset.value === "0"), null, { timeout: 30000 })
+    .catch(() => problems.push("live: the rates never read 0 on an idle node"));
+  // The rate over a window of samples, restarting when a counter falls or is unknown.
+  const rates = await page.evaluate(() => {
+    const samples = [];
+    return [[0, 100], [2000, 300], [5000, 600], [12000, 1300], [14000, 1500], [16000, 50], [18000, null]]
+      .map(([at, value]) => counterRate(samples, at, value)).concat([samples.length]);
+  });
+  if (JSON.stringify(rates) !== JSON.stringify([null, null, 100, 100, 100, null, null, 0])) {
+    problems.push(`live: counterRate answered ${JSON.stringify(rates)}`);
+  }
   await shot("live");
 
   await open("cluster");
