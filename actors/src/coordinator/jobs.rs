@@ -181,8 +181,11 @@ mod tests {
         }
     }
 
+    /// Read at run time: a test binary built in another clone sharing the
+    /// target dir keeps that clone's compile-time path.
     fn metadata() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../metadata/video_metadata.csv")
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
+            .join("../metadata/video_metadata.csv")
     }
 
     #[tokio::test]

@@ -534,6 +534,18 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             );
         }
     }
+    // The learner step can take up to LEARNER_CATCH_UP, long enough for a
+    // voter to die since the check above.
+    let what = format!(
+        "making node {id} a voter (it is now a learner that took the log; add-node again \
+         finishes this)",
+        id = node.id
+    );
+    if let Some(refusal) = stalling_change(&state, &what, Some(node.id), |voters| {
+        voters.insert(node.id);
+    }) {
+        return refusal;
+    }
     let voters = ChangeMembers::AddVoterIds(BTreeSet::from([node.id]));
     match change_membership(&state, voters).await {
         Ok(()) => Json(json!({ "added": node.id, "addr": node.addr })).into_response(),

@@ -239,7 +239,9 @@ impl<'a> Simulator<'a> {
 
     fn next_message(&mut self) -> SimulatedMessage {
         if let Some((0, _)) = self.late.front() {
-            return self.late.pop_front().expect("checked").1;
+            let message = self.late.pop_front().expect("checked").1;
+            self.remember(&message);
+            return message;
         }
         let roll = self.rng.random_range(0.0..1.0);
         if roll < self.settings.malformed_share {
@@ -268,17 +270,24 @@ impl<'a> Simulator<'a> {
             kind: MessageKind::Valid,
             event_id,
         };
-        if self.recent_valid.len() == REDELIVERY_POOL {
-            self.recent_valid.pop_front();
-        }
-        self.recent_valid.push_back(message.clone());
         // A few events arrive late (a phone back from a tunnel), after later ones.
         if self.rng.random_bool(0.005) {
             let delay = self.rng.random_range(1..30);
             self.late.push_back((delay, message));
             return self.next_message();
         }
+        self.remember(&message);
         message
+    }
+
+    /// Keeps a valid message as it is sent, for redelivery: one still held
+    /// back is not in the pool, so a duplicate never precedes its original
+    /// (the node would keep the copy and count the original as the duplicate).
+    fn remember(&mut self, message: &SimulatedMessage) {
+        if self.recent_valid.len() == REDELIVERY_POOL {
+            self.recent_valid.pop_front();
+        }
+        self.recent_valid.push_back(message.clone());
     }
 }
 
@@ -292,7 +301,9 @@ impl Iterator for Simulator<'_> {
         let remaining = self.settings.events - self.emitted;
         // Held-back events must still be sent before the stream ends.
         let message = if remaining as usize <= self.late.len() {
-            self.late.pop_front().expect("checked").1
+            let message = self.late.pop_front().expect("checked").1;
+            self.remember(&message);
+            message
         } else {
             let message = self.next_message();
             for entry in self.late.iter_mut() {
@@ -406,6 +417,39 @@ mod tests {
         assert_eq!(summary.total(), 20_000);
         assert!((40..=170).contains(&summary.malformed), "{summary:?}");
         assert!((120..=300).contains(&summary.duplicates), "{summary:?}");
+    }
+
+    #[test]
+    fn a_duplicate_never_comes_before_its_original() {
+        let videos = catalogue();
+        // Short streams with many duplicates: while the pool of sent events
+        // is small, a duplicate would often pick an event still held back.
+        let mut duplicates = 0;
+        for seed in 0..500 {
+            let settings = SimulationSettings {
+                duplicate_share: 0.5,
+                ..settings(300, seed)
+            };
+            let mut sent = HashSet::new();
+            for message in Simulator::new(settings, &videos) {
+                let id = message.event_id.clone();
+                match message.kind {
+                    MessageKind::Valid => {
+                        assert!(sent.insert(id.expect("a valid message has an id")));
+                    }
+                    MessageKind::Duplicate => {
+                        duplicates += 1;
+                        let id = id.expect("a duplicate has an id");
+                        assert!(
+                            sent.contains(&id),
+                            "seed {seed}: duplicate {id} sent before its original"
+                        );
+                    }
+                    MessageKind::Malformed => {}
+                }
+            }
+        }
+        assert!(duplicates > 50_000, "{duplicates}");
     }
 
     #[test]
