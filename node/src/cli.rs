@@ -19,6 +19,39 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the process's arguments; a command line clap cannot check
+    /// flag by flag (shares that add up past 1) exits 2 with the usage too.
+    pub fn parse_checked() -> Cli {
+        let cli = Cli::parse();
+        if let Err(error) = cli.check() {
+            error.exit();
+        }
+        cli
+    }
+
+    fn check(&self) -> Result<(), clap::Error> {
+        if let Command::Simulate(args) = &self.command
+            && args.malformed_share + args.duplicate_share > 1.0
+        {
+            // Built, so that the usage shown is `streamreel simulate`'s.
+            let mut command = <Cli as clap::CommandFactory>::command();
+            command.build();
+            let simulate = command
+                .find_subcommand_mut("simulate")
+                .expect("simulate is a command");
+            return Err(simulate.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "--malformed-share ({}) plus --duplicate-share ({}) must be at most 1",
+                    args.malformed_share, args.duplicate_share
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node: ingest the input topic into bronze.
@@ -348,6 +381,26 @@ mod tests {
         ] {
             assert!(simulate(flag, value).is_ok(), "{flag} {value}");
         }
+        let shares = |malformed: &str, duplicate: &str| {
+            Cli::try_parse_from([
+                "streamreel",
+                "simulate",
+                "--brokers",
+                "a:1",
+                "--malformed-share",
+                malformed,
+                "--duplicate-share",
+                duplicate,
+            ])
+            .unwrap()
+            .check()
+        };
+        let error = shares("0.7", "0.4").unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert_eq!(error.exit_code(), 2);
+        // Every message malformed (to exercise the dead-letter path) is a run.
+        assert!(shares("1", "0").is_ok());
+        assert!(shares("0.5", "0.5").is_ok());
         let node = Cli::try_parse_from(["streamreel", "node", "--config", "c", "--node-id", "0"]);
         assert_eq!(
             node.unwrap_err().kind(),

@@ -63,6 +63,15 @@ pub async fn export(
         let _ = std::fs::remove_file(&partial);
         return Err(io_error(out)(error));
     }
+    // The rename is durable once the directory is synced. The export is in
+    // place either way, so a directory that cannot be synced is only logged.
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Err(error) = File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(dir = %dir.display(), %error, "export written; syncing its directory failed");
+    }
     Ok(rows)
 }
 
@@ -105,17 +114,22 @@ async fn write_table(
         rows += batch.num_rows() as u64;
         progress.advance(batch.num_rows() as u64);
     }
-    match writer {
-        // The CSV writer writes the header with the first batch; a table
-        // without files gives none, and its export still needs the header.
-        Writer::Csv(mut csv) if batches == 0 => csv
-            .write(&RecordBatch::new_empty(schema))
-            .map_err(export_error(out))?,
-        Writer::Csv(_) => {}
-        Writer::Parquet(parquet) => {
-            parquet.close().map_err(export_error(out))?;
+    let file = match writer {
+        Writer::Csv(mut csv) => {
+            // The CSV writer writes the header with the first batch; a table
+            // without files gives none, and its export still needs the header.
+            if batches == 0 {
+                csv.write(&RecordBatch::new_empty(schema))
+                    .map_err(export_error(out))?;
+            }
+            // Each write flushed, so nothing is left in the writer.
+            csv.into_inner()
         }
-    }
+        Writer::Parquet(parquet) => parquet.into_inner().map_err(export_error(out))?,
+    };
+    // On disk before the rename makes it the export: after a crash the file
+    // at `out` is the whole export or what was there before, never a part.
+    file.sync_all().map_err(export_error(out))?;
     progress.finish();
     Ok(rows)
 }

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, Datelike, Utc};
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -39,7 +38,7 @@ fn log_filter() -> anyhow::Result<EnvFilter> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_checked();
     let filter = match log_filter() {
         Ok(filter) => filter,
         Err(e) => {
@@ -200,11 +199,8 @@ async fn run_node(args: NodeArgs, shutdown: CancellationToken) -> anyhow::Result
 }
 
 async fn simulate(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    // Each flag's own range is clap's to check (exit 2 with the usage).
-    anyhow::ensure!(
-        args.malformed_share + args.duplicate_share < 1.0,
-        "--malformed-share plus --duplicate-share must be below 1"
-    );
+    // Each flag's own range, and the shares' sum, are clap's to check (exit 2
+    // with the usage).
     anyhow::ensure!(
         config::brokers_are_valid(&args.brokers),
         "--brokers must be HOST:PORT[,HOST:PORT...], got {:?}",

@@ -251,7 +251,7 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
     );
     registry.register(
         "live_entries",
-        "(minute, video) counts the live aggregates keep; at live.max-entries the oldest minutes are forgotten before their retention",
+        "(minute, video) counts the live aggregates keep; at live.max-entries minutes ahead of the live clock are forgotten first (farthest first), then the oldest",
         ConstGauge::new(snapshot.live_entries as i64),
     );
     if let Some(reachable) = snapshot.broker_reachable {
