@@ -125,6 +125,9 @@ function counterRate(samples, at, value) {
   if (samples.length && value < samples[samples.length - 1][1]) samples.length = 0;
   samples.push([at, value]);
   while (samples.length > 2 && at - samples[1][0] >= RATE_WINDOW_MS) samples.shift();
+  // After a long gap (a hidden tab's timers slow down) the two samples left
+  // would span far more than the window: start again from the newest.
+  if (at - samples[0][0] > RATE_WINDOW_MS + 2 * LIVE_EVERY_MS) samples.splice(0, samples.length - 1);
   const [firstAt, first] = samples[0];
   const span = at - firstAt;
   return span >= RATE_MIN_SPAN_MS ? (1000 * (value - first)) / span : null;

@@ -168,13 +168,15 @@ try {
   await page.waitForFunction(() => ["rate-in", "rate-accepted"]
     .every((id) => document.getElementById(id).dataset.value === "0"), null, { timeout: 30000 })
     .catch(() => problems.push("live: the rates never read 0 on an idle node"));
-  // The rate over a window of samples, restarting when a counter falls or is unknown.
+  // The rate over a window of samples, restarting when a counter falls or is
+  // unknown, or after a gap far longer than the window.
   const rates = await page.evaluate(() => {
     const samples = [];
-    return [[0, 100], [2000, 300], [5000, 600], [12000, 1300], [14000, 1500], [16000, 50], [18000, null]]
+    return [[0, 100], [2000, 300], [5000, 600], [12000, 1300], [14000, 1500], [16000, 50], [18000, null],
+      [20000, 0], [80000, 600], [84000, 1000], [86000, 1200]]
       .map(([at, value]) => counterRate(samples, at, value)).concat([samples.length]);
   });
-  if (JSON.stringify(rates) !== JSON.stringify([null, null, 100, 100, 100, null, null, 0])) {
+  if (JSON.stringify(rates) !== JSON.stringify([null, null, 100, 100, 100, null, null, null, null, null, 100, 3])) {
     problems.push(`live: counterRate answered ${JSON.stringify(rates)}`);
   }
   await shot("live");

@@ -569,7 +569,7 @@ fn stalling_change(
         return Some(error_response(
             StatusCode::CONFLICT,
             format!(
-                "refused: a change of voters from {:?} to {:?} is under way; the leader \
+                "refused: {what}: a change of voters from {:?} to {:?} is under way; the leader \
                  finishes it once a majority of both answers. Retry when GET /admin/status shows \
                  no `voters_changing`",
                 sets.first().cloned().unwrap_or_default(),
@@ -592,8 +592,8 @@ fn stalling_change(
         )
     } else {
         format!(
-            "refused: of the voters {:?}, nodes {:?} are not alive, so fewer than the {} any \
-             change needs would answer. Start them again",
+            "refused: {what}: of the voters {:?}, nodes {:?} are not alive, so fewer than the \
+             {} any change needs would answer. Start them again",
             shortfall.voters, shortfall.not_alive, shortfall.needed
         )
     };
