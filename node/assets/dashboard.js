@@ -307,11 +307,10 @@ const views = {
     ]);
     setState("live", live.minutes.length ? "" : "No accepted events yet: start the simulator or point producers at the input topic.");
     const now = performance.now();
-    // Without every partition's lag (the broker did not answer) the records
-    // received are unknown: that tick shows no rate rather than a wrong one.
-    const lagKnown = status.partitions.every((p) => p.lag != null);
-    const received = lagKnown
-      ? status.partitions.reduce((sum, p) => sum + p.committed_offset + 1 + p.lag, 0)
+    // Without every partition's high watermark (the broker did not answer)
+    // the records received are unknown: no rate rather than a wrong one.
+    const received = status.partitions.every((p) => p.high_watermark != null)
+      ? status.partitions.reduce((sum, p) => sum + p.high_watermark, 0)
       : null;
     const showRate = (id, rate) => {
       const el = document.getElementById(id);

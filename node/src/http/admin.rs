@@ -91,12 +91,17 @@ async fn status(State(state): State<AppState>) -> Response {
         .map(|(partition, owner, epoch, checkpoint)| {
             let committed = checkpoint.map_or(-1, |c| c.last_offset);
             let lag = super::lag_of(&watermarks, partition, committed);
+            let high = super::watermark_of(&watermarks, partition).map(|w| w.high);
             json!({
                 "partition": partition,
                 "owner": owner,
                 "epoch": epoch,
                 "committed_offset": committed,
                 "lag": lag,
+                // Records ever written to the partition: unlike
+                // `committed_offset + 1 + lag`, it never falls when
+                // retention deletes records not yet read.
+                "high_watermark": high,
                 "checkpoint_age_ms": checkpoint.map(|c| (now_ms - c.at_ms).max(0)),
                 // The epoch of the owner that wrote the checkpoint: equal to
                 // `epoch` once the current owner has resumed the partition.

@@ -97,10 +97,15 @@ impl AppState {
 /// How many records of `partition` lie past `committed`, when `watermarks`
 /// (an answer of [`AppState::input_watermarks`]) knows the partition.
 pub fn lag_of(watermarks: &[PartitionWatermarks], partition: i32, committed: i64) -> Option<i64> {
-    watermarks
-        .iter()
-        .find(|w| w.partition == partition)
-        .map(|w| w.lag_after(committed))
+    watermark_of(watermarks, partition).map(|w| w.lag_after(committed))
+}
+
+/// `partition`'s watermarks in `watermarks`, when the broker gave them.
+pub fn watermark_of(
+    watermarks: &[PartitionWatermarks],
+    partition: i32,
+) -> Option<&PartitionWatermarks> {
+    watermarks.iter().find(|w| w.partition == partition)
 }
 
 /// Every route; `loopback` is whether the node listens on a loopback address.

@@ -216,6 +216,12 @@ async fn admin_runs_lakehouse_jobs_and_reports_their_history() -> anyhow::Result
     assert_eq!(partitions.len(), 2, "{status}");
     for partition in &partitions {
         assert_eq!(partition["lag"], 0, "everything ingested: {partition}");
+        // Nothing was deleted, so every record written was ingested.
+        assert_eq!(
+            partition["high_watermark"].as_i64(),
+            partition["committed_offset"].as_i64().map(|c| c + 1),
+            "{partition}"
+        );
     }
     // Lag's watermark client reads both ends of every partition, as
     // librdkafka's own per-partition query does.
