@@ -437,6 +437,41 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_file_value_is_refused_by_its_key_even_where_a_flag_overrides_it() {
+        let overrides = Overrides {
+            node_id: Some(2),
+            brokers: Some("b:2".into()),
+            data_dir: Some("/tmp/x".into()),
+            lake: Some("/tmp/lake".into()),
+            demo: true,
+        };
+        for (file, key) in [
+            ("[node]\nid = 0\n", "node.id"),
+            ("[kafka]\nbrokers = \"no-port\"\n", "kafka.brokers"),
+            ("[node]\ndata-dir = \"~/data\"\n", "node.data-dir"),
+            ("[lake]\nuri = \"file:///srv/lake\"\n", "lake.uri"),
+            (
+                "[[cluster.node]]\nid = 1\naddr = \"127.0.0.1:9101\"\ndata-dir = \"~/one\"\n\
+                 [[cluster.node]]\nid = 2\naddr = \"127.0.0.1:9102\"\n",
+                "cluster.node.data-dir",
+            ),
+        ] {
+            match load(file, overrides.clone(), env(SECRET)) {
+                Err(ConfigError::Invalid { key: named, .. }) => assert_eq!(named, key, "{file}"),
+                other => panic!("{file}: {other:?}"),
+            }
+        }
+        // Good file values under the same flags load, the flags winning.
+        let config = load(
+            "[node]\nid = 1\ndata-dir = \"/srv/one\"\n[kafka]\nbrokers = \"a:1\"\n",
+            overrides,
+            env(SECRET),
+        )
+        .unwrap();
+        assert_eq!((config.node_id, config.kafka.brokers.as_str()), (2, "b:2"));
+    }
+
+    #[test]
     fn refuses_to_start_without_a_secret_unless_demo() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.toml");

@@ -20,6 +20,7 @@ pub(super) fn validate(
         key,
         reason: reason.to_string(),
     };
+    file_values_overridden(&raw, overrides)?;
     // Errors name the flag when the value came from one, else the file's key.
     let node_id = overrides.node_id.or(raw.node.id).unwrap_or(1);
     if node_id == 0 {
@@ -312,6 +313,10 @@ pub(super) fn validate(
                         reason: format!("node {} is listed twice", member.id),
                     });
                 }
+                // Every member's, as for the values a flag overrides.
+                if let Some(dir) = &member.data_dir {
+                    directory_path(dir, "cluster.node.data-dir")?;
+                }
                 if member.id == node_id {
                     own_data_dir = Some(
                         member
@@ -503,6 +508,39 @@ pub(super) fn validate(
 }
 
 /// An empty path would put the node's files in the working directory.
+/// The file's values that a flag overrides in this process, which the checks
+/// below never see: one file serves every member, and a member started
+/// without the flag runs on the file's value, so a bad one is refused here
+/// too, by its key.
+fn file_values_overridden(raw: &RawConfig, overrides: &Overrides) -> Result<(), ConfigError> {
+    if overrides.node_id.is_some() && raw.node.id == Some(0) {
+        return Err(ConfigError::Invalid {
+            key: "node.id",
+            reason: "must be at least 1 (--node-id overrides it here)".to_string(),
+        });
+    }
+    if overrides.brokers.is_some() && !brokers_are_valid(&raw.kafka.brokers) {
+        return Err(ConfigError::Invalid {
+            key: "kafka.brokers",
+            reason: format!(
+                "must be HOST:PORT[,HOST:PORT...], got {:?} (--brokers overrides it here)",
+                raw.kafka.brokers
+            ),
+        });
+    }
+    if overrides.data_dir.is_some()
+        && let Some(dir) = &raw.node.data_dir
+    {
+        directory_path(dir, "node.data-dir")?;
+    }
+    if overrides.lake.is_some()
+        && let Some(uri) = &raw.lake.uri
+    {
+        directory_path(uri, "lake.uri")?;
+    }
+    Ok(())
+}
+
 fn directory_path(path: &Path, key: &'static str) -> Result<(), ConfigError> {
     match directory_path_problem(path) {
         Some(problem) => Err(ConfigError::Invalid {
