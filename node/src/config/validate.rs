@@ -20,7 +20,6 @@ pub(super) fn validate(
         key,
         reason: reason.to_string(),
     };
-    file_values_overridden(&raw, overrides)?;
     // Errors name the flag when the value came from one, else the file's key.
     let node_id = overrides.node_id.or(raw.node.id).unwrap_or(1);
     if node_id == 0 {
@@ -31,7 +30,10 @@ pub(super) fn validate(
         };
         return Err(invalid(key, "must be at least 1"));
     }
-    let brokers = overrides.brokers.clone().unwrap_or(raw.kafka.brokers);
+    let brokers = overrides
+        .brokers
+        .clone()
+        .unwrap_or_else(|| raw.kafka.brokers.clone());
     if !brokers_are_valid(&brokers) {
         return Err(ConfigError::Invalid {
             key: if overrides.brokers.is_some() {
@@ -212,6 +214,7 @@ pub(super) fn validate(
             }
         }
     }
+    file_values_overridden(&raw, overrides)?;
     let http_listen_text = raw.node.http_listen.as_deref().unwrap_or("127.0.0.1:8080");
     let http_listen: SocketAddr = http_listen_text.parse().map_err(|_| ConfigError::Invalid {
         key: "node.http-listen",
@@ -507,7 +510,6 @@ pub(super) fn validate(
     })
 }
 
-/// An empty path would put the node's files in the working directory.
 /// The file's values that a flag overrides in this process, which the checks
 /// below never see: one file serves every member, and a member started
 /// without the flag runs on the file's value, so a bad one is refused here
@@ -541,6 +543,7 @@ fn file_values_overridden(raw: &RawConfig, overrides: &Overrides) -> Result<(), 
     Ok(())
 }
 
+/// An empty path would put the node's files in the working directory.
 fn directory_path(path: &Path, key: &'static str) -> Result<(), ConfigError> {
     match directory_path_problem(path) {
         Some(problem) => Err(ConfigError::Invalid {
