@@ -229,7 +229,13 @@ async fn simulate(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Re
         (0..=9998).contains(&start.year()),
         "--start must lie in the years 0000 to 9998 in UTC, got {start}"
     );
-    let seed = args.seed.unwrap_or_else(rand::random);
+    let seed = args.seed.unwrap_or_else(|| {
+        let seed = rand::random();
+        // On stderr before anything is sent: a run that fails or is cut
+        // short never prints its summary, and is the one to reproduce.
+        eprintln!("random seed {seed} (--seed {seed} repeats this run)");
+        seed
+    });
     let options = SimulateOptions {
         brokers: args.brokers,
         topic: args.topic,
