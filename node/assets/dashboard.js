@@ -74,7 +74,7 @@ async function goldTogether(...models) {
 }
 
 // Names the tables of a view that have nothing to draw while others do, so an
-// empty chart beside full ones is explained (`models run --models` of only
+// empty chart beside full ones is explained (`models run --select` of only
 // some, or a gold run that found no sessions for one).
 function partialNote(models, answers) {
   if (answers.every((a) => !a.rows.length)) return "";
@@ -133,6 +133,13 @@ function counterRate(samples, at, value) {
   return span >= RATE_MIN_SPAN_MS ? (1000 * (value - first)) / span : null;
 }
 
+// Shows `value` as `format` writes it, keeping the raw value in `data-value`
+// (for tests and for copying).
+function showValue(el, value, format = fmt.text) {
+  el.textContent = format(value);
+  el.dataset.value = value == null ? "" : String(value);
+}
+
 // columns: [{ key, label, num, format }]; each cell keeps its raw value.
 function fillTable(table, columns, rows) {
   table.innerHTML = "";
@@ -151,8 +158,7 @@ function fillTable(table, columns, rows) {
       const td = tr.insertCell();
       const value = row[column.key];
       td.dataset.key = column.key;
-      td.dataset.value = value == null ? "" : String(value);
-      td.textContent = (column.format || fmt.text)(value);
+      showValue(td, value, column.format);
       if (column.num) td.className = "num";
     }
   }
@@ -312,16 +318,10 @@ const views = {
     const received = status.partitions.every((p) => p.high_watermark != null)
       ? status.partitions.reduce((sum, p) => sum + p.high_watermark, 0)
       : null;
-    const showRate = (id, rate) => {
-      const el = document.getElementById(id);
-      el.textContent = rate == null ? "–" : fmt.int(Math.round(rate));
-      el.dataset.value = rate == null ? "" : String(rate);
-    };
-    showRate("rate-in", counterRate(liveSamples.received, now, received));
-    showRate("rate-accepted", counterRate(liveSamples.accepted, now, live.accepted_counter));
-    const total = document.getElementById("accepted-total");
-    total.textContent = fmt.int(live.accepted_total);
-    total.dataset.value = String(live.accepted_total);
+    const perSecond = (rate) => fmt.int(rate == null ? rate : Math.round(rate));
+    showValue(document.getElementById("rate-in"), counterRate(liveSamples.received, now, received), perSecond);
+    showValue(document.getElementById("rate-accepted"), counterRate(liveSamples.accepted, now, live.accepted_counter), perSecond);
+    showValue(document.getElementById("accepted-total"), live.accepted_total, fmt.int);
     chart("chart-live-minutes").setOption({
       tooltip: { trigger: "axis" },
       xAxis: { type: "category", data: live.minutes.map((m) => m.minute.slice(11, 16)) },
@@ -347,14 +347,9 @@ const views = {
     } else {
       setState("cluster", status.leader == null ? "No leader yet: the members are electing one." : "");
     }
-    const figure = (id, value) => {
-      const el = document.querySelector(`[data-testid="${id}"]`);
-      el.textContent = value == null ? "–" : String(value);
-      el.dataset.value = value == null ? "" : String(value);
-    };
-    figure("leader", status.leader);
-    figure("term", status.term);
-    figure("node", status.node);
+    for (const key of ["leader", "term", "node"]) {
+      showValue(document.querySelector(`[data-testid="${key}"]`), status[key]);
+    }
     fillTable(table("members-table"), [
       { key: "id", label: "id", num: true },
       { key: "addr", label: "address" },
