@@ -27,10 +27,23 @@ use std::path::PathBuf;
 /// The repository root (for `cluster-config/` and `metadata/`).
 ///
 /// Read at run time: a build shared by two clones (one target dir) must not
-/// point every test at the clone that built it first.
+/// point every test at the clone that built it first. Cargo names the
+/// package's directory; a binary run by hand (the bench) takes the repository
+/// it is run from, and only outside one the clone that built it.
 pub fn repo_root() -> PathBuf {
-    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    if let Some(manifest_dir) = std::env::var_os("CARGO_MANIFEST_DIR") {
+        return root_above(PathBuf::from(manifest_dir));
+    }
+    if let Ok(current) = std::env::current_dir()
+        && current.join("metadata/video_metadata.csv").is_file()
+        && current.join("cluster-config").is_dir()
+    {
+        return current;
+    }
+    root_above(PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+fn root_above(manifest_dir: PathBuf) -> PathBuf {
     manifest_dir
         .parent()
         .expect("tests/ is inside the repository")
