@@ -11,7 +11,7 @@
 //! - [`partition_actor`]: consumes a partition, writes outputs, commits bronze.
 //! - [`partition_resume`]: resumes a partition at its epoch (fence, gap replay).
 //! - [`checkpoint`]: a partition's checkpoint through Raft.
-//! - [`commit_retry`]: what to do after a failed bronze commit (pure).
+//! - [`commit_retry`]: what to do after a failed bronze commit, and the retry loop.
 //! - [`repeated_error`]: a recurring error logged as a warning once.
 //! - [`supervisor`]: starts partition actors and restarts the ones that fail.
 //! - [`coordinator`]: schedules the lakehouse jobs and keeps their history.

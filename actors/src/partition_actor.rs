@@ -34,13 +34,13 @@ use tracing::{debug, error, info, warn};
 
 use streamreel_cluster::live::LiveBatch;
 use streamreel_cluster::{CheckpointIncrement, Epoch};
-use streamreel_lake::{BronzeBatchBuilder, BronzeTable, LakeError, RecordBatch};
+use streamreel_lake::{BronzeBatchBuilder, BronzeTable, PartitionMarks, RecordBatch};
 use streamreel_protocol::PartitionCheckpoint;
 use streamreel_protocol::time::now_micros;
 
 use crate::acks::BatchAcks;
 use crate::checkpoint::propose_checkpoint;
-use crate::commit_retry::{RetryDecision, retry_decision};
+use crate::commit_retry::{Commit, CommitTarget, RetryPlan, commit_with_retries, is_fenced};
 use crate::context::IngestContext;
 use crate::dead_letter::{Source, dead_letter};
 use crate::error::ActorError;
@@ -75,9 +75,11 @@ pub struct PartitionArgs {
 
 /// Bronze commit attempts before a batch is given up (and the actor restarts),
 /// with exponential backoff between them: about 6 s in all.
-const COMMIT_ATTEMPTS: u32 = 6;
-const COMMIT_BACKOFF_MIN: Duration = Duration::from_millis(200);
-const COMMIT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+const COMMIT_RETRIES: RetryPlan = RetryPlan {
+    attempts: 6,
+    backoff_min: Duration::from_millis(200),
+    backoff_max: Duration::from_secs(5),
+};
 
 /// Room between an input record's size and the output topics' record limit:
 /// a clean record is the input's fields re-encoded with a fixed set of added
@@ -516,72 +518,56 @@ impl PartitionState {
         rows: RecordBatch,
         last_offset: i64,
     ) -> Result<PartitionCheckpoint, ActorError> {
-        let partition = self.core.partition();
-        let before = self.last_committed.map(|c| c.last_offset);
-        let mut backoff = COMMIT_BACKOFF_MIN;
-        let mut attempt = 1;
-        loop {
-            let result = if fault::bronze_commit_should_fail() {
-                Err(ActorError::InjectedFault("bronze commit failure"))
-            } else {
-                self.bronze
-                    .append_fenced(rows.clone(), partition, Some(last_offset), self.epoch)
-                    .await
-                    .map_err(ActorError::from)
-            };
-            let error = match result {
-                Ok(checkpoint) => return Ok(checkpoint),
-                Err(error) if is_fenced(&error) => return Err(error),
-                Err(error) if attempt < COMMIT_ATTEMPTS => error,
-                Err(error) => return Err(error),
-            };
-            warn!(
-                partition,
-                last_offset,
-                attempt,
-                retry_in_ms = backoff.as_millis() as u64,
-                error = %error,
-                "bronze commit failed; trying again"
-            );
-            self.stats.commit_retries.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(COMMIT_BACKOFF_MAX);
-            attempt += 1;
-            // Reading the marks moves the handle to the newest version, so
-            // the retry is compare-and-set against what was just checked.
-            let marks = match self.bronze.marks(partition).await {
-                Ok(marks) => marks,
-                Err(error) => {
-                    warn!(partition, %error, "cannot read the partition's bronze marks; trying the commit again");
-                    continue;
-                }
-            };
-            match retry_decision(marks, before, last_offset, self.epoch) {
-                RetryDecision::Retry => {}
-                RetryDecision::Landed => {
-                    return Ok(PartitionCheckpoint {
-                        partition,
-                        last_offset,
-                        delta_version: self.bronze.version().unwrap_or_default() as i64,
-                    });
-                }
-                RetryDecision::Fenced => {
-                    return Err(ActorError::from(LakeError::Fenced {
-                        partition,
-                        reason: format!(
-                            "bronze marks moved to {marks:?} while this writer (epoch {}) \
-                             retried its commit",
-                            self.epoch
-                        ),
-                    }));
-                }
-            }
-        }
+        let commit = Commit {
+            partition: self.core.partition(),
+            before: self.last_committed.map(|c| c.last_offset),
+            last_offset,
+            epoch: self.epoch,
+        };
+        let mut target = BronzeCommit {
+            bronze: &mut self.bronze,
+            rows,
+            commit,
+        };
+        let retries = &self.stats.commit_retries;
+        commit_with_retries(&mut target, COMMIT_RETRIES, commit, || {
+            retries.fetch_add(1, Ordering::Relaxed);
+        })
+        .await
     }
 }
 
-fn is_fenced(error: &ActorError) -> bool {
-    matches!(error, ActorError::Lake(error) if matches!(**error, LakeError::Fenced { .. }))
+/// A batch's commit to the partition's bronze handle.
+struct BronzeCommit<'a> {
+    bronze: &'a mut BronzeTable,
+    rows: RecordBatch,
+    commit: Commit,
+}
+
+impl CommitTarget for BronzeCommit<'_> {
+    async fn append(&mut self) -> Result<PartitionCheckpoint, ActorError> {
+        if fault::bronze_commit_should_fail() {
+            return Err(ActorError::InjectedFault("bronze commit failure"));
+        }
+        let Commit {
+            partition,
+            last_offset,
+            epoch,
+            ..
+        } = self.commit;
+        Ok(self
+            .bronze
+            .append_fenced(self.rows.clone(), partition, Some(last_offset), epoch)
+            .await?)
+    }
+
+    async fn marks(&mut self) -> Result<PartitionMarks, ActorError> {
+        Ok(self.bronze.marks(self.commit.partition).await?)
+    }
+
+    fn version(&self) -> Option<u64> {
+        self.bronze.version()
+    }
 }
 
 /// The output producer for the topics' record limit as the broker reports it
