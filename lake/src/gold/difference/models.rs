@@ -146,8 +146,8 @@ impl Previous {
 struct Totals {
     sessions: i64,
     viewers: i64,
-    watch_s: f64,
-    pct_watched: f64,
+    watch_s: CarriedSum,
+    pct_watched: CarriedSum,
     completed: i64,
 }
 
@@ -158,8 +158,8 @@ impl Totals {
         Totals {
             sessions,
             viewers,
-            watch_s: seconds_of(watch_hours),
-            pct_watched: avg_pct * n,
+            watch_s: CarriedSum::read_back(seconds_of(watch_hours), sessions),
+            pct_watched: CarriedSum::read_back(avg_pct * n, sessions),
             completed: (rate * n).round() as i64,
         }
     }
@@ -167,8 +167,8 @@ impl Totals {
     fn apply(&mut self, sign: i64, row: &SessionRow) {
         let s = sign as f64;
         self.sessions += sign;
-        self.watch_s += s * row.watch_s;
-        self.pct_watched += s * row.pct_watched;
+        self.watch_s.add(s * row.watch_s);
+        self.pct_watched.add(s * row.pct_watched);
         self.completed += sign * i64::from(row.completed);
     }
 
@@ -194,15 +194,63 @@ impl Totals {
     // an average of 100.00000000000001, would fail the data tests and stop
     // every later run publishing.
     fn watch_hours(&self) -> f64 {
-        (self.watch_s / 3600.0).max(0.0)
+        (self.watch_s.value() / 3600.0).max(0.0)
     }
 
     fn avg_pct_watched(&self) -> f64 {
-        (self.pct_watched / self.sessions as f64).clamp(0.0, 100.0)
+        (self.pct_watched.value() / self.sessions as f64).clamp(0.0, 100.0)
     }
 
     fn completion_rate(&self) -> f64 {
         self.completed as f64 / self.sessions as f64
+    }
+}
+
+/// A sum carried from a stored row and updated by difference, with a bound on
+/// how far rounding may have taken it from the exact sum of its group's
+/// values.
+///
+/// When sessions with fractional values leave a group, their subtraction
+/// leaves a residue in the last bits (watch times 64.4, 25.8 and 1713 s, less
+/// the first two, give 1713.0000000000002), which later runs carry on: a
+/// group of silent sessions kept a watch time of 8e-18 hours, and a group
+/// back to whole seconds ranked above its equal, where a full build gives
+/// exactly 0 or the whole number and ranks equal sums by name. A whole number
+/// within the bound is as close to the exact sum as the carried value, so it
+/// is taken instead.
+#[derive(Debug, Clone, Copy, Default)]
+struct CarriedSum {
+    sum: f64,
+    error: f64,
+}
+
+impl CarriedSum {
+    /// A stored sum of `terms` values: a full build's sum has rounded up to
+    /// once per term, and storing and reading it back (an average or hours)
+    /// twice more.
+    fn read_back(sum: f64, terms: i64) -> CarriedSum {
+        CarriedSum {
+            sum,
+            error: (terms.max(0) as f64 + 2.0) * f64::EPSILON * sum.abs(),
+        }
+    }
+
+    fn add(&mut self, value: f64) {
+        // An addition rounds by at most half an ulp of its result, which is
+        // at most the sum of both magnitudes.
+        self.error += f64::EPSILON * (self.sum.abs() + value.abs());
+        self.sum += value;
+    }
+
+    /// The sum, or the whole number within its rounding bound. Adding 0.0
+    /// turns a -0.0 into 0.0.
+    fn value(&self) -> f64 {
+        let whole = self.sum.round();
+        if (self.sum - whole).abs() <= self.error {
+            whole + 0.0
+        } else {
+            self.sum
+        }
     }
 }
 
@@ -694,5 +742,50 @@ mod tests {
         let mut totals = Totals::read_back(2, 1, 57.0 / 3600.0, 0.0, 0.0);
         totals.apply(-1, &session(56.0, 0.0));
         assert_eq!(totals.watch_hours(), 1.0 / 3600.0);
+    }
+
+    #[test]
+    fn a_group_back_to_whole_seconds_or_nothing_carries_no_residue() {
+        // Watch times 64.4, 25.8 and 1713 s, summed as a full build would;
+        // the fractional two leave, and 1713 s is left, exactly, so the
+        // group ties with another of 1713 s and ranks by name.
+        let stored = (64.4 + 25.8 + 1713.0) / 3600.0;
+        let mut totals = Totals::read_back(3, 1, stored, 0.0, 0.0);
+        assert_ne!((stored * 3600.0 - 64.4) - 25.8, 1713.0, "the residue");
+        totals.apply(-1, &session(64.4, 0.0));
+        totals.apply(-1, &session(25.8, 0.0));
+        assert_eq!(totals.watch_hours(), 1713.0 / 3600.0);
+        // Read back and updated again, it stays exact.
+        let mut again = Totals::read_back(1, 1, totals.watch_hours(), 0.0, 0.0);
+        again.apply(1, &session(0.0, 0.0));
+        assert_eq!(again.watch_hours(), 1713.0 / 3600.0);
+
+        // Watch times 281.441, 147.944 and 0 s, watched 99.564, 47.026 and
+        // 0 %; the first two leave.
+        let stored = (281.441 + 147.944 + 0.0) / 3600.0;
+        let average = (99.564 + 47.026 + 0.0) / 3.0;
+        let mut totals = Totals::read_back(3, 1, stored, average, 0.0);
+        assert!((average * 3.0 - 99.564) - 47.026 > 0.0, "the residue");
+        totals.apply(-1, &session(281.441, 99.564));
+        totals.apply(-1, &session(147.944, 47.026));
+        let zero = totals.watch_hours();
+        assert!(zero == 0.0 && zero.is_sign_positive(), "{zero:e}");
+        let zero = totals.avg_pct_watched();
+        assert!(zero == 0.0 && zero.is_sign_positive(), "{zero:e}");
+    }
+
+    #[test]
+    fn a_fractional_sum_outside_its_rounding_bound_is_kept() {
+        // 1713.25 s less 0.25 s is whole; 1713.25 s less 0.2499 s is not,
+        // and is no residue.
+        let mut totals = Totals::read_back(2, 1, 1713.25 / 3600.0, 0.0, 0.0);
+        totals.apply(-1, &session(0.2499, 0.0));
+        assert_eq!(totals.watch_hours(), (1713.25 - 0.2499) / 3600.0);
+        totals.apply(-1, &session(0.0001, 0.0));
+        assert_eq!(totals.watch_hours(), 1713.0 / 3600.0);
+        let mut sum = CarriedSum::read_back(1e6 + 0.001, 1_000);
+        assert_eq!(sum.value(), 1e6 + 0.001);
+        sum.add(-0.001);
+        assert_eq!(sum.value(), 1e6);
     }
 }
