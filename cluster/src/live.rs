@@ -170,11 +170,19 @@ impl From<LiveImage> for LiveAggregates {
 /// simulated stream running days ahead of the clock is still counted.
 pub const LIVE_FUTURE_LIMIT_US: i64 = 30 * 24 * 60 * MINUTE_US;
 
+/// The longest `video_id` counted live. The input rules bound an id only by
+/// the record limit, so without this a producer sending ids of a megabyte
+/// would grow every member's memory by a megabyte per (minute, video) count,
+/// far below the `max-entries` cap, which counts entries, not bytes.
+pub const LIVE_VIDEO_ID_MAX_BYTES: usize = 256;
+
 impl LiveAggregates {
     /// Folds counts in, then forgets minutes older than `retention_us` behind
-    /// the live clock. Minutes beyond [`LIVE_FUTURE_LIMIT_US`] after
-    /// `proposed_at_us` (the increment's own time, so replicas agree) are left
-    /// out; their events are in bronze like any other.
+    /// the live clock. Minutes starting beyond [`LIVE_FUTURE_LIMIT_US`] after
+    /// `proposed_at_us` (the increment's own time, so replicas agree), and
+    /// video ids longer than [`LIVE_VIDEO_ID_MAX_BYTES`], are left out of the
+    /// counts; their events are in bronze like any other, and in the
+    /// accepted counter.
     ///
     /// The live clock moves to the newest minute folded, but never past the
     /// minute of `proposed_at_us`. Retention and the newest-minutes windows
@@ -185,11 +193,15 @@ impl LiveAggregates {
     pub fn fold(&mut self, counts: &[LiveCount], retention_us: i64, proposed_at_us: i64) {
         let latest_allowed = proposed_at_us.saturating_add(LIVE_FUTURE_LIMIT_US);
         let clock_bound = minute_of(proposed_at_us);
-        for count in counts.iter().filter(|c| c.minute_us <= latest_allowed) {
+        for count in counts {
             let events: u64 = count.counts.iter().sum();
+            // Accepted, so the accepted rate counts it, kept or not.
+            self.counted_since_load += events;
+            if count.minute_us > latest_allowed || count.video_id.len() > LIVE_VIDEO_ID_MAX_BYTES {
+                continue;
+            }
             *self.minute_totals.entry(count.minute_us).or_default() += events;
             self.total += events;
-            self.counted_since_load += events;
             let videos = self.counts.entry(count.minute_us).or_default();
             if let Some(totals) = videos.get_mut(count.video_id.as_str()) {
                 for (total, add) in totals.iter_mut().zip(count.counts) {
@@ -293,13 +305,19 @@ impl LiveAggregates {
                 *totals.entry(video).or_default() += counts.iter().sum::<u64>();
             }
         }
-        let mut top: Vec<(String, u64)> = totals
-            .into_iter()
-            .map(|(v, n)| (v.to_string(), n))
-            .collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        top.truncate(limit);
-        top
+        // Selected before they are sorted or copied: the window may hold
+        // millions of videos, and readers hold the lock applying waits for.
+        let order = |a: &(&str, u64), b: &(&str, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0));
+        let mut top: Vec<(&str, u64)> = totals.into_iter().collect();
+        if limit == 0 {
+            return Vec::new();
+        }
+        if top.len() > limit {
+            top.select_nth_unstable_by(limit - 1, order);
+            top.truncate(limit);
+        }
+        top.sort_unstable_by(order);
+        top.into_iter().map(|(v, n)| (v.to_string(), n)).collect()
     }
 
     /// The live clock: the newest minute seen, bounded as [`LiveAggregates::fold`] says.
@@ -438,6 +456,49 @@ mod tests {
         live.fold(&[count(ahead)], HOUR_US, now);
         assert_eq!(live.total(), 3, "the limit itself counts");
         assert_eq!(live.video("v").last(), Some(&(ahead, [1, 0, 0, 0])));
+        // The one left out is still an accepted event, for the rate.
+        assert_eq!(live.counted_since_load(), 4);
+    }
+
+    #[test]
+    fn a_video_id_too_long_to_keep_is_left_out_but_counted_as_accepted() {
+        let longest = "v".repeat(LIVE_VIDEO_ID_MAX_BYTES);
+        let too_long = "v".repeat(LIVE_VIDEO_ID_MAX_BYTES + 1);
+        let mut live = LiveAggregates::default();
+        let played = |video: &str| LiveCount {
+            video_id: video.into(),
+            minute_us: 0,
+            counts: [2, 0, 0, 0],
+        };
+        live.fold(&[played(&longest), played(&too_long)], HOUR_US, LATER);
+        assert_eq!(live.video(&longest), vec![(0, [2, 0, 0, 0])]);
+        assert_eq!(live.video(&too_long), vec![]);
+        assert_eq!(live.entries(), 1);
+        assert_eq!((live.total(), live.counted_since_load()), (2, 4));
+        assert_eq!(live.top_videos(1, 10), vec![(longest, 2)]);
+    }
+
+    #[test]
+    fn the_top_videos_are_the_first_of_them_all_sorted() {
+        let mut live = LiveAggregates::default();
+        // 200 videos, with many ties among their totals.
+        let counts: Vec<LiveCount> = (0..200u64)
+            .map(|i| LiveCount {
+                video_id: format!("v{:03}", (i * 37) % 200),
+                minute_us: 0,
+                counts: [i % 7, 0, 0, 1],
+            })
+            .collect();
+        live.fold(&counts, HOUR_US, LATER);
+        let mut all: Vec<(String, u64)> = counts
+            .iter()
+            .map(|c| (c.video_id.clone(), c.counts.iter().sum()))
+            .collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for limit in [0, 1, 5, 50, 199, 200, 1000] {
+            let expected: Vec<(String, u64)> = all.iter().take(limit).cloned().collect();
+            assert_eq!(live.top_videos(1, limit), expected, "limit {limit}");
+        }
     }
 
     #[test]
