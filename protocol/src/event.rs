@@ -169,8 +169,14 @@ pub fn id_hash(id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(id.as_bytes())
 }
 
+/// The largest position or seek target accepted, in seconds (about 31
+/// years). Without a bound, a position near `f64::MAX` passes as finite, and
+/// two of them summed overflow a session's `watch_s` or gold's watch hours
+/// to infinity, which the data tests refuse at every later run.
+pub const MAX_POSITION_S: f64 = 1_000_000_000.0;
+
 fn check_position(field: &'static str, value: f64) -> Result<(), Rejection> {
-    if value.is_finite() && value >= 0.0 {
+    if (0.0..=MAX_POSITION_S).contains(&value) {
         Ok(())
     } else {
         Err(Rejection::BadNumber { field, value })
@@ -502,6 +508,19 @@ mod tests {
             }
         );
         assert_eq!(reject(&with("seek_to_s", "-0.5")).kind(), "bad_number");
+        assert_eq!(
+            reject(&with("position_s", "1e308")).to_string(),
+            "field `position_s` must be a number from 0 to 1000000000, got 1e308"
+        );
+        assert_eq!(
+            reject(&with("seek_to_s", "1000000000.5")).kind(),
+            "bad_number"
+        );
+        let longest = with("seek_to_s", "1000000000");
+        assert_eq!(
+            parse_event(longest.as_bytes()).unwrap().seek_to_s,
+            Some(1e9)
+        );
         assert_eq!(
             reject(&VALID.replace("12.5", "1e999")).kind(),
             "not_json",

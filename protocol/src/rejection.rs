@@ -16,7 +16,7 @@ pub enum Rejection {
     EmptyField { field: &'static str },
     #[error("unknown event_type (expected play, pause, seek or stop)")]
     UnknownEventType,
-    #[error("field `{field}` must be a finite number >= 0, got {value}")]
+    #[error("field `{field}` must be a number from 0 to 1000000000, got {}", shown(*.value))]
     BadNumber { field: &'static str, value: f64 },
     #[error("field `seek_to_s` is required for a seek event")]
     MissingSeekTarget,
@@ -26,6 +26,16 @@ pub enum Rejection {
     BadTime { detail: String },
     #[error("record of {bytes} bytes is larger than the {limit}-byte limit of an event")]
     TooLarge { bytes: usize, limit: usize },
+}
+
+/// A number as a reason shows it: large ones in exponent form, so that
+/// `1e308` reads as that and not as 309 digits.
+fn shown(value: f64) -> String {
+    if value.abs() >= 1e16 {
+        format!("{value:e}")
+    } else {
+        value.to_string()
+    }
 }
 
 impl Rejection {

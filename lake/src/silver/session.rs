@@ -72,13 +72,18 @@ enum Player {
 /// of one session from two partitions (a user's events move when partitions
 /// are added) can tie on both; they are then ordered by what they say, so
 /// that every run, whatever order it reads them in, orders them alike.
+/// Numbers compare by value: `-0.0` (which a bronze from another writer may
+/// hold) is `0.0`, where its bits would sort it after every positive number.
 pub fn event_order(a: &PlaybackEvent, b: &PlaybackEvent) -> Ordering {
-    let seek = |e: &PlaybackEvent| e.seek_to_s.map(f64::to_bits);
+    let by_value = |x: f64, y: f64| (x + 0.0).total_cmp(&(y + 0.0));
     (a.event_time_us, a.kafka_offset)
         .cmp(&(b.event_time_us, b.kafka_offset))
         .then_with(|| (a.event_type as u8).cmp(&(b.event_type as u8)))
-        .then_with(|| a.position_s.total_cmp(&b.position_s))
-        .then_with(|| seek(a).cmp(&seek(b)))
+        .then_with(|| by_value(a.position_s, b.position_s))
+        .then_with(|| match (a.seek_to_s, b.seek_to_s) {
+            (Some(x), Some(y)) => by_value(x, y),
+            (x, y) => x.is_some().cmp(&y.is_some()),
+        })
 }
 
 /// Summarises one session. `duration_s` is `None` for videos without metadata:
@@ -175,6 +180,36 @@ mod tests {
         assert_eq!(first, second);
         assert_eq!(first.watch_s, 60.0);
         assert_eq!(first.exit_position_s, 61.0);
+    }
+
+    #[test]
+    fn seeks_tied_on_everything_else_are_ordered_by_their_targets_value() {
+        // Two seeks at position 10 in the same microsecond and offset, to
+        // -0.0 (a bronze from another writer may hold it) and to 50: the
+        // one to 0 comes first, so the session plays 0-10, 0-10 and 50-60
+        // (with the seek to 50 first it would play 0-10 and 0-60).
+        let play = event(Play, 0.0, None, 0);
+        let seek = |to: f64| PlaybackEvent {
+            event_type: Seek,
+            position_s: 10.0,
+            seek_to_s: Some(to),
+            event_time_us: 10_000_000,
+            kafka_offset: 7,
+        };
+        let pause = event(Pause, 60.0, None, 60_000_000);
+        for mut events in [
+            [play, seek(-0.0), seek(50.0), pause],
+            [play, seek(50.0), seek(-0.0), pause],
+        ] {
+            let summary = summarize(&mut events, None);
+            assert_eq!(summary.watch_s, 30.0, "{events:?}");
+        }
+        let none_first = PlaybackEvent {
+            seek_to_s: None,
+            ..seek(0.0)
+        };
+        assert_eq!(event_order(&none_first, &seek(-0.0)), Ordering::Less);
+        assert_eq!(event_order(&seek(-0.0), &seek(0.0)), Ordering::Equal);
     }
 
     #[test]
