@@ -1,5 +1,6 @@
 //! Builds `view_sessions` rows from all events of the sessions to (re)compute.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -163,6 +164,26 @@ impl EventColumns {
     fn i64(array: &ArrayRef, row: usize) -> i64 {
         array.as_primitive::<Int64Type>().value(row)
     }
+
+    /// How the session attributes of two events tied in session order
+    /// compare: by their texts in the order of [`TEXT_INPUTS`], then by
+    /// `duration_s`. So a run takes the same first event whatever order it
+    /// reads tied events in (two partitions, one offset and microsecond, the
+    /// video enriched under two metadata files).
+    fn attributes_order(a: (&EventColumns, usize), b: (&EventColumns, usize)) -> Ordering {
+        let ((a, i), (b, j)) = (a, b);
+        (0..TEXT_INPUTS.len())
+            .map(|column| a.text(column, i).cmp(&b.text(column, j)))
+            .find(|order| order.is_ne())
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| {
+                let (x, y) = (Self::f64(&a.duration_s, i), Self::f64(&b.duration_s, j));
+                match (x, y) {
+                    (Some(x), Some(y)) => (x + 0.0).total_cmp(&(y + 0.0)),
+                    (x, y) => x.is_some().cmp(&y.is_some()),
+                }
+            })
+    }
 }
 
 struct SessionEvents {
@@ -198,7 +219,14 @@ pub fn build_sessions(events: &[RecordBatch]) -> Result<RecordBatch, LakeError> 
             match index.get(session_id) {
                 Some(&i) => {
                     let session = &mut sessions[i].1;
-                    if event_order(&event, &session.first_event).is_lt() {
+                    let (first_batch, first_row) = session.first;
+                    let earlier = event_order(&event, &session.first_event).then_with(|| {
+                        EventColumns::attributes_order(
+                            (cols, row),
+                            (&columns[first_batch], first_row),
+                        )
+                    });
+                    if earlier.is_lt() {
                         session.first_event = event;
                         session.first = (b, row);
                     }
@@ -411,6 +439,26 @@ mod tests {
         }
         assert_eq!(pct_watched_of(30.0, 120.0), 25.0);
         assert_eq!(pct_watched_of(0.0, 120.0), 0.0);
+    }
+
+    #[test]
+    fn events_tied_in_session_order_give_the_same_attributes_in_any_order() {
+        // One stop read twice, from two partitions at one offset and
+        // microsecond, enriched under two metadata files.
+        let stop = PlaybackEvent {
+            event_type: EventKind::Stop,
+            position_s: 10.0,
+            seek_to_s: None,
+            event_time_us: 5,
+            kafka_offset: 3,
+        };
+        let older = input_batch(&[stop], Some(900.0));
+        let newer = input_batch(&[stop], Some(600.0));
+        let one = build_sessions(&[older.clone(), newer.clone()]).unwrap();
+        let other = build_sessions(&[newer, older]).unwrap();
+        assert_eq!(one, other);
+        let duration = one.column_by_name("duration_s").unwrap();
+        assert_eq!(duration.as_primitive::<Float64Type>().value(0), 600.0);
     }
 
     /// Rows of [`INPUT_COLUMNS`] for events of session `s`, each with
