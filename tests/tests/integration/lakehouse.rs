@@ -242,7 +242,10 @@ async fn assert_matches_reference(
         &Lake::new(lake).view_sessions(),
         "SELECT session_id, user_key, video_id, region, event_count, watch_s, max_position_s, \
          exit_position_s, pct_watched, COALESCE(CAST(completed AS INT), -1) AS completed, \
-         CAST(day AS INT) AS day FROM t ORDER BY session_id",
+         CAST(day AS INT) AS day, CAST(started_at AS BIGINT) AS started_at, \
+         CAST(last_event_at AS BIGINT) AS last_event_at, COALESCE(device, '<null>') AS device, \
+         COALESCE(genre, '<null>') AS genre, COALESCE(creator, '<null>') AS creator, \
+         COALESCE(duration_s, -1.0) AS duration_s FROM t ORDER BY session_id",
     )
     .await?;
     let mut actual = Vec::new();
@@ -258,6 +261,12 @@ async fn assert_matches_reference(
         let video_ids = column_as_strings(b, "video_id")?;
         let regions = column_as_strings(b, "region")?;
         let completed = column_as_i64(b, "completed")?;
+        let started = column_as_i64(b, "started_at")?;
+        let last = column_as_i64(b, "last_event_at")?;
+        let devices = column_as_strings(b, "device")?;
+        let genres = column_as_strings(b, "genre")?;
+        let creators = column_as_strings(b, "creator")?;
+        let durations = column_as_f64(b, "duration_s")?;
         for i in 0..b.num_rows() {
             actual.push((
                 ids[i].clone(),
@@ -269,6 +278,14 @@ async fn assert_matches_reference(
                 days[i],
                 (users[i].clone(), video_ids[i].clone(), regions[i].clone()),
                 completed[i],
+                (
+                    started[i],
+                    last[i],
+                    devices[i].clone(),
+                    genres[i].clone(),
+                    creators[i].clone(),
+                    durations[i],
+                ),
             ));
         }
     }
@@ -312,6 +329,21 @@ async fn assert_matches_reference(
         );
         let completed = want.completed().map_or(-1, i64::from);
         assert_eq!(got.8, completed, "completed of {}", want.session_id);
+        let null = || "<null>".to_string();
+        let video = want.video.as_ref();
+        assert_eq!(
+            got.9,
+            (
+                want.started_at_us,
+                want.last_event_at_us,
+                want.device.clone().unwrap_or_else(null),
+                video.map_or_else(null, |v| v.genre.clone()),
+                video.map_or_else(null, |v| v.creator.clone()),
+                video.map_or(-1.0, |v| v.duration_s),
+            ),
+            "started_at, last_event_at, device, genre, creator, duration_s of {}",
+            want.session_id
+        );
     }
 
     // Gold, table by table.

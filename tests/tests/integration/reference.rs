@@ -12,6 +12,9 @@ pub struct Session {
     pub user_key: String,
     pub video_id: String,
     pub region: String,
+    pub device: Option<String>,
+    pub started_at_us: i64,
+    pub last_event_at_us: i64,
     pub day: i64,
     pub event_count: i64,
     pub watch_s: f64,
@@ -92,6 +95,13 @@ pub fn sessions(rows: &[BronzeRow], videos: &[VideoMetadata]) -> Vec<Session> {
             user_key: first.user_key.clone(),
             video_id: first.video_id.clone(),
             region: first.region.clone(),
+            device: first.device.clone(),
+            started_at_us: first.event_time_us,
+            last_event_at_us: events
+                .iter()
+                .map(|e| e.event_time_us)
+                .max()
+                .unwrap_or_default(),
             day: first.event_time_us.div_euclid(86_400_000_000),
             event_count: events.len() as i64,
             watch_s: watch,
