@@ -269,7 +269,9 @@ const ABANDONED: &str = "abandoned: the leader changed while it ran";
 /// compaction started beside it would commit its own rewrite of the same
 /// rows, and Delta keeps both. A run a leader just before recorded as
 /// abandoned is held for what is left of that leader's hold, so that a
-/// second quick change of leader does not end it early.
+/// second quick change of leader does not end it early; never longer than
+/// the hold itself, as that leader's clock may run ahead of this one's (and
+/// while compaction is held, that record stays the newest).
 fn compaction_hold_us(newest: &Option<JobRunRecord>, wall_us: i64) -> Option<i64> {
     let hold = HANDOVER_HOLD.as_micros() as i64;
     let run = newest.as_ref()?;
@@ -279,7 +281,7 @@ fn compaction_hold_us(newest: &Option<JobRunRecord>, wall_us: i64) -> Option<i64
     let abandoned_at = run
         .ended_at_us
         .filter(|_| run.error.as_deref() == Some(ABANDONED))?;
-    let left = hold - wall_us.saturating_sub(abandoned_at);
+    let left = hold - wall_us.saturating_sub(abandoned_at).max(0);
     (left > 0).then_some(left)
 }
 
@@ -526,7 +528,16 @@ mod tests {
             compaction_hold_us(&Some(abandoned.clone()), 200 * S),
             Some(hold - 10 * S)
         );
-        assert_eq!(compaction_hold_us(&Some(abandoned), 190 * S + hold), None);
+        assert_eq!(
+            compaction_hold_us(&Some(abandoned.clone()), 190 * S + hold),
+            None
+        );
+        // Abandoned by a leader whose clock ran 3 hours ahead: the whole
+        // hold, not 3 hours more.
+        assert_eq!(
+            compaction_hold_us(&Some(abandoned), 190 * S - 3 * 3600 * S),
+            Some(hold)
+        );
         // A run that ended by itself, or none at all: no hold.
         let failed = JobRunRecord {
             ended_at_us: Some(199 * S),

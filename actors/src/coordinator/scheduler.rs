@@ -297,10 +297,14 @@ impl Scheduler {
             Err(error) => {
                 state.failures += 1;
                 if state.failures <= self.schedule.max_retries {
+                    // At most the interval: a retry holds the schedule, so a
+                    // long outage's doubled delays (2^16 times the first)
+                    // would otherwise leave the job idle long after it ended.
                     let backoff = self
                         .schedule
                         .retry_backoff
-                        .saturating_mul(1 << (state.failures - 1).min(16));
+                        .saturating_mul(1 << (state.failures - 1).min(16))
+                        .min(self.schedule.interval(job));
                     state.retry_due_us = Some(now_us + micros(backoff));
                 } else {
                     state.failures = 0;
@@ -677,6 +681,23 @@ mod tests {
             3
         );
         assert_eq!(history[1].error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn a_retry_waits_at_most_the_jobs_interval() {
+        let mut schedule = schedule();
+        schedule.max_retries = 20;
+        let mut scheduler = Scheduler::new(schedule, 0);
+        let mut now = 0;
+        let mut run = scheduler.due(now, 0)[0];
+        // Doubling from 1 s: 1, 2, 4, 8, then the 10 s interval each time.
+        for expected in [1, 2, 4, 8, 10, 10, 10] {
+            scheduler.finished(run.id, Err("lake down".into()), now, 0);
+            assert!(scheduler.due(now + expected * S - 1, 0).is_empty());
+            now += expected * S;
+            run = scheduler.due(now, 0)[0];
+            assert_eq!(run.job, JobKind::Enrich, "retried after {expected} s");
+        }
     }
 
     #[test]
