@@ -81,6 +81,12 @@ const COMMIT_RETRIES: RetryPlan = RetryPlan {
     backoff_max: Duration::from_secs(5),
 };
 
+/// A batch closes once its live counts would add about this much to its
+/// checkpoint: one count per (minute, video), so input with a new video id per
+/// event would otherwise make Raft entries too large to replicate within a
+/// heartbeat. Ordinary streams stay far below it (hundreds of ids a minute).
+const LIVE_COUNTS_MAX_BYTES: usize = 4 << 20;
+
 /// Room between an input record's size and the output topics' record limit:
 /// a clean record is the input's fields re-encoded with a fixed set of added
 /// ones, so it exceeds the input by far less than this.
@@ -305,6 +311,7 @@ impl PartitionState {
         let mut messages = self.consumer.stream();
         while self.batch.rows.len() < settings.commit_max_events
             && self.batch.bytes < settings.commit_max_bytes
+            && self.batch.live.bytes() < LIVE_COUNTS_MAX_BYTES
         {
             let message = tokio::select! {
                 biased;
@@ -417,6 +424,7 @@ impl PartitionState {
         self.batch.last_offset.is_some()
             && (self.batch.rows.len() >= settings.commit_max_events
                 || self.batch.bytes >= settings.commit_max_bytes
+                || self.batch.live.bytes() >= LIVE_COUNTS_MAX_BYTES
                 || self
                     .batch
                     .started

@@ -42,12 +42,29 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 pub struct LiveBatch {
     /// minute -> video -> counts; looked up by `&str` so a hit allocates nothing.
     counts: FastMap<i64, FastMap<String, [u64; 4]>>,
+    /// About what the counts take in the checkpoint that carries them.
+    bytes: usize,
 }
+
+/// What a count takes in a checkpoint besides its video id: the minute, the
+/// four counts and the id's length.
+const LIVE_COUNT_BYTES: usize = 48;
+
+/// The video id under which a batch counts events whose id is longer than
+/// [`LIVE_VIDEO_ID_MAX_BYTES`]: no input id is empty, so replicas know these
+/// events are accepted (for the accepted counter) and not counted live,
+/// without the checkpoint carrying their ids.
+const LEFT_OUT_VIDEO_ID: &str = "";
 
 impl LiveBatch {
     pub fn add(&mut self, video_id: &str, event_time_us: i64, event_type: &str) {
         let Some(index) = event_type_index(event_type) else {
             return;
+        };
+        let video_id = if video_id.len() > LIVE_VIDEO_ID_MAX_BYTES {
+            LEFT_OUT_VIDEO_ID
+        } else {
+            video_id
         };
         let videos = self.counts.entry(minute_of(event_time_us)).or_default();
         match videos.get_mut(video_id) {
@@ -56,8 +73,15 @@ impl LiveBatch {
                 let mut counts = [0; 4];
                 counts[index] = 1;
                 videos.insert(video_id.to_string(), counts);
+                self.bytes += video_id.len() + LIVE_COUNT_BYTES;
             }
         }
+    }
+
+    /// About the bytes the batch's counts add to its checkpoint: one count
+    /// per (minute, video), so up to one per event.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -66,6 +90,7 @@ impl LiveBatch {
 
     /// The batch's counts, sorted so that every replica folds them in one order.
     pub fn take(&mut self) -> Vec<LiveCount> {
+        self.bytes = 0;
         let mut counts: Vec<LiveCount> = self
             .counts
             .drain()
@@ -197,7 +222,9 @@ impl LiveAggregates {
             let events: u64 = count.counts.iter().sum();
             // Accepted, so the accepted rate counts it, kept or not.
             self.counted_since_load += events;
-            if count.minute_us > latest_allowed || count.video_id.len() > LIVE_VIDEO_ID_MAX_BYTES {
+            let left_out = count.video_id == LEFT_OUT_VIDEO_ID
+                || count.video_id.len() > LIVE_VIDEO_ID_MAX_BYTES;
+            if left_out || count.minute_us > latest_allowed {
                 continue;
             }
             *self.minute_totals.entry(count.minute_us).or_default() += events;
@@ -458,6 +485,31 @@ mod tests {
         assert_eq!(live.video("v").last(), Some(&(ahead, [1, 0, 0, 0])));
         // The one left out is still an accepted event, for the rate.
         assert_eq!(live.counted_since_load(), 4);
+    }
+
+    #[test]
+    fn a_batch_carries_no_id_too_long_to_count_and_knows_its_size() {
+        let too_long = "v".repeat(LIVE_VIDEO_ID_MAX_BYTES + 1);
+        let mut batch = LiveBatch::default();
+        batch.add("v1", 10, "play");
+        batch.add("v1", 20, "stop");
+        assert_eq!(batch.bytes(), 2 + LIVE_COUNT_BYTES);
+        batch.add(&too_long, 30, "play");
+        batch.add(&"w".repeat(1 << 20), 40, "play");
+        assert_eq!(batch.bytes(), 2 + LIVE_COUNT_BYTES * 2);
+        let counts = batch.take();
+        assert_eq!(batch.bytes(), 0);
+        assert_eq!(
+            counts
+                .iter()
+                .map(|c| (c.video_id.as_str(), c.counts))
+                .collect::<Vec<_>>(),
+            vec![("", [2, 0, 0, 0]), ("v1", [1, 0, 0, 1])]
+        );
+        let mut live = LiveAggregates::default();
+        live.fold(&counts, HOUR_US, LATER);
+        assert_eq!(live.video(""), vec![]);
+        assert_eq!((live.total(), live.counted_since_load()), (2, 4));
     }
 
     #[test]

@@ -126,8 +126,10 @@ impl ClusterMember {
             // (the follower would be sent a snapshot again, and again).
             max_in_snapshot_log_to_keep: 100,
             // AppendEntries must arrive within a heartbeat (openraft's
-            // timeout); 300 checkpoints of a few hundred KiB each could not.
-            max_payload_entries: 16,
+            // timeout). A checkpoint takes 17 bytes per accepted event and up
+            // to 4 MiB of live counts: a few hundred KiB with the default
+            // batch, up to about 7.5 MiB at the largest `commit-max-events`.
+            max_payload_entries: 4,
             // A snapshot holds every partition's de-duplication window: tens of
             // MiB on a busy cluster, more than the default 200 ms allows.
             install_snapshot_timeout: 10_000,

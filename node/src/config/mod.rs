@@ -38,6 +38,10 @@ const DEMO_SECRET: &str = "streamreel-demo-secret-not-for-production";
 const MIN_SECRET_BYTES: usize = 16;
 /// Ten years: the longest retention a config may ask for.
 const MAX_HOURS: u64 = 10 * 366 * 24;
+/// The largest bronze batch a config may ask for: its checkpoint carries 17
+/// bytes per event through Raft, which must reach the followers within a
+/// heartbeat (3.4 MB here, ten times the default batch's).
+const MAX_COMMIT_EVENTS: usize = 200_000;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {

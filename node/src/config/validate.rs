@@ -112,7 +112,7 @@ pub(super) fn validate(
         "lake.commit-max-events",
         raw.lake.commit_max_events,
         1,
-        10_000_000,
+        MAX_COMMIT_EVENTS,
     )?;
     within(
         "lake.commit-max-bytes",

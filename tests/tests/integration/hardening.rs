@@ -353,7 +353,7 @@ async fn a_stop_commits_the_batch_in_hand_or_exits_non_zero() -> anyhow::Result<
     let records = sent.len() as u64;
     let data = tempfile::tempdir()?;
     // Batches that would only commit after ten minutes: only a stop commits them.
-    let config = node_config(1_000_000, 600_000);
+    let config = node_config(200_000, 600_000);
     let consumed_everything = |url: String| async move {
         poll_every(POLL, "every event to be consumed", Duration::from_secs(120), || {
             let url = url.clone();
