@@ -58,7 +58,8 @@ pub(crate) trait CommitTarget {
 /// How often and how patiently a commit is tried.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RetryPlan {
-    /// Attempts in all, appends and reads of the marks alike.
+    /// How many times the commit is tried: the first append, then each
+    /// read of the marks (followed by an append when they allow one).
     pub attempts: u32,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -79,7 +80,7 @@ pub(crate) struct Commit {
 /// writer's: a read that fails is read again, never followed by an append,
 /// since that append would go on top of versions whose marks were never
 /// checked (a newer owner's fence among them). `on_retry` is called before
-/// each wait.
+/// each append tried again.
 pub(crate) async fn commit_with_retries(
     target: &mut impl CommitTarget,
     plan: RetryPlan,
@@ -100,22 +101,36 @@ pub(crate) async fn commit_with_retries(
             Err(error) if is_fenced(&error) || attempt >= plan.attempts => return Err(error),
             Err(error) => error,
         };
-        warn!(partition, last_offset, attempt, retry_in_ms = backoff.as_millis() as u64, %error, "bronze commit failed; trying again");
+        warn!(
+            partition,
+            last_offset,
+            attempt,
+            retry_in_ms = backoff.as_millis() as u64,
+            %error,
+            "bronze commit failed; trying again"
+        );
         let marks = loop {
-            on_retry();
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(plan.backoff_max);
             attempt += 1;
             match target.marks().await {
                 Ok(marks) => break marks,
                 Err(error) if attempt < plan.attempts => {
-                    warn!(partition, last_offset, attempt, retry_in_ms = backoff.as_millis() as u64, %error, "cannot read the partition's bronze marks; reading them again before the commit is tried again");
+                    warn!(
+                        partition,
+                        last_offset,
+                        attempt,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        %error,
+                        "cannot read the partition's bronze marks; reading them again \
+                         before the commit is tried again"
+                    );
                 }
                 Err(error) => return Err(error),
             }
         };
         match retry_decision(marks, before, last_offset, epoch) {
-            RetryDecision::Retry => {}
+            RetryDecision::Retry => on_retry(),
             RetryDecision::Landed => {
                 return Ok(PartitionCheckpoint {
                     partition,
@@ -238,7 +253,7 @@ mod tests {
         };
         let (result, retries) = run(&mut target).await;
         assert!(is_fenced(&result.expect_err("fenced")));
-        assert_eq!((target.appended, retries), (1, 2));
+        assert_eq!((target.appended, retries), (1, 0));
 
         // The marks are this writer's: appended again, and done.
         let mut target = Scripted {
@@ -246,9 +261,9 @@ mod tests {
             marks: vec![Err(lake_down()), Ok(marks(Some(99), 3))],
             appended: 0,
         };
-        let (result, _) = run(&mut target).await;
+        let (result, retries) = run(&mut target).await;
         assert_eq!(result.expect("committed"), landed());
-        assert_eq!(target.appended, 2);
+        assert_eq!((target.appended, retries), (2, 1));
 
         // The failed attempt had landed: done at the version the marks read.
         let mut target = Scripted {
@@ -275,11 +290,11 @@ mod tests {
         };
         let (result, retries) = run(&mut target).await;
         assert!(matches!(result, Err(ActorError::InjectedFault(_))));
-        assert_eq!((target.appended, retries), (1, 3));
+        assert_eq!((target.appended, retries), (1, 0));
         assert!(target.marks.is_empty());
 
-        // Appends keep failing, each after a read of the marks: three
-        // appends and a failed read make the four attempts.
+        // Appends keep failing: the first, then two after reads of the
+        // marks, with a failed read between them: the four tries.
         let mut target = Scripted {
             appends: (0..3).map(|_| Err(lake_down())).collect(),
             marks: vec![
@@ -291,6 +306,6 @@ mod tests {
         };
         let (result, retries) = run(&mut target).await;
         assert!(matches!(result, Err(ActorError::InjectedFault(_))));
-        assert_eq!((target.appended, retries), (3, 3));
+        assert_eq!((target.appended, retries), (3, 2));
     }
 }

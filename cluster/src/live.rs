@@ -46,9 +46,9 @@ pub struct LiveBatch {
     bytes: usize,
 }
 
-/// What a count takes in a checkpoint besides its video id: the minute, the
-/// four counts and the id's length.
-const LIVE_COUNT_BYTES: usize = 48;
+/// About what a count takes in a checkpoint besides its video id: the id's
+/// length, the minute and the four counts, as varints.
+const LIVE_COUNT_BYTES: usize = 16;
 
 /// The video id under which a batch counts events whose id is longer than
 /// [`LIVE_VIDEO_ID_MAX_BYTES`]: no input id is empty, so replicas know these

@@ -127,8 +127,9 @@ impl ClusterMember {
             max_in_snapshot_log_to_keep: 100,
             // AppendEntries must arrive within a heartbeat (openraft's
             // timeout). A checkpoint takes 17 bytes per accepted event and up
-            // to 4 MiB of live counts: a few hundred KiB with the default
-            // batch, up to about 7.5 MiB at the largest `commit-max-events`.
+            // to about 4 MiB of live counts: a few hundred KiB with the
+            // default batch, at most about 7.5 MiB at the largest
+            // `commit-max-events` (3.4 MB of ids) with a new video per event.
             max_payload_entries: 4,
             // A snapshot holds every partition's de-duplication window: tens of
             // MiB on a busy cluster, more than the default 200 ms allows.

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use streamreel_protocol::{EventType, parse_event};
+use streamreel_protocol::{EventType, MAX_POSITION_S, parse_event};
 
 fuzz_target!(|data: &[u8]| {
     match parse_event(data) {
@@ -12,9 +12,9 @@ fuzz_target!(|data: &[u8]| {
             for field in [&event.event_id, &event.session_id, &event.user_id, &event.video_id, &event.region] {
                 assert!(!field.is_empty());
             }
-            assert!(event.position_s.is_finite() && event.position_s >= 0.0);
+            assert!((0.0..=MAX_POSITION_S).contains(&event.position_s));
             match (event.event_type, event.seek_to_s) {
-                (EventType::Seek, Some(to)) => assert!(to.is_finite() && to >= 0.0),
+                (EventType::Seek, Some(to)) => assert!((0.0..=MAX_POSITION_S).contains(&to)),
                 (EventType::Seek, None) => panic!("a seek without a target was accepted"),
                 (_, target) => assert!(target.is_none()),
             }

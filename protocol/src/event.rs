@@ -516,6 +516,10 @@ mod tests {
             reject(&with("seek_to_s", "1000000000.5")).kind(),
             "bad_number"
         );
+        assert_eq!(
+            reject(&with("position_s", "-1e-300")).to_string(),
+            "field `position_s` must be a number from 0 to 1000000000, got -1e-300"
+        );
         let longest = with("seek_to_s", "1000000000");
         assert_eq!(
             parse_event(longest.as_bytes()).unwrap().seek_to_s,
@@ -571,7 +575,7 @@ mod tests {
             let mut bytes = VALID.as_bytes().to_vec();
             bytes.splice(cut..cut, insert);
             if let Ok(event) = parse_event(&bytes) {
-                prop_assert!(event.position_s.is_finite() && event.position_s >= 0.0);
+                prop_assert!((0.0..=MAX_POSITION_S).contains(&event.position_s));
             }
         }
 

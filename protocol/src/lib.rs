@@ -28,7 +28,8 @@ pub use checkpoint::{PartitionCheckpoint, PartitionCounters};
 pub use codec::{CodecError, decode, encode};
 pub use error_text::error_chain_text;
 pub use event::{
-    EngagementEvent, EventType, OPTIONAL_MEMBERS, REQUIRED_MEMBERS, id_hash, parse_event,
+    EngagementEvent, EventType, MAX_POSITION_S, OPTIONAL_MEMBERS, REQUIRED_MEMBERS, id_hash,
+    parse_event,
 };
 pub use pseudonym::{UserKey, UserKeyer};
 pub use rejection::Rejection;

@@ -28,10 +28,10 @@ pub enum Rejection {
     TooLarge { bytes: usize, limit: usize },
 }
 
-/// A number as a reason shows it: large ones in exponent form, so that
-/// `1e308` reads as that and not as 309 digits.
+/// A number as a reason shows it: very large and very small ones in exponent
+/// form, so that `1e308` or `-1e-300` read as that and not as 300 digits.
 fn shown(value: f64) -> String {
-    if value.abs() >= 1e16 {
+    if value != 0.0 && !(1e-6..1e16).contains(&value.abs()) {
         format!("{value:e}")
     } else {
         value.to_string()

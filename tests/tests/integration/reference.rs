@@ -55,14 +55,29 @@ pub fn sessions(rows: &[BronzeRow], videos: &[VideoMetadata]) -> Vec<Session> {
                 .iter()
                 .position(|k| *k == t)
         };
+        // Numbers by value (-0.0 is 0.0); full ties by the attributes the
+        // session would take, so the first event does not depend on order.
+        let by_value = |x: f64, y: f64| (x + 0.0).total_cmp(&(y + 0.0));
+        let attributes = |e: &BronzeRow| {
+            let video = catalogue.get(e.video_id.as_str());
+            (
+                e.user_key.clone(),
+                e.video_id.clone(),
+                video.map(|v| v.genre.clone()),
+                video.map(|v| v.creator.clone()),
+                e.region.clone(),
+                e.device.clone(),
+            )
+        };
         events.sort_by(|a, b| {
             (a.event_time_us, a.kafka_offset, rank(&a.event_type))
                 .cmp(&(b.event_time_us, b.kafka_offset, rank(&b.event_type)))
-                .then(a.position_s.total_cmp(&b.position_s))
+                .then(by_value(a.position_s, b.position_s))
                 .then_with(|| match (a.seek_to_s, b.seek_to_s) {
-                    (Some(x), Some(y)) => x.total_cmp(&y),
+                    (Some(x), Some(y)) => by_value(x, y),
                     (x, y) => x.is_some().cmp(&y.is_some()),
                 })
+                .then_with(|| attributes(a).cmp(&attributes(b)))
         });
         let first = events[0];
         let video = catalogue.get(first.video_id.as_str()).map(|v| (*v).clone());

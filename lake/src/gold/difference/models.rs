@@ -158,8 +158,8 @@ impl Totals {
         Totals {
             sessions,
             viewers,
-            watch_s: CarriedSum::read_back(seconds_of(watch_hours), sessions),
-            pct_watched: CarriedSum::read_back(avg_pct * n, sessions),
+            watch_s: CarriedSum::read_back(seconds_of(watch_hours)),
+            pct_watched: CarriedSum::read_back(avg_pct * n),
             completed: (rate * n).round() as i64,
         }
     }
@@ -206,50 +206,59 @@ impl Totals {
     }
 }
 
-/// A sum carried from a stored row and updated by difference, with a bound on
-/// how far rounding may have taken it from the exact sum of its group's
-/// values.
+/// A sum carried from a stored row and updated by difference.
 ///
 /// When sessions with fractional values leave a group, their subtraction
 /// leaves a residue in the last bits (watch times 64.4, 25.8 and 1713 s, less
 /// the first two, give 1713.0000000000002), which later runs carry on: a
 /// group of silent sessions kept a watch time of 8e-18 hours, and a group
 /// back to whole seconds ranked above its equal, where a full build gives
-/// exactly 0 or the whole number and ranks equal sums by name. A whole number
-/// within the bound is as close to the exact sum as the carried value, so it
-/// is taken instead.
+/// exactly 0 or the whole number and ranks equal sums by name. So the
+/// additions keep their own rounding errors (Neumaier's compensation: the
+/// result is the stored sum plus the changes, to about a unit in the last
+/// place, however many changes), and a result within a few units in the last
+/// place of a whole number is taken as that number: the stored sum is one
+/// rounding of a full build's (its last bits). A sum of real positions
+/// (milliseconds) that is not whole is off a whole number by far more, even
+/// in a group of millions of sessions (at 6e8 s a unit is 1.2e-7 s).
 #[derive(Debug, Clone, Copy, Default)]
 struct CarriedSum {
     sum: f64,
-    error: f64,
+    /// The rounding errors of the additions since the read, summed.
+    compensation: f64,
+    /// How far the stored sum may be from its group's exact sum.
+    stored_error: f64,
 }
 
 impl CarriedSum {
-    /// A stored sum of `terms` values: a full build's sum has rounded up to
-    /// once per term, and storing and reading it back (an average or hours)
-    /// twice more.
-    fn read_back(sum: f64, terms: i64) -> CarriedSum {
+    fn read_back(sum: f64) -> CarriedSum {
         CarriedSum {
             sum,
-            error: (terms.max(0) as f64 + 2.0) * f64::EPSILON * sum.abs(),
+            compensation: 0.0,
+            stored_error: 2.0 * f64::EPSILON * sum.abs(),
         }
     }
 
     fn add(&mut self, value: f64) {
-        // An addition rounds by at most half an ulp of its result, which is
-        // at most the sum of both magnitudes.
-        self.error += f64::EPSILON * (self.sum.abs() + value.abs());
-        self.sum += value;
+        let sum = self.sum + value;
+        // The exact error of that addition (Neumaier).
+        self.compensation += if self.sum.abs() >= value.abs() {
+            (self.sum - sum) + value
+        } else {
+            (value - sum) + self.sum
+        };
+        self.sum = sum;
     }
 
-    /// The sum, or the whole number within its rounding bound. Adding 0.0
-    /// turns a -0.0 into 0.0.
+    /// The sum, or the whole number within its bound. Adding 0.0 turns a
+    /// -0.0 into 0.0.
     fn value(&self) -> f64 {
-        let whole = self.sum.round();
-        if (self.sum - whole).abs() <= self.error {
+        let total = self.sum + self.compensation;
+        let whole = total.round();
+        if (total - whole).abs() <= self.stored_error + f64::EPSILON * total.abs() {
             whole + 0.0
         } else {
-            self.sum
+            total
         }
     }
 }
@@ -783,9 +792,22 @@ mod tests {
         assert_eq!(totals.watch_hours(), (1713.25 - 0.2499) / 3600.0);
         totals.apply(-1, &session(0.0001, 0.0));
         assert_eq!(totals.watch_hours(), 1713.0 / 3600.0);
-        let mut sum = CarriedSum::read_back(1e6 + 0.001, 1_000);
+        let mut sum = CarriedSum::read_back(1e6 + 0.001);
         assert_eq!(sum.value(), 1e6 + 0.001);
         sum.add(-0.001);
         assert_eq!(sum.value(), 1e6);
+        // A group of millions of sessions keeps a millisecond, whatever
+        // the number of changes applied.
+        let mut sum = CarriedSum::read_back(6e8 + 0.2);
+        for _ in 0..100_000 {
+            sum.add(0.0123);
+            sum.add(-0.0123);
+        }
+        sum.add(-0.199);
+        assert!(
+            (sum.value() - (6e8 + 0.001)).abs() < 1e-6,
+            "{}",
+            sum.value()
+        );
     }
 }
