@@ -826,6 +826,10 @@ uri = "/srv/lake"
                 "lake.commit-interval-ms",
             ),
             ("[lake]\ncommit-max-bytes = 10\n", "lake.commit-max-bytes"),
+            (
+                "[lake]\ncommit-max-events = 200001\n",
+                "lake.commit-max-events",
+            ),
             ("[jobs]\nthreads = 0\n", "jobs.threads"),
             ("[jobs]\nmemory-limit-mb = 8\n", "jobs.memory-limit-mb"),
             ("[jobs]\nchunk-events = 0\n", "jobs.chunk-events"),
