@@ -101,13 +101,12 @@ pub(crate) async fn commit_with_retries(
             Err(error) if is_fenced(&error) || attempt >= plan.attempts => return Err(error),
             Err(error) => error,
         };
-        warn!(
-            partition,
-            last_offset,
+        warn_before_retry(
+            &commit,
             attempt,
-            retry_in_ms = backoff.as_millis() as u64,
-            %error,
-            "bronze commit failed; trying again"
+            backoff,
+            &error,
+            "bronze commit failed; trying again",
         );
         let marks = loop {
             tokio::time::sleep(backoff).await;
@@ -115,17 +114,14 @@ pub(crate) async fn commit_with_retries(
             attempt += 1;
             match target.marks().await {
                 Ok(marks) => break marks,
-                Err(error) if attempt < plan.attempts => {
-                    warn!(
-                        partition,
-                        last_offset,
-                        attempt,
-                        retry_in_ms = backoff.as_millis() as u64,
-                        %error,
-                        "cannot read the partition's bronze marks; reading them again \
-                         before the commit is tried again"
-                    );
-                }
+                Err(error) if attempt < plan.attempts => warn_before_retry(
+                    &commit,
+                    attempt,
+                    backoff,
+                    &error,
+                    "cannot read the partition's bronze marks; reading them again before the \
+                     commit is tried again",
+                ),
                 Err(error) => return Err(error),
             }
         };
@@ -149,6 +145,23 @@ pub(crate) async fn commit_with_retries(
             }
         }
     }
+}
+
+fn warn_before_retry(
+    commit: &Commit,
+    attempt: u32,
+    retry_in: Duration,
+    error: &ActorError,
+    what: &'static str,
+) {
+    warn!(
+        partition = commit.partition,
+        last_offset = commit.last_offset,
+        attempt,
+        retry_in_ms = retry_in.as_millis() as u64,
+        %error,
+        "{what}"
+    );
 }
 
 /// Whether another writer took the partition.
