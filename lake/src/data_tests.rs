@@ -129,15 +129,16 @@ fn table_location(lake_dir: &Path, table: &str) -> std::path::PathBuf {
 }
 
 /// Runs the declared tests of `table` against `batches`, data not yet
-/// published: the audit step of write-audit-publish.
+/// published: the audit step of write-audit-publish. `ctx` is a fresh session
+/// of the run, so that the tests' queries count in its memory limit.
 pub async fn audit_batches(
+    ctx: SessionContext,
     table: &str,
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
     videos: &[VideoMetadata],
     declarations: &str,
 ) -> Result<Vec<DataTestResult>, LakeError> {
-    let ctx = SessionContext::new();
     register_metadata(&ctx, videos)?;
     ctx.register_table("t", Arc::new(MemTable::try_new(schema, vec![batches])?))?;
     let mut results = Vec::new();
@@ -311,9 +312,16 @@ in_metadata = ["video_id"]
             duration_s: 60.0,
             release_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
         }];
-        let results = audit_batches("t", schema, vec![batch], &videos, RULES)
-            .await
-            .unwrap();
+        let results = audit_batches(
+            SessionContext::new(),
+            "t",
+            schema,
+            vec![batch],
+            &videos,
+            RULES,
+        )
+        .await
+        .unwrap();
         assert_eq!(results.len(), 4);
         assert_eq!(
             failing(&results),

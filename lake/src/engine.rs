@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use deltalake::datafusion::execution::memory_pool::FairSpillPool;
-use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use deltalake::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::LakeError;
@@ -29,9 +29,21 @@ impl LakeSettings {
     /// A DataFusion session bounded by `memory_limit_bytes` (shared fairly
     /// between the operators that can spill).
     pub fn context(&self) -> Result<SessionContext, LakeError> {
-        let runtime = RuntimeEnvBuilder::new()
+        Ok(Self::context_in(self.runtime()?))
+    }
+
+    /// The memory pool of one run. A run that needs several sessions makes
+    /// each with [`LakeSettings::context_in`] from this one, so that together
+    /// they hold at most `memory_limit_bytes`, as the setting promises, not
+    /// that much each.
+    pub fn runtime(&self) -> Result<Arc<RuntimeEnv>, LakeError> {
+        Ok(RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.memory_limit_bytes)))
-            .build_arc()?;
+            .build_arc()?)
+    }
+
+    /// A DataFusion session drawing on `runtime`'s memory pool.
+    pub fn context_in(runtime: Arc<RuntimeEnv>) -> SessionContext {
         let mut config = SessionConfig::new();
         // Plain strings, as the tables store them: view types would be cast
         // back, row by row, on every Delta write.
@@ -40,7 +52,7 @@ impl LakeSettings {
             .execution
             .parquet
             .schema_force_view_types = false;
-        Ok(SessionContext::new_with_config_rt(config, runtime))
+        SessionContext::new_with_config_rt(config, runtime)
     }
 }
 
@@ -55,7 +67,7 @@ impl Default for LakeSettings {
 
 #[cfg(test)]
 mod tests {
-    use deltalake::datafusion::execution::memory_pool::MemoryLimit;
+    use deltalake::datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit};
 
     use super::*;
 
@@ -70,5 +82,28 @@ mod tests {
             MemoryLimit::Finite(bytes) => assert_eq!(bytes, 64 << 20),
             _ => panic!("the pool is unbounded"),
         }
+    }
+
+    #[test]
+    fn sessions_of_one_run_draw_on_one_pool() {
+        let settings = LakeSettings {
+            memory_limit_bytes: 64 << 20,
+            ..LakeSettings::default()
+        };
+        let runtime = settings.runtime().expect("runtime");
+        let first = LakeSettings::context_in(runtime.clone());
+        let second = LakeSettings::context_in(runtime);
+        let reservation = MemoryConsumer::new("first").register(&first.runtime_env().memory_pool);
+        reservation.try_grow(48 << 20).expect("within the limit");
+        let other = MemoryConsumer::new("second").register(&second.runtime_env().memory_pool);
+        assert!(
+            other.try_grow(32 << 20).is_err(),
+            "a second session of the run got memory the first one holds"
+        );
+        other.try_grow(8 << 20).expect("what is left of the limit");
+        // Separate runs have their own pools.
+        let elsewhere = settings.context().expect("context");
+        let own = MemoryConsumer::new("elsewhere").register(&elsewhere.runtime_env().memory_pool);
+        own.try_grow(48 << 20).expect("another run's pool");
     }
 }

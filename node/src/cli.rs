@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::error::NodeError;
+use chrono::{DateTime, Datelike, Utc};
 use clap::{Args, Parser, Subcommand};
 use streamreel_actors::coordinator::job::JobKind;
 
@@ -170,18 +171,22 @@ pub enum AdminSubcommand {
     /// Move one partition to a member; returns once the new owner has resumed it.
     Move {
         partition: i32,
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         to: u64,
     },
     /// Add a member (it must run with the same cluster token).
     AddNode {
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
         id: u64,
         /// Its HTTP address, IP:PORT.
         #[arg(long)]
         addr: String,
     },
     /// Remove a member; its partitions move to the others.
-    RemoveNode { id: u64 },
+    RemoveNode {
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -207,7 +212,7 @@ pub struct NodeArgs {
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// HOST:PORT[,HOST:PORT...]
-    #[arg(long)]
+    #[arg(long, value_parser = brokers)]
     pub brokers: String,
     /// Messages to send in all (valid, malformed and duplicates).
     #[arg(long, default_value_t = 100_000)]
@@ -220,7 +225,7 @@ pub struct SimulateArgs {
     pub seed: Option<u64>,
     #[arg(long, default_value = "metadata/video_metadata.csv")]
     pub metadata: PathBuf,
-    #[arg(long, default_value = "video-events")]
+    #[arg(long, default_value = "video-events", value_parser = topic)]
     pub topic: String,
     /// Partitions if the topic has to be created.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=10_000))]
@@ -235,8 +240,43 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 0.01, value_parser = share)]
     pub duplicate_share: f64,
     /// Event time of the first session, RFC 3339 (default: today 00:00 UTC).
-    #[arg(long)]
-    pub start: Option<String>,
+    #[arg(long, value_parser = start_time)]
+    pub start: Option<DateTime<Utc>>,
+}
+
+/// Broker addresses, for clap.
+fn brokers(text: &str) -> Result<String, String> {
+    if crate::config::brokers_are_valid(text) {
+        Ok(text.to_string())
+    } else {
+        Err("must be HOST:PORT[,HOST:PORT...]".into())
+    }
+}
+
+/// A Kafka topic name, for clap.
+fn topic(text: &str) -> Result<String, String> {
+    if crate::config::is_kafka_topic_name(text) {
+        Ok(text.to_string())
+    } else {
+        Err("must be a Kafka topic name (1 to 249 of [a-zA-Z0-9._-], not \".\" or \"..\")".into())
+    }
+}
+
+/// The first session's time, for clap. Event times must lie in the years
+/// 0000 to 9999 UTC (the contract's range); a year of room keeps any run of
+/// up to about 10^8 events (a few per simulated second) inside it, where a
+/// longer one's later events the node would reject as `bad_time`.
+fn start_time(text: &str) -> Result<DateTime<Utc>, String> {
+    let start = DateTime::parse_from_rfc3339(text)
+        .map_err(|e| format!("not an RFC 3339 time ({e})"))?
+        .with_timezone(&Utc);
+    if (0..=9998).contains(&start.year()) {
+        Ok(start)
+    } else {
+        Err(format!(
+            "must lie in the years 0000 to 9998 in UTC, got {start}"
+        ))
+    }
 }
 
 /// A share within 0..=1, for clap: out of range is a command line not
@@ -365,6 +405,9 @@ mod tests {
             ("--duplicate-share", "-0.1"),
             ("--rate", "0"),
             ("--rate", "NaN"),
+            ("--start", "yesterday"),
+            ("--start", "+10000-01-01T00:00:00Z"),
+            ("--topic", ".."),
         ] {
             let error = simulate(flag, value).unwrap_err();
             assert_eq!(
@@ -378,9 +421,33 @@ mod tests {
             ("--partitions", "12"),
             ("--rate", "0.5"),
             ("--malformed-share", "1"),
+            ("--start", "2026-05-01T12:00:00+02:00"),
         ] {
             assert!(simulate(flag, value).is_ok(), "{flag} {value}");
         }
+        let brokers = Cli::try_parse_from(["streamreel", "simulate", "--brokers", "localhost"]);
+        assert_eq!(
+            brokers.unwrap_err().kind(),
+            clap::error::ErrorKind::ValueValidation
+        );
+        // Node ids start at 1, on every admin command that names one.
+        let admin = |args: &[&str]| {
+            let base = ["streamreel", "admin", "--node", "http://127.0.0.1:1"];
+            Cli::try_parse_from(base.iter().chain(args))
+        };
+        for args in [
+            &["add-node", "0", "--addr", "127.0.0.1:2"][..],
+            &["remove-node", "0"],
+            &["move", "1", "--to", "0"],
+        ] {
+            let error = admin(args).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}"
+            );
+        }
+        assert!(admin(&["move", "1", "--to", "2"]).is_ok());
         let shares = |malformed: &str, duplicate: &str| {
             Cli::try_parse_from([
                 "streamreel",
@@ -423,6 +490,10 @@ mod tests {
             };
             let error = args.lake.lake_dir().unwrap_err().to_string();
             assert!(error.contains(flag) && error.contains(says), "{error}");
+        }
+        // An empty path is clap's to refuse (it would read `./lake`).
+        for flag in ["--lake", "--data-dir"] {
+            assert!(Cli::try_parse_from(["streamreel", "inspect", flag, ""]).is_err());
         }
         let dir = tempfile::tempdir().unwrap();
         let lake = dir.path().to_str().unwrap();

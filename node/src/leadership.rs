@@ -5,6 +5,7 @@
 //! metrics, asks the quorum, and starts and stops the actor.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -105,6 +106,7 @@ pub async fn follow_leadership(
 ) {
     let mut metrics = member.raft.metrics();
     let mut core = LeadershipCore::default();
+    let issued_run_ids = Arc::new(AtomicU64::new(0));
     loop {
         let leading = leader_in(&metrics.borrow_and_update(), member.id) == Some(member.id);
         let running = slot.lock().expect("coordinator lock").clone();
@@ -136,6 +138,7 @@ pub async fn follow_leadership(
                     cluster: member.clone(),
                     heartbeat: Duration::from_millis(config.cluster.heartbeat_ms),
                     jobs_runtime: template.jobs_runtime.clone(),
+                    issued_run_ids: issued_run_ids.clone(),
                 };
                 match Actor::spawn(None, Coordinator, args).await {
                     Ok((coordinator, _)) => {

@@ -22,12 +22,16 @@ import duckdb
 SESSIONS = """
 CREATE TABLE view_sessions AS
 WITH ev AS (
-  -- Events of two partitions tied on time and offset: by what they say, as StreamReel does.
+  -- Events of two partitions tied on time and offset: by what they say, as StreamReel does;
+  -- events tied on all of that (one event enriched twice): by their attributes, so the
+  -- session's attributes do not depend on the order the rows are read in.
   SELECT *, ROW_NUMBER() OVER (
     PARTITION BY session_id
     ORDER BY event_time, kafka_offset,
       CASE event_type WHEN 'play' THEN 0 WHEN 'pause' THEN 1 WHEN 'seek' THEN 2 ELSE 3 END,
-      position_s, seek_to_s NULLS FIRST
+      position_s, seek_to_s NULLS FIRST,
+      user_key NULLS FIRST, video_id NULLS FIRST, genre NULLS FIRST, creator NULLS FIRST,
+      region NULLS FIRST, device NULLS FIRST, duration_s NULLS FIRST
   ) AS rn
   FROM enriched
   WHERE event_type IN ('play', 'pause', 'seek', 'stop')

@@ -19,6 +19,7 @@ pub mod scheduler;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -85,6 +86,12 @@ pub struct CoordinatorArgs {
     pub heartbeat: Duration,
     /// The runtime jobs run on: their own threads, never ingest's.
     pub jobs_runtime: tokio::runtime::Handle,
+    /// The highest run id this process's coordinators have started, shared
+    /// by them all. Runs are recorded through Raft after they start, so a
+    /// coordinator started again within the same term may not find its
+    /// predecessor's newest runs in the history yet; it continues after this
+    /// too, so that no id names two runs.
+    pub issued_run_ids: Arc<AtomicU64>,
 }
 
 pub struct Coordinator;
@@ -120,6 +127,7 @@ impl CoordinatorState {
 
     fn start(&mut self, myself: &ActorRef<CoordinatorMsg>, run: StartRun) {
         info!(job = %run.job, run_id = run.id, "job started");
+        self.args.issued_run_ids.fetch_max(run.id, Ordering::SeqCst);
         // A job runs only once its start is committed through Raft: a leader
         // cut off from the others (openraft does not depose it until it hears
         // from them) cannot, so it never runs jobs beside the new leader's;
@@ -354,7 +362,7 @@ impl Actor for Coordinator {
         };
         let mut scheduler =
             Scheduler::resume(args.schedule, 0, now_micros(), last_runs, first_run_us);
-        scheduler.continue_after(last_id);
+        scheduler.continue_after(last_id.max(args.issued_run_ids.load(Ordering::SeqCst)));
         if let Some(left_us) = compaction_hold_us(&last_compaction, now_micros()) {
             scheduler.hold_maintenance(left_us);
         }

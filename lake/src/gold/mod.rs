@@ -28,6 +28,7 @@ use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::json::WriterBuilder;
 use deltalake::arrow::json::writer::JsonArray;
 use deltalake::datafusion::datasource::TableProvider;
+use deltalake::datafusion::execution::runtime_env::RuntimeEnv;
 use deltalake::datafusion::prelude::{SessionContext, col, lit};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
@@ -133,11 +134,11 @@ impl SilverSession {
     async fn open(
         lake_dir: &Path,
         videos: &[VideoMetadata],
-        settings: &LakeSettings,
+        runtime: &Arc<RuntimeEnv>,
         models: &[(&str, &str)],
         sessions: Option<DeltaTable>,
     ) -> Result<SilverSession, LakeError> {
-        let ctx = settings.context()?;
+        let ctx = LakeSettings::context_in(runtime.clone());
         register_metadata(&ctx, videos)?;
         let lake = Lake::new(lake_dir);
         let sessions = match sessions {
@@ -277,8 +278,10 @@ async fn audited_run(
         .into_iter()
         .filter(|(name, _)| select.is_none_or(|s| s == *name))
         .collect();
+    // One pool for every session of the run: the limit bounds the run.
+    let runtime = settings.runtime()?;
     let silver =
-        SilverSession::open(lake_dir, videos, settings, &selected, tables.sessions).await?;
+        SilverSession::open(lake_dir, videos, &runtime, &selected, tables.sessions).await?;
     let sessions_version = silver.sessions_version();
     let sessions_created = created_time(&silver.sessions)?;
     let lake = Lake::new(lake_dir);
@@ -290,7 +293,7 @@ async fn audited_run(
         tables.replaced,
         sessions_created,
         videos,
-        settings.context()?,
+        LakeSettings::context_in(runtime.clone()),
     );
     // Published on the versions read here, so that a run publishing in
     // between makes this one's commit conflict instead of replacing it. The
@@ -349,7 +352,7 @@ async fn audited_run(
             }
             None => {
                 let per_day = if per_day::PER_DAY_MODELS.contains(&name) {
-                    let ctx = settings.context()?;
+                    let ctx = LakeSettings::context_in(runtime.clone());
                     register_metadata(&ctx, videos)?;
                     let sessions = per_day::Sessions {
                         table: &silver.sessions,
@@ -395,9 +398,10 @@ async fn audited_run(
     let audits = built.iter().map(|model| {
         let (name, schema, batches) = (model.name, model.schema.clone(), model.batches.clone());
         let (videos, declarations) = (shared_videos.clone(), declarations.clone());
+        let ctx = LakeSettings::context_in(runtime.clone());
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let tests = audit_batches(name, schema, batches, &videos, &declarations).await;
+            let tests = audit_batches(ctx, name, schema, batches, &videos, &declarations).await;
             (tests, started.elapsed())
         })
     });

@@ -265,7 +265,7 @@ pub fn load_config(
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
-    validate(raw, overrides, env, &|file| std::fs::read_to_string(file))
+    validate(raw, overrides, env, &|file| std::fs::read(file))
 }
 
 #[cfg(test)]
@@ -512,6 +512,12 @@ mod tests {
             error.contains("node.user-key-secret-file") && error.contains("holds 5 bytes"),
             "{error}"
         );
+        // A secret file may hold any bytes, not only text; its trailing line
+        // breaks go.
+        let binary: Vec<u8> = (0..=255u8).rev().take(32).chain(*b"\r\n").collect();
+        std::fs::write(&secret_file, &binary).unwrap();
+        let config = load_config(&path, &Overrides::default(), EnvSecrets::default()).unwrap();
+        assert_eq!(config.user_key_secret, binary[..32]);
     }
 
     const THREE: &str = r#"
@@ -627,8 +633,15 @@ uri = "/srv/lake"
             node_id: Some(9),
             ..Overrides::default()
         };
-        let error = load(THREE, nine, env).unwrap_err().to_string();
+        let error = load(THREE, nine, env.clone()).unwrap_err().to_string();
         assert!(error.contains("node 9 is not listed"), "{error}");
+        // A member started without the flag would run as the file's node 9.
+        let text = format!("{THREE}[node]\nid = 9\n");
+        let error = load(&text, one.clone(), env).unwrap_err().to_string();
+        assert!(
+            error.contains("node.id") && error.contains("9 is not a listed member"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -702,11 +715,11 @@ uri = "/srv/lake"
                     admin-token-file = \"/secrets/admin\"\n";
         let raw = || toml::from_str::<RawConfig>(text).unwrap();
         let read = std::cell::RefCell::new(Vec::new());
-        let files = |path: &Path| -> std::io::Result<String> {
+        let files = |path: &Path| -> std::io::Result<Vec<u8>> {
             read.borrow_mut().push(path.to_path_buf());
             match path.to_str() {
-                Some("/secrets/key") => Ok("a-file-secret-of-enough-bytes\n".into()),
-                Some("/secrets/admin") => Ok("  admin-from-file \n".into()),
+                Some("/secrets/key") => Ok(b"a-file-secret-of-enough-bytes\n".to_vec()),
+                Some("/secrets/admin") => Ok(b"  admin-from-file \n".to_vec()),
                 _ => Err(std::io::ErrorKind::NotFound.into()),
             }
         };

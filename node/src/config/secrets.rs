@@ -4,7 +4,8 @@
 use super::*;
 
 /// Reads a secret file; injected, so that validation stays apart from the disk.
-pub(super) type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
+/// Bytes, not text: a secret may be any bytes (`head -c 32 /dev/urandom`).
+pub(super) type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<Vec<u8>>;
 
 /// Which token, and the variable it comes from first.
 pub(super) struct TokenSource {
@@ -36,11 +37,14 @@ pub(super) fn read_token(
     let Some(file) = file else {
         return Ok(None);
     };
-    let text = read_file(file).map_err(|source| ConfigError::ReadNamedFile {
+    let bytes = read_file(file).map_err(|source| ConfigError::ReadNamedFile {
         what: "token file",
         path: file.display().to_string(),
         source,
     })?;
+    // Bytes that are not UTF-8 become U+FFFD, which the header check refuses
+    // by the token's name.
+    let text = String::from_utf8_lossy(&bytes);
     let token = text.trim();
     if token.is_empty() {
         return Err(ConfigError::EmptyToken {
@@ -66,12 +70,16 @@ pub(super) fn resolve_secret(
     match (from_env.filter(|s| !s.trim().is_empty()), file) {
         (Some(secret), _) => long_enough(secret.into_bytes(), SECRET_ENV, "it"),
         (None, Some(file)) => {
-            let text = read_file(file).map_err(|source| ConfigError::ReadNamedFile {
+            let mut secret = read_file(file).map_err(|source| ConfigError::ReadNamedFile {
                 what: "user-key secret file",
                 path: file.display().to_string(),
                 source,
             })?;
-            let secret = text.trim_end_matches(['\n', '\r']).as_bytes().to_vec();
+            let kept = secret
+                .iter()
+                .rposition(|b| !matches!(b, b'\n' | b'\r'))
+                .map_or(0, |last| last + 1);
+            secret.truncate(kept);
             long_enough(
                 secret,
                 "node.user-key-secret-file",

@@ -521,6 +521,18 @@ fn file_values_overridden(raw: &RawConfig, overrides: &Overrides) -> Result<(), 
             reason: "must be at least 1 (--node-id overrides it here)".to_string(),
         });
     }
+    if overrides.node_id.is_some()
+        && let (Some(id), Some(cluster)) = (raw.node.id, &raw.cluster)
+        && !cluster.node.iter().any(|member| member.id == id)
+    {
+        return Err(ConfigError::Invalid {
+            key: "node.id",
+            reason: format!(
+                "{id} is not a listed member (members: {:?}; --node-id overrides it here)",
+                cluster.node.iter().map(|m| m.id).collect::<Vec<_>>()
+            ),
+        });
+    }
     if overrides.brokers.is_some() && !brokers_are_valid(&raw.kafka.brokers) {
         return Err(ConfigError::Invalid {
             key: "kafka.brokers",

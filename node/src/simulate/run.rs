@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use streamreel_actors::kafka::{self, InFlight};
-use streamreel_lake::read_metadata_file;
+use streamreel_lake::{VideoMetadata, read_metadata_file};
+use streamreel_protocol::MAX_POSITION_S;
 
 use crate::error::NodeError;
 use crate::progress::Progress;
@@ -31,11 +32,30 @@ pub struct SimulateOptions {
 /// Deliveries awaited at most this far behind the newest send.
 const IN_FLIGHT: usize = 50_000;
 
+/// The catalogue allows any positive duration, but the simulator plays
+/// videos only up to the largest position an event may carry: beyond it
+/// every event would be dead-lettered as `bad_number`, yet counted as valid,
+/// and event times would overflow.
+fn playable(catalogue: &[VideoMetadata]) -> Result<(), NodeError> {
+    match catalogue.iter().find(|v| v.duration_s > MAX_POSITION_S) {
+        Some(video) => Err(NodeError::Argument {
+            name: "--metadata",
+            reason: format!(
+                "video {:?} lasts {} s; the simulator plays videos of at most {MAX_POSITION_S} s \
+                 (the largest position an event may carry)",
+                video.video_id, video.duration_s
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 pub async fn run_simulation(
     options: SimulateOptions,
     shutdown: CancellationToken,
 ) -> Result<SimulationSummary, NodeError> {
     let catalogue = read_metadata_file(&options.metadata)?;
+    playable(&catalogue)?;
     kafka::ensure_topics(
         &options.brokers,
         &[kafka::TopicSpec::plain(&options.topic)],
@@ -107,4 +127,36 @@ pub async fn run_simulation(
         options.settings.seed
     );
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+
+    use super::*;
+
+    fn video(id: &str, duration_s: f64) -> VideoMetadata {
+        VideoMetadata {
+            video_id: id.into(),
+            title: "t".into(),
+            genre: "g".into(),
+            creator: "c".into(),
+            duration_s,
+            release_date: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+        }
+    }
+
+    #[test]
+    fn videos_longer_than_an_event_position_may_be_are_refused_by_name() {
+        assert!(playable(&[video("v1", 600.0), video("v2", MAX_POSITION_S)]).is_ok());
+        let error = playable(&[video("v1", 600.0), video("long", 1e15)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--metadata")
+                && error.contains("\"long\"")
+                && error.contains("1000000000"),
+            "{error}"
+        );
+    }
 }
