@@ -38,12 +38,12 @@ let shown = 0;
 
 function token() { return sessionStorage.getItem("streamreel-admin-token") || ""; }
 
-async function getJson(path) {
+async function getJson(path, timeoutMs = 10000) {
   const headers = {};
   if (path.startsWith("/admin/") && token()) headers.Authorization = "Bearer " + token();
   // A node that stops answering without refusing would hold the refresh
   // for minutes; a timeout shows the error on the next tick instead.
-  const answer = await fetch(path, { headers, signal: AbortSignal.timeout(10000) });
+  const answer = await fetch(path, { headers, signal: AbortSignal.timeout(timeoutMs) });
   const body = await answer.json().catch(() => ({}));
   if (!answer.ok) throw new Error(`${path}: ${body.error || answer.status}`);
   return body;
@@ -51,7 +51,9 @@ async function getJson(path) {
 
 function gold(model, videoId) {
   const query = videoId ? "?video_id=" + encodeURIComponent(videoId) : "";
-  return getJson(`/dashboard/api/gold/${model}${query}`);
+  // Longer than the node waits for a free read slot (30 s) plus the read:
+  // a busy node then answers "busy, try again" instead of the page timing out.
+  return getJson(`/dashboard/api/gold/${model}${query}`, 60000);
 }
 
 // Gold tables switch to a newer `view_sessions` version one at a time, so
@@ -187,6 +189,7 @@ const views = {
     const answers = await goldTogether("top_videos", "daily_engagement");
     const [top, daily] = answers;
     if (!top.rows.length && !daily.rows.length) return setState("retention", emptyGold(top, daily));
+    retentionViewNote = answers.note;
     setState("retention", answers.note);
     const videos = [...top.rows].sort((a, b) => a.rank - b.rank);
     const list = document.getElementById("video-list");
@@ -396,6 +399,9 @@ const views = {
 // Which pick the retention view shows: an answer for an earlier pick that
 // arrives after a later one is dropped.
 let retentionPick = 0;
+// The view's own note (tables missing or of different versions), kept beside
+// what the pick adds.
+let retentionViewNote = "";
 
 async function showRetention(video) {
   const pick = ++retentionPick;
@@ -403,7 +409,10 @@ async function showRetention(video) {
   document.getElementById("video-picked").textContent = `${video.title} · ${video.creator} · ${video.genre}`;
   const answer = await gold("viewer_retention", video.video_id);
   if (pick !== retentionPick) return;
-  if (!answer.exists) setState("retention", "viewer_retention has not been built yet: " + EMPTY_GOLD);
+  const own = !answer.exists ? "viewer_retention has not been built yet: " + EMPTY_GOLD
+    : !answer.rows.length ? `viewer_retention holds no rows for ${video.video_id} yet: a gold run of all models builds its curve.`
+    : "";
+  setState("retention", [retentionViewNote, own].filter(Boolean).join(" "));
   const rows = [...answer.rows].sort((a, b) => a.bucket_pct - b.bucket_pct);
   chart("chart-retention").setOption({
     tooltip: { trigger: "axis" },

@@ -131,6 +131,14 @@ try {
     problems.push(`retention without daily_engagement: the state reads "${partial}"`);
   }
   await page.unroute("**/dashboard/api/gold/daily_engagement");
+  // A curve with no rows for the picked video says so, beside the view's note.
+  await page.route("**/dashboard/api/gold/viewer_retention*", (route) => route.fulfill({ json: { exists: true, rows: [] } }));
+  await open("retention");
+  const noCurve = await page.$eval('.state[data-for="retention"]', (el) => el.textContent);
+  if (!noCurve.includes("viewer_retention holds no rows for")) {
+    problems.push(`retention with an empty curve: the state reads "${noCurve}"`);
+  }
+  await page.unroute("**/dashboard/api/gold/viewer_retention*");
 
   await open("dropoff");
   compare("dropoff", await rows("dropoff-table"), expected.dropoff, ["genre", "bucket_pct"],

@@ -831,6 +831,10 @@ uri = "/srv/lake"
                 "jobs.vacuum-retention-hours",
             ),
             (
+                "[jobs]\nvacuum-retention-hours = 6\ntimeout-s = 21600\n",
+                "jobs.vacuum-retention-hours",
+            ),
+            (
                 "[jobs]\ngold-interval-s = 9223372036854775807\n",
                 "jobs.gold-interval-s",
             ),

@@ -175,6 +175,19 @@ pub(super) fn validate(
         3_600_000,
     )?;
     within("jobs.timeout-s", raw.jobs.timeout_s, 1, 366 * 86_400)?;
+    // A run reads the table versions it opened for as long as it runs (up to
+    // the timeout): vacuum must not delete the files they name before then.
+    if raw.jobs.vacuum_retention_hours.saturating_mul(3_600) <= raw.jobs.timeout_s {
+        return Err(ConfigError::Invalid {
+            key: "jobs.vacuum-retention-hours",
+            reason: format!(
+                "{} hours must be longer than jobs.timeout-s ({} s): a lakehouse run reads the \
+                 table versions it opened for up to that long, and vacuum would delete files \
+                 they name",
+                raw.jobs.vacuum_retention_hours, raw.jobs.timeout_s
+            ),
+        });
+    }
     within("jobs.threads", raw.jobs.threads, 1, 64)?;
     within(
         "jobs.memory-limit-mb",

@@ -280,10 +280,17 @@ struct MoveBody {
 
 async fn move_partition(
     State(state): State<AppState>,
-    Path(partition): Path<i32>,
+    Path(partition): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // No such partition, as for a number out of range (not a 400).
+    let Ok(partition) = partition.parse::<i32>() else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            format!("unknown partition {partition:?}"),
+        );
+    };
     let to = match serde_json::from_slice::<MoveBody>(&body) {
         Ok(body) => body.to,
         Err(e) => {
@@ -293,6 +300,16 @@ async fn move_partition(
             );
         }
     };
+    let coordinator = match leader_coordinator(&state).await {
+        Ok(coordinator) => coordinator,
+        Err(answer) => return answer,
+    };
+    let Some(coordinator) = coordinator else {
+        let path = format!("/admin/partitions/{partition}/move");
+        return forward(&state, Method::POST, &path, Some(body), &headers).await;
+    };
+    // Checked on the leader only: a follower's replica may not have applied
+    // the membership change an add-node was just answered for.
     {
         let applied = state.member.view.read();
         if !applied.voters().contains(&to) {
@@ -315,14 +332,6 @@ async fn move_partition(
             );
         }
     }
-    let coordinator = match leader_coordinator(&state).await {
-        Ok(coordinator) => coordinator,
-        Err(answer) => return answer,
-    };
-    let Some(coordinator) = coordinator else {
-        let path = format!("/admin/partitions/{partition}/move");
-        return forward(&state, Method::POST, &path, Some(body), &headers).await;
-    };
     let assigned = match ractor::call!(coordinator, |reply| CoordinatorMsg::Move {
         partition,
         to,
@@ -379,7 +388,17 @@ async fn move_partition(
                 ),
             );
         }
-        let _ = tokio::time::timeout(left.min(Duration::from_millis(500)), applies.changed()).await;
+        let wait = left.min(Duration::from_millis(500));
+        if let Ok(Err(_)) = tokio::time::timeout(wait, applies.changed()).await {
+            // The state machine is gone: Raft is shutting down.
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "this node is stopping; whether node {to} resumed partition {partition} \
+                     shows in /admin/status on another member"
+                ),
+            );
+        }
     }
 }
 
@@ -697,19 +716,12 @@ fn member_not_dialable_from(
 
 async fn remove_node(
     State(state): State<AppState>,
-    Path(id): Path<NodeId>,
+    Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if !state
-        .member
-        .view
-        .read()
-        .members()
-        .iter()
-        .any(|(m, _)| *m == id)
-    {
-        return error_response(StatusCode::NOT_FOUND, format!("unknown node {id}"));
-    }
+    let Ok(id) = id.parse::<NodeId>() else {
+        return error_response(StatusCode::NOT_FOUND, format!("unknown node {id:?}"));
+    };
     if !state.member.is_leader() {
         return forward(
             &state,
@@ -719,6 +731,17 @@ async fn remove_node(
             &headers,
         )
         .await;
+    }
+    // Checked on the leader only: a follower's replica may lag behind.
+    if !state
+        .member
+        .view
+        .read()
+        .members()
+        .iter()
+        .any(|(m, _)| *m == id)
+    {
+        return error_response(StatusCode::NOT_FOUND, format!("unknown node {id}"));
     }
     // A learner (a member whose add-node never finished) is not a voter:
     // removing it as one would change nothing.
@@ -770,6 +793,10 @@ async fn leader_coordinator(
             if let Some(coordinator) = state.coordinator() {
                 return Ok(Some(coordinator));
             }
+            if !state.member.is_leader() {
+                // Deposed meanwhile: the new leader serves it.
+                return Ok(None);
+            }
             if Instant::now() > deadline {
                 return Err(error_response(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -781,6 +808,16 @@ async fn leader_coordinator(
     }
     Ok(None)
 }
+
+/// One client for every forwarded request (its connections are reused). A
+/// leader that drops packets is reported within the connect timeout, not the
+/// whole request's.
+static FORWARDING: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .expect("a client with a connect timeout")
+});
 
 /// Sends the request to the leader and relays its answer. A request that
 /// was forwarded already is not sent on: during a change of leader two
@@ -819,9 +856,8 @@ async fn forward(
             "the leader's address is unknown",
         );
     };
-    let client = reqwest::Client::new();
     let method = reqwest::Method::from_bytes(method.as_str().as_bytes()).expect("a valid method");
-    let mut request = client
+    let mut request = FORWARDING
         .request(method, format!("http://{addr}{path}"))
         .timeout(RESUME_TIMEOUT + Duration::from_secs(10))
         .header(FORWARDED, state.member.id.to_string());
