@@ -1,16 +1,17 @@
 //! Table maintenance: compaction (Delta optimize, then rewriting partitions
 //! whose deletion vectors mark many rows) and vacuum.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use deltalake::DeltaTable;
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::{Clock, VacuumMode};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::table::config::TablePropertiesExt;
+use deltalake::{DeltaTable, ObjectStoreError, Path as ObjectPath};
 use deltalake::{FilterOp, FilterValue};
+use futures::{StreamExt, TryStreamExt};
 use tracing::info;
 
 use crate::compaction_guard::guarded;
@@ -217,15 +218,69 @@ pub async fn vacuum_as_of(
             .await
             .map_err(|e| LakeError::delta(&name, e))?;
     }
-    let (_, metrics) = table
+    // delta-rs plans the deletion from every `remove` in the log, and deletes
+    // a file once any of them expired, even when the same path was added
+    // back and removed again within the retention (silver replaces a
+    // `view_sessions` file's deletion vector by removing and re-adding the
+    // path): a reader of a version still within the retention would lose
+    // the file. So the plan is taken as a dry run, and a path with a newer
+    // `remove` is kept.
+    let (table, plan) = table
         .vacuum()
         .with_retention_period(retention)
         .with_enforce_retention_duration(true)
         .with_mode(VacuumMode::Full)
         .with_clock(Arc::new(FixedClock(now_ms)))
+        .with_dry_run(true)
         .await
         .map_err(|e| LakeError::delta(&name, e))?;
-    Ok(metrics.files_deleted.len() as u64)
+    let kept = removed_since(&table, now_ms - retention.num_milliseconds())
+        .await
+        .map_err(|e| LakeError::delta(&name, e))?;
+    let doomed: Vec<ObjectPath> = plan
+        .files_deleted
+        .iter()
+        .map(|file| object_path(file))
+        .filter(|path| !kept.contains(path))
+        .collect();
+    let deleted: Vec<ObjectPath> = table
+        .log_store()
+        .object_store(None)
+        .delete_stream(futures::stream::iter(doomed).map(Ok).boxed())
+        .filter_map(|result| async move {
+            match result {
+                Ok(path) => Some(Ok(path)),
+                // Deleted meanwhile (by another vacuum): as good as done.
+                Err(ObjectStoreError::NotFound { .. }) => None,
+                Err(e) => Some(Err(e)),
+            }
+        })
+        .try_collect()
+        .await
+        .map_err(|e| LakeError::delta(&name, e.into()))?;
+    Ok(deleted.len() as u64)
+}
+
+/// The paths of files removed at or after `since_ms` (by the remover's clock).
+async fn removed_since(
+    table: &DeltaTable,
+    since_ms: i64,
+) -> Result<HashSet<ObjectPath>, deltalake::DeltaTableError> {
+    table
+        .snapshot()?
+        .all_tombstones(table.log_store().as_ref())
+        .try_filter_map(|tombstone| async move {
+            let recent = tombstone.deletion_timestamp().unwrap_or(0) >= since_ms;
+            Ok(recent.then(|| object_path(&tombstone.path())))
+        })
+        .try_collect()
+        .await
+}
+
+/// A path of the log as the object store names it, as delta-rs reads it
+/// (percent signs kept as they are).
+fn object_path(path: &str) -> ObjectPath {
+    ObjectPath::parse(path).unwrap_or_else(|_| ObjectPath::from(path))
 }
 
 #[derive(Debug)]
@@ -317,6 +372,82 @@ mod tests {
         // the rows of the three files are in the table twice.
         unguarded.optimize().await.unwrap();
         assert_eq!(row_count(&path).await, 60);
+    }
+
+    /// silver removes a `view_sessions` file and adds the same path back with
+    /// a new deletion vector; a later compaction removes it for good. The
+    /// first remove expiring must not take the file from the versions before
+    /// the last one.
+    #[tokio::test]
+    async fn a_file_removed_again_within_the_retention_is_kept() {
+        use deltalake::kernel::transaction::CommitBuilder;
+        use deltalake::kernel::{Action, Add};
+        use deltalake::protocol::{DeltaOperation, SaveMode};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        append_rows(&path, 10).await;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let hour_ms = 3_600_000;
+        let commit = |actions: Vec<Action>, operation: DeltaOperation| {
+            let path = path.clone();
+            async move {
+                let table = open_if_exists(&path).await.unwrap().unwrap();
+                CommitBuilder::default()
+                    .with_actions(actions)
+                    .build(
+                        Some(table.snapshot().unwrap() as _),
+                        table.log_store(),
+                        operation,
+                    )
+                    .await
+                    .unwrap();
+            }
+        };
+        let table = open_if_exists(&path).await.unwrap().unwrap();
+        let file = table.snapshot().unwrap().log_data().iter().next().unwrap();
+        let add = Add {
+            path: file.path().to_string(),
+            partition_values: file.partition_values_map(),
+            size: file.size(),
+            modification_time: file.modification_time(),
+            data_change: true,
+            stats: file.stats(),
+            tags: None,
+            deletion_vector: None,
+            base_row_id: None,
+            default_row_commit_version: None,
+            clustering_provider: None,
+        };
+        let file_path = path.join(file.path().as_ref());
+        let removed_at = |ms: i64| {
+            let mut remove = file.remove_action(true);
+            remove.deletion_timestamp = Some(ms);
+            Action::Remove(remove)
+        };
+        let delete = || DeltaOperation::Delete { predicate: None };
+        commit(vec![removed_at(now_ms - 3 * hour_ms)], delete()).await;
+        let append = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: None,
+            predicate: None,
+        };
+        commit(vec![Action::Add(add)], append).await;
+        commit(vec![removed_at(now_ms - 1_000)], delete()).await;
+
+        let retention = chrono::Duration::hours(1);
+        let deleted = vacuum_as_of(&path, retention, now_ms).await.unwrap();
+        assert_eq!(deleted, 0);
+        assert!(
+            file_path.exists(),
+            "a version within the retention names it"
+        );
+        // Once its last remove expires too, it goes.
+        let deleted = vacuum_as_of(&path, retention, now_ms + 2 * hour_ms)
+            .await
+            .unwrap();
+        assert_eq!(deleted, 1);
+        assert!(!file_path.exists());
     }
 
     fn file(day: Option<&str>, records: u64, deleted: u64) -> FileRows {

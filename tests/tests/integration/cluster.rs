@@ -323,7 +323,18 @@ async fn assert_errors_are_json(cluster: &Cluster, via: u64) -> anyhow::Result<(
             "limit must be within",
         ),
         (Method::GET, "/live/top-videos?limit=-1", 400, "limit"),
-        (Method::DELETE, "/admin/nodes/abc", 400, "abc"),
+        (
+            Method::DELETE,
+            "/admin/nodes/abc",
+            404,
+            "unknown node \"abc\"",
+        ),
+        (
+            Method::POST,
+            "/admin/partitions/x/move",
+            404,
+            "unknown partition \"x\"",
+        ),
         (
             Method::GET,
             "/no/such/route",
