@@ -23,6 +23,7 @@ use bytes::Bytes;
 use deltalake::datafusion::execution::object_store::ObjectStoreUrl;
 use deltalake::kernel::Version;
 use deltalake::kernel::transaction::TransactionError;
+use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::logstore::{CommitOrBytes, LogStore, LogStoreConfig, LogStoreRef};
 use deltalake::{DeltaResult, DeltaTable, ObjectStore, Path};
 use futures::{StreamExt, TryStreamExt};
@@ -159,6 +160,39 @@ fn log_store_error(
     }
 }
 
+impl CompactionGuard {
+    /// Refuses an entry adding a file that is not there. A run that stood
+    /// still (a frozen process) for longer than vacuum's retention between
+    /// writing its files and committing finds them deleted as orphans; its
+    /// commit would leave the table naming files it no longer has.
+    async fn added_files_exist(&self, entry: &[u8]) -> Result<(), TransactionError> {
+        let store = self.inner.object_store(None);
+        for action in entry_actions(entry) {
+            let action =
+                action.map_err(|json_err| TransactionError::SerializeLogJson { json_err })?;
+            let Some(path) = action.pointer("/add/path").and_then(Value::as_str) else {
+                continue;
+            };
+            let location = Path::parse(path).unwrap_or_else(|_| Path::from(path));
+            if let Err(error) = store.head(&location).await {
+                let gone = matches!(error, deltalake::ObjectStoreError::NotFound { .. });
+                warn!(
+                    file = path,
+                    gone, "compaction refused: a file it adds cannot be found"
+                );
+                return Err(TransactionError::LogStoreError {
+                    msg: format!(
+                        "compaction refused: its new file {path} cannot be found (deleted by \
+                         a vacuum while the run stood still?)"
+                    ),
+                    source: Box::new(error),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl LogStore for CompactionGuard {
     fn name(&self) -> String {
@@ -196,6 +230,7 @@ impl LogStore for CompactionGuard {
                     source: Box::new(conflict),
                 });
             }
+            self.added_files_exist(bytes).await?;
         }
         self.inner
             .write_commit_entry(version, commit_or_bytes, operation_id)
@@ -271,6 +306,52 @@ mod tests {
             removals.paths,
             HashSet::from(["day=1/a.parquet".to_string(), "day=1/b.parquet".to_string()])
         );
+    }
+
+    #[tokio::test]
+    async fn a_compaction_adding_a_file_that_is_gone_is_refused() {
+        use deltalake::arrow::array::{Int64Array, RecordBatch};
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+        let (table, _) = crate::tables::write_target(None, &path).unwrap();
+        table.write(vec![batch]).await.unwrap();
+        let table = guarded(crate::tables::open_if_exists(&path).await.unwrap().unwrap());
+        let read = table.version().unwrap();
+        let kept = table.snapshot().unwrap().log_data().iter().next().unwrap();
+        let entry = |added: &str| {
+            Bytes::from(format!(
+                "{{\"commitInfo\":{{\"timestamp\":1,\"operation\":\"OPTIMIZE\",\"readVersion\":{read}}}}}\n\
+                 {{\"add\":{{\"path\":\"{added}\",\"dataChange\":false}}}}\n"
+            ))
+        };
+        let store = table.log_store();
+        let error = store
+            .write_commit_entry(
+                read + 1,
+                CommitOrBytes::LogBytes(entry("gone.parquet")),
+                Uuid::new_v4(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("gone.parquet cannot be found"),
+            "{error}"
+        );
+        assert!(store.read_commit_entry(read + 1).await.unwrap().is_none());
+        // A file that is there passes.
+        store
+            .write_commit_entry(
+                read + 1,
+                CommitOrBytes::LogBytes(entry(&kept.path())),
+                Uuid::new_v4(),
+            )
+            .await
+            .unwrap();
     }
 
     #[test]
