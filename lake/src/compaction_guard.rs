@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use deltalake::datafusion::execution::object_store::ObjectStoreUrl;
-use deltalake::kernel::Version;
 use deltalake::kernel::transaction::TransactionError;
+use deltalake::kernel::{Add, Version};
 use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::logstore::{CommitOrBytes, LogStore, LogStoreConfig, LogStoreRef};
 use deltalake::{DeltaResult, DeltaTable, ObjectStore, Path};
@@ -170,10 +170,14 @@ impl CompactionGuard {
         for action in entry_actions(entry) {
             let action =
                 action.map_err(|json_err| TransactionError::SerializeLogJson { json_err })?;
-            let Some(path) = action.pointer("/add/path").and_then(Value::as_str) else {
+            let Some(add) = action.get("add") else {
                 continue;
             };
-            let location = Path::parse(path).unwrap_or_else(|_| Path::from(path));
+            // As delta-rs reads it: the log holds the path percent-encoded.
+            let path = serde_json::from_value::<Add>(add.clone())
+                .map_err(|json_err| TransactionError::SerializeLogJson { json_err })?
+                .path;
+            let location = Path::parse(&path).unwrap_or_else(|_| Path::from(path.as_str()));
             if let Err(error) = store.head(&location).await {
                 let gone = matches!(error, deltalake::ObjectStoreError::NotFound { .. });
                 warn!(
@@ -326,7 +330,8 @@ mod tests {
         let entry = |added: &str| {
             Bytes::from(format!(
                 "{{\"commitInfo\":{{\"timestamp\":1,\"operation\":\"OPTIMIZE\",\"readVersion\":{read}}}}}\n\
-                 {{\"add\":{{\"path\":\"{added}\",\"dataChange\":false}}}}\n"
+                 {{\"add\":{{\"path\":\"{added}\",\"partitionValues\":{{}},\"size\":1,\
+                 \"modificationTime\":1,\"dataChange\":false}}}}\n"
             ))
         };
         let store = table.log_store();
@@ -343,11 +348,17 @@ mod tests {
             "{error}"
         );
         assert!(store.read_commit_entry(read + 1).await.unwrap().is_none());
-        // A file that is there passes.
+        // A file that is there passes, its path read as the log encodes it.
+        std::fs::create_dir(path.join("p=a b")).unwrap();
+        std::fs::copy(
+            path.join(kept.path().as_ref()),
+            path.join("p=a b/f.parquet"),
+        )
+        .unwrap();
         store
             .write_commit_entry(
                 read + 1,
-                CommitOrBytes::LogBytes(entry(&kept.path())),
+                CommitOrBytes::LogBytes(entry("p=a%20b/f.parquet")),
                 Uuid::new_v4(),
             )
             .await

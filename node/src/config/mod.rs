@@ -512,12 +512,16 @@ mod tests {
             error.contains("node.user-key-secret-file") && error.contains("holds 5 bytes"),
             "{error}"
         );
-        // A secret file may hold any bytes, not only text; its trailing line
-        // breaks go.
+        // A secret file may hold any bytes, not only text, and then is taken
+        // whole: a line break at its end is the secret's own.
         let binary: Vec<u8> = (0..=255u8).rev().take(32).chain(*b"\r\n").collect();
         std::fs::write(&secret_file, &binary).unwrap();
         let config = load_config(&path, &Overrides::default(), EnvSecrets::default()).unwrap();
-        assert_eq!(config.user_key_secret, binary[..32]);
+        assert_eq!(config.user_key_secret, binary);
+        // A text file loses its trailing line breaks.
+        std::fs::write(&secret_file, "sixteen-bytes-or-more\r\n\n").unwrap();
+        let config = load_config(&path, &Overrides::default(), EnvSecrets::default()).unwrap();
+        assert_eq!(config.user_key_secret, b"sixteen-bytes-or-more");
     }
 
     const THREE: &str = r#"

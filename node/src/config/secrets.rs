@@ -75,11 +75,16 @@ pub(super) fn resolve_secret(
                 path: file.display().to_string(),
                 source,
             })?;
-            let kept = secret
-                .iter()
-                .rposition(|b| !matches!(b, b'\n' | b'\r'))
-                .map_or(0, |last| last + 1);
-            secret.truncate(kept);
+            // A text file's line breaks are the editor's, not the secret's;
+            // a binary file (random bytes) is taken whole, as its last byte
+            // may be a 0x0A of the secret.
+            if std::str::from_utf8(&secret).is_ok() {
+                let kept = secret
+                    .iter()
+                    .rposition(|b| !matches!(b, b'\n' | b'\r'))
+                    .map_or(0, |last| last + 1);
+                secret.truncate(kept);
+            }
             long_enough(
                 secret,
                 "node.user-key-secret-file",

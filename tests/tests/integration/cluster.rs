@@ -306,7 +306,8 @@ fn assert_epochs_never_went_down(lake: &Path) -> anyhow::Result<usize> {
 }
 
 /// Bad input gets a JSON error with the right status, whichever layer refuses
-/// it: a handler, a path or query that does not parse, or no route at all.
+/// it: a handler (a path id that is not a number is an unknown one), a query
+/// that does not parse, or no route at all.
 async fn assert_errors_are_json(cluster: &Cluster, via: u64) -> anyhow::Result<()> {
     use reqwest::Method;
     for (method, path, status, says) in [
