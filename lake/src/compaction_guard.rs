@@ -33,6 +33,7 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::append_log::entry_actions;
+use crate::tables::object_path;
 
 /// Another commit removed files this compaction removes.
 #[derive(Debug, thiserror::Error)]
@@ -177,7 +178,7 @@ impl CompactionGuard {
             let path = serde_json::from_value::<Add>(add.clone())
                 .map_err(|json_err| TransactionError::SerializeLogJson { json_err })?
                 .path;
-            let location = Path::parse(&path).unwrap_or_else(|_| Path::from(path.as_str()));
+            let location = object_path(&path);
             if let Err(error) = store.head(&location).await {
                 let gone = matches!(error, deltalake::ObjectStoreError::NotFound { .. });
                 warn!(

@@ -18,7 +18,7 @@ use crate::compaction_guard::guarded;
 use crate::engine::LakeSettings;
 use crate::error::LakeError;
 use crate::parquet_layout::writer_properties_for;
-use crate::tables::open_if_exists;
+use crate::tables::{object_path, open_if_exists};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CompactionReport {
@@ -275,12 +275,6 @@ async fn removed_since(
         })
         .try_collect()
         .await
-}
-
-/// A path of the log as the object store names it, as delta-rs reads it
-/// (percent signs kept as they are).
-fn object_path(path: &str) -> ObjectPath {
-    ObjectPath::parse(path).unwrap_or_else(|_| ObjectPath::from(path))
 }
 
 #[derive(Debug)]

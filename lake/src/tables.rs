@@ -104,6 +104,13 @@ pub fn table_names() -> Vec<String> {
     names
 }
 
+/// A data file's path from the log (already percent-decoded, as delta-rs
+/// reads it) as the table's object store names it: percent signs kept as they
+/// are.
+pub(crate) fn object_path(path: &str) -> deltalake::Path {
+    deltalake::Path::parse(path).unwrap_or_else(|_| deltalake::Path::from(path))
+}
+
 /// Loads the table at `path` if it is a Delta table (latest version).
 pub async fn open_if_exists(path: &Path) -> Result<Option<DeltaTable>, LakeError> {
     if !path.join("_delta_log").exists() {
