@@ -977,9 +977,17 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
         )
         .await?;
         wait_removed_and_idle(&cluster, leader, true).await?;
-        // The removed leader names itself leader no more, and refuses changes.
-        let status = cluster.status(leader).await?;
-        anyhow::ensure!(status["leader"] != json!(leader), "{status}");
+        // The removed leader names itself leader no more (openraft steps it
+        // down at its next tick after the removal applies, a moment after it
+        // knows it was removed), and refuses changes.
+        wait_status(
+            &cluster,
+            leader,
+            "the removed leader to step down",
+            Duration::from_secs(30),
+            |status| (status["leader"] != json!(leader)).then_some(()),
+        )
+        .await?;
         let (ok, out) = admin_cli(&cluster.url(leader), &["rebalance"])?;
         anyhow::ensure!(
             !ok && out.contains("409") && out.contains("was removed from the cluster"),
