@@ -13,6 +13,7 @@ use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use serde::Deserialize;
 
+use crate::engine::LakeSettings;
 use crate::error::LakeError;
 use crate::metadata::VideoMetadata;
 use crate::query::{column_as_i64, register_table, run_sql};
@@ -152,19 +153,29 @@ pub async fn audit_batches(
 }
 
 /// Runs every declared test against the tables' latest versions.
+///
+/// All tests draw on one memory pool of `memory_limit_bytes`: a uniqueness
+/// test groups a whole table, which on a large lake would otherwise hold as
+/// much memory as the table has keys.
 pub async fn run_data_tests(
     lake_dir: &Path,
     videos: &[VideoMetadata],
     declarations: &str,
+    memory_limit_bytes: usize,
 ) -> Result<Vec<DataTestResult>, LakeError> {
     let tests = declared_tests(declarations)?;
+    let runtime = LakeSettings {
+        memory_limit_bytes,
+        chunk_events: LakeSettings::DEFAULT_CHUNK_EVENTS,
+    }
+    .runtime()?;
     let mut results = Vec::new();
     let mut contexts: BTreeMap<String, Option<SessionContext>> = BTreeMap::new();
     for test in tests {
         if !contexts.contains_key(&test.table) {
             let ctx = match open_if_exists(&table_location(lake_dir, &test.table)).await? {
                 Some(table) => {
-                    let ctx = SessionContext::new();
+                    let ctx = LakeSettings::context_in(runtime.clone());
                     register_metadata(&ctx, videos)?;
                     register_table(&ctx, "t", &table).await?;
                     Some(ctx)
@@ -339,10 +350,42 @@ in_metadata = ["video_id"]
         );
     }
 
+    const LIMIT: usize = LakeSettings::DEFAULT_MEMORY_LIMIT_BYTES;
+
+    #[tokio::test]
+    async fn the_tests_of_a_lake_hold_no_more_memory_than_the_limit() {
+        use deltalake::arrow::array::StringArray;
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+        let lake = tempfile::tempdir().unwrap();
+        let path = table_location(lake.path(), "t");
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
+        let ids = StringArray::from_iter_values((0..200_000).map(|i| format!("id-{i:012}")));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(ids)]).unwrap();
+        let (table, _) = crate::tables::write_target(None, &path).unwrap();
+        table.write(vec![batch]).await.unwrap();
+        let unique_only = "[t]\nunique = [[\"id\"]]\n";
+
+        let bounded = run_data_tests(lake.path(), &[], unique_only, 64 << 10)
+            .await
+            .unwrap();
+        let error = bounded[0]
+            .error
+            .as_deref()
+            .expect("grouping 200,000 ids needs more than 64 KiB");
+        assert!(error.contains("Resources exhausted"), "{error}");
+
+        let ample = run_data_tests(lake.path(), &[], unique_only, LIMIT)
+            .await
+            .unwrap();
+        assert!(ample[0].passed(), "{:?}", ample[0].error);
+    }
+
     #[tokio::test]
     async fn a_missing_table_fails_its_tests() {
         let lake = tempfile::tempdir().unwrap();
-        let results = run_data_tests(lake.path(), &[], RULES).await.unwrap();
+        let results = run_data_tests(lake.path(), &[], RULES, LIMIT)
+            .await
+            .unwrap();
         assert_eq!(results.len(), 4);
         assert!(results.iter().all(|r| !r.passed()));
         assert!(

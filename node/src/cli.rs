@@ -107,14 +107,8 @@ pub enum ModelsCommand {
         select: Option<String>,
         #[command(flatten)]
         lake: LakeArgs,
-        /// Memory DataFusion may hold before it spills or fails a query (MiB),
-        /// as `jobs.memory-limit-mb`.
-        #[arg(
-            long,
-            default_value_t = (streamreel_lake::LakeSettings::DEFAULT_MEMORY_LIMIT_BYTES >> 20) as u64,
-            value_parser = clap::value_parser!(u64).range(64..=1 << 20),
-        )]
-        memory_limit_mb: u64,
+        #[command(flatten)]
+        memory: MemoryLimitArg,
         /// Bronze events silver processes at once (a larger backlog runs in
         /// chunks), as `jobs.chunk-events`.
         #[arg(
@@ -130,9 +124,29 @@ pub enum ModelsCommand {
     Test {
         #[command(flatten)]
         lake: LakeArgs,
+        #[command(flatten)]
+        memory: MemoryLimitArg,
         #[arg(long, default_value = "metadata/video_metadata.csv")]
         metadata: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct MemoryLimitArg {
+    /// Memory DataFusion may hold before it spills or fails a query (MiB),
+    /// as `jobs.memory-limit-mb`; shared by all the command's queries.
+    #[arg(
+        long = "memory-limit-mb",
+        default_value_t = (streamreel_lake::LakeSettings::DEFAULT_MEMORY_LIMIT_BYTES >> 20) as u64,
+        value_parser = clap::value_parser!(u64).range(64..=1 << 20),
+    )]
+    pub mib: u64,
+}
+
+impl MemoryLimitArg {
+    pub fn bytes(&self) -> usize {
+        (self.mib as usize) << 20
+    }
 }
 
 #[derive(Args)]

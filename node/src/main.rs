@@ -122,11 +122,11 @@ async fn run_once(command: Command) -> anyhow::Result<()> {
                 select,
                 lake,
                 metadata,
-                memory_limit_mb,
+                memory,
                 chunk_events,
             } => {
                 let settings = streamreel_lake::LakeSettings {
-                    memory_limit_bytes: (memory_limit_mb as usize) << 20,
+                    memory_limit_bytes: memory.bytes(),
                     chunk_events,
                 };
                 print!(
@@ -136,8 +136,13 @@ async fn run_once(command: Command) -> anyhow::Result<()> {
                 );
                 Ok(())
             }
-            ModelsCommand::Test { lake, metadata } => {
-                let (report, passed) = models::models_test(&lake.lake_dir()?, &metadata).await?;
+            ModelsCommand::Test {
+                lake,
+                metadata,
+                memory,
+            } => {
+                let (report, passed) =
+                    models::models_test(&lake.lake_dir()?, &metadata, memory.bytes()).await?;
                 print!("{report}");
                 anyhow::ensure!(passed, "data tests failed");
                 Ok(())

@@ -88,9 +88,13 @@ pub async fn models_run(
 }
 
 /// Runs every data test; returns the report and whether all passed.
-pub async fn models_test(lake_dir: &Path, metadata: &Path) -> Result<(String, bool), NodeError> {
+pub async fn models_test(
+    lake_dir: &Path,
+    metadata: &Path,
+    memory_limit_bytes: usize,
+) -> Result<(String, bool), NodeError> {
     let videos = read_metadata_file(metadata)?;
-    let results = run_data_tests(lake_dir, &videos, DATA_TESTS).await?;
+    let results = run_data_tests(lake_dir, &videos, DATA_TESTS, memory_limit_bytes).await?;
     let passed = results.iter().all(|r| r.passed());
     Ok((report(&results), passed))
 }

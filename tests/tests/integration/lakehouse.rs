@@ -479,7 +479,7 @@ async fn assert_matches_reference(
     }
     assert_eq!(seen, daily.len());
 
-    let results = run_data_tests(lake, videos, DATA_TESTS).await?;
+    let results = run_data_tests(lake, videos, DATA_TESTS, 1 << 30).await?;
     let failed: Vec<_> = results.iter().filter(|r| !r.passed()).collect();
     assert!(
         failed.is_empty(),
@@ -778,7 +778,7 @@ async fn gold_is_published_only_when_its_data_tests_pass() -> anyhow::Result<()>
         "n",
     )?[0];
     assert!(kept > 0, "silver keeps the sessions of {removed}");
-    let tests = run_data_tests(lake.path(), &fewer, DATA_TESTS).await?;
+    let tests = run_data_tests(lake.path(), &fewer, DATA_TESTS, 1 << 30).await?;
     let failed: Vec<_> = tests.iter().filter(|t| !t.passed()).collect();
     assert!(failed.is_empty(), "{failed:?}");
     Ok(())
