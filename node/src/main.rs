@@ -217,7 +217,11 @@ async fn simulate(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Re
         let seed = rand::random();
         // On stderr before anything is sent: a run that fails or is cut
         // short never prints its summary, and is the one to reproduce.
-        eprintln!("random seed {seed} (--seed {seed} repeats this run)");
+        // The start defaults to today, so a rerun tomorrow needs it named.
+        eprintln!(
+            "random seed {seed} (--seed {seed} --start {} repeats this run with the same --events, shares and metadata)",
+            start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
         seed
     });
     let options = SimulateOptions {

@@ -73,10 +73,13 @@ impl Session {
     /// Emits the event due at `next_time_us` and schedules the one after it.
     pub fn next_event(&mut self, rng: &mut ChaCha8Rng) -> SessionEvent {
         let now = self.next_time_us;
+        // Rounded to the millisecond, but never past the end of the video.
+        let duration_s = self.duration_s;
+        let at = |position_s: f64| round_ms(position_s).min(duration_s);
         let event = |event_type, position_s, seek_to_s: Option<f64>| SessionEvent {
             event_type,
-            position_s: round_ms(position_s),
-            seek_to_s: seek_to_s.map(round_ms),
+            position_s: at(position_s),
+            seek_to_s: seek_to_s.map(at),
             event_time_us: now,
         };
         match self.phase {
@@ -109,22 +112,26 @@ impl Session {
                         event(EventType::Seek, from, Some(to))
                     }
                     _ => {
-                        // A stray play while already playing (a double tap).
+                        // A stray play while already playing (a double tap),
+                        // where the player is now, not where it will be.
+                        let from = self.position_s;
                         self.schedule_watching(rng);
-                        event(EventType::Play, self.position_s, None)
+                        event(EventType::Play, from, None)
                     }
                 }
             }
             Phase::Paused => match rng.random_range(0..100) {
                 0..80 => {
+                    // Playing resumes where the player paused.
+                    let from = self.position_s;
                     self.phase = Phase::Playing;
                     self.schedule_watching(rng);
-                    event(EventType::Play, self.position_s, None)
+                    event(EventType::Play, from, None)
                 }
                 80..90 => {
                     // Scrubbing while paused: the player stays paused.
                     let from = self.position_s;
-                    let to = rng.random_range(0.0..self.exit_at_s.max(1.0));
+                    let to = rng.random_range(0.0..self.exit_at_s);
                     self.position_s = to;
                     self.next_time_us = now + secs(rng.random_range(1.0..20.0));
                     event(EventType::Seek, from, Some(to))
@@ -184,6 +191,65 @@ mod tests {
                     event.seek_to_s.is_some(),
                     event.event_type == EventType::Seek
                 );
+            }
+        }
+    }
+
+    /// Events of one session, played through a player that follows them.
+    fn session_events(rng: &mut ChaCha8Rng, duration: f64) -> Vec<SessionEvent> {
+        let mut session = Session::new(rng, "s".into(), 0, 0, duration, 0);
+        let mut events = Vec::new();
+        while !session.is_ended() {
+            events.push(session.next_event(rng));
+        }
+        events
+    }
+
+    #[test]
+    fn each_event_is_where_the_player_is_at_its_time() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for _ in 0..500 {
+            let duration = rng.random_range(60.0..7200.0);
+            // The player's position at `since_us`, and whether it plays on.
+            let (mut position, mut since_us, mut playing) = (0.0, 0, false);
+            for event in session_events(&mut rng, duration) {
+                let expected = if playing {
+                    position + (event.event_time_us - since_us) as f64 / MICROS
+                } else {
+                    position
+                };
+                // A chunk shorter than half a second still takes half a
+                // second, so a playing player may lag its clock by that much.
+                let lag = if playing { 0.5 } else { 0.0 };
+                assert!(
+                    event.position_s <= expected + 0.002
+                        && event.position_s >= expected - lag - 0.002,
+                    "{event:?}: the player is at {expected}"
+                );
+                position = event.seek_to_s.unwrap_or(event.position_s);
+                since_us = event.event_time_us;
+                match event.event_type {
+                    EventType::Play => playing = true,
+                    EventType::Pause | EventType::Stop => playing = false,
+                    EventType::Seek => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn positions_stay_within_short_and_unrounded_durations() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for duration in [0.3, 0.9, 100.0006] {
+            for _ in 0..300 {
+                for event in session_events(&mut rng, duration) {
+                    for position in [Some(event.position_s), event.seek_to_s]
+                        .into_iter()
+                        .flatten()
+                    {
+                        assert!(position <= duration, "{event:?} past {duration}");
+                    }
+                }
             }
         }
     }
