@@ -72,14 +72,22 @@ impl DedupLog {
     }
 
     /// A log holding `entries` (oldest first), as [`DedupLog::entries`] gave them.
+    ///
+    /// Loaded as given and trimmed once, as of its newest entry: that trim
+    /// finds nothing to take from a log kept under the same settings (it was
+    /// trimmed as of that entry when it came), and applies new ones. Pushing
+    /// the entries one by one would trim as of each in turn, and where times
+    /// went backwards (a partition moved to a member whose clock is behind)
+    /// could forget an id the replica it came from still holds.
     pub fn from_entries(
         settings: DedupSettings,
         entries: impl IntoIterator<Item = (u128, i64)>,
     ) -> DedupLog {
         let mut log = DedupLog::new(settings);
         for (id, at) in entries {
-            log.push(id, at);
+            log.append(id, at);
         }
+        log.trim(|_| {});
         log
     }
 
@@ -89,12 +97,24 @@ impl DedupLog {
     }
 
     /// [`DedupLog::push`], handing each id trimmed off to `evicted`.
-    fn push_evicting(&mut self, id_hash: u128, accepted_at_us: i64, mut evicted: impl FnMut(u128)) {
+    fn push_evicting(&mut self, id_hash: u128, accepted_at_us: i64, evicted: impl FnMut(u128)) {
+        self.append(id_hash, accepted_at_us);
+        self.trim(evicted);
+    }
+
+    fn append(&mut self, id_hash: u128, accepted_at_us: i64) {
         self.ids.push_back(id_hash);
         match self.times.back_mut() {
             Some((at, count)) if *at == accepted_at_us => *count += 1,
             _ => self.times.push_back((accepted_at_us, 1)),
         }
+    }
+
+    /// Forgets the oldest ids as of the newest one's time.
+    fn trim(&mut self, mut evicted: impl FnMut(u128)) {
+        let Some(&(accepted_at_us, _)) = self.times.back() else {
+            return;
+        };
         let window_us = self.settings.window.as_micros() as i64;
         while let Some((accepted_at, count)) = self.times.front_mut() {
             let beyond_count = self.ids.len() > self.settings.window_events;
@@ -178,14 +198,14 @@ impl DedupWindow {
             }
         }
         drop(entries);
-        let ids = &mut window.ids;
+        // Loaded, then trimmed once, as a replica's log is (see `DedupLog::from_entries`).
         for (id, at) in newest_copies.into_iter().rev() {
-            window
-                .log
-                .push_evicting(id, round_up_to_step(at), |oldest| {
-                    ids.remove(&oldest);
-                });
+            window.log.append(id, round_up_to_step(at));
         }
+        let ids = &mut window.ids;
+        window.log.trim(|oldest| {
+            ids.remove(&oldest);
+        });
         window
     }
 
@@ -254,6 +274,27 @@ mod tests {
         assert!(window.insert(1, 0));
         assert!(!window.insert(1, S));
         assert_eq!(window.len(), 1);
+    }
+
+    /// Times that went backwards: the live log kept `2` while `1` (stamped
+    /// later) was at its front, and still holds it once the cap took `1`; a
+    /// log rebuilt from it keeps the same ids.
+    #[test]
+    fn a_rebuilt_log_keeps_the_ids_of_the_log_it_came_from() {
+        let settings = settings(1, 10, 3);
+        let mut live = DedupLog::new(settings);
+        for (id, at) in [(1, 100 * S), (2, 50 * S), (3, 65 * S), (4, 60 * S)] {
+            live.push(id, at);
+        }
+        let kept: Vec<(u128, i64)> = live.entries().collect();
+        assert_eq!(kept, [(2, 50 * S), (3, 65 * S), (4, 60 * S)]);
+        let rebuilt = DedupLog::from_entries(settings, kept.clone());
+        assert_eq!(rebuilt.entries().collect::<Vec<_>>(), kept);
+        let window = DedupWindow::from_entries(settings, kept.clone());
+        assert_eq!(window.entries().collect::<Vec<_>>(), kept);
+        // New settings apply when the log is loaded.
+        let fewer = DedupLog::from_entries(self::settings(1, 10, 2), kept);
+        assert_eq!(fewer.len(), 2);
     }
 
     /// The replica's log held `1` from before the owner forgot it and from

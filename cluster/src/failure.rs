@@ -75,16 +75,35 @@ impl FailureDetector {
 
     /// Members heard from within `failover_after_ms` (or not yet due).
     pub fn alive(&self, members: &BTreeSet<NodeId>, now_ms: u64) -> BTreeSet<NodeId> {
+        self.heard_within(members, now_ms, Some(self.started_ms))
+    }
+
+    /// Members that answered within `failover_after_ms`; unlike [`alive`],
+    /// a member not heard from since this one started does not count. A
+    /// change of voters is checked against these: the grace that keeps a
+    /// restarted leader from moving partitions would otherwise let it count
+    /// dead voters as alive.
+    ///
+    /// [`alive`]: FailureDetector::alive
+    pub fn answering(&self, members: &BTreeSet<NodeId>, now_ms: u64) -> BTreeSet<NodeId> {
+        self.heard_within(members, now_ms, None)
+    }
+
+    fn heard_within(
+        &self,
+        members: &BTreeSet<NodeId>,
+        now_ms: u64,
+        never_heard: Option<u64>,
+    ) -> BTreeSet<NodeId> {
         members
             .iter()
             .copied()
             .filter(|node| {
-                let last = self
-                    .last_heard_ms
+                self.last_heard_ms
                     .get(node)
                     .copied()
-                    .unwrap_or(self.started_ms);
-                now_ms.saturating_sub(last) < self.failover_after_ms
+                    .or(never_heard)
+                    .is_some_and(|last| now_ms.saturating_sub(last) < self.failover_after_ms)
             })
             .collect()
     }
@@ -139,12 +158,14 @@ mod tests {
         let members: BTreeSet<NodeId> = [1, 2, 3].into();
         let mut detector = FailureDetector::new(2_000, 10_000);
         assert_eq!(detector.alive(&members, 11_999), members, "grace at start");
+        assert!(detector.answering(&members, 11_999).is_empty(), "no grace");
         detector.heard_from(1, 11_000, true);
         detector.heard_from(2, 12_500, true);
         assert_eq!(detector.alive(&members, 12_999), [1, 2].into());
         assert_eq!(detector.alive(&members, 13_000), [2].into());
         detector.heard_from(1, 13_100, true);
         assert_eq!(detector.alive(&members, 13_200), [1, 2].into());
+        assert_eq!(detector.answering(&members, 13_200), [1, 2].into());
         assert_eq!(detector.silent_for_ms(2, 13_200), Some(700));
         assert_eq!(detector.silent_for_ms(3, 13_200), None);
     }

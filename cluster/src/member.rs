@@ -54,6 +54,22 @@ pub struct PingAnswer {
 /// The answer of `/raft/write` on the leader.
 pub type WriteAnswer = Result<CommandResult, RaftError<NodeId, ClientWriteError<NodeId, Member>>>;
 
+/// The leader's turn to change the members, held until the change is made.
+pub struct MembershipTurn<'a> {
+    raft: &'a Raft,
+    _turn: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl MembershipTurn<'_> {
+    /// Changes the members, both of openraft's steps.
+    pub async fn change(
+        self,
+        change: openraft::ChangeMembers<NodeId, Member>,
+    ) -> Result<(), RaftError<NodeId, ClientWriteError<NodeId, Member>>> {
+        self.raft.change_membership(change, false).await.map(|_| ())
+    }
+}
+
 #[derive(Clone)]
 pub struct ClusterMember {
     pub id: NodeId,
@@ -404,19 +420,19 @@ impl ClusterMember {
         )
     }
 
-    /// Changes the members, both of openraft's steps, one change at a time
-    /// on this member (the leader). `None`, and nothing proposed, when
-    /// another change kept its turn for longer than `wait`: the caller
-    /// checked the change against the members alive now, not later.
-    pub async fn change_membership(
-        &self,
-        change: openraft::ChangeMembers<NodeId, Member>,
-        wait: Duration,
-    ) -> Option<Result<(), RaftError<NodeId, ClientWriteError<NodeId, Member>>>> {
-        let _one_at_a_time = tokio::time::timeout(wait, self.membership_change.lock())
+    /// This member's (the leader's) turn to change the members: one change
+    /// at a time. `None` when another change kept the turn for longer than
+    /// `wait`. A change is checked against the voters and the members alive
+    /// within its turn: two changes each checked before either took its
+    /// turn could together leave voters that cannot commit.
+    pub async fn membership_turn(&self, wait: Duration) -> Option<MembershipTurn<'_>> {
+        let turn = tokio::time::timeout(wait, self.membership_change.lock())
             .await
             .ok()?;
-        Some(self.raft.change_membership(change, false).await.map(|_| ()))
+        Some(MembershipTurn {
+            raft: &self.raft,
+            _turn: turn,
+        })
     }
 
     /// Finishes a change of voters that an earlier leader left half made,
@@ -682,6 +698,14 @@ impl ClusterMember {
     /// Members heard from within the failover time, as this member sees it.
     pub fn alive(&self) -> BTreeSet<NodeId> {
         self.ask_detector(FailureDetector::alive)
+    }
+
+    /// The members that answered lately (see [`FailureDetector::answering`]),
+    /// this one always among them.
+    pub fn answering(&self) -> BTreeSet<NodeId> {
+        let mut answering = self.ask_detector(FailureDetector::answering);
+        answering.insert(self.id);
+        answering
     }
 
     /// The alive members that can own partitions (see

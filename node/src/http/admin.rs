@@ -565,13 +565,14 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
          finishes this)",
         id = node.id
     );
-    if let Some(refusal) = stalling_change(&state, &what, Some(node.id), |voters| {
-        voters.insert(node.id);
-    }) {
-        return refusal;
-    }
-    let voters = ChangeMembers::AddVoterIds(BTreeSet::from([node.id]));
-    match change_membership(&state, voters).await {
+    let new = node.id;
+    let voters = ChangeMembers::AddVoterIds(BTreeSet::from([new]));
+    let check = move |state: &AppState| {
+        stalling_change(state, &what, Some(new), |voters| {
+            voters.insert(new);
+        })
+    };
+    match change_membership(&state, voters, check).await {
         Ok(()) => Json(json!({ "added": node.id, "addr": node.addr })).into_response(),
         Err(refusal) => refusal.context(&format!("cannot add node {}", node.id)),
     }
@@ -603,7 +604,7 @@ fn stalling_change(
     }
     let mut after = before.clone();
     change(&mut after);
-    let mut alive = state.member.alive();
+    let mut alive = state.member.answering();
     alive.extend(answered);
     let shortfall = change_shortfall(&before, &after, &alive)?;
     let message = if shortfall.voters == after {
@@ -642,11 +643,14 @@ enum ChangeRefused {
     Pending,
     /// Another change of members kept the leader busy; nothing was proposed.
     Busy,
+    /// The change, checked in its turn, was refused; nothing was proposed.
+    Refused(Response),
 }
 
 impl ChangeRefused {
     fn context(self, what: &str) -> Response {
         match self {
+            ChangeRefused::Refused(refusal) => refusal,
             ChangeRefused::Raft(e) => error_response(StatusCode::CONFLICT, format!("{what}: {e}")),
             ChangeRefused::LeaderMoved => error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -677,24 +681,37 @@ impl ChangeRefused {
     }
 }
 
+/// Makes `change` in the leader's membership turn, if `check` (a refusal,
+/// or `None`) allows it then: a change that committed while this one waited
+/// for its turn changed the voters and members this one is checked against.
 async fn change_membership(
     state: &AppState,
     change: ChangeMembers<NodeId, Member>,
+    check: impl FnOnce(&AppState) -> Option<Response> + Send + 'static,
 ) -> Result<(), ChangeRefused> {
     // openraft proposes the joint configuration and then the new voters
     // from within this future: a task of its own finishes both steps even
     // when the request stops waiting (or its client goes away).
-    let member = state.member.clone();
-    let task = tokio::spawn(async move { member.change_membership(change, MEMBERSHIP_TURN).await });
+    let state = state.clone();
+    let task = tokio::spawn(async move {
+        let Some(turn) = state.member.membership_turn(MEMBERSHIP_TURN).await else {
+            return Err(ChangeRefused::Busy);
+        };
+        if let Some(refusal) = check(&state) {
+            return Err(ChangeRefused::Refused(refusal));
+        }
+        match turn.change(change).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(ChangeRefused::LeaderMoved)
+            }
+            Err(e) => Err(ChangeRefused::Raft(e.to_string())),
+        }
+    });
     match tokio::time::timeout(MEMBERSHIP_COMMIT, task).await {
         Err(_) => Err(ChangeRefused::Pending),
         Ok(Err(panicked)) => Err(ChangeRefused::Raft(panicked.to_string())),
-        Ok(Ok(None)) => Err(ChangeRefused::Busy),
-        Ok(Ok(Some(Ok(())))) => Ok(()),
-        Ok(Ok(Some(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))))) => {
-            Err(ChangeRefused::LeaderMoved)
-        }
-        Ok(Ok(Some(Err(e)))) => Err(ChangeRefused::Raft(e.to_string())),
+        Ok(Ok(outcome)) => outcome,
     }
 }
 
@@ -747,17 +764,20 @@ async fn remove_node(
     // removing it as one would change nothing.
     let is_voter = state.member.view.read().voters().contains(&id);
     let change = if is_voter {
-        let what = format!("removing node {id}");
-        if let Some(refusal) = stalling_change(&state, &what, None, |voters| {
-            voters.remove(&id);
-        }) {
-            return refusal;
-        }
         ChangeMembers::RemoveVoters(BTreeSet::from([id]))
     } else {
         ChangeMembers::RemoveNodes(BTreeSet::from([id]))
     };
-    if let Err(refusal) = change_membership(&state, change).await {
+    let check = move |state: &AppState| {
+        is_voter
+            .then(|| {
+                stalling_change(state, &format!("removing node {id}"), None, |voters| {
+                    voters.remove(&id);
+                })
+            })
+            .flatten()
+    };
+    if let Err(refusal) = change_membership(&state, change, check).await {
         return refusal.context(&format!("cannot remove node {id}"));
     }
     // A leader that removed itself leads no more and hears from no one, so
