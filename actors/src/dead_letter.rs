@@ -18,15 +18,30 @@ pub const FRAMING_BYTES: usize = 512;
 pub struct DeadLetter<'a> {
     /// The HMAC `user_key` of the input record's key, when it had one.
     pub key: Option<String>,
-    pub payload: &'a [u8],
+    /// The input's value; `None` for a record without one (a tombstone).
+    pub payload: Option<&'a [u8]>,
     pub headers: Vec<(&'static str, String)>,
+}
+
+impl DeadLetter<'_> {
+    /// The record's size as the limit counts it, framing included.
+    pub fn size(&self) -> usize {
+        FRAMING_BYTES
+            + self.key.as_ref().map_or(0, String::len)
+            + self.payload.map_or(0, <[u8]>::len)
+            + self
+                .headers
+                .iter()
+                .map(|(name, value)| name.len() + value.len())
+                .sum::<usize>()
+    }
 }
 
 /// Where a rejected record came from.
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
     pub key: Option<&'a [u8]>,
-    pub payload: &'a [u8],
+    pub payload: Option<&'a [u8]>,
     pub partition: i32,
     pub offset: i64,
 }
@@ -56,10 +71,12 @@ pub fn dead_letter<'a>(
                 .sum::<usize>()
     };
     let mut payload = source.payload;
-    if payload.len() + overhead(&headers) > record_limit {
-        headers.push(("truncated-from-bytes", payload.len().to_string()));
+    if let Some(value) = payload
+        && value.len() + overhead(&headers) > record_limit
+    {
+        headers.push(("truncated-from-bytes", value.len().to_string()));
         let room = record_limit.saturating_sub(overhead(&headers));
-        payload = &payload[..room.min(payload.len())];
+        payload = Some(&value[..room.min(value.len())]);
     }
     DeadLetter {
         key,
@@ -92,21 +109,10 @@ mod tests {
     fn source(payload: &[u8]) -> Source<'_> {
         Source {
             key: Some(b"user-42"),
-            payload,
+            payload: Some(payload),
             partition: 3,
             offset: 17,
         }
-    }
-
-    fn size(record: &DeadLetter<'_>) -> usize {
-        FRAMING_BYTES
-            + record.key.as_ref().map_or(0, String::len)
-            + record.payload.len()
-            + record
-                .headers
-                .iter()
-                .map(|(name, value)| name.len() + value.len())
-                .sum::<usize>()
     }
 
     #[test]
@@ -118,7 +124,7 @@ mod tests {
             10_000,
         );
         assert_eq!(record.key, Some(keyer().user_key("user-42").to_hex()));
-        assert_eq!(record.payload, b"{nope");
+        assert_eq!(record.payload, Some(&b"{nope"[..]));
         let header = |name| {
             record
                 .headers
@@ -130,6 +136,17 @@ mod tests {
         assert_eq!(header("source-offset"), Some("17"));
         assert_eq!(header("error-kind"), Some("unknown_event_type"));
         assert_eq!(header("truncated-from-bytes"), None);
+    }
+
+    #[test]
+    fn a_record_without_a_value_is_dead_lettered_without_one() {
+        let source = Source {
+            payload: None,
+            ..source(b"")
+        };
+        let record = dead_letter(&keyer(), source, &Rejection::UnknownEventType, 10_000);
+        assert_eq!(record.payload, None);
+        assert!(record.size() > FRAMING_BYTES, "its headers count");
     }
 
     #[test]
@@ -160,8 +177,8 @@ mod tests {
             },
             1_048_588,
         );
-        assert!(size(&record) <= 1_048_588);
-        assert!(record.payload.len() > 1_000_000);
+        assert!(record.size() <= 1_048_588);
+        assert!(record.payload.unwrap().len() > 1_000_000);
         assert!(
             record
                 .headers
@@ -179,8 +196,8 @@ mod tests {
             let payload = vec![b'a'; len];
             let rejection = Rejection::Schema { detail };
             let record = dead_letter(&keyer(), source(&payload), &rejection, limit);
-            prop_assert!(size(&record) <= limit);
-            prop_assert!(payload.starts_with(record.payload));
+            prop_assert!(record.size() <= limit);
+            prop_assert!(payload.starts_with(record.payload.unwrap()));
             let error = &record.headers[0].1;
             prop_assert!(error.len() <= MAX_ERROR_BYTES);
         }

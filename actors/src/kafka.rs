@@ -27,9 +27,40 @@ pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// Kafka's default `max.message.bytes`, used when a broker does not say.
 pub const DEFAULT_RECORD_LIMIT: usize = 1_048_588;
 
+/// The range librdkafka takes for `message.max.bytes`: a producer for a
+/// topic limit outside it could not be built at all, where Kafka lets a
+/// topic's limit be set anywhere up to 2^31 - 1.
+const PRODUCER_RECORD_LIMITS: std::ops::RangeInclusive<usize> = 1_000..=1_000_000_000;
+
+/// The record limits of the node's output topics (`max.message.bytes`, at
+/// most what librdkafka can send): an accepted event's clean record must fit
+/// the first, a dead letter is cut to fit the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordLimits {
+    pub clean: usize,
+    pub dead_letter: usize,
+}
+
+impl RecordLimits {
+    /// Kafka's default for both.
+    pub const DEFAULT: RecordLimits = RecordLimits {
+        clean: DEFAULT_RECORD_LIMIT,
+        dead_letter: DEFAULT_RECORD_LIMIT,
+    };
+
+    /// The record limit a producer for both topics needs.
+    pub fn largest(&self) -> usize {
+        self.clean.max(self.dead_letter)
+    }
+}
+
 /// A producer's settings, refusing locally any record above `record_limit`
-/// bytes (the topics' own limit).
+/// bytes (the topics' own limit, within what librdkafka takes).
 pub fn producer_config(brokers: &str, record_limit: usize) -> ClientConfig {
+    let record_limit = record_limit.clamp(
+        *PRODUCER_RECORD_LIMITS.start(),
+        *PRODUCER_RECORD_LIMITS.end(),
+    );
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
@@ -177,33 +208,45 @@ pub async fn ensure_topics(
     Ok(())
 }
 
-/// The smallest `max.message.bytes` of `topics` as the broker reports it, or
-/// Kafka's default for a topic whose limit the broker does not report, nor
-/// any when it does not describe topic configs at all.
-pub async fn record_limit(brokers: &str, topics: &[&str]) -> usize {
-    match reported_record_limit(brokers, topics).await {
-        Ok(limit) => limit,
+/// The output topics' record limits as the broker reports them, or Kafka's
+/// default for a topic whose limit the broker does not report, nor any when
+/// it does not describe topic configs at all.
+pub async fn record_limits(brokers: &str, clean_topic: &str, dlq_topic: &str) -> RecordLimits {
+    match reported_record_limits(brokers, clean_topic, dlq_topic).await {
+        Ok(limits) => limits,
         Err(error) => {
             tracing::info!(%error, limit = DEFAULT_RECORD_LIMIT, "topic record limit unknown; using Kafka's default");
-            DEFAULT_RECORD_LIMIT
+            RecordLimits::DEFAULT
         }
     }
 }
 
-/// The smallest `max.message.bytes` of `topics`, Kafka's default for a topic
-/// whose limit the broker does not report; an error when the broker did not
+/// The output topics' `max.message.bytes`, Kafka's default for a topic whose
+/// limit the broker does not report; an error when the broker did not
 /// answer the question.
-pub async fn reported_record_limit(brokers: &str, topics: &[&str]) -> Result<usize, ActorError> {
-    Ok(topic_config(brokers, topics, "max.message.bytes")
+pub async fn reported_record_limits(
+    brokers: &str,
+    clean_topic: &str,
+    dlq_topic: &str,
+) -> Result<RecordLimits, ActorError> {
+    let limits: Vec<usize> = topic_config(brokers, &[clean_topic, dlq_topic], "max.message.bytes")
         .await?
         .into_iter()
-        .map(|value| {
-            value
-                .and_then(|value| value.parse::<usize>().ok())
-                .unwrap_or(DEFAULT_RECORD_LIMIT)
-        })
-        .min()
-        .unwrap_or(DEFAULT_RECORD_LIMIT))
+        .map(record_limit_of)
+        .collect();
+    Ok(RecordLimits {
+        clean: limits.first().copied().unwrap_or(DEFAULT_RECORD_LIMIT),
+        dead_letter: limits.get(1).copied().unwrap_or(DEFAULT_RECORD_LIMIT),
+    })
+}
+
+/// A topic's record limit from its `max.message.bytes` as described, at most
+/// what a producer can send.
+fn record_limit_of(described: Option<String>) -> usize {
+    described
+        .and_then(|value| value.parse::<usize>().ok())
+        .unwrap_or(DEFAULT_RECORD_LIMIT)
+        .min(*PRODUCER_RECORD_LIMITS.end())
 }
 
 /// `key` of each of `topics` as the broker describes it (`None`: not reported).

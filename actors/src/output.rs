@@ -14,13 +14,14 @@ use tracing::warn;
 
 use crate::acks::{OutputProducer, output_producer};
 use crate::error::ActorError;
+use crate::kafka::RecordLimits;
 
-/// A producer and the record limit it was built for.
+/// A producer and the record limits it was built for.
 #[derive(Clone)]
 pub struct Output {
     pub producer: OutputProducer,
-    /// The largest record the output topics took when `producer` was built (bytes).
-    pub record_limit: usize,
+    /// The output topics' record limits when `producer` was built.
+    pub limits: RecordLimits,
 }
 
 /// The node's newest [`Output`], shared by its partition actors.
@@ -31,12 +32,12 @@ pub struct SharedOutput {
 }
 
 impl SharedOutput {
-    pub fn new(brokers: &str, record_limit: usize) -> Result<SharedOutput, ActorError> {
+    pub fn new(brokers: &str, limits: RecordLimits) -> Result<SharedOutput, ActorError> {
         Ok(SharedOutput {
             brokers: brokers.into(),
             newest: Arc::new(Mutex::new(Output {
-                producer: output_producer(brokers, record_limit)?,
-                record_limit,
+                producer: output_producer(brokers, limits.largest())?,
+                limits,
             })),
         })
     }
@@ -46,23 +47,23 @@ impl SharedOutput {
         self.newest.lock().expect("output lock").clone()
     }
 
-    /// The output for `record_limit`, the limit the broker reports now: the
-    /// newest one if it was built for that limit, otherwise a new producer,
+    /// The output for `limits`, the limits the broker reports now: the
+    /// newest one if it was built for them, otherwise a new producer,
     /// which later starts take too. Actors holding the previous producer keep
     /// it until they restart: under a raised limit it is merely stricter;
     /// under a lowered one the broker refuses what exceeds the new limit and
     /// the actor restarts into the new producer.
-    pub fn for_limit(&self, record_limit: usize) -> Result<Output, ActorError> {
+    pub fn for_limits(&self, limits: RecordLimits) -> Result<Output, ActorError> {
         let mut newest = self.newest.lock().expect("output lock");
-        if newest.record_limit != record_limit {
+        if newest.limits != limits {
             warn!(
-                from = newest.record_limit,
-                to = record_limit,
-                "the output topics' record limit changed; partitions starting from now use a producer for the new limit"
+                from = ?newest.limits,
+                to = ?limits,
+                "the output topics' record limits changed; partitions starting from now use a producer for the new limits"
             );
             *newest = Output {
-                producer: output_producer(&self.brokers, record_limit)?,
-                record_limit,
+                producer: output_producer(&self.brokers, limits.largest())?,
+                limits,
             };
         }
         Ok(newest.clone())
@@ -76,30 +77,54 @@ mod tests {
     // Nothing listens there; a producer connects only when it sends.
     const NO_BROKER: &str = "127.0.0.1:9";
 
+    fn both(limit: usize) -> RecordLimits {
+        RecordLimits {
+            clean: limit,
+            dead_letter: limit,
+        }
+    }
+
     #[test]
     fn a_start_under_the_same_limit_shares_the_producer() {
-        let shared = SharedOutput::new(NO_BROKER, 1_000_000).unwrap();
-        let first = shared.for_limit(1_000_000).unwrap();
-        let second = shared.for_limit(1_000_000).unwrap();
+        let shared = SharedOutput::new(NO_BROKER, both(1_000_000)).unwrap();
+        let first = shared.for_limits(both(1_000_000)).unwrap();
+        let second = shared.for_limits(both(1_000_000)).unwrap();
         assert!(first.producer.is_same(&second.producer));
         assert!(first.producer.is_same(&shared.newest().producer));
     }
 
     #[test]
     fn a_changed_limit_gets_a_producer_of_its_own_which_later_starts_share() {
-        let shared = SharedOutput::new(NO_BROKER, 1_000_000).unwrap();
+        let shared = SharedOutput::new(NO_BROKER, both(1_000_000)).unwrap();
         let before = shared.newest();
-        let lowered = shared.for_limit(100_000).unwrap();
-        assert_eq!(lowered.record_limit, 100_000);
+        let lowered = shared.for_limits(both(100_000)).unwrap();
+        assert_eq!(lowered.limits, both(100_000));
         assert!(!lowered.producer.is_same(&before.producer));
         assert_eq!(
-            before.record_limit, 1_000_000,
+            before.limits,
+            both(1_000_000),
             "a held output keeps its limit"
         );
-        let later = shared.for_limit(100_000).unwrap();
+        let later = shared.for_limits(both(100_000)).unwrap();
         assert!(later.producer.is_same(&lowered.producer));
-        let raised = shared.for_limit(2_000_000).unwrap();
-        assert_eq!(shared.newest().record_limit, 2_000_000);
+        let raised = shared.for_limits(both(2_000_000)).unwrap();
+        assert_eq!(shared.newest().limits, both(2_000_000));
         assert!(!raised.producer.is_same(&lowered.producer));
+        let dead_letters_only = RecordLimits {
+            clean: 2_000_000,
+            dead_letter: 10_000_000,
+        };
+        let wider = shared.for_limits(dead_letters_only).unwrap();
+        assert!(!wider.producer.is_same(&raised.producer));
+    }
+
+    /// Kafka takes topic limits up to 2^31 - 1 and down to 0; librdkafka's
+    /// producer only 1000 to 10^9, and a producer that cannot be built would
+    /// stop ingest.
+    #[test]
+    fn a_producer_is_built_for_limits_librdkafka_does_not_take() {
+        for limit in [0, 500, 2_000_000_000, i32::MAX as usize] {
+            SharedOutput::new(NO_BROKER, both(limit)).unwrap();
+        }
     }
 }

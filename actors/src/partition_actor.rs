@@ -164,7 +164,8 @@ impl Actor for PartitionActor {
         let resumed = resume(partition, epoch, &context).await?;
         let stats = context.stats.partition(partition);
         let (start, range) = (resumed.start, resumed.range);
-        if start.skipped > 0 {
+        if start.skipped > 0 && stats.count_skipped(start.offset - start.skipped, start.offset) > 0
+        {
             warn!(
                 partition,
                 expected = resumed.marks_offset.unwrap_or(-1) + 1,
@@ -173,9 +174,6 @@ impl Actor for PartitionActor {
                 skipped = start.skipped,
                 "offsets missing from the broker were skipped (kafka.on-missing-offsets)"
             );
-            stats
-                .skipped_offsets
-                .fetch_add(start.skipped as u64, Ordering::Relaxed);
         }
         let consumer = kafka::partition_consumer(
             &context.kafka.brokers,
@@ -202,7 +200,7 @@ impl Actor for PartitionActor {
             resumed.dedup,
             clean_partitions,
         )
-        .with_max_event_bytes(output.record_limit.saturating_sub(CLEAN_RECORD_HEADROOM));
+        .with_max_event_bytes(output.limits.clean.saturating_sub(CLEAN_RECORD_HEADROOM));
         myself.cast(PartitionMsg::Poll)?;
         Ok(PartitionState {
             last_committed: resumed.marks_offset.map(|last_offset| PartitionCheckpoint {
@@ -379,12 +377,12 @@ impl PartitionState {
                         &self.context.keyer,
                         Source {
                             key: message.key(),
-                            payload,
+                            payload: message.payload(),
                             partition: self.core.partition(),
                             offset,
                         },
                         &rejection,
-                        self.output.record_limit,
+                        self.output.limits.dead_letter,
                     );
                     let headers =
                         letter
@@ -396,15 +394,21 @@ impl PartitionState {
                                     value: Some(value.as_str()),
                                 })
                             });
-                    let mut record = BaseRecord::with_opaque_to(
+                    let mut record = BaseRecord::<str, [u8], _>::with_opaque_to(
                         &self.context.kafka.dlq_topic,
                         self.batch.acks.clone(),
                     )
-                    .payload(letter.payload)
                     .headers(headers);
+                    if let Some(value) = letter.payload {
+                        record = record.payload(value);
+                    }
                     if let Some(key) = &letter.key {
                         record = record.key(key.as_str());
                     }
+                    // The batch's bytes bound what a crash sends again, and a
+                    // dead letter's headers are sent too: a flood of empty
+                    // records (tombstones) would otherwise never fill a batch.
+                    self.batch.bytes += letter.size().saturating_sub(payload.len());
                     self.batch.acks.send(&self.output.producer, record).await?;
                     self.batch.rejected += 1;
                     *self
@@ -583,10 +587,9 @@ impl CommitTarget for BronzeCommit<'_> {
 /// proceeds, as a failure to learn the limit must not stop ingest).
 async fn output_for_now(context: &IngestContext) -> Result<Output, ActorError> {
     let kafka = &context.kafka;
-    match kafka::reported_record_limit(&kafka.brokers, &[&kafka.clean_topic, &kafka.dlq_topic])
-        .await
+    match kafka::reported_record_limits(&kafka.brokers, &kafka.clean_topic, &kafka.dlq_topic).await
     {
-        Ok(limit) => context.output.for_limit(limit),
+        Ok(limits) => context.output.for_limits(limits),
         Err(error) => {
             debug!(%error, "record limit not read at this start; keeping the newest producer");
             Ok(context.output.newest())

@@ -36,6 +36,9 @@ pub struct PartitionStats {
     /// Offsets skipped because the broker no longer had them
     /// (`kafka.on-missing-offsets = "resume-at-earliest"`).
     pub skipped_offsets: AtomicU64,
+    /// The last offset counted in `skipped_offsets`: a restart before the
+    /// partition's next commit finds the same gap, and must not count it again.
+    skipped_through: AtomicI64,
     /// Bronze commits that failed and were tried again.
     pub commit_retries: AtomicU64,
     /// Consumer errors librdkafka recovers from (lost connections, brokers
@@ -50,6 +53,18 @@ pub struct PartitionStats {
     pub rejected_by_kind: Mutex<BTreeMap<&'static str, u64>>,
     /// Time of each bronze commit, retries included.
     pub commit_seconds: Histogram,
+}
+
+impl PartitionStats {
+    /// Counts the offsets `from..to` as skipped, but for those an earlier
+    /// start of the partition on this node counted already; returns how
+    /// many were new.
+    pub fn count_skipped(&self, from: i64, to: i64) -> u64 {
+        let through = self.skipped_through.fetch_max(to - 1, Ordering::Relaxed);
+        let new = (to - from.max(through + 1)).max(0) as u64;
+        self.skipped_offsets.fetch_add(new, Ordering::Relaxed);
+        new
+    }
 }
 
 impl Default for PartitionStats {
@@ -67,6 +82,7 @@ impl Default for PartitionStats {
             checkpoint_micros: AtomicU64::default(),
             checkpoint_bytes: AtomicU64::default(),
             skipped_offsets: AtomicU64::default(),
+            skipped_through: AtomicI64::new(-1),
             commit_retries: AtomicU64::default(),
             consumer_errors: AtomicU64::default(),
             last_error: Mutex::default(),
@@ -180,6 +196,19 @@ impl IngestStats {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_gap_found_again_by_a_restart_is_counted_once() {
+        let stats = super::PartitionStats::default();
+        // Bronze ends at 100, the broker's log starts at 1000.
+        assert_eq!(stats.count_skipped(101, 1000), 899);
+        assert_eq!(stats.count_skipped(101, 1000), 0, "the same gap");
+        // Retention moved on before the next start: only the new offsets.
+        assert_eq!(stats.count_skipped(101, 1200), 200);
+        assert_eq!(stats.skipped_offsets.load(Ordering::Relaxed), 1099);
+        // Later gaps (after commits) count in full.
+        assert_eq!(stats.count_skipped(5000, 5010), 10);
+    }
+
     use super::*;
 
     #[test]

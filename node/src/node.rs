@@ -307,19 +307,22 @@ async fn connect_to_brokers(config: &NodeConfig) -> BrokersReady {
                 settings.replication_factor,
             )
             .await?;
-            let limit = kafka::record_limit(
+            let limits = kafka::record_limits(
                 &settings.brokers,
-                &[&settings.clean_topic, &settings.dlq_topic],
+                &settings.clean_topic,
+                &settings.dlq_topic,
             )
             .await;
             Ok::<_, streamreel_actors::ActorError>(BrokersReady {
-                output: SharedOutput::new(&settings.brokers, limit)?,
+                output: SharedOutput::new(&settings.brokers, limits)?,
             })
         };
         match attempt.await {
             Ok(ready) => {
+                let limits = ready.output.newest().limits;
                 info!(
-                    record_limit = ready.output.newest().record_limit,
+                    record_limit = limits.clean,
+                    dlq_record_limit = limits.dead_letter,
                     "kafka brokers ready"
                 );
                 warn_on_long_dlq_retention(settings).await;

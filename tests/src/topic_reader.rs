@@ -14,6 +14,8 @@ pub struct Record {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
+    /// Whether the record has no value at all (a tombstone), not an empty one.
+    pub null_value: bool,
     /// The record's Kafka timestamp in milliseconds, when it has one.
     pub timestamp_ms: Option<i64>,
     pub headers: HashMap<String, String>,
@@ -68,6 +70,7 @@ pub fn read_topic(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> {
             offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),
             payload: message.payload().unwrap_or_default().to_vec(),
+            null_value: message.payload().is_none(),
             timestamp_ms: message.timestamp().to_millis(),
             headers,
         });

@@ -98,6 +98,15 @@ async fn poison_pills_never_stall_a_partition() -> anyhow::Result<()> {
         .set("bootstrap.servers", broker.brokers())
         .set("message.max.bytes", "10000000")
         .create()?;
+    // A record without a value (a tombstone) is refused, and its dead
+    // letter has no value either.
+    producer
+        .send(
+            FutureRecord::<str, [u8]>::to(INPUT).key("u-tombstone"),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("producing the tombstone: {e}"))?;
     for (key, payload) in good[..1].iter().chain(&poison).chain(&good[1..]) {
         producer
             .send(
@@ -124,8 +133,15 @@ async fn poison_pills_never_stall_a_partition() -> anyhow::Result<()> {
     let brokers = broker.brokers();
     let dlq =
         tokio::task::spawn_blocking(move || read_topic(&brokers, "video-events-dlq")).await??;
-    assert_eq!(dlq.len(), poison.len());
+    assert_eq!(dlq.len(), poison.len() + 1);
     let keyer = UserKeyer::new(TEST_SECRET.as_bytes());
+    let tombstone = keyer.user_key("u-tombstone").to_hex();
+    let tombstone = dlq
+        .iter()
+        .find(|r| r.key.as_deref() == Some(tombstone.as_bytes()))
+        .expect("the tombstone's dead letter");
+    assert!(tombstone.null_value, "no value, as the input had none");
+    assert_eq!(tombstone.headers["error-kind"], "not_json");
     for (key, payload) in &poison {
         let user_key = keyer.user_key(key).to_hex();
         let letter = dlq
@@ -137,7 +153,7 @@ async fn poison_pills_never_stall_a_partition() -> anyhow::Result<()> {
             error.len() <= 256 && !error.contains("777"),
             "{key}: {error}"
         );
-        assert!(letter.payload.len() <= limit);
+        assert!(letter.payload.len() <= limit && !letter.null_value);
         if payload.len() + 1_024 < limit {
             assert_eq!(&letter.payload, payload, "{key} kept byte for byte");
             assert!(!letter.headers.contains_key("truncated-from-bytes"));
@@ -170,7 +186,7 @@ async fn poison_pills_never_stall_a_partition() -> anyhow::Result<()> {
         0,
         "never stalled: {status}"
     );
-    assert_eq!(ingest_total(&status, "rejected"), poison.len() as u64);
+    assert_eq!(ingest_total(&status, "rejected"), poison.len() as u64 + 1);
     let log = node.log();
     assert!(
         !log.contains("secret-user") && !log.contains("7777777777"),
