@@ -127,6 +127,10 @@ pub struct LiveAggregates {
     /// forgotten, so its change over time is the accepted rate. Not part of
     /// the replicated state: a snapshot restarts it.
     counted_since_load: u64,
+    /// Which load of this process `counted_since_load` counts from: a
+    /// snapshot loaded can move it up by more than was accepted meanwhile,
+    /// and a reader of the rate must then start again.
+    load: u64,
     /// (minute, video) counts kept: what memory grows with.
     entries: usize,
     /// The live clock: the newest minute seen, but never after the minute
@@ -145,6 +149,7 @@ impl PartialEq for LiveAggregates {
             minute_totals,
             total,
             counted_since_load: _,
+            load: _,
             entries,
             newest_minute_us,
         } = self;
@@ -171,6 +176,7 @@ impl From<LiveImage> for LiveAggregates {
     fn from(image: LiveImage) -> LiveAggregates {
         let mut live = LiveAggregates {
             newest_minute_us: image.newest_minute_us,
+            load: LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
             ..LiveAggregates::default()
         };
         for ((minute, video), counts) in image.counts {
@@ -188,6 +194,9 @@ impl From<LiveImage> for LiveAggregates {
         live
     }
 }
+
+/// Loads of live aggregates from snapshots in this process.
+static LOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// How far ahead of its proposal's clock an event's minute may be and still
 /// count live: one event from a device whose clock reads the year 9999 would
@@ -381,6 +390,12 @@ impl LiveAggregates {
         self.counted_since_load
     }
 
+    /// Which load `counted_since_load` counts from: 0 for state built from
+    /// the log alone, another number after each snapshot loaded.
+    pub fn load(&self) -> u64 {
+        self.load
+    }
+
     /// The counts as a snapshot holds them.
     pub fn image(&self) -> LiveImage {
         LiveImage {
@@ -464,6 +479,12 @@ mod tests {
             restored.counted_since_load(),
             1,
             "a load starts from its total"
+        );
+        assert_eq!(live.load(), 0, "built from the log");
+        let again = LiveAggregates::from(live.image());
+        assert!(
+            restored.load() != 0 && again.load() != restored.load(),
+            "each load is told apart"
         );
     }
 

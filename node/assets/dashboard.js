@@ -117,14 +117,16 @@ const fmt = {
 
 // Adds a counter's sample taken at `at` (ms) and answers its rate per second
 // over the window, or null when it spans too little time yet. An unknown
-// value, or one below the last (the member restarted, or loaded a snapshot),
-// says nothing about the rate: the samples start again from it.
-function counterRate(samples, at, value) {
+// value, one below the last (the member restarted), or one of another `load`
+// (the member loaded a snapshot, which can move the counter up by far more
+// than was accepted) says nothing about the rate: the samples start again.
+function counterRate(samples, at, value, load = null) {
   if (value == null) {
     samples.length = 0;
     return null;
   }
-  if (samples.length && value < samples[samples.length - 1][1]) samples.length = 0;
+  if (samples.length && (value < samples[samples.length - 1][1] || load !== samples.load)) samples.length = 0;
+  samples.load = load;
   samples.push([at, value]);
   while (samples.length > 2 && at - samples[1][0] >= RATE_WINDOW_MS) samples.shift();
   // After a long gap (a hidden tab's timers slow down) the two samples left
@@ -323,7 +325,7 @@ const views = {
       : null;
     const perSecond = (rate) => fmt.int(rate == null ? rate : Math.round(rate));
     showValue(document.getElementById("rate-in"), counterRate(liveSamples.received, now, received), perSecond);
-    showValue(document.getElementById("rate-accepted"), counterRate(liveSamples.accepted, now, live.accepted_counter), perSecond);
+    showValue(document.getElementById("rate-accepted"), counterRate(liveSamples.accepted, now, live.accepted_counter, live.accepted_counter_load), perSecond);
     showValue(document.getElementById("accepted-total"), live.accepted_total, fmt.int);
     chart("chart-live-minutes").setOption({
       tooltip: { trigger: "axis" },

@@ -177,12 +177,13 @@ impl Drop for AbortOnDrop {
 async fn live(State(state): State<AppState>) -> Response {
     // The newest minutes with events up to the live clock hold the whole
     // window, which ends at that clock.
-    let (accepted_total, accepted_counter, per_minute, clock) = {
+    let (accepted_total, accepted_counter, counter_load, per_minute, clock) = {
         let applied = state.member.view.read();
         let live = applied.state.live();
         (
             live.total(),
             live.counted_since_load(),
+            live.load(),
             live.newest_minute_totals(LIVE_MINUTES),
             live.newest_minute_us(),
         )
@@ -199,6 +200,7 @@ async fn live(State(state): State<AppState>) -> Response {
     Json(json!({
         "accepted_total": accepted_total,
         "accepted_counter": accepted_counter,
+        "accepted_counter_load": counter_load,
         "minutes": minutes,
     }))
     .into_response()
