@@ -77,10 +77,13 @@ impl OutputProducer {
     }
 }
 
-/// The node's producer, with the settings of [`kafka::producer_config`].
-pub fn output_producer(brokers: &str, record_limit: usize) -> Result<OutputProducer, ActorError> {
+/// The node's producer, with the settings of [`kafka::output_producer_config`].
+pub fn output_producer(
+    brokers: &str,
+    limits: kafka::RecordLimits,
+) -> Result<OutputProducer, ActorError> {
     let producer: Arc<BaseProducer<AckCounter>> =
-        Arc::new(kafka::producer_config(brokers, record_limit).create_with_context(AckCounter)?);
+        Arc::new(kafka::output_producer_config(brokers, limits).create_with_context(AckCounter)?);
     let stop = Arc::new(AtomicBool::new(false));
     std::thread::Builder::new()
         .name("delivery-reports".to_string())

@@ -52,6 +52,27 @@ impl RecordLimits {
     pub fn largest(&self) -> usize {
         self.clean.max(self.dead_letter)
     }
+
+    pub fn smallest(&self) -> usize {
+        self.clean.min(self.dead_letter)
+    }
+}
+
+/// librdkafka's default `batch.size`.
+const DEFAULT_BATCH_BYTES: usize = 1_000_000;
+
+/// The settings of the producer for both output topics: it takes a record
+/// up to the larger limit (each record is checked against its own topic's
+/// before it is sent), and fills batches only up to the smaller one, as a
+/// broker checks a topic's limit against each batch. librdkafka sends a
+/// record larger than `batch.size` in a batch of its own.
+pub fn output_producer_config(brokers: &str, limits: RecordLimits) -> ClientConfig {
+    let mut config = producer_config(brokers, limits.largest());
+    config.set(
+        "batch.size",
+        limits.smallest().clamp(1, DEFAULT_BATCH_BYTES).to_string(),
+    );
+    config
 }
 
 /// A producer's settings, refusing locally any record above `record_limit`
@@ -570,6 +591,30 @@ pub async fn await_all(in_flight: &mut InFlight) -> Result<(), ActorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_batches_fit_the_smaller_topic_limit() {
+        let config = output_producer_config(
+            "127.0.0.1:9",
+            RecordLimits {
+                clean: 300_000,
+                dead_letter: 5_000_000,
+            },
+        );
+        assert_eq!(config.get("message.max.bytes"), Some("5000000"));
+        assert_eq!(config.get("batch.size"), Some("300000"));
+        let defaults = output_producer_config("127.0.0.1:9", RecordLimits::DEFAULT);
+        assert_eq!(defaults.get("batch.size"), Some("1000000"));
+        let huge = output_producer_config(
+            "127.0.0.1:9",
+            RecordLimits {
+                clean: 2_000_000_000,
+                dead_letter: 0,
+            },
+        );
+        assert_eq!(huge.get("message.max.bytes"), Some("1000000000"));
+        assert_eq!(huge.get("batch.size"), Some("1"));
+    }
 
     #[test]
     fn a_broker_that_does_not_answer_is_asked_once_per_freshness_period() {

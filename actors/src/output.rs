@@ -36,7 +36,7 @@ impl SharedOutput {
         Ok(SharedOutput {
             brokers: brokers.into(),
             newest: Arc::new(Mutex::new(Output {
-                producer: output_producer(brokers, limits.largest())?,
+                producer: output_producer(brokers, limits)?,
                 limits,
             })),
         })
@@ -62,7 +62,7 @@ impl SharedOutput {
                 "the output topics' record limits changed; partitions starting from now use a producer for the new limits"
             );
             *newest = Output {
-                producer: output_producer(&self.brokers, limits.largest())?,
+                producer: output_producer(&self.brokers, limits)?,
                 limits,
             };
         }

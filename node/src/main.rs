@@ -220,7 +220,7 @@ async fn simulate(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Re
         // The start defaults to today, so a rerun tomorrow needs it named.
         eprintln!(
             "random seed {seed} (--seed {seed} --start {} repeats this run with the same --events, shares and metadata)",
-            start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            start.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
         );
         seed
     });

@@ -566,13 +566,13 @@ async fn add_node(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         id = node.id
     );
     let new = node.id;
-    let voters = ChangeMembers::AddVoterIds(BTreeSet::from([new]));
-    let check = move |state: &AppState| {
-        stalling_change(state, &what, Some(new), |voters| {
-            voters.insert(new);
-        })
+    let decide = move |state: &AppState| match stalling_change(state, &what, Some(new), |voters| {
+        voters.insert(new);
+    }) {
+        Some(refusal) => Err(Box::new(refusal)),
+        None => Ok(ChangeMembers::AddVoterIds(BTreeSet::from([new]))),
     };
-    match change_membership(&state, voters, check).await {
+    match change_membership(&state, decide).await {
         Ok(()) => Json(json!({ "added": node.id, "addr": node.addr })).into_response(),
         Err(refusal) => refusal.context(&format!("cannot add node {}", node.id)),
     }
@@ -609,16 +609,16 @@ fn stalling_change(
     let shortfall = change_shortfall(&before, &after, &alive)?;
     let message = if shortfall.voters == after {
         format!(
-            "refused: {what} would leave the voters {:?}, of which nodes {:?} are not alive, \
-             so fewer than the {} a change needs would answer, and the cluster would stop \
-             committing (checkpoints, moves) until they return. Start them again, or remove the \
-             ones that are gone first",
+            "refused: {what} would leave the voters {:?}, of which nodes {:?} have not answered \
+             within the failover time, so fewer than the {} a change needs would answer, and the \
+             cluster would stop committing (checkpoints, moves) until they return. Start them \
+             again, or remove the ones that are gone first",
             shortfall.voters, shortfall.not_alive, shortfall.needed
         )
     } else {
         format!(
-            "refused: {what}: of the voters {:?}, nodes {:?} are not alive, so fewer than the \
-             {} any change needs would answer. Start them again",
+            "refused: {what}: of the voters {:?}, nodes {:?} have not answered within the \
+             failover time, so fewer than the {} any change needs would answer. Start them again",
             shortfall.voters, shortfall.not_alive, shortfall.needed
         )
     };
@@ -630,8 +630,8 @@ fn stalling_change(
 const MEMBERSHIP_COMMIT: Duration = Duration::from_secs(30);
 
 /// How long a change of members waits for another one under way on the
-/// leader before it is refused: it was checked against the members alive
-/// now, and is not proposed later on that check.
+/// leader before it is refused, so that a request never hangs behind a
+/// change that waits for its commit.
 const MEMBERSHIP_TURN: Duration = Duration::from_secs(2);
 
 /// Why a change of members did not answer done.
@@ -644,13 +644,13 @@ enum ChangeRefused {
     /// Another change of members kept the leader busy; nothing was proposed.
     Busy,
     /// The change, checked in its turn, was refused; nothing was proposed.
-    Refused(Response),
+    Refused(Box<Response>),
 }
 
 impl ChangeRefused {
     fn context(self, what: &str) -> Response {
         match self {
-            ChangeRefused::Refused(refusal) => refusal,
+            ChangeRefused::Refused(refusal) => *refusal,
             ChangeRefused::Raft(e) => error_response(StatusCode::CONFLICT, format!("{what}: {e}")),
             ChangeRefused::LeaderMoved => error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -681,13 +681,14 @@ impl ChangeRefused {
     }
 }
 
-/// Makes `change` in the leader's membership turn, if `check` (a refusal,
-/// or `None`) allows it then: a change that committed while this one waited
-/// for its turn changed the voters and members this one is checked against.
+/// Makes the change `decide` answers in the leader's membership turn (or
+/// its refusal): a change that committed while this one waited for its turn
+/// changed the voters and members this one is decided and checked against.
 async fn change_membership(
     state: &AppState,
-    change: ChangeMembers<NodeId, Member>,
-    check: impl FnOnce(&AppState) -> Option<Response> + Send + 'static,
+    decide: impl FnOnce(&AppState) -> Result<ChangeMembers<NodeId, Member>, Box<Response>>
+    + Send
+    + 'static,
 ) -> Result<(), ChangeRefused> {
     // openraft proposes the joint configuration and then the new voters
     // from within this future: a task of its own finishes both steps even
@@ -697,9 +698,7 @@ async fn change_membership(
         let Some(turn) = state.member.membership_turn(MEMBERSHIP_TURN).await else {
             return Err(ChangeRefused::Busy);
         };
-        if let Some(refusal) = check(&state) {
-            return Err(ChangeRefused::Refused(refusal));
-        }
+        let change = decide(&state).map_err(ChangeRefused::Refused)?;
         match turn.change(change).await {
             Ok(()) => Ok(()),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
@@ -761,23 +760,20 @@ async fn remove_node(
         return error_response(StatusCode::NOT_FOUND, format!("unknown node {id}"));
     }
     // A learner (a member whose add-node never finished) is not a voter:
-    // removing it as one would change nothing.
-    let is_voter = state.member.view.read().voters().contains(&id);
-    let change = if is_voter {
-        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-    } else {
-        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+    // removing it as one would change nothing. Decided in the turn: an
+    // add-node under way may make it a voter meanwhile.
+    let decide = move |state: &AppState| {
+        if !state.member.voters_in_log().0.contains(&id) {
+            return Ok(ChangeMembers::RemoveNodes(BTreeSet::from([id])));
+        }
+        match stalling_change(state, &format!("removing node {id}"), None, |voters| {
+            voters.remove(&id);
+        }) {
+            Some(refusal) => Err(Box::new(refusal)),
+            None => Ok(ChangeMembers::RemoveVoters(BTreeSet::from([id]))),
+        }
     };
-    let check = move |state: &AppState| {
-        is_voter
-            .then(|| {
-                stalling_change(state, &format!("removing node {id}"), None, |voters| {
-                    voters.remove(&id);
-                })
-            })
-            .flatten()
-    };
-    if let Err(refusal) = change_membership(&state, change, check).await {
+    if let Err(refusal) = change_membership(&state, decide).await {
         return refusal.context(&format!("cannot remove node {id}"));
     }
     // A leader that removed itself leads no more and hears from no one, so

@@ -915,7 +915,7 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
         anyhow::ensure!(
             !ok && out.contains("409")
                 && out.contains("removing node 2 would leave the voters {1, 3}")
-                && out.contains("nodes {3} are not alive"),
+                && out.contains("nodes {3} have not answered within the failover time"),
             "{out}"
         );
         cluster.thaw(3)?;
