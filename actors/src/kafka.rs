@@ -3,7 +3,7 @@
 //! Settings stay within what every Kafka-compatible broker offers: plain
 //! (non-idempotent, non-transactional) producers, manual partition assignment.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -198,10 +198,21 @@ pub async fn ensure_topics(
     partitions: i32,
     replication_factor: i32,
 ) -> Result<(), ActorError> {
+    // Only what is missing is created: a broker with ACLs refuses a create
+    // without the right to create (TopicAuthorizationFailed, not
+    // TopicAlreadyExists), even for a topic an operator created beforehand.
+    let existing = listed_topics(brokers).await?;
+    let missing: Vec<&TopicSpec<'_>> = topics
+        .iter()
+        .filter(|topic| !existing.contains(topic.name))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
-    let new_topics: Vec<NewTopic<'_>> = topics
+    let new_topics: Vec<NewTopic<'_>> = missing
         .iter()
         .map(|topic| {
             topic.configs.iter().fold(
@@ -227,6 +238,27 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// The topics the brokers list, read on a blocking thread. All topics are
+/// listed, not the ones wanted by name: asking for a missing topic by name
+/// makes a broker with `auto.create.topics.enable` create it with its defaults.
+async fn listed_topics(brokers: &str) -> Result<HashSet<String>, ActorError> {
+    let brokers = brokers.to_string();
+    tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()?;
+        let metadata = client.fetch_metadata(None, METADATA_TIMEOUT)?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|topic| topic.error().is_none() && !topic.partitions().is_empty())
+            .map(|topic| topic.name().to_string())
+            .collect())
+    })
+    .await
+    .map_err(ActorError::Task)?
 }
 
 /// The output topics' record limits as the broker reports them, or Kafka's

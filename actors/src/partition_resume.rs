@@ -87,7 +87,10 @@ pub async fn resume(
     if let Some(last_offset) = marks.last_offset {
         check_same_log(partition, last_offset, range, &mut bronze, context).await?;
     }
-    let (checkpoint_offset, mut dedup) = {
+    // The ids are copied out under the replica's lock and the window built
+    // after it: a full window (millions of ids) takes a fraction of a second
+    // to hash, and Raft cannot apply entries on this member meanwhile.
+    let (checkpoint_offset, dedup_settings, dedup_entries) = {
         let applied = context.cluster.view.read();
         let Some(state) = applied.state.partition(partition) else {
             return Err(ActorError::NotOwner { partition, epoch });
@@ -97,9 +100,15 @@ pub async fn resume(
         }
         (
             state.checkpoint.map(|c| c.last_offset),
-            DedupWindow::from_entries(state.dedup.settings(), state.dedup.entries()),
+            state.dedup.settings(),
+            state.dedup.entries().collect::<Vec<_>>(),
         )
     };
+    let mut dedup = tokio::task::spawn_blocking(move || {
+        DedupWindow::from_entries(dedup_settings, dedup_entries)
+    })
+    .await
+    .map_err(ActorError::Task)?;
     // Bronze may be ahead: the previous owner died between its bronze commit
     // and its checkpoint. Replay exactly that gap.
     let mut new_ids = Vec::new();

@@ -132,7 +132,23 @@ fn load(dir: &Path) -> Result<Inner, FileError> {
         }
         if hole || next.is_some_and(|next| next != index) {
             // Acknowledged entries never follow a hole: appends are acknowledged
-            // in order, each after the ones before it are on disk.
+            // in order, each after the ones before it are on disk. So a hole
+            // at or below the commit mark is damage, not a crash mid-append:
+            // refuse rather than drop committed entries a restore would need.
+            if let Some(missing) = next
+                && !hole
+                && committed.is_some_and(|committed| missing <= committed.index)
+            {
+                let missing_path = log_dir.join(format!("{missing:020}{ENTRY_SUFFIX}"));
+                return Err(io_at(
+                    &missing_path,
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "this committed log entry is missing: restore it, or remove this \
+                         member (`remove-node`), empty its data dir and add it again",
+                    ),
+                ));
+            }
             hole = true;
             tracing::warn!(index, "dropping a log entry found after a hole in the log");
             stale.push(path);
@@ -625,6 +641,26 @@ mod tests {
         store.blocking_append([command(2, 20)]).await.unwrap();
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_log_id, Some(id(2, 2)));
+    }
+
+    #[tokio::test]
+    async fn a_committed_entry_missing_refuses_the_open_and_deletes_nothing() {
+        let dir = TempDir::new().unwrap();
+        let mut store = append_commands(LogStore::open(dir.path()).unwrap(), 5).await;
+        store.save_committed(Some(id(2, 3))).await.unwrap();
+        drop(store);
+        let log_dir = dir.path().join(LOG_DIR);
+        let missing = log_dir.join(format!("{:020}.bin", 2));
+        fs::remove_file(&missing).unwrap();
+
+        let error = LogStore::open(dir.path()).err().expect("a damaged log");
+        let text = format!("{error}: {:?}", std::error::Error::source(&error));
+        assert!(
+            text.contains(&missing.display().to_string()) && text.contains("committed"),
+            "{text}"
+        );
+        assert!(log_dir.join(format!("{:020}.bin", 3)).exists());
+        assert!(log_dir.join(format!("{:020}.bin", 4)).exists());
     }
 
     #[tokio::test]

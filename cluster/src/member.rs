@@ -208,8 +208,16 @@ impl ClusterMember {
                 return Some(leader);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || tokio::time::timeout(left, metrics.changed()).await.is_err() {
-                return None;
+            match tokio::time::timeout(left, metrics.changed()).await {
+                Ok(Ok(())) if !left.is_zero() => {}
+                Ok(Ok(())) | Err(_) => return None,
+                // Raft's core has stopped (a fatal storage error): no leader
+                // will come. Waiting out the time keeps callers that look
+                // again from spinning.
+                Ok(Err(_)) => {
+                    tokio::time::sleep(left).await;
+                    return None;
+                }
             }
         }
     }

@@ -30,9 +30,15 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, NodeError> {
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
+            // The holder writes its pid just after it locks: read in between,
+            // the file is empty.
+            let holder = match holder.trim() {
+                "" => "unknown".to_string(),
+                pid => pid.to_string(),
+            };
             return Err(NodeError::DataDirInUse {
                 data_dir: data_dir.display().to_string(),
-                holder: holder.trim().to_string(),
+                holder,
             });
         }
         Err(TryLockError::Error(e)) => return Err(io(e)),
@@ -41,6 +47,15 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, NodeError> {
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     write!(file, "{}", std::process::id()).map_err(io)?;
     Ok(DataDirLock { _file: file })
+}
+
+impl DataDirLock {
+    /// Keeps the lock until the process exits. Dropped when `run_node`
+    /// returns, it would be released while the runtime's blocking threads
+    /// (a Raft snapshot being written) may still write under the data dir.
+    pub fn hold_until_exit(self) {
+        std::mem::forget(self);
+    }
 }
 
 #[cfg(test)]

@@ -52,7 +52,32 @@ pub async fn export(
         move |source| NodeError::Io { path, source }
     };
     let partial = partial_path(out);
-    let file = File::create(&partial).map_err(io_error(&partial))?;
+    // Two exports to one file would write into one partial file, and one
+    // would rename the other's bytes into place. The lock (on the open file,
+    // so its clone holds it) is kept until after the rename; a partial file a
+    // killed export left is not locked and is reused.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&partial)
+        .map_err(io_error(&partial))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(NodeError::Argument {
+                name: "--out",
+                reason: format!(
+                    "another export to {} is running (it writes {})",
+                    out.display(),
+                    partial.display()
+                ),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&partial)(e)),
+    }
+    file.set_len(0).map_err(io_error(&partial))?;
+    let _held = file.try_clone().map_err(io_error(&partial))?;
     let written = write_table(&ctx, file, format, out, total).await;
     if written.is_err() {
         // Best effort: the error to report is the one that stopped the export.
@@ -152,4 +177,43 @@ pub fn partial_path(out: &Path) -> PathBuf {
     let mut name = out.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
     out.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use streamreel_lake::BronzeTable;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_export_to_the_same_file_is_refused_while_the_first_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = dir.path().join("lake");
+        BronzeTable::open_or_create(&lake).await.unwrap();
+        let out = dir.path().join("bronze.csv");
+        let running = File::create(partial_path(&out)).unwrap();
+        running.try_lock().unwrap();
+
+        let error = export(&lake, "bronze", ExportFormat::Csv, &out)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("another export to"), "{error}");
+        assert!(!out.exists());
+
+        // A partial file no export holds (one was killed) is reused.
+        drop(running);
+        assert_eq!(
+            export(&lake, "bronze", ExportFormat::Csv, &out)
+                .await
+                .unwrap(),
+            0
+        );
+        assert!(
+            std::fs::read_to_string(&out)
+                .unwrap()
+                .starts_with("event_id")
+        );
+        assert!(!partial_path(&out).exists());
+    }
 }

@@ -37,6 +37,9 @@ fn log_filter() -> anyhow::Result<EnvFilter> {
     }
 }
 
+/// How long the exit waits for blocking work left when a command returns.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn main() -> ExitCode {
     let cli = Cli::parse_checked();
     let filter = match log_filter() {
@@ -60,7 +63,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Blocking calls still under way (a broker check or partition listing
+    // against unreachable brokers, up to 10 s) would hold the exit while
+    // signals go unanswered; a Raft snapshot being written needs far less.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<Interrupted>() => {
             eprintln!("error: {e}");

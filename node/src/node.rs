@@ -21,6 +21,7 @@ use streamreel_actors::{
     IngestContext, IngestStats, IngestSupervisor, KafkaSettings, SupervisorArgs, SupervisorMsg,
     kafka,
 };
+use streamreel_cluster::durable_file;
 use streamreel_cluster::network::PeerClient;
 use streamreel_cluster::{ClusterMember, Member, NodeId, RaftTimings, StateSettings};
 use streamreel_lake::{BronzeTable, read_metadata_file};
@@ -64,13 +65,15 @@ async fn check_kafka_cluster(bronze: &BronzeTable, brokers: &str) -> Result<(), 
 
 pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
     let lake_dir = config.lake_dir();
-    for dir in [&lake_dir, &config.data_dir] {
-        std::fs::create_dir_all(dir).map_err(|source| NodeError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
-    }
-    let _lock = crate::data_dir_lock::lock_data_dir(&config.data_dir)?;
+    let io = |dir: &std::path::Path| {
+        let path = dir.display().to_string();
+        move |source| NodeError::Io { path, source }
+    };
+    std::fs::create_dir_all(&lake_dir).map_err(io(&lake_dir))?;
+    // Its vote and log are synced as written; a new data dir's own entry
+    // must be too, or a power loss soon after the first vote could take it.
+    durable_file::create_dir_durably(&config.data_dir).map_err(io(&config.data_dir))?;
+    crate::data_dir_lock::lock_data_dir(&config.data_dir)?.hold_until_exit();
     crate::data_dir_identity::claim_data_dir(&config.data_dir, config.node_id)?;
     if config.demo {
         warn!("demo mode: user ids are pseudonymised with a public demo secret");

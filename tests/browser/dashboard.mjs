@@ -60,6 +60,9 @@ try {
   // and the text of each column named in `readAs` must read as that rule
   // writes the expected value.
   const compare = (what, shown, wanted, keys, columns, readAs = {}) => {
+    // Every view compared has rows in the test's lake: nothing expected
+    // means a table came out empty, and nothing would be checked.
+    if (wanted.length === 0) problems.push(`${what}: no rows expected`);
     if (shown.length !== wanted.length) {
       problems.push(`${what}: ${shown.length} rows shown, ${wanted.length} expected`);
     }

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -50,14 +51,21 @@ pub fn tansu_binary() -> PathBuf {
 /// starts, and a port from that range can meanwhile become the local end of
 /// any test's connection, so that the member cannot listen on it.
 pub fn free_port() -> anyhow::Result<u16> {
+    // One seed per process: successive calls then walk the range without
+    // repeating (7,919 and 12,000 share no factor), so two ports picked
+    // before anything listens on either (a cluster's member addresses) differ.
+    static SEED: OnceLock<u32> = OnceLock::new();
     static CALLS: AtomicU32 = AtomicU32::new(0);
-    let seed = std::process::id()
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .subsec_nanos();
+    let seed = *SEED.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.subsec_nanos());
+        std::process::id() ^ nanos
+    });
     for _ in 0..200 {
         let call = CALLS.fetch_add(1, Ordering::Relaxed);
-        let port = 20_000 + (seed.wrapping_add(call.wrapping_mul(7_919)) % 12_000) as u16;
+        let step = (seed % 12_000).wrapping_add(call.wrapping_mul(7_919) % 12_000);
+        let port = 20_000 + (step % 12_000) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return Ok(port);
         }

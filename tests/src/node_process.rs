@@ -9,6 +9,23 @@ use anyhow::Context;
 use crate::TEST_SECRET;
 
 /// The `streamreel` binary built beside the running test or bench executable.
+/// A command running the `streamreel` binary, without the variables of the
+/// caller's shell that would change what the tests expect of it: a user who
+/// exported the tokens or the log format the docs describe can still run
+/// the suite.
+pub fn streamreel_command() -> anyhow::Result<Command> {
+    let mut command = Command::new(streamreel_binary()?);
+    for variable in [
+        "STREAMREEL_ADMIN_TOKEN",
+        "STREAMREEL_CLUSTER_TOKEN",
+        "STREAMREEL_LOG_FORMAT",
+        "STREAMREEL_USER_KEY_SECRET",
+    ] {
+        command.env_remove(variable);
+    }
+    Ok(command)
+}
+
 pub fn streamreel_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let candidates = exe
@@ -71,7 +88,7 @@ impl NodeProcess {
             .find(|path| !path.exists())
             .expect("some name is free");
         let log_file = std::fs::File::create(&log)?;
-        let mut command = Command::new(streamreel_binary()?);
+        let mut command = streamreel_command()?;
         command
             .current_dir(crate::repo_root())
             .arg("node")

@@ -4,7 +4,7 @@
 //! the peak memory of each node.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use streamreel_cluster::dedup::{DedupSettings, DedupWindow};
@@ -15,7 +15,7 @@ use streamreel_protocol::codec::{decode, encode, encoded_len};
 use streamreel_tests::broker::{Broker, HeaderIndex};
 use streamreel_tests::bronze_reader::time_to_catch_up;
 use streamreel_tests::cluster::Cluster;
-use streamreel_tests::node_process::streamreel_binary;
+use streamreel_tests::node_process::streamreel_command;
 use streamreel_tests::simulated;
 
 use super::{INPUT, broker_with_input};
@@ -119,7 +119,7 @@ fn print_rss(cluster: &Cluster) -> anyhow::Result<()> {
 }
 
 fn stream(broker: &Broker, rate: u64, seconds: u64) -> anyhow::Result<Child> {
-    Ok(Command::new(streamreel_binary()?)
+    Ok(streamreel_command()?
         .current_dir(streamreel_tests::repo_root())
         .args(["simulate", "--brokers", &broker.brokers()])
         .args(["--events", &(rate * seconds).to_string(), "--seed", "9"])

@@ -22,7 +22,7 @@ use std::time::Instant;
 use streamreel_lake::tables::{Lake, open_if_exists};
 use streamreel_protocol::BronzeRow;
 use streamreel_tests::bronze_fixture::{accepted_rows_from, write_bronze};
-use streamreel_tests::node_process::streamreel_binary;
+use streamreel_tests::node_process::streamreel_command;
 use streamreel_tests::{repo_root, simulated};
 
 const DAY_US: i64 = 86_400_000_000;
@@ -256,7 +256,7 @@ async fn manifest_of(lake: &Path) -> anyhow::Result<serde_json::Value> {
 
 fn models_run(lake: &Path) -> anyhow::Result<Measured> {
     timed(
-        Command::new(streamreel_binary()?)
+        streamreel_command()?
             .args(["models", "run", "--lake"])
             .arg(lake)
             .arg("--metadata")

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -14,7 +14,7 @@ use streamreel_cluster::network::{PeerClient, paths};
 use streamreel_lake::BronzeTable;
 use streamreel_tests::broker::{Broker, free_port};
 use streamreel_tests::cluster::{CLUSTER_TOKEN, Cluster, member_ids};
-use streamreel_tests::node_process::{NodeProcess, node_config, streamreel_binary};
+use streamreel_tests::node_process::{NodeProcess, node_config, streamreel_command};
 use streamreel_tests::simulated;
 use streamreel_tests::wait::wait_for;
 
@@ -42,7 +42,7 @@ async fn start_cluster(
 
 /// The real simulator, paced, in the background.
 fn stream(broker: &Broker, events: u64, seed: u64, rate: u64) -> anyhow::Result<Simulator> {
-    let child = Command::new(streamreel_binary()?)
+    let child = streamreel_command()?
         .current_dir(streamreel_tests::repo_root())
         .args(["simulate", "--brokers", &broker.brokers()])
         .args(["--events", &events.to_string(), "--seed", &seed.to_string()])

@@ -15,7 +15,7 @@ use streamreel_protocol::UserKeyer;
 use streamreel_tests::TEST_SECRET;
 use streamreel_tests::broker::{Broker, free_port};
 use streamreel_tests::bronze_reader::bronze_rows;
-use streamreel_tests::node_process::{NodeProcess, node_config, streamreel_binary};
+use streamreel_tests::node_process::{NodeProcess, node_config, streamreel_command};
 use streamreel_tests::simulated;
 use streamreel_tests::topic_reader::read_topic;
 use streamreel_tests::wait::{poll_every, wait_for};
@@ -437,7 +437,7 @@ async fn a_command_without_a_graceful_stop_ends_at_the_first_signal() -> anyhow:
     // for its whole timeout.
     let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
     silent.set_nonblocking(true)?;
-    let mut admin = std::process::Command::new(streamreel_binary()?)
+    let mut admin = streamreel_command()?
         .args([
             "admin",
             "--node",

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::Context;
 use deltalake::datafusion::prelude::SessionContext;
@@ -24,7 +23,7 @@ use streamreel_lake::{BronzeTable, rows_to_batch};
 use streamreel_lake::{LakeSettings, VideoMetadata};
 use streamreel_protocol::BronzeRow;
 use streamreel_tests::bronze_fixture::{accepted_rows, write_bronze};
-use streamreel_tests::node_process::streamreel_binary;
+use streamreel_tests::node_process::streamreel_command;
 use streamreel_tests::simulated;
 
 use crate::reference;
@@ -499,7 +498,7 @@ async fn a_broken_gold_table_fails_models_test_with_a_readable_report() -> anyho
     )
     .await?;
     models_run(&data_dir.join("lake"), &[])?;
-    let ok = Command::new(streamreel_binary()?)
+    let ok = streamreel_command()?
         .current_dir(streamreel_tests::repo_root())
         .args(["models", "test", "--data-dir"])
         .arg(data_dir)
@@ -529,7 +528,7 @@ async fn a_broken_gold_table_fails_models_test_with_a_readable_report() -> anyho
         .with_save_mode(deltalake::protocol::SaveMode::Overwrite)
         .await?;
 
-    let failed = Command::new(streamreel_binary()?)
+    let failed = streamreel_command()?
         .current_dir(streamreel_tests::repo_root())
         .args(["models", "test", "--data-dir"])
         .arg(data_dir)
@@ -794,7 +793,6 @@ async fn export_writes_any_table_to_csv_and_parquet_and_logs_can_be_json() -> an
         1,
     )
     .await?;
-    let streamreel = streamreel_binary()?;
     let run = models_run(&lake, &["--log-format", "json"])?;
     // With --log-format json every log line is one JSON object.
     let logs = String::from_utf8(run.stderr)?;
@@ -812,13 +810,13 @@ async fn export_writes_any_table_to_csv_and_parquet_and_logs_can_be_json() -> an
         events >= 6,
         "one line per published model at least:\n{logs}"
     );
-    let export = |table: &str, format: &str, out: &Path| {
-        Command::new(&streamreel)
+    let export = |table: &str, format: &str, out: &Path| -> anyhow::Result<_> {
+        Ok(streamreel_command()?
             .args(["export", "--table", table, "--format", format, "--out"])
             .arg(out)
             .arg("--lake")
             .arg(&lake)
-            .output()
+            .output()?)
     };
 
     // CSV: a header and one line per row, the gold values as written.
@@ -900,7 +898,7 @@ async fn export_writes_any_table_to_csv_and_parquet_and_logs_can_be_json() -> an
     let empty_lake = data.path().join("empty-lake");
     BronzeTable::open_or_create(&empty_lake).await?;
     let empty_csv = data.path().join("empty.csv");
-    let out = Command::new(&streamreel)
+    let out = streamreel_command()?
         .args(["export", "--table", "bronze", "--format", "csv", "--out"])
         .arg(&empty_csv)
         .arg("--lake")

@@ -1,6 +1,5 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use deltalake::datafusion::prelude::SessionContext;
@@ -11,7 +10,7 @@ use streamreel_protocol::BronzeRow;
 use streamreel_tests::broker::Broker;
 pub use streamreel_tests::bronze_reader::assert_bronze_exact;
 use streamreel_tests::bronze_reader::{bronze_rows, caught_up};
-use streamreel_tests::node_process::streamreel_binary;
+use streamreel_tests::node_process::streamreel_command;
 use streamreel_tests::topic_reader::{high_watermarks, read_topic};
 use streamreel_tests::wait::{poll_every, wait_for};
 
@@ -19,7 +18,7 @@ pub const INPUT: &str = "video-events";
 
 /// Runs the real `streamreel simulate` command and returns its stdout.
 pub fn simulate_cli(broker: &Broker, events: u64, seed: u64) -> anyhow::Result<String> {
-    let output = Command::new(streamreel_binary()?)
+    let output = streamreel_command()?
         .current_dir(streamreel_tests::repo_root())
         .args(["simulate", "--brokers", &broker.brokers()])
         .args(["--events", &events.to_string(), "--seed", &seed.to_string()])
@@ -39,7 +38,7 @@ pub fn simulate_cli(broker: &Broker, events: u64, seed: u64) -> anyhow::Result<S
 pub const ADMIN_TOKEN: &str = "admin-test-token-0123456789";
 
 pub fn admin_cli(node_url: &str, args: &[&str]) -> anyhow::Result<(bool, String)> {
-    let output = Command::new(streamreel_binary()?)
+    let output = streamreel_command()?
         .env("STREAMREEL_ADMIN_TOKEN", ADMIN_TOKEN)
         .args(["admin", "--node", node_url])
         .args(args)
@@ -198,7 +197,7 @@ pub async fn run_job_to_success(node_url: &str, job: &str) -> anyhow::Result<u64
 /// Runs `streamreel [FLAGS] models run --lake LAKE` from the repository root
 /// (where `metadata/` is); fails unless it succeeds. Returns its output.
 pub fn models_run(lake: &Path, flags: &[&str]) -> anyhow::Result<std::process::Output> {
-    let output = Command::new(streamreel_binary()?)
+    let output = streamreel_command()?
         .current_dir(streamreel_tests::repo_root())
         .args(flags)
         .args(["models", "run", "--lake"])
