@@ -33,6 +33,33 @@ pub enum NodeError {
         ours: u64,
     },
     #[error(
+        "node {node}'s data dir {data_dir} holds no Raft state, yet node {told_by} lists it as a \
+         member and the lake records it as a voter ({record}): its vote and log were lost (the data \
+         dir was emptied or replaced). Voting without them could elect a leader that lacks \
+         committed checkpoints, so it does not start. Restore its data dir, or remove it \
+         (`streamreel admin remove-node {node}` on another member), then start it again and \
+         `add-node` it"
+    )]
+    VoterStateLost {
+        node: u64,
+        data_dir: String,
+        record: String,
+        told_by: u64,
+    },
+    #[error(
+        "node {node}'s data dir {data_dir} holds no Raft state, yet the lake records it as a voter \
+         ({record}), and no member holding Raft state answered within {waited_s} s to say whether \
+         it was removed since: start it again once the other members run. If every member's data \
+         dir was emptied, the cluster's epochs and checkpoints are gone with them: start a new \
+         cluster with a new lake"
+    )]
+    VoterStateUnconfirmed {
+        node: u64,
+        data_dir: String,
+        record: String,
+        waited_s: u64,
+    },
+    #[error(
         "partitions {partitions:?} stopped with a batch they could not commit; it is read again on restart"
     )]
     Uncommitted { partitions: Vec<i32> },

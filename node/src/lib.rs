@@ -4,6 +4,7 @@
 //! - [`cli`]: command-line parsing (clap).
 //! - [`config`]: the node's TOML config, validated.
 //! - [`data_dir_lock`]: one node process per data dir.
+//! - [`voter_record`]: a voter whose Raft state was lost does not vote again.
 //! - [`node`]: runs a cluster member: Raft, HTTP, ingest supervisor, coordinator while leader, shutdown.
 //! - [`leadership`]: the coordinator runs on the leader only (pure decisions, and the follower).
 //! - [`job_runtime`]: the threads lakehouse jobs run on, apart from ingest and at a lower priority.
@@ -35,5 +36,6 @@ pub mod node;
 pub mod partition_discovery;
 pub mod progress;
 pub mod simulate;
+pub mod voter_record;
 
 pub use error::NodeError;

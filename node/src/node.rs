@@ -121,6 +121,15 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         "node starting"
     );
 
+    tokio::select! {
+        checked = crate::voter_record::check_empty_start(
+            &member,
+            &lake_dir,
+            &config.data_dir,
+            &config.cluster.members,
+        ) => checked?,
+        _ = shutdown.cancelled() => return Ok(()),
+    }
     let stats = IngestStats::default();
     let broker_health = BrokerHealth::default();
     let mut tasks: Vec<JoinHandle<()>> = vec![
@@ -180,6 +189,10 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
             }
         }));
     }
+    tasks.push(tokio::spawn(crate::voter_record::record_once_voter(
+        member.clone(),
+        lake_dir.clone(),
+    )));
     tasks.push(tokio::spawn(probe_members(
         member.clone(),
         Duration::from_millis(config.cluster.heartbeat_ms),

@@ -168,6 +168,20 @@ impl Cluster {
         Ok(())
     }
 
+    /// Empties member `id`'s data dir as a replaced disk would, but for its
+    /// logs: its Raft log, vote and snapshots, and the id it was claimed by.
+    pub fn empty_data_dir(&self, id: u64) -> anyhow::Result<()> {
+        let data_dir = self.base.join(format!("node-{id}"));
+        std::fs::remove_dir_all(data_dir.join("raft"))?;
+        std::fs::remove_file(data_dir.join("node-id"))?;
+        Ok(())
+    }
+
+    /// Where the lake records that member `id` became a voter.
+    pub fn voter_record(&self, id: u64) -> PathBuf {
+        self.base.join("lake/_cluster/voters").join(id.to_string())
+    }
+
     /// Member `id`'s log of its current run.
     pub fn log(&self, id: u64) -> String {
         self.nodes

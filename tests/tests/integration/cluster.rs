@@ -494,6 +494,33 @@ async fn members_killed_and_frozen_while_events_stream_lose_and_double_nothing()
         }
         assert_errors_are_json(&cluster, cluster.ids()[0]).await?;
         assert_raft_is_guarded_and_takes_large_bodies(&cluster, cluster.ids()[0]).await?;
+
+        // A voter whose data dir was emptied (its vote and log lost) refuses
+        // to start while the others list it: it would vote as if it never had.
+        let lost = cluster.ids()[2];
+        anyhow::ensure!(
+            cluster.voter_record(lost).exists(),
+            "the lake records voter {lost}"
+        );
+        cluster.kill(lost)?;
+        cluster.empty_data_dir(lost)?;
+        cluster.start_node(lost)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while cluster.is_running(lost) {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the emptied voter still runs: {}",
+                cluster.log(lost)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = cluster.log(lost);
+        anyhow::ensure!(
+            log.contains(&format!("node {lost}'s data dir"))
+                && log.contains("holds no Raft state, yet node")
+                && log.contains(&format!("remove-node {lost}")),
+            "{log}"
+        );
         Ok(())
     }
     .await;
@@ -943,6 +970,19 @@ async fn a_member_added_and_removed_under_load_takes_and_gives_back_partitions()
         let status = cluster.status(leader).await?;
         assert_eq!(member_ids(&status), [1, 2], "{status}");
         wait_removed_and_idle(&cluster, 3, false).await?;
+        cluster.kill(3)?;
+        // Emptied after its removal, it starts and waits to be added again:
+        // the lake's record of it as a voter is stale, and goes.
+        anyhow::ensure!(cluster.voter_record(3).exists(), "the lake records voter 3");
+        cluster.empty_data_dir(3)?;
+        cluster.start_node(3)?;
+        wait_for(
+            "node 3 to drop its stale voter record",
+            Duration::from_secs(60),
+            || async { Ok((!cluster.voter_record(3).exists()).then_some(())) },
+        )
+        .await?;
+        anyhow::ensure!(cluster.is_running(3), "{}", cluster.log(3));
         cluster.kill(3)?;
 
         wait_simulator(&mut simulator, Duration::from_secs(120)).await?;
