@@ -2,6 +2,12 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ActorError {
+    #[error(
+        "partition {partition}: the brokers did not name their Kafka cluster in time, and bronze \
+         was ingested from cluster {recorded:?}: not resuming until they do (a topic of the same \
+         name on another cluster holds other records at the same offsets)"
+    )]
+    KafkaClusterUnknown { partition: i32, recorded: String },
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("kafka topic {topic}: {reason}")]

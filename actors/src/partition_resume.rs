@@ -51,8 +51,19 @@ pub async fn resume(
             .await
             .map_err(ActorError::Task)??
     };
-    if let Some(cluster_id) = &cluster_id {
-        bronze.ensure_kafka_cluster(cluster_id).await?;
+    match &cluster_id {
+        Some(cluster_id) => bronze.ensure_kafka_cluster(cluster_id).await?,
+        // Brokers that do not say which cluster they are could be another
+        // cluster's, with other records at the same offsets: once bronze
+        // knows its cluster, a partition does not resume unchecked.
+        None => {
+            if let Some(recorded) = bronze.recorded_kafka_cluster().await? {
+                return Err(ActorError::KafkaClusterUnknown {
+                    partition,
+                    recorded,
+                });
+            }
+        }
     }
     let marks = bronze.marks(partition).await?;
     if let Some(found) = marks.epoch

@@ -139,15 +139,7 @@ fn load(dir: &Path) -> Result<Inner, FileError> {
                 && !hole
                 && committed.is_some_and(|committed| missing <= committed.index)
             {
-                let missing_path = log_dir.join(format!("{missing:020}{ENTRY_SUFFIX}"));
-                return Err(io_at(
-                    &missing_path,
-                    io::Error::new(
-                        io::ErrorKind::NotFound,
-                        "this committed log entry is missing: restore it, or remove this \
-                         member (`remove-node`), empty its data dir and add it again",
-                    ),
-                ));
+                return Err(missing_entry(&log_dir, missing));
             }
             hole = true;
             tracing::warn!(index, "dropping a log entry found after a hole in the log");
@@ -168,6 +160,12 @@ fn load(dir: &Path) -> Result<Inner, FileError> {
         next = Some(index + 1);
     }
 
+    // Nor can a crash lose committed entries at the end of the log.
+    if let (Some(missing), Some(committed)) = (next, committed)
+        && missing <= committed.index
+    {
+        return Err(missing_entry(&log_dir, missing));
+    }
     for path in &stale {
         remove_file(path)?;
     }
@@ -427,6 +425,18 @@ impl FileError {
     }
 }
 
+/// A committed entry's file is missing: damage, which no crash leaves.
+fn missing_entry(log_dir: &Path, index: u64) -> FileError {
+    io_at(
+        &log_dir.join(format!("{index:020}{ENTRY_SUFFIX}")),
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "this committed log entry is missing: restore it, or remove this member \
+             (`remove-node`), empty its data dir and add it again",
+        ),
+    )
+}
+
 fn io_at(path: &Path, source: io::Error) -> FileError {
     FileError::Io {
         path: path.to_path_buf(),
@@ -661,6 +671,16 @@ mod tests {
         );
         assert!(log_dir.join(format!("{:020}.bin", 3)).exists());
         assert!(log_dir.join(format!("{:020}.bin", 4)).exists());
+
+        // Committed entries missing at the end of the log are damage too.
+        for index in 3..5 {
+            fs::remove_file(log_dir.join(format!("{index:020}.bin"))).unwrap();
+        }
+        let error = LogStore::open(dir.path()).err().expect("a damaged log");
+        assert!(
+            format!("{error}").contains(&missing.display().to_string()),
+            "{error}"
+        );
     }
 
     #[tokio::test]

@@ -612,6 +612,7 @@ impl ClusterMember {
         MembershipSeen {
             index: applied.membership.log_id().map(|id| id.index),
             members: applied.members().into_iter().map(|(id, _)| id).collect(),
+            voters: applied.membership.membership().voter_ids().collect(),
         }
     }
 
@@ -668,6 +669,13 @@ impl ClusterMember {
             }
         }
         self.note_removal(&memberships);
+    }
+
+    /// Tells this member it was a member before this start, which its own
+    /// replica cannot show once it applied its removal: restarted then, it
+    /// must know itself removed, not take itself for a member being added.
+    pub fn was_member_before(&self) {
+        self.was_member.store(true, Ordering::Relaxed);
     }
 
     fn note_removal(&self, others: &[MembershipSeen]) {

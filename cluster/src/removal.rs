@@ -21,6 +21,8 @@ pub struct MembershipSeen {
     pub index: Option<u64>,
     /// Every member it lists, voters and learners.
     pub members: BTreeSet<NodeId>,
+    /// The voters among them (of either set, during a change of voters).
+    pub voters: BTreeSet<NodeId>,
 }
 
 /// The log index of the membership that removed `me`, if it is removed: it
@@ -79,6 +81,7 @@ mod tests {
         MembershipSeen {
             index,
             members: members.iter().copied().collect(),
+            voters: members.iter().copied().collect(),
         }
     }
 

@@ -323,6 +323,24 @@ impl BronzeTable {
         }
     }
 
+    /// The id of the Kafka cluster bronze was ingested from, if a writer
+    /// recorded one. Read on a copy of the handle, as
+    /// [`record_or_compare`](Self::record_or_compare) does.
+    pub async fn recorded_kafka_cluster(&self) -> Result<Option<String>, LakeError> {
+        let mut table = self.table.clone();
+        table
+            .update_state()
+            .await
+            .map_err(|e| LakeError::delta(TABLE, e))?;
+        Ok(table
+            .snapshot()
+            .map_err(|e| LakeError::delta(TABLE, e))?
+            .metadata()
+            .configuration()
+            .get(KAFKA_CLUSTER_PROPERTY)
+            .cloned())
+    }
+
     /// Records `ours` under the table property `key` if it has none, and
     /// returns the value found when it differs from `ours`.
     ///
@@ -813,7 +831,13 @@ mod tests {
             "{error}"
         );
 
+        assert_eq!(again.recorded_kafka_cluster().await.unwrap(), None);
         first.ensure_kafka_cluster("cluster-a").await.unwrap();
+        // Another writer's handle sees it.
+        assert_eq!(
+            again.recorded_kafka_cluster().await.unwrap().as_deref(),
+            Some("cluster-a")
+        );
         other.ensure_kafka_cluster("cluster-a").await.unwrap();
         let error = again.ensure_kafka_cluster("cluster-b").await.unwrap_err();
         assert!(

@@ -38,7 +38,8 @@ pub enum NodeError {
          dir was emptied or replaced). Voting without them could elect a leader that lacks \
          committed checkpoints, so it does not start. Restore its data dir, or remove it \
          (`streamreel admin remove-node {node}` on another member), then start it again and \
-         `add-node` it"
+         `add-node` it. Only if the others cannot remove it (two voters: the removal needs its \
+         vote) and you accept that committed checkpoints may be lost, delete {record} and start it"
     )]
     VoterStateLost {
         node: u64,

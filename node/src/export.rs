@@ -56,26 +56,7 @@ pub async fn export(
     // would rename the other's bytes into place. The lock (on the open file,
     // so its clone holds it) is kept until after the rename; a partial file a
     // killed export left is not locked and is reused.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&partial)
-        .map_err(io_error(&partial))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(NodeError::Argument {
-                name: "--out",
-                reason: format!(
-                    "another export to {} is running (it writes {})",
-                    out.display(),
-                    partial.display()
-                ),
-            });
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&partial)(e)),
-    }
+    let file = lock_partial(&partial, out)?;
     file.set_len(0).map_err(io_error(&partial))?;
     let _held = file.try_clone().map_err(io_error(&partial))?;
     let written = write_table(&ctx, file, format, out, total).await;
@@ -98,6 +79,50 @@ pub async fn export(
         tracing::warn!(dir = %dir.display(), %error, "export written; syncing its directory failed");
     }
     Ok(rows)
+}
+
+/// Opens and locks the partial file of an export to `out`. A file locked
+/// just as its export renamed it into place is `out` itself: then the path
+/// is opened again.
+fn lock_partial(partial: &Path, out: &Path) -> Result<File, NodeError> {
+    use std::os::unix::fs::MetadataExt;
+    let io = |source| NodeError::Io {
+        path: partial.display().to_string(),
+        source,
+    };
+    for _ in 0..3 {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(partial)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(NodeError::Argument {
+                    name: "--out",
+                    reason: format!(
+                        "another export to {} is running (it writes {})",
+                        out.display(),
+                        partial.display()
+                    ),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let locked = file.metadata().map_err(io)?;
+        match std::fs::metadata(partial) {
+            Ok(now) if (now.dev(), now.ino()) == (locked.dev(), locked.ino()) => return Ok(file),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    Err(NodeError::Argument {
+        name: "--out",
+        reason: format!("other exports to {} keep replacing it", out.display()),
+    })
 }
 
 /// Writes every row of table `t` into `file`; returns the rows written.

@@ -58,8 +58,11 @@ impl LeadershipCore {
     pub fn observe(&mut self, leading: bool, coordinator: CoordinatorSeen, now: Instant) -> Step {
         match (leading, coordinator) {
             (true, CoordinatorSeen::None) => {
-                // The first quorum check comes a period after the start.
+                // The first quorum check comes a period after the start, and
+                // counts afresh: a slow check of an earlier leadership must
+                // not make one slow check stop this one.
                 self.last_check = Some(now);
+                self.unconfirmed = 0;
                 Step::Start
             }
             (_, CoordinatorSeen::Dead) => Step::Forget,
@@ -241,5 +244,12 @@ mod tests {
         assert!(core.confirmed(false), "twice in a row");
         // Counting starts again after a stop.
         assert!(!core.confirmed(false));
+        // ... and at a new leadership.
+        let now = Instant::now();
+        assert_eq!(core.observe(true, CoordinatorSeen::None, now), Step::Start);
+        assert!(
+            !core.confirmed(false),
+            "one slow answer is not a lost quorum"
+        );
     }
 }

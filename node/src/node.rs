@@ -121,14 +121,21 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
         "node starting"
     );
 
+    let lake_id = bronze.table_id()?;
     tokio::select! {
         checked = crate::voter_record::check_empty_start(
             &member,
             &lake_dir,
+            &lake_id,
             &config.data_dir,
             &config.cluster.members,
         ) => checked?,
         _ = shutdown.cancelled() => return Ok(()),
+    }
+    // The lake's record outlives this member's removal, which its replica
+    // may have applied before it stopped.
+    if crate::voter_record::record_path(&lake_dir, config.node_id).exists() {
+        member.was_member_before();
     }
     let stats = IngestStats::default();
     let broker_health = BrokerHealth::default();
@@ -189,7 +196,7 @@ pub async fn run_node(config: NodeConfig, shutdown: CancellationToken) -> Result
             }
         }));
     }
-    tasks.push(tokio::spawn(crate::voter_record::record_once_voter(
+    tasks.push(tokio::spawn(crate::voter_record::record_as_voter(
         member.clone(),
         lake_dir.clone(),
     )));

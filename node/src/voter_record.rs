@@ -39,32 +39,49 @@ pub fn record_path(lake_dir: &Path, node: NodeId) -> PathBuf {
 /// What the other members' answers say of a member without Raft state.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// A member holding Raft state still lists it: its state was lost.
-    StillMember { told_by: NodeId },
-    /// A member holding Raft state has applied a membership without it.
+    /// The newest membership a member holding Raft state applied lists it
+    /// as a voter: its state was lost.
+    StillVoter { told_by: NodeId },
+    /// The newest membership leaves it out as a voter, and is newer than the
+    /// one the record was written for: it was removed since.
     Removed { told_by: NodeId },
-    /// No member holding Raft state answered.
+    /// No member holding Raft state of this lake answered, or none newer
+    /// than the record (one lagging behind cannot tell a removal).
     Unknown,
 }
 
-/// Judges `answers` for member `me`. A member still listing it wins over one
-/// that does not: a member that lags may not have applied its addition back.
-pub fn judge(me: NodeId, answers: &[PingAnswer]) -> Verdict {
-    let knowing = answers
+/// Judges `answers` (each paired with the id it was asked as) for member
+/// `me`, recorded as a voter of the membership at log index `recorded`, by
+/// the newest membership among them: committed memberships follow one
+/// another, so the newest is the one that counts, whoever else lags.
+pub fn judge(me: NodeId, recorded: u64, lake: &str, answers: &[(NodeId, PingAnswer)]) -> Verdict {
+    let newest = answers
         .iter()
-        .filter(|answer| answer.initialized && answer.membership.index.is_some());
-    let mut verdict = Verdict::Unknown;
-    for answer in knowing {
-        if answer.membership.members.contains(&me) {
-            return Verdict::StillMember {
-                told_by: answer.node,
-            };
-        }
-        verdict = Verdict::Removed {
+        .filter(|(asked, answer)| answer.node == *asked && answer.lake == lake)
+        .filter(|(_, answer)| answer.initialized)
+        .filter_map(|(_, answer)| Some((answer.membership.index?, answer)))
+        .max_by_key(|(index, _)| *index);
+    match newest {
+        None => Verdict::Unknown,
+        Some((_, answer)) if answer.membership.voters.contains(&me) => Verdict::StillVoter {
             told_by: answer.node,
-        };
+        },
+        Some((index, answer)) if index > recorded => Verdict::Removed {
+            told_by: answer.node,
+        },
+        Some(_) => Verdict::Unknown,
     }
-    verdict
+}
+
+/// The membership index a record holds. A record that cannot be read counts
+/// as the newest possible, so that no answer takes it for stale.
+fn read_record(path: &Path) -> std::io::Result<u64> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .next()
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap_or(u64::MAX))
 }
 
 /// Refuses to go on when this member holds no Raft state while the lake
@@ -73,6 +90,7 @@ pub fn judge(me: NodeId, answers: &[PingAnswer]) -> Verdict {
 pub async fn check_empty_start(
     member: &ClusterMember,
     lake_dir: &Path,
+    lake_id: &str,
     data_dir: &Path,
     configured: &BTreeMap<NodeId, String>,
 ) -> Result<(), NodeError> {
@@ -87,9 +105,15 @@ pub async fn check_empty_start(
         return Ok(());
     }
     let record = record_path(lake_dir, member.id);
-    if !record.exists() {
-        return Ok(());
-    }
+    let io = |source| NodeError::Io {
+        path: record.display().to_string(),
+        source,
+    };
+    let recorded = match read_record(&record) {
+        Ok(index) => index,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
     warn!(
         node = member.id,
         record = %record.display(),
@@ -103,14 +127,17 @@ pub async fn check_empty_start(
         .collect();
     let deadline = Instant::now() + ASK_FOR;
     loop {
-        let mut answers = Vec::new();
-        for (_, addr) in &others {
-            if let Ok(answer) = member.ping(addr).await {
-                answers.push(answer);
-            }
-        }
-        match judge(member.id, &answers) {
-            Verdict::StillMember { told_by } => {
+        let asked = others.iter().map(|(id, addr)| async move {
+            let answer = tokio::time::timeout(ASK_EVERY * 3, member.ping(addr)).await;
+            answer.ok()?.ok().map(|answer| (*id, answer))
+        });
+        let answers: Vec<(NodeId, PingAnswer)> = futures::future::join_all(asked)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        match judge(member.id, recorded, lake_id, &answers) {
+            Verdict::StillVoter { told_by } => {
                 return Err(NodeError::VoterStateLost {
                     node: member.id,
                     data_dir: data_dir.display().to_string(),
@@ -126,10 +153,6 @@ pub async fn check_empty_start(
                     "this member was removed from the cluster since it was a voter: its record \
                      in the lake goes, and it waits to be added"
                 );
-                let io = |source| NodeError::Io {
-                    path: record.display().to_string(),
-                    source,
-                };
                 std::fs::remove_file(&record).map_err(io)?;
                 return durable_file::sync_dir(record.parent().expect("a record has a parent"))
                     .map_err(io);
@@ -147,32 +170,38 @@ pub async fn check_empty_start(
     }
 }
 
-/// Records in the lake, once, that this member is a voter holding Raft
-/// state. Runs until it has, or until Raft stops.
-pub async fn record_once_voter(member: ClusterMember, lake_dir: PathBuf) {
+/// Keeps this member's record in the lake: the log index of the newest
+/// membership that lists it as a voter, written when such a membership
+/// reaches its log (before or as it acknowledges entries as a voter).
+/// Runs until Raft stops.
+pub async fn record_as_voter(member: ClusterMember, lake_dir: PathBuf) {
+    let record = record_path(&lake_dir, member.id);
+    let mut recorded = read_record(&record).ok();
     let mut metrics = member.raft.metrics();
     loop {
-        let voter = {
+        let voter_at = {
             let now = metrics.borrow_and_update();
-            let voters = now
-                .membership_config
+            let membership = &now.membership_config;
+            let voter = membership
                 .membership()
                 .voter_ids()
-                .collect::<Vec<_>>();
-            now.last_log_index.is_some() && voters.contains(&member.id)
+                .any(|id| id == member.id);
+            membership.log_id().map(|id| id.index).filter(|_| voter)
         };
-        if voter {
-            break;
+        if let Some(index) = voter_at.filter(|index| recorded < Some(*index)) {
+            write_until_done(&record, index).await;
+            recorded = Some(index);
         }
         if metrics.changed().await.is_err() {
             return;
         }
     }
-    let record = record_path(&lake_dir, member.id);
+}
+
+async fn write_until_done(record: &Path, index: u64) {
     loop {
-        let path = record.clone();
-        let node = member.id;
-        let written = tokio::task::spawn_blocking(move || write_record(&path, node)).await;
+        let path = record.to_path_buf();
+        let written = tokio::task::spawn_blocking(move || write_record(&path, index)).await;
         match written {
             Ok(Ok(())) => return,
             Ok(Err(error)) => {
@@ -184,14 +213,12 @@ pub async fn record_once_voter(member: ClusterMember, lake_dir: PathBuf) {
     }
 }
 
-fn write_record(path: &Path, node: NodeId) -> std::io::Result<()> {
-    if path.exists() {
-        return Ok(());
-    }
+fn write_record(path: &Path, index: u64) -> std::io::Result<()> {
     durable_file::create_dir_durably(path.parent().expect("a record has a parent"))?;
     durable_file::write_durably(
         path,
-        format!("node {node} is a voter of the cluster writing this lake\n").as_bytes(),
+        format!("{index}\nthe log index of the newest membership listing this member as a voter\n")
+            .as_bytes(),
     )
 }
 
@@ -204,10 +231,11 @@ mod tests {
 
     use super::*;
 
-    fn answer(node: NodeId, initialized: bool, members: &[NodeId]) -> PingAnswer {
-        PingAnswer {
+    fn answer(node: NodeId, index: Option<u64>, voters: &[NodeId]) -> (NodeId, PingAnswer) {
+        let voters: BTreeSet<NodeId> = voters.iter().copied().collect();
+        let answer = PingAnswer {
             node,
-            initialized,
+            initialized: index.is_some(),
             reaches_brokers: true,
             settings: StateSettings {
                 dedup: streamreel_cluster::dedup::DedupSettings {
@@ -221,29 +249,76 @@ mod tests {
             },
             lake: "lake".into(),
             membership: MembershipSeen {
-                index: initialized.then_some(7),
-                members: members.iter().copied().collect::<BTreeSet<_>>(),
+                index,
+                members: voters.clone(),
+                voters,
             },
-        }
+        };
+        (node, answer)
     }
 
     #[test]
-    fn a_member_still_listed_lost_its_state_and_one_left_out_was_removed() {
-        assert_eq!(judge(2, &[]), Verdict::Unknown);
+    fn the_newest_membership_decides() {
+        let judge = |answers: &[(NodeId, PingAnswer)]| judge(2, 40, "lake", answers);
+        assert_eq!(judge(&[]), Verdict::Unknown);
         // Members that lost their state too know nothing.
-        assert_eq!(judge(2, &[answer(3, false, &[])]), Verdict::Unknown);
+        assert_eq!(judge(&[answer(3, None, &[])]), Verdict::Unknown);
         assert_eq!(
-            judge(2, &[answer(1, true, &[1, 2, 3])]),
-            Verdict::StillMember { told_by: 1 }
+            judge(&[answer(1, Some(50), &[1, 2, 3])]),
+            Verdict::StillVoter { told_by: 1 }
         );
         assert_eq!(
-            judge(2, &[answer(1, true, &[1, 3])]),
+            judge(&[answer(1, Some(60), &[1, 3])]),
             Verdict::Removed { told_by: 1 }
         );
-        // One that still lists it outweighs one that lags behind its re-addition.
+        // One not newer than the record may lag behind its addition.
+        assert_eq!(judge(&[answer(1, Some(30), &[1, 3])]), Verdict::Unknown);
+        // A member removed earlier, still running, lists it at an old index;
+        // the newest membership counts.
         assert_eq!(
-            judge(2, &[answer(1, true, &[1, 3]), answer(3, true, &[1, 2, 3])]),
-            Verdict::StillMember { told_by: 3 }
+            judge(&[
+                answer(4, Some(45), &[1, 2, 4]),
+                answer(1, Some(60), &[1, 3])
+            ]),
+            Verdict::Removed { told_by: 1 }
         );
+        assert_eq!(
+            judge(&[
+                answer(1, Some(45), &[1, 3]),
+                answer(3, Some(60), &[1, 2, 3])
+            ]),
+            Verdict::StillVoter { told_by: 3 }
+        );
+        // A learner is not a voter.
+        let (id, mut learner_listed) = answer(1, Some(60), &[1, 3]);
+        learner_listed.membership.members.insert(2);
+        assert_eq!(
+            judge(&[(id, learner_listed)]),
+            Verdict::Removed { told_by: 1 }
+        );
+    }
+
+    #[test]
+    fn answers_of_another_lake_or_under_another_id_are_not_heard() {
+        let (_, other_lake) = answer(1, Some(60), &[1, 3]);
+        let other_lake = PingAnswer {
+            lake: "other".into(),
+            ..other_lake
+        };
+        assert_eq!(judge(2, 40, "lake", &[(1, other_lake)]), Verdict::Unknown);
+        let (_, as_five) = answer(5, Some(60), &[1, 3]);
+        assert_eq!(judge(2, 40, "lake", &[(1, as_five)]), Verdict::Unknown);
+    }
+
+    #[test]
+    fn a_record_holds_its_index_and_an_unreadable_one_counts_as_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = record_path(dir.path(), 2);
+        write_record(&path, 17).unwrap();
+        assert_eq!(read_record(&path).unwrap(), 17);
+        write_record(&path, 23).unwrap();
+        assert_eq!(read_record(&path).unwrap(), 23);
+        std::fs::write(&path, "garbage").unwrap();
+        assert_eq!(read_record(&path).unwrap(), u64::MAX);
     }
 }

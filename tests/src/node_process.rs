@@ -20,6 +20,7 @@ pub fn streamreel_command() -> anyhow::Result<Command> {
         "STREAMREEL_CLUSTER_TOKEN",
         "STREAMREEL_LOG_FORMAT",
         "STREAMREEL_USER_KEY_SECRET",
+        "RUST_LOG",
     ] {
         command.env_remove(variable);
     }

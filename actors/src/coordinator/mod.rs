@@ -404,9 +404,8 @@ impl Actor for Coordinator {
             }
             CoordinatorMsg::Place => {
                 let live = state.live_voters();
-                let returned =
-                    !state.live.is_empty() && live.difference(&state.live).next().is_some();
                 let ownership = state.args.cluster.view.read().state.ownership();
+                let returned = came_back(&state.live, &live, &ownership);
                 let moves = placement::place(&ownership, &live, returned);
                 if !moves.is_empty() {
                     info!(
@@ -501,9 +500,45 @@ impl Actor for Coordinator {
     }
 }
 
+/// Whether a live voter came back since the last placement round, which
+/// calls for a rebalance. A new coordinator (no round yet) has not seen who
+/// came back, and the previous leader may have lost its leadership before
+/// its rebalance committed: a live voter owning nothing counts as back.
+fn came_back(
+    last_round: &BTreeSet<NodeId>,
+    live: &BTreeSet<NodeId>,
+    ownership: &streamreel_cluster::Ownership,
+) -> bool {
+    if last_round.is_empty() {
+        return live
+            .iter()
+            .any(|member| !ownership.values().any(|(owner, _)| *owner == Some(*member)));
+    }
+    live.difference(last_round).next().is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_coordinator_takes_a_live_voter_owning_nothing_for_one_back() {
+        let set = |ids: &[NodeId]| ids.iter().copied().collect::<BTreeSet<NodeId>>();
+        // Node 3 came back under the previous leader, which lost its
+        // leadership before its rebalance committed.
+        let ownership: streamreel_cluster::Ownership =
+            [(0, (Some(1), 2)), (1, (Some(2), 2)), (2, (Some(1), 3))].into();
+        assert!(came_back(&set(&[]), &set(&[1, 2, 3]), &ownership));
+        assert!(!came_back(&set(&[]), &set(&[1, 2]), &ownership));
+        // Later rounds: only a voter new since the last round.
+        assert!(!came_back(&set(&[1, 2, 3]), &set(&[1, 2, 3]), &ownership));
+        assert!(came_back(&set(&[1, 2]), &set(&[1, 2, 3]), &ownership));
+        assert!(!came_back(&set(&[1, 2, 3]), &set(&[1, 2]), &ownership));
+        // And the placement it calls for gives node 3 its share.
+        let moves = placement::place(&ownership, &set(&[1, 2, 3]), true);
+        assert_eq!(moves.len(), 1, "{moves:?}");
+        assert_eq!(moves[0].to, 3);
+    }
 
     fn record(id: u64, job: &str, started_at_us: i64, status: &str) -> JobRunRecord {
         JobRunRecord {
