@@ -185,6 +185,11 @@ impl Actor for PartitionActor {
         stats
             .committed_offset
             .store(resumed.marks_offset.unwrap_or(-1), Ordering::Relaxed);
+        // A batch taken for lost (its commit answered an error, and its marks
+        // could not be read) that bronze holds after all is not lost.
+        if let Some(marks) = resumed.marks_offset {
+            stats.uncommitted.committed_through(marks);
+        }
         info!(
             partition,
             epoch,

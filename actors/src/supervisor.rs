@@ -188,6 +188,13 @@ impl Actor for IngestSupervisor {
                 });
                 futures::future::join_all(stops).await;
                 while state.releasing.join_next().await.is_some() {}
+                // A released actor whose stop timed out may fail later and
+                // flag its batch; the partition's new owner reads it again.
+                for (partition, stats) in all_stats.snapshot() {
+                    if state.owns(partition).is_none() {
+                        stats.uncommitted.handed_over();
+                    }
+                }
                 let _ = reply.send(());
             }
         }

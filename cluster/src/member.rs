@@ -724,14 +724,21 @@ impl ClusterMember {
         answering
     }
 
-    /// The alive members that can own partitions (see
-    /// [`FailureDetector::can_ingest`]) and write this member's lake, as this
-    /// member sees it.
+    /// The voters writing this member's lake that can own partitions (see
+    /// [`FailureDetector::can_ingest`]), as this member sees it. Only they
+    /// are weighed: a learner, or a member of another lake, that reaches the
+    /// brokers while the voters do not must not make every voter cut off.
     pub fn can_ingest(&self) -> BTreeSet<NodeId> {
-        let mut members = self.ask_detector(FailureDetector::can_ingest);
-        let other_lake = self.other_lake.lock().expect("lake lock");
-        members.retain(|node| !other_lake.contains(node));
-        members
+        let eligible: BTreeSet<NodeId> = {
+            let other_lake = self.other_lake.lock().expect("lake lock");
+            let voters = self.view.read().voters();
+            voters
+                .into_iter()
+                .filter(|node| !other_lake.contains(node))
+                .collect()
+        };
+        let detector = self.liveness.lock().expect("liveness lock");
+        detector.can_ingest(&eligible, self.now_ms())
     }
 
     /// What `node` last answered about the brokers, if it answered.

@@ -411,13 +411,18 @@ async fn follow_ownership(member: ClusterMember, supervisor: ActorRef<Supervisor
         if supervisor.cast(SupervisorMsg::Reconcile(current)).is_err() {
             return;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let changed = tokio::time::timeout(Duration::from_secs(1), async {
             tokio::select! {
-                _ = ownership.changed() => {}
-                _ = removed.changed() => {}
+                changed = ownership.changed() => changed.is_ok(),
+                changed = removed.changed() => changed.is_ok(),
             }
         })
         .await;
+        // The replica is gone (Raft stopped on a fatal error): nothing more
+        // to follow, and looking again at once would flood the supervisor.
+        if changed == Ok(false) {
+            return;
+        }
     }
 }
 

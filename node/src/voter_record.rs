@@ -125,7 +125,13 @@ pub async fn check_empty_start(
         .filter(|(id, _)| **id != member.id)
         .map(|(id, addr)| (*id, addr))
         .collect();
-    let deadline = Instant::now() + ASK_FOR;
+    // Alone in its config, no one can answer: no point in waiting.
+    let deadline = Instant::now()
+        + if others.is_empty() {
+            Duration::ZERO
+        } else {
+            ASK_FOR
+        };
     loop {
         let asked = others.iter().map(|(id, addr)| async move {
             let answer = tokio::time::timeout(ASK_EVERY * 3, member.ping(addr)).await;
@@ -162,7 +168,11 @@ pub async fn check_empty_start(
                     node: member.id,
                     data_dir: data_dir.display().to_string(),
                     record: record.display().to_string(),
-                    waited_s: ASK_FOR.as_secs(),
+                    waited_s: if others.is_empty() {
+                        0
+                    } else {
+                        ASK_FOR.as_secs()
+                    },
                 });
             }
             Verdict::Unknown => tokio::time::sleep(ASK_EVERY).await,
