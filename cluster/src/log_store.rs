@@ -132,15 +132,8 @@ fn load(dir: &Path) -> Result<Inner, FileError> {
         }
         if hole || next.is_some_and(|next| next != index) {
             // Acknowledged entries never follow a hole: appends are acknowledged
-            // in order, each after the ones before it are on disk. So a hole
-            // at or below the commit mark is damage, not a crash mid-append:
-            // refuse rather than drop committed entries a restore would need.
-            if let Some(missing) = next
-                && !hole
-                && committed.is_some_and(|committed| missing <= committed.index)
-            {
-                return Err(missing_entry(&log_dir, missing));
-            }
+            // in order, each after the ones before it are on disk (a hole at
+            // or below the commit mark is damage: refused below).
             hole = true;
             tracing::warn!(index, "dropping a log entry found after a hole in the log");
             stale.push(path);
@@ -160,7 +153,9 @@ fn load(dir: &Path) -> Result<Inner, FileError> {
         next = Some(index + 1);
     }
 
-    // Nor can a crash lose committed entries at the end of the log.
+    // `next` is the first index missing, after a hole or at the end. A crash
+    // mid-append cannot lose a committed entry, so one missing is damage:
+    // refuse, before dropping anything a restore would need.
     if let (Some(missing), Some(committed)) = (next, committed)
         && missing <= committed.index
     {

@@ -126,12 +126,12 @@ pub async fn check_empty_start(
         .map(|(id, addr)| (*id, addr))
         .collect();
     // Alone in its config, no one can answer: no point in waiting.
-    let deadline = Instant::now()
-        + if others.is_empty() {
-            Duration::ZERO
-        } else {
-            ASK_FOR
-        };
+    let wait = if others.is_empty() {
+        Duration::ZERO
+    } else {
+        ASK_FOR
+    };
+    let deadline = Instant::now() + wait;
     loop {
         let asked = others.iter().map(|(id, addr)| async move {
             let answer = tokio::time::timeout(ASK_EVERY * 3, member.ping(addr)).await;
@@ -168,11 +168,7 @@ pub async fn check_empty_start(
                     node: member.id,
                     data_dir: data_dir.display().to_string(),
                     record: record.display().to_string(),
-                    waited_s: if others.is_empty() {
-                        0
-                    } else {
-                        ASK_FOR.as_secs()
-                    },
+                    waited_s: wait.as_secs(),
                 });
             }
             Verdict::Unknown => tokio::time::sleep(ASK_EVERY).await,
@@ -186,7 +182,8 @@ pub async fn check_empty_start(
 /// Runs until Raft stops.
 pub async fn record_as_voter(member: ClusterMember, lake_dir: PathBuf) {
     let record = record_path(&lake_dir, member.id);
-    let mut recorded = read_record(&record).ok();
+    // An unreadable record is written again at the next membership.
+    let mut recorded = read_record(&record).ok().filter(|index| *index != u64::MAX);
     let mut metrics = member.raft.metrics();
     loop {
         let voter_at = {
