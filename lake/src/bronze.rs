@@ -259,7 +259,8 @@ impl BronzeTable {
                 theirs
             }
         };
-        Ok(BronzeTable::new(path, table))
+        // As `open_if_exists` returns it (a created table is not wrapped yet).
+        Ok(BronzeTable::new(path, crate::present_files::checked(table)))
     }
 
     fn new(path: PathBuf, table: DeltaTable) -> BronzeTable {
@@ -269,6 +270,12 @@ impl BronzeTable {
             table,
             version,
         }
+    }
+
+    /// The table's log store, as its appends use it.
+    #[cfg(test)]
+    pub(crate) fn log_store(&self) -> deltalake::logstore::LogStoreRef {
+        self.table.log_store()
     }
 
     pub fn path(&self) -> &Path {

@@ -13,6 +13,9 @@
 //! - [`data_tests`]: the rules guarding every model (`models/tests.toml`).
 //! - [`maintenance`]: compaction and vacuum; [`compaction_guard`] refuses a
 //!   compaction of files another one removed meanwhile.
+//! - `checked_log_store`: the log store wrapper both run their checks in.
+//! - [`present_files`]: every commit refuses to add a data file that is not
+//!   there (deleted by a vacuum while its writer stood still).
 //! - [`tables`]: the [`tables::Lake`] (where each table lives under the lake root) and opening tables.
 //! - [`file_reader`]: the reader of a data file the crate's own reads use.
 //! - [`key_sieve`]: the sets of keys that scans look up every row's key in.
@@ -24,6 +27,7 @@
 
 pub mod append_log;
 pub mod bronze;
+pub(crate) mod checked_log_store;
 pub mod compaction_guard;
 pub mod data_tests;
 pub mod engine;
@@ -34,6 +38,7 @@ pub mod key_sieve;
 pub mod maintenance;
 pub mod metadata;
 pub mod parquet_layout;
+pub mod present_files;
 pub mod query;
 pub mod silver;
 pub mod tables;

@@ -121,7 +121,10 @@ pub async fn open_if_exists(path: &Path) -> Result<Option<DeltaTable>, LakeError
     let table = DeltaTable::try_from_url(url)
         .await
         .map_err(|e| LakeError::delta(&name, e))?;
-    Ok(table.version().is_some().then_some(table))
+    Ok(table
+        .version()
+        .is_some()
+        .then(|| crate::present_files::checked(table)))
 }
 
 /// Loads the table at `path`, which must exist: else a
@@ -175,7 +178,7 @@ pub fn write_target(
     let table = DeltaTableBuilder::from_url(url)
         .and_then(|builder| builder.build())
         .map_err(|e| LakeError::delta(&name, e))?;
-    Ok((table, WriteKind::Creating))
+    Ok((crate::present_files::checked(table), WriteKind::Creating))
 }
 
 impl WriteKind {

@@ -1,7 +1,7 @@
 //! Silver and gold against an independent reference model, over several
 //! incremental runs; data tests that catch a broken table; compaction and vacuum.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::Context;
@@ -86,6 +86,22 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     let videos = simulated::catalogue()?;
     let messages = simulated::messages(40_000, 11)?;
     let mut rows = accepted_rows(&messages, 3);
+    // Some events arrive two runs late: moved from the first third of each
+    // partition to its end, with new offsets, so that the last run must merge
+    // them into sessions the first one stored.
+    for partition_rows in rows.values_mut() {
+        let third = partition_rows.len() / 3;
+        let next_offset = partition_rows.last().map_or(0, |r| r.kafka_offset) + 1;
+        let mut moved: Vec<BronzeRow> = (0..10)
+            .rev()
+            .map(|n| partition_rows.remove(5 + n * third / 12))
+            .collect();
+        moved.reverse();
+        for (offset, mut row) in (next_offset..).zip(moved) {
+            row.kafka_offset = offset;
+            partition_rows.push(row);
+        }
+    }
     // Events of a video missing from the catalogue: kept in silver, left out of gold.
     let mut unknown = rows[&0].last().unwrap().clone();
     for (n, kind) in ["play", "stop"].into_iter().enumerate() {
@@ -108,6 +124,25 @@ async fn gold_matches_an_independent_reference_across_incremental_runs() -> anyh
     assert!(
         late.count() > 0,
         "the stream has events arriving out of time order"
+    );
+    // And some arrive in the last run, older than events of their session
+    // the first run stored.
+    let mut newest_in_first_run: HashMap<&str, i64> = HashMap::new();
+    let first_run = split(&rows, 3, 0);
+    for o in first_run.values().flatten() {
+        let newest = newest_in_first_run
+            .entry(o.session_id.as_str())
+            .or_insert(i64::MIN);
+        *newest = (*newest).max(o.event_time_us);
+    }
+    let late_across_runs = split(&rows, 3, 2).values().flatten().any(|r| {
+        newest_in_first_run
+            .get(r.session_id.as_str())
+            .is_some_and(|newest| *newest > r.event_time_us)
+    });
+    assert!(
+        late_across_runs,
+        "a run gets late events of sessions an earlier run stored"
     );
 
     let lake = tempfile::tempdir()?;
@@ -550,8 +585,12 @@ async fn a_broken_gold_table_fails_models_test_with_a_readable_report() -> anyho
         report.contains("PASS top_videos.unique(video_id)"),
         "{report}"
     );
+    // Bucket 0's retention is 1.0; broken, it reads 2.5.
     assert!(
-        report.contains("retention"),
+        report.contains("failing rows, for example:")
+            && report
+                .lines()
+                .any(|line| line.starts_with("    |") && line.contains("2.5")),
         "examples show the failing rows:\n{report}"
     );
     Ok(())
@@ -649,6 +688,23 @@ async fn compaction_keeps_rows_and_vacuum_waits_for_the_retention_period() -> an
     bronze
         .append(rows_to_batch(&[extra.clone()])?, 0, extra.kafka_offset)
         .await?;
+    assert_eq!(
+        BronzeTable::open_or_create(lake.path())
+            .await?
+            .committed_offset(0)
+            .await?,
+        Some(extra.kafka_offset)
+    );
+    let appended = query(
+        &path,
+        "SELECT COUNT(*) AS n, COUNT(CASE WHEN event_id = 'after-compaction' THEN 1 END) AS extra FROM t",
+    )
+    .await?;
+    assert_eq!(
+        column_as_i64(&appended[0], "n")?[0],
+        column_as_i64(&before[0], "n")?[0] + 1
+    );
+    assert_eq!(column_as_i64(&appended[0], "extra")?, vec![1]);
     Ok(())
 }
 
