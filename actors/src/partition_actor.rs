@@ -185,6 +185,9 @@ impl Actor for PartitionActor {
         stats
             .committed_offset
             .store(resumed.marks_offset.unwrap_or(-1), Ordering::Relaxed);
+        stats
+            .consumed_offset
+            .store(resumed.marks_offset.unwrap_or(-1), Ordering::Relaxed);
         // A batch taken for lost (its commit answered an error, and its marks
         // could not be read) that bronze holds after all is not lost.
         if let Some(marks) = resumed.marks_offset {
@@ -346,6 +349,7 @@ impl PartitionState {
             let payload = message.payload().unwrap_or_default();
             self.batch.bytes += payload.len();
             self.stats.consumed.fetch_add(1, Ordering::Relaxed);
+            self.stats.consumed_offset.store(offset, Ordering::Relaxed);
             let now = now_micros();
             match self.core.process(offset, payload, now) {
                 Outcome::Accepted {

@@ -28,6 +28,10 @@ pub struct PartitionStats {
     pub restarts: AtomicU64,
     /// Last offset committed to bronze; -1 before the first commit.
     pub committed_offset: AtomicI64,
+    /// Last offset the partition's actor consumed; -1 before the first. A
+    /// panic skips the actor's own bookkeeping of a lost batch: the
+    /// supervisor compares this with `committed_offset` instead.
+    pub consumed_offset: AtomicI64,
     /// Checkpoints proposed through Raft and accepted, and their total time
     /// and encoded size.
     pub checkpoints: AtomicU64,
@@ -56,6 +60,15 @@ pub struct PartitionStats {
 }
 
 impl PartitionStats {
+    /// The partition's actor failed (an error or a panic): what it consumed
+    /// beyond its last commit is not in bronze.
+    pub fn actor_failed(&self) {
+        let consumed = self.consumed_offset.load(Ordering::SeqCst);
+        if consumed > self.committed_offset.load(Ordering::SeqCst) {
+            self.uncommitted.lost_through(consumed);
+        }
+    }
+
     /// Counts the offsets `from..to` as skipped, but for those an earlier
     /// start of the partition on this node counted already; returns how
     /// many were new.
@@ -78,6 +91,7 @@ impl Default for PartitionStats {
             commits: AtomicU64::default(),
             restarts: AtomicU64::default(),
             committed_offset: AtomicI64::new(-1),
+            consumed_offset: AtomicI64::new(-1),
             checkpoints: AtomicU64::default(),
             checkpoint_micros: AtomicU64::default(),
             checkpoint_bytes: AtomicU64::default(),
@@ -196,6 +210,27 @@ impl IngestStats {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_failed_actor_loses_what_it_consumed_beyond_its_commit() {
+        let stats = super::PartitionStats::default();
+        stats.actor_failed();
+        assert!(!stats.uncommitted.any(), "nothing consumed");
+        stats.consumed_offset.store(120, Ordering::SeqCst);
+        stats.committed_offset.store(120, Ordering::SeqCst);
+        stats.actor_failed();
+        assert!(!stats.uncommitted.any(), "everything consumed is committed");
+        stats.consumed_offset.store(180, Ordering::SeqCst);
+        stats.actor_failed();
+        assert!(stats.uncommitted.any(), "121-180 are not in bronze");
+        // The restarted actor commits 150: 151-180 are still missing.
+        stats.uncommitted.committed_through(150);
+        assert!(stats.uncommitted.any());
+        stats.uncommitted.committed_through(180);
+        assert!(!stats.uncommitted.any());
+    }
+
     #[test]
     fn a_gap_found_again_by_a_restart_is_counted_once() {
         let stats = super::PartitionStats::default();

@@ -252,6 +252,9 @@ impl SupervisorState {
                 .insert(cell.get_id(), (Instant::now(), reason));
             return;
         };
+        if failed {
+            self.context.stats.partition(partition).actor_failed();
+        }
         let Some(Slot::Running { epoch, started, .. }) = self.slots.remove(&partition) else {
             return;
         };

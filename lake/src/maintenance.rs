@@ -243,6 +243,25 @@ pub async fn vacuum_as_of(
         .map(|file| object_path(file))
         .filter(|path| !kept.contains(path))
         .collect();
+    // A writer that stood still past the retention and woke while the plan
+    // was made found its files still there and committed them (see
+    // `present_files`): a file the newest version lists is kept.
+    let mut table = table;
+    table
+        .update_state()
+        .await
+        .map_err(|e| LakeError::delta(&name, e))?;
+    let listed: HashSet<ObjectPath> = table
+        .snapshot()
+        .map_err(|e| LakeError::delta(&name, e))?
+        .log_data()
+        .iter()
+        .map(|file| file.object_store_path())
+        .collect();
+    let doomed: Vec<ObjectPath> = doomed
+        .into_iter()
+        .filter(|path| !listed.contains(path))
+        .collect();
     let deleted: Vec<ObjectPath> = table
         .log_store()
         .object_store(None)

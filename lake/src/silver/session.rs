@@ -231,14 +231,34 @@ mod tests {
 
     #[test]
     fn out_of_order_arrival_is_sorted_by_event_time_then_offset() {
+        let at = |kind, position_s, event_time_us, kafka_offset| PlaybackEvent {
+            event_type: kind,
+            position_s,
+            seek_to_s: None,
+            event_time_us,
+            kafka_offset,
+        };
+        // Arrival (offset) order disagrees with event time: in offset order
+        // the stop would come first and nothing would count as watched.
         let mut events = vec![
-            event(Stop, 50.0, None, 3),
-            event(Play, 0.0, None, 1),
-            event(Pause, 20.0, None, 2),
+            at(Stop, 50.0, 3, 1),
+            at(Play, 0.0, 1, 2),
+            at(Pause, 20.0, 2, 3),
         ];
         let summary = summarize(&mut events, Some(100.0));
         assert_eq!(summary.watch_s, 20.0);
         assert_eq!(summary.exit_position_s, 50.0);
+        // A time tie is broken by the offset, not by the kind: the pause
+        // (offset 11) before the play (offset 12) plays 0-20 and 20-40; the
+        // other way round the session would end paused at 20.
+        let mut tied = vec![
+            at(Stop, 40.0, 3, 5),
+            at(Play, 20.0, 2, 12),
+            at(Pause, 20.0, 2, 11),
+            at(Play, 0.0, 1, 10),
+        ];
+        let summary = summarize(&mut tied, Some(100.0));
+        assert_eq!(summary.watch_s, 40.0);
     }
 
     #[test]

@@ -397,7 +397,6 @@ async fn a_stop_commits_the_batch_in_hand_or_exits_non_zero() -> anyhow::Result<
     .await?;
     let exit = node.stop(Duration::from_secs(5))?;
     assert_eq!(exit.code(), Some(130), "the second signal exits at once");
-    assert!(bronze_rows(data.path()).await?.is_empty());
 
     // With one signal the stop tries to commit, cannot, and says so with its
     // exit code.
@@ -408,11 +407,11 @@ async fn a_stop_commits_the_batch_in_hand_or_exits_non_zero() -> anyhow::Result<
     let exit = node.stop(Duration::from_secs(60))?;
     assert!(!exit.success(), "an uncommitted batch exits non-zero");
     assert!(
-        node.log().contains("could not commit"),
+        node.log()
+            .contains("partitions [0, 1] stopped with a batch they could not commit"),
         "the log names the partitions: {}",
         node.log()
     );
-    assert!(bronze_rows(data.path()).await?.is_empty());
 
     // Then with a working lake: the batch is read again and the stop commits it.
     let mut node = NodeProcess::start(&broker.brokers(), data.path(), &config, &[])?;
