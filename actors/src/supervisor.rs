@@ -89,11 +89,19 @@ pub struct SupervisorState {
     restarts: HashMap<i32, RestartTracker>,
     /// Why actors ended before their set-up reported back (supervision
     /// events overtake the `Started` message), so that the restart can name
-    /// the cause; entries nobody asks for are dropped after a minute.
-    ended_early: HashMap<ActorId, (Instant, String)>,
+    /// the cause, and whether it failed; entries nobody asks for are
+    /// dropped after a minute.
+    ended_early: HashMap<ActorId, EndedEarly>,
     /// Stops of released partitions, which a shutdown waits for too.
     releasing: JoinSet<()>,
     shutting_down: bool,
+}
+
+/// An actor's end reported before its set-up was.
+struct EndedEarly {
+    at: Instant,
+    reason: String,
+    failed: bool,
 }
 
 /// How long a graceful stop may take per partition (one batch interval plus a commit).
@@ -247,9 +255,15 @@ impl SupervisorState {
                 warn!(actor = %cell.get_id(), %reason, "a partition actor not recorded as running failed");
             }
             self.ended_early
-                .retain(|_, (at, _)| at.elapsed() < Duration::from_secs(60));
-            self.ended_early
-                .insert(cell.get_id(), (Instant::now(), reason));
+                .retain(|_, ended| ended.at.elapsed() < Duration::from_secs(60));
+            self.ended_early.insert(
+                cell.get_id(),
+                EndedEarly {
+                    at: Instant::now(),
+                    reason,
+                    failed,
+                },
+            );
             return;
         };
         if failed {
@@ -388,8 +402,14 @@ impl SupervisorState {
             if actor.get_status() < ActorStatus::Stopping {
                 return Ok(actor);
             }
-            Err(match self.ended_early.remove(&actor.get_id()) {
-                Some((_, reason)) => format!("it ended straight after it started: {reason}"),
+            let ended = self.ended_early.remove(&actor.get_id());
+            // Its end was not counted then: a failure (or an end of unknown
+            // cause) leaves what it consumed beyond its commit out of bronze.
+            if ended.as_ref().is_none_or(|ended| ended.failed) {
+                self.context.stats.partition(partition).actor_failed();
+            }
+            Err(match ended {
+                Some(ended) => format!("it ended straight after it started: {}", ended.reason),
                 None => "it ended straight after it started (the log has why)".to_string(),
             })
         });

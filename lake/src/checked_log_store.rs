@@ -10,6 +10,7 @@ use bytes::Bytes;
 use deltalake::datafusion::execution::object_store::ObjectStoreUrl;
 use deltalake::kernel::Version;
 use deltalake::kernel::transaction::TransactionError;
+use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::logstore::{CommitOrBytes, LogStore, LogStoreConfig, LogStoreRef};
 use deltalake::{DeltaResult, DeltaTable, ObjectStore, Path};
 use url::Url;
@@ -65,10 +66,24 @@ impl LogStore for CheckedLogStore {
         commit_or_bytes: CommitOrBytes,
         operation_id: Uuid,
     ) -> Result<(), TransactionError> {
-        // Stores that stage a temporary file hand no bytes here; they are not
-        // checked (the lake is on a local or put-if-absent store).
-        if let CommitOrBytes::LogBytes(bytes) = &commit_or_bytes {
-            self.check.check(&self.inner, version, bytes).await?;
+        match &commit_or_bytes {
+            CommitOrBytes::LogBytes(bytes) => {
+                self.check.check(&self.inner, version, bytes).await?;
+            }
+            // Stores without put-if-absent stage the entry as a temporary
+            // file first: it is read back, so that no commit goes unchecked.
+            CommitOrBytes::TmpCommit(staged) => {
+                let bytes = self
+                    .inner
+                    .object_store(Some(operation_id))
+                    .get(staged)
+                    .await
+                    .map_err(TransactionError::from)?
+                    .bytes()
+                    .await
+                    .map_err(TransactionError::from)?;
+                self.check.check(&self.inner, version, &bytes).await?;
+            }
         }
         self.inner
             .write_commit_entry(version, commit_or_bytes, operation_id)

@@ -188,13 +188,35 @@ pub async fn vacuum_as_of(
     retention: chrono::Duration,
     now_ms: i64,
 ) -> Result<u64, LakeError> {
+    match plan_vacuum(path, retention, now_ms).await? {
+        Some(plan) => plan.delete().await,
+        None => Ok(0),
+    }
+}
+
+/// The files a vacuum found to delete, checked again against the table
+/// just before they go ([`VacuumPlan::delete`]): writers may commit while
+/// the plan is made.
+struct VacuumPlan {
+    table: DeltaTable,
+    name: String,
+    files: Vec<ObjectPath>,
+    /// A file removed at or after this (by the remover's clock) is kept.
+    retained_since_ms: i64,
+}
+
+async fn plan_vacuum(
+    path: &Path,
+    retention: chrono::Duration,
+    now_ms: i64,
+) -> Result<Option<VacuumPlan>, LakeError> {
     if retention < chrono::Duration::hours(MIN_VACUUM_RETENTION_HOURS) {
         return Err(LakeError::RetentionTooShort {
             hours: retention.num_hours(),
         });
     }
     let Some(mut table) = open_if_exists(path).await? else {
-        return Ok(0);
+        return Ok(None);
     };
     let name = path.display().to_string();
     let table_retention = table
@@ -224,7 +246,7 @@ pub async fn vacuum_as_of(
     // `view_sessions` file's deletion vector by removing and re-adding the
     // path): a reader of a version still within the retention would lose
     // the file. So the plan is taken as a dry run, and a path with a newer
-    // `remove` is kept.
+    // `remove` is kept ([`VacuumPlan::delete`]).
     let (table, plan) = table
         .vacuum()
         .with_retention_period(retention)
@@ -234,50 +256,66 @@ pub async fn vacuum_as_of(
         .with_dry_run(true)
         .await
         .map_err(|e| LakeError::delta(&name, e))?;
-    let kept = removed_since(&table, now_ms - retention.num_milliseconds())
-        .await
-        .map_err(|e| LakeError::delta(&name, e))?;
-    let doomed: Vec<ObjectPath> = plan
-        .files_deleted
-        .iter()
-        .map(|file| object_path(file))
-        .filter(|path| !kept.contains(path))
-        .collect();
-    // A writer that stood still past the retention and woke while the plan
-    // was made found its files still there and committed them (see
-    // `present_files`): a file the newest version lists is kept.
-    let mut table = table;
-    table
-        .update_state()
-        .await
-        .map_err(|e| LakeError::delta(&name, e))?;
-    let listed: HashSet<ObjectPath> = table
-        .snapshot()
-        .map_err(|e| LakeError::delta(&name, e))?
-        .log_data()
-        .iter()
-        .map(|file| file.object_store_path())
-        .collect();
-    let doomed: Vec<ObjectPath> = doomed
-        .into_iter()
-        .filter(|path| !listed.contains(path))
-        .collect();
-    let deleted: Vec<ObjectPath> = table
-        .log_store()
-        .object_store(None)
-        .delete_stream(futures::stream::iter(doomed).map(Ok).boxed())
-        .filter_map(|result| async move {
-            match result {
-                Ok(path) => Some(Ok(path)),
-                // Deleted meanwhile (by another vacuum): as good as done.
-                Err(ObjectStoreError::NotFound { .. }) => None,
-                Err(e) => Some(Err(e)),
-            }
-        })
-        .try_collect()
-        .await
-        .map_err(|e| LakeError::delta(&name, e.into()))?;
-    Ok(deleted.len() as u64)
+    Ok(Some(VacuumPlan {
+        table,
+        name,
+        files: plan
+            .files_deleted
+            .iter()
+            .map(|file| object_path(file))
+            .collect(),
+        retained_since_ms: now_ms - retention.num_milliseconds(),
+    }))
+}
+
+impl VacuumPlan {
+    /// Deletes the planned files but those the newest version lists or
+    /// removed within the retention. A writer that stood still past the
+    /// retention and woke while the plan was made found its files still
+    /// there and committed them (see `present_files`), and may have replaced
+    /// them since: both are read after the plan. Returns how many went.
+    async fn delete(self) -> Result<u64, LakeError> {
+        let VacuumPlan {
+            mut table,
+            name,
+            files,
+            retained_since_ms,
+        } = self;
+        table
+            .update_state()
+            .await
+            .map_err(|e| LakeError::delta(&name, e))?;
+        let kept = removed_since(&table, retained_since_ms)
+            .await
+            .map_err(|e| LakeError::delta(&name, e))?;
+        let listed: HashSet<ObjectPath> = table
+            .snapshot()
+            .map_err(|e| LakeError::delta(&name, e))?
+            .log_data()
+            .iter()
+            .map(|file| file.object_store_path())
+            .collect();
+        let doomed: Vec<ObjectPath> = files
+            .into_iter()
+            .filter(|path| !kept.contains(path) && !listed.contains(path))
+            .collect();
+        let deleted: Vec<ObjectPath> = table
+            .log_store()
+            .object_store(None)
+            .delete_stream(futures::stream::iter(doomed).map(Ok).boxed())
+            .filter_map(|result| async move {
+                match result {
+                    Ok(path) => Some(Ok(path)),
+                    // Deleted meanwhile (by another vacuum): as good as done.
+                    Err(ObjectStoreError::NotFound { .. }) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })
+            .try_collect()
+            .await
+            .map_err(|e| LakeError::delta(&name, e.into()))?;
+        Ok(deleted.len() as u64)
+    }
 }
 
 /// The paths of files removed at or after `since_ms` (by the remover's clock).
@@ -461,6 +499,95 @@ mod tests {
             .unwrap();
         assert_eq!(deleted, 1);
         assert!(!file_path.exists());
+    }
+
+    /// A writer frozen past the retention wakes while vacuum plans: its
+    /// file, an orphan when the plan was made, is committed before vacuum
+    /// deletes (kept: the newest version lists it); another is committed
+    /// and removed again (kept: a version within the retention lists it).
+    #[tokio::test]
+    async fn files_committed_while_the_vacuum_planned_are_kept() {
+        use deltalake::kernel::transaction::CommitBuilder;
+        use deltalake::kernel::{Action, Add};
+        use deltalake::protocol::{DeltaOperation, SaveMode};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        append_rows(&path, 10).await;
+        let table = open_if_exists(&path).await.unwrap().unwrap();
+        let file = table.snapshot().unwrap().log_data().iter().next().unwrap();
+        let data = path.join(file.path().as_ref());
+        for orphan in ["listed.parquet", "replaced.parquet", "orphan.parquet"] {
+            std::fs::copy(&data, path.join(orphan)).unwrap();
+        }
+        let hour_ms = 3_600_000;
+        let now_ms = chrono::Utc::now().timestamp_millis() + 2 * hour_ms;
+        let retention = chrono::Duration::hours(1);
+
+        let plan = plan_vacuum(&path, retention, now_ms)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut planned: Vec<String> = plan.files.iter().map(|p| p.to_string()).collect();
+        planned.sort();
+        assert_eq!(
+            planned,
+            ["listed.parquet", "orphan.parquet", "replaced.parquet"]
+        );
+
+        let add = |name: &str| {
+            Action::Add(Add {
+                path: name.to_string(),
+                partition_values: file.partition_values_map(),
+                size: file.size(),
+                modification_time: file.modification_time(),
+                data_change: true,
+                stats: file.stats(),
+                tags: None,
+                deletion_vector: None,
+                base_row_id: None,
+                default_row_commit_version: None,
+                clustering_provider: None,
+            })
+        };
+        let commit = |actions: Vec<Action>, operation: DeltaOperation| {
+            let path = path.clone();
+            async move {
+                let table = open_if_exists(&path).await.unwrap().unwrap();
+                CommitBuilder::default()
+                    .with_actions(actions)
+                    .build(
+                        Some(table.snapshot().unwrap() as _),
+                        table.log_store(),
+                        operation,
+                    )
+                    .await
+                    .unwrap();
+            }
+        };
+        let append = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: None,
+            predicate: None,
+        };
+        commit(vec![add("listed.parquet"), add("replaced.parquet")], append).await;
+        let table = open_if_exists(&path).await.unwrap().unwrap();
+        let replaced = table
+            .snapshot()
+            .unwrap()
+            .log_data()
+            .iter()
+            .find(|f| f.path() == "replaced.parquet")
+            .unwrap();
+        let mut remove = replaced.remove_action(true);
+        remove.deletion_timestamp = Some(now_ms - 1_000);
+        let delete = DeltaOperation::Delete { predicate: None };
+        commit(vec![Action::Remove(remove)], delete).await;
+
+        assert_eq!(plan.delete().await.unwrap(), 1);
+        assert!(path.join("listed.parquet").exists());
+        assert!(path.join("replaced.parquet").exists());
+        assert!(!path.join("orphan.parquet").exists());
     }
 
     fn file(day: Option<&str>, records: u64, deleted: u64) -> FileRows {

@@ -9,8 +9,9 @@
 //! compaction) is checked just before it is written. Vacuum, for its part,
 //! reads the table's newest version again just before it deletes, and keeps
 //! the files listed there: a writer that passed this check while vacuum
-//! planned keeps its files. What is left is the moment between vacuum's
-//! re-read and its deletions, against an hour of retention at least.
+//! planned keeps its files. What is left is the time between vacuum's
+//! re-read and its last deletion (seconds at most), against an hour of
+//! retention at least.
 
 use async_trait::async_trait;
 use deltalake::DeltaTable;
@@ -59,11 +60,15 @@ impl CommitCheck for PresentFiles {
                     file = path,
                     gone, "commit refused: a file it adds cannot be found"
                 );
+                let why = if gone {
+                    "is gone (deleted by a vacuum while the run stood still?)"
+                } else {
+                    "cannot be read"
+                };
                 return Err(TransactionError::LogStoreError {
                     msg: format!(
-                        "commit refused: its new file {path} cannot be found (deleted by \
-                         a vacuum while the run stood still?); the run is dropped, the table \
-                         unchanged"
+                        "commit refused: its new file {path} {why}; the run is dropped, the \
+                         table unchanged"
                     ),
                     source: Box::new(error),
                 });
@@ -106,9 +111,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            error
-                .to_string()
-                .contains("p=a b/f.parquet cannot be found"),
+            error.to_string().contains("p=a b/f.parquet is gone"),
             "{error}"
         );
         assert!(store.read_commit_entry(version).await.unwrap().is_none());
@@ -164,5 +167,68 @@ mod tests {
             let _ = std::fs::remove_dir_all(bronze_dir.join("p=a b"));
             gone_refused_present_written(store, &bronze_dir, next).await;
         }
+    }
+
+    /// Through deltalake's own commit path, as the writers commit: a change
+    /// there (a store it no longer hands the entry's bytes to) would leave
+    /// the check above unrun.
+    #[tokio::test]
+    async fn deltalakes_commit_path_runs_the_check() {
+        use deltalake::arrow::array::{Int64Array, RecordBatch};
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+        use deltalake::kernel::Action;
+        use deltalake::kernel::transaction::CommitBuilder;
+        use deltalake::protocol::{DeltaOperation, SaveMode};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+        let (table, _) = crate::tables::write_target(None, &path).unwrap();
+        table.write(vec![batch]).await.unwrap();
+        let table = crate::tables::open_if_exists(&path).await.unwrap().unwrap();
+        let version = table.version().unwrap();
+        let file = table.snapshot().unwrap().log_data().iter().next().unwrap();
+        let add = |name: &str| Add {
+            path: name.to_string(),
+            partition_values: file.partition_values_map(),
+            size: file.size(),
+            modification_time: file.modification_time(),
+            data_change: true,
+            stats: file.stats(),
+            tags: None,
+            deletion_vector: None,
+            base_row_id: None,
+            default_row_commit_version: None,
+            clustering_provider: None,
+        };
+        let commit = |name: &str| {
+            CommitBuilder::default()
+                .with_actions(vec![Action::Add(add(name))])
+                .build(
+                    Some(table.snapshot().unwrap() as _),
+                    table.log_store(),
+                    DeltaOperation::Write {
+                        mode: SaveMode::Append,
+                        partition_by: None,
+                        predicate: None,
+                    },
+                )
+        };
+
+        let error = commit("gone.parquet").await.unwrap_err();
+        assert!(
+            error.to_string().contains("gone.parquet is gone"),
+            "{error}"
+        );
+        let reread = crate::tables::open_if_exists(&path).await.unwrap().unwrap();
+        assert_eq!(reread.version(), Some(version), "the table is unchanged");
+
+        // The same file again, this time present: committed.
+        std::fs::copy(path.join(file.path().as_ref()), path.join("there.parquet")).unwrap();
+        commit("there.parquet").await.unwrap();
+        let reread = crate::tables::open_if_exists(&path).await.unwrap().unwrap();
+        assert_eq!(reread.version(), Some(version + 1));
     }
 }
