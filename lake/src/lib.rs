@@ -42,6 +42,8 @@ pub mod present_files;
 pub mod query;
 pub mod silver;
 pub mod tables;
+#[cfg(test)]
+mod test_commits;
 
 pub use bronze::{
     BronzeBatchBuilder, BronzeTable, PartitionMarks, ReplayedEvent, bronze_schema, epoch_app_id,

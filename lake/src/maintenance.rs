@@ -431,60 +431,28 @@ mod tests {
     /// the last one.
     #[tokio::test]
     async fn a_file_removed_again_within_the_retention_is_kept() {
-        use deltalake::kernel::transaction::CommitBuilder;
-        use deltalake::kernel::{Action, Add};
-        use deltalake::protocol::{DeltaOperation, SaveMode};
+        use crate::test_commits::{add_like, append, commit, delete};
+        use deltalake::kernel::Action;
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t");
         append_rows(&path, 10).await;
         let now_ms = chrono::Utc::now().timestamp_millis();
         let hour_ms = 3_600_000;
-        let commit = |actions: Vec<Action>, operation: DeltaOperation| {
-            let path = path.clone();
-            async move {
-                let table = open_if_exists(&path).await.unwrap().unwrap();
-                CommitBuilder::default()
-                    .with_actions(actions)
-                    .build(
-                        Some(table.snapshot().unwrap() as _),
-                        table.log_store(),
-                        operation,
-                    )
-                    .await
-                    .unwrap();
-            }
-        };
         let table = open_if_exists(&path).await.unwrap().unwrap();
         let file = table.snapshot().unwrap().log_data().iter().next().unwrap();
-        let add = Add {
-            path: file.path().to_string(),
-            partition_values: file.partition_values_map(),
-            size: file.size(),
-            modification_time: file.modification_time(),
-            data_change: true,
-            stats: file.stats(),
-            tags: None,
-            deletion_vector: None,
-            base_row_id: None,
-            default_row_commit_version: None,
-            clustering_provider: None,
-        };
+        let add = add_like(&file, &file.path());
         let file_path = path.join(file.path().as_ref());
         let removed_at = |ms: i64| {
             let mut remove = file.remove_action(true);
             remove.deletion_timestamp = Some(ms);
             Action::Remove(remove)
         };
-        let delete = || DeltaOperation::Delete { predicate: None };
-        commit(vec![removed_at(now_ms - 3 * hour_ms)], delete()).await;
-        let append = DeltaOperation::Write {
-            mode: SaveMode::Append,
-            partition_by: None,
-            predicate: None,
-        };
-        commit(vec![Action::Add(add)], append).await;
-        commit(vec![removed_at(now_ms - 1_000)], delete()).await;
+        let removed = vec![removed_at(now_ms - 3 * hour_ms)];
+        commit(&path, removed, delete()).await.unwrap();
+        commit(&path, vec![add], append()).await.unwrap();
+        let removed = vec![removed_at(now_ms - 1_000)];
+        commit(&path, removed, delete()).await.unwrap();
 
         let retention = chrono::Duration::hours(1);
         let deleted = vacuum_as_of(&path, retention, now_ms).await.unwrap();
@@ -507,9 +475,8 @@ mod tests {
     /// and removed again (kept: a version within the retention lists it).
     #[tokio::test]
     async fn files_committed_while_the_vacuum_planned_are_kept() {
-        use deltalake::kernel::transaction::CommitBuilder;
-        use deltalake::kernel::{Action, Add};
-        use deltalake::protocol::{DeltaOperation, SaveMode};
+        use crate::test_commits::{add_like, append, commit, delete};
+        use deltalake::kernel::Action;
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t");
@@ -535,42 +502,11 @@ mod tests {
             ["listed.parquet", "orphan.parquet", "replaced.parquet"]
         );
 
-        let add = |name: &str| {
-            Action::Add(Add {
-                path: name.to_string(),
-                partition_values: file.partition_values_map(),
-                size: file.size(),
-                modification_time: file.modification_time(),
-                data_change: true,
-                stats: file.stats(),
-                tags: None,
-                deletion_vector: None,
-                base_row_id: None,
-                default_row_commit_version: None,
-                clustering_provider: None,
-            })
-        };
-        let commit = |actions: Vec<Action>, operation: DeltaOperation| {
-            let path = path.clone();
-            async move {
-                let table = open_if_exists(&path).await.unwrap().unwrap();
-                CommitBuilder::default()
-                    .with_actions(actions)
-                    .build(
-                        Some(table.snapshot().unwrap() as _),
-                        table.log_store(),
-                        operation,
-                    )
-                    .await
-                    .unwrap();
-            }
-        };
-        let append = DeltaOperation::Write {
-            mode: SaveMode::Append,
-            partition_by: None,
-            predicate: None,
-        };
-        commit(vec![add("listed.parquet"), add("replaced.parquet")], append).await;
+        let added = vec![
+            add_like(&file, "listed.parquet"),
+            add_like(&file, "replaced.parquet"),
+        ];
+        commit(&path, added, append()).await.unwrap();
         let table = open_if_exists(&path).await.unwrap().unwrap();
         let replaced = table
             .snapshot()
@@ -581,8 +517,9 @@ mod tests {
             .unwrap();
         let mut remove = replaced.remove_action(true);
         remove.deletion_timestamp = Some(now_ms - 1_000);
-        let delete = DeltaOperation::Delete { predicate: None };
-        commit(vec![Action::Remove(remove)], delete).await;
+        commit(&path, vec![Action::Remove(remove)], delete())
+            .await
+            .unwrap();
 
         assert_eq!(plan.delete().await.unwrap(), 1);
         assert!(path.join("listed.parquet").exists());

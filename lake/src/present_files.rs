@@ -174,11 +174,9 @@ mod tests {
     /// the check above unrun.
     #[tokio::test]
     async fn deltalakes_commit_path_runs_the_check() {
+        use crate::test_commits::{add_like, append, commit};
         use deltalake::arrow::array::{Int64Array, RecordBatch};
         use deltalake::arrow::datatypes::{DataType, Field, Schema};
-        use deltalake::kernel::Action;
-        use deltalake::kernel::transaction::CommitBuilder;
-        use deltalake::protocol::{DeltaOperation, SaveMode};
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t");
@@ -190,34 +188,11 @@ mod tests {
         let table = crate::tables::open_if_exists(&path).await.unwrap().unwrap();
         let version = table.version().unwrap();
         let file = table.snapshot().unwrap().log_data().iter().next().unwrap();
-        let add = |name: &str| Add {
-            path: name.to_string(),
-            partition_values: file.partition_values_map(),
-            size: file.size(),
-            modification_time: file.modification_time(),
-            data_change: true,
-            stats: file.stats(),
-            tags: None,
-            deletion_vector: None,
-            base_row_id: None,
-            default_row_commit_version: None,
-            clustering_provider: None,
-        };
-        let commit = |name: &str| {
-            CommitBuilder::default()
-                .with_actions(vec![Action::Add(add(name))])
-                .build(
-                    Some(table.snapshot().unwrap() as _),
-                    table.log_store(),
-                    DeltaOperation::Write {
-                        mode: SaveMode::Append,
-                        partition_by: None,
-                        predicate: None,
-                    },
-                )
-        };
+        let add = |name: &str| vec![add_like(&file, name)];
 
-        let error = commit("gone.parquet").await.unwrap_err();
+        let error = commit(&path, add("gone.parquet"), append())
+            .await
+            .unwrap_err();
         assert!(
             error.to_string().contains("gone.parquet is gone"),
             "{error}"
@@ -227,7 +202,7 @@ mod tests {
 
         // The same file again, this time present: committed.
         std::fs::copy(path.join(file.path().as_ref()), path.join("there.parquet")).unwrap();
-        commit("there.parquet").await.unwrap();
+        commit(&path, add("there.parquet"), append()).await.unwrap();
         let reread = crate::tables::open_if_exists(&path).await.unwrap().unwrap();
         assert_eq!(reread.version(), Some(version + 1));
     }
